@@ -1,0 +1,132 @@
+"""VGGish log-mel frontend in pure NumPy: the reference oracle for the JAX frontend.
+
+Same semantics as the TensorFlow reference (research/audioset/vggish): 16 kHz mono, 25 ms periodic-Hann
+frames every 10 ms, |rfft| with 512 points, 64 HTK mel bands over 125-7500 Hz, log(mel + 0.01), then
+non-overlapping examples of 96 frames. No padding anywhere: trailing samples that do not fill a frame, and
+trailing frames that do not fill an example, are dropped.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from vggish_jax import audio
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontendConfig:
+    sample_rate: int = 16000
+    window_seconds: float = 0.025
+    hop_seconds: float = 0.010
+    num_mel_bins: int = 64
+    lower_edge_hz: float = 125.0
+    upper_edge_hz: float = 7500.0
+    log_offset: float = 0.01
+    example_frames: int = 96
+    example_hop_frames: int = 96
+
+    @property
+    def window_length(self) -> int:
+        return int(round(self.sample_rate * self.window_seconds))
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_seconds))
+
+    @property
+    def fft_length(self) -> int:
+        return 2 ** int(np.ceil(np.log2(self.window_length)))
+
+    @property
+    def example_samples(self) -> int:
+        """Samples needed for one example (0.975 s at the defaults)."""
+        return (self.example_frames - 1) * self.hop_length + self.window_length
+
+    @property
+    def example_hop_samples(self) -> int:
+        return self.example_hop_frames * self.hop_length
+
+
+DEFAULT = FrontendConfig()
+
+
+class TooShortError(ValueError):
+    """Raised when a waveform yields no complete example."""
+
+
+def hertz_to_mel(hz):
+    """HTK mel scale: 1127 ln(1 + f/700)."""
+    return 1127.0 * np.log(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def periodic_hann(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
+def mel_matrix(cfg: FrontendConfig = DEFAULT) -> np.ndarray:
+    """[fft_length // 2 + 1, num_mel_bins] triangular weights (unnormalised; the DC row is zero)."""
+    num_bins = cfg.fft_length // 2 + 1
+    bins_mel = hertz_to_mel(np.linspace(0.0, cfg.sample_rate / 2.0, num_bins))
+    edges = np.linspace(hertz_to_mel(cfg.lower_edge_hz), hertz_to_mel(cfg.upper_edge_hz), cfg.num_mel_bins + 2)
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (bins_mel[:, None] - lower) / (center - lower)
+    falling = (upper - bins_mel[:, None]) / (upper - center)
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    # The DC bin maps to mel 0, below every band; the reference zeroes it explicitly.
+    weights[0, :] = 0.0
+    return weights
+
+
+def num_frames(num_samples: int, cfg: FrontendConfig = DEFAULT) -> int:
+    if num_samples < cfg.window_length:
+        return 0
+    return 1 + (num_samples - cfg.window_length) // cfg.hop_length
+
+
+def num_examples(num_samples: int, cfg: FrontendConfig = DEFAULT) -> int:
+    frames = num_frames(num_samples, cfg)
+    if frames < cfg.example_frames:
+        return 0
+    return 1 + (frames - cfg.example_frames) // cfg.example_hop_frames
+
+
+def frame(x: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """Non-padded frames along axis 0: [n_frames, length, ...]."""
+    n = 0 if x.shape[0] < length else 1 + (x.shape[0] - length) // hop
+    idx = np.arange(length)[None, :] + hop * np.arange(n)[:, None]
+    return x[idx]
+
+
+def log_mel(waveform: np.ndarray, cfg: FrontendConfig = DEFAULT) -> np.ndarray:
+    """[num_frames, num_mel_bins] float64 log-mel of a 16 kHz mono waveform."""
+    frames = frame(np.asarray(waveform, dtype=np.float64), cfg.window_length, cfg.hop_length)
+    spectrum = np.abs(np.fft.rfft(frames * periodic_hann(cfg.window_length), n=cfg.fft_length))
+    return np.log(spectrum @ mel_matrix(cfg) + cfg.log_offset)
+
+
+def waveform_to_examples(waveform: np.ndarray, sample_rate: int, *, pad: bool = False,
+                         cfg: FrontendConfig = DEFAULT, name: str = "waveform") -> np.ndarray:
+    """Waveform (any rate; [samples] or [samples, channels]) -> float32 [n, 96, 64] log-mel examples.
+
+    Stereo is averaged and other rates are resampled to 16 kHz. A clip shorter than one example
+    (0.975 s) raises TooShortError unless `pad=True`, which zero-pads it to exactly one example.
+    """
+    x = audio.to_mono(np.asarray(waveform, dtype=np.float32))
+    audio.check_finite(x, name)
+    if sample_rate != cfg.sample_rate:
+        x = audio.resample(x, sample_rate, cfg.sample_rate)
+    x = fit_to_examples(x, pad=pad, cfg=cfg, name=name)
+    mel = log_mel(x, cfg)
+    return frame(mel, cfg.example_frames, cfg.example_hop_frames).astype(np.float32)
+
+
+def fit_to_examples(x: np.ndarray, *, pad: bool, cfg: FrontendConfig = DEFAULT, name: str = "waveform") -> np.ndarray:
+    """Check a 16 kHz waveform holds at least one example; zero-pad it to one if `pad`."""
+    if x.shape[0] >= cfg.example_samples:
+        return x
+    if not pad:
+        raise TooShortError(
+            f"{name}: {x.shape[0] / cfg.sample_rate:.3f} s of audio is shorter than one VGGish example "
+            f"({cfg.example_samples / cfg.sample_rate:.3f} s); use a longer clip or pass pad=True (--pad)")
+    return np.pad(x, (0, cfg.example_samples - x.shape[0]))
