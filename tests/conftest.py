@@ -1,0 +1,52 @@
+"""Shared fixtures: small generated audio and a saved random-weights VGGish directory."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+def tone_mix(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """A chirp + tone + a little noise, [samples] or [samples, channels], float32 in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * sr))) / sr
+    chirp = np.sin(2 * np.pi * (100 * t + 0.5 * (3000 / max(seconds, 1e-3)) * t * t))
+    x = 0.4 * chirp + 0.2 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(t.size)
+    if channels == 1:
+        return x.astype(np.float32)
+    return np.stack([x * (1 - 0.3 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def random_weights_dir(tmp_path_factory):
+    from vggish_jax import checkpoint, params
+
+    d = tmp_path_factory.mktemp("weights")
+    checkpoint.save(d, params.random(0), metadata={"source": "random", "seed": 0})
+    return str(d)
+
+
+@pytest.fixture(scope="session")
+def audio_files(tmp_path_factory):
+    """Generated files: 3.2 s stereo 44.1 kHz as wav/flac/mp3/ogg, a 2 s 22.05 kHz mono wav, and bad files."""
+    d = tmp_path_factory.mktemp("audio")
+    x = tone_mix(3.2, 44100, channels=2)
+    files = {}
+    for ext in ("wav", "flac", "mp3", "ogg"):
+        files[ext] = str(d / f"clip.{ext}")
+        sf.write(files[ext], x, 44100)
+    files["mono22k"] = str(d / "mono22k.wav")
+    sf.write(files["mono22k"], tone_mix(2.0, 22050), 22050)
+    files["short"] = str(d / "short.wav")
+    sf.write(files["short"], tone_mix(0.5, 16000), 16000)
+    files["empty"] = str(d / "empty.mp3")
+    open(files["empty"], "wb").close()
+    files["corrupt"] = str(d / "corrupt.mp3")
+    with open(files["corrupt"], "wb") as f:
+        f.write(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    files["nan"] = str(d / "nan.wav")
+    y = tone_mix(2.0, 16000)
+    y[5000] = np.nan
+    sf.write(files["nan"], y, 16000, subtype="FLOAT")
+    files["missing"] = str(d / "does_not_exist.wav")
+    return files

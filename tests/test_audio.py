@@ -1,0 +1,59 @@
+"""Decoding, downmixing, resampling, block streaming and bad-input errors."""
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy import signal
+
+from vggish_jax import audio
+from conftest import tone_mix
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3"])
+def test_load_formats_downmix_and_resample(audio_files, ext):
+    x, sr = audio.load(audio_files[ext], target_sr=16000)
+    assert sr == 16000 and x.dtype == np.float32 and x.ndim == 1
+    # mp3 adds encoder delay/padding; the others are within a few samples of 3.2 s.
+    assert abs(x.shape[0] - 3.2 * 16000) < (2000 if ext == "mp3" else 2)
+
+
+def test_wav_roundtrip_is_the_channel_mean(audio_files):
+    raw, sr = sf.read(audio_files["wav"], dtype="float32")
+    x, sr2 = audio.load(audio_files["wav"])
+    assert sr2 == sr == 44100
+    np.testing.assert_allclose(x, raw.mean(axis=1), atol=1e-7)
+
+
+def test_resample_is_scipy_polyphase_and_preserves_a_tone():
+    sr = 44100
+    t = np.arange(sr) / sr
+    x = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    y = audio.resample(x, sr, 16000)
+    np.testing.assert_allclose(y, signal.resample_poly(x, 160, 441), atol=1e-6)
+    ty = np.arange(y.shape[0]) / 16000
+    core = slice(200, -200)  # away from the edge transients
+    np.testing.assert_allclose(y[core], np.sin(2 * np.pi * 1000 * ty)[core], atol=2e-3)
+
+
+@pytest.mark.parametrize("sr", [44100, 22050, 16000, 8000, 48000])
+def test_stream_equals_whole_file(tmp_path, sr):
+    path = tmp_path / f"x{sr}.wav"
+    sf.write(path, tone_mix(5.3, sr, channels=2), sr, subtype="FLOAT")
+    whole, _ = audio.load(path, 16000)
+    blocks = list(audio.stream(path, 16000, block_seconds=0.7))
+    assert len(blocks) > 5
+    streamed = np.concatenate(blocks)
+    assert streamed.shape == whole.shape
+    assert np.abs(streamed - whole).max() < 1e-5
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("missing", "no such file"),
+    ("empty", "empty"),
+    ("corrupt", "cannot decode"),
+    ("nan", "NaN"),
+])
+def test_bad_files_raise_one_clear_line(audio_files, kind, message):
+    with pytest.raises(audio.AudioError) as err:
+        audio.load(audio_files[kind])
+    text = str(err.value)
+    assert audio_files[kind] in text and message in text and "\n" not in text
