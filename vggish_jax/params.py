@@ -39,7 +39,7 @@ def validate(params: dict, source: str = "params") -> None:
 
 def to_dict(model: VGGish) -> dict:
     """Model parameters as a nested dict of numpy arrays."""
-    return jax.tree.map(np.asarray, nnx.state(model, nnx.Param).to_pure_dict())
+    return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 
 def build(params: dict, *, final_relu: bool = False, dtype=jnp.float32, source: str = "params") -> VGGish:

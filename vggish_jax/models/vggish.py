@@ -61,4 +61,4 @@ def num_params(model: nnx.Module) -> int:
 def param_shapes() -> dict:
     """{layer: {'kernel': shape, 'bias': shape}} of the reference layout, without allocating weights."""
     abstract = nnx.eval_shape(lambda: VGGish(rngs=nnx.Rngs(0)))
-    return jax.tree.map(lambda a: tuple(a.shape), nnx.state(abstract, nnx.Param).to_pure_dict())
+    return jax.tree.map(lambda a: tuple(a.shape), nnx.to_pure_dict(nnx.state(abstract, nnx.Param)))

@@ -1,0 +1,100 @@
+"""Embedding pipeline and `vggish-jax embed` CLI on generated audio with random saved weights."""
+import json
+
+import numpy as np
+import pytest
+
+from vggish_jax import audio, checkpoint, cli, frontend, postprocess as post
+from vggish_jax.embed import Embedder, file_examples, load_pretrained
+from vggish_jax.params import WeightsError
+
+
+@pytest.fixture(scope="module")
+def embedder(random_weights_dir):
+    return load_pretrained(random_weights_dir, batch_size=4)
+
+
+def test_file_examples_equal_whole_file_frontend(audio_files):
+    x, sr = audio.load(audio_files["wav"])
+    want = frontend.waveform_to_examples(x, sr)
+    got = file_examples(audio_files["wav"], block_seconds=0.5)
+    assert got.shape == want.shape == (3, 96, 64)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_embed_file_matches_model_on_examples(embedder, audio_files):
+    ex = frontend.waveform_to_examples(*audio.load(audio_files["flac"]))
+    want = np.asarray(embedder.model(ex))
+    got = embedder.embed_file(audio_files["flac"])
+    assert got.shape == (3, 128)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_cross_file_batching_equals_one_file_at_a_time(embedder, audio_files):
+    paths = [audio_files[k] for k in ("wav", "mono22k", "corrupt", "mp3", "short", "flac")]
+    results, errors = embedder.embed_files(paths, workers=2)
+    assert list(results) == [audio_files[k] for k in ("wav", "mono22k", "mp3", "flac")]
+    assert set(errors) == {audio_files["corrupt"], audio_files["short"]}
+    assert results[audio_files["mono22k"]].shape == (2, 128)
+    for p, emb in results.items():
+        np.testing.assert_allclose(emb, embedder.embed_file(p), atol=1e-4, rtol=1e-4)
+
+
+def test_on_error_raise(embedder, audio_files):
+    with pytest.raises(audio.AudioError, match="corrupt.mp3"):
+        embedder.embed_files([audio_files["corrupt"]], on_error="raise")
+
+
+def test_too_short_clip_errors_or_pads(embedder, audio_files):
+    with pytest.raises(frontend.TooShortError, match="short.wav.*--pad"):
+        embedder.embed_file(audio_files["short"])
+    assert embedder.embed_file(audio_files["short"], pad=True).shape == (1, 128)
+
+
+def test_final_relu_flag(random_weights_dir, embedder, audio_files):
+    relu = load_pretrained(random_weights_dir, final_relu=True, batch_size=4)
+    a = embedder.embed_file(audio_files["wav"])
+    b = relu.embed_file(audio_files["wav"])
+    np.testing.assert_allclose(b, np.maximum(a, 0), atol=1e-6)
+
+
+def test_postprocess_needs_pca_and_applies_it(tmp_path, embedder, audio_files):
+    with pytest.raises(WeightsError, match="no PCA params"):
+        embedder.embed_file(audio_files["wav"], postprocess=True)
+    from vggish_jax import params
+    pca = post.PCAParams(np.eye(128), np.zeros(128))
+    checkpoint.save(tmp_path / "w", params.random(0), pca=pca)
+    with_pca = load_pretrained(tmp_path / "w", batch_size=4)
+    q = with_pca.embed_file(audio_files["wav"], postprocess=True)
+    assert q.dtype == np.uint8
+    np.testing.assert_array_equal(q, post.quantize(embedder.embed_file(audio_files["wav"])))
+
+
+def test_missing_weights_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(WeightsError, match="no converted weights.*vggish-jax convert"):
+        load_pretrained(tmp_path / "nowhere")
+
+
+def test_cli_embed(random_weights_dir, audio_files, tmp_path, capsys):
+    out = tmp_path / "emb.npz"
+    files = [audio_files[k] for k in ("wav", "mp3", "corrupt", "missing", "empty", "nan")]
+    code = cli.main(["embed", *files, "--weights", random_weights_dir, "--out", str(out), "--batch-size", "4"])
+    assert code == 0
+    err = capsys.readouterr().err
+    for bad in ("corrupt", "missing", "empty", "nan"):
+        assert audio_files[bad] in err
+    with np.load(out) as z:
+        assert sorted(z.files) == sorted([audio_files["wav"], audio_files["mp3"]])
+        assert z[audio_files["wav"]].shape == (3, 128)
+    meta = json.loads((tmp_path / "emb.json").read_text())
+    assert meta["final_relu"] is False and meta["postprocess"] is False and len(meta["errors"]) == 4
+
+
+def test_cli_all_files_bad_fails(random_weights_dir, audio_files, tmp_path, capsys):
+    code = cli.main(["embed", audio_files["corrupt"], "--weights", random_weights_dir, "--out", str(tmp_path / "x")])
+    assert code == 1 and "1 of 1 files could not be embedded" in capsys.readouterr().err
+
+
+def test_cli_missing_weights(audio_files, tmp_path, capsys):
+    code = cli.main(["embed", audio_files["wav"], "--weights", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    assert code == 2 and "vggish-jax convert" in capsys.readouterr().err
