@@ -11,10 +11,12 @@ import sys
 
 COMMANDS = {
     "embed": "vggish_jax.commands.embed",
+    "extract": "vggish_jax.commands.extract",
 }
 
 HELP = {
     "embed": "embed audio files with VGGish into an .npz",
+    "extract": "embed every clip of FMA (built as a TFDS dataset) into resumable per-split shards",
 }
 
 

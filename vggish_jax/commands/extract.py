@@ -1,0 +1,37 @@
+"""`vggish-jax extract --dataset fma/small --data-dir D --weights W --out E`: embed a whole dataset, resumably."""
+from __future__ import annotations
+
+
+def add_arguments(p):
+    p.add_argument("--dataset", default="fma/small",
+                   help="fma/small, fma/medium, fma/large (or fma/small_waveform, fma/medium_waveform)")
+    p.add_argument("--data-dir", required=True, help="TFDS data directory (the dataset is built here if missing)")
+    p.add_argument("--manual-dir", default=None,
+                   help="folder with fma_metadata(.zip) and fma_<subset>(.zip), zipped or extracted")
+    p.add_argument("--download", action="store_true", help="download the FMA archives if not found (needs internet)")
+    p.add_argument("--weights", required=True, help="weights directory written by `vggish-jax convert`")
+    p.add_argument("--out", required=True, help="output directory: info.json + <split>/shard-NNNNN.npz")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per model call")
+    p.add_argument("--shard-size", type=int, default=128, help="clips per shard (the unit of resumption)")
+    p.add_argument("--workers", type=int, default=None, help="decode processes (default: CPUs - 1)")
+    p.add_argument("--final-relu", dest="final_relu", action="store_true", default=None,
+                   help="ReLU after the last layer (torchvggish / the paper); default: as recorded with the weights")
+    p.add_argument("--no-final-relu", dest="final_relu", action="store_false", help="no final ReLU (current TF)")
+    p.add_argument("--postprocess", action="store_true", help="PCA + uint8 quantisation (needs PCA params)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--from-audio", action="store_true",
+                   help="decode the mp3s in worker processes instead of reading the built TFDS log-mels")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from vggish_jax.extract import extract
+
+    summary = extract(args.dataset, data_dir=args.data_dir, out=args.out, weights=args.weights,
+                      manual_dir=args.manual_dir, batch_size=args.batch_size, shard_size=args.shard_size,
+                      workers=args.workers, final_relu=args.final_relu, postprocess=args.postprocess,
+                      dtype=args.dtype, from_audio=args.from_audio, download=args.download,
+                      progress=not args.no_progress)
+    counts = ", ".join(f"{s}={n}" for s, n in summary.num_clips.items())
+    print(f"wrote embeddings to {summary.out} ({counts}; {len(summary.skipped)} clips skipped, see info.json)")
+    return 0

@@ -1,0 +1,61 @@
+"""Decoding dataset clips in worker processes, overlapped with whoever consumes them.
+
+Kept free of tensorflow_datasets so that spawned workers import little. `decode_clip` never raises for a
+bad file: it returns the error text, so one corrupt mp3 cannot take a worker pool down.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import multiprocessing
+import os
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from vggish_jax import audio, frontend
+from vggish_jax.embed import file_examples
+
+
+def decode_clip(path: str, waveform: bool = False) -> dict | str:
+    """{'mel': [n, 96, 64] float32 (+ 'waveform': int16 at 16 kHz)} or a one-line error naming the file."""
+    try:
+        if not waveform:
+            return {"mel": file_examples(path)}
+        wave = np.concatenate(list(audio.stream(path, frontend.DEFAULT.sample_rate)))
+        mel = frontend.waveform_to_examples(wave, frontend.DEFAULT.sample_rate, name=path)
+        return {"mel": mel, "waveform": to_int16(wave)}
+    except (audio.AudioError, frontend.TooShortError) as e:
+        return str(e)
+    except Exception as e:  # a decoder crash on one file must not stop the whole build
+        return f"{path}: cannot decode ({type(e).__name__}: {e}); the file is corrupt"
+
+
+def to_int16(wave: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(wave, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def process_pool(workers: int) -> cf.Executor | None:
+    """A spawn-context process pool (fork is unsafe once JAX threads exist), or None for in-process work."""
+    if workers <= 0:
+        return None
+    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def ordered_map(fn: Callable, items: Iterable, executor: cf.Executor | None, ahead: int) -> Iterator:
+    """fn(item) for each item, in order; with an executor up to `ahead` calls run in the background."""
+    if executor is None:
+        for item in items:
+            yield fn(item)
+        return
+    pending: collections.deque = collections.deque()
+    for item in items:
+        pending.append(executor.submit(fn, item))
+        if len(pending) >= max(1, ahead):
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 2) - 1)

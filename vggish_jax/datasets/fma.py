@@ -1,0 +1,285 @@
+"""FMA (Free Music Archive) genre dataset as a TensorFlow-Datasets builder that never imports TensorFlow.
+
+Build with `file_format='array_record'` and read with `builder.as_data_source(split)` (random access, NumPy).
+Each example: 'mel' [n, 96, 64] float32 VGGish log-mel examples (decoded at build time with
+`vggish_jax.embed.file_examples`), 'label' (ClassLabel over the genre names), 'track_id' int64, and in
+the `*_waveform` configs 'waveform' [samples] int16 at 16 kHz. Examples keep tracks.csv order (ascending
+track_id) so a data source index is stable across builds.
+
+Sources, looked up in this order: MANUAL_DIR/fma_metadata/tracks.csv (or MANUAL_DIR/tracks.csv, or
+MANUAL_DIR/fma_metadata.zip) and MANUAL_DIR/fma_<subset>/ (or MANUAL_DIR/fma_<subset>.zip); else, with
+`download=True`, the official archives (SHA-1 checked). Clips that are listed as bad, missing, undecodable
+or shorter than one VGGish example are skipped and listed in `builder.info.metadata['skipped']`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+import shutil
+import sys
+import urllib.error
+import urllib.request
+import zipfile
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from vggish_jax import frontend
+from vggish_jax.datasets import decode, fma_metadata as meta
+
+URL = "https://os.unil.cloud.switch.ch/fma/"
+# SHA-1 of the official archives (from the mdeff/fma README).
+ARCHIVE_SHA1 = {
+    "fma_metadata.zip": "f0df49ffe5f2a6008d7dc83c6915b31835dfe733",
+    "fma_small.zip": "ade154f733639d52e35e32f5593efe5be76c6d70",
+    "fma_medium.zip": "c67b69ea232021025fca9231fc1c7c1a063ab50b",
+    "fma_large.zip": "497109f4dd721066b5ce5e5f250ec604dc78939e",
+}
+
+MANUAL_INSTRUCTIONS = """\
+Put the FMA archives (https://github.com/mdeff/fma) in the manual directory, zipped or extracted:
+  fma_metadata.zip (or fma_metadata/tracks.csv) and fma_small.zip (or fma_small/000/000002.mp3 ...).
+Download: curl -O https://os.unil.cloud.switch.ch/fma/fma_metadata.zip
+          curl -O https://os.unil.cloud.switch.ch/fma/fma_small.zip
+or pass download=True (`--download`) where this machine has internet."""
+
+
+@dataclasses.dataclass
+class FmaConfig(tfds.core.BuilderConfig):
+    subset: str = "small"
+    waveform: bool = False  # also store the 16 kHz int16 waveform (about 1 MB per 30-s clip)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    tracks_csv: str
+    audio_root: str
+
+
+class Fma(tfds.core.GeneratorBasedBuilder):
+    """FMA genre recognition: log-mel examples per track, labelled with the track's top genre."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "VGGish log-mels at build time; array_record; skip report in metadata."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_INSTRUCTIONS
+    BUILDER_CONFIGS = [
+        FmaConfig(name="small", subset="small", description="fma_small: 8,000 clips, 8 balanced genres"),
+        FmaConfig(name="medium", subset="medium", description="fma_medium: 25,000 clips, 16 unbalanced genres"),
+        FmaConfig(name="large", subset="large", description="fma_large: 106,574 clips (those with a top genre)"),
+        FmaConfig(name="small_waveform", subset="small", waveform=True,
+                  description="fma_small with the 16 kHz int16 waveform stored next to the log-mel"),
+        FmaConfig(name="medium_waveform", subset="medium", waveform=True,
+                  description="fma_medium with the 16 kHz int16 waveform stored next to the log-mel"),
+    ]
+    DEFAULT_CONFIG_NAME = "small"
+
+    def __init__(self, *, workers: int | None = None, download: bool = False, **kwargs):
+        """workers: decode processes (0 = in this process; default: CPUs - 1). download: fetch archives."""
+        kwargs.setdefault("file_format", "array_record")
+        super().__init__(**kwargs)
+        self.workers = decode.default_workers() if workers is None else workers
+        self.download = download
+        self._pool = None
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        cfg = frontend.DEFAULT
+        features = {
+            "mel": tfds.features.Tensor(shape=(None, cfg.example_frames, cfg.num_mel_bins), dtype=np.float32),
+            "label": tfds.features.ClassLabel(names=meta.genre_names(self.builder_config.subset)),
+            "track_id": tfds.features.Scalar(dtype=np.int64),
+        }
+        if self.builder_config.waveform:
+            features["waveform"] = tfds.features.Tensor(shape=(None,), dtype=np.int16)
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__.splitlines()[0],
+            features=tfds.features.FeaturesDict(features),
+            supervised_keys=("mel", "label"),
+            homepage="https://github.com/mdeff/fma",
+            citation=CITATION,
+            metadata=tfds.core.MetadataDict(),
+            disable_shuffling=True,  # keep track_id order: shard ranges of `vggish-jax extract` stay fixed
+        )
+
+    def _split_generators(self, dl_manager):
+        subset = self.builder_config.subset
+        manual = _manual_dir(dl_manager)
+        sources = find_sources(manual, subset, work_dir=os.fspath(dl_manager.download_dir), download=self.download)
+        by_split = meta.select(meta.read_tracks(sources.tracks_csv), subset)
+        info = self.info.metadata
+        info.update(subset=subset, tracks_csv=sources.tracks_csv, audio_root=sources.audio_root,
+                    expected_counts={s: len(t) for s, t in by_split.items()}, kept_counts={}, skipped=[],
+                    frontend=dataclasses.asdict(frontend.DEFAULT))
+        return {split: self._generate_examples(split, tracks, sources.audio_root)
+                for split, tracks in by_split.items()}
+
+    def _generate_examples(self, split, tracks, audio_root):
+        names = meta.genre_names(self.builder_config.subset)
+        known_bad = set(meta.KNOWN_BAD.get(self.builder_config.subset, ()))
+        todo = []
+        for t in tracks:
+            path = meta.audio_path(audio_root, t.track_id)
+            if t.track_id in known_bad:
+                self._skip(split, t, path, f"{path}: listed by the FMA maintainers as having no or too short audio")
+            elif t.genre_top not in names:
+                self._skip(split, t, path, f"{path}: genre {t.genre_top!r} is not one of the {len(names)} classes")
+            else:
+                todo.append((t, path))
+        fn = functools.partial(decode.decode_clip, waveform=self.builder_config.waveform)
+        kept = 0
+        results = decode.ordered_map(fn, [p for _, p in todo], self._pool, ahead=4 * max(1, self.workers))
+        for (t, path), clip in zip(todo, results):
+            if isinstance(clip, str):
+                self._skip(split, t, path, clip)
+                continue
+            kept += 1
+            yield t.track_id, {**clip, "label": names.index(t.genre_top), "track_id": t.track_id}
+        self.info.metadata["kept_counts"][split] = kept
+
+    def _download_and_prepare(self, dl_manager, download_config):
+        # One decode pool for all splits: starting workers costs seconds (each imports JAX).
+        self._pool = decode.process_pool(self.workers)
+        try:
+            return super()._download_and_prepare(dl_manager, download_config)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def _skip(self, split, track, path, reason):
+        self.info.metadata["skipped"].append(
+            {"track_id": track.track_id, "split": split, "path": path, "reason": reason})
+        print(f"fma: skipped track {track.track_id} ({split}): {reason}", file=sys.stderr)
+
+
+def _manual_dir(dl_manager) -> str | None:
+    try:
+        return os.fspath(dl_manager.manual_dir)
+    except AssertionError:  # not given, or missing/empty: fall back to the work dir / download
+        return None
+
+
+def find_sources(manual_dir: str | None, subset: str, *, work_dir: str, download: bool = False) -> Sources:
+    """Locate tracks.csv and the fma_<subset> audio folder, extracting (or downloading) zips into work_dir."""
+    meta.check_subset(subset)
+    audio_name = f"fma_{subset}"
+    roots = [d for d in (manual_dir, os.path.join(work_dir, "fma_extracted")) if d]
+    tracks_csv = _first_existing([os.path.join(r, *p) for r in roots
+                                  for p in (("fma_metadata", "tracks.csv"), ("tracks.csv",))])
+    audio_root = _first_existing([os.path.join(r, audio_name) for r in roots], isdir=True)
+    extracted = os.path.join(work_dir, "fma_extracted")
+    if tracks_csv is None:
+        archive = _archive(manual_dir, work_dir, "fma_metadata.zip", download)
+        tracks_csv = os.path.join(extract_zip(archive, extracted, "fma_metadata"), "tracks.csv")
+    if audio_root is None:
+        archive = _archive(manual_dir, work_dir, audio_name + ".zip", download)
+        audio_root = extract_zip(archive, extracted, audio_name)
+    if not os.path.exists(tracks_csv):
+        raise FileNotFoundError(f"{tracks_csv}: not found after extracting fma_metadata.zip; the archive is not "
+                                f"the official one")
+    return Sources(tracks_csv, audio_root)
+
+
+def _first_existing(paths, isdir=False):
+    for p in paths:
+        if (os.path.isdir(p) if isdir else os.path.isfile(p)):
+            return p
+    return None
+
+
+def _archive(manual_dir, work_dir, name, download) -> str:
+    for d in (manual_dir, work_dir):
+        if d and os.path.isfile(os.path.join(d, name)):
+            return os.path.join(d, name)
+    if not download:
+        where = manual_dir or "(no --manual-dir given)"
+        raise FileNotFoundError(
+            f"{name}: not found in {where}, neither zipped nor extracted; download {URL}{name} into the manual "
+            f"directory (see https://github.com/mdeff/fma) or pass --download")
+    return download_file(URL + name, os.path.join(work_dir, name), ARCHIVE_SHA1.get(name))
+
+
+def download_file(url: str, dest: str, sha1: str | None) -> str:
+    """Download url to dest (via dest.part, renamed when complete), then check its SHA-1."""
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    part = dest + ".part"
+    print(f"downloading {url} -> {dest}", file=sys.stderr)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r, open(part, "wb") as f:
+            shutil.copyfileobj(r, f, 1 << 20)
+    except (urllib.error.URLError, OSError) as e:
+        raise RuntimeError(f"{url}: download failed ({e}); without internet, download it elsewhere and pass "
+                           f"its folder as --manual-dir") from e
+    if sha1 is not None:
+        got = sha1_of(part)
+        if got != sha1:
+            raise RuntimeError(f"{url}: SHA-1 {got} != expected {sha1}; the download is damaged, delete "
+                               f"{part} and retry")
+    os.replace(part, dest)
+    return dest
+
+
+def sha1_of(path: str) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def extract_zip(archive: str, dest_root: str, top: str) -> str:
+    """Extract archive (whose members live under `top`/) into dest_root/top, atomically; return that folder."""
+    final = os.path.join(dest_root, top)
+    if os.path.isdir(final):
+        return final
+    tmp = os.path.join(dest_root, top + ".incomplete")
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"extracting {archive} -> {final}", file=sys.stderr)
+    try:
+        with zipfile.ZipFile(archive) as z:  # the FMA zips are bzip2-compressed; zipfile reads that
+            names = [n for n in z.namelist() if n.startswith(top + "/")]
+            if not names:
+                raise FileNotFoundError(f"{archive}: holds nothing under {top}/; not the official FMA archive")
+            z.extractall(tmp, members=names)
+    except (zipfile.BadZipFile, NotImplementedError, EOFError) as e:
+        raise RuntimeError(f"{archive}: cannot extract ({e}); the zip is damaged or incomplete: check its "
+                           f"SHA-1, or extract it with 7z into the manual directory") from e
+    os.replace(os.path.join(tmp, top), final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def builder(name: str = "fma/small", *, data_dir: str, workers: int | None = None, download: bool = False) -> Fma:
+    """An Fma builder for 'fma/<config>' (or just '<config>') under data_dir."""
+    config = name.split("/", 1)[1] if name.startswith("fma/") else name
+    known = [c.name for c in Fma.BUILDER_CONFIGS]
+    if config not in known:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join('fma/' + k for k in known)}")
+    return Fma(config=config, data_dir=data_dir, workers=workers, download=download)
+
+
+def prepare(name: str = "fma/small", *, data_dir: str, manual_dir: str | None = None, workers: int | None = None,
+            download: bool = False) -> Fma:
+    """Build the dataset if it is not built yet (decoding every clip once); return the builder."""
+    b = builder(name, data_dir=data_dir, workers=workers, download=download)
+    if manual_dir is not None and not os.path.isdir(manual_dir):
+        raise FileNotFoundError(f"{manual_dir}: manual directory does not exist; point --manual-dir at the folder "
+                                f"holding fma_metadata(.zip) and fma_{b.builder_config.subset}(.zip)")
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+    b.download_and_prepare(download_config=config)
+    return b
+
+
+def skip_report(b: Fma) -> list[dict]:
+    return list(b.info.metadata.get("skipped", []))
+
+
+CITATION = """\
+@inproceedings{fma_dataset,
+  title = {{FMA}: A Dataset for Music Analysis},
+  author = {Defferrard, Micha\\"el and Benzi, Kirell and Vandergheynst, Pierre and Bresson, Xavier},
+  booktitle = {18th International Society for Music Information Retrieval Conference (ISMIR)},
+  year = {2017},
+}"""
