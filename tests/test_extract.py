@@ -1,0 +1,197 @@
+"""`vggish-jax extract`: sharded, resumable embedding of the mini-FMA; a real kill mid-run, then resume."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from mini_fma import make_mini_fma
+from vggish_jax import store
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPLITS = ("train", "validation", "test")
+BATCH, SHARD = 2, 2  # shards of 2 one-example clips: one model call each
+GENRES = ("Folk", "Hip-Hop", "Rock")  # 3 of the 8 classes: 3 clips per split keep the model calls few
+
+
+@pytest.fixture(scope="module")
+def fma_dirs(tmp_path_factory):
+    """A mini-FMA and its TFDS build (built once, in this process)."""
+    from vggish_jax.datasets import fma
+
+    root = tmp_path_factory.mktemp("extract_fma")
+    mini = make_mini_fma(root / "manual", per_genre_per_split=1, seconds=1.2, seed=1, genres=GENRES)
+    data_dir = str(root / "data")
+    fma.prepare("fma/small", data_dir=data_dir, manual_dir=mini.manual_dir, workers=0)
+    return mini, data_dir
+
+
+@pytest.fixture(scope="module")
+def reference(fma_dirs, random_weights_dir, tmp_path_factory):
+    """An uninterrupted extraction, in-process."""
+    from vggish_jax.extract import extract
+
+    mini, data_dir = fma_dirs
+    out = str(tmp_path_factory.mktemp("ref") / "emb")
+    summary = extract("fma/small", data_dir=data_dir, out=out, weights=random_weights_dir, batch_size=BATCH,
+                      shard_size=SHARD, workers=0, progress=False)
+    return out, summary
+
+
+def _shards(out):
+    return sorted(p for p in glob.glob(os.path.join(out, "*", "shard-*.npz")) if not p.endswith(".tmp.npz"))
+
+
+def _assert_same_embeddings(a, b):
+    for split in SPLITS:
+        x, y = store.load_split(a, split), store.load_split(b, split)
+        np.testing.assert_array_equal(x.track_ids, y.track_ids)
+        np.testing.assert_array_equal(x.labels, y.labels)
+        assert len(x.embeddings) == len(y.embeddings)
+        for e, f in zip(x.embeddings, y.embeddings):
+            np.testing.assert_array_equal(e, f)
+
+
+def test_reference_run_covers_every_kept_clip(reference, fma_dirs):
+    mini, _ = fma_dirs
+    out, summary = reference
+    for split in SPLITS:
+        s = store.load_split(out, split)
+        assert list(s.track_ids) == mini.expected_ids(split)
+        assert list(s.labels) == [mini.label_of(t) for t in s.track_ids]
+        assert all(e.shape == (1, 128) and e.dtype == np.float32 and np.isfinite(e).all() for e in s.embeddings)
+        assert len(glob.glob(os.path.join(out, split, "shard-*.npz"))) == 2  # 3 clips / 2 per shard
+    assert summary.reused == {s: [] for s in SPLITS}
+
+
+def test_embeddings_are_the_model_applied_to_the_stored_log_mels(reference, fma_dirs, random_weights_dir):
+    from vggish_jax.datasets import fma
+    from vggish_jax.embed import load_pretrained
+
+    _, data_dir = fma_dirs
+    ds = fma.builder("fma/small", data_dir=data_dir).as_data_source("validation")
+    emb = load_pretrained(random_weights_dir, batch_size=BATCH)
+    got = store.load_split(reference[0], "validation")
+    for i in (0, 2):
+        want = emb.embed_examples(ds[i]["mel"])
+        np.testing.assert_allclose(got.embeddings[i], want, rtol=1e-5, atol=1e-5)
+
+
+def test_info_json_records_settings_and_skips(reference, fma_dirs, random_weights_dir):
+    mini, _ = fma_dirs
+    info = store.read_info(reference[0])
+    assert info["complete"] is True and info["dataset"] == "fma/small"
+    assert info["label_names"] == list(mini.genres)
+    assert info["final_relu"] is False and info["postprocess"] is False
+    assert info["weights"] == os.path.abspath(random_weights_dir)
+    assert info["weights_metadata"]["source"] == "random"
+    assert info["frontend"]["num_mel_bins"] == 64 and info["frontend"]["sample_rate"] == 16000
+    assert {r["track_id"] for r in info["skipped"]} == set(mini.bad)
+    assert info["num_clips"] == {s: 3 for s in SPLITS}
+
+
+def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs, random_weights_dir, tmp_path):
+    from vggish_jax.extract import extract
+
+    mini, data_dir = fma_dirs
+    out = str(tmp_path / "emb")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "vggish_jax.cli", "extract", "--dataset", "fma/small", "--data-dir", data_dir,
+           "--weights", random_weights_dir, "--out", out, "--batch-size", str(BATCH), "--shard-size", str(SHARD),
+           "--workers", "0", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not _shards(out) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = _shards(out)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert 1 <= len(finished) < 6, "the kill should land after the first shard and before the last"
+    assert store.read_info(out)["complete"] is False
+    mtimes = {p: os.stat(p).st_mtime_ns for p in finished}
+
+    summary = extract("fma/small", data_dir=data_dir, out=out, weights=random_weights_dir, batch_size=BATCH,
+                      shard_size=SHARD, workers=0, progress=False)
+    reused = {store.shard_path(out, s, i) for s, idx in summary.reused.items() for i in idx}
+    computed = {store.shard_path(out, s, i) for s, idx in summary.computed.items() for i in idx}
+    assert reused == set(finished) and not reused & computed and len(reused | computed) == 6
+    assert {p: os.stat(p).st_mtime_ns for p in finished} == mtimes  # finished shards untouched
+    assert not glob.glob(os.path.join(out, "**", "*.tmp*"), recursive=True)
+    _assert_same_embeddings(out, reference[0])
+    info, ref_info = store.read_info(out), store.read_info(reference[0])
+    assert info == ref_info
+
+    again = extract("fma/small", data_dir=data_dir, out=out, weights=random_weights_dir, batch_size=BATCH,
+                    shard_size=SHARD, workers=0, progress=False)
+    assert sum(map(len, again.computed.values())) == 0 and sum(map(len, again.reused.values())) == 6
+
+
+def test_other_settings_into_the_same_directory_are_refused(reference, fma_dirs, random_weights_dir):
+    from vggish_jax.extract import extract
+
+    _, data_dir = fma_dirs
+    with pytest.raises(ValueError, match=r"other settings \(final_relu: False -> True\)"):
+        extract("fma/small", data_dir=data_dir, out=reference[0], weights=random_weights_dir, batch_size=BATCH,
+                shard_size=SHARD, final_relu=True, workers=0, progress=False)
+
+
+def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, random_weights_dir, tmp_path):
+    from vggish_jax.extract import extract
+
+    mini, data_dir = fma_dirs
+    out = str(tmp_path / "emb_audio")
+    summary = extract("fma/small", data_dir=str(tmp_path / "unused"), manual_dir=mini.manual_dir, out=out,
+                      weights=random_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=1, from_audio=True,
+                      progress=False)
+    assert {r["track_id"] for r in summary.skipped} == set(mini.bad)
+    for split in SPLITS:
+        x, y = store.load_split(out, split), store.load_split(reference[0], split)
+        np.testing.assert_array_equal(x.track_ids, y.track_ids)
+        for e, f in zip(x.embeddings, y.embeddings):
+            np.testing.assert_allclose(e, f, rtol=1e-5, atol=1e-5)
+    info = store.read_info(out)
+    assert info["source"] == "audio" and {r["track_id"] for r in info["skipped"]} == set(mini.bad)
+
+
+def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random_weights_dir, tmp_path):
+    from vggish_jax import checkpoint, postprocess
+    from vggish_jax.extract import extract
+
+    _, data_dir = fma_dirs
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((128, 128)))
+    pca = postprocess.PCAParams(q.astype(np.float32), rng.standard_normal(128).astype(np.float32) * 0.01)
+    weights, _, _ = checkpoint.load(random_weights_dir)
+    wdir = checkpoint.save(tmp_path / "w_pca", weights, pca=pca, metadata={"source": "random"})
+    out = str(tmp_path / "emb_pp")
+    extract("fma/small", data_dir=data_dir, out=out, weights=wdir, batch_size=BATCH, shard_size=SHARD,
+            postprocess=True, workers=0, progress=False)
+    got, raw = store.load_split(out, "test"), store.load_split(reference[0], "test")
+    for g, r in zip(got.embeddings, raw.embeddings):
+        assert g.dtype == np.uint8
+        np.testing.assert_array_equal(g, postprocess.postprocess(r, pca))
+    assert store.read_info(out)["postprocess"] is True
+
+    with pytest.raises(ValueError, match="no PCA params"):
+        extract("fma/small", data_dir=data_dir, out=str(tmp_path / "x"), weights=random_weights_dir,
+                postprocess=True, workers=0, progress=False)
+
+
+def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
+    from vggish_jax import extract as ex
+
+    assert len(ex.load(reference[0], "train")) == 3
+    info = store.read_info(reference[0])
+    partial = tmp_path / "partial"
+    store.write_info(str(partial), {**info, "complete": False})
+    with pytest.raises(RuntimeError, match="did not finish; rerun"):
+        ex.load(str(partial), "train")
+    assert json.loads((partial / "info.json").read_text())["complete"] is False
