@@ -32,9 +32,8 @@ BUILD_AND_READ = textwrap.dedent("""
     again = fma.prepare("fma/small", data_dir=data_dir, manual_dir=manual, workers=2)  # already built: no-op
     fresh = fma.builder("fma/small", data_dir=data_dir)  # reads everything back from disk
     res = {"splits": {}, "skipped": fma.skip_report(fresh), "meta": dict(fresh.info.metadata),
-           "names": fresh.info.features["label"].names}
-    for split in ("train", "validation", "test"):
-        ds = fresh.as_data_source(split)
+           "names": list(fma.label_names(fresh))}
+    for split, ds in fma.data_sources(fresh).items():
         rows = [ds[i] for i in range(len(ds))]
         res["splits"][split] = [(int(r["track_id"]), int(r["label"]), list(r["mel"].shape)) for r in rows]
         if split == "test":
@@ -141,3 +140,32 @@ def test_download_checks_sha1_and_fails_clearly_offline(tmp_path):
     with pytest.raises(RuntimeError, match="download failed .*--manual-dir"):
         fma.download_file((tmp_path / "missing.zip").as_uri(), str(tmp_path / "dl" / "m.zip"), None)
     assert set(fma.ARCHIVE_SHA1) >= {"fma_metadata.zip", "fma_small.zip", "fma_medium.zip"}
+
+
+def test_waveform_option_stores_16k_int16_and_the_same_log_mel(mini):
+    from vggish_jax import audio
+    from vggish_jax.datasets import decode
+    from vggish_jax.embed import file_examples
+
+    path = mini.path_of(mini.expected_ids("train")[0])
+    clip = decode.decode_clip(path, waveform=True)
+    wave, sr = audio.load(path, 16000)
+    assert clip["waveform"].dtype == np.int16 and clip["waveform"].shape == wave.shape
+    np.testing.assert_allclose(clip["waveform"] / 32767.0, wave, atol=1.0 / 32767)
+    np.testing.assert_allclose(clip["mel"], file_examples(path), rtol=1e-5, atol=1e-4)
+    bad = mini.path_of(next(t for t, k in mini.bad.items() if k == "corrupt"))
+    assert isinstance(decode.decode_clip(bad), str) and bad in decode.decode_clip(bad)
+
+
+def test_small_waveform_config_round_trips(tmp_path):
+    from vggish_jax.datasets import decode, fma
+
+    mini = make_mini_fma(tmp_path / "m", per_genre_per_split=1, seconds=1.1, genres=("Pop",), corrupt=False,
+                         short=False, known_bad=False)
+    b = fma.prepare("fma/small_waveform", data_dir=str(tmp_path / "data"), manual_dir=mini.manual_dir, workers=0)
+    ds = fma.data_sources(b)["validation"]
+    assert len(ds) == 1 and int(ds[0]["label"]) == mini.genres.index("Pop")
+    want = decode.decode_clip(mini.path_of(int(ds[0]["track_id"])), waveform=True)
+    np.testing.assert_array_equal(ds[0]["waveform"], want["waveform"])
+    np.testing.assert_array_equal(ds[0]["mel"], want["mel"])
+    assert fma.skip_report(b) == []

@@ -85,4 +85,4 @@ def test_mini_fma_writes_the_real_format(tmp_path):
     for t in info.tracks:
         assert os.path.exists(t["path"]) and t["path"] == meta.audio_path(info.audio_root, t["track_id"])
     assert set(info.bad.values()) == {"corrupt", "short", "known_bad"}
-    assert info.bad[98565] == "known_bad" and 98565 in meta.KNOWN_BAD["small"]
+    assert info.bad[98565] == "known_bad" and 98565 in meta.KNOWN_BAD

@@ -206,8 +206,8 @@ class _TfdsSource:
 
         self.builder = fma.prepare(dataset, data_dir=data_dir, manual_dir=manual_dir, workers=workers,
                                    download=download)
-        self.label_names = self.builder.info.features["label"].names
-        self._sources = {s: self.builder.as_data_source(s) for s in meta.SPLIT_ORDER if s in self.builder.info.splits}
+        self.label_names = fma.label_names(self.builder)
+        self._sources = fma.data_sources(self.builder)
 
     def sizes(self) -> dict[str, int]:
         return {s: len(ds) for s, ds in self._sources.items()}
@@ -242,7 +242,7 @@ class _AudioSource:
         sources = fma.find_sources(manual_dir, subset, work_dir=os.path.join(data_dir, "downloads"),
                                    download=download)
         self.label_names = meta.genre_names(subset)
-        bad = set(meta.KNOWN_BAD.get(subset, ()))
+        bad = set(meta.KNOWN_BAD)
         self._skipped, self._tracks = [], {}
         for split, tracks in meta.select(meta.read_tracks(sources.tracks_csv), subset).items():
             self._tracks[split] = []

@@ -117,7 +117,7 @@ class Fma(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split, tracks, audio_root):
         names = meta.genre_names(self.builder_config.subset)
-        known_bad = set(meta.KNOWN_BAD.get(self.builder_config.subset, ()))
+        known_bad = set(meta.KNOWN_BAD)
         todo = []
         for t in tracks:
             path = meta.audio_path(audio_root, t.track_id)
@@ -273,7 +273,18 @@ def prepare(name: str = "fma/small", *, data_dir: str, manual_dir: str | None = 
 
 
 def skip_report(b: Fma) -> list[dict]:
+    """Clips left out of a built dataset: [{'track_id', 'split', 'path', 'reason'}]."""
     return list(b.info.metadata.get("skipped", []))
+
+
+def label_names(b: Fma) -> tuple[str, ...]:
+    """Genre name of each label index."""
+    return tuple(b.info.features["label"].names)
+
+
+def data_sources(b: Fma) -> dict:
+    """{split: random-access data source} of a built dataset; ds[i] -> {'mel', 'label', 'track_id'(, 'waveform')}."""
+    return {s: b.as_data_source(s) for s in meta.SPLIT_ORDER if s in b.info.splits}
 
 
 CITATION = """\

@@ -22,9 +22,8 @@ TOP_GENRES = ("Blues", "Classical", "Country", "Easy Listening", "Electronic", "
               "Instrumental", "International", "Jazz", "Old-Time / Historic", "Pop", "Rock", "Soul-RnB", "Spoken")
 
 # fma_small clips with no or too little audio (listed by the FMA maintainers; the paper kept 7,994 of 8,000).
-KNOWN_BAD = {
-    "small": (98565, 98567, 98569, 99134, 108925, 133297),
-}
+# The same clips are part of fma_medium and fma_large, so every subset skips them.
+KNOWN_BAD = (98565, 98567, 98569, 99134, 108925, 133297)
 # Tracks per split of each subset before any removal.
 EXPECTED_COUNTS = {"small": {"train": 6400, "validation": 800, "test": 800}}
 
