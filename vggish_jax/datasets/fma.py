@@ -253,6 +253,7 @@ def extract_zip(archive: str, dest_root: str, top: str) -> str:
 
 def builder(name: str = "fma/small", *, data_dir: str, workers: int | None = None, download: bool = False) -> Fma:
     """An Fma builder for 'fma/<config>' (or just '<config>') under data_dir."""
+    data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
     config = name.split("/", 1)[1] if name.startswith("fma/") else name
     known = [c.name for c in Fma.BUILDER_CONFIGS]
     if config not in known:
@@ -263,7 +264,10 @@ def builder(name: str = "fma/small", *, data_dir: str, workers: int | None = Non
 def prepare(name: str = "fma/small", *, data_dir: str, manual_dir: str | None = None, workers: int | None = None,
             download: bool = False) -> Fma:
     """Build the dataset if it is not built yet (decoding every clip once); return the builder."""
+    data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
     b = builder(name, data_dir=data_dir, workers=workers, download=download)
+    if manual_dir is not None:
+        manual_dir = os.path.abspath(os.path.expanduser(os.fspath(manual_dir)))
     if manual_dir is not None and not os.path.isdir(manual_dir):
         raise FileNotFoundError(f"{manual_dir}: manual directory does not exist; point --manual-dir at the folder "
                                 f"holding fma_metadata(.zip) and fma_{b.builder_config.subset}(.zip)")
