@@ -163,6 +163,7 @@ def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, 
 
 def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random_weights_dir, tmp_path):
     from vggish_jax import checkpoint, postprocess
+    from vggish_jax.embed import Embedder
     from vggish_jax.extract import extract
 
     _, data_dir = fma_dirs
@@ -170,10 +171,9 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random
     q, _ = np.linalg.qr(rng.standard_normal((128, 128)))
     pca = postprocess.PCAParams(q.astype(np.float32), rng.standard_normal(128).astype(np.float32) * 0.01)
     weights, _, _ = checkpoint.load(random_weights_dir)
-    wdir = checkpoint.save(tmp_path / "w_pca", weights, pca=pca, metadata={"source": "random"})
     out = str(tmp_path / "emb_pp")
-    extract("fma/small", data_dir=data_dir, out=out, weights=wdir, batch_size=BATCH, shard_size=SHARD,
-            postprocess=True, workers=0, progress=False)
+    extract("fma/small", data_dir=data_dir, out=out, weights=Embedder(weights, pca=pca, batch_size=BATCH),
+            shard_size=SHARD, postprocess=True, workers=0, progress=False)
     got, raw = store.load_split(out, "test"), store.load_split(reference[0], "test")
     for g, r in zip(got.embeddings, raw.embeddings):
         assert g.dtype == np.uint8
@@ -181,7 +181,7 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random
     assert store.read_info(out)["postprocess"] is True
 
     with pytest.raises(ValueError, match="no PCA params"):
-        extract("fma/small", data_dir=data_dir, out=str(tmp_path / "x"), weights=random_weights_dir,
+        extract("fma/small", data_dir=data_dir, out=str(tmp_path / "x"), weights=Embedder(weights),
                 postprocess=True, workers=0, progress=False)
 
 

@@ -112,6 +112,11 @@ class Fma(tfds.core.GeneratorBasedBuilder):
         info.update(subset=subset, tracks_csv=sources.tracks_csv, audio_root=sources.audio_root,
                     expected_counts={s: len(t) for s, t in by_split.items()}, kept_counts={}, skipped=[],
                     frontend=dataclasses.asdict(frontend.DEFAULT))
+        counts = {s: len(t) for s, t in by_split.items()}
+        expected = meta.EXPECTED_COUNTS.get(subset)
+        if expected and counts != expected:
+            print(f"fma: warning: {sources.tracks_csv} gives {counts} {subset} tracks per split, the official "
+                  f"metadata gives {expected}; is it the current fma_metadata.zip?", file=sys.stderr)
         return {split: self._generate_examples(split, tracks, sources.audio_root)
                 for split, tracks in by_split.items()}
 
