@@ -268,7 +268,11 @@ def builder(name: str = "fma/small", *, data_dir: str, workers: int | None = Non
 
 def prepare(name: str = "fma/small", *, data_dir: str, manual_dir: str | None = None, workers: int | None = None,
             download: bool = False) -> Fma:
-    """Build the dataset if it is not built yet (decoding every clip once); return the builder."""
+    """Build the dataset if it is not built yet (decoding every clip once); return the builder.
+
+    Decoding runs in `workers` spawned processes, which re-import the calling script: in a script, call this
+    under `if __name__ == "__main__":` (or pass workers=0).
+    """
     data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
     b = builder(name, data_dir=data_dir, workers=workers, download=download)
     if manual_dir is not None:
