@@ -1,0 +1,206 @@
+"""Weight conversion: real-format synthetic torchvggish / TF-slim weights -> our checkpoint -> parity."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from vggish_jax import cli, load_pretrained, postprocess as post
+from vggish_jax.params import WeightsError
+from weights_convert import download, tf_slim, torchvggish
+from weights_convert.convert import convert
+
+torch = pytest.importorskip("torch", reason="the parity oracle needs torch (pip install -e '.[test]')")
+from reference_torchvggish import TorchVGGish, torch_postprocess  # noqa: E402
+
+TF_NAMES = {  # TF-slim variable -> torchvggish key, spelled out independently of weights_convert
+    "vggish/conv1/weights": "features.0.weight", "vggish/conv1/biases": "features.0.bias",
+    "vggish/conv2/weights": "features.3.weight", "vggish/conv2/biases": "features.3.bias",
+    "vggish/conv3/conv3_1/weights": "features.6.weight", "vggish/conv3/conv3_1/biases": "features.6.bias",
+    "vggish/conv3/conv3_2/weights": "features.8.weight", "vggish/conv3/conv3_2/biases": "features.8.bias",
+    "vggish/conv4/conv4_1/weights": "features.11.weight", "vggish/conv4/conv4_1/biases": "features.11.bias",
+    "vggish/conv4/conv4_2/weights": "features.13.weight", "vggish/conv4/conv4_2/biases": "features.13.bias",
+    "vggish/fc1/fc1_1/weights": "embeddings.0.weight", "vggish/fc1/fc1_1/biases": "embeddings.0.bias",
+    "vggish/fc1/fc1_2/weights": "embeddings.2.weight", "vggish/fc1/fc1_2/biases": "embeddings.2.bias",
+    "vggish/fc2/weights": "embeddings.4.weight", "vggish/fc2/biases": "embeddings.4.bias",
+}
+
+
+@pytest.fixture(scope="module")
+def torch_files(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TorchVGGish().eval()
+    with torch.no_grad():  # default init gives tiny activations; widen so the comparison means something
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                m.bias.uniform_(-0.1, 0.1)
+    d = tmp_path_factory.mktemp("torchvggish")
+    weights, pca_path = d / "vggish-10086976.pth", d / "vggish_pca_params-970ea276.pth"
+    torch.save(model.state_dict(), weights)
+    q = torch.linalg.qr(torch.randn(128, 128, dtype=torch.float64))[0]
+    pca = {"pca_eigen_vectors": q * 3.0, "pca_means": torch.randn(128, dtype=torch.float64) * 0.1}
+    torch.save(pca, pca_path)
+    return model, str(weights), str(pca_path), pca
+
+
+@pytest.fixture(scope="module")
+def converted(torch_files, tmp_path_factory):
+    _, weights, pca_path, _ = torch_files
+    return convert(str(tmp_path_factory.mktemp("conv") / "w"), torch_weights=weights, torch_pca=pca_path)
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return np.random.default_rng(0).normal(size=(5, 96, 64)).astype(np.float32)
+
+
+def torch_embed(model, x, final_relu=True):
+    with torch.no_grad():
+        t = torch.from_numpy(x[:, None].copy())
+        if final_relu:
+            return model(t).numpy()
+        f = model.features(t)
+        f = torch.transpose(torch.transpose(f, 1, 3), 1, 2).contiguous().view(f.size(0), -1)
+        return model.embeddings[:5](f).numpy()
+
+
+@pytest.mark.parametrize("final_relu", [True, False])
+def test_torch_parity(torch_files, converted, examples, final_relu):
+    model = torch_files[0]
+    emb = load_pretrained(converted, final_relu=final_relu, batch_size=8)
+    want = torch_embed(model, examples, final_relu)
+    got = emb.embed_examples(examples)
+    assert np.abs(want).max() > 1e-3  # a meaningful scale
+    assert np.abs(got - want).max() <= 1e-4
+    if not final_relu:
+        assert (want < 0).any()
+
+
+def test_metadata_and_default_final_relu(converted, torch_files):
+    emb = load_pretrained(converted)
+    assert emb.final_relu is True and emb.metadata["source"] == "torchvggish"
+    assert emb.metadata["hashes"]["vggish-10086976.pth"] == download.sha256(torch_files[1])
+
+
+def test_pca_postprocess_matches_torchvggish(torch_files, converted, examples):
+    model, _, _, pca = torch_files
+    emb = load_pretrained(converted, batch_size=8)
+    raw = emb.embed_examples(examples)
+    want = torch_postprocess(torch.from_numpy(raw.astype(np.float64)), pca["pca_eigen_vectors"], pca["pca_means"])
+    got = emb.postprocess(raw, rounding="round")
+    np.testing.assert_array_equal(got, want.numpy().astype(np.uint8))
+    assert len(np.unique(got)) > 20
+
+
+def test_tf_slim_variables_parity(torch_files, examples, tmp_path):
+    model = torch_files[0]
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    variables = {}
+    for tf_name, key in TF_NAMES.items():
+        v = state[key]
+        variables[tf_name] = v.transpose(2, 3, 1, 0) if v.ndim == 4 else (v.T if v.ndim == 2 else v)
+    p = tf_slim.params_from_variables(variables)
+    from vggish_jax import checkpoint
+    checkpoint.save(tmp_path / "w", p)
+    got = load_pretrained(tmp_path / "w", final_relu=True, batch_size=8).embed_examples(examples)
+    assert np.abs(got - torch_embed(model, examples)).max() <= 1e-4
+
+
+def test_errors_name_the_file_and_tensor(torch_files, tmp_path):
+    model, weights, _, _ = torch_files
+    truncated = tmp_path / "truncated.pth"
+    with open(weights, "rb") as f:
+        truncated.write_bytes(f.read()[: os.path.getsize(weights) // 3])
+    with pytest.raises(WeightsError, match="truncated.pth: not a readable PyTorch state dict"):
+        convert(str(tmp_path / "o1"), torch_weights=str(truncated))
+
+    state = dict(model.state_dict())
+    state["features.6.weight"] = state["features.6.weight"][:, :64]
+    bad = tmp_path / "bad_shape.pth"
+    torch.save(state, bad)
+    with pytest.raises(WeightsError, match=r"bad_shape.pth: tensor features.6.weight does not fit VGGish conv3_1/kernel"):
+        convert(str(tmp_path / "o2"), torch_weights=str(bad))
+
+    state = dict(model.state_dict())
+    del state["embeddings.4.bias"]
+    missing = tmp_path / "missing.pth"
+    torch.save(state, missing)
+    with pytest.raises(WeightsError, match="missing.pth: missing tensor 'embeddings.4.bias'"):
+        convert(str(tmp_path / "o3"), torch_weights=str(missing))
+    assert not os.path.exists(tmp_path / "o3")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_pickled_code_is_not_executed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        pickle.dump({"features.0.weight": _Exploit()}, f)
+    with pytest.raises(WeightsError, match="evil.pth"):
+        torchvggish.load_pth(evil)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_bad_pca_files(tmp_path):
+    np.savez(tmp_path / "pca.npz", pca_eigen_vectors=np.eye(128))
+    with pytest.raises(WeightsError, match="pca.npz: missing array 'pca_means'"):
+        tf_slim.load_pca_npz(tmp_path / "pca.npz")
+    np.savez(tmp_path / "pca2.npz", pca_eigen_vectors=np.eye(128), pca_means=np.zeros((128, 1)))
+    assert tf_slim.load_pca_npz(tmp_path / "pca2.npz").means.shape == (128,)
+
+
+def test_tf_checkpoint_without_tensorflow_says_how_to_fix(tmp_path):
+    try:
+        import tensorflow  # noqa: F401
+        pytest.skip("TensorFlow is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(WeightsError, match=r"needs TensorFlow.*vggish-jax\[tf\]"):
+        tf_slim.read_checkpoint(tmp_path / "vggish_model.ckpt")
+
+
+def test_download_offline_gives_one_clear_line(tmp_path, monkeypatch):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens on this port now
+    spec = download.FILES["torch_weights"]
+    monkeypatch.setitem(download.FILES, "torch_weights",
+                        download.Published(spec.name, f"http://127.0.0.1:{port}/{spec.name}", spec.sha256_prefix))
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(WeightsError, match="cannot download .*--torch-weights") as err:
+        download.fetch("torch_weights", timeout=5)
+    assert "\n" not in str(err.value)
+    assert os.listdir(tmp_path / "cache") == []
+
+
+def test_download_verifies_hash_and_caches(tmp_path, monkeypatch):
+    src = tmp_path / "published.bin"
+    src.write_bytes(b"vggish" * 1000)
+    digest = download.sha256(str(src))
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setitem(download.FILES, "tf_pca", download.Published("pca.npz", src.as_uri(), digest[:8]))
+    path = download.fetch("tf_pca")
+    assert open(path, "rb").read() == src.read_bytes()
+    src.unlink()
+    assert download.fetch("tf_pca") == path  # served from the cache
+    monkeypatch.setitem(download.FILES, "tf_pca", download.Published("pca.npz", "file:///nowhere", "00000000"))
+    with pytest.raises(WeightsError, match="does not start with 00000000"):
+        download.fetch("tf_pca")
+
+
+def test_cli_convert_then_embed(torch_files, tmp_path, capsys):
+    _, weights, pca_path, _ = torch_files
+    out = tmp_path / "w"
+    assert cli.main(["convert", "--torch-weights", weights, "--torch-pca", pca_path, "--no-final-relu",
+                     "--out", str(out)]) == 0
+    assert "final_relu=False" in capsys.readouterr().out
+    emb = load_pretrained(out)
+    assert emb.final_relu is False and isinstance(emb.pca, post.PCAParams)
+    assert cli.main(["convert", "--out", str(tmp_path / "x")]) == 2
+    assert "exactly one source" in capsys.readouterr().err

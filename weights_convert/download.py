@@ -1,0 +1,84 @@
+"""Fetch the published VGGish files into a cache directory and verify their SHA-256.
+
+Hashes: torchvggish's release files carry the first 8 hex digits of their SHA-256 in the file name (the
+torch.hub convention), so those prefixes are checked. The full hashes of the four published files could not
+be confirmed from this project's machines (no internet), so none is hard-coded; every conversion records the
+SHA-256 of the files it read in the weights directory's metadata.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import urllib.error
+import urllib.request
+
+from vggish_jax.params import WeightsError
+
+CACHE_ENV = "VGGISH_JAX_CACHE"
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    name: str
+    url: str
+    sha256_prefix: str | None  # None: not known, only recorded
+
+
+TORCH_BASE = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/"
+TF_BASE = "https://storage.googleapis.com/audioset/"
+FILES = {
+    "torch_weights": Published("vggish-10086976.pth", TORCH_BASE + "vggish-10086976.pth", "10086976"),
+    "torch_pca": Published("vggish_pca_params-970ea276.pth", TORCH_BASE + "vggish_pca_params-970ea276.pth", "970ea276"),
+    "tf_checkpoint": Published("vggish_model.ckpt", TF_BASE + "vggish_model.ckpt", None),
+    "tf_pca": Published("vggish_pca_params.npz", TF_BASE + "vggish_pca_params.npz", None),
+}
+
+
+def cache_dir() -> str:
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "vggish-jax")
+
+
+def sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(path: str, expected_prefix: str | None) -> str:
+    """SHA-256 of `path`; raises WeightsError if it does not start with `expected_prefix`."""
+    digest = sha256(path)
+    if expected_prefix and not digest.startswith(expected_prefix):
+        raise WeightsError(f"{path}: SHA-256 {digest[:16]}... does not start with {expected_prefix} as published; "
+                           f"the download is corrupt or not the official file, delete it and retry")
+    return digest
+
+
+def fetch(key: str, directory: str | None = None, timeout: float = 30.0) -> str:
+    """Path of the published file `key` in the cache, downloading it if absent. Verified either way."""
+    spec = FILES[key]
+    directory = directory or cache_dir()
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, spec.name)
+    if not os.path.exists(path):
+        part = path + ".part"
+        try:
+            with urllib.request.urlopen(spec.url, timeout=timeout) as r, open(part, "wb") as f:
+                shutil.copyfileobj(r, f, 1 << 20)
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            if os.path.exists(part):
+                os.remove(part)
+            reason = getattr(e, "reason", e)
+            raise WeightsError(
+                f"cannot download {spec.url} ({reason}); with no network, fetch {spec.name} on a machine with "
+                f"internet, copy it here and pass it with --torch-weights/--torch-pca or --tf-checkpoint/--tf-pca") from e
+        os.replace(part, path)
+    try:
+        verify(path, spec.sha256_prefix)
+    except WeightsError:
+        os.replace(path, path + ".bad")  # keep it for inspection, but never reuse it
+        raise
+    return path

@@ -1,0 +1,69 @@
+"""TF-slim VGGish checkpoint (tensorflow/models research/audioset/vggish) -> our parameter layout.
+
+Variable names: vggish/conv1/weights, vggish/conv1/biases, vggish/conv2/..., vggish/conv3/conv3_1/...,
+vggish/conv3/conv3_2, vggish/conv4/conv4_1, vggish/conv4/conv4_2, vggish/fc1/fc1_1, vggish/fc1/fc1_2,
+vggish/fc2. Kernels are HWIO and [in, out], as ours. The PCA file is an .npz with 'pca_eigen_vectors'
+[128, 128] and 'pca_means' [128, 1].
+
+Reading the checkpoint itself needs TensorFlow (the optional `tf` extra); the mapping does not.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from vggish_jax.params import WeightsError
+from vggish_jax.postprocess import PCAParams
+
+SCOPES = {"conv1": "conv1", "conv2": "conv2", "conv3_1": "conv3/conv3_1", "conv3_2": "conv3/conv3_2",
+          "conv4_1": "conv4/conv4_1", "conv4_2": "conv4/conv4_2", "fc1_1": "fc1/fc1_1", "fc1_2": "fc1/fc1_2",
+          "fc2": "fc2"}
+
+
+def variable_names() -> dict[tuple[str, str], str]:
+    """(layer, 'kernel'|'bias') -> TF variable name."""
+    return {(layer, part): f"vggish/{scope}/{tf_part}" for layer, scope in SCOPES.items()
+            for part, tf_part in (("kernel", "weights"), ("bias", "biases"))}
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All variables of a TF checkpoint (V1 single file or V2 prefix) as numpy arrays."""
+    path = os.fspath(path)
+    try:
+        import tensorflow as tf
+    except ImportError as e:
+        raise WeightsError(f"{path}: reading TF checkpoints needs TensorFlow; pip install 'vggish-jax[tf]', "
+                           f"or convert torchvggish's .pth instead (--torch-weights)") from e
+    try:
+        reader = tf.train.load_checkpoint(path)
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    except Exception as e:
+        raise WeightsError(f"{path}: not a readable TF checkpoint ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:200]}); the file is truncated or corrupt") from e
+
+
+def params_from_variables(variables: dict[str, np.ndarray], source: str = "checkpoint") -> dict:
+    params: dict = {}
+    for (layer, part), name in variable_names().items():
+        if name not in variables:
+            raise WeightsError(f"{source}: missing variable {name!r}; is this the VGGish TF-slim checkpoint?")
+        params.setdefault(layer, {})[part] = np.asarray(variables[name], np.float32)
+    return params
+
+
+def load_pca_npz(path: str | os.PathLike) -> PCAParams:
+    path = os.fspath(path)
+    try:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:
+        raise WeightsError(f"{path}: not a readable .npz ({type(e).__name__}); download it again") from e
+    for key in ("pca_eigen_vectors", "pca_means"):
+        if key not in arrays:
+            raise WeightsError(f"{path}: missing array {key!r}; expected vggish_pca_params.npz "
+                               f"(pca_eigen_vectors, pca_means)")
+    ev, means = arrays["pca_eigen_vectors"], arrays["pca_means"].reshape(-1)
+    if ev.shape != (128, 128) or means.shape != (128,):
+        raise WeightsError(f"{path}: pca_eigen_vectors {ev.shape} / pca_means {means.shape}, expected (128, 128) / (128,)")
+    return PCAParams(ev, means)
