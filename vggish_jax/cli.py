@@ -13,12 +13,14 @@ COMMANDS = {
     "embed": "vggish_jax.commands.embed",
     "extract": "vggish_jax.commands.extract",
     "convert": "vggish_jax.commands.convert",
+    "compare": "vggish_jax.commands.compare",
 }
 
 HELP = {
     "embed": "embed audio files with VGGish into an .npz",
     "extract": "embed every clip of FMA (built as a TFDS dataset) into resumable per-split shards",
     "convert": "convert published VGGish weights (torchvggish .pth, TF checkpoint) into a weights directory",
+    "compare": "fit the paper's 13 classifiers (+ better heads) on extracted embeddings; write the table",
 }
 
 

@@ -1,0 +1,312 @@
+"""The paper's comparison table: 13 classifiers (FMA's baseline recipe) x feature sets, plus better heads.
+
+    python -m experiments.compare_classifiers --embeddings E --out results/<run> [--data-dir D] [--jobs N]
+    (same as `vggish-jax compare ...`)
+
+Every model is fitted on the training split only (StandardScaler, PCA and classifier inside one sklearn
+Pipeline); validation and test are only ever predicted. The best model is chosen on validation. Feature sets:
+  embedding          31 x 128 = 3968-d flattened VGGish embeddings (vggish_jax.features.flatten)
+  embedding+pca128   the same, scaled, then PCA to 128 dims fitted on train
+  mean_std           mean and std of the frame embeddings (256-d)
+  mfcc               MFCC statistics from the log-mels (needs the TFDS dataset: --data-dir)
+Extra models beyond the paper: HGB (HistGradientBoostingClassifier, standing in for XGBoost) and JAX-MLP
+(vggish_jax.heads, early-stopped on validation; on mean_std only).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from vggish_jax import features, store
+
+PAPER_CLASSIFIERS = ("LR", "kNN", "SVCrbf", "SVCpoly1", "linSVC1", "linSVC2", "DT", "RF", "AdaBoost", "MLP1",
+                     "MLP2", "NB", "QDA")
+EXTRA_CLASSIFIERS = ("HGB", "JAX-MLP")
+FEATURE_SETS = ("embedding", "embedding+pca128", "mean_std", "mfcc")
+SPLITS = ("train", "validation", "test")
+
+
+def make_classifier(name: str, seed: int = 0, n_train: int | None = None):
+    """FMA's baseline settings (mdeff/fma): sklearn defaults except where noted; SVC gamma pinned to 'auto'.
+
+    kNN's 200 neighbours are capped at the training-set size (only matters on toy data).
+    """
+    from sklearn import discriminant_analysis as da, ensemble, linear_model, naive_bayes, neighbors, neural_network
+    from sklearn import svm, tree
+
+    return {
+        "LR": lambda: linear_model.LogisticRegression(),
+        "kNN": lambda: neighbors.KNeighborsClassifier(n_neighbors=min(200, n_train or 200)),
+        "SVCrbf": lambda: svm.SVC(kernel="rbf", gamma="auto", random_state=seed),
+        "SVCpoly1": lambda: svm.SVC(kernel="poly", degree=1, gamma="auto", random_state=seed),
+        "linSVC1": lambda: svm.SVC(kernel="linear", random_state=seed),
+        "linSVC2": lambda: svm.LinearSVC(random_state=seed),
+        "DT": lambda: tree.DecisionTreeClassifier(max_depth=5, random_state=seed),
+        "RF": lambda: ensemble.RandomForestClassifier(max_depth=5, n_estimators=10, max_features=1, random_state=seed),
+        "AdaBoost": lambda: ensemble.AdaBoostClassifier(n_estimators=10, random_state=seed),
+        "MLP1": lambda: neural_network.MLPClassifier(hidden_layer_sizes=(100,), max_iter=2000, random_state=seed),
+        "MLP2": lambda: neural_network.MLPClassifier(hidden_layer_sizes=(200, 50), max_iter=2000, random_state=seed),
+        "NB": lambda: naive_bayes.GaussianNB(),
+        "QDA": lambda: da.QuadraticDiscriminantAnalysis(),
+        "HGB": lambda: ensemble.HistGradientBoostingClassifier(random_state=seed),
+    }[name]()
+
+
+def make_pipeline(feature_set: str, classifier: str, seed: int = 0, n_train: int | None = None):
+    """StandardScaler (+ PCA to 128 components, fitted on train; fewer only on toy data) + classifier."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    steps = [("scale", StandardScaler())]
+    if feature_set.endswith("+pca128"):
+        steps += [("pca", PCA(min(128, (n_train or 129) - 1), random_state=seed))]
+    return Pipeline(steps + [("clf", make_classifier(classifier, seed, n_train))])
+
+
+@dataclasses.dataclass
+class Data:
+    """Feature matrices per split for one feature set; labels per split."""
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+
+
+def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.ndarray]] | None = None) -> dict[str, Data]:
+    """{feature_set: Data} from per-split embeddings (and log-mels for MFCC, aligned by clip)."""
+    y = {s: embeddings[s].labels for s in SPLITS}
+    flat = {s: features.flatten(embeddings[s].embeddings) for s in SPLITS}
+    out = {"embedding": Data(flat, y), "embedding+pca128": Data(flat, y),
+           "mean_std": Data({s: features.mean_std(embeddings[s].embeddings) for s in SPLITS}, y)}
+    if mels is not None:
+        out["mfcc"] = Data({s: np.stack([features.mfcc_stats(m) for m in mels[s]]) for s in SPLITS}, y)
+    return out
+
+
+def fit_cell(feature_set: str, classifier: str, x_train: np.ndarray, y_train: np.ndarray, seed: int = 0):
+    """Fit one model. It sees the training split and nothing else."""
+    model = make_pipeline(feature_set, classifier, seed, n_train=len(y_train))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence / collinearity warnings from the fixed recipe
+        model.fit(x_train, y_train)
+    return model
+
+
+def run_cell(feature_set: str, classifier: str, data: Data, seed: int = 0) -> dict:
+    """Fit and score one cell. A model that cannot be fitted (e.g. QDA with more dimensions than clips per
+    class, which old sklearn only warned about) is reported as failed with the reason, not dropped."""
+    t0 = time.perf_counter()
+    try:
+        model = fit_cell(feature_set, classifier, data.x["train"], data.y["train"], seed)
+    except (ValueError, np.linalg.LinAlgError) as e:
+        return {"feature_set": feature_set, "classifier": classifier, "fit_seconds": time.perf_counter() - t0,
+                "wall_seconds": time.perf_counter() - t0, "validation_accuracy": None, "test_accuracy": None,
+                "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+    fit_s = time.perf_counter() - t0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = {s: model.predict(data.x[s]) for s in ("validation", "test")}
+    return {"feature_set": feature_set, "classifier": classifier, "fit_seconds": fit_s,
+            "wall_seconds": time.perf_counter() - t0,
+            "validation_accuracy": float(np.mean(pred["validation"] == data.y["validation"])),
+            "test_accuracy": float(np.mean(pred["test"] == data.y["test"])),
+            "test_predictions": pred["test"].tolist()}
+
+
+def run_jax_head(data: Data, label_names, seed: int = 0, meta: dict | None = None):
+    from vggish_jax import heads
+
+    t0 = time.perf_counter()
+    head = heads.train_head(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"],
+                            label_names, heads.HeadConfig(seed=seed), **(meta or {}))
+    pred = {s: head.predict_proba_features(data.x[s]).argmax(-1) for s in ("validation", "test")}
+    cell = {"feature_set": "mean_std", "classifier": "JAX-MLP", "fit_seconds": time.perf_counter() - t0,
+            "wall_seconds": time.perf_counter() - t0,
+            "validation_accuracy": float(np.mean(pred["validation"] == data.y["validation"])),
+            "test_accuracy": float(np.mean(pred["test"] == data.y["test"])),
+            "test_predictions": pred["test"].tolist(), "best_epoch": head.info["best_epoch"]}
+    return cell, head
+
+
+def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Log-mels from the built TFDS dataset, in the order of the extracted embeddings (matched by track_id)."""
+    from vggish_jax.datasets import fma
+
+    sources = fma.data_sources(fma.prepare(dataset, data_dir=data_dir, workers=0))
+    out = {}
+    for s in SPLITS:
+        ds = sources[s]
+        by_id = {}
+        for i in range(len(ds)):
+            ex = ds[i]
+            by_id[int(ex["track_id"])] = np.asarray(ex["mel"])
+        missing = [int(t) for t in track_ids[s] if int(t) not in by_id]
+        if missing:
+            raise ValueError(f"{data_dir}: {len(missing)} clips of the embeddings are not in the {s} split "
+                             f"(e.g. {missing[:3]}); was it built from the same FMA?")
+        out[s] = [by_id[int(t)] for t in track_ids[s]]
+    return out
+
+
+def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classifiers=PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS,
+            data_dir: str | None = None, jobs: int = -1, seed: int = 0, save_head: bool = True,
+            log=lambda m: print(m, file=sys.stderr)) -> dict:
+    """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report."""
+    from joblib import Parallel, delayed
+
+    t_start = time.perf_counter()
+    info = store.read_info(embeddings_dir)
+    label_names = list(info["label_names"])
+    splits = {s: store.load_split(embeddings_dir, s) for s in SPLITS}
+    mels = None
+    if "mfcc" in feature_sets:
+        if data_dir:
+            mels = load_mels(data_dir, info.get("dataset", "fma/small"), {s: splits[s].track_ids for s in SPLITS})
+        else:
+            log("mfcc: skipped (needs the TFDS dataset's log-mels: pass --data-dir)")
+    data = build_features(splits, mels)
+    feature_sets = [f for f in feature_sets if f in data]
+    sk = [c for c in classifiers if c != "JAX-MLP"]
+    cells = [(f, c) for f in feature_sets for c in sk]
+    log(f"{len(cells)} cells on {', '.join(f'{s} {len(splits[s])}' for s in SPLITS)} clips, jobs={jobs}")
+    results = Parallel(n_jobs=jobs, verbose=0)(delayed(run_cell)(f, c, data[f], seed) for f, c in cells)
+    head = None
+    if "JAX-MLP" in classifiers and "mean_std" in data:
+        cell, head = run_jax_head(data["mean_std"], label_names, seed,
+                                  {"final_relu": bool(info.get("final_relu", False)), "weights": info.get("weights")})
+        results.append(cell)
+    ok = [r for r in results if r["validation_accuracy"] is not None]
+    best = max(ok, key=lambda r: r["validation_accuracy"])  # chosen on validation only
+    report = {
+        "embeddings": os.path.abspath(embeddings_dir), "dataset": info.get("dataset"),
+        "final_relu": info.get("final_relu"), "postprocess": info.get("postprocess"),
+        "split_sizes": {s: len(splits[s]) for s in SPLITS}, "label_names": label_names, "seed": seed,
+        "feature_sets": feature_sets, "classifiers": list(classifiers), "versions": _versions(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "jobs": jobs,
+        "wall_seconds": time.perf_counter() - t_start,
+        "best": {k: best[k] for k in ("feature_set", "classifier", "validation_accuracy", "test_accuracy")},
+        "cells": [{k: v for k, v in r.items() if k != "test_predictions"} for r in results],
+    }
+    os.makedirs(out, exist_ok=True)
+    _write_json(os.path.join(out, "table.json"), report)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(render_markdown(report))
+    _plots(out, best, splits["test"].labels, label_names)
+    if head is not None and save_head:
+        from vggish_jax import heads
+        heads.save_head(os.path.join(out, "head"), head)
+    return report
+
+
+def render_markdown(report: dict) -> str:
+    fs = report["feature_sets"]
+    cells = {(c["feature_set"], c["classifier"]): c for c in report["cells"]}
+    lines = [f"# Genre classification: {report['dataset']} (final_relu={report['final_relu']}, "
+             f"postprocess={report['postprocess']})", "",
+             f"Splits: {report['split_sizes']}. Test accuracy, validation in parentheses; best on validation: "
+             f"**{report['best']['classifier']} on {report['best']['feature_set']}** "
+             f"(val {report['best']['validation_accuracy']:.4f}, test {report['best']['test_accuracy']:.4f}).", "",
+             "| classifier | " + " | ".join(fs) + " |", "|---" * (len(fs) + 1) + "|"]
+    for clf in report["classifiers"]:
+        row = []
+        for f in fs:
+            c = cells.get((f, clf))
+            if c is None:
+                row.append("-")
+            elif c["test_accuracy"] is None:
+                row.append("failed")
+            else:
+                row.append(f"{c['test_accuracy']:.4f} ({c['validation_accuracy']:.4f})")
+        lines.append(f"| {clf} | " + " | ".join(row) + " |")
+    failed = [c for c in report["cells"] if c.get("error")]
+    lines += [""] + [f"- failed: {c['classifier']} on {c['feature_set']}: {c['error']}" for c in failed]
+    lines += ["", f"Total wall time {report['wall_seconds']:.1f} s with jobs={report['jobs']} on "
+              f"{report['machine']['cpus']} CPUs."]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    pred = np.asarray(best["test_predictions"])
+    cm = confusion_matrix(y_test, pred, labels=range(len(label_names)))
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(label_names)), label_names)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"test confusion: {best['classifier']} on {best['feature_set']}")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "confusion_best.png"), dpi=120)
+    plt.close(fig)
+    per_genre = cm.diagonal() / np.maximum(cm.sum(axis=1), 1)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(range(len(label_names)), per_genre)
+    ax.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy (recall)")
+    ax.set_title(f"per-genre accuracy: {best['classifier']} on {best['feature_set']}")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "per_genre_accuracy.png"), dpi=120)
+    plt.close(fig)
+
+
+def _versions() -> dict:
+    import jax
+    import sklearn
+    return {"python": platform.python_version(), "numpy": np.__version__, "sklearn": sklearn.__version__,
+            "jax": jax.__version__}
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embeddings", required=True, help="directory written by `vggish-jax extract`")
+    p.add_argument("--out", required=True, help="results directory (table.md, table.json, plots, head/)")
+    p.add_argument("--data-dir", help="TFDS data dir of the same dataset, for the MFCC baseline")
+    p.add_argument("--features", default=",".join(FEATURE_SETS), help="comma-separated feature sets")
+    p.add_argument("--classifiers", default=",".join(PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS))
+    p.add_argument("--jobs", type=int, default=-1, help="parallel cells (-1: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args) -> int:
+    fs = [f for f in args.features.split(",") if f]
+    clfs = [c for c in args.classifiers.split(",") if c]
+    unknown = [f for f in fs if f not in FEATURE_SETS] + [c for c in clfs if c not in PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS]
+    if unknown:
+        raise ValueError(f"unknown feature sets/classifiers {unknown}; choose from {FEATURE_SETS} and "
+                         f"{PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS}")
+    report = compare(args.embeddings, args.out, feature_sets=fs, classifiers=clfs, data_dir=args.data_dir,
+                     jobs=args.jobs, seed=args.seed)
+    print(render_markdown(report))
+    print(f"wrote {args.out}/table.md, table.json, confusion_best.png, per_genre_accuracy.png")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

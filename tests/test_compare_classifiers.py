@@ -1,0 +1,134 @@
+"""The classifier comparison on synthetic embeddings with planted class structure (written via vggish_jax.store)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import compare_classifiers as cc
+from vggish_jax import cli, features, heads, store
+
+GENRES = ["Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock"]
+
+
+def write_synthetic(root, per_class=(12, 4, 4), sep=3.0, seed=0, n_examples=(29, 33)):
+    """Clips whose frame embeddings sit around a class centre; some clips have != 31 examples."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(GENRES), 128)) * sep
+    tid = 0
+    for split, k in zip(cc.SPLITS, per_class):
+        ids, labels, embs = [], [], []
+        for c in range(len(GENRES)):
+            for _ in range(k):
+                n = int(rng.integers(n_examples[0], n_examples[1] + 1))
+                embs.append((centres[c] + rng.normal(size=(n, 128))).astype(np.float32))
+                ids.append(tid)
+                labels.append(c)
+                tid += 1
+        store.write_shard(store.shard_path(str(root), split, 0), ids, labels, embs)
+    store.write_info(str(root), {"label_names": GENRES, "final_relu": True, "postprocess": False,
+                                 "dataset": "synthetic", "weights": None})
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def separable(tmp_path_factory):
+    return write_synthetic(tmp_path_factory.mktemp("emb"))
+
+
+def test_flatten_rule_and_pooling():
+    a = np.arange(3 * 2, dtype=np.float32).reshape(3, 2)
+    flat = features.flatten([a], n=5)
+    np.testing.assert_array_equal(flat[0], np.concatenate([a[0], a[1], a[2], a[0], a[1]]))
+    assert features.flatten([np.ones((40, 2))], n=31).shape == (1, 62)
+    ms = features.mean_std([a])
+    np.testing.assert_allclose(ms[0], [2, 3, np.std([0, 2, 4]), np.std([1, 3, 5])])
+    with pytest.raises(ValueError):
+        features.flatten([np.zeros((0, 2))])
+
+
+def test_mfcc_is_an_orthonormal_dct_and_stats_shape():
+    mel = np.random.default_rng(0).normal(size=(2, 96, 64))
+    m = features.mfcc(mel.reshape(-1, 64), n_mfcc=64)
+    k, n = np.arange(64)[:, None], np.arange(64)[None, :]
+    basis = np.cos(np.pi * k * (2 * n + 1) / 128) * np.sqrt(2 / 64)
+    basis[0] /= np.sqrt(2)
+    np.testing.assert_allclose(m, mel.reshape(-1, 64) @ basis.T, atol=1e-10)
+    s = features.mfcc_stats(mel)
+    assert s.shape == (140,)
+    np.testing.assert_allclose(s[:20], m[:, :20].mean(0), atol=1e-5)
+
+
+def test_full_table_has_every_cell_and_separable_is_solved(separable, tmp_path):
+    out = str(tmp_path / "run")
+    report = cc.compare(separable, out, feature_sets=("embedding", "embedding+pca128", "mean_std", "mfcc"),
+                        jobs=2, log=lambda m: None)
+    assert report["feature_sets"] == ["embedding", "embedding+pca128", "mean_std"]  # mfcc: no --data-dir
+    got = {(c["feature_set"], c["classifier"]) for c in report["cells"]}
+    want = {(f, c) for f in report["feature_sets"] for c in cc.PAPER_CLASSIFIERS + ("HGB",)} | {("mean_std", "JAX-MLP")}
+    assert got == want
+    acc = {(c["feature_set"], c["classifier"]): c["test_accuracy"] for c in report["cells"]}
+    failed = {k for k, v in acc.items() if v is None}
+    # 12 clips per class but >= 96 dimensions: every class covariance is singular, so only QDA fails.
+    assert failed == {(f, "QDA") for f in report["feature_sets"]}
+    for f in report["feature_sets"]:
+        for clf in ("LR", "linSVC1", "linSVC2"):
+            assert acc[(f, clf)] >= 0.95, (f, clf)
+    assert acc[("mean_std", "JAX-MLP")] >= 0.95
+    table = open(os.path.join(out, "table.md")).read()
+    assert "failed: QDA on embedding: LinAlgError" in table
+    for clf in cc.PAPER_CLASSIFIERS:
+        assert f"| {clf} |" in table
+    saved = json.load(open(os.path.join(out, "table.json")))
+    assert saved["split_sizes"] == {"train": 96, "validation": 32, "test": 32} and saved["final_relu"] is True
+    assert all(c["wall_seconds"] > 0 for c in saved["cells"])
+    for png in ("confusion_best.png", "per_genre_accuracy.png"):
+        with open(os.path.join(out, png), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_leakage_test_labels_do_not_matter(tmp_path):
+    """Scrambling test labels (and test features) must not change the fitted models or validation scores."""
+    a = write_synthetic(tmp_path / "a", sep=0.4, seed=3)
+    splits = {s: store.load_split(a, s) for s in cc.SPLITS}
+    data = cc.build_features(splits)["mean_std"]
+    rng = np.random.default_rng(0)
+    scrambled = cc.Data(dict(data.x), dict(data.y))
+    scrambled.y["test"] = rng.permutation(len(GENRES))[data.y["test"]]
+    scrambled.x["test"] = rng.normal(size=data.x["test"].shape)
+    for clf in ("LR", "RF", "MLP1"):
+        r1, r2 = cc.run_cell("mean_std", clf, data), cc.run_cell("mean_std", clf, scrambled)
+        assert r1["validation_accuracy"] == r2["validation_accuracy"]
+    m1 = cc.fit_cell("mean_std", "LR", data.x["train"], data.y["train"])
+    m2 = cc.fit_cell("mean_std", "LR", scrambled.x["train"], scrambled.y["train"])
+    np.testing.assert_array_equal(m1.predict(data.x["validation"]), m2.predict(data.x["validation"]))
+
+
+def test_head_early_stopping_and_roundtrip(separable, tmp_path):
+    splits = {s: store.load_split(separable, s) for s in cc.SPLITS}
+    x = {s: features.mean_std(splits[s].embeddings) for s in cc.SPLITS}
+    cfg = heads.HeadConfig(max_epochs=40, patience=5)
+    head = heads.train_head(x["train"], splits["train"].labels, x["validation"], splits["validation"].labels,
+                            GENRES, cfg, final_relu=True, weights="/w")
+    hist = head.info["history"]
+    best = max(range(len(hist)), key=lambda i: hist[i]["val_accuracy"])
+    assert head.info["best_epoch"] == hist[best]["epoch"]
+    assert len(hist) <= head.info["best_epoch"] + cfg.patience + 1
+    heads.save_head(str(tmp_path / "h"), head)
+    loaded = heads.load_head(str(tmp_path / "h"))
+    p1, p2 = head.predict_proba(splits["test"].embeddings), loaded.predict_proba(splits["test"].embeddings)
+    np.testing.assert_allclose(p1, p2, atol=1e-6)
+    np.testing.assert_allclose(p1.sum(-1), 1, atol=1e-5)
+    assert loaded.label_names == GENRES and loaded.final_relu is True and loaded.weights == "/w"
+    assert (p1.argmax(-1) == splits["test"].labels).mean() >= 0.95
+
+
+def test_cli_compare_and_errors(separable, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli.main(["compare", "--embeddings", separable, "--out", str(out), "--features", "mean_std",
+                     "--classifiers", "LR,NB", "--jobs", "1"]) == 0
+    assert "| LR |" in capsys.readouterr().out
+    assert cli.main(["compare", "--embeddings", separable, "--out", str(out), "--classifiers", "XGB"]) == 2
+    assert "unknown" in capsys.readouterr().err
+    assert cli.main(["compare", "--embeddings", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "vggish-jax extract" in capsys.readouterr().err

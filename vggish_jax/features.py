@@ -1,0 +1,45 @@
+"""Clip-level feature vectors built from frame-level VGGish embeddings or log-mels.
+
+- `flatten`: the paper's 31 x 128 = 3968-d vector. Clips with more than 31 examples keep the first 31; clips
+  with fewer are filled by repeating their examples cyclically (a clip with 30 examples reuses its first),
+  so every dimension still holds real audio features rather than zeros that a scaler would turn into outliers.
+- `mean_std`: the mean and standard deviation over frames (256-d): order-invariant and length-independent.
+- `mfcc_stats`: the MFCC baseline: 20 MFCCs (orthonormal DCT-II of the 64 log-mel bands of our frontend) per
+  10 ms frame, summarised over the clip by mean, std, min, max, median, skewness and kurtosis (140-d), the
+  statistics FMA's own feature set uses.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import fft, stats
+
+EXAMPLES_PER_CLIP = 31
+
+
+def flatten(clips: list[np.ndarray], n: int = EXAMPLES_PER_CLIP) -> np.ndarray:
+    """[clips, n * D]: the first n examples of each clip, cyclically repeated when it has fewer."""
+    out = []
+    for e in clips:
+        if e.shape[0] == 0:
+            raise ValueError("a clip with no examples cannot be flattened")
+        idx = np.arange(n) % e.shape[0]
+        out.append(np.asarray(e, np.float32)[idx].reshape(-1))
+    return np.stack(out)
+
+
+def mean_std(clips: list[np.ndarray]) -> np.ndarray:
+    """[clips, 2 * D]: per-dimension mean and standard deviation over a clip's examples."""
+    return np.stack([np.concatenate([e.mean(axis=0), e.std(axis=0)]) for e in
+                     (np.asarray(c, np.float32) for c in clips)])
+
+
+def mfcc(log_mel: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
+    """[..., bands] log-mel -> [..., n_mfcc] MFCCs (orthonormal DCT-II over bands)."""
+    return fft.dct(np.asarray(log_mel, np.float64), type=2, norm="ortho", axis=-1)[..., :n_mfcc]
+
+
+def mfcc_stats(mel_examples: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
+    """[n, 96, 64] log-mel examples of one clip -> [7 * n_mfcc] summary statistics of its MFCCs."""
+    m = mfcc(np.asarray(mel_examples).reshape(-1, np.shape(mel_examples)[-1]), n_mfcc)
+    return np.concatenate([m.mean(0), m.std(0), m.min(0), m.max(0), np.median(m, 0),
+                           stats.skew(m, axis=0), stats.kurtosis(m, axis=0)]).astype(np.float32)

@@ -1,0 +1,148 @@
+"""A small genre head on pooled VGGish embeddings, trained with JAX/optax, saved without pickle.
+
+The head standardises mean+std pooled embeddings with training-set statistics, then applies an MLP (no hidden
+layer = multinomial logistic regression), trained by minibatch AdamW with dropout; the
+epoch with the best validation accuracy is kept (early stopping with patience).
+
+On disk (DIR): head.npz (scaler mean/scale and every layer's kernel/bias) + head.json (label names,
+feature, final_relu and weights of the VGGish that made the embeddings, hidden sizes, training history).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vggish_jax import features
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+    hidden: tuple[int, ...] = (256,)
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.3
+    batch_size: int = 64
+    max_epochs: int = 200
+    patience: int = 20
+    seed: int = 0
+
+
+def _init(key, sizes):
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        key, sub = jax.random.split(key)
+        layers.append({"kernel": jax.random.normal(sub, (a, b)) * np.sqrt(2.0 / a), "bias": jnp.zeros(b)})
+    return layers
+
+
+def _apply(layers, x, *, dropout=0.0, key=None):
+    for i, layer in enumerate(layers):
+        x = x @ layer["kernel"] + layer["bias"]
+        if i < len(layers) - 1:
+            x = jax.nn.relu(x)
+            if dropout and key is not None:
+                key, sub = jax.random.split(key)
+                x = x * jax.random.bernoulli(sub, 1 - dropout, x.shape) / (1 - dropout)
+    return x
+
+
+@dataclasses.dataclass
+class Head:
+    label_names: list[str]
+    mean: np.ndarray
+    scale: np.ndarray
+    layers: list[dict]
+    feature: str = "mean_std"
+    final_relu: bool = False
+    weights: str | None = None
+    info: dict = dataclasses.field(default_factory=dict)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(_apply(self.layers, jnp.asarray((x - self.mean) / self.scale, jnp.float32)))
+
+    def predict_proba_features(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(jax.nn.softmax(self.logits(x), axis=-1))
+
+    def predict_proba(self, clips: list[np.ndarray]) -> np.ndarray:
+        """Per-clip [n, 128] float embeddings -> [clips, classes] probabilities."""
+        return self.predict_proba_features(features.mean_std(clips))
+
+
+def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = HeadConfig(), **meta) -> Head:
+    """Fit on train only; the validation split picks the epoch. Returns the best Head (history in .info)."""
+    x_train, x_val = np.asarray(x_train, np.float32), np.asarray(x_val, np.float32)
+    y_train, y_val = np.asarray(y_train), np.asarray(y_val)
+    mean, scale = x_train.mean(0), x_train.std(0) + 1e-6
+    xt, xv = jnp.asarray((x_train - mean) / scale), jnp.asarray((x_val - mean) / scale)
+    n_classes = len(label_names)
+    key = jax.random.PRNGKey(cfg.seed)
+    key, init_key = jax.random.split(key)
+    layers = _init(init_key, (xt.shape[1], *cfg.hidden, n_classes))
+    opt = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
+    state = opt.init(layers)
+
+    @jax.jit
+    def step(layers, state, xb, yb, key):
+        def loss_fn(p):
+            logits = _apply(p, xb, dropout=cfg.dropout, key=key)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+        loss, grads = jax.value_and_grad(loss_fn)(layers)
+        updates, state = opt.update(grads, state, layers)
+        return optax.apply_updates(layers, updates), state, loss
+
+    accuracy = jax.jit(lambda p, x, y: (jnp.argmax(_apply(p, x), -1) == y).mean())
+    rng = np.random.default_rng(cfg.seed)
+    best = (-1.0, 0, layers)
+    history = []
+    for epoch in range(cfg.max_epochs):
+        order = rng.permutation(xt.shape[0])
+        losses = []
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i: i + cfg.batch_size]
+            key, sub = jax.random.split(key)
+            layers, state, loss = step(layers, state, xt[idx], jnp.asarray(y_train[idx]), sub)
+            losses.append(float(loss))
+        val_acc = float(accuracy(layers, xv, jnp.asarray(y_val)))
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_acc})
+        if val_acc > best[0]:
+            best = (val_acc, epoch, layers)
+        elif epoch - best[1] >= cfg.patience:
+            break
+    info = {"best_epoch": best[1], "best_val_accuracy": best[0], "history": history,
+            "config": dataclasses.asdict(cfg)}
+    return Head(list(label_names), mean, scale, jax.tree.map(np.asarray, best[2]), info=info, **meta)
+
+
+def save_head(directory: str, head: Head) -> str:
+    os.makedirs(directory, exist_ok=True)
+    arrays = {"mean": head.mean, "scale": head.scale}
+    for i, layer in enumerate(head.layers):
+        arrays[f"layer{i}_kernel"], arrays[f"layer{i}_bias"] = layer["kernel"], layer["bias"]
+    tmp = os.path.join(directory, "head.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, os.path.join(directory, "head.npz"))
+    meta = {"label_names": head.label_names, "feature": head.feature, "final_relu": head.final_relu,
+            "weights": head.weights, "num_layers": len(head.layers), "info": head.info}
+    with open(os.path.join(directory, "head.json.tmp"), "w") as f:
+        json.dump(meta, f, indent=2)
+    os.replace(os.path.join(directory, "head.json.tmp"), os.path.join(directory, "head.json"))
+    return directory
+
+
+def load_head(directory: str) -> Head:
+    npz, js = os.path.join(directory, "head.npz"), os.path.join(directory, "head.json")
+    if not (os.path.exists(npz) and os.path.exists(js)):
+        raise FileNotFoundError(f"{directory}: no head.npz/head.json; train one with `vggish-jax compare ... --save-head`")
+    with open(js) as f:
+        meta = json.load(f)
+    with np.load(npz) as z:
+        layers = [{"kernel": z[f"layer{i}_kernel"], "bias": z[f"layer{i}_bias"]} for i in range(meta["num_layers"])]
+        mean, scale = z["mean"], z["scale"]
+    return Head(meta["label_names"], mean, scale, layers, feature=meta["feature"], final_relu=meta["final_relu"],
+                weights=meta.get("weights"), info=meta.get("info", {}))
