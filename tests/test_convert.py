@@ -11,7 +11,7 @@ from weights_convert import download, tf_slim, torchvggish
 from weights_convert.convert import convert
 
 torch = pytest.importorskip("torch", reason="the parity oracle needs torch (pip install -e '.[test]')")
-from reference_torchvggish import TorchVGGish, torch_postprocess  # noqa: E402
+from experiments.torch_vggish import TorchVGGish, torch_postprocess  # noqa: E402
 
 TF_NAMES = {  # TF-slim variable -> torchvggish key, spelled out independently of weights_convert
     "vggish/conv1/weights": "features.0.weight", "vggish/conv1/biases": "features.0.bias",

@@ -14,6 +14,7 @@ COMMANDS = {
     "extract": "vggish_jax.commands.extract",
     "convert": "vggish_jax.commands.convert",
     "compare": "vggish_jax.commands.compare",
+    "bench": "vggish_jax.commands.bench",
 }
 
 HELP = {
@@ -21,6 +22,7 @@ HELP = {
     "extract": "embed every clip of FMA (built as a TFDS dataset) into resumable per-split shards",
     "convert": "convert published VGGish weights (torchvggish .pth, TF checkpoint) into a weights directory",
     "compare": "fit the paper's 13 classifiers (+ better heads) on extracted embeddings; write the table",
+    "bench": "measure frontend, decode, embedding, end-to-end and training throughput; write results/",
 }
 
 

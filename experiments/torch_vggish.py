@@ -1,4 +1,4 @@
-"""The torchvggish architecture (harritaylor/torchvggish) in PyTorch, written here as a parity oracle.
+"""The torchvggish architecture (harritaylor/torchvggish) in PyTorch, written here: parity oracle and benchmark peer.
 
 Its layer indices give the exact state-dict keys of the published vggish-10086976.pth, and its forward moves
 channels last with two transposes before flattening, as torchvggish does.
