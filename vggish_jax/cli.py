@@ -15,6 +15,7 @@ COMMANDS = {
     "convert": "vggish_jax.commands.convert",
     "compare": "vggish_jax.commands.compare",
     "bench": "vggish_jax.commands.bench",
+    "predict": "vggish_jax.commands.predict",
 }
 
 HELP = {
@@ -23,6 +24,7 @@ HELP = {
     "convert": "convert published VGGish weights (torchvggish .pth, TF checkpoint) into a weights directory",
     "compare": "fit the paper's 13 classifiers (+ better heads) on extracted embeddings; write the table",
     "bench": "measure frontend, decode, embedding, end-to-end and training throughput; write results/",
+    "predict": "predict the genre of audio files (offline MusiCNN, or VGGish + a trained head)",
 }
 
 

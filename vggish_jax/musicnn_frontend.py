@@ -1,0 +1,75 @@
+"""MusiCNN's input representation in NumPy (no librosa), matching what the `musicnn` 0.1.0 models were fed.
+
+Facts from musicnn's configuration/extractor (librosa defaults of its time): 16 kHz mono; STFT with a 512-point
+periodic Hann window, hop 256, centred frames (reflect padding of 256 samples); power spectrum |X|^2;
+96 mel bands on the Slaney scale over 0-8 kHz with Slaney area normalisation; cast to float16; then
+log10(10000 x + 1). Patches of 187 frames (~3 s), non-overlapping by default.
+
+One deliberate difference: musicnn evaluates 10000 x in float16, which overflows to inf for mel power above
+6.55 (loud bass notes) and then gives NaN tags. We round the mel power to float16 as it does, but take the
+log in float32. Librosa >= 0.10 pads centred frames with zeros; the models were trained with librosa 0.7,
+which reflected, and so do we.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+SR, N_FFT, HOP, N_MELS, PATCH_FRAMES = 16000, 512, 256, 96, 187
+
+
+def hz_to_mel_slaney(hz):
+    """Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above."""
+    hz = np.asarray(hz, np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    logstep = np.log(6.4) / 27.0
+    return np.where(hz >= min_log_hz, min_log_hz / f_sp + np.log(np.maximum(hz, 1e-10) / min_log_hz) / logstep, hz / f_sp)
+
+
+def mel_to_hz_slaney(mel):
+    mel = np.asarray(mel, np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    logstep = np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+
+
+@functools.lru_cache(maxsize=4)
+def mel_filterbank(sr: int = SR, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
+    """[n_mels, n_fft // 2 + 1] Slaney-normalised triangles over 0..sr/2."""
+    fft_hz = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    edges = mel_to_hz_slaney(np.linspace(hz_to_mel_slaney(0.0), hz_to_mel_slaney(sr / 2), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    return weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+def log_mel(waveform: np.ndarray) -> np.ndarray:
+    """16 kHz mono waveform -> [frames, 96] log-compressed mel spectrogram (float32)."""
+    x = np.asarray(waveform, np.float64)
+    pad = N_FFT // 2
+    if x.shape[0] <= pad:
+        raise ValueError(f"need more than {pad} samples for MusiCNN's reflect-padded STFT, got {x.shape[0]}")
+    x = np.pad(x, pad, mode="reflect")
+    n = 1 + (x.shape[0] - N_FFT) // HOP
+    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n)[:, None]
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
+    power = np.abs(np.fft.rfft(x[idx] * window, axis=-1)) ** 2
+    mel = np.minimum(power @ mel_filterbank().T, 65504.0).astype(np.float16)  # the trained pipeline's rounding
+    return np.log10(10000 * mel.astype(np.float32) + 1)
+
+
+def patches(log_mel_frames: np.ndarray, hop: int = PATCH_FRAMES) -> np.ndarray:
+    """[frames, 96] -> [n, 187, 96]: full patches only, every `hop` frames."""
+    n = 0 if log_mel_frames.shape[0] < PATCH_FRAMES else 1 + (log_mel_frames.shape[0] - PATCH_FRAMES) // hop
+    return np.stack([log_mel_frames[i * hop: i * hop + PATCH_FRAMES] for i in range(n)]) if n else \
+        np.zeros((0, PATCH_FRAMES, N_MELS), np.float32)
+
+
+def min_samples() -> int:
+    """Samples of 16 kHz audio needed for one 187-frame patch (~2.99 s)."""
+    return (PATCH_FRAMES - 1) * HOP

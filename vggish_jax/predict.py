@@ -1,0 +1,150 @@
+"""Genre prediction for audio files, offline, out of the box.
+
+Default backbone: MusiCNN (MSD_musicnn from the `musicnn` 0.1.0 wheel, converted and shipped in
+vggish_jax/assets). Its 50 Million-Song-Dataset tag probabilities are averaged over the song's 3-s patches and
+mapped to FMA-small's 8 genres by MSD_TO_FMA: a genre's score is the highest probability among its tags, and
+the scores are normalised to sum to 1 (relative scores, not calibrated probabilities). International has no
+MSD tag, so the tagger cannot score it: it is reported with score 0 and flagged. With a head trained by
+`vggish-jax compare` (`--head DIR`), VGGish embeddings + that head are used instead, with all 8 genres.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import jax
+import numpy as np
+from flax import nnx
+
+from vggish_jax import audio, musicnn_frontend as mf
+
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+MUSICNN_WEIGHTS = os.path.join(ASSETS, "msd_musicnn.npz")
+EXAMPLE_CLIP = os.path.join(ASSETS, "example.ogg")
+
+MSD_TAGS = ("rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s", "alternative rock",
+            "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock", "soul", "indie rock", "Mellow",
+            "electronica", "80s", "folk", "90s", "chill", "instrumental", "punk", "oldies", "blues", "hard rock",
+            "ambient", "acoustic", "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
+            "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb",
+            "indie pop", "sad", "House", "happy")
+FMA_GENRES = ("Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock")
+MSD_TO_FMA = {
+    "Electronic": ("electronic", "electronica", "electro", "dance", "House"),
+    "Experimental": ("experimental",),
+    "Folk": ("folk", "acoustic"),
+    "Hip-Hop": ("Hip-Hop",),
+    "Instrumental": ("instrumental", "ambient"),
+    "International": (),  # no MSD tag: not scored by the tagger
+    "Pop": ("pop", "indie pop"),
+    "Rock": ("rock", "alternative", "indie", "alternative rock", "classic rock", "indie rock", "hard rock",
+             "punk", "metal", "heavy metal", "Progressive rock"),
+}
+
+
+@dataclasses.dataclass
+class Prediction:
+    path: str
+    genres: list[tuple[str, float]]  # sorted, highest first
+    tags: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # raw MSD tags, highest first
+    backbone: str = "musicnn"
+    patches: int = 0
+    note: str = ""
+
+    def to_json(self, top: int) -> dict:
+        return {"path": self.path, "backbone": self.backbone, "patches": self.patches,
+                "genres": [{"genre": g, "score": round(s, 4)} for g, s in self.genres[:top]],
+                "tags": [{"tag": t, "probability": round(p, 4)} for t, p in self.tags[:top]], "note": self.note}
+
+
+def genre_scores(tag_probs: np.ndarray) -> dict[str, float]:
+    """Mean MSD tag probabilities [50] -> {genre: normalised score} over FMA's 8 genres."""
+    index = {t: i for i, t in enumerate(MSD_TAGS)}
+    raw = {g: max((float(tag_probs[index[t]]) for t in tags), default=0.0) for g, tags in MSD_TO_FMA.items()}
+    total = sum(raw.values())
+    return {g: (v / total if total > 0 else 0.0) for g, v in raw.items()}
+
+
+class MusiCNNTagger:
+    """MSD_musicnn with its jitted forward pass."""
+
+    def __init__(self, weights: str = MUSICNN_WEIGHTS, batch_size: int = 16):
+        from vggish_jax.models.musicnn import from_flat
+
+        if not os.path.exists(weights):
+            raise FileNotFoundError(f"{weights}: MusiCNN weights missing; reinstall vggish-jax (they ship in its assets)")
+        with np.load(weights) as z:
+            self.model = from_flat({k: z[k] for k in z.files})
+        graphdef, state = nnx.split(self.model)
+        self._state, self.batch_size = state, batch_size
+        self._forward = jax.jit(lambda s, x: nnx.merge(graphdef, s).features(x))
+
+    def patches(self, path: str) -> np.ndarray:
+        x, _ = audio.load(path, target_sr=mf.SR)
+        if x.shape[0] < mf.min_samples():
+            raise audio.AudioError(f"{path}: {x.shape[0] / mf.SR:.2f} s is shorter than one MusiCNN patch "
+                                   f"({mf.min_samples() / mf.SR:.2f} s); use a longer clip")
+        return mf.patches(mf.log_mel(x))
+
+    def run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
+        """[n, 187, 96] -> {'taggram': [n, 50], 'penultimate': [n, 200]} in fixed-size jitted batches."""
+        outs = {"taggram": [], "penultimate": []}
+        for i in range(0, patches.shape[0], self.batch_size):
+            batch = patches[i: i + self.batch_size]
+            k = batch.shape[0]
+            padded = np.concatenate([batch, np.zeros((self.batch_size - k,) + batch.shape[1:], batch.dtype)])
+            f = self._forward(self._state, padded)
+            outs["taggram"].append(np.asarray(jax.nn.sigmoid(f["logits"]))[:k])
+            outs["penultimate"].append(np.asarray(f["penultimate"])[:k])
+        return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def predict(self, path: str) -> Prediction:
+        p = self.patches(path)
+        taggram = self.run(p)["taggram"]
+        mean = taggram.mean(axis=0)
+        scores = genre_scores(mean)
+        order = np.argsort(-mean)
+        return Prediction(path, sorted(scores.items(), key=lambda kv: -kv[1]),
+                          [(MSD_TAGS[i], float(mean[i])) for i in order], "musicnn", int(p.shape[0]),
+                          "MusiCNN MSD tags mapped to FMA genres; International has no MSD tag and is not scored")
+
+    def embed(self, path: str) -> np.ndarray:
+        """[patches, 200] penultimate-layer features (MusiCNN embeddings) of a file."""
+        return self.run(self.patches(path))["penultimate"]
+
+
+@functools.lru_cache(maxsize=1)
+def default_tagger() -> MusiCNNTagger:
+    return MusiCNNTagger()
+
+
+class HeadPredictor:
+    """VGGish embeddings + a head trained by `vggish-jax compare` (vggish_jax.heads)."""
+
+    def __init__(self, head_dir: str, weights: str | None = None):
+        from vggish_jax import heads
+        from vggish_jax.embed import load_pretrained
+
+        self.head = heads.load_head(head_dir)
+        weights = weights or self.head.weights
+        if not weights:
+            raise ValueError(f"{head_dir}: the head does not record its VGGish weights; pass --weights DIR")
+        self.embedder = load_pretrained(weights, final_relu=self.head.final_relu)
+
+    def predict(self, path: str) -> Prediction:
+        emb = self.embedder.embed_file(path)
+        probs = self.head.predict_proba([emb])[0]
+        genres = sorted(zip(self.head.label_names, map(float, probs)), key=lambda kv: -kv[1])
+        return Prediction(path, genres, [], "vggish+head", int(emb.shape[0]), "")
+
+
+def predict_files(paths, predictor) -> tuple[list[Prediction], dict[str, str]]:
+    """Predict each file; unreadable ones are reported in the error dict, not raised."""
+    results, errors = [], {}
+    for p in paths:
+        try:
+            results.append(predictor.predict(os.fspath(p)))
+        except (audio.AudioError, ValueError) as e:
+            errors[os.fspath(p)] = str(e)
+    return results, errors
