@@ -16,6 +16,7 @@ COMMANDS = {
     "compare": "vggish_jax.commands.compare",
     "bench": "vggish_jax.commands.bench",
     "predict": "vggish_jax.commands.predict",
+    "finetune": "vggish_jax.commands.finetune",
 }
 
 HELP = {
@@ -25,6 +26,7 @@ HELP = {
     "compare": "fit the paper's 13 classifiers (+ better heads) on extracted embeddings; write the table",
     "bench": "measure frontend, decode, embedding, end-to-end and training throughput; write results/",
     "predict": "predict the genre of audio files (offline MusiCNN, or VGGish + a trained head)",
+    "finetune": "fine-tune VGGish + a genre head on FMA, data-parallel over all devices, resumable",
 }
 
 

@@ -23,16 +23,20 @@ EMBEDDING_SIZE = 128
 
 class VGGish(nnx.Module):
     def __init__(self, *, final_relu: bool = False, dtype: jnp.dtype = jnp.float32,
-                 param_dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs | None = None):
+                 param_dtype: jnp.dtype = jnp.float32, width_divisor: int = 1, rngs: nnx.Rngs | None = None):
+        """width_divisor > 1 divides every hidden width (not the 128-d output): a same-shaped small model
+        for tests and quick experiments; the real VGGish is width_divisor=1."""
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         self.final_relu = final_relu
         in_ch = 1
         for name, ch in CONV_CHANNELS:
+            ch //= width_divisor
             setattr(self, name, nnx.Conv(in_ch, ch, (3, 3), padding="SAME", dtype=dtype,
                                          param_dtype=param_dtype, rngs=rngs))
             in_ch = ch
-        in_f = FLAT_SHAPE[0] * FLAT_SHAPE[1] * FLAT_SHAPE[2]
+        in_f = FLAT_SHAPE[0] * FLAT_SHAPE[1] * in_ch
         for name, f in FC_FEATURES:
+            f = f if name == "fc2" else f // width_divisor
             setattr(self, name, nnx.Linear(in_f, f, dtype=dtype, param_dtype=param_dtype, rngs=rngs))
             in_f = f
 

@@ -1,0 +1,43 @@
+"""Shared pieces for the fine-tuning tests (imported by them and by their subprocesses)."""
+import numpy as np
+
+from vggish_jax.train.config import Config
+
+TINY = Config(epochs=2, batch_size=8, examples_per_clip=2, width_divisor=16, head_hidden=16, init="random",
+              checkpoint_every=2, prefetch=1, learning_rate=3e-3)
+
+
+def synthetic_sources(n_train=32, n_val=16, n_test=16, classes=4, seed=0):
+    """Clips whose log-mels carry a class-dependent band of energy: separable, like genres by spectrum."""
+    rng = np.random.default_rng(seed)
+
+    def clips(n):
+        out = []
+        for i in range(n):
+            c = i % classes
+            mel = rng.normal(size=(int(rng.integers(1, 4)), 96, 64)).astype(np.float32) * 0.5
+            mel[:, :, c * 16:(c + 1) * 16] += 2.0
+            out.append({"mel": mel, "label": c})
+        return out
+
+    return {"train": clips(n_train), "validation": clips(n_val), "test": clips(n_test)}
+
+
+def flat_params(params) -> dict:
+    import jax
+    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
+
+
+if __name__ == "__main__":
+    # python train_helpers.py WORKDIR OUT.npz EPOCHS [STOP_AFTER]: train TINY on the synthetic sources here
+    # (the device count comes from XLA_FLAGS) and save the params it ends with.
+    import sys
+
+    import jax
+
+    from vggish_jax.train.loop import train
+
+    workdir, out, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    stop = int(sys.argv[4]) if len(sys.argv) > 4 else None
+    r = train(TINY.replace(epochs=epochs), synthetic_sources(), 4, workdir, log=lambda m: None, stop_after_steps=stop)
+    np.savez(out, devices=jax.device_count(), **flat_params(r["params"]))

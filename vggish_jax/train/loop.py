@@ -1,0 +1,188 @@
+"""The fine-tuning loop: mesh, jitted steps, orbax checkpoints (latest + best), resume, metrics, curves.
+
+Workdir layout: config.json; metrics.jsonl (one line per epoch, then one for the test split);
+learning_curve.png; ckpt/latest/<step> (every `checkpoint_every` steps and at epoch ends; resume point);
+ckpt/best/<step> (epoch ends, the best validation accuracy kept). A killed run restarted with the same workdir
+resumes from ckpt/latest and follows the same trajectory: data order, augmentation keys and dropout-free
+steps are all functions of (seed, step). Checkpoints hold plain arrays, so they restore onto any device count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from vggish_jax.train import data as data_lib, sharding
+from vggish_jax.train.config import Config
+from vggish_jax.train.model import GenreClassifier
+from vggish_jax.train.step import make_optimizer, make_steps
+
+
+def _manager(path: str, best: bool) -> ocp.CheckpointManager:
+    opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False,
+                                        best_fn=(lambda m: m["val_accuracy"]) if best else None,
+                                        best_mode="max")
+    return ocp.CheckpointManager(os.path.abspath(path), options=opts)
+
+
+def _abstract(tree, sharding_):
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding_), tree)
+
+
+def init_params(cfg: Config, num_classes: int, backbone: dict | None):
+    model = GenreClassifier(num_classes, examples_per_clip=cfg.examples_per_clip, hidden=cfg.head_hidden,
+                            final_relu=cfg.final_relu, dtype=jnp.dtype(cfg.dtype), width_divisor=cfg.width_divisor,
+                            rngs=nnx.Rngs(cfg.seed))
+    graphdef, state = nnx.split(model)
+    params = nnx.to_pure_dict(state)
+    if backbone is not None:
+        want = jax.tree.map(lambda a: a.shape, params["backbone"])
+        got = jax.tree.map(lambda a: np.shape(a), backbone)
+        if want != got:
+            raise ValueError("pretrained VGGish weights do not fit this backbone (width_divisor must be 1)")
+        params["backbone"] = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), backbone)
+    return graphdef, params
+
+
+def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbone: dict | None = None,
+          label_names=None, log=print, stop_after_steps: int | None = None) -> dict:
+    """Fine-tune; returns the final metrics. `stop_after_steps` stops early (like a kill, after a checkpoint)."""
+    if cfg.distributed:
+        jax.distributed.initialize()
+    local_batch = sharding.check_batch(cfg.batch_size)
+    for split in ("train", "validation"):
+        if split not in sources or len(sources[split]) == 0:
+            raise ValueError(f"the {split} split is empty; check the dataset build and its skip report")
+    steps_per_epoch = len(sources["train"]) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(sources['train'])} training clips are fewer than one batch of {cfg.batch_size}")
+    if cfg.init == "pretrained" and backbone is None:
+        raise ValueError("init=pretrained needs VGGish weights (--weights DIR); or --set init=random")
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump({**dataclasses.asdict(cfg), "num_classes": num_classes, "label_names": list(label_names or []),
+                   "devices": jax.device_count(), "processes": jax.process_count()}, f, indent=2)
+
+    mesh = sharding.make_mesh()
+    graphdef, params = init_params(cfg, num_classes, backbone if cfg.init == "pretrained" else None)
+    opt = make_optimizer(cfg, steps_per_epoch, params)
+    state = sharding.replicate(mesh, (params, opt.init(params)))
+    train_step, eval_step = make_steps(graphdef, cfg, opt, num_classes)
+    repl = sharding.replicated(mesh)
+    train_step = jax.jit(train_step, donate_argnums=(0,), out_shardings=((repl, repl), repl))
+    eval_step = jax.jit(eval_step)
+
+    latest = _manager(os.path.join(workdir, "ckpt", "latest"), best=False)
+    best = _manager(os.path.join(workdir, "ckpt", "best"), best=True)
+    step, epoch_losses = 0, []
+    if latest.latest_step() is not None:
+        step = latest.latest_step()
+        restored = latest.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(_abstract(state, repl)), meta=ocp.args.JsonRestore()))
+        state, epoch_losses = restored["state"], restored["meta"]["epoch_losses"]
+        log(f"resumed from step {step} ({workdir})")
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    _truncate_metrics(metrics_path, step // steps_per_epoch)
+
+    def save(mgr, s, extra=None):
+        mgr.save(s, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                            meta=ocp.args.JsonSave({"epoch_losses": epoch_losses})), metrics=extra)
+
+    put = lambda b: sharding.shard_batch(mesh, b)
+    base_key = jax.random.PRNGKey(cfg.seed)
+    pi, pc = jax.process_index(), jax.process_count()
+    t0 = time.perf_counter()
+    while step < cfg.epochs * steps_per_epoch:
+        epoch, start = divmod(step, steps_per_epoch)
+        batches = data_lib.train_batches(sources["train"], cfg.batch_size, cfg.examples_per_clip, cfg.seed, epoch,
+                                         start, pi, pc)
+        for batch in data_lib.prefetch(batches, cfg.prefetch, put):
+            state, m = train_step(state, batch, jax.random.fold_in(base_key, step))
+            step += 1
+            epoch_losses.append(float(m["loss"]))
+            if step % steps_per_epoch == 0:
+                break
+            if step % cfg.checkpoint_every == 0:
+                save(latest, step)
+            if stop_after_steps is not None and step >= stop_after_steps:
+                latest.wait_until_finished()
+                return {"stopped_at_step": step, "params": state[0]}
+        val_acc = evaluate(eval_step, state[0], sources["validation"], cfg, mesh)
+        record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(epoch_losses)),
+                  "val_accuracy": val_acc, "seconds": time.perf_counter() - t0}
+        epoch_losses = []
+        save(latest, step)
+        save(best, step, {"val_accuracy": val_acc})
+        if pi == 0:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        log(f"epoch {record['epoch']}/{cfg.epochs}: train loss {record['train_loss']:.4f}, val acc {val_acc:.4f}")
+        if stop_after_steps is not None and step >= stop_after_steps:
+            return {"stopped_at_step": step, "params": state[0]}
+    latest.wait_until_finished()
+    best.wait_until_finished()
+    final = {"step": step}
+    if "test" in sources and len(sources["test"]):
+        best_step = best.best_step()
+        restored = best.restore(best_step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(_abstract(state, repl)), meta=ocp.args.JsonRestore()))
+        final = {"split": "test", "best_step": best_step, "step": step,
+                 "test_accuracy": evaluate(eval_step, restored["state"][0], sources["test"], cfg, mesh)}
+        if pi == 0:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(final) + "\n")
+        log(f"test accuracy (best validation checkpoint, step {best_step}): {final['test_accuracy']:.4f}")
+    if pi == 0:
+        plot_learning_curve(metrics_path, os.path.join(workdir, "learning_curve.png"))
+    final["params"] = state[0]
+    return final
+
+
+def evaluate(eval_step, params, source, cfg: Config, mesh) -> float:
+    correct = count = 0.0
+    for batch in data_lib.eval_batches(source, cfg.batch_size, cfg.examples_per_clip, jax.process_index(),
+                                       jax.process_count()):
+        out = eval_step(params, sharding.shard_batch(mesh, batch))
+        correct += float(out["correct"])
+        count += float(out["count"])
+    return correct / max(count, 1.0)
+
+
+def _truncate_metrics(path: str, epochs_done: int) -> None:
+    """On resume, drop metric lines of epochs after the checkpoint (they will be recomputed identically)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = [l for l in f if l.strip() and json.loads(l).get("epoch", 10**9) <= epochs_done]
+    with open(path, "w") as f:
+        f.writelines(lines)
+
+
+def plot_learning_curve(metrics_path: str, out: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(metrics_path) as f:
+        rows = [json.loads(l) for l in f if l.strip()]
+    rows = [r for r in rows if "epoch" in r]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], "o-", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss")
+    ax2 = ax.twinx()
+    ax2.plot([r["epoch"] for r in rows], [r["val_accuracy"] for r in rows], "s-", color="tab:orange",
+             label="validation accuracy")
+    ax2.set_ylabel("validation accuracy")
+    ax2.set_ylim(0, 1)
+    fig.legend(loc="upper center", ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

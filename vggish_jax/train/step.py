@@ -1,0 +1,69 @@
+"""Pure train and eval steps over (params, opt_state); jitted once by the loop with donated state."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from vggish_jax.train.config import Config
+
+
+def make_optimizer(cfg: Config, steps_per_epoch: int, params) -> optax.GradientTransformation:
+    total = max(1, cfg.epochs * steps_per_epoch // cfg.grad_accum)
+    if cfg.schedule == "constant":
+        lr = cfg.learning_rate
+    elif cfg.schedule == "cosine":
+        lr = optax.cosine_decay_schedule(cfg.learning_rate, total)
+    elif cfg.schedule == "warmup_cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(1, cfg.warmup_steps), total)
+    else:
+        raise ValueError(f"schedule must be constant, cosine or warmup_cosine, got {cfg.schedule!r}")
+    opt = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
+    if cfg.freeze_conv:
+        labels = jax.tree_util.tree_map_with_path(
+            lambda path, _: "frozen" if any(getattr(k, "key", None) in
+                                            ("conv1", "conv2", "conv3_1", "conv3_2", "conv4_1", "conv4_2")
+                                            for k in path) else "train", params)
+        opt = optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
+    if cfg.grad_accum > 1:
+        opt = optax.MultiSteps(opt, every_k_schedule=cfg.grad_accum)
+    return opt
+
+
+def spec_augment(key, mel):
+    """One time mask (<= 20 frames) and one frequency mask (<= 8 bins) per example."""
+    b, n, t, f = mel.shape
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    tw = jax.random.randint(k1, (b, n, 1, 1), 0, 21)
+    t0 = jax.random.randint(k2, (b, n, 1, 1), 0, t)
+    fw = jax.random.randint(k3, (b, n, 1, 1), 0, 9)
+    f0 = jax.random.randint(k4, (b, n, 1, 1), 0, f)
+    ti = jnp.arange(t)[None, None, :, None]
+    fi = jnp.arange(f)[None, None, None, :]
+    masked = ((ti >= t0) & (ti < t0 + tw)) | ((fi >= f0) & (fi < f0 + fw))
+    return jnp.where(masked, mel.mean(axis=(2, 3), keepdims=True), mel)
+
+
+def make_steps(graphdef, cfg: Config, opt: optax.GradientTransformation, num_classes: int):
+    def loss_fn(params, batch, key):
+        mel = batch["mel"]
+        if cfg.spec_augment:
+            mel = spec_augment(key, mel)
+        logits = nnx.merge(graphdef, params)(mel)
+        labels = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes), cfg.label_smoothing)
+        loss = optax.softmax_cross_entropy(logits, labels).mean()
+        return loss, (jnp.argmax(logits, -1) == batch["label"]).mean()
+
+    def train_step(state, batch, key):
+        params, opt_state = state
+        (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), {"loss": loss, "accuracy": acc}
+
+    def eval_step(params, batch):
+        logits = nnx.merge(graphdef, params)(batch["mel"])
+        correct = (jnp.argmax(logits, -1) == batch["label"]) * batch["mask"]
+        return {"correct": correct.sum(), "count": batch["mask"].sum(), "predictions": jnp.argmax(logits, -1)}
+
+    return train_step, eval_step
