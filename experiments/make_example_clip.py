@@ -1,4 +1,4 @@
-"""Synthesise the bundled example clip (vggish_jax/assets/example.ogg): 8 s of drums, bass and chords.
+"""Synthesise the bundled example clip (vggish_jax/assets/example.mp3): 8 s of drums, bass and chords.
 
     python -m experiments.make_example_clip
 
@@ -45,9 +45,9 @@ def clip(seconds=8.0, bpm=120, seed=0):
 
 
 def main(argv=None):
-    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vggish_jax", "assets", "example.ogg")
+    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vggish_jax", "assets", "example.mp3")
     path = (argv or sys.argv[1:] or [default])[0]
-    sf.write(path, clip(), SR, format="OGG", subtype="VORBIS")
+    sf.write(path, clip(), SR, format="MP3")
     print(f"wrote {path}")
 
 

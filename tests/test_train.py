@@ -71,6 +71,33 @@ def test_resume_on_another_device_count_follows_the_same_trajectory(uninterrupte
                 assert r[key] == pytest.approx(f[key], rel=1e-4, abs=1e-5)
 
 
+def test_killed_run_resumes_exactly(uninterrupted, tmp_path):
+    """SIGKILL a real training process right after its first checkpoint, then rerun: same end state."""
+    import signal
+    import time
+
+    workdir, full = uninterrupted
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    w = tmp_path / "w"
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "train_helpers.py"), str(w), str(tmp_path / "x.npz"),
+                             str(TINY.epochs)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    latest = w / "ckpt" / "latest"
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+        if latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir()):
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    resumed = train(TINY, synthetic_sources(), 4, str(w), log=lambda m: None)
+    a, b = flat_params(full["params"]), flat_params(resumed["params"])
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert [json.loads(l) for l in open(w / "metrics.jsonl")][-1]["test_accuracy"] == \
+        pytest.approx([json.loads(l) for l in open(workdir / "metrics.jsonl")][-1]["test_accuracy"])
+
+
 def test_bad_configs_fail_clearly(tmp_path):
     src = synthetic_sources()
     with pytest.raises(ValueError, match="validation split is empty"):

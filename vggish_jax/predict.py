@@ -21,7 +21,7 @@ from vggish_jax import audio, musicnn_frontend as mf
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 MUSICNN_WEIGHTS = os.path.join(ASSETS, "msd_musicnn.npz")
-EXAMPLE_CLIP = os.path.join(ASSETS, "example.ogg")
+EXAMPLE_CLIP = os.path.join(ASSETS, "example.mp3")
 
 MSD_TAGS = ("rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s", "alternative rock",
             "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock", "soul", "indie rock", "Mellow",

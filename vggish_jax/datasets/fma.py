@@ -227,11 +227,8 @@ def download_file(url: str, dest: str, sha1: str | None) -> str:
 
 
 def sha1_of(path: str) -> str:
-    h = hashlib.sha1()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 def extract_zip(archive: str, dest_root: str, top: str) -> str:
