@@ -9,6 +9,9 @@ Pipeline); validation and test are only ever predicted. The best model is chosen
   embedding+pca128   the same, scaled, then PCA to 128 dims fitted on train
   mean_std           mean and std of the frame embeddings (256-d)
   mfcc               MFCC statistics from the log-mels (needs the TFDS dataset: --data-dir)
+  musicnn            mean+std of MusiCNN's 200-d penultimate features over 3-s patches (needs a *_waveform
+                     build, e.g. `extract --dataset fma/small_waveform`, and --data-dir); clips shorter than
+                     one patch are repeated to fill it, as musicnn's training did ("repeat-pad")
 Extra models beyond the paper: HGB (HistGradientBoostingClassifier, standing in for XGBoost) and JAX-MLP
 (vggish_jax.heads, early-stopped on validation; on mean_std only).
 """
@@ -30,7 +33,7 @@ from vggish_jax import features, store
 PAPER_CLASSIFIERS = ("LR", "kNN", "SVCrbf", "SVCpoly1", "linSVC1", "linSVC2", "DT", "RF", "AdaBoost", "MLP1",
                      "MLP2", "NB", "QDA")
 EXTRA_CLASSIFIERS = ("HGB", "JAX-MLP")
-FEATURE_SETS = ("embedding", "embedding+pca128", "mean_std", "mfcc")
+FEATURE_SETS = ("embedding", "embedding+pca128", "mean_std", "mfcc", "musicnn")
 SPLITS = ("train", "validation", "test")
 
 
@@ -79,15 +82,35 @@ class Data:
     y: dict[str, np.ndarray]
 
 
-def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.ndarray]] | None = None) -> dict[str, Data]:
-    """{feature_set: Data} from per-split embeddings (and log-mels for MFCC, aligned by clip)."""
+def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.ndarray]] | None = None,
+                   waveforms: dict[str, list[np.ndarray]] | None = None) -> dict[str, Data]:
+    """{feature_set: Data} from per-split embeddings (and log-mels for MFCC, 16 kHz waveforms for MusiCNN,
+    aligned by clip)."""
     y = {s: embeddings[s].labels for s in SPLITS}
     flat = {s: features.flatten(embeddings[s].embeddings) for s in SPLITS}
     out = {"embedding": Data(flat, y), "embedding+pca128": Data(flat, y),
            "mean_std": Data({s: features.mean_std(embeddings[s].embeddings) for s in SPLITS}, y)}
     if mels is not None:
         out["mfcc"] = Data({s: np.stack([features.mfcc_stats(m) for m in mels[s]]) for s in SPLITS}, y)
+    if waveforms is not None:
+        out["musicnn"] = Data({s: musicnn_features(waveforms[s]) for s in SPLITS}, y)
     return out
+
+
+def musicnn_features(waveforms: list[np.ndarray]) -> np.ndarray:
+    """[clips, 400]: mean and std over patches of MusiCNN's penultimate features of 16 kHz waveforms."""
+    from vggish_jax import musicnn_frontend as mf
+    from vggish_jax.predict import default_tagger
+
+    tagger = default_tagger()
+    rows = []
+    for w in waveforms:
+        w = np.asarray(w)
+        x = w.astype(np.float32) / 32767.0 if np.issubdtype(w.dtype, np.integer) else w.astype(np.float32)
+        if x.shape[0] < mf.min_samples():
+            x = x[np.arange(mf.min_samples()) % max(1, x.shape[0])]
+        rows.append(tagger.run(mf.patches(mf.log_mel(x)))["penultimate"])
+    return features.mean_std(rows)
 
 
 def fit_cell(feature_set: str, classifier: str, x_train: np.ndarray, y_train: np.ndarray, seed: int = 0):
@@ -135,8 +158,8 @@ def run_jax_head(data: Data, label_names, seed: int = 0, meta: dict | None = Non
     return cell, head
 
 
-def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """Log-mels from the built TFDS dataset, in the order of the extracted embeddings (matched by track_id)."""
+def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key: str = "mel") -> dict[str, list[np.ndarray]]:
+    """Log-mels (or `key`) from the built TFDS dataset, in the order of the extracted embeddings (by track_id)."""
     from vggish_jax.datasets import fma
 
     sources = fma.data_sources(fma.prepare(dataset, data_dir=data_dir, workers=0))
@@ -146,7 +169,10 @@ def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray]) -> 
         by_id = {}
         for i in range(len(ds)):
             ex = ds[i]
-            by_id[int(ex["track_id"])] = np.asarray(ex["mel"])
+            if key not in ex:
+                raise ValueError(f"{data_dir}: {dataset} stores no {key!r}; build and extract fma/small_waveform "
+                                 f"for the musicnn feature set")
+            by_id[int(ex["track_id"])] = np.asarray(ex[key])
         missing = [int(t) for t in track_ids[s] if int(t) not in by_id]
         if missing:
             raise ValueError(f"{data_dir}: {len(missing)} clips of the embeddings are not in the {s} split "
@@ -165,13 +191,20 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     info = store.read_info(embeddings_dir)
     label_names = list(info["label_names"])
     splits = {s: store.load_split(embeddings_dir, s) for s in SPLITS}
-    mels = None
+    mels = waves = None
+    ids = {s: splits[s].track_ids for s in SPLITS}
+    dataset = info.get("dataset", "fma/small")
     if "mfcc" in feature_sets:
         if data_dir:
-            mels = load_mels(data_dir, info.get("dataset", "fma/small"), {s: splits[s].track_ids for s in SPLITS})
+            mels = load_mels(data_dir, dataset, ids)
         else:
             log("mfcc: skipped (needs the TFDS dataset's log-mels: pass --data-dir)")
-    data = build_features(splits, mels)
+    if "musicnn" in feature_sets:
+        if data_dir and dataset.endswith("_waveform"):
+            waves = load_mels(data_dir, dataset, ids, key="waveform")
+        else:
+            log("musicnn: skipped (needs a *_waveform build, e.g. --dataset fma/small_waveform, and --data-dir)")
+    data = build_features(splits, mels, waves)
     feature_sets = [f for f in feature_sets if f in data]
     sk = [c for c in classifiers if c != "JAX-MLP"]
     cells = [(f, c) for f in feature_sets for c in sk]

@@ -61,9 +61,8 @@ def test_mfcc_is_an_orthonormal_dct_and_stats_shape():
 
 def test_full_table_has_every_cell_and_separable_is_solved(separable, tmp_path):
     out = str(tmp_path / "run")
-    report = cc.compare(separable, out, feature_sets=("embedding", "embedding+pca128", "mean_std", "mfcc"),
-                        jobs=2, log=lambda m: None)
-    assert report["feature_sets"] == ["embedding", "embedding+pca128", "mean_std"]  # mfcc: no --data-dir
+    report = cc.compare(separable, out, feature_sets=cc.FEATURE_SETS, jobs=2, log=lambda m: None)
+    assert report["feature_sets"] == ["embedding", "embedding+pca128", "mean_std"]  # mfcc, musicnn: no --data-dir
     got = {(c["feature_set"], c["classifier"]) for c in report["cells"]}
     want = {(f, c) for f in report["feature_sets"] for c in cc.PAPER_CLASSIFIERS + ("HGB",)} | {("mean_std", "JAX-MLP")}
     assert got == want
@@ -140,7 +139,7 @@ def test_end_to_end_on_mini_fma(tmp_path, random_weights_dir, capsys):
 
     mini = make_mini_fma(tmp_path / "manual", per_genre_per_split=(3, 1, 1), seconds=1.2, seed=2)
     data, emb, out = str(tmp_path / "data"), str(tmp_path / "emb"), str(tmp_path / "results")
-    assert cli.main(["extract", "--dataset", "fma/small", "--data-dir", data, "--manual-dir", mini.manual_dir,
+    assert cli.main(["extract", "--dataset", "fma/small_waveform", "--data-dir", data, "--manual-dir", mini.manual_dir,
                      "--weights", random_weights_dir, "--out", emb, "--batch-size", "8", "--workers", "0",
                      "--no-progress"]) == 0
     assert cli.main(["compare", "--embeddings", emb, "--out", out, "--data-dir", data,
@@ -150,6 +149,8 @@ def test_end_to_end_on_mini_fma(tmp_path, random_weights_dir, capsys):
     assert report["split_sizes"] == {"train": 24, "validation": 8, "test": 8}
     mfcc = {c["classifier"]: c for c in report["cells"] if c["feature_set"] == "mfcc"}
     assert set(mfcc) == {"LR", "kNN", "NB", "HGB"}
+    musicnn = {c["classifier"]: c for c in report["cells"] if c["feature_set"] == "musicnn"}
+    assert set(musicnn) == {"LR", "kNN", "NB", "HGB"} and musicnn["LR"]["validation_accuracy"] > 0.125
     # The mini-FMA's genres differ in spectrum, so the MFCC baseline must beat chance (1/8) clearly.
     assert mfcc["LR"]["validation_accuracy"] >= 0.5
     assert os.path.exists(os.path.join(out, "head", "head.npz"))
