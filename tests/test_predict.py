@@ -56,7 +56,9 @@ def test_tagger_matches_its_own_pieces():
     assert p.shape == (2, 187, 96)
     out = tagger.run(p)
     np.testing.assert_allclose(out["taggram"], np.asarray(tagger.model(p)), atol=1e-5)
-    assert tagger.embed(predict.EXAMPLE_CLIP).shape == (2, 200)
+    emb = predict.musicnn_embed_file(predict.EXAMPLE_CLIP)
+    np.testing.assert_allclose(emb, out["penultimate"], atol=1e-6)
+    assert emb.shape == (2, 200)
 
 
 def test_predict_with_a_vggish_head(tmp_path, random_weights_dir, audio_files, capsys):

@@ -119,6 +119,11 @@ def default_tagger() -> MusiCNNTagger:
     return MusiCNNTagger()
 
 
+def musicnn_embed_file(path: str | os.PathLike) -> np.ndarray:
+    """[n_patches, 200] MusiCNN penultimate-layer features of a file (one row per 3-s patch)."""
+    return default_tagger().embed(os.fspath(path))
+
+
 class HeadPredictor:
     """VGGish embeddings + a head trained by `vggish-jax compare` (vggish_jax.heads)."""
 
