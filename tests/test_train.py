@@ -147,3 +147,21 @@ def test_finetune_cli_on_mini_fma(tmp_path, capsys):
     assert rows[0]["epoch"] == 1 and rows[-1]["split"] == "test"
     assert os.path.exists(tmp_path / "work" / "learning_curve.png")
     assert json.load(open(tmp_path / "work" / "config.json"))["label_names"] == list(mini.genres)
+
+
+def test_heads_paper_shape_and_frame_mean_oracle():
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from vggish_jax.train.model import GenreClassifier
+
+    paper = nnx.eval_shape(lambda: GenreClassifier(8, rngs=nnx.Rngs(0)))  # the real VGGish, shapes only
+    assert paper.hidden.kernel.get_value().shape == (3968, 256) and paper.out.kernel.get_value().shape == (256, 8)
+    model = GenreClassifier(4, examples_per_clip=3, hidden=8, width_divisor=16, head="frame_mean", rngs=nnx.Rngs(1))
+    mel = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 96, 64))
+    # Oracle: each frame scored alone as a one-frame clip, then the frame logits averaged by hand.
+    per_frame = jnp.stack([model(mel[:, i:i + 1]) for i in range(3)], axis=1)
+    np.testing.assert_allclose(model(mel), per_frame.mean(axis=1), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="head must be"):
+        GenreClassifier(4, head="nope", width_divisor=16, rngs=nnx.Rngs(0))

@@ -18,6 +18,7 @@ class Config:
     spec_augment: bool = False  # one random time mask (<= 20 frames) and frequency mask (<= 8 bins) per example
     dtype: str = "float32"  # compute dtype of VGGish: float32 | bfloat16 (params stay float32)
     grad_accum: int = 1  # optimizer steps every N batches (global batch x N per update)
+    head: str = "flatten"  # flatten (the paper's 31 x 128 -> 256 -> classes) | frame_mean (frame logits averaged)
     head_hidden: int = 256
     examples_per_clip: int = 31
     final_relu: bool = True

@@ -39,7 +39,7 @@ def _abstract(tree, sharding_):
 def init_params(cfg: Config, num_classes: int, backbone: dict | None):
     model = GenreClassifier(num_classes, examples_per_clip=cfg.examples_per_clip, hidden=cfg.head_hidden,
                             final_relu=cfg.final_relu, dtype=jnp.dtype(cfg.dtype), width_divisor=cfg.width_divisor,
-                            rngs=nnx.Rngs(cfg.seed))
+                            head=cfg.head, rngs=nnx.Rngs(cfg.seed))
     graphdef, state = nnx.split(model)
     params = nnx.to_pure_dict(state)
     if backbone is not None:

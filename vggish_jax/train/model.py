@@ -1,7 +1,9 @@
-"""VGGish backbone + the paper's clip head: the 31 x 128 frame embeddings flattened (3968-d) -> 256 -> classes.
+"""VGGish backbone + a clip head. Two heads (Config.head):
 
-The head sees frame embeddings in time order, as in the paper; clips are cropped or cyclically padded to 31
-examples by the input pipeline (the same rule as vggish_jax.features.flatten).
+- "flatten" (default, the paper's): the 31 x 128 frame embeddings in time order flattened (3968-d) -> 256 ->
+  classes; clips are cropped or cyclically padded to 31 examples by the input pipeline.
+- "frame_mean": the same 128 -> 256 -> classes MLP applied to every frame embedding, frame logits averaged
+  over the clip; fewer head parameters and no dependence on the frame position.
 """
 from __future__ import annotations
 
@@ -14,13 +16,18 @@ from vggish_jax.models.vggish import VGGish
 
 class GenreClassifier(nnx.Module):
     def __init__(self, num_classes: int, *, examples_per_clip: int = 31, hidden: int = 256, final_relu: bool = True,
-                 dtype=jnp.float32, width_divisor: int = 1, rngs: nnx.Rngs):
+                 dtype=jnp.float32, width_divisor: int = 1, head: str = "flatten", rngs: nnx.Rngs):
+        if head not in ("flatten", "frame_mean"):
+            raise ValueError(f"head must be flatten or frame_mean, got {head!r}")
+        self.head = head
         self.backbone = VGGish(final_relu=final_relu, dtype=dtype, width_divisor=width_divisor, rngs=rngs)
-        self.hidden = nnx.Linear(examples_per_clip * 128, hidden, rngs=rngs)
+        self.hidden = nnx.Linear((examples_per_clip if head == "flatten" else 1) * 128, hidden, rngs=rngs)
         self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
 
     def __call__(self, mel: jax.Array) -> jax.Array:
         """[batch, 31, 96, 64] -> [batch, classes] logits (float32)."""
         b, n = mel.shape[:2]
         emb = self.backbone(mel.reshape(b * n, *mel.shape[2:])).astype(jnp.float32)
+        if self.head == "frame_mean":
+            return self.out(nnx.relu(self.hidden(emb.reshape(b, n, -1)))).mean(axis=1)
         return self.out(nnx.relu(self.hidden(emb.reshape(b, -1))))
