@@ -165,3 +165,30 @@ def test_heads_paper_shape_and_frame_mean_oracle():
     np.testing.assert_allclose(model(mel), per_frame.mean(axis=1), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="head must be"):
         GenreClassifier(4, head="nope", width_divisor=16, rngs=nnx.Rngs(0))
+
+
+def test_freeze_conv_grad_accum_and_bf16_compute():
+    """freeze_conv leaves every conv tensor bit-identical; grad_accum=2 updates only on every 2nd batch;
+    bf16 compute keeps float32 params."""
+    import jax
+
+    from vggish_jax.train.loop import init_params
+    from vggish_jax.train.step import make_optimizer, make_steps
+
+    cfg = TINY.replace(examples_per_clip=1, freeze_conv=True, grad_accum=2, dtype="bfloat16")
+    graphdef, params = init_params(cfg, 4, None)
+    opt = make_optimizer(cfg, 4, params)
+    train_step, _ = make_steps(graphdef, cfg, opt, 4)
+    train_step = jax.jit(train_step)
+    batch = next(data_lib.train_batches(synthetic_sources()["train"], 8, 1, seed=0, epoch=0))
+    before = flat_params(params)
+    state, m = train_step((params, opt.init(params)), batch, jax.random.PRNGKey(0))
+    assert np.isfinite(float(m["loss"]))
+    after1 = flat_params(state[0])
+    assert all(np.array_equal(after1[k], before[k]) for k in before)  # accumulating, no update yet
+    state, _ = train_step(state, batch, jax.random.PRNGKey(1))
+    after2 = flat_params(state[0])
+    assert all(v.dtype == np.float32 for v in after2.values())
+    for k in before:
+        changed = not np.array_equal(after2[k], before[k])
+        assert changed == ("conv" not in k), k  # convs frozen; fc layers and head trained
