@@ -27,7 +27,7 @@ class Config:
     seed: int = 0
     checkpoint_every: int = 100  # steps; also at every epoch end
     prefetch: int = 2
-    distributed: bool = False  # call jax.distributed.initialize() (multi-host)
+    distributed: bool = False  # call jax.distributed.initialize() (multi-host); implied by JAX_COORDINATOR_ADDRESS
 
     def replace(self, **kw) -> "Config":
         return dataclasses.replace(self, **kw)

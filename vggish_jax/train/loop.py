@@ -54,8 +54,8 @@ def init_params(cfg: Config, num_classes: int, backbone: dict | None):
 def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbone: dict | None = None,
           label_names=None, log=print, stop_after_steps: int | None = None) -> dict:
     """Fine-tune; returns the final metrics. `stop_after_steps` stops early (like a kill, after a checkpoint)."""
-    if cfg.distributed:
-        jax.distributed.initialize()
+    if cfg.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize()  # reads JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID
     local_batch = sharding.check_batch(cfg.batch_size)
     for split in ("train", "validation"):
         if split not in sources or len(sources[split]) == 0:
