@@ -51,7 +51,7 @@ class Embedder:
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
         """[n, 96, 64] log-mel -> [n, 128] float32 raw embeddings."""
         examples = np.asarray(examples, np.float32)
-        out = [np.asarray(self._forward(self._state, batch))[:k] for batch, k in _fixed_batches(examples, self.batch_size)]
+        out = [np.asarray(self._forward(self._state, batch))[:k] for batch, k in fixed_batches(examples, self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
 
     def postprocess(self, embeddings: np.ndarray, rounding: str = "truncate") -> np.ndarray:
@@ -129,7 +129,8 @@ class _CrossFileBatcher:
         self.outputs = [done[at:]]
 
 
-def _fixed_batches(x: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+def fixed_batches(x: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """(batch zero-padded to batch_size, number of real rows) over x, so a jitted model sees one shape."""
     for i in range(0, x.shape[0], batch_size):
         batch = x[i: i + batch_size]
         k = batch.shape[0]

@@ -89,11 +89,10 @@ class MusiCNNTagger:
 
     def run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
         """[n, 187, 96] -> {'taggram': [n, 50], 'penultimate': [n, 200]} in fixed-size jitted batches."""
+        from vggish_jax.embed import fixed_batches
+
         outs = {"taggram": [], "penultimate": []}
-        for i in range(0, patches.shape[0], self.batch_size):
-            batch = patches[i: i + self.batch_size]
-            k = batch.shape[0]
-            padded = np.concatenate([batch, np.zeros((self.batch_size - k,) + batch.shape[1:], batch.dtype)])
+        for padded, k in fixed_batches(patches, self.batch_size):
             f = self._forward(self._state, padded)
             outs["taggram"].append(np.asarray(jax.nn.sigmoid(f["logits"]))[:k])
             outs["penultimate"].append(np.asarray(f["penultimate"])[:k])
