@@ -138,7 +138,11 @@ def run_cell(feature_set: str, classifier: str, data: Data, seed: int = 0) -> di
         pred = {s: model.predict(data.x[s]) for s in ("validation", "test")}
     return {"feature_set": feature_set, "classifier": classifier, "fit_seconds": fit_s,
             "wall_seconds": time.perf_counter() - t0,
-            "validation_accuracy": float(np.mean(pred["validation"] == data.y["validation"])),
+            **_scores(pred, data)}
+
+
+def _scores(pred: dict[str, np.ndarray], data: Data) -> dict:
+    return {"validation_accuracy": float(np.mean(pred["validation"] == data.y["validation"])),
             "test_accuracy": float(np.mean(pred["test"] == data.y["test"])),
             "test_predictions": pred["test"].tolist()}
 
@@ -152,9 +156,7 @@ def run_jax_head(data: Data, label_names, seed: int = 0, meta: dict | None = Non
     pred = {s: head.predict_proba_features(data.x[s]).argmax(-1) for s in ("validation", "test")}
     cell = {"feature_set": "mean_std", "classifier": "JAX-MLP", "fit_seconds": time.perf_counter() - t0,
             "wall_seconds": time.perf_counter() - t0,
-            "validation_accuracy": float(np.mean(pred["validation"] == data.y["validation"])),
-            "test_accuracy": float(np.mean(pred["test"] == data.y["test"])),
-            "test_predictions": pred["test"].tolist(), "best_epoch": head.info["best_epoch"]}
+            **_scores(pred, data), "best_epoch": head.info["best_epoch"]}
     return cell, head
 
 

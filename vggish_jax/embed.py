@@ -115,9 +115,7 @@ class _CrossFileBatcher:
 
     def _step(self, k: int) -> None:
         stacked = np.concatenate(self.buffer)
-        batch, rest = stacked[:k], stacked[k:]
-        if k < self.batch_size:
-            batch = np.concatenate([batch, np.zeros((self.batch_size - k,) + batch.shape[1:], batch.dtype)])
+        (batch, _), rest = next(fixed_batches(stacked[:k], self.batch_size)), stacked[k:]
         self.outputs.append(self.run(batch)[:k])
         self.buffer, self.buffered = [rest], rest.shape[0]
         done = np.concatenate(self.outputs)
