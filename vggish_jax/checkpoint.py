@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import orbax.checkpoint as ocp
 
+from vggish_jax import atomic
 from vggish_jax.params import WeightsError
 from vggish_jax.postprocess import PCAParams
+from vggish_jax.spec import params_sha256
 
 METADATA = "metadata.json"
 TREE = "params"
@@ -31,11 +33,10 @@ def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None = 
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(os.path.join(directory, TREE), tree, force=True)
         ckptr.wait_until_finished()
-    meta = {"model": model, "has_pca": pca is not None, **(metadata or {})}
-    tmp = os.path.join(directory, METADATA + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(directory, METADATA))
+    # The weights' identity is their content, recorded here so every artifact made with them can name it.
+    meta = {"model": model, "has_pca": pca is not None, **(metadata or {}),
+            "weights_sha256": params_sha256(tree["params"])}
+    atomic.write_json(os.path.join(directory, METADATA), meta, sort_keys=True)
     return directory
 
 
@@ -59,6 +60,8 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
         raise WeightsError(f"{tree_dir}: cannot read the checkpoint ({type(e).__name__}: {e}); "
                            f"re-run `vggish-jax convert`") from e
     tree = _np_tree(tree)
+    if "weights_sha256" not in meta:  # written before the hash was recorded
+        meta["weights_sha256"] = params_sha256(tree["params"])
     pca = None
     if "pca" in tree:
         pca = PCAParams(tree["pca"]["eigen_vectors"], tree["pca"]["means"])

@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from vggish_jax import audio, checkpoint, frontend, params as params_lib, postprocess as post
+from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 
 def file_examples(path: str | os.PathLike, *, pad: bool = False, block_seconds: float = 60.0,
@@ -47,6 +48,15 @@ class Embedder:
         graphdef, state = nnx.split(self.model)
         self._state = state
         self._forward = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x).astype(jnp.float32))
+
+    @property
+    def spec(self) -> EmbeddingSpec:
+        """How this Embedder's raw embeddings are made; `.replace(postprocess=True)` for its uint8 output."""
+        sha = self.metadata.get("weights_sha256")
+        if sha is None:  # built from in-memory params: hash what the model holds
+            sha = self.metadata["weights_sha256"] = params_sha256(params_lib.to_dict(self.model))
+        return EmbeddingSpec.create(weights_sha256=sha, final_relu=self.final_relu, dtype=str(self.dtype),
+                                    frontend=frontend.DEFAULT)
 
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
         """[n, 96, 64] log-mel -> [n, 128] float32 raw embeddings."""

@@ -1,0 +1,49 @@
+"""Atomic file writes: a temporary file in the same folder, flushed, then renamed over the target.
+
+A reader (or a rerun after a kill) sees either the old file or the complete new one, never a partial one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file next to `path`; on success it replaces `path`, on error it is removed."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any, **dump_kwargs) -> None:
+    dump_kwargs.setdefault("indent", 2)
+    with replacing(path, "w") as f:
+        json.dump(obj, f, **dump_kwargs)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with replacing(path, "w") as f:
+        f.write(text)
+
+
+def savez(path: str | os.PathLike, compressed: bool = False, **arrays) -> None:
+    """np.savez to exactly `path` (no '.npz' appended), atomically."""
+    with replacing(path, "wb") as f:
+        (np.savez_compressed if compressed else np.savez)(f, **arrays)

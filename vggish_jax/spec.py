@@ -1,0 +1,124 @@
+"""EmbeddingSpec: the one record of how an embedding was made, written with every artifact and checked on use.
+
+An artifact (weights metadata, extract info.json, the embed sidecar, a head, a fine-tuning config, FAD
+statistics) stores `spec.to_dict()` under the key "embedding_spec". Whoever consumes it builds the spec of
+what it is about to do and calls `require_compatible(expected, found, ...)`, which refuses a mismatch with one
+line naming both sides. Identity of the weights is their content hash, never a path.
+
+This module imports nothing heavy (no jax), so decode workers and readers can use it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any, Mapping
+
+import numpy as np
+
+KEY = "embedding_spec"
+# Fields that decide the numbers. `dtype` is informative (bfloat16 vs float32 differ by rounding only) and is
+# compared only when asked.
+IDENTITY_FIELDS = ("model", "weights_sha256", "final_relu", "postprocess", "frontend")
+
+
+class SpecMismatch(ValueError):
+    """Two artifacts (or an artifact and a request) were made differently; the message names both sides."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingSpec:
+    model: str = "vggish"
+    weights_sha256: str | None = None  # content hash of the converted parameters (see params_sha256)
+    final_relu: bool = False
+    postprocess: str | None = None  # None: raw float embeddings; "pca_uint8_truncate" / "pca_uint8_round"
+    dtype: str = "float32"
+    frontend: tuple[tuple[str, Any], ...] = ()  # sorted (name, value) pairs of the frontend config
+
+    @classmethod
+    def create(cls, *, model: str = "vggish", weights_sha256: str | None, final_relu: bool,
+               postprocess: str | bool | None = None, dtype: str = "float32",
+               frontend: Any = None) -> "EmbeddingSpec":
+        """Build a spec; `frontend` is a dataclass config or a mapping, `postprocess=True` means TF's truncation."""
+        if postprocess is True:
+            postprocess = "pca_uint8_truncate"
+        elif postprocess is False:
+            postprocess = None
+        if dataclasses.is_dataclass(frontend):
+            frontend = dataclasses.asdict(frontend)
+        items = tuple(sorted((frontend or {}).items()))
+        return cls(model=model, weights_sha256=weights_sha256, final_relu=bool(final_relu),
+                   postprocess=postprocess, dtype=str(dtype), frontend=items)
+
+    def replace(self, **changes) -> "EmbeddingSpec":
+        if "postprocess" in changes and isinstance(changes["postprocess"], bool):
+            changes["postprocess"] = "pca_uint8_truncate" if changes["postprocess"] else None
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["frontend"] = dict(self.frontend)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "EmbeddingSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise SpecMismatch(f"embedding spec has unknown fields {sorted(unknown)}; written by a newer vggish-jax?")
+        d = dict(d)
+        d["frontend"] = tuple(sorted(dict(d.get("frontend") or {}).items()))
+        return cls(**d)
+
+    def differences(self, other: "EmbeddingSpec", fields=IDENTITY_FIELDS) -> dict[str, tuple[Any, Any]]:
+        """{field: (self's value, other's value)} for every identity field that differs."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in fields if a[k] != b[k]}
+
+    def describe(self) -> str:
+        sha = (self.weights_sha256 or "unknown")[:12]
+        return (f"{self.model} weights {sha} final_relu={self.final_relu} "
+                f"postprocess={self.postprocess or 'none'} dtype={self.dtype}")
+
+
+def require_compatible(expected: EmbeddingSpec, found: EmbeddingSpec, *, expected_from: str, found_from: str,
+                       fields=IDENTITY_FIELDS) -> None:
+    """Raise SpecMismatch (one line, naming both sides and the differing fields) unless the specs agree."""
+    diff = expected.differences(found, fields)
+    if diff:
+        parts = "; ".join(f"{k}: {_short(v[0])} ({expected_from}) vs {_short(v[1])} ({found_from})"
+                          for k, v in diff.items())
+        raise SpecMismatch(f"{found_from} was made differently from {expected_from}: {parts}")
+
+
+def read(artifact: Mapping[str, Any], source: str) -> EmbeddingSpec:
+    """The spec stored in an artifact's JSON (a dict with KEY), or a clear error if it has none."""
+    if KEY not in artifact:
+        raise SpecMismatch(f"{source}: records no embedding spec (written by an older vggish-jax); "
+                           f"recreate it with this version")
+    return EmbeddingSpec.from_dict(artifact[KEY])
+
+
+def params_sha256(tree: Mapping[str, Any]) -> str:
+    """Content hash of a parameter tree: names, dtypes, shapes and bytes, in sorted order (path-independent)."""
+    h = hashlib.sha256()
+
+    def visit(prefix: str, node):
+        if isinstance(node, Mapping):
+            for k in sorted(node):
+                visit(f"{prefix}/{k}", node[k])
+            return
+        a = np.ascontiguousarray(np.asarray(node))
+        h.update(json.dumps([prefix, a.dtype.str, list(a.shape)]).encode())
+        h.update(a.tobytes())
+
+    visit("", tree)
+    return h.hexdigest()
+
+
+def _short(v) -> str:
+    if isinstance(v, str) and len(v) == 64:  # a hash: the prefix is enough to tell them apart
+        return v[:12]
+    if isinstance(v, dict):
+        return json.dumps(v, sort_keys=True)
+    return repr(v)
