@@ -138,7 +138,7 @@ def test_other_settings_into_the_same_directory_are_refused(reference, fma_dirs,
     from vggish_jax.extract import extract
 
     _, data_dir = fma_dirs
-    with pytest.raises(ValueError, match=r"other settings \(final_relu: False -> True\)"):
+    with pytest.raises(ValueError, match=r"final_relu: True \(weights .*\) vs False \(.*info.json\)"):
         extract("fma/small", data_dir=data_dir, out=reference[0], weights=random_weights_dir, batch_size=BATCH,
                 shard_size=SHARD, final_relu=True, workers=0, progress=False)
 
@@ -195,3 +195,32 @@ def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
     with pytest.raises(RuntimeError, match="did not finish; rerun"):
         ex.load(str(partial), "train")
     assert json.loads((partial / "info.json").read_text())["complete"] is False
+
+
+def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_path):
+    """Issue 13.1: identity is the weights' content hash, not the folder path."""
+    from vggish_jax import checkpoint, params, spec
+    from vggish_jax.extract import extract
+
+    _, data_dir = fma_dirs
+    weights, out = str(tmp_path / "weights"), str(tmp_path / "emb")
+    checkpoint.save(weights, params.random(0), metadata={"source": "random", "seed": 0})
+    first = json.load(open(os.path.join(weights, checkpoint.METADATA)))["weights_sha256"]
+    extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
+            workers=0, progress=False)
+    info = store.read_info(out)
+    assert info[spec.KEY]["weights_sha256"] == first and info[spec.KEY]["postprocess"] is None
+    os.remove(store.shard_path(out, "test", 1))  # as if killed before the last shard
+    kept = {p: os.stat(p).st_mtime_ns for p in _shards(out)}
+
+    checkpoint.save(weights, params.random(1), metadata={"source": "random", "seed": 1})
+    second = json.load(open(os.path.join(weights, checkpoint.METADATA)))["weights_sha256"]
+    assert second != first
+    with pytest.raises(spec.SpecMismatch) as e:
+        extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
+                workers=0, progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and os.path.abspath(weights) in msg and os.path.join(out, "info.json") in msg
+    assert first[:12] in msg and second[:12] in msg and "weights_sha256" in msg
+    assert {p: os.stat(p).st_mtime_ns for p in _shards(out)} == kept  # nothing written
+    assert store.read_info(out)[spec.KEY]["weights_sha256"] == first

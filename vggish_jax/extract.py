@@ -22,12 +22,14 @@ from typing import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from vggish_jax import frontend, store
+from vggish_jax import atomic, frontend, spec as spec_lib, store
 from vggish_jax.datasets import decode, fma_metadata as meta
 
-FORMAT_VERSION = 1
-# Settings that must match between runs writing into the same directory.
-_SETTINGS = ("dataset", "source", "shard_size", "final_relu", "postprocess", "dtype", "weights", "label_names")
+FORMAT_VERSION = 2
+# Settings besides the embedding spec that must match between runs writing into the same directory. The
+# model's identity is the spec (weights content hash, final_relu, postprocess, frontend, dtype), never a path.
+_SETTINGS = ("dataset", "source", "shard_size", "label_names")
+_SPEC_FIELDS = spec_lib.IDENTITY_FIELDS + ("dtype",)  # bfloat16 and float32 shards must not mix either
 
 
 @dataclasses.dataclass
@@ -78,6 +80,8 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
         raise ValueError(f"{weights_dir}: these weights have no PCA params, so --postprocess is impossible; "
                          f"convert them with PCA params or drop --postprocess")
 
+    embedding_spec = embedder.spec.replace(postprocess=bool(postprocess))
+    _check_spec(out, embedding_spec, weights_dir)
     source = (_AudioSource if from_audio else _TfdsSource)(dataset, data_dir, manual_dir, workers, download)
     info = {
         "format_version": FORMAT_VERSION, "dataset": dataset, "source": "audio" if from_audio else "tfds",
@@ -85,6 +89,7 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
         "dtype": str(embedder.dtype), "weights": weights_dir, "weights_metadata": embedder.metadata,
         "label_names": list(source.label_names), "frontend": dataclasses.asdict(frontend.DEFAULT),
         "embedding": "uint8 PCA-quantised" if postprocess else "float32 raw 128-d",
+        spec_lib.KEY: embedding_spec.to_dict(),
     }
     _check_compatible(out, info)
     plans = [Plan(split, n, shard_size) for split, n in source.sizes().items()]
@@ -122,6 +127,20 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
     return Summary(out, computed, reused, num_clips, skipped)
 
 
+def _check_spec(out: str, expected: spec_lib.EmbeddingSpec, weights_dir: str) -> None:
+    """Refuse to add shards to `out` if its info.json records another model (by content, not path)."""
+    path = os.path.join(out, store.INFO)
+    if not os.path.exists(path):
+        return
+    try:
+        found = spec_lib.read(store.read_info(out), path)
+        spec_lib.require_compatible(expected, found, expected_from=f"weights {weights_dir}", found_from=path,
+                                    fields=_SPEC_FIELDS)
+    except spec_lib.SpecMismatch as e:
+        raise spec_lib.SpecMismatch(f"{e}; its shards would mix two models: use a new --out directory, delete "
+                                    f"{out}, or rerun with the weights and settings that made it") from None
+
+
 def _check_compatible(out: str, info: dict) -> None:
     path = os.path.join(out, store.INFO)
     if not os.path.exists(path):
@@ -152,7 +171,7 @@ def _shard_done(out: str, plan: Plan, index: int, per_shard_skips: bool) -> bool
 def _write_shard(out, plan, index, clips, embedder, postprocess, per_shard_skips) -> None:
     kept = [c for c in clips if "mel" in c]
     if per_shard_skips:  # written first: the shard file is the commit marker
-        _write_json(_skips_path(out, plan.split, index), [c for c in clips if "mel" not in c])
+        atomic.write_json(_skips_path(out, plan.split, index), [c for c in clips if "mel" not in c], indent=1)
     if kept:
         counts = [c["mel"].shape[0] for c in kept]
         emb = embedder.embed_examples(np.concatenate([c["mel"] for c in kept]))
@@ -176,14 +195,6 @@ def _shard_skips(out: str, plans: list[Plan]) -> list[dict]:
             with open(_skips_path(out, p.split, i)) as f:
                 skipped.extend(json.load(f))
     return skipped
-
-
-def _write_json(path: str, obj) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def _group(items: Iterator[tuple[tuple, dict]], todo: list) -> Iterator[tuple[tuple, list[dict]]]:
