@@ -1,0 +1,62 @@
+"""Host side of the device path: decode a file to 16 kHz and cut it into fixed-length, bucketed segments.
+
+Imports no jax, so decode workers (threads or spawned processes) stay light.
+
+Bucketing: the device function is compiled once per waveform shape, so every segment is right-padded to
+one of a few lengths, counted in VGGish examples: BUCKETS = (1, 2, 4, 8, 16, 31). A bucket of n examples
+holds (n - 1) * 15360 + 15600 samples (n * 0.96 s + 15 ms). A clip whose examples fit a bucket is padded to
+the smallest one that holds it (a 30-s clip, 31 examples, fills the largest exactly); a longer file is cut
+into segments of 31 examples starting every 31 * 15360 samples (aligned to the 0.96 s example hop; each
+overlaps the next by the 240 samples an example reaches past its hop), and its last segment goes to the
+smallest bucket that holds it. Framing is causal, so each segment's examples are exactly the whole file's
+examples at those positions: concatenated they equal the whole-file result, while device memory stays
+bounded by the largest bucket. Padding is masked out on the device by the causal-framing rule.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from vggish_jax import audio, frontend
+from vggish_jax.frontend import DEFAULT, FrontendConfig
+
+BUCKETS = (1, 2, 4, 8, 16, 31)
+
+
+def segment_samples(n_examples: int, cfg: FrontendConfig = DEFAULT) -> int:
+    """Samples that hold exactly `n_examples` examples."""
+    return (n_examples - 1) * cfg.example_hop_samples + cfg.example_samples
+
+
+def bucket_for(n_examples: int, buckets: tuple[int, ...] = BUCKETS) -> int:
+    """The smallest bucket holding `n_examples` (which must be 1..max(buckets))."""
+    for b in buckets:
+        if n_examples <= b:
+            return b
+    raise ValueError(f"{n_examples} examples do not fit the largest bucket ({max(buckets)}); cut them first")
+
+
+def cut(wave: np.ndarray, max_examples: int = BUCKETS[-1], cfg: FrontendConfig = DEFAULT) -> list[np.ndarray]:
+    """Segments of at most `max_examples` examples each, aligned to the example hop, covering every example
+    of `wave` (trailing samples that make no whole example are dropped, as the frontend drops them)."""
+    n = frontend.num_examples(wave.shape[0], cfg)
+    out = []
+    for first in range(0, n, max_examples):
+        k = min(max_examples, n - first)
+        start = first * cfg.example_hop_samples
+        out.append(wave[start: start + segment_samples(k, cfg)])
+    return out
+
+
+def load_clip(path: str | os.PathLike, *, pad: bool = False, cfg: FrontendConfig = DEFAULT,
+              block_seconds: float = 60.0) -> np.ndarray:
+    """A file as 16 kHz mono float32, decoded and resampled in blocks (equal to decoding it whole).
+
+    Raises audio.AudioError for unreadable audio and frontend.TooShortError for a clip shorter than one
+    example unless `pad`, which zero-pads it to one example.
+    """
+    name = os.fspath(path)
+    blocks = list(audio.stream(name, cfg.sample_rate, block_seconds))
+    wave = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+    return frontend.fit_to_examples(wave, pad=pad, cfg=cfg, name=name)
