@@ -86,13 +86,13 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
 
     weights: a weights directory (`vggish-jax convert`) or an Embedder. The TFDS dataset under `data_dir` is
     built first if needed (from `manual_dir`), unless `from_audio`, which reads the mp3s directly.
-    batch_size: examples per device call. precision: the device frontend's ("float32", or "float64" to match
-    the NumPy oracle within 1e-5) for waveform sources. process_index/process_count default to jax's.
+    batch_size: examples per device call (of an Embedder given as `weights`: its own). precision: the device
+    frontend's ("float32", or "float64" to match the NumPy oracle within 1e-5) for waveform sources, when
+    `weights` is a directory. process_index/process_count default to jax's.
     """
     import jax
 
     from vggish_jax.embed import Embedder, load_pretrained
-    from vggish_jax.pipeline.device import AudioEmbedder
 
     log = log or (lambda m: print(m, file=sys.stderr))
     if shard_size < 1 or batch_size < 1:
@@ -104,7 +104,8 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
     if isinstance(weights, Embedder):
         embedder, weights_dir = weights, weights.metadata.get("path", "<in-memory Embedder>")
     else:
-        embedder = load_pretrained(weights, final_relu=final_relu, dtype=dtype, batch_size=batch_size)
+        embedder = load_pretrained(weights, final_relu=final_relu, dtype=dtype, batch_size=batch_size,
+                                   precision=precision)
         weights_dir = os.path.abspath(os.fspath(weights))
     if postprocess and embedder.pca is None:
         raise ValueError(f"{weights_dir}: these weights have no PCA params, so --postprocess is impossible; "
@@ -113,7 +114,7 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
     embedding_spec = embedder.spec.replace(postprocess=bool(postprocess))
     _check_spec(out, embedding_spec, weights_dir)
     source = (_AudioSource if from_audio else _TfdsSource)(dataset, data_dir, manual_dir, workers, download)
-    device = AudioEmbedder(embedder.model, precision=precision, examples_per_call=batch_size)
+    device = embedder.device
     info = {
         "format_version": FORMAT_VERSION, "dataset": dataset, "source": "audio" if from_audio else "tfds",
         "shard_size": shard_size, "final_relu": bool(embedder.final_relu), "postprocess": bool(postprocess),
@@ -149,7 +150,7 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
     with tqdm(total=total, initial=done, unit="clip", desc=f"extract {dataset}", disable=not progress or None,
               file=sys.stderr, dynamic_ncols=True) as bar:
         clips = source.clips(todo, ahead=shard_size + 2 * max(1, workers))
-        for (plan, index), shard in _group(_embed(clips, device, batch_size, source.waveforms)):
+        for (plan, index), shard in _group(_embed(clips, device, embedder.batch_size, source.waveforms)):
             _write_shard(out, plan, index, shard, embedder, postprocess, source.per_shard_skips)
             computed[plan.split].append(index)
             bar.update(len(plan.shard_range(index)))

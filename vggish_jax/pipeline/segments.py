@@ -1,6 +1,4 @@
-"""Host side of the device path: decode a file to 16 kHz and cut it into fixed-length, bucketed segments.
-
-Imports no jax, so decode workers (threads or spawned processes) stay light.
+"""Cutting 16 kHz waveforms into fixed-length, bucketed segments for the device function. Imports no jax.
 
 Bucketing: the device function is compiled once per waveform shape, so every segment is right-padded to
 one of a few lengths, counted in VGGish examples: BUCKETS = (1, 2, 4, 8, 16, 31). A bucket of n examples
@@ -14,11 +12,9 @@ bounded by the largest bucket. Padding is masked out on the device by the causal
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from vggish_jax import audio, frontend
+from vggish_jax import frontend
 from vggish_jax.frontend import DEFAULT, FrontendConfig
 
 BUCKETS = (1, 2, 4, 8, 16, 31)
@@ -47,16 +43,3 @@ def cut(wave: np.ndarray, max_examples: int = BUCKETS[-1], cfg: FrontendConfig =
         start = first * cfg.example_hop_samples
         out.append(wave[start: start + segment_samples(k, cfg)])
     return out
-
-
-def load_clip(path: str | os.PathLike, *, pad: bool = False, cfg: FrontendConfig = DEFAULT,
-              block_seconds: float = 60.0) -> np.ndarray:
-    """A file as 16 kHz mono float32, decoded and resampled in blocks (equal to decoding it whole).
-
-    Raises audio.AudioError for unreadable audio and frontend.TooShortError for a clip shorter than one
-    example unless `pad`, which zero-pads it to one example.
-    """
-    name = os.fspath(path)
-    blocks = list(audio.stream(name, cfg.sample_rate, block_seconds))
-    wave = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-    return frontend.fit_to_examples(wave, pad=pad, cfg=cfg, name=name)
