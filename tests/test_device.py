@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from vggish_jax import frontend
+from vggish_jax.models.vggish import frontend
 from vggish_jax.models.vggish import VGGish
 from vggish_jax.pipeline import segments as seg
 from vggish_jax.pipeline.device import AudioEmbedder

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mini_fma import make_mini_fma
-from vggish_jax import store
+from vggish_jax.pipeline import store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPLITS = ("train", "validation", "test")
@@ -36,7 +36,7 @@ def fma_dirs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(fma_dirs, random_weights_dir, tmp_path_factory):
     """An uninterrupted extraction, in-process."""
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path_factory.mktemp("ref") / "emb")
@@ -73,7 +73,7 @@ def test_reference_run_covers_every_kept_clip(reference, fma_dirs):
 
 def test_embeddings_are_the_model_applied_to_the_stored_log_mels(reference, fma_dirs, random_weights_dir):
     from vggish_jax.datasets import fma
-    from vggish_jax.embed import load_pretrained
+    from vggish_jax.pipeline.embed import load_pretrained
 
     _, data_dir = fma_dirs
     ds = fma.builder("fma/small", data_dir=data_dir).as_data_source("validation")
@@ -98,7 +98,7 @@ def test_info_json_records_settings_and_skips(reference, fma_dirs, random_weight
 
 
 def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs, random_weights_dir, tmp_path):
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path / "emb")
@@ -135,7 +135,7 @@ def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs,
 
 
 def test_other_settings_into_the_same_directory_are_refused(reference, fma_dirs, random_weights_dir):
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     _, data_dir = fma_dirs
     with pytest.raises(ValueError, match=r"final_relu: True \(weights .*\) vs False \(.*info.json\)"):
@@ -144,7 +144,7 @@ def test_other_settings_into_the_same_directory_are_refused(reference, fma_dirs,
 
 
 def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, random_weights_dir, tmp_path):
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path / "emb_audio")
@@ -163,15 +163,15 @@ def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, 
 
 
 def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random_weights_dir, tmp_path):
-    from vggish_jax import checkpoint, postprocess
-    from vggish_jax.embed import Embedder
-    from vggish_jax.extract import extract
+    from vggish_jax.models.vggish import pretrained, postprocess
+    from vggish_jax.pipeline.embed import Embedder
+    from vggish_jax.pipeline.extract import extract
 
     _, data_dir = fma_dirs
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.standard_normal((128, 128)))
     pca = postprocess.PCAParams(q.astype(np.float32), rng.standard_normal(128).astype(np.float32) * 0.01)
-    weights, _, _ = checkpoint.load(random_weights_dir)
+    weights, _, _ = pretrained.load(random_weights_dir)
     out = str(tmp_path / "emb_pp")
     extract("fma/small", data_dir=data_dir, out=out, weights=Embedder(weights, pca=pca, batch_size=BATCH),
             shard_size=SHARD, postprocess=True, workers=0, progress=False)
@@ -187,7 +187,7 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random
 
 
 def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
-    from vggish_jax import extract as ex
+    from vggish_jax.pipeline import extract as ex
 
     assert len(ex.load(reference[0], "train")) == 3
     info = store.read_info(reference[0])
@@ -200,13 +200,14 @@ def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
 
 def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_path):
     """Issue 13.1: identity is the weights' content hash, not the folder path."""
-    from vggish_jax import checkpoint, params, spec
-    from vggish_jax.extract import extract
+    from vggish_jax import spec
+    from vggish_jax.models.vggish import params, pretrained
+    from vggish_jax.pipeline.extract import extract
 
     _, data_dir = fma_dirs
     weights, out = str(tmp_path / "weights"), str(tmp_path / "emb")
-    checkpoint.save(weights, params.random(0), metadata={"source": "random", "seed": 0})
-    first = json.load(open(os.path.join(weights, checkpoint.METADATA)))["weights_sha256"]
+    pretrained.save(weights, params.random(0), metadata={"source": "random", "seed": 0})
+    first = json.load(open(os.path.join(weights, pretrained.METADATA)))["weights_sha256"]
     extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
             workers=0, progress=False)
     info = store.read_info(out)
@@ -214,8 +215,8 @@ def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_
     os.remove(store.shard_path(out, "test", 1))  # as if killed before the last shard
     kept = {p: os.stat(p).st_mtime_ns for p in _shards(out)}
 
-    checkpoint.save(weights, params.random(1), metadata={"source": "random", "seed": 1})
-    second = json.load(open(os.path.join(weights, checkpoint.METADATA)))["weights_sha256"]
+    pretrained.save(weights, params.random(1), metadata={"source": "random", "seed": 1})
+    second = json.load(open(os.path.join(weights, pretrained.METADATA)))["weights_sha256"]
     assert second != first
     with pytest.raises(spec.SpecMismatch) as e:
         extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
@@ -228,7 +229,7 @@ def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_
 
 
 def test_assign_shards_is_a_deterministic_disjoint_cover():
-    from vggish_jax.extract import assign_shards
+    from vggish_jax.pipeline.extract import assign_shards
 
     shards = [(s, i) for s in SPLITS for i in range(5)]
     for count in (1, 2, 3, 4, 7, 20):
@@ -242,7 +243,7 @@ def test_assign_shards_is_a_deterministic_disjoint_cover():
 
 def test_split_over_processes_makes_the_one_process_shard_set(reference, fma_dirs, random_weights_dir, tmp_path):
     """Simulated multi-host: process 0 of 3 is stopped early, then 2 processes finish the same set of shards."""
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     _, data_dir = fma_dirs
     out = str(tmp_path / "emb")
@@ -271,7 +272,7 @@ def test_split_over_processes_makes_the_one_process_shard_set(reference, fma_dir
 _FOUR_DEVICES = """
 import json, sys
 import jax
-from vggish_jax.extract import extract
+from vggish_jax.pipeline.extract import extract
 assert jax.device_count() == 4, jax.devices()
 data_dir, manual_dir, weights, out_mel, out_audio = sys.argv[1:]
 for out, kw in ((out_mel, {}), (out_audio, {"from_audio": True, "manual_dir": manual_dir})):
@@ -283,7 +284,7 @@ for out, kw in ((out_mel, {}), (out_audio, {"from_audio": True, "manual_dir": ma
 @pytest.mark.slow
 def test_four_devices_give_the_one_device_embeddings(reference, fma_dirs, random_weights_dir, tmp_path):
     """Stored mels and the waveform path, batches sharded over 4 fake CPU devices vs 1 (max abs diff <= 1e-5)."""
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     mini, data_dir = fma_dirs
     one_audio = str(tmp_path / "one_audio")

@@ -32,7 +32,7 @@ def add_arguments(p):
 def run(args) -> int:
     import os
 
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     if args.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         import jax

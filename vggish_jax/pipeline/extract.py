@@ -1,4 +1,4 @@
-"""Embed every clip of a dataset with VGGish into per-split shards (vggish_jax.store), resumably.
+"""Embed every clip of a dataset with VGGish into per-split shards (vggish_jax.pipeline.store), resumably.
 
 A shard is a fixed, contiguous range of `shard_size` clips in data-source order (ascending track_id), so a
 rerun maps the same clips to the same shard and skips every shard already on disk. Shards and info.json are
@@ -31,7 +31,9 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from vggish_jax import atomic, frontend, spec as spec_lib, store
+from vggish_jax import atomic, spec as spec_lib
+from vggish_jax.models.vggish import frontend
+from vggish_jax.pipeline import store
 from vggish_jax.datasets import decode, fma_metadata as meta
 from vggish_jax.pipeline import host
 
@@ -92,7 +94,7 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
     """
     import jax
 
-    from vggish_jax.embed import Embedder, load_pretrained
+    from vggish_jax.pipeline.embed import Embedder, load_pretrained
 
     log = log or (lambda m: print(m, file=sys.stderr))
     if shard_size < 1 or batch_size < 1:
@@ -365,7 +367,7 @@ class _AudioSource:
 
 
 def load(out: str, split: str) -> store.Split:
-    """The embeddings of one split (see vggish_jax.store.load_split); refuses an unfinished extraction."""
+    """The embeddings of one split (see vggish_jax.pipeline.store.load_split); refuses an unfinished extraction."""
     info = store.read_info(out)
     if not info.get("complete", False):
         raise RuntimeError(f"{out}: extraction did not finish; rerun the same `vggish-jax extract` command to "
