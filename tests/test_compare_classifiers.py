@@ -1,12 +1,14 @@
-"""The classifier comparison on synthetic embeddings with planted class structure (written via vggish_jax.store)."""
+"""The classifier comparison on synthetic embeddings with planted class structure (written via vggish_jax.pipeline.store)."""
 import json
 import os
 
 import numpy as np
 import pytest
 
-from experiments import compare_classifiers as cc
-from vggish_jax import cli, features, heads, store
+from vggish_jax.classify import compare as cc
+from vggish_jax import cli
+from vggish_jax.classify import features, heads
+from vggish_jax.pipeline import store
 
 GENRES = ["Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock"]
 
@@ -157,5 +159,5 @@ def test_end_to_end_on_mini_fma(tmp_path, random_weights_dir, capsys):
     head = heads.load_head(os.path.join(out, "head"))
     assert head.label_names == list(mini.genres)
     # The head records how its training embeddings were made: these weights (by content hash), raw floats.
-    from vggish_jax.embed import load_pretrained
+    from vggish_jax.pipeline.embed import load_pretrained
     assert head.spec == load_pretrained(random_weights_dir).spec and head.spec.postprocess is None

@@ -5,10 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from vggish_jax import audio, frontend, frontend_jax
+from vggish_jax import audio
+from vggish_jax.models.vggish import frontend, frontend_jax
 from conftest import tone_mix
 
-EXAMPLE_MP3 = os.path.join(os.path.dirname(frontend.__file__), "assets", "example.mp3")
+EXAMPLE_MP3 = os.path.join(os.path.dirname(audio.__file__), "assets", "example.mp3")
 
 TOL = 1e-4  # the bound, for the default precision
 FLOAT32_TOL = 1e-3  # measured worst case ~3e-4 in quiet bands beside loud tones (see frontend_jax docstring)

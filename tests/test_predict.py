@@ -50,20 +50,21 @@ def test_predict_text_output_and_all_bad(audio_files, capsys):
     assert cli.main(["predict"]) == 2
 
 
-def test_tagger_matches_its_own_pieces():
+def test_tagger_batches_match_the_original_graph():
+    """The tagger's fixed-shape batching (batch 16, one real patch padded) against the original musicnn graph."""
+    import os
+    with np.load(os.path.join(os.path.dirname(__file__), "data", "musicnn_golden.npz")) as z:
+        golden = {k: z[k] for k in z.files}
     tagger = predict.default_tagger()
-    p = tagger.patches(predict.EXAMPLE_CLIP)
-    assert p.shape == (2, 187, 96)
-    out = tagger.run(p)
-    np.testing.assert_allclose(out["taggram"], np.asarray(tagger.model(p)), atol=1e-5)
-    emb = predict.musicnn_embed_file(predict.EXAMPLE_CLIP)
-    np.testing.assert_allclose(emb, out["penultimate"], atol=1e-6)
-    assert emb.shape == (2, 200)
+    for rows in (slice(0, 1), slice(0, 2)):
+        out = tagger.run(golden["input"][rows])
+        np.testing.assert_allclose(out["taggram"], golden["taggram"][rows], atol=1e-5)
+        np.testing.assert_allclose(out["penultimate"], golden["penultimate"][rows], atol=1e-4)
 
 
 def _head_dir(tmp_path, weights_dir, spec, name="head"):
     """A head trained on synthetic features shaped like mean+std of uint8 embeddings (not about accuracy)."""
-    from vggish_jax import heads
+    from vggish_jax.classify import heads
 
     rng = np.random.default_rng(0)
     x = rng.normal(128.0, 40.0, size=(64, 256)).astype(np.float32)
@@ -76,8 +77,9 @@ def _head_dir(tmp_path, weights_dir, spec, name="head"):
 @pytest.fixture(scope="module")
 def pca_weights_dir(tmp_path_factory, random_weights_dir):
     """Random VGGish weights + PCA params that spread this model's embeddings over the uint8 range."""
-    from vggish_jax import audio, checkpoint, frontend, params, postprocess as post
-    from vggish_jax.embed import load_pretrained
+    from vggish_jax import audio
+    from vggish_jax.models.vggish import frontend, params, postprocess as post, pretrained as checkpoint
+    from vggish_jax.pipeline.embed import load_pretrained
 
     emb = load_pretrained(random_weights_dir).embed_examples(
         frontend.waveform_to_examples(*audio.load(predict.EXAMPLE_CLIP)))
@@ -88,8 +90,8 @@ def pca_weights_dir(tmp_path_factory, random_weights_dir):
 
 
 def test_head_on_uint8_pca_features_gets_uint8_pca_features(tmp_path, pca_weights_dir, audio_files, capsys):
-    from vggish_jax import checkpoint, postprocess as post
-    from vggish_jax.embed import file_examples, load_pretrained
+    from vggish_jax.models.vggish import postprocess as post, pretrained as checkpoint
+    from vggish_jax.pipeline.embed import file_examples, load_pretrained
 
     emb = load_pretrained(pca_weights_dir)
     head_dir, head = _head_dir(tmp_path, pca_weights_dir, emb.spec.replace(postprocess=True))
@@ -107,8 +109,8 @@ def test_head_on_uint8_pca_features_gets_uint8_pca_features(tmp_path, pca_weight
 
 
 def test_head_refuses_weights_made_differently(tmp_path, random_weights_dir, pca_weights_dir, audio_files, capsys):
-    from vggish_jax import checkpoint, params
-    from vggish_jax.embed import load_pretrained
+    from vggish_jax.models.vggish import params, pretrained as checkpoint
+    from vggish_jax.pipeline.embed import load_pretrained
 
     head_dir, _ = _head_dir(tmp_path, random_weights_dir, load_pretrained(random_weights_dir).spec)
     other = str(checkpoint.save(tmp_path / "other", params.random(7)))
@@ -125,7 +127,7 @@ def test_head_refuses_weights_made_differently(tmp_path, random_weights_dir, pca
 
 
 def test_head_without_a_spec_is_refused(tmp_path, random_weights_dir, audio_files, capsys):
-    from vggish_jax import heads
+    from vggish_jax.classify import heads
 
     head_dir, head = _head_dir(tmp_path, random_weights_dir, heads.embedding_spec_of({}, "x"))
     meta = json.loads((tmp_path / "head" / "head.json").read_text())
@@ -136,8 +138,9 @@ def test_head_without_a_spec_is_refused(tmp_path, random_weights_dir, audio_file
 
 
 def test_embedding_spec_of_an_extraction(random_weights_dir):
-    from vggish_jax import heads, spec as spec_lib
-    from vggish_jax.embed import load_pretrained
+    from vggish_jax import spec as spec_lib
+    from vggish_jax.classify import heads
+    from vggish_jax.pipeline.embed import load_pretrained
 
     want = load_pretrained(random_weights_dir, final_relu=True).spec.replace(postprocess=True)
     old = {"final_relu": True, "postprocess": True, "weights": random_weights_dir}  # before specs were recorded

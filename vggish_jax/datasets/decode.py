@@ -13,7 +13,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from vggish_jax import audio, frontend
+from vggish_jax import audio
+from vggish_jax.models.vggish import frontend
 from vggish_jax.pipeline.host import file_examples
 
 

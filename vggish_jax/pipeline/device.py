@@ -28,8 +28,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from vggish_jax import frontend_jax
-from vggish_jax.frontend import DEFAULT, FrontendConfig
+from vggish_jax.models.vggish import frontend_jax
+from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 from vggish_jax.pipeline import segments as seg
 
 INT16_SCALE = 1.0 / 32768.0

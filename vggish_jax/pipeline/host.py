@@ -8,8 +8,9 @@ import os
 
 import numpy as np
 
-from vggish_jax import audio, frontend
-from vggish_jax.frontend import DEFAULT, FrontendConfig
+from vggish_jax import audio
+from vggish_jax.models.vggish import frontend
+from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 
 
 def load_clip(path: str | os.PathLike, *, pad: bool = False, cfg: FrontendConfig = DEFAULT,

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vggish_jax import frontend
-from vggish_jax.frontend import DEFAULT, FrontendConfig
+from vggish_jax.models.vggish import frontend
+from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 
 BUCKETS = (1, 2, 4, 8, 16, 31)
 

@@ -20,7 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vggish_jax import atomic, features, frontend, spec as spec_lib
+from vggish_jax import atomic, spec as spec_lib
+from vggish_jax.classify import features
+from vggish_jax.models.vggish import frontend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,10 +160,10 @@ def embedding_spec_of(info: dict, source: str) -> spec_lib.EmbeddingSpec:
         return spec_lib.read(info, source)
     sha = None
     if info.get("weights"):
-        from vggish_jax import checkpoint  # orbax: only for this fallback
+        from vggish_jax.models.vggish import pretrained  # orbax: only for this fallback
 
         try:
-            sha = checkpoint.load(info["weights"])[2].get("weights_sha256")
+            sha = pretrained.load(info["weights"])[2].get("weights_sha256")
         except (OSError, ValueError):
             sha = None
     return spec_lib.EmbeddingSpec.create(weights_sha256=sha, final_relu=bool(info.get("final_relu", False)),

@@ -14,7 +14,8 @@ from typing import Callable, Iterable, Iterator
 import jax.numpy as jnp
 import numpy as np
 
-from vggish_jax import audio, checkpoint, frontend, params as params_lib, postprocess as post
+from vggish_jax import audio
+from vggish_jax.models.vggish import pretrained, frontend, params as params_lib, postprocess as post
 from vggish_jax.pipeline.device import AudioEmbedder
 from vggish_jax.pipeline.host import file_examples, load_clip  # noqa: F401  (file_examples re-exported)
 from vggish_jax.spec import EmbeddingSpec, params_sha256
@@ -25,7 +26,7 @@ BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # reported per file; any
 class Embedder:
     """A loaded VGGish with its PCA params; turns files, waveforms or log-mel examples into embeddings.
 
-    `precision` and `formulation` choose the device frontend (see vggish_jax.frontend_jax): float32 is
+    `precision` and `formulation` choose the device frontend (see vggish_jax.models.vggish.frontend_jax): float32 is
     within 1e-3 of the NumPy oracle in log-mel, float64 within 1e-5. `batch_size` is about how many
     examples go through the model per call; `mesh` defaults to every device.
     """
@@ -150,8 +151,8 @@ def _prefetch(items: list, fn: Callable, workers: int) -> Iterator[tuple]:
 def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = None, dtype: str = "float32",
                     batch_size: int = 64, precision: str = "float32", formulation: str = "auto",
                     mesh=None) -> Embedder:
-    """An Embedder from a weights directory written by `vggish-jax convert` (or `checkpoint.save`)."""
-    p, pca, meta = checkpoint.load(directory)
+    """An Embedder from a weights directory written by `vggish-jax convert` (or `pretrained.save`)."""
+    p, pca, meta = pretrained.load(directory)
     if meta.get("model", "vggish") != "vggish":
         raise params_lib.WeightsError(f"{directory}: holds {meta['model']} weights, not VGGish")
     if final_relu is None:

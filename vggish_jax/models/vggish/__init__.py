@@ -1,0 +1,23 @@
+"""VGGish: modeling (Flax NNX module), params (layout, validation), frontend (NumPy oracle), frontend_jax
+(jitted), postprocess (PCA + uint8), pretrained (weights directories), torch_reference (a PyTorch peer).
+
+The model's names (VGGish, CONV_CHANNELS, param_shapes, ...) are re-exported from `modeling` on first use,
+so importing the NumPy frontend from here does not import jax or flax.
+"""
+import importlib
+
+
+# `from vggish_jax.models.vggish import frontend` asks this package for the attribute first; answering with
+# the submodule keeps that from importing modeling (and flax) on the way.
+_SUBMODULES = frozenset({"frontend", "frontend_jax", "modeling", "params", "postprocess", "pretrained",
+                         "torch_reference"})
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    modeling = importlib.import_module("vggish_jax.models.vggish.modeling")
+    try:
+        return getattr(modeling, name)
+    except AttributeError:
+        raise AttributeError(f"module 'vggish_jax.models.vggish' has no attribute {name!r}") from None
