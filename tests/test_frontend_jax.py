@@ -72,6 +72,7 @@ def test_dft_uses_exactly_the_bins_the_mel_matrix_weights():
 
 def test_auto_formulation_per_backend():
     assert frontend_jax.resolve_formulation("auto", "tpu") == "dft"
+    assert frontend_jax.resolve_formulation("auto", "cpu") == "fft"
     assert frontend_jax.resolve_formulation("auto", "gpu") == "fft"
     assert frontend_jax.resolve_formulation("fft", "tpu") == "fft"
     with pytest.raises(ValueError, match="formulation must be"):
