@@ -156,7 +156,11 @@ def test_end_to_end_on_mini_fma(tmp_path, random_weights_dir, capsys):
     # The mini-FMA's genres differ in spectrum, so the MFCC baseline must beat chance (1/8) clearly.
     assert mfcc["LR"]["validation_accuracy"] >= 0.5
     assert os.path.exists(os.path.join(out, "head", "head.npz"))
-    assert heads.load_head(os.path.join(out, "head")).label_names == list(mini.genres)
+    head = heads.load_head(os.path.join(out, "head"))
+    assert head.label_names == list(mini.genres)
+    # The head records how its training embeddings were made: these weights (by content hash), raw floats.
+    from vggish_jax.pipeline.embed import load_pretrained
+    assert head.spec == load_pretrained(random_weights_dir).spec and head.spec.postprocess is None
 
 
 def test_unfinished_extraction_is_refused_unless_allowed_and_then_flagged(tmp_path, capsys):

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from vggish_jax.models.vggish import frontend
-from vggish_jax.models.vggish import VGGish
+from vggish_jax.models.vggish import VGGish, frontend
 from vggish_jax.pipeline import segments as seg
 from vggish_jax.pipeline.device import AudioEmbedder
 from conftest import tone_mix
@@ -116,3 +115,17 @@ def test_clips_per_call_is_a_multiple_of_the_devices_and_buckets_fit():
         seg.bucket_for(32)
     assert frontend.num_examples(seg.segment_samples(31)) == 31
     assert frontend.num_examples(seg.segment_samples(31) - 1) == 30
+
+
+def test_host_side_imports_no_jax():
+    """Decode workers import the host side only; it must not pull in jax/flax/orbax (seconds per worker)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, vggish_jax.pipeline.host, vggish_jax.pipeline.segments, vggish_jax.datasets.decode; "
+            "print(sorted(m for m in ('jax', 'flax', 'orbax') if m in sys.modules))")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

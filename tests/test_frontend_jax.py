@@ -5,12 +5,11 @@ import os
 import numpy as np
 import pytest
 
-import vggish_jax
 from vggish_jax import audio
 from vggish_jax.models.vggish import frontend, frontend_jax
 from conftest import tone_mix
 
-EXAMPLE_MP3 = os.path.join(os.path.dirname(vggish_jax.__file__), "assets", "example.mp3")
+EXAMPLE_MP3 = os.path.join(os.path.dirname(audio.__file__), "assets", "example.mp3")
 
 TOL = 1e-4  # the bound, for the default precision
 FLOAT32_TOL = 1e-3  # measured worst case ~3e-4 in quiet bands beside loud tones (see frontend_jax docstring)
@@ -73,6 +72,7 @@ def test_dft_uses_exactly_the_bins_the_mel_matrix_weights():
 
 def test_auto_formulation_per_backend():
     assert frontend_jax.resolve_formulation("auto", "tpu") == "dft"
+    assert frontend_jax.resolve_formulation("auto", "cpu") == "fft"
     assert frontend_jax.resolve_formulation("auto", "gpu") == "fft"
     assert frontend_jax.resolve_formulation("fft", "tpu") == "fft"
     with pytest.raises(ValueError, match="formulation must be"):

@@ -7,11 +7,10 @@ so importing the NumPy frontend from here does not import jax or flax.
 import importlib
 
 
-import pkgutil
-
-# `from vggish_jax.models.vggish import frontend` asks this __getattr__ before importing the submodule, so
-# submodules are imported as such (not via modeling, which would pull jax into jax-free decode workers).
-_SUBMODULES = {m.name for m in pkgutil.iter_modules(__path__)}
+# `from vggish_jax.models.vggish import frontend` asks this package for the attribute first; answering with
+# the submodule keeps that from importing modeling (and flax) on the way.
+_SUBMODULES = frozenset({"frontend", "frontend_jax", "modeling", "params", "postprocess", "pretrained",
+                         "torch_reference"})
 
 
 def __getattr__(name):
