@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from vggish_jax.params import WeightsError
+from vggish_jax.models.vggish.params import WeightsError
 from weights_convert import torchvggish
 from weights_convert.convert import convert
 

@@ -10,7 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from vggish_jax import load_pretrained, postprocess as post
+from vggish_jax import load_pretrained
+from vggish_jax.models.vggish import postprocess as post
 from weights_convert import download, tf_slim
 
 FIXTURE = os.environ.get("VGGISH_JAX_TF_FIXTURE")

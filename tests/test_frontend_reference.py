@@ -8,7 +8,7 @@ gap with some margin, so a regression in either the maths or the resampler fails
 import numpy as np
 import pytest
 
-from vggish_jax import frontend
+from vggish_jax.models.vggish import frontend
 
 vggish_input = pytest.importorskip("torchvggish.vggish_input",
                                    reason="the oracle is torchvggish 0.2's vggish_input (pip install -e '.[test]')")

@@ -6,7 +6,8 @@ VGG module holding the same weights; the pass rule is numpy.testing.assert_allcl
 import numpy as np
 import pytest
 
-from vggish_jax import checkpoint, cli, params as params_lib
+from vggish_jax import cli
+from vggish_jax.models.vggish import params as params_lib, pretrained
 from weights_convert import verify
 
 torch = pytest.importorskip("torch", reason="the oracle needs torch (pip install -e '.[test]')")
@@ -19,8 +20,8 @@ import published_formats  # noqa: E402
 def weights(tmp_path_factory):
     d = tmp_path_factory.mktemp("verify") / "w"
     pca = published_formats.random_pca(5)
-    from vggish_jax.postprocess import PCAParams
-    checkpoint.save(d, params_lib.random(3), pca=PCAParams(pca["pca_eigen_vectors"], pca["pca_means"]))
+    from vggish_jax.models.vggish.postprocess import PCAParams
+    pretrained.save(d, params_lib.random(3), pca=PCAParams(pca["pca_eigen_vectors"], pca["pca_means"]))
     return str(d), pca
 
 
@@ -32,7 +33,7 @@ def results(weights):
 @pytest.fixture(scope="module")
 def oracle_model(weights):
     """torchvggish's own VGG module holding the same weights."""
-    params, _, _ = checkpoint.load(weights[0])
+    params, _, _ = pretrained.load(weights[0])
     model = tvm.VGG(tvm.make_layers(), postprocess=False).eval()
     convs = ["conv1", "conv2", "conv3_1", "conv3_2", "conv4_1", "conv4_2"]
     conv_modules = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
@@ -95,12 +96,12 @@ def test_random_weights_fail_with_numbers_and_scaled_weights_pass(weights, resul
     assert "expected 126 / 89.3" in out and "expected -0.0333 / 0.38" in out
 
     # fc2 is affine in its parameters: rescale it so the 16-kHz check's embedding stats hit the published ones
-    params, _, _ = checkpoint.load(d)
+    params, _, _ = pretrained.load(d)
     (m, s), (m_want, s_want) = results[0].embedding, verify.CHECKS[0].embedding
     a = s_want / s
     params["fc2"]["kernel"] = params["fc2"]["kernel"] * a
     params["fc2"]["bias"] = params["fc2"]["bias"] * a + (m_want - a * m)
-    checkpoint.save(tmp_path / "w", params)  # no PCA: the postprocessed stats are not checked
+    pretrained.save(tmp_path / "w", params)  # no PCA: the postprocessed stats are not checked
     [r] = verify.run(tmp_path / "w", checks=verify.CHECKS[:1])
     assert r.passed and r.postprocessed is None
     np.testing.assert_allclose(r.embedding, (m_want, s_want), rtol=1e-3)

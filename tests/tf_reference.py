@@ -41,7 +41,7 @@ def random_variables(seed: int = 0) -> dict[str, np.ndarray]:
 
 def log_mels() -> np.ndarray:
     """Three examples of a tone mix through our NumPy frontend plus two Gaussian ones: [5, 96, 64] float32."""
-    from vggish_jax import frontend
+    from vggish_jax.models.vggish import frontend
     t = np.arange(3 * 16000) / 16000
     x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t * (1 + t / 6))
     x += 0.01 * np.random.default_rng(1).standard_normal(t.size)

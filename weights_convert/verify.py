@@ -25,8 +25,8 @@ import os
 
 import numpy as np
 
-from vggish_jax import checkpoint, frontend
-from vggish_jax.embed import Embedder
+from vggish_jax.models.vggish import frontend, pretrained
+from vggish_jax.pipeline.embed import Embedder
 
 MODELS_REPO = "tensorflow/models research/audioset/vggish"
 
@@ -102,7 +102,7 @@ def sine(sample_rate: int, time_axis: str) -> np.ndarray:
 
 def run(weights: str | os.PathLike, checks=CHECKS) -> list[Result]:
     """Run `checks` on a weights directory (whatever final_relu it records: each check sets its own)."""
-    params, pca, _ = checkpoint.load(weights)
+    params, pca, _ = pretrained.load(weights)
     model = Embedder(params, pca=pca, final_relu=False, batch_size=4)
     results = []
     for c in checks:
