@@ -88,3 +88,13 @@ def test_truncated_pca_file_is_called_corrupt_not_refused(tmp_path, legacy):
     with pytest.raises(WeightsError, match="pca.pth: not a readable PyTorch state dict.*truncated or corrupt") as err:
         torchvggish.load_pth(path)
     assert "refused" not in str(err.value)
+
+
+def test_pca_npz_with_pickled_objects_is_refused_and_nothing_runs(tmp_path):
+    from weights_convert import tf_slim
+    marker = tmp_path / "pwned"
+    path = tmp_path / "vggish_pca_params.npz"
+    np.savez(path, pca_eigen_vectors=np.eye(128), pca_means=np.array([_System(marker)], dtype=object))
+    with pytest.raises(WeightsError, match="vggish_pca_params.npz: refused: this file contains pickled Python objects"):
+        tf_slim.load_pca_npz(path)
+    assert not marker.exists()
