@@ -3,6 +3,8 @@
 Oracle for the numbers: Google's frontend (torchvggish 0.2's vggish_input, with resampy) and torchvggish's
 VGG module holding the same weights; the pass rule is numpy.testing.assert_allclose's.
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,21 @@ def test_random_weights_fail_with_numbers_and_scaled_weights_pass(weights, resul
     assert r.passed and r.postprocessed is None
     np.testing.assert_allclose(r.embedding, (m_want, s_want), rtol=1e-3)
     assert "[pass]" in r.describe() and "not checked (these weights have no PCA params)" in r.describe()
+
+
+@pytest.mark.slow
+def test_download_converts_then_verifies(tmp_path, monkeypatch, capsys):
+    """`convert --download torch` fetches (here from file:// URLs), checks the hash prefix, converts, verifies."""
+    from weights_convert import download
+    torch.manual_seed(4)
+    published_formats.save(tvm.VGG(tvm.make_layers(), postprocess=False).state_dict(), tmp_path / "w.pth")
+    published_formats.save(published_formats.random_pca(6, (128, 1)), tmp_path / "pca.pth")
+    for key, src in (("torch_weights", tmp_path / "w.pth"), ("torch_pca", tmp_path / "pca.pth")):
+        name = download.FILES[key].name
+        monkeypatch.setitem(download.FILES, key, download.Published(name, src.as_uri(), download.sha256(str(src))[:8]))
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    assert cli.main(["convert", "--download", "torch", "--out", str(tmp_path / "out")]) == 1  # random: fails
+    out = capsys.readouterr().out
+    assert "source=torchvggish, final_relu=True, pca=yes" in out
+    assert "verify: FAIL (0/3 checks passed)" in out and "postprocessed mean" in out
+    assert sorted(os.listdir(tmp_path / "cache")) == ["vggish-10086976.pth", "vggish_pca_params-970ea276.pth"]
