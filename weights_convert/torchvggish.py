@@ -42,7 +42,8 @@ def _array_globals() -> list:
             np.ndarray, np.dtype, *dtype_classes]
 
 
-# How torch's weights-only unpickler names what it refused (torch >= 2.4): a global, or a class it would build.
+# How torch's weights-only unpickler names what it refused (its wording in torch 2.6-2.13): a global, or a class
+# it would have to build.
 _REFUSED = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
 
 
