@@ -42,7 +42,7 @@ def _array_globals() -> list:
             np.ndarray, np.dtype, *dtype_classes]
 
 
-# How torch's weights-only unpickler names what it refused (its wording in torch 2.6-2.13): a global, or a class
+# How torch's weights-only unpickler names what it refused (checked with torch 2.13): a global, or a class
 # it would have to build.
 _REFUSED = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
 
