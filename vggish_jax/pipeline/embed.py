@@ -29,7 +29,7 @@ BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # reported per file; any
 class Embedder:
     """A loaded VGGish with its PCA params; turns files, waveforms or log-mel examples into embeddings.
 
-    `precision` and `formulation` choose the device frontend (see vggish_jax.models.vggish.frontend_jax): float32 is
+    `precision` and `formulation` choose the device frontend (see models.vggish.frontend_jax): float32 is
     within 1e-3 of the NumPy oracle in log-mel, float64 within 1e-5. `batch_size` is about how many
     examples go through the model per call; `mesh` defaults to every device.
     """
