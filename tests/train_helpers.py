@@ -23,6 +23,28 @@ def synthetic_sources(n_train=32, n_val=16, n_test=16, classes=4, seed=0):
     return {"train": clips(n_train), "validation": clips(n_val), "test": clips(n_test)}
 
 
+def synthetic_waveform_sources(n_train=32, n_val=8, n_test=8, classes=4, seed=0):
+    """16 kHz int16 clips whose class is the pitch of a tone (over noise), 1 to 3.2 s long, so that some are
+    cyclically padded and some leave crop room; each record also holds its NumPy-oracle log-mels ('mel'), as
+    the `*_waveform` FMA builds do."""
+    from vggish_jax import frontend
+
+    rng = np.random.default_rng(seed)
+
+    def clips(n):
+        out = []
+        for i in range(n):
+            c = i % classes
+            t = np.arange(int(rng.integers(15600, 51200))) / 16000.0
+            x = 0.3 * np.sin(2 * np.pi * 300.0 * 2.0 ** c * t + rng.uniform(0, 6.3)) + 0.05 * rng.standard_normal(t.size)
+            wave = np.round(np.clip(x * rng.uniform(0.3, 1.0), -1, 1) * 32767.0).astype(np.int16)
+            mel = frontend.waveform_to_examples(wave.astype(np.float32) / 32767.0, 16000)
+            out.append({"waveform": wave, "mel": mel, "label": c})
+        return out
+
+    return {"train": clips(n_train), "validation": clips(n_val), "test": clips(n_test)}
+
+
 def flat_params(params) -> dict:
     import jax
     return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
