@@ -42,7 +42,8 @@ def test_learns_and_writes_metrics_and_curve(uninterrupted):
     assert rows[-1]["split"] == "test" and rows[-1]["test_accuracy"] >= 0.5  # chance is 0.25
     assert open(workdir / "learning_curve.png", "rb").read(4) == b"\x89PNG"
     cfg = json.load(open(workdir / "config.json"))
-    assert cfg["final_relu"] is True and cfg["batch_size"] == 8
+    assert cfg["final_relu"] is True and cfg["batch_size"] == 8 and cfg["input"] == "mel"
+    assert cfg["embedding_spec"]["final_relu"] is True and cfg["embedding_spec"]["weights_sha256"] is None
 
 
 def test_eight_devices_match_one_device(tmp_path):
@@ -108,8 +109,13 @@ def test_bad_configs_fail_clearly(tmp_path):
         train(TINY.replace(batch_size=64), src, 4, str(tmp_path / "c"))
     with pytest.raises(ValueError, match="bad override"):
         parse_overrides(Config(), ["nonsense=1"])
-    assert parse_overrides(Config(), ["epochs=3", "freeze_conv=true", "learning_rate=0.01"]) == \
-        Config(epochs=3, freeze_conv=True, learning_rate=0.01)
+    assert parse_overrides(Config(), ["epochs=3", "freeze_conv=true", "learning_rate=0.01", "final_relu=false"]) == \
+        Config(epochs=3, freeze_conv=True, learning_rate=0.01, final_relu=False)
+    assert parse_overrides(Config(final_relu=True), ["final_relu=none"]).final_relu is None
+    with pytest.raises(ValueError, match="epochs takes an int, got '1.5'"):
+        parse_overrides(Config(), ["epochs=1.5"])
+    with pytest.raises(ValueError, match="input must be one of auto, mel, waveform"):
+        train(TINY.replace(input="wave"), src, 4, str(tmp_path / "d"))
 
 
 def test_batch_must_divide_by_devices(tmp_path):
@@ -172,10 +178,10 @@ def test_freeze_conv_grad_accum_and_bf16_compute():
     bf16 compute keeps float32 params."""
     import jax
 
-    from vggish_jax.train.loop import init_params
+    from vggish_jax.train.loop import init_params, resolve
     from vggish_jax.train.step import make_optimizer, make_steps
 
-    cfg = TINY.replace(examples_per_clip=1, freeze_conv=True, grad_accum=2, dtype="bfloat16")
+    cfg = resolve(TINY.replace(examples_per_clip=1, freeze_conv=True, grad_accum=2, dtype="bfloat16"), None, "mel")
     graphdef, params = init_params(cfg, 4, None)
     opt = make_optimizer(cfg, 4, params)
     train_step, _ = make_steps(graphdef, cfg, opt, 4)

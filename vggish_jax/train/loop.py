@@ -42,6 +42,8 @@ def _abstract(tree, sharding_):
 
 
 def init_params(cfg: Config, num_classes: int, backbone: dict | None):
+    if cfg.final_relu is None:
+        raise ValueError("final_relu is unresolved; pass the config through loop.resolve first")
     model = GenreClassifier(num_classes, examples_per_clip=cfg.examples_per_clip, hidden=cfg.head_hidden,
                             final_relu=cfg.final_relu, dtype=jnp.dtype(cfg.dtype), width_divisor=cfg.width_divisor,
                             head=cfg.head, rngs=nnx.Rngs(cfg.seed))
