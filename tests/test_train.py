@@ -33,6 +33,7 @@ def uninterrupted(tmp_path_factory):
     return d / "work", r
 
 
+@pytest.mark.slow
 def test_learns_and_writes_metrics_and_curve(uninterrupted):
     workdir, result = uninterrupted
     rows = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
@@ -46,6 +47,7 @@ def test_learns_and_writes_metrics_and_curve(uninterrupted):
     assert cfg["embedding_spec"]["final_relu"] is True and cfg["embedding_spec"]["weights_sha256"] is None
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one_device(tmp_path):
     one = run_devices(1, tmp_path / "w1", tmp_path / "p1.npz", 1, stop=3)
     eight = run_devices(8, tmp_path / "w8", tmp_path / "p8.npz", 1, stop=3)
@@ -54,6 +56,7 @@ def test_eight_devices_match_one_device(tmp_path):
         np.testing.assert_allclose(eight[k], one[k], rtol=1e-4, atol=1e-5, err_msg=k)
 
 
+@pytest.mark.slow
 def test_resume_on_another_device_count_follows_the_same_trajectory(uninterrupted, tmp_path):
     workdir, full = uninterrupted
     run_devices(8, tmp_path / "w", tmp_path / "stopped.npz", TINY.epochs, stop=6)  # mid epoch 2, after a checkpoint
@@ -72,6 +75,7 @@ def test_resume_on_another_device_count_follows_the_same_trajectory(uninterrupte
                 assert r[key] == pytest.approx(f[key], rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(uninterrupted, tmp_path):
     """SIGKILL a real training process right after its first checkpoint, then rerun: same end state."""
     import signal
@@ -140,6 +144,7 @@ def test_data_order_is_seeded_and_clips_are_fixed_length():
     assert [b["mask"].sum() for b in ev] == [8, 2]
 
 
+@pytest.mark.slow
 def test_finetune_cli_on_mini_fma(tmp_path, capsys):
     from mini_fma import make_mini_fma
     from vggish_jax import cli

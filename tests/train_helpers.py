@@ -27,7 +27,7 @@ def synthetic_waveform_sources(n_train=32, n_val=8, n_test=8, classes=4, seed=0)
     """16 kHz int16 clips whose class is the pitch of a tone (over noise), 1 to 3.2 s long, so that some are
     cyclically padded and some leave crop room; each record also holds its NumPy-oracle log-mels ('mel'), as
     the `*_waveform` FMA builds do."""
-    from vggish_jax import frontend
+    from vggish_jax.models.vggish import frontend
 
     rng = np.random.default_rng(seed)
 

@@ -22,7 +22,7 @@ def add_arguments(p):
 def run(args) -> int:
     import jax
 
-    from vggish_jax import checkpoint
+    from vggish_jax.models.vggish import pretrained
     from vggish_jax.datasets import fma
     from vggish_jax.train.config import Config, parse_overrides
     from vggish_jax.train.loop import train
@@ -35,7 +35,7 @@ def run(args) -> int:
     if cfg.init == "pretrained":
         if not args.weights:
             raise ValueError("--weights DIR is needed to fine-tune pretrained VGGish (or --set init=random)")
-        backbone, _, meta = checkpoint.load(args.weights)
+        backbone, _, meta = pretrained.load(args.weights)
         if meta.get("model", "vggish") != "vggish":
             raise ValueError(f"{args.weights}: holds {meta['model']} weights, not VGGish")
     builder = fma.prepare(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir, workers=args.workers)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vggish_jax import frontend_jax
-from vggish_jax.frontend import DEFAULT, FrontendConfig
+from vggish_jax.models.vggish import frontend_jax
+from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 from vggish_jax.train.config import Config
 
 INT16_SCALE = 32767.0  # what datasets.decode.to_int16 multiplied by

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from vggish_jax import frontend
+from vggish_jax.models.vggish import frontend
 
 
 def fix_examples(mel: np.ndarray, n: int) -> np.ndarray:

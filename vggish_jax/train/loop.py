@@ -23,7 +23,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from vggish_jax import atomic, frontend, spec as spec_lib
+from vggish_jax import atomic, spec as spec_lib
+from vggish_jax.models.vggish import frontend
 from vggish_jax.train import augment, data as data_lib, sharding
 from vggish_jax.train.config import Config
 from vggish_jax.train.model import GenreClassifier

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from vggish_jax.models.vggish import CONV_CHANNELS
+from vggish_jax.models.vggish.modeling import CONV_CHANNELS
 from vggish_jax.train import augment
 from vggish_jax.train.config import Config
 
