@@ -7,23 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from train_helpers import TINY, flat_params, synthetic_sources
+from train_helpers import TINY, flat_params, run_devices, synthetic_sources
 from vggish_jax.train import data as data_lib
 from vggish_jax.train.config import Config, parse_overrides
 from vggish_jax.train.loop import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def run_devices(n_devices, workdir, out, epochs, stop=None):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu",
-               PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, os.path.join(HERE, "train_helpers.py"), str(workdir), str(out), str(epochs)]
-    proc = subprocess.run(cmd + ([str(stop)] if stop else []), env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with np.load(out) as z:
-        assert int(z["devices"]) == n_devices
-        return {k: z[k] for k in z.files if k != "devices"}
 
 
 @pytest.fixture(scope="module")

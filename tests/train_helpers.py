@@ -1,10 +1,16 @@
 """Shared pieces for the fine-tuning tests (imported by them and by their subprocesses)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 from vggish_jax.train.config import Config
 
 TINY = Config(epochs=2, batch_size=8, examples_per_clip=2, width_divisor=16, head_hidden=16, init="random",
               checkpoint_every=2, prefetch=1, learning_rate=3e-3)
+# Every augmentation of the waveform path, sized for synthetic_waveform_sources' clips (<= 3.2 s).
+AUDIO_AUG = dict(random_crop=True, max_clip_samples=48000, gain_db=6.0, mixup_alpha=0.4, spec_augment=True)
 
 
 def synthetic_sources(n_train=32, n_val=16, n_test=16, classes=4, seed=0):
@@ -50,16 +56,31 @@ def flat_params(params) -> dict:
     return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
 
 
+def run_devices(n_devices, workdir, out, epochs, stop=None):
+    """Run this file's __main__ in a subprocess with n fake CPU devices; return the params it ends with."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.path.dirname(os.path.abspath(__file__)) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, os.path.abspath(__file__), str(workdir), str(out), str(epochs)]
+    proc = subprocess.run(cmd + ([str(stop)] if stop else []), env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(out) as z:
+        assert int(z["devices"]) == n_devices
+        return {k: z[k] for k in z.files if k != "devices"}
+
+
 if __name__ == "__main__":
     # python train_helpers.py WORKDIR OUT.npz EPOCHS [STOP_AFTER]: train TINY on the synthetic sources here
-    # (the device count comes from XLA_FLAGS) and save the params it ends with.
-    import sys
-
+    # (the device count comes from XLA_FLAGS) and save the params it ends with. TRAIN_HELPERS_INPUT=waveform:
+    # the synthetic waveform sources with every augmentation on.
     import jax
 
     from vggish_jax.train.loop import train
 
     workdir, out, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
     stop = int(sys.argv[4]) if len(sys.argv) > 4 else None
-    r = train(TINY.replace(epochs=epochs), synthetic_sources(), 4, workdir, log=lambda m: None, stop_after_steps=stop)
+    if os.environ.get("TRAIN_HELPERS_INPUT") == "waveform":
+        cfg, sources = TINY.replace(epochs=epochs, **AUDIO_AUG), synthetic_waveform_sources()
+    else:
+        cfg, sources = TINY.replace(epochs=epochs), synthetic_sources()
+    r = train(cfg, sources, 4, workdir, log=lambda m: None, stop_after_steps=stop)
     np.savez(out, devices=jax.device_count(), **flat_params(r["params"]))

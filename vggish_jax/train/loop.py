@@ -90,7 +90,8 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
           stop_after_steps: int | None = None) -> dict:
     """Fine-tune; returns the final metrics. `stop_after_steps` stops early (like a kill, after a checkpoint).
 
-    backbone / weights_metadata: the VGGish params and metadata.json of a weights directory (`checkpoint.load`).
+    backbone / weights_metadata: the VGGish params and metadata.json of a weights directory
+    (`models.vggish.pretrained.load`).
     """
     cfg.check()
     sharding.check_batch(cfg.batch_size)
