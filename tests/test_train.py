@@ -111,6 +111,15 @@ def test_bad_configs_fail_clearly(tmp_path):
         train(TINY.replace(input="wave"), src, 4, str(tmp_path / "d"))
 
 
+@pytest.mark.slow
+def test_resume_refuses_other_state_shapes(uninterrupted):
+    workdir, _ = uninterrupted
+    with pytest.raises(ValueError, match=r"config.json: its checkpoint was made with other settings "
+                                         r"\(head_hidden=16 there, 8 now\)") as e:
+        train(TINY.replace(head_hidden=8), synthetic_sources(), 4, str(workdir))
+    assert "\n" not in str(e.value)
+
+
 def test_batch_must_divide_by_devices(tmp_path):
     code = ("from vggish_jax.train import sharding\n"
             "try:\n    sharding.check_batch(12)\nexcept ValueError as e:\n    print(e)\n")

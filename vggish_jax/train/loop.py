@@ -114,9 +114,10 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
     config_path = os.path.join(workdir, "config.json")
     if latest.latest_step() is not None and os.path.exists(config_path):
         with open(config_path) as f:
-            found = spec_lib.read(json.load(f), config_path)
-        spec_lib.require_compatible(spec, found, expected_from="this run's weights and settings",
-                                    found_from=config_path)
+            previous = json.load(f)
+        spec_lib.require_compatible(spec, spec_lib.read(previous, config_path),
+                                    expected_from="this run's weights and settings", found_from=config_path)
+        _require_same_state(cfg, num_classes, previous, config_path)
     if jax.process_index() == 0:
         atomic.write_json(config_path, {
             **dataclasses.asdict(cfg), "num_classes": num_classes, "label_names": list(label_names or []),
@@ -193,6 +194,19 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
         plot_learning_curve(metrics_path, os.path.join(workdir, "learning_curve.png"))
     final["params"] = state[0]
     return final
+
+
+# Settings that shape the checkpointed params and optimizer state: a resume cannot change them.
+STATE_FIELDS = ("num_classes", "head", "head_hidden", "examples_per_clip", "width_divisor", "freeze_conv",
+                "grad_accum", "weight_decay")
+
+
+def _require_same_state(cfg: Config, num_classes: int, previous: dict, config_path: str) -> None:
+    now = {**dataclasses.asdict(cfg), "num_classes": num_classes}
+    diff = [f"{k}={previous.get(k)!r} there, {now[k]!r} now" for k in STATE_FIELDS if previous.get(k) != now[k]]
+    if diff:
+        raise ValueError(f"{config_path}: its checkpoint was made with other settings ({'; '.join(diff)}); "
+                         f"resume with the same settings or use another --workdir")
 
 
 def evaluate(eval_step, params, source, cfg: Config, mesh) -> float:
