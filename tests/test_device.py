@@ -89,11 +89,16 @@ def test_batch_of_unequal_lengths_mask_and_rows():
         np.testing.assert_allclose(e[m], oracle(c), atol=1e-5, rtol=1e-5)
 
 
-def test_int16_input_is_scaled_by_1_over_32768():
+def test_int16_input_is_the_stored_int16_audio_scaled_back():
+    from vggish_jax.datasets.decode import to_int16
+
     x = signal(2.0, seed=4)
-    q = np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)
+    q = to_int16(x)  # how *_waveform datasets store the audio
     got, mask = device("float64")(q[None])
-    np.testing.assert_allclose(got[0][mask[0]], oracle(q.astype(np.float64) / 32768.0), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(got[0][mask[0]], oracle(q.astype(np.float64) / 32767.0), atol=1e-5, rtol=1e-5)
+    mel = device("float64").examples(q[None])[0]
+    assert np.abs(mel - frontend.waveform_to_examples(q / 32767.0, SR)).max() <= 1e-5
+    assert np.abs(mel - frontend.waveform_to_examples(q / 32768.0, SR)).max() > 2e-5  # log(32768 / 32767) = 3e-5
 
 
 def test_stream_keeps_order_passes_errors_and_bounds_pending():
