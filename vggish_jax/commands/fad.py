@@ -30,6 +30,8 @@ def add_arguments(p):
     p.add_argument("--min-n", type=_at_least(2), default=None, help="smallest FAD-inf subset in frames "
                                                                    "(default min(500, frames/4))")
     p.add_argument("--bootstrap", type=_at_least(0), default=100, help="bootstrap refits for the FAD-inf CI")
+    p.add_argument("--with-replacement", dest="replace", action="store_true",
+                   help="FAD-inf subsets drawn with replacement, as fadtk (default: without, as FID-inf)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=_at_least(0), default=5, help="print the N files farthest from REF")
     p.add_argument("--batch-size", type=_at_least(1), default=64)
@@ -61,7 +63,7 @@ def run(args) -> int:
             raise FileNotFoundError(f"{folder}: output folder does not exist; create it first")
     result = compute.evaluate(args.ref, args.gen, weights=args.weights, final_relu=args.final_relu, pad=args.pad,
                                method=args.method, fad_inf=args.fad_inf, steps=args.steps, min_n=args.min_n,
-                               bootstrap=args.bootstrap, seed=args.seed, ref_stats=args.ref_stats,
+                               bootstrap=args.bootstrap, seed=args.seed, replace=args.replace, ref_stats=args.ref_stats,
                                save_gen_stats=args.save_gen_stats, batch_size=args.batch_size, workers=args.workers)
     plot_path = args.plot or (os.path.splitext(args.out)[0] + "_fad_inf.png" if args.out else None)
     if plot_path and result["fad_inf"]:

@@ -32,7 +32,7 @@ from vggish_jax.fad.sources import EmbeddingSet, SourceError
 def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None, pad: bool = False,
              method: str = "eigh", per_file: bool = True, fad_inf: bool = True, steps: int = 10,
              min_n: int | None = None, bootstrap: int = 100, ci_level: float = 0.95, seed: int = 0,
-             ref_stats: str | None = None, save_gen_stats: str | None = None, batch_size: int = 64,
+             replace: bool = False, ref_stats: str | None = None, save_gen_stats: str | None = None, batch_size: int = 64,
              workers: int = 2, progress: bool = True, log: Callable[[str], None] | None = None) -> dict:
     """FAD of GEN against REF. Each is a folder/list/file of audio, an extract or embed output, or statistics.
 
@@ -94,7 +94,8 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
         if fad_inf and gen_st.count >= 4:
             with _bar(bootstrap + 1, "fad: FAD-inf", progress) as bar:
                 inf = score.fad_inf(ref_st, list(gen_set.files.values()), steps=steps, min_n=min_n,
-                                    bootstrap=bootstrap, ci_level=ci_level, seed=seed, progress=bar.update)
+                                    bootstrap=bootstrap, ci_level=ci_level, seed=seed, replace=replace,
+                                    progress=bar.update)
             result["fad_inf"] = inf.to_dict()
     return result
 

@@ -47,7 +47,7 @@ def psd_sqrt(cov: np.ndarray) -> tuple[np.ndarray, float]:
     cov = _sym(np.asarray(cov, np.float64))
     w, v = np.linalg.eigh(cov)
     clipped = float(max(0.0, -w.min())) if w.size else 0.0
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T, clipped
+    return (v * np.sqrt(_floor(w))) @ v.T, clipped
 
 
 def trace_sqrt_product(cov1: np.ndarray, cov2: np.ndarray, *, root1: np.ndarray | None = None) -> tuple[float, float]:
@@ -58,7 +58,15 @@ def trace_sqrt_product(cov1: np.ndarray, cov2: np.ndarray, *, root1: np.ndarray 
     a = _sym(root1 @ np.asarray(cov2, np.float64) @ root1)
     lam = np.linalg.eigvalsh(a)
     neg = float(max(0.0, -lam.min())) if lam.size else 0.0
-    return float(np.sqrt(np.clip(lam, 0.0, None)).sum()), max(np.sqrt(neg), np.sqrt(clipped1))
+    return float(np.sqrt(_floor(lam)).sum()), max(np.sqrt(neg), np.sqrt(clipped1))
+
+
+def _floor(lam: np.ndarray) -> np.ndarray:
+    """Eigenvalues below rounding level (d * eps * largest) set to 0: sqrt would turn 1e-16 noise into 1e-8."""
+    if lam.size == 0:
+        return lam
+    tol = lam.size * np.finfo(np.float64).eps * float(np.abs(lam).max())
+    return np.where(lam > tol, lam, 0.0)
 
 
 def frechet_distance(mu1, cov1, mu2, cov2, *, method: str = "eigh", eps: float = 1e-6,

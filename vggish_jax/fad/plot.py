@@ -20,7 +20,7 @@ def fad_inf_png(path: str | os.PathLike, result: dict, title: str = "FAD vs 1/N"
     fads = np.array([p["fad"] for p in inf["points"]])
     fig = Figure(figsize=(5, 3.5), dpi=100)
     ax = fig.add_subplot()
-    ax.plot(1.0 / ns, fads, "o", label="FAD on N frames (drawn with replacement)")
+    ax.plot(1.0 / ns, fads, "o", label="FAD on N frames (subsets)")
     x = np.linspace(0.0, 1.0 / ns.min(), 50)
     ax.plot(x, inf["value"] + inf["slope"] * x, "-", label=f"fit: FAD-inf {inf['value']:.4g}, R² {inf['r2']:.3f}")
     if inf.get("ci"):

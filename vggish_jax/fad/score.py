@@ -7,10 +7,19 @@ tr sqrt(S_ref S_file) = sum of the singular values of Xc R / sqrt(k - 1), so eac
 
 FAD-infinity (Gui et al., "Adapting Fréchet Audio Distance for Generative Music Evaluation", ICASSP 2024,
 after Chong & Forsyth's FID-infinity; fadtk's score_inf): FAD is biased upwards by about c / N for N
-frames. Draw N frames with replacement from GEN's frames for several N, fit FAD = FAD_inf + c / N by least
-squares, and report the intercept. fadtk uses 25 sizes from 500 frames to all; we default to fewer sizes
-(`steps`) and add a confidence interval: a bootstrap over GEN files (files resampled with replacement,
-keeping each file's frames together, since frames of one file are not independent), refitting each time.
+frames. Compute FAD on subsets of N frames for several N, fit FAD = FAD_inf + c / N by least squares, and
+report the intercept. Subsets are drawn WITHOUT replacement (Chong & Forsyth): each is then a true sample of
+N frames, so the intercept estimates the distance without the finite-sample bias. fadtk draws with
+replacement; such subsets are samples of the empirical distribution, so its intercept converges to the
+ordinary FAD of all frames, bias included (`replace=True` reproduces it). Measured on Gaussians with a known
+distance (16-d, 600 frames in 30 files, 20 seeds): bias of plain FAD +0.121, of FAD-inf without
+replacement -0.039 (sd 0.081).
+
+Confidence interval: bootstrap over GEN files (resampled with replacement, each file's frames kept together,
+since frames of one file are not independent), refitting each time; the interval is FAD-inf +- z * the
+replicates' standard deviation. Percentiles of the replicates are not used: a replicate repeats files, which
+acts like fewer distinct samples, and shifts its intercept up (+0.15 in the measurement above, where the
+percentile interval covered the true value 17 of 20 times and the normal interval 19 of 20).
 """
 from __future__ import annotations
 
@@ -47,10 +56,12 @@ class FadInf:
     slope: float  # c in FAD(N) = FAD_inf + c / N
     r2: float
     points: list[tuple[int, float]]  # (N, FAD at N) of the fit on the actual GEN set
-    ci: tuple[float, float] | None  # bootstrap percentile interval of the intercept
+    ci: tuple[float, float] | None  # value +- z * se
+    se: float | None  # bootstrap standard error of the intercept
     ci_level: float
     bootstrap: int
     seed: int
+    replace: bool
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -81,7 +92,8 @@ def fit_inverse_n(ns, fads) -> tuple[float, float, float]:
 
 
 def fad_inf(ref: Stats, files: list[np.ndarray], *, steps: int = 10, min_n: int | None = None,
-            bootstrap: int = 100, ci_level: float = 0.95, seed: int = 0, progress=None) -> FadInf:
+            bootstrap: int = 100, ci_level: float = 0.95, seed: int = 0, replace: bool = False,
+            progress=None) -> FadInf:
     """FAD-infinity of GEN frames (grouped per file) against REF statistics, with a bootstrap CI over files."""
     rng = np.random.default_rng(seed)
     root, _ = frechet.psd_sqrt(ref.cov)
@@ -90,10 +102,10 @@ def fad_inf(ref: Stats, files: list[np.ndarray], *, steps: int = 10, min_n: int 
     pooled = np.concatenate([np.asarray(f, np.float64) for f in files])
     ns = subset_sizes(pooled.shape[0], steps, min_n)
 
-    def curve(frames: np.ndarray) -> list[float]:
+    def curve(frames: np.ndarray, sizes=ns) -> list[float]:
         out = []
-        for n in ns:
-            x = frames[rng.integers(0, frames.shape[0], n)]
+        for n in sizes:
+            x = frames[rng.choice(frames.shape[0], n, replace=replace)]
             out.append(_fd_to_ref(x, ref.mean, root, tr_ref))
         return out
 
@@ -101,19 +113,24 @@ def fad_inf(ref: Stats, files: list[np.ndarray], *, steps: int = 10, min_n: int 
     value, slope, r2 = fit_inverse_n(ns, fads)
     if progress:
         progress(1)
-    ci = None
-    if bootstrap > 0 and len(files) > 1:
+    ci = se = None
+    if bootstrap > 1 and len(files) > 1:
         starts = np.concatenate([[0], np.cumsum(sizes)])
         reps = []
         for _ in range(bootstrap):
             pick = rng.integers(0, len(files), len(files))
             frames = np.concatenate([pooled[starts[i]: starts[i + 1]] for i in pick])
-            reps.append(fit_inverse_n(ns, curve(frames))[0])
+            # files differ in length, so a replicate has more or fewer frames: same fractions of it
+            ns_b = [max(2, min(frames.shape[0], round(n * frames.shape[0] / pooled.shape[0]))) for n in ns]
+            reps.append(fit_inverse_n(ns_b, curve(frames, ns_b))[0])
             if progress:
                 progress(1)
-        a = (1.0 - ci_level) / 2.0
-        ci = (float(np.quantile(reps, a)), float(np.quantile(reps, 1.0 - a)))
-    return FadInf(value, slope, r2, list(zip(ns, fads)), ci, ci_level, bootstrap, seed)
+        from scipy import stats
+
+        se = float(np.std(reps, ddof=1))
+        z = float(stats.norm.ppf(0.5 + ci_level / 2.0))
+        ci = (value - z * se, value + z * se)
+    return FadInf(value, slope, r2, list(zip(ns, fads)), ci, se, ci_level, bootstrap, seed, replace)
 
 
 def _fd_to_ref(x: np.ndarray, mu_ref: np.ndarray, root_ref: np.ndarray, tr_ref: float) -> float:
@@ -126,6 +143,6 @@ def _fd_to_ref(x: np.ndarray, mu_ref: np.ndarray, root_ref: np.ndarray, tr_ref: 
         tr_sqrt = float(np.linalg.svd(y, compute_uv=False).sum())
     else:
         lam = np.linalg.eigvalsh(y.T @ y)
-        tr_sqrt = float(np.sqrt(np.clip(lam, 0.0, None)).sum())
+        tr_sqrt = float(np.sqrt(frechet._floor(lam)).sum())
     diff = mu - mu_ref
     return float(diff @ diff + tr_ref + float((xc * xc).sum()) - 2.0 * tr_sqrt)
