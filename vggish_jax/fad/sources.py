@@ -129,24 +129,39 @@ def load_stored(role: str, source: str, kind: str) -> EmbeddingSet:
 
 def embed_audio(sets: list[EmbeddingSet], embedder, *, pad: bool, workers: int,
                 progress: Callable[[int], None] | None = None) -> None:
-    """Embed the audio of each set (in place): files, skipped (unreadable, too short, silent), spec."""
-    silent = np.asarray(embedder.embed_examples(_silence_example()), np.float32)[0]
-    tol = SILENCE_TOL * max(1.0, float(np.abs(silent).max()))
+    """Embed the audio of all sets in one pass (in place): files, skipped (unreadable, too short, silent), spec."""
+    paths = list(dict.fromkeys(p for s in sets for p in s.audio_paths))  # one call: full batches across sets
+    results, errors = embedder.embed_files(paths, pad=pad, workers=workers, progress=progress)
+    silent = _Silence(embedder)
     for s in sets:
-        results, errors = embedder.embed_files(s.audio_paths, pad=pad, workers=workers, progress=progress)
-        s.skipped.update(errors)
         s.files = {}
         for path in s.audio_paths:
-            if path not in results:
-                s.skipped.setdefault(path, f"{path}: not embedded")
-                continue
-            e = results[path]
-            if e.shape[0] and float(np.abs(e - silent).max()) <= tol:
+            if path in errors or path not in results:
+                s.skipped[path] = errors.get(path, f"{path}: not embedded")
+            elif silent.matches(results[path]):
                 s.skipped[path] = (f"{path}: silent (every 0.96-s frame embeds as digital silence); "
                                    f"not counted in the statistics; drop the file or check the generator")
-                continue
-            s.files[path] = e
+            else:
+                s.files[path] = results[path]
         s.spec, s.spec_from = embedder.spec, "the weights given with --weights"
+
+
+class _Silence:
+    """Is a file's every frame the embedding of digital silence? The model runs on silence only when a file
+    has all frames alike (what silence gives), so ordinary sets cost no extra batch."""
+
+    def __init__(self, embedder):
+        self.embedder, self.row = embedder, None
+
+    def matches(self, e: np.ndarray) -> bool:
+        if e.shape[0] == 0:
+            return False
+        scale = max(1.0, float(np.abs(e).max()))
+        if float(np.abs(e - e[0]).max()) > SILENCE_TOL * scale:
+            return False
+        if self.row is None:
+            self.row = np.asarray(self.embedder.embed_examples(_silence_example()), np.float32)[0]
+        return float(np.abs(e - self.row).max()) <= SILENCE_TOL * max(1.0, float(np.abs(self.row).max()))
 
 
 def _silence_example() -> np.ndarray:
