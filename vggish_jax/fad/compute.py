@@ -12,7 +12,7 @@ Conventions (what the three common implementations do, read from their source; o
 | matrix sqrt | scipy sqrtm, eps 1e-7 retry | scipy sqrtm, eps 1e-6 retry | eigen-decomposition of S1 S2, sqrtm check | eigh of S1^(1/2) S2 S1^(1/2) |
 
 Default: raw output without the final ReLU, because all three tools agree on it, so numbers compare with
-published FADs computed with any of them (google-research's tool is what MusicLM/MusicGen-era papers cite).
+published FADs computed with any of them.
 Note this differs from our weights' recorded default for torchvggish conversions (final ReLU on): FAD
 overrides it unless `final_relu` is given. Silent files (every frame embeds as digital silence) are skipped
 and reported, like unreadable and too-short ones: an empty or silent generation is a failure to report,
