@@ -137,6 +137,16 @@ def test_per_file_scores_are_each_files_fad_against_ref():
         assert r["fad"] == pytest.approx(scipy_fd(ref.mean, ref.cov, x.mean(0), np.cov(x, rowvar=False)), rel=1e-7)
 
 
+@pytest.mark.parametrize("n", [10, 200])  # fewer and more frames than dimensions: the two code paths
+def test_subset_distance_matches_the_oracle(n):
+    rng = np.random.default_rng(8)
+    ref = stats_lib.from_frames([rng.standard_normal((300, 32)) @ rng.standard_normal((32, 32))])
+    x = rng.standard_normal((n, 32)) + 0.3
+    root, _ = frechet.psd_sqrt(ref.cov)
+    got = score._fd_to_ref(x, ref.mean, root, float(np.trace(ref.cov)))
+    assert got == pytest.approx(scipy_fd(ref.mean, ref.cov, x.mean(0), np.cov(x, rowvar=False)), rel=1e-7)
+
+
 def test_inverse_n_fit_recovers_an_exact_line():
     ns = [50, 100, 400, 1000]
     value, slope, r2 = score.fit_inverse_n(ns, [2.0 + 30.0 / n for n in ns])

@@ -134,15 +134,16 @@ def fad_inf(ref: Stats, files: list[np.ndarray], *, steps: int = 10, min_n: int 
 
 
 def _fd_to_ref(x: np.ndarray, mu_ref: np.ndarray, root_ref: np.ndarray, tr_ref: float) -> float:
-    """Fréchet distance of the frames x (n x d) to N(mu_ref, R^2), through an SVD or the d x d symmetric form."""
+    """Fréchet distance of the frames x (n x d) to N(mu_ref, R^2): an SVD when n <= d, else the d x d form."""
     n, d = x.shape
     mu = x.mean(axis=0)
     xc = (x - mu) / np.sqrt(n - 1)
-    y = xc @ root_ref
     if n <= d:
-        tr_sqrt = float(np.linalg.svd(y, compute_uv=False).sum())
-    else:
-        lam = np.linalg.eigvalsh(y.T @ y)
-        tr_sqrt = float(np.sqrt(frechet._floor(lam)).sum())
+        tr_sqrt = float(np.linalg.svd(xc @ root_ref, compute_uv=False).sum())
+        tr_gen = float((xc * xc).sum())
+    else:  # one n x d x d product, then d x d work
+        c = xc.T @ xc
+        lam = np.linalg.eigvalsh(frechet._sym(root_ref @ c @ root_ref))
+        tr_sqrt, tr_gen = float(np.sqrt(frechet._floor(lam)).sum()), float(np.trace(c))
     diff = mu - mu_ref
-    return float(diff @ diff + tr_ref + float((xc * xc).sum()) - 2.0 * tr_sqrt)
+    return float(diff @ diff + tr_ref + tr_gen - 2.0 * tr_sqrt)
