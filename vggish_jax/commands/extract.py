@@ -25,7 +25,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     summary = extract(args.dataset, data_dir=args.data_dir, out=args.out, weights=args.weights,
                       manual_dir=args.manual_dir, batch_size=args.batch_size, shard_size=args.shard_size,
