@@ -11,7 +11,8 @@ import soundfile as sf
 from scipy import linalg
 
 from tests.conftest import tone_mix
-from vggish_jax import cli, spec as spec_lib, store
+from vggish_jax import cli, spec as spec_lib
+from vggish_jax.pipeline import store
 from vggish_jax.fad import compute, frechet, score, sources, stats as stats_lib
 
 
@@ -184,7 +185,7 @@ def _mean_cov(x):
 
 @pytest.fixture(scope="module")
 def embedder(random_weights_dir):
-    from vggish_jax.embed import load_pretrained
+    from vggish_jax.pipeline.embed import load_pretrained
 
     return load_pretrained(random_weights_dir, final_relu=False, batch_size=16)
 
@@ -257,7 +258,7 @@ def test_corrupt_silent_and_short_files_are_skipped_and_reported(sets, embedder)
 
 
 def test_ref_statistics_are_reused_and_refused_when_spec_or_files_differ(sets, embedder, tmp_path, random_weights_dir):
-    from vggish_jax.embed import load_pretrained
+    from vggish_jax.pipeline.embed import load_pretrained
 
     path = str(tmp_path / "ref.npz")
     first = run(sets["ref"], sets["n20"], embedder, fad_inf=False, ref_stats=path)

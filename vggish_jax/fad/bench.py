@@ -35,8 +35,8 @@ def _timed(fn, repeats: int) -> dict:
 
 
 def run(quick: bool = False) -> dict:
-    from vggish_jax import params
-    from vggish_jax.embed import Embedder
+    from vggish_jax.models.vggish import params
+    from vggish_jax.pipeline.embed import Embedder
     from vggish_jax.fad import compute, sources
 
     n, seconds, repeats = (4, 10.0, 1) if quick else (16, 30.0, 2)

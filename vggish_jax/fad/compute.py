@@ -140,7 +140,7 @@ def _cached_ref(ref: str, path: str) -> EmbeddingSet:
 
 
 def _embedder(weights, final_relu, batch_size, needs):
-    from vggish_jax.embed import Embedder, load_pretrained
+    from vggish_jax.pipeline.embed import Embedder, load_pretrained
 
     if weights is None:
         raise SourceError(f"{needs[0]} is audio, so it must be embedded: pass --weights DIR (converted VGGish "

@@ -19,7 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from vggish_jax import spec as spec_lib, store
+from vggish_jax import spec as spec_lib
+from vggish_jax.pipeline import store
 from vggish_jax.fad import stats as stats_lib
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".opus", ".m4a")
@@ -165,7 +166,7 @@ class _Silence:
 
 
 def _silence_example() -> np.ndarray:
-    from vggish_jax import frontend
+    from vggish_jax.models.vggish import frontend
 
     cfg = frontend.DEFAULT
     return np.full((1, cfg.example_frames, cfg.num_mel_bins), np.log(cfg.log_offset), np.float32)
