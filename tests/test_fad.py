@@ -201,9 +201,10 @@ def sets(tmp_path_factory):
     for name, level in (("ref", None), ("copy", 0.0), ("n05", 0.05), ("n20", 0.2), ("n80", 0.8)):
         d = root / name
         d.mkdir()
+        ext = "mp3" if name == "n80" else "wav"  # folders of mp3 work the same way
         for i, c in enumerate(clean):
             x = c if level is None else c + level * noise[i]
-            sf.write(d / f"clip{i}.wav", np.clip(x, -1, 1), 16000)
+            sf.write(d / f"clip{i}.{ext}", np.clip(x, -1, 1), 16000)
         out[name] = str(d)
     bad = root / "withbad"
     bad.mkdir()
@@ -299,6 +300,7 @@ def test_cli_writes_json_with_top_level_fad_and_png(sets, random_weights_dir, tm
     assert cli.main(["fad", sets["ref"], sets["n80"], "--weights", random_weights_dir, "--out", str(out),
                      "--steps", "3", "--bootstrap", "3", "--batch-size", "16"]) == 0
     result = json.loads(out.read_text())
+    assert result["gen"]["files"] == 6 and not result["gen"]["skipped"]
     assert result["fad"] > 0 and result["fad_inf"]["points"] and result["embedding_spec"]["final_relu"] is False
     png = tmp_path / "r_fad_inf.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
