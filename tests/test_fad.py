@@ -275,6 +275,8 @@ def test_ref_statistics_are_reused_and_refused_when_spec_or_files_differ(sets, e
         run(path, sets["n20"], relu, fad_inf=False)
     with pytest.raises(sources.SourceError, match="other files"):
         run(sets["n05"], sets["n20"], embedder, fad_inf=False, ref_stats=path)
+    with pytest.raises(sources.SourceError, match="--pad"):
+        run(sets["ref"], sets["n20"], embedder, fad_inf=False, ref_stats=path, pad=True)
 
 
 def test_embed_output_and_extract_store_give_the_same_fad(sets, embedder, tmp_path, random_weights_dir, capsys):

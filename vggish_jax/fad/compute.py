@@ -2,21 +2,29 @@
 
 Conventions (what the three common implementations do, read from their source; ours is the default):
 
-| choice | google-research frechet_audio_distance | frechet-audio-distance (PyPI) | microsoft/fadtk | here |
-|---|---|---|---|---|
-| VGGish output | TF VGGish embedding tensor (current TF model: no ReLU after fc2), no PCA | torchvggish with its final ReLU removed (`use_activation=False` default), no PCA | same as the PyPI package | raw 128-d, no final ReLU, no PCA |
-| statistics | all frames of all files, unbiased covariance | all frames, np.cov | all frames, np.cov | all frames, unbiased, float64 |
-| resampling to 16 kHz | none (expects 16 kHz wav) | resampy kaiser_best | SoX (16-bit mono wav) | polyphase with resampy's kaiser_best filter |
-| loudness | peak-normalised (at most +20 dB) | as is | as is | as is |
-| short files (< 0.975 s) | split into 1-s pieces; shorter input fails | no examples | zero-padded to 1 s | skipped and reported; `pad=True` zero-pads |
-| matrix sqrt | scipy sqrtm, eps 1e-7 retry | scipy sqrtm, eps 1e-6 retry | eigen-decomposition of S1 S2, sqrtm check | eigh of S1^(1/2) S2 S1^(1/2) |
+- google-research/google-research `frechet_audio_distance` (the original, TF + Beam): the VGGish embedding
+  tensor of the TF model (current TF VGGish has no ReLU after its last layer), no PCA; statistics over all
+  frames of all files, unbiased covariance (ComputeMeanAndCovariance); no resampling (expects 16 kHz wav);
+  each clip peak-normalised with at most +20 dB gain; audio split into 1-s pieces, one example each;
+  scipy sqrtm of the product, retried with eps 1e-7 on the diagonals (fad_utils.py,
+  create_embeddings_beam.py, audioset_model.py).
+- `frechet-audio-distance` on PyPI (gudgud96): torchvggish with its final ReLU removed by default
+  (`use_activation=False`) and no PCA (`use_pca=False`); resampy to 16 kHz; np.mean / np.cov over all
+  frames; pytorch-fid's sqrtm with eps 1e-6 retry (frechet_audio_distance/fad.py).
+- microsoft/fadtk: the same torchvggish setup (no final ReLU, no PCA); SoX converts to 16 kHz mono 16-bit;
+  files shorter than 1 s zero-padded to 1 s; embeddings cached as float16; np.cov; eigen-decomposition of
+  S1 S2 with a sqrtm cross-check; per-song scores and FAD-inf, see score.py (fadtk/fad.py,
+  model_loader.py).
+- here: raw 128-d output without the final ReLU, no PCA; all frames, unbiased covariance, float64; our
+  polyphase resampler with resampy's kaiser_best filter design; no loudness normalisation; files shorter
+  than 0.975 s skipped and reported (`pad=True` zero-pads, as fadtk); eigh of S1^(1/2) S2 S1^(1/2).
 
 Default: raw output without the final ReLU, because all three tools agree on it, so numbers compare with
-published FADs computed with any of them.
-Note this differs from our weights' recorded default for torchvggish conversions (final ReLU on): FAD
-overrides it unless `final_relu` is given. Silent files (every frame embeds as digital silence) are skipped
-and reported, like unreadable and too-short ones: an empty or silent generation is a failure to report,
-not a sample. Zero-padding short files (fadtk) adds near-silent frames to the statistics, so it is opt-in.
+published FADs computed with any of them. This differs from our weights' recorded default for torchvggish
+conversions (final ReLU on): FAD overrides it unless `final_relu` is given. Silent files (every frame embeds
+as digital silence) are skipped and reported, like unreadable and too-short ones: an empty or silent
+generation is a failure to report, not a sample. Zero-padding short files (fadtk) adds near-silent frames
+to the statistics, so it is opt-in.
 """
 from __future__ import annotations
 
@@ -32,8 +40,9 @@ from vggish_jax.fad.sources import EmbeddingSet, SourceError
 def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None, pad: bool = False,
              method: str = "eigh", per_file: bool = True, fad_inf: bool = True, steps: int = 10,
              min_n: int | None = None, bootstrap: int = 100, ci_level: float = 0.95, seed: int = 0,
-             replace: bool = False, ref_stats: str | None = None, save_gen_stats: str | None = None, batch_size: int = 64,
-             workers: int = 2, progress: bool = True, log: Callable[[str], None] | None = None) -> dict:
+             replace: bool = False, ref_stats: str | None = None, save_gen_stats: str | None = None,
+             batch_size: int = 64, workers: int = 2, progress: bool = True,
+             log: Callable[[str], None] | None = None) -> dict:
     """FAD of GEN against REF. Each is a folder/list/file of audio, an extract or embed output, or statistics.
 
     weights: a weights directory or an Embedder; needed when REF or GEN is audio. ref_stats: a statistics
@@ -45,7 +54,7 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
         raise ValueError(f"unknown method {method!r}; choose from {frechet.METHODS}")
     if steps < 2 or bootstrap < 0 or not 0 < ci_level < 1:
         raise ValueError(f"need steps >= 2, bootstrap >= 0 and 0 < ci_level < 1; got {steps}, {bootstrap}, {ci_level}")
-    ref_set = _cached_ref(ref, ref_stats) if ref_stats and os.path.exists(ref_stats) else None
+    ref_set = _cached_ref(ref, ref_stats, pad) if ref_stats and os.path.exists(ref_stats) else None
     sets = [ref_set or _open(ref, "REF"), _open(gen, "GEN")]
     audio_sets = [s for s in sets if s.kind == "audio"]
     embedder = None
@@ -69,7 +78,7 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
         raise SourceError(f"REF has {ref_st.mean.shape[0]}-d embeddings and GEN {gen_st.mean.shape[0]}-d; "
                           f"they come from different models")
     if ref_stats and ref_set.kind != "stats":
-        ref_st.meta.update(_ref_identity(ref_set))
+        ref_st.meta.update(_ref_identity(ref_set), pad=pad, skipped=ref_set.skipped)
         stats_lib.save(ref_stats, ref_st)
         log(f"fad: saved REF statistics to {ref_stats}")
     if save_gen_stats:
@@ -91,7 +100,9 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
     else:
         if per_file:
             result["per_file"] = score.per_file_scores(ref_st, gen_set.files)
-        if fad_inf and gen_st.count >= 4:
+        if fad_inf and gen_st.count < 4:
+            result["notes"] = f"FAD-inf needs at least 4 GEN frames, GEN has {gen_st.count}"
+        elif fad_inf:
             with _bar(bootstrap + 1, "fad: FAD-inf", progress) as bar:
                 inf = score.fad_inf(ref_st, list(gen_set.files.values()), steps=steps, min_n=min_n,
                                     bootstrap=bootstrap, ci_level=ci_level, seed=seed, replace=replace,
@@ -125,7 +136,7 @@ def _ref_identity(s: EmbeddingSet) -> dict:
     return {"ref_digest": sources.digest([s.source]), "ref_files": len(s.files or {})}
 
 
-def _cached_ref(ref: str, path: str) -> EmbeddingSet:
+def _cached_ref(ref: str, path: str, pad: bool) -> EmbeddingSet:
     """Saved REF statistics, if they were made from exactly these REF files."""
     s = sources.load_stored("REF", path, "stats")
     kind = sources.kind_of(ref)
@@ -135,7 +146,10 @@ def _cached_ref(ref: str, path: str) -> EmbeddingSet:
     if s.stats.meta.get("ref_digest") != want:
         raise SourceError(f"{path}: these REF statistics were made from other files than {ref} (or the files "
                           f"changed since); delete {path}, or choose another --ref-stats path")
-    s.source = ref
+    if s.stats.meta.get("pad", False) != pad:
+        raise SourceError(f"{path}: these REF statistics were made {'with' if s.stats.meta.get('pad') else 'without'} "
+                          f"--pad; rerun the same way, or choose another --ref-stats path")
+    s.source, s.skipped = ref, dict(s.stats.meta.get("skipped") or {})
     return s
 
 
