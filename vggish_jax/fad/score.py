@@ -31,24 +31,7 @@ from vggish_jax.fad import frechet
 from vggish_jax.fad.stats import Stats
 
 
-def one_blas_thread(fn):
-    """Run `fn` with BLAS on one thread. Many small (128 x 128) decompositions ran up to 20x slower with
-    two OpenBLAS threads on this project's busy 2-core machine (eigvalsh: 20 ms vs 1.1 ms on one thread)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*a, **k):
-        try:
-            from threadpoolctl import threadpool_limits  # comes with scikit-learn
-        except ImportError:
-            return fn(*a, **k)
-        with threadpool_limits(limits=1, user_api="blas"):
-            return fn(*a, **k)
-
-    return wrapper
-
-
-@one_blas_thread
+@frechet.one_blas_thread
 def per_file_scores(ref: Stats, files: dict[str, np.ndarray]) -> list[dict]:
     """[{file, fad, frames}] for every file, worst (largest distance) first; files with < 2 frames get fad None."""
     root, _ = frechet.psd_sqrt(ref.cov)
@@ -109,7 +92,7 @@ def fit_inverse_n(ns, fads) -> tuple[float, float, float]:
     return float(intercept), float(slope), r2
 
 
-@one_blas_thread
+@frechet.one_blas_thread
 def fad_inf(ref: Stats, files: list[np.ndarray], *, steps: int = 10, min_n: int | None = None,
             bootstrap: int = 100, ci_level: float = 0.95, seed: int = 0, replace: bool = False,
             progress=None) -> FadInf:

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from vggish_jax import atomic, spec as spec_lib
+from vggish_jax.fad.frechet import one_blas_thread
 
 FORMAT = "vggish-jax fad stats 1"
 
@@ -68,6 +69,7 @@ class Accumulator:
         return Stats(self.mean.copy(), 0.5 * (cov + cov.T), self.n, self.files, spec, dict(meta or {}))
 
 
+@one_blas_thread
 def from_frames(frames: Iterable[np.ndarray], spec=None, meta=None) -> Stats:
     acc = Accumulator()
     for f in frames:
