@@ -285,6 +285,12 @@ def test_embed_output_and_extract_store_give_the_same_fad(sets, embedder, tmp_pa
     assert cli.main(["embed", *sources.audio_paths(sets["n20"]), "--weights", random_weights_dir, "--out", out,
                      "--no-final-relu"]) == 0
     assert run(sets["ref"], out, embedder, fad_inf=False)["fad"] == pytest.approx(want, rel=1e-6)
+    # a list file of the same audio, paths relative to the list's folder
+    lst = os.path.join(sets["n20"], "files.txt")
+    with open(lst, "w") as f:
+        f.write("# generated\n" + "\n".join(os.path.basename(p) for p in sources.audio_paths(sets["n20"])) + "\n")
+    assert run(sets["ref"], lst, embedder, fad_inf=False)["fad"] == pytest.approx(want, rel=1e-9)
+    os.remove(lst)
     # an extract-layout store (what `vggish-jax extract` writes), one split folder of it
     root = tmp_path / "emb"
     e_gen, _ = embedder.embed_files(sources.audio_paths(sets["n20"]))
