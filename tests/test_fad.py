@@ -181,7 +181,9 @@ def _mean_cov(x):
     return x.mean(0), np.cov(x, rowvar=False)
 
 
-# ---- the whole path on generated audio ----
+# ---- the whole path on generated audio (VGGish on CPU: slow marker, run by .ci/run) ----
+
+slow = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def embedder(random_weights_dir):
@@ -222,6 +224,7 @@ def run(ref, gen, embedder, **kw):
     return compute.evaluate(ref, gen, weights=embedder, progress=False, log=lambda m: None, **kw)
 
 
+@slow
 def test_identical_sets_zero_noise_orders_and_swap_is_symmetric(sets, embedder):
     same = run(sets["ref"], sets["copy"], embedder, fad_inf=False)
     scale = np.trace(stats_lib.from_frames(embedder.embed_files(
@@ -233,6 +236,7 @@ def test_identical_sets_zero_noise_orders_and_swap_is_symmetric(sets, embedder):
     assert swapped == pytest.approx(fads[1], rel=1e-9)
 
 
+@slow
 def test_fad_equals_independent_formula_on_the_same_embeddings(sets, embedder):
     r = run(sets["ref"], sets["n20"], embedder, steps=4)
     e_ref, _ = embedder.embed_files(sources.audio_paths(sets["ref"]))
@@ -245,6 +249,7 @@ def test_fad_equals_independent_formula_on_the_same_embeddings(sets, embedder):
     assert r["convention"]["embedding"].endswith("final_relu=False") and r["numerics"]["method"] == "eigh"
 
 
+@slow
 def test_corrupt_silent_and_short_files_are_skipped_and_reported(sets, embedder):
     r = run(sets["ref"], sets["withbad"], embedder, fad_inf=False)
     skipped = r["gen"]["skipped"]
@@ -258,6 +263,7 @@ def test_corrupt_silent_and_short_files_are_skipped_and_reported(sets, embedder)
     assert sorted(os.path.basename(p) for p in padded["gen"]["skipped"]) == ["corrupt.mp3", "silent.wav"]
 
 
+@slow
 def test_ref_statistics_are_reused_and_refused_when_spec_or_files_differ(sets, embedder, tmp_path, random_weights_dir):
     from vggish_jax.pipeline.embed import load_pretrained
 
@@ -279,6 +285,7 @@ def test_ref_statistics_are_reused_and_refused_when_spec_or_files_differ(sets, e
         run(sets["ref"], sets["n20"], embedder, fad_inf=False, ref_stats=path, pad=True)
 
 
+@slow
 def test_embed_output_and_extract_store_give_the_same_fad(sets, embedder, tmp_path, random_weights_dir, capsys):
     want = run(sets["ref"], sets["n20"], embedder, fad_inf=False)["fad"]
     out = str(tmp_path / "gen.npz")
@@ -303,6 +310,7 @@ def test_embed_output_and_extract_store_give_the_same_fad(sets, embedder, tmp_pa
     assert run(str(root), out, None, fad_inf=False)["fad"] == pytest.approx(0.0, abs=1e-6)
 
 
+@slow
 def test_cli_writes_json_with_top_level_fad_and_png(sets, random_weights_dir, tmp_path, capsys):
     out = tmp_path / "r.json"
     assert cli.main(["fad", sets["ref"], sets["n80"], "--weights", random_weights_dir, "--out", str(out),
