@@ -267,10 +267,14 @@ def test_corrupt_silent_and_short_files_are_skipped_and_reported(sets, embedder)
 def test_ref_statistics_are_reused_and_refused_when_spec_or_files_differ(sets, embedder, tmp_path, random_weights_dir):
     from vggish_jax.pipeline.embed import load_pretrained
 
-    path = str(tmp_path / "ref.npz")
-    first = run(sets["ref"], sets["n20"], embedder, fad_inf=False, ref_stats=path)
+    path, gen_path = str(tmp_path / "ref.npz"), str(tmp_path / "gen.npz")
+    first = run(sets["ref"], sets["n20"], embedder, fad_inf=False, ref_stats=path, save_gen_stats=gen_path)
     saved = stats_lib.load(path)
     assert saved.spec == embedder.spec and saved.count == first["ref"]["frames"]
+    # statistics on both sides: no weights needed, the same score, no per-file scores or FAD-inf
+    both = run(path, gen_path, None)
+    assert both["fad"] == pytest.approx(first["fad"], rel=1e-12) and both["per_file"] is None
+    assert both["fad_inf"] is None and "GEN is statistics" in both["notes"]
     mtime = os.stat(path).st_mtime_ns
     again = run(sets["ref"], sets["n20"], embedder, fad_inf=False, ref_stats=path)
     assert again["fad"] == pytest.approx(first["fad"], rel=1e-5) and again["ref"]["kind"] == "stats"
