@@ -3,9 +3,10 @@
     d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))       (Dowson & Landau 1982)
 
 The cross term is the only delicate part. S1 S2 is not symmetric, and scipy's `sqrtm` of it (the route of
-google-research's fad_utils, pytorch-fid, the `frechet-audio-distance` package and microsoft/fadtk) can return
-non-finite values for near-singular products and small imaginary parts from rounding; those tools retry with
-eps on the diagonal and drop imaginary parts below 1e-3. Here the default is the symmetric form: S1 S2 is
+google-research's fad_utils, pytorch-fid and the `frechet-audio-distance` package; microsoft/fadtk uses an
+eigen-decomposition of the same non-symmetric product, checked against sqrtm) can return non-finite values
+for near-singular products and small imaginary parts from rounding; those tools retry with eps on the
+diagonal and drop imaginary parts below 1e-3. Here the default is the symmetric form: S1 S2 is
 similar to A = S1^(1/2) S2 S1^(1/2), which is symmetric positive semi-definite, so
 
     tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(A))
