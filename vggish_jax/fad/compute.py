@@ -158,7 +158,7 @@ def _embedder(weights, final_relu, batch_size, needs):
 
     if weights is None:
         raise SourceError(f"{needs[0]} is audio, so it must be embedded: pass --weights DIR (converted VGGish "
-                          f"weights, see `vggish-jax convert`)")
+                          f"weights, see the README section 'Weights')")
     if isinstance(weights, Embedder):
         if final_relu is not None and bool(final_relu) != weights.final_relu:
             raise ValueError(f"the Embedder has final_relu={weights.final_relu} but final_relu={final_relu} "

@@ -187,7 +187,7 @@ def _load_extract(role: str, source: str) -> EmbeddingSet:
     info = store.read_info(root)
     info_path = os.path.join(root, store.INFO)
     if not info.get("complete", False):
-        raise SourceError(f"{root}: extraction did not finish; rerun the same `vggish-jax extract` command first")
+        raise SourceError(f"{root}: extraction did not finish; rerun the same extract command first")
     spec = _extract_spec(info, info_path)
     splits = splits or sorted(info.get("splits") or [])
     files: dict[str, np.ndarray] = {}
@@ -216,7 +216,7 @@ def _load_embed(role: str, source: str) -> EmbeddingSet:
     sidecar = source[:-4] + ".json"
     if not os.path.isfile(sidecar):
         raise SourceError(f"{source}: no {os.path.basename(sidecar)} next to it, so how it was embedded is "
-                          f"unknown; rerun `vggish-jax embed` (it writes both)")
+                          f"unknown; rerun `vggish-jax embed FILES --weights DIR --out OUT.npz` (it writes both)")
     with open(sidecar) as f:
         meta = json.load(f)
     spec = spec_lib.read(meta, sidecar)
@@ -224,7 +224,8 @@ def _load_embed(role: str, source: str) -> EmbeddingSet:
         with np.load(source, allow_pickle=False) as z:
             files = {k: _float_frames(z[k], source) for k in z.files}
     except (OSError, ValueError) as e:
-        raise SourceError(f"{source}: cannot read the embeddings ({e}); rerun `vggish-jax embed`") from e
+        raise SourceError(f"{source}: cannot read the embeddings ({e}); rerun "
+                          f"`vggish-jax embed FILES --weights DIR --out OUT.npz`") from e
     skipped = {p: str(r) for p, r in (meta.get("errors") or {}).items()}
     return EmbeddingSet(role, source, "embed", files=files, skipped=skipped, spec=spec, spec_from=sidecar)
 
