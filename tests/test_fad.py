@@ -331,3 +331,38 @@ def test_cli_audio_without_weights_is_one_line(sets, capsys):
     assert cli.main(["fad", sets["ref"], sets["n20"]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--weights" in err[0] and "Traceback" not in err[0]
+
+
+def _write_embed_output(path, arrays: dict, spec: spec_lib.EmbeddingSpec):
+    """An `embed`-format output (OUT.npz + OUT.json sidecar with the spec), written directly."""
+    np.savez(path, **arrays)
+    with open(str(path)[:-4] + ".json", "w") as f:
+        json.dump({"errors": {}, "files": list(arrays), spec_lib.KEY: spec.to_dict()}, f)
+
+
+def test_stored_embeddings_without_a_model_and_mismatched_specs_refused(tmp_path):
+    rng = np.random.default_rng(9)
+    spec = spec_lib.EmbeddingSpec.create(weights_sha256="a" * 64, final_relu=False)
+    ref = {f"r{i}": rng.standard_normal((8, 128)).astype(np.float32) for i in range(20)}
+    gen = {f"g{i}": (rng.standard_normal((8, 128)) * 1.2 + 0.1).astype(np.float32) for i in range(20)}
+    _write_embed_output(tmp_path / "ref.npz", ref, spec)
+    _write_embed_output(tmp_path / "gen.npz", gen, spec)
+    r = compute.evaluate(str(tmp_path / "ref.npz"), str(tmp_path / "gen.npz"), bootstrap=3, progress=False,
+                         log=lambda m: None)
+    xr, xg = np.concatenate(list(ref.values())), np.concatenate(list(gen.values()))
+    want = scipy_fd(xr.mean(0), np.cov(xr, rowvar=False), xg.mean(0), np.cov(xg, rowvar=False))
+    assert r["fad"] == pytest.approx(want, rel=1e-8) and r["gen"]["kind"] == "embed" and len(r["per_file"]) == 20
+    # other weights on one side: refused with one line naming both sides
+    _write_embed_output(tmp_path / "other.npz", gen, spec.replace(weights_sha256="b" * 64))
+    with pytest.raises(spec_lib.SpecMismatch, match="weights_sha256") as e:
+        compute.evaluate(str(tmp_path / "ref.npz"), str(tmp_path / "other.npz"), progress=False, log=lambda m: None)
+    assert "\n" not in str(e.value)
+    # PCA-quantised uint8 embeddings are not what FAD is defined on
+    _write_embed_output(tmp_path / "q.npz", {k: v.astype(np.uint8) for k, v in gen.items()},
+                        spec.replace(postprocess=True))
+    with pytest.raises(sources.SourceError, match="raw 128-d"):
+        compute.evaluate(str(tmp_path / "ref.npz"), str(tmp_path / "q.npz"), progress=False, log=lambda m: None)
+    # asking for the final ReLU when the stores were made without it
+    with pytest.raises(spec_lib.SpecMismatch, match="final_relu"):
+        compute.evaluate(str(tmp_path / "ref.npz"), str(tmp_path / "gen.npz"), final_relu=True, progress=False,
+                         log=lambda m: None)
