@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "devices", "training")
+SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "devices", "training", "fad")
 # A full-size training step needs ~12 GB: only on request (--sections ...,training).
 DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "training")
 CLIP_SECONDS = 30.0
@@ -396,6 +396,12 @@ def section_training(quick: bool) -> dict:
     return out
 
 
+def section_fad(quick: bool) -> dict:
+    from vggish_jax.fad.bench import run
+
+    return run(quick)
+
+
 # ---- driver ----
 
 def _run_section(name: str, quick: bool) -> dict:
@@ -471,6 +477,9 @@ def summarize(r: dict, machine: dict | None = None) -> dict:
     rates = {k: v["clips_per_second"] for k, v in dev.items() if isinstance(v, dict) and "clips_per_second" in v}
     if rates:
         s["device_clips_per_second_by_device_count"] = rates
+    if "fad_vs_embed" in r.get("fad", {}):
+        s["fad_files_per_second"] = r["fad"]["fad_files_per_second"]
+        s["fad_vs_embed"] = r["fad"]["fad_vs_embed"]
     return s
 
 
