@@ -11,7 +11,8 @@ def add_arguments(p):
     p.add_argument("--download", action="store_true", help="download the FMA archives if not found (needs internet)")
     p.add_argument("--weights", required=True, help="weights directory written by `vggish-jax convert`")
     p.add_argument("--out", required=True, help="output directory: info.json + <split>/shard-NNNNN.npz")
-    p.add_argument("--batch-size", type=int, default=64, help="examples per device call")
+    p.add_argument("--batch-size", type=int, default=62,
+                   help="examples per device call (default 62: two 30-s clips; measured faster than 64 on XLA:CPU)")
     p.add_argument("--shard-size", type=int, default=128, help="clips per shard (the unit of resumption)")
     p.add_argument("--workers", type=int, default=None, help="decode processes (default: CPUs - 1)")
     p.add_argument("--final-relu", dest="final_relu", action="store_true", default=None,

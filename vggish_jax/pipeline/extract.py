@@ -80,7 +80,7 @@ def assign_shards(shards: list, process_index: int, process_count: int) -> list:
 
 
 def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, manual_dir: str | None = None,
-            batch_size: int = 64, shard_size: int = 128, workers: int | None = None, final_relu: bool | None = None,
+            batch_size: int = 62, shard_size: int = 128, workers: int | None = None, final_relu: bool | None = None,
             postprocess: bool = False, dtype: str = "float32", from_audio: bool = False, download: bool = False,
             precision: str = "float32", process_index: int | None = None, process_count: int | None = None,
             progress: bool = True, log: Callable[[str], None] | None = None) -> Summary:
