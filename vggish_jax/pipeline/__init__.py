@@ -1,0 +1,1 @@
+"""Batch pipelines: embedding files and whole datasets into shards."""
