@@ -64,9 +64,10 @@ def make(runner: str | None = "direct", workers: int = 2, options: str | Sequenc
             flags.append(f"--direct_num_workers={max(1, workers)}")
         if not any(f.startswith("--direct_running_mode") for f in flags):
             flags.append("--direct_running_mode=" + ("multi_processing" if workers > 0 else "in_memory"))
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-        return FnApiRunner(), PipelineOptions(flags)
+        if not any(f.startswith("--default_sdk_harness_log_level") for f in flags):
+            flags.append("--default_sdk_harness_log_level=WARNING")  # workers log every bundle at INFO
+        options = PipelineOptions(flags)
+        return _fn_api_runner(options), options
     from apache_beam.runners.runner import create_runner
 
     try:
@@ -76,6 +77,17 @@ def make(runner: str | None = "direct", workers: int = 2, options: str | Sequenc
     if not in_options:
         flags.append(f"--runner={name}")
     return runner_obj, PipelineOptions(flags)
+
+
+def _fn_api_runner(options):
+    """Beam's in-process FnApi runner whose SDK workers see `options` (as the DirectRunner hands them over)."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return fn_runner.FnApiRunner(provision_info=info)
 
 
 def counters(result) -> dict[str, int]:
