@@ -338,3 +338,72 @@ def _check_compatible(out: str, info: dict) -> None:
         spec_lib.require_compatible(spec_lib.EmbeddingSpec.from_dict(info[spec_lib.KEY]),
                                     spec_lib.read(old, os.path.join(out, store.INFO)),
                                     expected_from="this run", found_from=os.path.join(out, store.INFO))
+
+
+# ---- benchmark ----
+
+def _bench_fma(root: str, n: int, seconds: float) -> str:
+    """A minimal fma_small layout: n clips of `seconds` 44.1 kHz stereo mp3 (tone + noise), all in train."""
+    import csv
+
+    import soundfile as sf
+
+    from vggish_jax.datasets import fma_metadata as meta
+
+    manual = os.path.join(root, "manual")
+    os.makedirs(os.path.join(manual, "fma_metadata"), exist_ok=True)
+    with open(os.path.join(manual, "fma_metadata", "tracks.csv"), "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerows([["", "set", "set", "track"], ["", "split", "subset", "genre_top"], ["track_id", "", "", ""]])
+        t = np.arange(int(44100 * seconds)) / 44100
+        for i in range(n):
+            tid = 2 + i
+            w.writerow([tid, "training", "small", meta.SMALL_GENRES[i % 8]])
+            path = meta.audio_path(os.path.join(manual, "fma_small"), tid)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            noise = 0.1 * np.random.default_rng(i).standard_normal(t.size)
+            x = np.stack([np.sin(2 * np.pi * (220 + 40 * i) * t), noise], 1)
+            sf.write(path, (0.3 * x).astype(np.float32), 44100)
+    return manual
+
+
+def bench(quick: bool = False, workers: tuple[int, ...] = (1, 2)) -> dict:
+    """Clips/s of the Beam extraction with 1 and 2 local workers vs the single-process `extract --from-audio`.
+
+    Same clips (30-s 44.1 kHz stereo mp3s), same random weights, batch 64, shard 4 clips; every run decodes
+    and embeds all clips from a cold start (process start, model load, compile included), and its embeddings
+    are checked against the single-process ones.
+    """
+    import tempfile
+
+    from vggish_jax import checkpoint, params
+    from vggish_jax.extract import extract as single_extract
+
+    n, seconds, shard = (4, 30.0, 2) if quick else (24, 30.0, 4)
+    out: dict = {"clips": n, "clip_seconds": seconds, "shard_size": shard, "batch_size": 64,
+                 "cores": os.cpu_count(), "load_average_before": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as d:
+        manual = _bench_fma(d, n, seconds)
+        weights = os.path.join(d, "weights")
+        checkpoint.save(weights, params.random(0), metadata={"source": "random", "seed": 0})
+        common = dict(data_dir=os.path.join(d, "data"), manual_dir=manual, weights=weights, batch_size=64,
+                      shard_size=shard, from_audio=True)
+        t0 = time.perf_counter()
+        single_extract("fma/small", out=os.path.join(d, "single"), workers=1, progress=False, log=lambda m: None,
+                       **common)
+        wall = time.perf_counter() - t0
+        out["single_process"] = {"wall_s": wall, "clips_per_second": n / wall, "decode_workers": 1}
+        ref = store.load_split(os.path.join(d, "single"), "train")
+        for k in workers:
+            t0 = time.perf_counter()
+            s = extract("fma/small", out=os.path.join(d, f"beam{k}"), workers=k, log=lambda m: None, **common)
+            wall = time.perf_counter() - t0
+            got = store.load_split(os.path.join(d, f"beam{k}"), "train")
+            diff = max(float(np.abs(a.astype(np.float64) - b).max()) for a, b in zip(got.embeddings, ref.embeddings))
+            out[f"beam_{k}_workers"] = {"wall_s": wall, "clips_per_second": n / wall, "pipeline_s": s.seconds,
+                                        "pipeline_clips_per_second": n / s.seconds, "max_abs_diff_vs_single": diff}
+    out["load_average_after"] = os.getloadavg()[0]
+    for k in workers:
+        out[f"beam_{k}_workers_vs_single"] = (out[f"beam_{k}_workers"]["clips_per_second"]
+                                              / out["single_process"]["clips_per_second"])
+    return out
