@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("apache_beam")
 
 from mini_fma import make_mini_fma  # noqa: E402
-from vggish_jax import store  # noqa: E402
+from vggish_jax.pipeline import store  # noqa: E402
 from vggish_jax.pipeline import beam_extract, beam_runner  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +60,7 @@ def mini(tmp_path_factory):
 def single(mini, random_weights_dir, tmp_path_factory):
     """The single-process build (in this process, no decode pool) and extraction."""
     from vggish_jax.datasets import fma
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     root = tmp_path_factory.mktemp("beam_single")
     data_dir, out = str(root / "data"), str(root / "emb")
@@ -191,7 +191,7 @@ def test_folder_of_audio_files(tmp_path, random_weights_dir):
     import soundfile as sf
 
     from conftest import tone_mix
-    from vggish_jax.embed import file_examples, load_pretrained
+    from vggish_jax.pipeline.embed import file_examples, load_pretrained
 
     folder = tmp_path / "music"
     (folder / "b").mkdir(parents=True)
@@ -250,7 +250,7 @@ def test_other_runners_and_options_pass_through():
 
 
 def test_shards_are_the_single_process_ranges():
-    from vggish_jax.extract import Plan
+    from vggish_jax.pipeline.extract import Plan
 
     splits = {"train": list(range(10, 17)), "test": ["a"]}
     units = beam_extract.plan_units(splits, 3)

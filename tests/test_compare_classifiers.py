@@ -1,12 +1,14 @@
-"""The classifier comparison on synthetic embeddings with planted class structure (written via vggish_jax.store)."""
+"""The classifier comparison on synthetic embeddings with planted class structure (written via vggish_jax.pipeline.store)."""
 import json
 import os
 
 import numpy as np
 import pytest
 
-from experiments import compare_classifiers as cc
-from vggish_jax import cli, features, heads, store
+from vggish_jax.classify import compare as cc
+from vggish_jax import cli
+from vggish_jax.classify import features, heads
+from vggish_jax.pipeline import store
 
 GENRES = ["Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock"]
 

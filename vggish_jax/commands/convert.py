@@ -19,12 +19,12 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from vggish_jax import checkpoint
+    from vggish_jax.models.vggish import pretrained
     from weights_convert.convert import convert
 
     out = convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,
                   tf_checkpoint=args.tf_checkpoint, tf_pca=args.tf_pca, download_source=args.download,
                   random_seed=args.random, final_relu=args.final_relu)
-    _, pca, meta = checkpoint.load(out)
+    _, pca, meta = pretrained.load(out)
     print(f"wrote {out} (source={meta['source']}, final_relu={meta['final_relu']}, pca={'yes' if pca else 'no'})")
     return 0

@@ -34,7 +34,7 @@ def add_arguments(p):
 def run(args) -> int:
     if args.beam_runner or args.beam_options:
         return _run_beam(args)
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     if args.data_dir is None:
         raise ValueError("--data-dir is required: the TFDS data directory where the dataset is (or will be) built")

@@ -1,1 +1,0 @@
-"""Batch pipelines: embedding files and whole datasets into shards."""

@@ -1,4 +1,4 @@
-"""Embedding extraction as an Apache Beam pipeline: the same shards as `vggish_jax.extract`, on many workers.
+"""Embedding extraction as an Apache Beam pipeline: the same shards as `vggish_jax.pipeline.extract`, on many workers.
 
 The unit of work is one shard: a fixed, contiguous range of clips of one split (the single-process plan, so
 both write identical `OUT/<split>/shard-NNNNN.npz` files and either can finish the other's run). The driver
@@ -29,11 +29,12 @@ from typing import Callable
 import apache_beam as beam
 import numpy as np
 
-from vggish_jax import atomic, frontend, store
-from vggish_jax.pipeline import beam_runner
+from vggish_jax import atomic
+from vggish_jax.models.vggish import frontend
+from vggish_jax.pipeline import beam_runner, store
 
-FORMAT_VERSION = 1  # of info.json; the same layout as vggish_jax.extract writes
-# Settings that must match between runs writing into the same directory (as in vggish_jax.extract).
+FORMAT_VERSION = 1  # of info.json; the same layout as vggish_jax.pipeline.extract writes
+# Settings that must match between runs writing into the same directory (as in vggish_jax.pipeline.extract).
 _SETTINGS = ("dataset", "source", "shard_size", "final_relu", "postprocess", "dtype", "weights", "label_names")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
 NAMESPACE = "vggish_jax"
@@ -98,7 +99,7 @@ class EmbedShards(beam.DoFn):
         self.counters = {n: beam.metrics.Metrics.counter(NAMESPACE, n) for n in self.COUNTERS}
 
     def setup(self):
-        from vggish_jax.embed import load_pretrained
+        from vggish_jax.pipeline.embed import load_pretrained
 
         w = self.work
         self.embedder = load_pretrained(w.weights, final_relu=w.final_relu, dtype=w.dtype, batch_size=w.batch_size)
@@ -224,7 +225,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
     runner/workers/beam_options: see `beam_runner.make` ('direct' = `workers` local processes). weights: a
     weights directory every worker can read. Resumes: shards already in `out` are kept, not recomputed.
     """
-    from vggish_jax.embed import load_pretrained
+    from vggish_jax.pipeline.embed import load_pretrained
 
     log = log or (lambda m: print(m, file=sys.stderr))
     if shard_size < 1 or batch_size < 1:
@@ -376,8 +377,8 @@ def bench(quick: bool = False, workers: tuple[int, ...] = (1, 2)) -> dict:
     """
     import tempfile
 
-    from vggish_jax import checkpoint, params
-    from vggish_jax.extract import extract as single_extract
+    from vggish_jax.models.vggish import params, pretrained
+    from vggish_jax.pipeline.extract import extract as single_extract
 
     n, seconds, shard = (4, 30.0, 2) if quick else (24, 30.0, 4)
     out: dict = {"clips": n, "clip_seconds": seconds, "shard_size": shard, "batch_size": 64,
@@ -385,7 +386,7 @@ def bench(quick: bool = False, workers: tuple[int, ...] = (1, 2)) -> dict:
     with tempfile.TemporaryDirectory() as d:
         manual = _bench_fma(d, n, seconds)
         weights = os.path.join(d, "weights")
-        checkpoint.save(weights, params.random(0), metadata={"source": "random", "seed": 0})
+        pretrained.save(weights, params.random(0), metadata={"source": "random", "seed": 0})
         common = dict(data_dir=os.path.join(d, "data"), manual_dir=manual, weights=weights, batch_size=64,
                       shard_size=shard, from_audio=True)
         t0 = time.perf_counter()
