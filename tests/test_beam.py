@@ -268,3 +268,40 @@ def test_cli_without_apache_beam_is_one_clear_line(monkeypatch, capsys, tmp_path
                    "--beam-runner", "direct"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "pip install 'vggish-jax[beam]'" in err[0]
+
+
+@pytest.mark.slow
+def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, random_weights_dir, monkeypatch):
+    """In-process runner (workers=0) so the patched DoFn is the one that runs; shard 1 fails once."""
+    import soundfile as sf
+
+    from conftest import tone_mix
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for i in range(3):
+        sf.write(folder / f"{i}.wav", tone_mix(1.0, 16000, seed=i), 16000)
+    real = beam_extract.EmbedShards.process
+
+    def failing(self, unit):
+        if unit[1] == 1:
+            raise OSError("disk full (simulated)")
+        yield from real(self, unit)
+
+    monkeypatch.setattr(beam_extract.EmbedShards, "process", failing)
+    out = str(tmp_path / "emb")
+    kwargs = dict(out=out, weights=random_weights_dir, workers=0, batch_size=BATCH, shard_size=1, log=lambda m: None)
+    with pytest.raises(RuntimeError) as e:
+        beam_extract.extract(str(folder), **kwargs)
+    msg = str(e.value)
+    assert "\n" not in msg and "disk full (simulated)" in msg and "rerun the same command" in msg
+    assert not os.path.exists(store.shard_path(out, "all", 1)) and store.read_info(out)["complete"] is False
+    before = {p: os.stat(p).st_mtime_ns for p in _shards(out)}
+
+    monkeypatch.setattr(beam_extract.EmbedShards, "process", real)
+    summary = beam_extract.extract(str(folder), **kwargs)
+    assert summary.computed["all"] == sorted(set(range(3)) - {int(p[-9:-4]) for p in before})
+    assert {p: os.stat(p).st_mtime_ns for p in before} == before and len(_shards(out)) == 3
+    assert store.read_info(out)["complete"] is True
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        beam_extract.extract(str(tmp_path / "nope"), **kwargs)

@@ -189,6 +189,12 @@ def _fma_audio(dataset, data_dir, manual_dir, download):
     return splits, names, skipped, {}
 
 
+def _is_fma(dataset: str) -> bool:
+    from vggish_jax.datasets import fma
+
+    return dataset.startswith("fma/") or dataset in {c.name for c in fma.Fma.BUILDER_CONFIGS}
+
+
 def audio_files(folder: str) -> list[str]:
     """Audio files under folder (recursively), sorted by their path relative to it."""
     found = []
@@ -242,7 +248,10 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
         raise ValueError(f"{weights}: these weights have no PCA params, so --postprocess is impossible; "
                          f"convert them with PCA params or drop --postprocess")
 
-    folder = os.path.isdir(dataset) and not dataset.startswith("fma/")
+    folder = not _is_fma(dataset)
+    if folder and not os.path.isdir(dataset):
+        raise FileNotFoundError(f"{dataset}: no such folder; --dataset is an FMA config (fma/small, ...) or a folder "
+                                f"of audio files")
     if folder:
         splits, names, skipped_before, extra = _folder(os.path.abspath(dataset))
         kind, source = "audio", "folder"
@@ -299,8 +308,14 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
         _ = (p
              | "Shards" >> beam.Create(todo)  # reshuffled: shards spread over the workers
              | "Embed" >> beam.ParDo(EmbedShards(work)))
-        result = p.run()
-        result.wait_until_finish()
+        try:
+            result = p.run()
+            result.wait_until_finish()
+        except Exception as e:  # Beam wraps worker errors in pages of traceback: one line, then resume advice
+            lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+            raise RuntimeError(f"{out}: the Beam pipeline failed ({type(e).__name__}: "
+                               f"{lines[-1] if lines else ''}); finished shards are kept: fix the cause and rerun "
+                               f"the same command") from e
         seconds = time.perf_counter() - t0
         counters = beam_runner.counters(result)
         log(f"extract {dataset}: Beam counters {counters}")
