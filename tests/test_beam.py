@@ -119,6 +119,7 @@ def test_beam_build_has_the_single_process_records(beam_cli, single, mini):
     assert fma.skip_report(b) == fma.skip_report(ref)  # same clips, reasons and order
     assert {r["track_id"] for r in fma.skip_report(b)} == set(mini.bad)
     assert b.info.metadata["kept_counts"] == ref.info.metadata["kept_counts"] == {s: 3 for s in SPLITS}
+    assert "fma: Beam counters {'fma:clips_decoded': 9, 'fma:clips_skipped': 2}" in beam_cli[2]
 
 
 @pytest.mark.slow

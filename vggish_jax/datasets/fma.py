@@ -179,6 +179,12 @@ class Fma(tfds.core.GeneratorBasedBuilder):
             shutil.rmtree(self._beam_skips, ignore_errors=True)
             self._beam_skips = None
 
+    def _process_pipeline_result(self, pipeline_result):
+        from vggish_jax.pipeline import beam_runner
+
+        counts = {k: v for k, v in sorted(beam_runner.counters(pipeline_result).items()) if k.startswith("fma:")}
+        print(f"fma: Beam counters {counts}", file=sys.stderr)
+
     def _collect_beam_skips(self):
         """Decode failures from the workers into the skip report, in the order a single-process build lists them."""
         info = self.info.metadata

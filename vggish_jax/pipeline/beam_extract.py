@@ -318,7 +318,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
                                f"the same command") from e
         seconds = time.perf_counter() - t0
         counters = beam_runner.counters(result)
-        log(f"extract {dataset}: Beam counters {counters}")
+        log(f"extract {dataset}: Beam counters {dict(sorted(counters.items()))}")
 
     computed = {s: sorted(i for t, i, _ in todo if t == s) for s in splits}
     missing = [store.shard_path(out, s, i) for s, i, items in units
