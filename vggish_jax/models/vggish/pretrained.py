@@ -46,7 +46,7 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
     tree_dir = os.path.join(directory, TREE)
     if not os.path.isdir(tree_dir):
         raise WeightsError(
-            f"{directory}: no converted weights here; run `vggish-jax convert --download --out {directory}` "
+            f"{directory}: no converted weights here; run `vggish-jax convert --download torch --out {directory}` "
             f"(needs internet) or `vggish-jax convert --torch-weights vggish-10086976.pth --out {directory}`")
     meta_path = os.path.join(directory, METADATA)
     meta = {}
