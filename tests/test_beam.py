@@ -306,3 +306,23 @@ def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, random_wei
     assert store.read_info(out)["complete"] is True
     with pytest.raises(FileNotFoundError, match="no such folder"):
         beam_extract.extract(str(tmp_path / "nope"), **kwargs)
+
+
+@pytest.mark.slow
+def test_waveform_config_built_with_beam_in_process_equals_single_process(mini, tmp_path):
+    """fma/small_waveform (log-mel + int16 waveform) on the in-process runner (workers=0)."""
+    from vggish_jax.datasets import fma
+
+    runner, options = beam_runner.make("direct", 0)
+    b = fma.prepare("fma/small_waveform", data_dir=str(tmp_path / "beam"), manual_dir=mini.manual_dir,
+                    beam_runner=runner, beam_options=options)
+    ref = fma.prepare("fma/small_waveform", data_dir=str(tmp_path / "single"), manual_dir=mini.manual_dir, workers=0)
+    for split in SPLITS:
+        x, y = b.as_data_source(split), ref.as_data_source(split)
+        assert len(x) == len(y) == 3
+        for i in range(3):
+            assert int(x[i]["track_id"]) == int(y[i]["track_id"]) and int(x[i]["label"]) == int(y[i]["label"])
+            np.testing.assert_array_equal(x[i]["mel"], y[i]["mel"])
+            assert x[i]["waveform"].dtype == np.int16 and x[i]["waveform"].shape[0] > 16000
+            np.testing.assert_array_equal(x[i]["waveform"], y[i]["waveform"])
+    assert fma.skip_report(b) == fma.skip_report(ref)
