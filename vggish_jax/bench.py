@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "training", "beam")
+SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "training", "fad", "beam")
 CLIP_SECONDS = 30.0
 
 
@@ -265,6 +265,12 @@ def section_beam(quick: bool) -> dict:
     return bench(quick=quick)
 
 
+def section_fad(quick: bool) -> dict:
+    from vggish_jax.fad.bench import run
+
+    return run(quick)
+
+
 # ---- driver ----
 
 def _run_section(name: str, quick: bool) -> dict:
@@ -304,6 +310,9 @@ def summarize(r: dict) -> dict:
             s[f"beam_{k}_workers_clips_per_second"] = r["beam"][f"beam_{k}_workers"]["clips_per_second"]
     if "single_process" in r.get("beam", {}):
         s["beam_single_process_clips_per_second"] = r["beam"]["single_process"]["clips_per_second"]
+    if "fad_vs_embed" in r.get("fad", {}):
+        s["fad_files_per_second"] = r["fad"]["fad_files_per_second"]
+        s["fad_vs_embed"] = r["fad"]["fad_vs_embed"]
     return s
 
 

@@ -36,7 +36,8 @@ def run(args) -> int:
         np.savez(tmp, **results)
         os.replace(tmp, out)
         meta = {"final_relu": embedder.final_relu, "postprocess": args.postprocess, "dtype": args.dtype,
-                "weights": os.path.abspath(args.weights), "errors": errors, "files": list(results)}
+                "weights": os.path.abspath(args.weights), "errors": errors, "files": list(results),
+                "embedding_spec": embedder.spec.replace(postprocess=args.postprocess).to_dict()}
         with open(out[:-4] + ".json", "w") as f:
             json.dump(meta, f, indent=2)
         print(f"wrote {len(results)} embeddings to {out} (final_relu={embedder.final_relu})")
