@@ -19,21 +19,34 @@ from vggish_jax.pipeline.host import file_examples
 
 
 def decode_clip(path: str, waveform: bool = False) -> dict | str:
-    """{'mel': [n, 96, 64] float32 (+ 'waveform': int16 at 16 kHz)} or a one-line error naming the file."""
+    """{'mel': [n, 96, 64] float32 (+ 'waveform': int16 at 16 kHz)} or a one-line error naming the file.
+
+    With `waveform`, 'mel' is the log-mel of the stored int16 audio (`from_int16(waveform)`), not of the
+    float audio before rounding, so a record is self-consistent: the device frontend run on its waveform
+    reproduces its mel (rounding alone moves near-silent bands by up to ~0.02).
+    """
     try:
         if not waveform:
             return {"mel": file_examples(path)}
-        wave = np.concatenate(list(audio.stream(path, frontend.DEFAULT.sample_rate)))
-        mel = frontend.waveform_to_examples(wave, frontend.DEFAULT.sample_rate, name=path)
-        return {"mel": mel, "waveform": to_int16(wave)}
+        wave = to_int16(np.concatenate(list(audio.stream(path, frontend.DEFAULT.sample_rate))))
+        mel = frontend.waveform_to_examples(from_int16(wave), frontend.DEFAULT.sample_rate, name=path)
+        return {"mel": mel, "waveform": wave}
     except (audio.AudioError, frontend.TooShortError) as e:
         return str(e)
     except Exception as e:  # a decoder crash on one file must not stop the whole build
         return f"{path}: cannot decode ({type(e).__name__}: {e}); the file is corrupt"
 
 
+INT16_SCALE = 32767.0  # full scale of the stored int16 audio (not soundfile's 32768)
+
+
 def to_int16(wave: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(wave, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return np.round(np.clip(wave, -1.0, 1.0) * INT16_SCALE).astype(np.int16)
+
+
+def from_int16(wave: np.ndarray) -> np.ndarray:
+    """The inverse scale of `to_int16`, in float64 (what the device path divides int16 audio by)."""
+    return wave.astype(np.float64) / INT16_SCALE
 
 
 def process_pool(workers: int) -> cf.Executor | None:
