@@ -71,6 +71,18 @@ def single(mini, random_weights_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def single_audio(mini, random_weights_dir, tmp_path_factory):
+    """The single-process `--from-audio` extraction (device frontend on the decoded mp3s, float32)."""
+    from vggish_jax.pipeline.extract import extract
+
+    root = tmp_path_factory.mktemp("beam_single_audio")
+    out = str(root / "emb")
+    extract("fma/small", data_dir=str(root / "data"), manual_dir=mini.manual_dir, out=out, weights=random_weights_dir,
+            batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
 def beam_cli(mini, random_weights_dir, no_tf, tmp_path_factory):
     """`vggish-jax extract --beam-runner direct --beam-workers 2` from nothing: Beam build, then Beam extraction."""
     env, _ = no_tf
@@ -153,7 +165,7 @@ def _shards(out):
 
 
 @pytest.mark.slow
-def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single, mini, random_weights_dir, no_tf,
+def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single_audio, mini, random_weights_dir, no_tf,
                                                           tmp_path):
     """--from-audio: the workers decode the mp3s; kill the driver and its workers (SIGKILL), rerun."""
     env, markers = no_tf
@@ -178,9 +190,10 @@ def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single, min
     assert f"{len(finished)} shards already done, {6 - len(finished)} to compute" in again.stderr
     assert {p: os.stat(p).st_mtime_ns for p in finished} == mtimes  # finished shards untouched
     assert len(_shards(out)) == 6 and not glob.glob(os.path.join(out, "**", "*.tmp*"), recursive=True)
-    _assert_same_embeddings(out, single[1], atol=1e-6)
-    info = store.read_info(out)
+    _assert_same_embeddings(out, single_audio, atol=1e-6)
+    info, ref = store.read_info(out), store.read_info(single_audio)
     assert info["complete"] is True and info["source"] == "audio"
+    assert info["frontend_precision"] == ref["frontend_precision"] == "device float32"
     assert {r["track_id"] for r in info["skipped"]} == set(mini.bad)
     assert os.listdir(markers) == []
 
@@ -191,7 +204,7 @@ def test_folder_of_audio_files(tmp_path, random_weights_dir):
     import soundfile as sf
 
     from conftest import tone_mix
-    from vggish_jax.pipeline.embed import file_examples, load_pretrained
+    from vggish_jax.pipeline.embed import load_pretrained
 
     folder = tmp_path / "music"
     (folder / "b").mkdir(parents=True)
@@ -208,9 +221,8 @@ def test_folder_of_audio_files(tmp_path, random_weights_dir):
     got = store.load_split(out, "all")
     assert list(got.track_ids) == [0, 1] and list(got.labels) == [-1, -1]
     emb = load_pretrained(random_weights_dir, batch_size=BATCH)
-    for i, name in enumerate(("a.flac", "b/x.wav")):
-        want = emb.embed_examples(file_examples(folder / name))
-        np.testing.assert_allclose(got.embeddings[i], want, rtol=0, atol=1e-6)
+    for i, name in enumerate(("a.flac", "b/x.wav")):  # the single-process device path on the same file
+        np.testing.assert_allclose(got.embeddings[i], emb.embed_file(folder / name), rtol=0, atol=1e-6)
     assert {(r["track_id"], os.path.basename(r["path"])) for r in summary.skipped} == {(2, "c.wav"), (3, "d.mp3")}
     c = summary.counters
     assert c["vggish_jax:clips_skipped_too_short"] == 1 and c["vggish_jax:clips_skipped_undecodable"] == 1
@@ -309,8 +321,9 @@ def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, random_wei
 
 
 @pytest.mark.slow
-def test_waveform_config_built_with_beam_in_process_equals_single_process(mini, tmp_path):
-    """fma/small_waveform (log-mel + int16 waveform) on the in-process runner (workers=0)."""
+def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_process(mini, random_weights_dir,
+                                                                                        tmp_path):
+    """fma/small_waveform (log-mel + int16 waveform) on the in-process runner (workers=0): build, then extract."""
     from vggish_jax.datasets import fma
 
     runner, options = beam_runner.make("direct", 0)
@@ -326,3 +339,24 @@ def test_waveform_config_built_with_beam_in_process_equals_single_process(mini, 
             assert x[i]["waveform"].dtype == np.int16 and x[i]["waveform"].shape[0] > 16000
             np.testing.assert_array_equal(x[i]["waveform"], y[i]["waveform"])
     assert fma.skip_report(b) == fma.skip_report(ref)
+    # Extraction from the waveform build: Beam's workers run the single-process device path on the stored
+    # int16 audio, with --frontend-precision passed through (and recorded: a rerun with another is refused).
+    from vggish_jax.pipeline.extract import extract as single_extract
+
+    outs = {}
+    for name, prec in (("single64", "float64"), ("single32", "float32")):
+        outs[name] = str(tmp_path / name)
+        single_extract("fma/small_waveform", data_dir=str(tmp_path / "single"), out=outs[name], weights=random_weights_dir,
+                       batch_size=BATCH, shard_size=SHARD, workers=0, precision=prec, progress=False)
+    outs["beam64"] = str(tmp_path / "beam64")
+    kwargs = dict(data_dir=str(tmp_path / "beam"), weights=random_weights_dir, runner="direct", workers=0,
+                  batch_size=BATCH, shard_size=SHARD, log=lambda m: None)
+    beam_extract.extract("fma/small_waveform", out=outs["beam64"], precision="float64", **kwargs)
+    _assert_same_embeddings(outs["beam64"], outs["single64"], atol=1e-6)
+    gap = max(float(np.abs(e - f).max()) for split in SPLITS for e, f in
+              zip(store.load_split(outs["beam64"], split).embeddings, store.load_split(outs["single32"], split).embeddings))
+    assert gap > 1e-6  # float32 vs float64 frontend is visible, so the equality above says the option arrived
+    info, ref = store.read_info(outs["beam64"]), store.read_info(outs["single64"])
+    assert info["frontend_precision"] == ref["frontend_precision"] == "device float64"
+    with pytest.raises(ValueError, match="frontend_precision"):
+        beam_extract.extract("fma/small_waveform", out=outs["beam64"], precision="float32", **kwargs)

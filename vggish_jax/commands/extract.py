@@ -76,7 +76,7 @@ def _run_beam(args) -> int:
                                    beam_options=args.beam_options, batch_size=args.batch_size,
                                    shard_size=args.shard_size, final_relu=args.final_relu,
                                    postprocess=args.postprocess, dtype=args.dtype, from_audio=args.from_audio,
-                                   download=args.download)
+                                   download=args.download, precision=args.frontend_precision)
     counts = ", ".join(f"{s}={n}" for s, n in summary.num_clips.items())
     print(f"wrote embeddings to {summary.out} ({counts}; {len(summary.skipped)} clips skipped, see info.json)")
     return 0

@@ -3,9 +3,10 @@
 The unit of work is one shard: a fixed, contiguous range of clips of one split (the single-process plan, so
 both write identical `OUT/<split>/shard-NNNNN.npz` files and either can finish the other's run). The driver
 lists the shards already on disk and sends only the missing ones to the workers. Each worker builds the
-jitted model once (`EmbedShards.setup`), then per shard: reads the log-mels (from the built TFDS dataset)
-or decodes the audio, runs all the shard's examples through the model in fixed-size batches, and writes the
-shard atomically (its skip list first, for audio sources). Bad clips are counted in Beam counters
+jitted model once (`EmbedShards.setup`), then per shard: reads the TFDS records (stored log-mels, or the
+int16 waveforms of fma/*_waveform builds) or decodes the audio (`host.decode_16k`), embeds them with
+`extract.embed_clips` (the single-process path, so both give the same embeddings) and writes the shard
+atomically with `extract.write_shard` (its skip list first, for audio sources). Bad clips are counted in Beam counters
 (`vggish_jax:clips_skipped`, `...:clips_skipped_too_short`, `...:clips_skipped_undecodable`) and listed with
 their reason in info.json's skip report.
 
@@ -29,13 +30,13 @@ from typing import Callable
 import apache_beam as beam
 import numpy as np
 
-from vggish_jax import atomic
 from vggish_jax.models.vggish import frontend
-from vggish_jax.pipeline import beam_runner, store
+from vggish_jax.pipeline import beam_runner, extract as single, store
 
-FORMAT_VERSION = 1  # of info.json; the same layout as vggish_jax.pipeline.extract writes
+FORMAT_VERSION = single.FORMAT_VERSION  # of info.json: the same layout as vggish_jax.pipeline.extract writes
 # Settings that must match between runs writing into the same directory (as in vggish_jax.pipeline.extract).
-_SETTINGS = ("dataset", "source", "shard_size", "final_relu", "postprocess", "dtype", "weights", "label_names")
+_SETTINGS = ("dataset", "source", "shard_size", "final_relu", "postprocess", "dtype", "weights", "label_names",
+             "frontend_precision")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
 NAMESPACE = "vggish_jax"
 
@@ -43,13 +44,15 @@ NAMESPACE = "vggish_jax"
 @dataclasses.dataclass(frozen=True)
 class Work:
     """What the workers need besides the shard list; plain data, pickled into the pipeline."""
-    kind: str  # 'tfds' (read log-mels from the built dataset), 'audio' (decode files)
+    kind: str  # 'tfds' (read the built dataset's records), 'audio' (decode files)
     weights: str
     final_relu: bool
     dtype: str
     batch_size: int
     postprocess: bool
     out: str
+    precision: str = "float32"  # the device frontend's, for waveform sources
+    waveforms: bool = True  # tfds: the build stores int16 waveforms (fma/*_waveform), not only log-mels
     dataset: str | None = None  # tfds: the builder name and its data_dir
     data_dir: str | None = None
 
@@ -102,7 +105,8 @@ class EmbedShards(beam.DoFn):
         from vggish_jax.pipeline.embed import load_pretrained
 
         w = self.work
-        self.embedder = load_pretrained(w.weights, final_relu=w.final_relu, dtype=w.dtype, batch_size=w.batch_size)
+        self.embedder = load_pretrained(w.weights, final_relu=w.final_relu, dtype=w.dtype, batch_size=w.batch_size,
+                                        precision=w.precision)
         self.sources = {}
 
     def _source(self, split):
@@ -113,16 +117,13 @@ class EmbedShards(beam.DoFn):
         return self.sources[split]
 
     def _clip(self, split, item):
-        if self.work.kind == "tfds":
-            r = self._source(split)[item]
-            return {"track_id": int(r["track_id"]), "label": int(r["label"]), "mel": np.asarray(r["mel"], np.float32)}
-        from vggish_jax.datasets import decode
+        """The single-process clip dicts (`extract.record_clip` / `extract.audio_clip`, same decoding)."""
+        from vggish_jax.pipeline import host
 
+        if self.work.kind == "tfds":
+            return single.record_clip(self._source(split)[item], self.work.waveforms)
         track_id, label, path = item
-        d = decode.decode_clip(path)
-        if isinstance(d, str):
-            return {"track_id": track_id, "split": split, "path": path, "reason": d}
-        return {"track_id": track_id, "label": label, "mel": d["mel"]}
+        return single.audio_clip(split, track_id, label, path, host.decode_16k(path))
 
     def process(self, unit):
         split, index, items = unit
@@ -132,24 +133,16 @@ class EmbedShards(beam.DoFn):
             c["shards_already_done"].inc()
             yield split, index, -1
             return
-        clips = [self._clip(split, it) for it in items]
-        kept = [x for x in clips if "mel" in x]
-        skipped = [x for x in clips if "mel" not in x]
+        key = (single.Plan(split, len(items), len(items)), 0)  # this unit's clips, as one shard
+        clips = [c_ for _, c_ in single.embed_clips(((key, self._clip(split, it)) for it in items),
+                                                     self.embedder.device, w.batch_size, w.waveforms)]
+        kept = [x for x in clips if "emb" in x]
+        skipped = [x for x in clips if "emb" not in x]
         for s in skipped:
             c["clips_skipped"].inc()
             c["clips_skipped_" + _skip_kind(s["reason"])].inc()
-        if audio_source:  # written first: the shard file is the commit marker
-            atomic.write_json(skips_path(w.out, split, index), skipped, indent=1)
-        parts = []
-        if kept:
-            counts = [x["mel"].shape[0] for x in kept]
-            emb = self.embedder.embed_examples(np.concatenate([x["mel"] for x in kept]))
-            if w.postprocess:
-                emb = self.embedder.postprocess(emb)
-            parts = np.split(emb, np.cumsum(counts)[:-1])
-            c["examples_embedded"].inc(int(sum(counts)))
-        store.write_shard(store.shard_path(w.out, split, index), [x["track_id"] for x in kept],
-                          [x["label"] for x in kept], parts)
+        c["examples_embedded"].inc(int(sum(x["emb"].shape[0] for x in kept)))
+        single.write_shard(w.out, key[0], index, clips, self.embedder, w.postprocess, audio_source)
         c["clips_embedded"].inc(len(kept))
         c["shards_written"].inc()
         yield split, index, len(kept)
@@ -167,7 +160,7 @@ def _fma_tfds(dataset, data_dir, manual_dir, download, runner, options, log):
                     beam_options=options)
     sources = fma.data_sources(b)
     splits = {s: list(range(len(ds))) for s, ds in sources.items()}
-    return splits, fma.label_names(b), fma.skip_report(b), {}
+    return splits, fma.label_names(b), fma.skip_report(b), {}, "waveform" in b.info.features
 
 
 def _fma_audio(dataset, data_dir, manual_dir, download):
@@ -224,12 +217,14 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
             manual_dir: str | None = None, runner: str | None = "direct", workers: int = 2,
             beam_options: str | list[str] | None = None, batch_size: int = 64, shard_size: int = 128,
             final_relu: bool | None = None, postprocess: bool = False, dtype: str = "float32",
-            from_audio: bool = False, download: bool = False,
+            from_audio: bool = False, download: bool = False, precision: str = "float32",
             log: Callable[[str], None] | None = None) -> Summary:
     """Embed every clip of `dataset` (an FMA config, or a folder of audio files) into `out` with Beam.
 
     runner/workers/beam_options: see `beam_runner.make` ('direct' = `workers` local processes). weights: a
     weights directory every worker can read. Resumes: shards already in `out` are kept, not recomputed.
+    Each shard goes through `extract.embed_clips`, the single-process path: waveform sources (audio files,
+    fma/*_waveform builds) through the device frontend at `precision`, stored log-mels straight to the model.
     """
     from vggish_jax.pipeline.embed import load_pretrained
 
@@ -243,7 +238,8 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
     out = os.path.abspath(os.fspath(out))
     runner_obj, options = beam_runner.make(runner, workers, beam_options)
     # Loaded here too: bad weights or a missing PCA fail now, in one line, not on every worker.
-    embedder = load_pretrained(weights, final_relu=final_relu, dtype=dtype, batch_size=batch_size)
+    embedder = load_pretrained(weights, final_relu=final_relu, dtype=dtype, batch_size=batch_size,
+                               precision=precision)
     if postprocess and embedder.pca is None:
         raise ValueError(f"{weights}: these weights have no PCA params, so --postprocess is impossible; "
                          f"convert them with PCA params or drop --postprocess")
@@ -254,7 +250,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
                                 f"of audio files")
     if folder:
         splits, names, skipped_before, extra = _folder(os.path.abspath(dataset))
-        kind, source = "audio", "folder"
+        kind, source, waveforms = "audio", "folder", True
         dataset = os.path.abspath(dataset)
     else:
         if data_dir is None:
@@ -265,8 +261,9 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
         if from_audio:
             splits, names, skipped_before, extra = _fma_audio(dataset, data_dir, manual_dir, download)
             kind = source = "audio"
+            waveforms = True
         else:
-            splits, names, skipped_before, extra = _fma_tfds(dataset, data_dir, manual_dir, download, runner_obj,
+            splits, names, skipped_before, extra, waveforms = _fma_tfds(dataset, data_dir, manual_dir, download, runner_obj,
                                                              options, log)
             kind = source = "tfds"
     per_shard_skips = kind == "audio"
@@ -277,6 +274,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
         "final_relu": bool(embedder.final_relu), "postprocess": bool(postprocess), "dtype": str(embedder.dtype),
         "weights": weights, "weights_metadata": embedder.metadata, "label_names": list(names),
         "frontend": dataclasses.asdict(frontend.DEFAULT),
+        "frontend_precision": single.frontend_precision(embedder.device, waveforms),
         "embedding": "uint8 PCA-quantised" if postprocess else "float32 raw 128-d",
         "embedding_spec": spec.to_dict(), **extra,
     }
@@ -301,7 +299,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
     counters, seconds = {}, 0.0
     if todo:
         work = Work(kind=kind, weights=weights, final_relu=bool(info["final_relu"]), dtype=dtype,
-                    batch_size=batch_size, postprocess=postprocess, out=out,
+                    batch_size=batch_size, postprocess=postprocess, out=out, precision=precision, waveforms=waveforms,
                     dataset=None if folder else dataset, data_dir=None if folder else data_dir)
         t0 = time.perf_counter()
         p = beam.Pipeline(runner=runner_obj, options=options)

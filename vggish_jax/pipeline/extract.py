@@ -123,7 +123,7 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
         "dtype": str(embedder.dtype), "weights": weights_dir, "weights_metadata": embedder.metadata,
         "label_names": list(source.label_names), "frontend": dataclasses.asdict(frontend.DEFAULT),
         # Waveform sources: the device frontend; stored mels: the NumPy oracle, run when the dataset was built.
-        "frontend_precision": f"device {device.precision}" if source.waveforms else "numpy float64 (at build)",
+        "frontend_precision": frontend_precision(device, source.waveforms),
         "embedding": "uint8 PCA-quantised" if postprocess else "float32 raw 128-d",
         spec_lib.KEY: embedding_spec.to_dict(),
     }
@@ -152,8 +152,8 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
     with tqdm(total=total, initial=done, unit="clip", desc=f"extract {dataset}", disable=not progress or None,
               file=sys.stderr, dynamic_ncols=True) as bar:
         clips = source.clips(todo, ahead=shard_size + 2 * max(1, workers))
-        for (plan, index), shard in _group(_embed(clips, device, embedder.batch_size, source.waveforms)):
-            _write_shard(out, plan, index, shard, embedder, postprocess, source.per_shard_skips)
+        for (plan, index), shard in _group(embed_clips(clips, device, embedder.batch_size, source.waveforms)):
+            write_shard(out, plan, index, shard, embedder, postprocess, source.per_shard_skips)
             computed[plan.split].append(index)
             bar.update(len(plan.shard_range(index)))
 
@@ -173,9 +173,35 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
     return Summary(out, computed, reused, num_clips, skipped)
 
 
-def _embed(clips: Iterable[tuple[tuple, dict]], device, batch_size: int, waveforms: bool) -> Iterator[tuple[tuple, dict]]:
+def frontend_precision(device, waveforms: bool) -> str:
+    """info.json's record of which frontend made the log-mels (a setting a rerun must not change)."""
+    # Waveform sources: the device frontend; stored mels: the NumPy oracle, run when the dataset was built.
+    return f"device {device.precision}" if waveforms else "numpy float64 (at build)"
+
+
+def record_clip(record, waveforms: bool) -> dict:
+    """A TFDS record -> a clip: its int16 'wave' (the *_waveform builds) or its stored 'mel'."""
+    clip = {"track_id": int(record["track_id"]), "label": int(record["label"])}
+    if waveforms:
+        clip["wave"] = np.asarray(record["waveform"], np.int16)
+    else:
+        clip["mel"] = np.asarray(record["mel"], np.float32)
+    return clip
+
+
+def audio_clip(split: str, track_id: int, label: int, path: str, wave: np.ndarray | str) -> dict:
+    """`host.decode_16k`'s result for one file -> a clip with its 'wave', or a skip entry with the reason."""
+    if isinstance(wave, str):
+        return {"track_id": track_id, "split": split, "path": path, "reason": wave}
+    return {"track_id": track_id, "label": label, "wave": wave}
+
+
+def embed_clips(clips: Iterable[tuple[tuple, dict]], device, batch_size: int,
+                waveforms: bool) -> Iterator[tuple[tuple, dict]]:
     """(shard key, clip) in order -> the same with clip['emb'] [n, 128] (clips with a 'reason' pass through).
 
+    The one embedding path of every extraction (this module's and the Beam workers'). Keys are (Plan,
+    shard index); a shard's clips are consecutive. Clips come from `record_clip` or `audio_clip`.
     Waveforms stream through the device function, batched across clips and shards; stored log-mels are
     batched per shard (a shard holds enough examples to fill the batches).
     """
@@ -239,7 +265,8 @@ def _shard_done(out: str, plan: Plan, index: int, per_shard_skips: bool) -> bool
     return n == expected
 
 
-def _write_shard(out, plan, index, clips, embedder, postprocess, per_shard_skips) -> None:
+def write_shard(out, plan, index, clips, embedder, postprocess, per_shard_skips) -> None:
+    """One shard's embedded clips (postprocessed if asked), after its skip list when skips are per shard."""
     kept = [c for c in clips if "emb" in c]
     if per_shard_skips:  # written first: the shard file is the commit marker
         atomic.write_json(_skips_path(out, plan.split, index), [c for c in clips if "emb" not in c], indent=1)
@@ -293,13 +320,7 @@ class _TfdsSource:
 
     def _read(self, item):
         split, j = item
-        r = self._sources[split][j]
-        clip = {"track_id": int(r["track_id"]), "label": int(r["label"])}
-        if self.waveforms:
-            clip["wave"] = np.asarray(r["waveform"], np.int16)
-        else:
-            clip["mel"] = np.asarray(r["mel"], np.float32)
-        return clip
+        return record_clip(self._sources[split][j], self.waveforms)
 
     def clips(self, todo, ahead) -> Iterator[tuple[tuple, dict]]:
         items = [((p, i), (p.split, j)) for p, i in todo for j in p.shard_range(i)]
@@ -355,15 +376,10 @@ class _AudioSource:
         try:
             waves = decode.ordered_map(host.decode_16k, [path for _, (_, path) in items], pool, ahead)
             for ((key, (t, path)), wave) in zip(items, waves):
-                yield key, self._clip(key[0].split, t, path, wave)
+                yield key, audio_clip(key[0].split, t.track_id, self.label_names.index(t.genre_top), path, wave)
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
-
-    def _clip(self, split, t, path, wave):
-        if isinstance(wave, str):
-            return {"track_id": t.track_id, "split": split, "path": path, "reason": wave}
-        return {"track_id": t.track_id, "label": self.label_names.index(t.genre_top), "wave": wave}
 
 
 def load(out: str, split: str) -> store.Split:
