@@ -183,6 +183,17 @@ def test_finetune_cli_on_mini_fma_waveforms(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "config.json" in err and "final_relu: True" in err and "False" in err
 
+    # The build it trained on is self-consistent: the waveform path's log-mels of its int16 records are
+    # their stored mels (float64 frontend: within 1e-5), as with the synthetic sources above.
+    from vggish_jax.datasets import fma
+
+    src = fma.data_sources(fma.builder("fma/small_waveform", data_dir=str(tmp_path / "data")))["train"]
+    cfg = resolve(TINY.replace(examples_per_clip=1, frontend_precision="float64"), None, "waveform")
+    w = next(data_lib.eval_batches(src, len(src), 1, waveform_samples=waveform_samples(cfg, training=False)))
+    m = next(data_lib.eval_batches(src, len(src), 1))
+    mel, _ = jax.jit(lambda b: augment.waveform_features(b, None, cfg))(w)
+    assert len(src) == 4 and np.abs(np.asarray(mel) - m["mel"]).max() <= 1e-5
+
 
 def test_distributed_init_is_the_commands_job(monkeypatch, tmp_path, capsys):
     """`finetune --distributed` initialises jax.distributed before anything else; the library never does."""
