@@ -346,15 +346,17 @@ def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_
     outs = {}
     for name, prec in (("single64", "float64"), ("single32", "float32")):
         outs[name] = str(tmp_path / name)
-        single_extract("fma/small_waveform", data_dir=str(tmp_path / "single"), out=outs[name], weights=random_weights_dir,
-                       batch_size=BATCH, shard_size=SHARD, workers=0, precision=prec, progress=False)
+        single_extract("fma/small_waveform", data_dir=str(tmp_path / "single"), out=outs[name],
+                       weights=random_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0, precision=prec,
+                       progress=False)
     outs["beam64"] = str(tmp_path / "beam64")
     kwargs = dict(data_dir=str(tmp_path / "beam"), weights=random_weights_dir, runner="direct", workers=0,
                   batch_size=BATCH, shard_size=SHARD, log=lambda m: None)
     beam_extract.extract("fma/small_waveform", out=outs["beam64"], precision="float64", **kwargs)
     _assert_same_embeddings(outs["beam64"], outs["single64"], atol=1e-6)
-    gap = max(float(np.abs(e - f).max()) for split in SPLITS for e, f in
-              zip(store.load_split(outs["beam64"], split).embeddings, store.load_split(outs["single32"], split).embeddings))
+    gap = max(float(np.abs(e - f).max()) for split in SPLITS
+              for e, f in zip(store.load_split(outs["beam64"], split).embeddings,
+                              store.load_split(outs["single32"], split).embeddings))
     assert gap > 1e-6  # float32 vs float64 frontend is visible, so the equality above says the option arrived
     info, ref = store.read_info(outs["beam64"]), store.read_info(outs["single64"])
     assert info["frontend_precision"] == ref["frontend_precision"] == "device float64"

@@ -45,7 +45,7 @@ def to_int16(wave: np.ndarray) -> np.ndarray:
 
 
 def from_int16(wave: np.ndarray) -> np.ndarray:
-    """The inverse scale of `to_int16`, in float64 (what the device path divides int16 audio by)."""
+    """Stored int16 audio back to float64 in [-1, 1]: the inverse scale of `to_int16`, as the device path uses."""
     return wave.astype(np.float64) / INT16_SCALE
 
 

@@ -6,9 +6,9 @@ lists the shards already on disk and sends only the missing ones to the workers.
 jitted model once (`EmbedShards.setup`), then per shard: reads the TFDS records (stored log-mels, or the
 int16 waveforms of fma/*_waveform builds) or decodes the audio (`host.decode_16k`), embeds them with
 `extract.embed_clips` (the single-process path, so both give the same embeddings) and writes the shard
-atomically with `extract.write_shard` (its skip list first, for audio sources). Bad clips are counted in Beam counters
-(`vggish_jax:clips_skipped`, `...:clips_skipped_too_short`, `...:clips_skipped_undecodable`) and listed with
-their reason in info.json's skip report.
+atomically with `extract.write_shard` (its skip list first, for audio sources). Bad clips are counted in
+Beam counters (`vggish_jax:clips_skipped`, `...:clips_skipped_too_short`, `...:clips_skipped_undecodable`)
+and listed with their reason in info.json's skip report.
 
 Sources: an FMA config ('fma/small', ...; from its TFDS build, built with Beam first if missing, or with
 `from_audio=True` from the mp3s), or a folder of audio files (split 'all', clip ids = positions in the sorted
@@ -134,8 +134,8 @@ class EmbedShards(beam.DoFn):
             yield split, index, -1
             return
         key = (single.Plan(split, len(items), len(items)), 0)  # this unit's clips, as one shard
-        clips = [c_ for _, c_ in single.embed_clips(((key, self._clip(split, it)) for it in items),
-                                                     self.embedder.device, w.batch_size, w.waveforms)]
+        clips = [clip for _, clip in single.embed_clips(((key, self._clip(split, it)) for it in items),
+                                                         self.embedder.device, w.batch_size, w.waveforms)]
         kept = [x for x in clips if "emb" in x]
         skipped = [x for x in clips if "emb" not in x]
         for s in skipped:
@@ -263,8 +263,8 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
             kind = source = "audio"
             waveforms = True
         else:
-            splits, names, skipped_before, extra, waveforms = _fma_tfds(dataset, data_dir, manual_dir, download, runner_obj,
-                                                             options, log)
+            splits, names, skipped_before, extra, waveforms = _fma_tfds(dataset, data_dir, manual_dir, download,
+                                                                        runner_obj, options, log)
             kind = source = "tfds"
     per_shard_skips = kind == "audio"
 
@@ -299,7 +299,8 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
     counters, seconds = {}, 0.0
     if todo:
         work = Work(kind=kind, weights=weights, final_relu=bool(info["final_relu"]), dtype=dtype,
-                    batch_size=batch_size, postprocess=postprocess, out=out, precision=precision, waveforms=waveforms,
+                    batch_size=batch_size, postprocess=postprocess, out=out, precision=precision,
+                    waveforms=waveforms,
                     dataset=None if folder else dataset, data_dir=None if folder else data_dir)
         t0 = time.perf_counter()
         p = beam.Pipeline(runner=runner_obj, options=options)

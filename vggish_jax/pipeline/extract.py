@@ -122,7 +122,6 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
         "shard_size": shard_size, "final_relu": bool(embedder.final_relu), "postprocess": bool(postprocess),
         "dtype": str(embedder.dtype), "weights": weights_dir, "weights_metadata": embedder.metadata,
         "label_names": list(source.label_names), "frontend": dataclasses.asdict(frontend.DEFAULT),
-        # Waveform sources: the device frontend; stored mels: the NumPy oracle, run when the dataset was built.
         "frontend_precision": frontend_precision(device, source.waveforms),
         "embedding": "uint8 PCA-quantised" if postprocess else "float32 raw 128-d",
         spec_lib.KEY: embedding_spec.to_dict(),
