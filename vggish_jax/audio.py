@@ -81,14 +81,75 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
         raise AudioError(f"{path}: no such file; check the path")
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: file is empty (0 bytes); re-download or drop it")
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a folder, not an audio file; pass the folder itself to a command "
+                         f"(it takes the audio files inside) or give the files")
     try:
         f = sf.SoundFile(path)
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError with terse text
-        raise AudioError(f"{path}: cannot decode audio ({e}); the file is corrupt or not wav/flac/ogg/mp3") from e
+        # libsndfile says "File does not exist" for any file it cannot recognise: do not quote that.
+        raise AudioError(f"{path}: not decodable audio (no wav/flac/ogg/mp3 data found); the file is corrupt, "
+                         f"truncated or not audio despite its name: re-encode or drop it") from e
     if f.frames == 0:
         f.close()
         raise AudioError(f"{path}: contains no audio samples; re-download or drop it")
     return f
+
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+
+
+def expand_inputs(paths) -> tuple[list[str], list[str]]:
+    """Files and folders -> (audio files, notes). A folder stands for its audio files, recursively, sorted.
+
+    Files given directly are kept whatever their name (a bad one is reported when it is read); a folder
+    with no audio file raises AudioError, since that is a wrong path rather than a bad file.
+    """
+    files, notes = [], []
+    for p in map(os.fspath, paths):
+        if not os.path.isdir(p):
+            files.append(p)
+            continue
+        found = sorted(os.path.join(root, name) for root, _, names in os.walk(p) for name in names
+                       if name.lower().endswith(AUDIO_EXTENSIONS))
+        if not found:
+            raise AudioError(f"{p}: folder holds no audio files ({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)}); "
+                             f"check the path")
+        files.extend(found)
+        notes.append(f"{p}: {len(found)} audio files (searched recursively, in sorted order)")
+    return files, notes
+
+
+# Below this peak level a file is treated as silent: genre scores of near-silence are noise.
+SILENCE_PEAK_DBFS = -60.0
+
+
+class SilentAudioError(AudioError):
+    """The file decodes, but is silent or nearly so."""
+
+
+def require_audible(path: str | os.PathLike, peak_dbfs: float = SILENCE_PEAK_DBFS, block_seconds: float = 10.0) -> None:
+    """Raise SilentAudioError if no sample of the file reaches `peak_dbfs`. Stops at the first loud block."""
+    path = os.fspath(path)
+    threshold = 10.0 ** (peak_dbfs / 20.0)
+    peak = 0.0
+    with _open(path) as f:
+        step = max(1, int(block_seconds * f.samplerate))
+        while True:
+            try:
+                x = f.read(step, dtype="float32", always_2d=True)
+            except Exception as e:
+                raise AudioError(f"{path}: decoding failed part-way ({e}); the file is corrupt") from e
+            if x.shape[0] == 0:
+                break
+            x = to_mono(x)
+            check_finite(x, path)
+            peak = max(peak, float(np.max(np.abs(x))))
+            if peak >= threshold:
+                return
+    level = "digital silence" if peak == 0 else f"peak {20 * math.log10(peak):.0f} dBFS"
+    raise SilentAudioError(f"{path}: silent or nearly so ({level}, below {peak_dbfs:.0f} dBFS); no genre can be "
+                           f"predicted from it: check the file, or raise its level if it is just quiet")
 
 
 def info(path: str | os.PathLike) -> tuple[int, int]:

@@ -11,6 +11,7 @@ def add_arguments(p):
     p.add_argument("--torch-pca", metavar="PTH", help="torchvggish vggish_pca_params-970ea276.pth")
     p.add_argument("--tf-pca", metavar="NPZ", help="TF vggish_pca_params.npz")
     p.add_argument("--out", required=True, help="weights directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace the weights already in --out")
     relu = p.add_mutually_exclusive_group()
     relu.add_argument("--final-relu", dest="final_relu", action="store_true", default=None,
                       help="record a final ReLU as the default (torchvggish's behaviour; default for --torch-weights)")
@@ -19,9 +20,17 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import os
+
     from vggish_jax import checkpoint
     from weights_convert.convert import convert
 
+    # Up front: the target (never replace weights silently) and every input file.
+    checkpoint.require_new_target(args.out, overwrite=args.overwrite)
+    for flag in ("torch_weights", "torch_pca", "tf_checkpoint", "tf_pca"):
+        path = getattr(args, flag)
+        if path is not None and not os.path.exists(path) and not os.path.exists(path + ".index"):
+            raise FileNotFoundError(f"{path}: no such file (--{flag.replace('_', '-')}); check the path")
     out = convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,
                   tf_checkpoint=args.tf_checkpoint, tf_pca=args.tf_pca, download_source=args.download,
                   random_seed=args.random, final_relu=args.final_relu)
