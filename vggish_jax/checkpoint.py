@@ -69,6 +69,7 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
         with ocp.StandardCheckpointer() as ckptr:
             tree = ckptr.restore(tree_dir)
     except Exception as e:
+        _silence_late_orbax_reads()
         raise WeightsError(f"{tree_dir}: cannot read the checkpoint ({_short_reason(e)}); {redo}") from e
     tree = _np_tree(tree)
     if "weights_sha256" not in meta:  # written before the hash was recorded
@@ -111,6 +112,25 @@ def _check_listing(tree_dir: str, listing: dict | None, redo: str) -> None:
         if size is not None and os.path.getsize(path) != size:
             raise WeightsError(f"{path}: {os.path.getsize(path)} bytes instead of {size} (truncated or damaged "
                                f"copy); {redo}")
+
+
+def _silence_late_orbax_reads() -> None:
+    """After a failed restore, tensorstore reads still in flight finish on orbax's closed event loop and
+    report `RuntimeError: Event loop is closed` as unraisable exceptions (tracebacks on stderr after our
+    one-line error). Drop exactly those."""
+    import sys
+
+    previous = sys.unraisablehook
+    if getattr(previous, "_drops_closed_loop", False):
+        return
+
+    def hook(u):
+        if isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == "Event loop is closed":
+            return
+        previous(u)
+
+    hook._drops_closed_loop = True
+    sys.unraisablehook = hook
 
 
 def _short_reason(e: BaseException) -> str:

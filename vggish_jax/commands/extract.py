@@ -1,6 +1,8 @@
 """`vggish-jax extract --dataset fma/small --data-dir D --weights W --out E`: embed a whole dataset, resumably."""
 from __future__ import annotations
 
+from vggish_jax.cli import nonnegative_int, positive_int
+
 
 def add_arguments(p):
     p.add_argument("--dataset", default="fma/small",
@@ -11,9 +13,9 @@ def add_arguments(p):
     p.add_argument("--download", action="store_true", help="download the FMA archives if not found (needs internet)")
     p.add_argument("--weights", required=True, help="weights directory written by `vggish-jax convert`")
     p.add_argument("--out", required=True, help="output directory: info.json + <split>/shard-NNNNN.npz")
-    p.add_argument("--batch-size", type=int, default=64, help="examples per model call")
-    p.add_argument("--shard-size", type=int, default=128, help="clips per shard (the unit of resumption)")
-    p.add_argument("--workers", type=int, default=None, help="decode processes (default: CPUs - 1)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="examples per model call")
+    p.add_argument("--shard-size", type=positive_int, default=128, help="clips per shard (the unit of resumption)")
+    p.add_argument("--workers", type=nonnegative_int, default=None, help="decode processes (default: CPUs - 1)")
     p.add_argument("--final-relu", dest="final_relu", action="store_true", default=None,
                    help="ReLU after the last layer (torchvggish / the paper); default: as recorded with the weights")
     p.add_argument("--no-final-relu", dest="final_relu", action="store_false", help="no final ReLU (current TF)")
@@ -25,8 +27,11 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    from vggish_jax import preflight
     from vggish_jax.extract import extract
 
+    preflight.output_dir(args.out)  # before the (long) dataset build
+    preflight.output_dir(args.data_dir, flag="--data-dir")
     summary = extract(args.dataset, data_dir=args.data_dir, out=args.out, weights=args.weights,
                       manual_dir=args.manual_dir, batch_size=args.batch_size, shard_size=args.shard_size,
                       workers=args.workers, final_relu=args.final_relu, postprocess=args.postprocess,

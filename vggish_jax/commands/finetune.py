@@ -1,6 +1,8 @@
 """`vggish-jax finetune`: fine-tune VGGish + a genre head on FMA, data-parallel over all devices."""
 from __future__ import annotations
 
+from vggish_jax.cli import nonnegative_int
+
 
 def add_arguments(p):
     p.add_argument("--dataset", default="fma/small")
@@ -10,16 +12,18 @@ def add_arguments(p):
     p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, learning_curve.png")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. epochs=20 freeze_conv=true dtype=bfloat16 (see vggish_jax/train/config.py)")
-    p.add_argument("--workers", type=int, default=None, help="decode processes when the dataset is built")
+    p.add_argument("--workers", type=nonnegative_int, default=None, help="decode processes when the dataset is built")
 
 
 def run(args) -> int:
-    from vggish_jax import checkpoint
+    from vggish_jax import checkpoint, preflight
     from vggish_jax.datasets import fma
     from vggish_jax.train.config import Config, parse_overrides
     from vggish_jax.train.loop import train
 
     cfg = parse_overrides(Config(), args.set)
+    preflight.output_dir(args.workdir, flag="--workdir")  # before the dataset build and the first step
+    preflight.output_dir(args.data_dir, flag="--data-dir")
     backbone = None
     if cfg.init == "pretrained":
         if not args.weights:
