@@ -31,6 +31,7 @@ def run(args) -> int:
     from vggish_jax.incremental import EmbeddingOutput, iter_embeddings, out_paths
 
     # Everything that can fail for a reason other than one bad file is checked before the first file.
+    preflight.output_file(args.out)  # a folder given as --out is refused, not turned into FOLDER.npz
     npz, _, _ = out_paths(args.out)
     preflight.output_file(npz)
     files, notes = audio.expand_inputs(args.files)
