@@ -147,7 +147,7 @@ def iter_embeddings(embedder, paths: list[str], *, pad: bool, workers: int,
     if hasattr(embedder, "iter_files"):
         yield from embedder.iter_files(paths, pad=pad, workers=workers, postprocess=postprocess)
         return
-    chunk = 8  # until Embedder.iter_files lands: small groups through embed_files
+    chunk = 2  # until Embedder.iter_files lands: small groups through embed_files
     for i in range(0, len(paths), chunk):
         group = paths[i: i + chunk]
         results, errors = embedder.embed_files(group, postprocess=postprocess, pad=pad, workers=workers)

@@ -21,6 +21,8 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--workers", type=nonnegative_int, default=2, help="decode threads")
+    p.add_argument("--flush-every", type=positive_int, default=16,
+                   help="files per part saved while running (a kill loses at most this many; a rerun resumes)")
 
 
 def run(args) -> int:
@@ -43,7 +45,8 @@ def run(args) -> int:
                          f"impossible; convert them with --torch-pca/--tf-pca or drop --postprocess")
     settings = {"final_relu": embedder.final_relu, "postprocess": args.postprocess, "dtype": args.dtype,
                 "weights": os.path.abspath(args.weights), "pad": args.pad}
-    output = EmbeddingOutput(npz, embedder.spec.replace(postprocess=args.postprocess), settings=settings)
+    output = EmbeddingOutput(npz, embedder.spec.replace(postprocess=args.postprocess), settings=settings,
+                             flush_every=args.flush_every)
     todo = output.todo(files)
     if len(todo) < len(files):
         print(f"{len(files) - len(todo)} of {len(files)} files already in {npz} (kept; rerun resumes)", file=sys.stderr)
