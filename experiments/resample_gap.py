@@ -16,7 +16,8 @@ import platform
 
 import numpy as np
 
-from vggish_jax import audio, frontend
+from vggish_jax import audio
+from vggish_jax.models.vggish import frontend
 
 
 def signals(sr: int, seconds: float = 10.0) -> dict[str, np.ndarray]:

@@ -19,10 +19,10 @@ def tone_mix(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.nd
 
 @pytest.fixture(scope="session")
 def random_weights_dir(tmp_path_factory):
-    from vggish_jax import checkpoint, params
+    from vggish_jax.models.vggish import pretrained, params
 
     d = tmp_path_factory.mktemp("weights")
-    checkpoint.save(d, params.random(0), metadata={"source": "random", "seed": 0})
+    pretrained.save(d, params.random(0), metadata={"source": "random", "seed": 0})
     return str(d)
 
 

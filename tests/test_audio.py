@@ -37,7 +37,7 @@ def test_resample_passband_and_stopband(freq, gain):
 
 def test_resample_matches_resampy_kaiser_best_in_log_mel():
     resampy = pytest.importorskip("resampy", reason="oracle needs resampy (in the test extra)")
-    from vggish_jax import frontend
+    from vggish_jax.models.vggish import frontend
     x = (0.3 * np.random.default_rng(0).standard_normal(3 * 44100)).astype(np.float32)
     ours = frontend.waveform_to_examples(audio.resample(x, 44100, 16000), 16000)
     ref = frontend.waveform_to_examples(resampy.resample(x, 44100, 16000, filter="kaiser_best"), 16000)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vggish_jax import checkpoint, cli
+from vggish_jax import cli
+from vggish_jax.models.vggish import pretrained as checkpoint
 
 
 def run_cli(capsys, argv):
@@ -76,7 +77,8 @@ def world(tmp_path_factory, random_weights_dir, audio_files):
     w["done_npz"] = str(d / "done.npz")
     assert cli.main(["embed", w["good"], "--weights", w["weights"], "--out", w["done_npz"], "--batch-size", "4"]) == 0
     # A trained head for the VGGish path of predict.
-    from vggish_jax import heads, predict
+    from vggish_jax import predict
+    from vggish_jax.classify import heads
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 256)).astype(np.float32), np.arange(16) % 8
     w["head"] = heads.save_head(str(d / "head"), heads.train_head(

@@ -3,7 +3,7 @@ import glob
 import json
 import os
 
-from experiments import bench
+from vggish_jax import bench
 from vggish_jax import cli
 
 

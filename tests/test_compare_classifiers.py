@@ -1,12 +1,14 @@
-"""The classifier comparison on synthetic embeddings with planted class structure (written via vggish_jax.store)."""
+"""The classifier comparison on synthetic embeddings with planted class structure (written via vggish_jax.pipeline.store)."""
 import json
 import os
 
 import numpy as np
 import pytest
 
-from experiments import compare_classifiers as cc
-from vggish_jax import cli, features, heads, store
+from vggish_jax.classify import compare as cc
+from vggish_jax import cli
+from vggish_jax.classify import features, heads
+from vggish_jax.pipeline import store
 
 GENRES = ["Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock"]
 
@@ -150,8 +152,10 @@ def test_end_to_end_on_mini_fma(tmp_path, random_weights_dir, capsys):
     mfcc = {c["classifier"]: c for c in report["cells"] if c["feature_set"] == "mfcc"}
     assert set(mfcc) == {"LR", "kNN", "NB", "HGB"}
     musicnn = {c["classifier"]: c for c in report["cells"] if c["feature_set"] == "musicnn"}
-    assert set(musicnn) == {"LR", "kNN", "NB", "HGB"} and musicnn["LR"]["validation_accuracy"] > 0.125
-    # The mini-FMA's genres differ in spectrum, so the MFCC baseline must beat chance (1/8) clearly.
+    assert set(musicnn) == {"LR", "kNN", "NB", "HGB"}
+    # The mini-FMA's genres differ in spectrum and rhythm, so the MFCC baseline and the pretrained MusiCNN
+    # features must both beat chance (1/8) clearly (measured here: 1.0 and 0.875 on the 8 validation clips).
     assert mfcc["LR"]["validation_accuracy"] >= 0.5
+    assert musicnn["LR"]["validation_accuracy"] >= 0.5
     assert os.path.exists(os.path.join(out, "head", "head.npz"))
     assert heads.load_head(os.path.join(out, "head")).label_names == list(mini.genres)

@@ -6,13 +6,14 @@ import pickle
 import numpy as np
 import pytest
 
-from vggish_jax import cli, load_pretrained, postprocess as post
-from vggish_jax.params import WeightsError
+from vggish_jax import cli, load_pretrained
+from vggish_jax.models.vggish import postprocess as post
+from vggish_jax.models.vggish.params import WeightsError
 from weights_convert import download, tf_slim, torchvggish
 from weights_convert.convert import convert
 
 torch = pytest.importorskip("torch", reason="the parity oracle needs torch (pip install -e '.[test]')")
-from experiments.torch_vggish import TorchVGGish, torch_postprocess  # noqa: E402
+from vggish_jax.models.vggish.torch_reference import TorchVGGish, torch_postprocess  # noqa: E402
 
 TF_NAMES = {  # TF-slim variable -> torchvggish key, spelled out independently of weights_convert
     "vggish/conv1/weights": "features.0.weight", "vggish/conv1/biases": "features.0.bias",
@@ -101,8 +102,8 @@ def test_tf_slim_variables_parity(torch_files, examples, tmp_path):
         v = state[key]
         variables[tf_name] = v.transpose(2, 3, 1, 0) if v.ndim == 4 else (v.T if v.ndim == 2 else v)
     p = tf_slim.params_from_variables(variables)
-    from vggish_jax import checkpoint
-    checkpoint.save(tmp_path / "w", p)
+    from vggish_jax.models.vggish import pretrained
+    pretrained.save(tmp_path / "w", p)
     got = load_pretrained(tmp_path / "w", final_relu=True, batch_size=8).embed_examples(examples)
     assert np.abs(got - torch_embed(model, examples)).max() <= 1e-4
 

@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from vggish_jax import audio, checkpoint, cli, frontend, postprocess as post
-from vggish_jax.embed import Embedder, file_examples, load_pretrained
-from vggish_jax.params import WeightsError
+from vggish_jax import audio, cli
+from vggish_jax.models.vggish import pretrained, frontend, postprocess as post
+from vggish_jax.pipeline.embed import Embedder, file_examples, load_pretrained
+from vggish_jax.models.vggish.params import WeightsError
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +62,9 @@ def test_final_relu_flag(random_weights_dir, embedder, audio_files):
 def test_postprocess_needs_pca_and_applies_it(tmp_path, embedder, audio_files):
     with pytest.raises(WeightsError, match="no PCA params"):
         embedder.embed_file(audio_files["wav"], postprocess=True)
-    from vggish_jax import params
+    from vggish_jax.models.vggish import params
     pca = post.PCAParams(np.eye(128), np.zeros(128))
-    checkpoint.save(tmp_path / "w", params.random(0), pca=pca)
+    pretrained.save(tmp_path / "w", params.random(0), pca=pca)
     with_pca = load_pretrained(tmp_path / "w", batch_size=4)
     q = with_pca.embed_file(audio_files["wav"], postprocess=True)
     assert q.dtype == np.uint8

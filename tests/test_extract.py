@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mini_fma import make_mini_fma
-from vggish_jax import store
+from vggish_jax.pipeline import store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPLITS = ("train", "validation", "test")
@@ -36,7 +36,7 @@ def fma_dirs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(fma_dirs, random_weights_dir, tmp_path_factory):
     """An uninterrupted extraction, in-process."""
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path_factory.mktemp("ref") / "emb")
@@ -73,7 +73,7 @@ def test_reference_run_covers_every_kept_clip(reference, fma_dirs):
 
 def test_embeddings_are_the_model_applied_to_the_stored_log_mels(reference, fma_dirs, random_weights_dir):
     from vggish_jax.datasets import fma
-    from vggish_jax.embed import load_pretrained
+    from vggish_jax.pipeline.embed import load_pretrained
 
     _, data_dir = fma_dirs
     ds = fma.builder("fma/small", data_dir=data_dir).as_data_source("validation")
@@ -98,7 +98,7 @@ def test_info_json_records_settings_and_skips(reference, fma_dirs, random_weight
 
 
 def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs, random_weights_dir, tmp_path):
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path / "emb")
@@ -135,7 +135,7 @@ def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs,
 
 
 def test_other_settings_into_the_same_directory_are_refused(reference, fma_dirs, random_weights_dir):
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     _, data_dir = fma_dirs
     with pytest.raises(ValueError, match=r"other settings \(final_relu: False -> True\)"):
@@ -144,7 +144,7 @@ def test_other_settings_into_the_same_directory_are_refused(reference, fma_dirs,
 
 
 def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, random_weights_dir, tmp_path):
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path / "emb_audio")
@@ -162,15 +162,15 @@ def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, 
 
 
 def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random_weights_dir, tmp_path):
-    from vggish_jax import checkpoint, postprocess
-    from vggish_jax.embed import Embedder
-    from vggish_jax.extract import extract
+    from vggish_jax.models.vggish import pretrained, postprocess
+    from vggish_jax.pipeline.embed import Embedder
+    from vggish_jax.pipeline.extract import extract
 
     _, data_dir = fma_dirs
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.standard_normal((128, 128)))
     pca = postprocess.PCAParams(q.astype(np.float32), rng.standard_normal(128).astype(np.float32) * 0.01)
-    weights, _, _ = checkpoint.load(random_weights_dir)
+    weights, _, _ = pretrained.load(random_weights_dir)
     out = str(tmp_path / "emb_pp")
     extract("fma/small", data_dir=data_dir, out=out, weights=Embedder(weights, pca=pca, batch_size=BATCH),
             shard_size=SHARD, postprocess=True, workers=0, progress=False)
@@ -186,7 +186,7 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random
 
 
 def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
-    from vggish_jax import extract as ex
+    from vggish_jax.pipeline import extract as ex
 
     assert len(ex.load(reference[0], "train")) == 3
     info = store.read_info(reference[0])

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from vggish_jax import frontend
+from vggish_jax.models.vggish import frontend
 from conftest import tone_mix
 
 

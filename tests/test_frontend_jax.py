@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vggish_jax import frontend, frontend_jax
+from vggish_jax.models.vggish import frontend, frontend_jax
 from conftest import tone_mix
 
 TOL = 1e-4  # the bound, for the default precision

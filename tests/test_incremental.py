@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vggish_jax import cli, incremental, spec as spec_lib
+from vggish_jax import cli, spec as spec_lib
+from vggish_jax.pipeline import incremental
 from conftest import tone_mix
 
 SPEC = spec_lib.EmbeddingSpec.create(weights_sha256="a" * 64, final_relu=False)
@@ -59,14 +60,14 @@ def songs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def embedder(random_weights_dir):
-    from vggish_jax.embed import load_pretrained
+    from vggish_jax.pipeline.embed import load_pretrained
     return load_pretrained(random_weights_dir, batch_size=4)
 
 
 @pytest.fixture
 def reuse_embedder(embedder, monkeypatch):
     """In-process runs share one loaded, compiled model (loading and compiling dominate these tests)."""
-    from vggish_jax import embed
+    from vggish_jax.pipeline import embed
     monkeypatch.setattr(embed, "load_pretrained", lambda *a, **k: embedder)
 
 

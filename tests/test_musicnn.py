@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from vggish_jax import musicnn_frontend as mf
-from vggish_jax.models.musicnn import MusiCNN, from_flat
+from vggish_jax.models.musicnn import frontend as mf
+from vggish_jax.models.musicnn.modeling import MusiCNN, from_flat
 from vggish_jax.predict import MUSICNN_WEIGHTS
 from weights_convert import musicnn as convert
 

@@ -9,13 +9,21 @@ import time
 import psutil
 
 PARENT = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from vggish_jax.datasets import decode
+
+
+    def mark_and_sleep(path):
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(600)
+
 
     if __name__ == "__main__":
         pool = decode.process_pool(2)
-        futures = [pool.submit(time.sleep, 600) for _ in range(2)]
-        while len(pool._processes) < 2:
+        marks = [os.path.join(sys.argv[1], f"worker{i}") for i in range(2)]
+        futures = [pool.submit(mark_and_sleep, m) for m in marks]
+        while not all(os.path.exists(m) for m in marks):  # both workers past their initializer
             time.sleep(0.05)
         print("ready", flush=True)
         time.sleep(600)
@@ -37,15 +45,15 @@ def test_workers_and_resource_tracker_die_with_a_sigkilled_parent(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
     env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env)
+    children = []
     try:
         assert proc.stdout.readline().strip() == "ready"
         children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         assert len(children) >= 2  # the two workers (+ multiprocessing's resource tracker)
-        time.sleep(1.0)  # let the initializers run (prctl + watcher thread)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while _alive(children) and time.monotonic() < deadline:
             time.sleep(0.2)
         left = _alive(children)
@@ -53,6 +61,8 @@ def test_workers_and_resource_tracker_die_with_a_sigkilled_parent(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+        for pid in _alive(children):  # a failed run must not leave its orphans behind
+            psutil.Process(pid).kill()
 
 
 def test_watcher_fallback_ends_a_reparented_worker(tmp_path):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vggish_jax import postprocess as post
+from vggish_jax.models.vggish import postprocess as post
 
 
 def test_quantize_hand_values():

@@ -50,19 +50,20 @@ def test_predict_text_output_and_all_bad(audio_files, capsys):
     assert cli.main(["predict"]) == 2
 
 
-def test_tagger_matches_its_own_pieces():
+def test_tagger_batches_match_the_original_graph():
+    """The tagger's fixed-shape batching (batch 16, one real patch padded) against the original musicnn graph."""
+    import os
+    with np.load(os.path.join(os.path.dirname(__file__), "data", "musicnn_golden.npz")) as z:
+        golden = {k: z[k] for k in z.files}
     tagger = predict.default_tagger()
-    p = tagger.patches(predict.EXAMPLE_CLIP)
-    assert p.shape == (2, 187, 96)
-    out = tagger.run(p)
-    np.testing.assert_allclose(out["taggram"], np.asarray(tagger.model(p)), atol=1e-5)
-    emb = predict.musicnn_embed_file(predict.EXAMPLE_CLIP)
-    np.testing.assert_allclose(emb, out["penultimate"], atol=1e-6)
-    assert emb.shape == (2, 200)
+    for rows in (slice(0, 1), slice(0, 2)):
+        out = tagger.run(golden["input"][rows])
+        np.testing.assert_allclose(out["taggram"], golden["taggram"][rows], atol=1e-5)
+        np.testing.assert_allclose(out["penultimate"], golden["penultimate"][rows], atol=1e-4)
 
 
 def test_predict_with_a_vggish_head(tmp_path, random_weights_dir, audio_files, capsys):
-    from vggish_jax import heads
+    from vggish_jax.classify import heads
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 256)).astype(np.float32)

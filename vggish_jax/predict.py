@@ -17,7 +17,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from vggish_jax import audio, musicnn_frontend as mf
+from vggish_jax import audio
+from vggish_jax.models.musicnn import frontend as mf
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 MUSICNN_WEIGHTS = os.path.join(ASSETS, "msd_musicnn.npz")
@@ -70,7 +71,7 @@ class MusiCNNTagger:
     """MSD_musicnn with its jitted forward pass."""
 
     def __init__(self, weights: str = MUSICNN_WEIGHTS, batch_size: int = 16):
-        from vggish_jax.models.musicnn import from_flat
+        from vggish_jax.models.musicnn.modeling import from_flat
 
         if not os.path.exists(weights):
             raise FileNotFoundError(f"{weights}: MusiCNN weights missing; reinstall vggish-jax (they ship in its assets)")
@@ -102,7 +103,7 @@ class MusiCNNTagger:
 
     def run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
         """[n, 187, 96] -> {'taggram': [n, 50], 'penultimate': [n, 200]} in fixed-size jitted batches."""
-        from vggish_jax.embed import fixed_batches
+        from vggish_jax.pipeline.embed import fixed_batches
 
         outs = {"taggram": [], "penultimate": []}
         for padded, k in fixed_batches(patches, self.batch_size):
@@ -139,11 +140,11 @@ def musicnn_embed_file(path: str | os.PathLike) -> np.ndarray:
 
 
 class HeadPredictor:
-    """VGGish embeddings + a head trained by `vggish-jax compare` (vggish_jax.heads)."""
+    """VGGish embeddings + a head trained by `vggish-jax compare` (vggish_jax.classify.heads)."""
 
     def __init__(self, head_dir: str, weights: str | None = None):
-        from vggish_jax import heads
-        from vggish_jax.embed import load_pretrained
+        from vggish_jax.classify import heads
+        from vggish_jax.pipeline.embed import load_pretrained
 
         self.head = heads.load_head(head_dir)
         weights = weights or self.head.weights

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from vggish_jax import checkpoint, params as params_lib
+from vggish_jax.models.vggish import pretrained, params as params_lib
 from weights_convert import download, tf_slim, torchvggish
 
 
@@ -51,4 +51,4 @@ def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None
                                                           ("pca", torch_pca or tf_pca)) if v}}
     if random_seed is not None:
         meta["seed"] = random_seed
-    return checkpoint.save(out, p, pca=pca, metadata=meta)
+    return pretrained.save(out, p, pca=pca, metadata=meta)

@@ -14,7 +14,7 @@ import shutil
 import urllib.error
 import urllib.request
 
-from vggish_jax.params import WeightsError
+from vggish_jax.models.vggish.params import WeightsError
 
 CACHE_ENV = "VGGISH_JAX_CACHE"
 

@@ -13,8 +13,8 @@ import os
 
 import numpy as np
 
-from vggish_jax.params import WeightsError
-from vggish_jax.postprocess import PCAParams
+from vggish_jax.models.vggish.params import WeightsError
+from vggish_jax.models.vggish.postprocess import PCAParams
 
 SCOPES = {"conv1": "conv1", "conv2": "conv2", "conv3_1": "conv3/conv3_1", "conv3_2": "conv3/conv3_2",
           "conv4_1": "conv4/conv4_1", "conv4_2": "conv4/conv4_2", "fc1_1": "fc1/fc1_1", "fc1_2": "fc1/fc1_2",

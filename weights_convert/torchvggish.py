@@ -12,9 +12,9 @@ import os
 
 import numpy as np
 
-from vggish_jax.models.vggish import param_shapes
-from vggish_jax.params import WeightsError
-from vggish_jax.postprocess import PCAParams
+from vggish_jax.models.vggish.modeling import param_shapes
+from vggish_jax.models.vggish.params import WeightsError
+from vggish_jax.models.vggish.postprocess import PCAParams
 
 CONV_KEYS = {"conv1": "features.0", "conv2": "features.3", "conv3_1": "features.6", "conv3_2": "features.8",
              "conv4_1": "features.11", "conv4_2": "features.13"}

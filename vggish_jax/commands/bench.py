@@ -1,2 +1,2 @@
-"""`vggish-jax bench`: throughput benchmarks (experiments/bench.py)."""
-from experiments.bench import add_arguments, run  # noqa: F401
+"""`vggish-jax bench`: throughput benchmarks (vggish_jax/bench.py)."""
+from vggish_jax.bench import add_arguments, run  # noqa: F401

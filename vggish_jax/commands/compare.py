@@ -1,2 +1,2 @@
-"""`vggish-jax compare`: the classifier comparison table (experiments/compare_classifiers.py)."""
-from experiments.compare_classifiers import add_arguments, run  # noqa: F401
+"""`vggish-jax compare`: the classifier comparison table (vggish_jax/classify/compare.py)."""
+from vggish_jax.classify.compare import add_arguments, run  # noqa: F401

@@ -22,11 +22,11 @@ def add_arguments(p):
 def run(args) -> int:
     import os
 
-    from vggish_jax import checkpoint
+    from vggish_jax.models.vggish import pretrained
     from weights_convert.convert import convert
 
     # Up front: the target (never replace weights silently) and every input file.
-    checkpoint.require_new_target(args.out, overwrite=args.overwrite)
+    pretrained.require_new_target(args.out, overwrite=args.overwrite)
     for flag in ("torch_weights", "torch_pca", "tf_checkpoint", "tf_pca"):
         path = getattr(args, flag)
         if path is not None and not os.path.exists(path) and not os.path.exists(path + ".index"):
@@ -34,6 +34,6 @@ def run(args) -> int:
     out = convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,
                   tf_checkpoint=args.tf_checkpoint, tf_pca=args.tf_pca, download_source=args.download,
                   random_seed=args.random, final_relu=args.final_relu)
-    _, pca, meta = checkpoint.load(out)
+    _, pca, meta = pretrained.load(out)
     print(f"wrote {out} (source={meta['source']}, final_relu={meta['final_relu']}, pca={'yes' if pca else 'no'})")
     return 0

@@ -1,4 +1,4 @@
-"""`vggish-jax embed FILES_OR_FOLDERS... --weights DIR --out OUT.npz` (resumable; see vggish_jax.incremental)."""
+"""`vggish-jax embed FILES_OR_FOLDERS... --weights DIR --out OUT.npz` (resumable; see vggish_jax.pipeline.incremental)."""
 from __future__ import annotations
 
 import sys
@@ -29,8 +29,8 @@ def run(args) -> int:
     import os
 
     from vggish_jax import audio, preflight
-    from vggish_jax.embed import load_pretrained
-    from vggish_jax.incremental import EmbeddingOutput, iter_embeddings, out_paths
+    from vggish_jax.pipeline.embed import load_pretrained
+    from vggish_jax.pipeline.incremental import EmbeddingOutput, iter_embeddings, out_paths
 
     # Everything that can fail for a reason other than one bad file is checked before the first file.
     preflight.output_file(args.out)  # a folder given as --out is refused, not turned into FOLDER.npz

@@ -28,7 +28,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from vggish_jax import preflight
-    from vggish_jax.extract import extract
+    from vggish_jax.pipeline.extract import extract
 
     preflight.output_dir(args.out)  # before the (long) dataset build
     preflight.output_dir(args.data_dir, flag="--data-dir")

@@ -16,7 +16,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from vggish_jax import checkpoint, preflight
+    from vggish_jax import preflight
+    from vggish_jax.models.vggish import pretrained
     from vggish_jax.datasets import fma
     from vggish_jax.train.config import Config, parse_overrides
     from vggish_jax.train.loop import train
@@ -28,7 +29,7 @@ def run(args) -> int:
     if cfg.init == "pretrained":
         if not args.weights:
             raise ValueError("--weights DIR is needed to fine-tune pretrained VGGish (or --set init=random)")
-        backbone, _, _ = checkpoint.load(args.weights)
+        backbone, _, _ = pretrained.load(args.weights)
     builder = fma.prepare(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir, workers=args.workers)
     labels = list(fma.label_names(builder))
     result = train(cfg, fma.data_sources(builder), len(labels), args.workdir, backbone=backbone, label_names=labels)

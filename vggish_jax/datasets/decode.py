@@ -18,8 +18,9 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from vggish_jax import audio, frontend
-from vggish_jax.embed import file_examples
+from vggish_jax import audio
+from vggish_jax.models.vggish import frontend
+from vggish_jax.pipeline.embed import file_examples
 
 
 def decode_clip(path: str, waveform: bool = False) -> dict | str:

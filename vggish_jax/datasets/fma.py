@@ -2,7 +2,7 @@
 
 Build with `file_format='array_record'` and read with `builder.as_data_source(split)` (random access, NumPy).
 Each example: 'mel' [n, 96, 64] float32 VGGish log-mel examples (decoded at build time with
-`vggish_jax.embed.file_examples`), 'label' (ClassLabel over the genre names), 'track_id' int64, and in
+`vggish_jax.pipeline.embed.file_examples`), 'label' (ClassLabel over the genre names), 'track_id' int64, and in
 the `*_waveform` configs 'waveform' [samples] int16 at 16 kHz. Examples keep tracks.csv order (ascending
 track_id) so a data source index is stable across builds.
 
@@ -26,7 +26,7 @@ import zipfile
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vggish_jax import frontend
+from vggish_jax.models.vggish import frontend
 from vggish_jax.datasets import decode, fma_metadata as meta
 
 URL = "https://os.unil.cloud.switch.ch/fma/"

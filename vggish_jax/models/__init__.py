@@ -1,4 +1,1 @@
-"""Backbones: VGGish (and MusiCNN)."""
-from vggish_jax.models.vggish import VGGish
-
-__all__ = ["VGGish"]
+"""Backbones, one folder each: vggish/ (the embedding model) and musicnn/ (the offline genre tagger)."""

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vggish_jax.models.vggish import VGGish
+from vggish_jax.models.vggish.modeling import VGGish
 
 
 class GenreClassifier(nnx.Module):

@@ -1,6 +1,6 @@
 """MusiCNN (Pons & Serra, `musicnn` 0.1.0, model 'MSD_musicnn') in Flax NNX, inference mode.
 
-Input [batch, 187, 96] log-mel patches (vggish_jax.musicnn_frontend). Architecture facts from musicnn's
+Input [batch, 187, 96] log-mel patches (vggish_jax.models.musicnn.frontend). Architecture facts from musicnn's
 models.py: input batch norm; front end of two timbral convs (7 x 38 and 7 x 67 over time x frequency, 204
 filters, max over frequency) and three temporal convs (128, 64, 32 x 1 'same', 51 filters, max over
 frequency), each ReLU then batch norm; mid end of three 7-tap convs over time with 64 filters (ReLU, batch

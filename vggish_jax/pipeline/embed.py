@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vggish_jax import audio, checkpoint, frontend, params as params_lib, postprocess as post
+from vggish_jax import audio
+from vggish_jax.models.vggish import pretrained, frontend, params as params_lib, postprocess as post
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 
@@ -172,8 +173,8 @@ def _prefetch(items: list, fn: Callable, workers: int) -> Iterator[tuple]:
 
 def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = None, dtype: str = "float32",
                     batch_size: int = 64) -> Embedder:
-    """An Embedder from a weights directory written by `vggish-jax convert` (or `checkpoint.save`)."""
-    p, pca, meta = checkpoint.load(directory)
+    """An Embedder from a weights directory written by `vggish-jax convert` (or `pretrained.save`)."""
+    p, pca, meta = pretrained.load(directory)
     if meta.get("model", "vggish") != "vggish":
         raise params_lib.WeightsError(f"{directory}: holds {meta['model']} weights, not VGGish")
     if final_relu is None:

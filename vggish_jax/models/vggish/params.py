@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vggish_jax.models.vggish import VGGish, param_shapes
+from vggish_jax.models.vggish.modeling import VGGish, param_shapes
 
 
 class WeightsError(ValueError):

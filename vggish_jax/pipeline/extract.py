@@ -1,4 +1,4 @@
-"""Embed every clip of a dataset with VGGish into per-split shards (vggish_jax.store), resumably.
+"""Embed every clip of a dataset with VGGish into per-split shards (vggish_jax.pipeline.store), resumably.
 
 A shard is a fixed, contiguous range of `shard_size` clips in data-source order (ascending track_id), so a
 rerun maps the same clips to the same shard and skips every shard already on disk. Shards and info.json are
@@ -22,7 +22,8 @@ from typing import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from vggish_jax import frontend, store
+from vggish_jax.models.vggish import frontend
+from vggish_jax.pipeline import store
 from vggish_jax.datasets import decode, fma_metadata as meta
 
 FORMAT_VERSION = 1
@@ -63,7 +64,7 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
     weights: a weights directory (`vggish-jax convert`) or an Embedder. The TFDS dataset under `data_dir` is
     built first if needed (from `manual_dir`), unless `from_audio`, which reads the mp3s directly.
     """
-    from vggish_jax.embed import Embedder, load_pretrained
+    from vggish_jax.pipeline.embed import Embedder, load_pretrained
 
     log = log or (lambda m: print(m, file=sys.stderr))
     if shard_size < 1 or batch_size < 1:
@@ -284,7 +285,7 @@ class _AudioSource:
 
 
 def load(out: str, split: str) -> store.Split:
-    """The embeddings of one split (see vggish_jax.store.load_split); refuses an unfinished extraction."""
+    """The embeddings of one split (see vggish_jax.pipeline.store.load_split); refuses an unfinished extraction."""
     info = store.read_info(out)
     if not info.get("complete", False):
         raise RuntimeError(f"{out}: extraction did not finish; rerun the same `vggish-jax extract` command to "

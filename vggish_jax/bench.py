@@ -1,7 +1,7 @@
 """Throughput benchmarks: frontend, decode, embedding (vs a PyTorch VGGish and the matmul rate), end to end,
 training. Each section runs in its own process so its peak RSS is its own.
 
-    python -m experiments.bench [--quick] [--out results/]     (same as `vggish-jax bench`)
+    python -m vggish_jax.bench [--quick] [--out results/]     (same as `vggish-jax bench`)
 
 Writes results/bench-<host>-<date>.json and .md with machine info. Timings are medians of repeats after a
 warm-up (compile) run, with min and max. Ratios (ours / reference, fraction of the matmul rate) survive noisy
@@ -29,7 +29,7 @@ CLIP_SECONDS = 30.0
 
 def flops_per_frame() -> float:
     """Multiply-adds x 2 of one 96x64 example through VGGish, from the architecture."""
-    from vggish_jax.models.vggish import CONV_CHANNELS, FC_FEATURES, POOL_AFTER
+    from vggish_jax.models.vggish.modeling import CONV_CHANNELS, FC_FEATURES, POOL_AFTER
 
     h, w, c_in, macs = 96, 64, 1, 0
     for name, c_out in CONV_CHANNELS:
@@ -101,7 +101,7 @@ def _clip(sr=16000, seconds=CLIP_SECONDS, seed=0):
 def section_frontend(quick: bool) -> dict:
     import jax
 
-    from vggish_jax import frontend, frontend_jax
+    from vggish_jax.models.vggish import frontend, frontend_jax
 
     out = {"clip_seconds": CLIP_SECONDS, "jax": {}, "jax_float32": {}}
     x = _clip()
@@ -148,7 +148,7 @@ def section_decode(quick: bool) -> dict:
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    from vggish_jax.embed import file_examples
+    from vggish_jax.pipeline.embed import file_examples
 
     n = 2 if quick else 8
     with tempfile.TemporaryDirectory() as d:
@@ -167,7 +167,7 @@ def section_embedding(quick: bool) -> dict:
     import jax.numpy as jnp
     from flax import nnx
 
-    from vggish_jax import params
+    from vggish_jax.models.vggish import params
 
     p = params.random(0)
     fpf = flops_per_frame()
@@ -185,7 +185,7 @@ def section_embedding(quick: bool) -> dict:
                                      "gflops": b * fpf / t["median_s"] / 1e9}
     try:
         import torch
-        from experiments.torch_vggish import TorchVGGish
+        from vggish_jax.models.vggish.torch_reference import TorchVGGish
 
         model = TorchVGGish().eval()
         with torch.inference_mode():
@@ -200,8 +200,8 @@ def section_embedding(quick: bool) -> dict:
 
 
 def section_end_to_end(quick: bool) -> dict:
-    from vggish_jax import params
-    from vggish_jax.embed import Embedder
+    from vggish_jax.models.vggish import params
+    from vggish_jax.pipeline.embed import Embedder
 
     n = 2 if quick else 8
     emb = Embedder(params.random(0), batch_size=64)
@@ -221,7 +221,7 @@ def section_training(quick: bool) -> dict:
     import optax
     from flax import nnx
 
-    from vggish_jax import params
+    from vggish_jax.models.vggish import params
 
     model = params.build(params.random(0))
     graphdef, state = nnx.split(model)
@@ -257,7 +257,7 @@ def section_training(quick: bool) -> dict:
 # ---- driver ----
 
 def _run_section(name: str, quick: bool) -> dict:
-    code = (f"import json,resource,sys; from experiments import bench; r = bench.section_{name}({quick}); "
+    code = (f"import json,resource,sys; from vggish_jax import bench; r = bench.section_{name}({quick}); "
             f"r['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
             f"sys.stdout.write('\\n@@' + json.dumps(r, default=str))")
     t0 = time.perf_counter()

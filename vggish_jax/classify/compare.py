@@ -1,11 +1,11 @@
 """The paper's comparison table: 13 classifiers (FMA's baseline recipe) x feature sets, plus better heads.
 
-    python -m experiments.compare_classifiers --embeddings E --out results/<run> [--data-dir D] [--jobs N]
+    python -m vggish_jax.classify.compare --embeddings E --out results/<run> [--data-dir D] [--jobs N]
     (same as `vggish-jax compare ...`)
 
 Every model is fitted on the training split only (StandardScaler, PCA and classifier inside one sklearn
 Pipeline); validation and test are only ever predicted. The best model is chosen on validation. Feature sets:
-  embedding          31 x 128 = 3968-d flattened VGGish embeddings (vggish_jax.features.flatten)
+  embedding          31 x 128 = 3968-d flattened VGGish embeddings (vggish_jax.classify.features.flatten)
   embedding+pca128   the same, scaled, then PCA to 128 dims fitted on train
   mean_std           mean and std of the frame embeddings (256-d)
   mfcc               MFCC statistics from the log-mels (needs the TFDS dataset: --data-dir)
@@ -13,7 +13,7 @@ Pipeline); validation and test are only ever predicted. The best model is chosen
                      build, e.g. `extract --dataset fma/small_waveform`, and --data-dir); clips shorter than
                      one patch are repeated to fill it, as musicnn's training did ("repeat-pad")
 Extra models beyond the paper: HGB (HistGradientBoostingClassifier, standing in for XGBoost) and JAX-MLP
-(vggish_jax.heads, early-stopped on validation; on mean_std only).
+(vggish_jax.classify.heads, early-stopped on validation; on mean_std only).
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ import warnings
 
 import numpy as np
 
-from vggish_jax import features, store
+from vggish_jax.classify import features
+from vggish_jax.pipeline import store
 
 PAPER_CLASSIFIERS = ("LR", "kNN", "SVCrbf", "SVCpoly1", "linSVC1", "linSVC2", "DT", "RF", "AdaBoost", "MLP1",
                      "MLP2", "NB", "QDA")
@@ -99,7 +100,7 @@ def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.n
 
 def musicnn_features(waveforms: list[np.ndarray]) -> np.ndarray:
     """[clips, 400]: mean and std over patches of MusiCNN's penultimate features of 16 kHz waveforms."""
-    from vggish_jax import musicnn_frontend as mf
+    from vggish_jax.models.musicnn import frontend as mf
     from vggish_jax.predict import default_tagger
 
     tagger = default_tagger()
@@ -148,7 +149,7 @@ def _scores(pred: dict[str, np.ndarray], data: Data) -> dict:
 
 
 def run_jax_head(data: Data, label_names, seed: int = 0, meta: dict | None = None):
-    from vggish_jax import heads
+    from vggish_jax.classify import heads
 
     t0 = time.perf_counter()
     head = heads.train_head(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"],
@@ -235,7 +236,7 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
         f.write(render_markdown(report))
     _plots(out, best, splits["test"].labels, label_names)
     if head is not None and save_head:
-        from vggish_jax import heads
+        from vggish_jax.classify import heads
         heads.save_head(os.path.join(out, "head"), head)
     return report
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vggish_jax import features
+from vggish_jax.classify import features
 
 
 @dataclasses.dataclass(frozen=True)

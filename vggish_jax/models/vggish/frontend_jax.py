@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vggish_jax import frontend
-from vggish_jax.frontend import DEFAULT, FrontendConfig, num_examples  # noqa: F401  (re-exported)
+from vggish_jax.models.vggish import frontend
+from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig, num_examples  # noqa: F401  (re-exported)
 
 
 @functools.lru_cache(maxsize=None)

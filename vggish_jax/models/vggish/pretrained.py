@@ -19,8 +19,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from vggish_jax import atomic
-from vggish_jax.params import WeightsError
-from vggish_jax.postprocess import PCAParams
+from vggish_jax.models.vggish.params import WeightsError
+from vggish_jax.models.vggish.postprocess import PCAParams
 from vggish_jax.spec import params_sha256
 
 METADATA = "metadata.json"
