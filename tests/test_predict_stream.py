@@ -78,3 +78,23 @@ def test_three_hour_file_under_1gb(tmp_path):
     fields = dict(kv.split("=") for kv in r.stdout.split())
     assert int(fields["patches"]) == mf.num_patches(3 * 3600 * 16000)
     assert int(fields["peak_rss_mb"]) < 1024, r.stdout
+
+
+def test_interrupted_predict_still_reports_what_finished(monkeypatch, capsys):
+    import json
+
+    from vggish_jax import cli
+
+    real = predict.iter_predictions
+
+    def interrupted(*a, **k):
+        it = real(*a, **k)
+        yield next(it)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "iter_predictions", interrupted)
+    assert cli.main(["predict", "--example", predict.EXAMPLE_CLIP, "--json"]) == 130
+    cap = capsys.readouterr()
+    out = json.loads(cap.out)
+    assert [p["path"] for p in out["predictions"]] == [predict.EXAMPLE_CLIP] and out["complete"] is False
+    assert "interrupted; finished work is kept" in cap.err

@@ -159,13 +159,23 @@ class HeadPredictor:
         return Prediction(path, genres, [], "vggish+head", int(emb.shape[0]), "")
 
 
+def iter_predictions(paths, predictor):
+    """(path, Prediction or a one-line error) per file, in order, as each finishes; bad or silent files
+    give the error instead of raising."""
+    for p in map(os.fspath, paths):
+        try:
+            audio.require_audible(p)  # both backbones score silence confidently: refuse it instead
+            yield p, predictor.predict(p)
+        except (audio.AudioError, ValueError) as e:
+            yield p, str(e)
+
+
 def predict_files(paths, predictor) -> tuple[list[Prediction], dict[str, str]]:
     """Predict each file; unreadable or silent ones are reported in the error dict, not raised."""
     results, errors = [], {}
-    for p in paths:
-        try:
-            audio.require_audible(p)  # both backbones score silence confidently: refuse it instead
-            results.append(predictor.predict(os.fspath(p)))
-        except (audio.AudioError, ValueError) as e:
-            errors[os.fspath(p)] = str(e)
+    for p, r in iter_predictions(paths, predictor):
+        if isinstance(r, str):
+            errors[p] = r
+        else:
+            results.append(r)
     return results, errors

@@ -26,17 +26,24 @@ def run(args) -> int:
     if not files:
         raise ValueError("give audio files to predict, or --example for the bundled clip")
     predictor = predict.HeadPredictor(args.head, args.weights) if args.head else predict.default_tagger()
-    results, errors = predict.predict_files(files, predictor)
-    if args.json:
-        print(json.dumps({"predictions": [r.to_json(args.top) for r in results], "errors": errors}, indent=2))
-    else:
-        for r in results:
-            genres = ", ".join(f"{g} {s:.2f}" for g, s in r.genres[: args.top])
-            print(f"{r.path}: {genres}")
-            if r.tags:
-                print("    MSD tags: " + ", ".join(f"{t} {p:.2f}" for t, p in r.tags[: args.top]))
-        if results and results[0].note:
+    results, errors = [], {}
+    try:
+        # Text is printed as each file finishes, so an interrupted run has shown everything it finished.
+        for path, r in predict.iter_predictions(files, predictor):
+            if isinstance(r, str):
+                errors[path] = r
+                print(f"skipped {r}", file=sys.stderr)
+                continue
+            results.append(r)
+            if not args.json:
+                genres = ", ".join(f"{g} {s:.2f}" for g, s in r.genres[: args.top])
+                print(f"{r.path}: {genres}", flush=True)
+                if r.tags:
+                    print("    MSD tags: " + ", ".join(f"{t} {p:.2f}" for t, p in r.tags[: args.top]), flush=True)
+    finally:
+        if args.json:  # one document, also after Ctrl-C (then with "complete": false)
+            print(json.dumps({"predictions": [r.to_json(args.top) for r in results], "errors": errors,
+                              "complete": len(results) + len(errors) == len(files)}, indent=2))
+        elif results and results[0].note:
             print(f"({results[0].note})")
-    for path, err in errors.items():
-        print(f"skipped {err}", file=sys.stderr)
     return 0 if results else 1
