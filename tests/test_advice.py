@@ -1,4 +1,4 @@
-"""Every `vggish-jax ...` command that the source suggests (error messages, docstrings, help) must parse."""
+"""Every `vggish-jax ...` command that the source suggests (error messages, help texts) must parse."""
 import argparse
 import ast
 import pathlib
@@ -14,8 +14,14 @@ SOURCES = [p for d in ("vggish_jax", "weights_convert", "experiments") for p in 
 
 
 def _strings(tree):
-    """Every string literal, f-strings rendered with X for their fields (adjacent literals already joined)."""
+    """Every string literal but docstrings (which may name an option without its value), f-strings rendered
+    with X for their fields (adjacent literals already joined)."""
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+                  and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
     for node in ast.walk(tree):
+        if id(node) in docstrings:
+            continue
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             yield node.lineno, node.value
         elif isinstance(node, ast.JoinedStr):

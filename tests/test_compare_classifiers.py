@@ -158,4 +158,8 @@ def test_end_to_end_on_mini_fma(tmp_path, random_weights_dir, capsys):
     assert mfcc["LR"]["validation_accuracy"] >= 0.5
     assert musicnn["LR"]["validation_accuracy"] >= 0.5
     assert os.path.exists(os.path.join(out, "head", "head.npz"))
-    assert heads.load_head(os.path.join(out, "head")).label_names == list(mini.genres)
+    head = heads.load_head(os.path.join(out, "head"))
+    assert head.label_names == list(mini.genres)
+    # The head records how its training embeddings were made: these weights (by content hash), raw floats.
+    from vggish_jax.pipeline.embed import load_pretrained
+    assert head.spec == load_pretrained(random_weights_dir).spec and head.spec.postprocess is None

@@ -1,4 +1,8 @@
-"""Weight conversion: real-format synthetic torchvggish / TF-slim weights -> our checkpoint -> parity."""
+"""Weight conversion: synthetic weights in the published torchvggish / TF-slim formats -> our checkpoint -> parity.
+
+Oracle: torchvggish 0.2's own `VGG` module and `Postprocessor` maths (test extra), not an architecture
+written here.
+"""
 import importlib.util
 import os
 import pickle
@@ -13,7 +17,8 @@ from weights_convert import download, tf_slim, torchvggish
 from weights_convert.convert import convert
 
 torch = pytest.importorskip("torch", reason="the parity oracle needs torch (pip install -e '.[test]')")
-from vggish_jax.models.vggish.torch_reference import TorchVGGish, torch_postprocess  # noqa: E402
+tv = pytest.importorskip("torchvggish.torchvggish", reason="the oracle is torchvggish 0.2 (pip install -e '.[test]')")
+import published_formats  # noqa: E402
 
 TF_NAMES = {  # TF-slim variable -> torchvggish key, spelled out independently of weights_convert
     "vggish/conv1/weights": "features.0.weight", "vggish/conv1/biases": "features.0.bias",
@@ -31,17 +36,16 @@ TF_NAMES = {  # TF-slim variable -> torchvggish key, spelled out independently o
 @pytest.fixture(scope="module")
 def torch_files(tmp_path_factory):
     torch.manual_seed(0)
-    model = TorchVGGish().eval()
+    model = tv.VGG(tv.make_layers(), postprocess=False).eval()  # torchvggish's own module, no download
     with torch.no_grad():  # default init gives tiny activations; widen so the comparison means something
         for m in model.modules():
             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
                 m.bias.uniform_(-0.1, 0.1)
     d = tmp_path_factory.mktemp("torchvggish")
     weights, pca_path = d / "vggish-10086976.pth", d / "vggish_pca_params-970ea276.pth"
-    torch.save(model.state_dict(), weights)
-    q = torch.linalg.qr(torch.randn(128, 128, dtype=torch.float64))[0]
-    pca = {"pca_eigen_vectors": q * 3.0, "pca_means": torch.randn(128, dtype=torch.float64) * 0.1}
-    torch.save(pca, pca_path)
+    published_formats.save(model.state_dict(), weights, legacy=True)
+    pca = published_formats.random_pca(0, means_shape=(128, 1))
+    published_formats.save(pca, pca_path, legacy=True, numpy1_names=True)
     return model, str(weights), str(pca_path), pca
 
 
@@ -84,13 +88,21 @@ def test_metadata_and_default_final_relu(converted, torch_files):
     assert emb.metadata["hashes"]["vggish-10086976.pth"] == download.sha256(torch_files[1])
 
 
+def torchvggish_postprocess(raw, pca):
+    """torchvggish's Postprocessor.postprocess on `pca` as its loader reads it, kept in float64 (its loader
+    casts to float32, which moves a few values across a rounding boundary; TF and we keep float64)."""
+    proc = tv.Postprocessor.__new__(tv.Postprocessor)  # its __init__ downloads the published file
+    proc._pca_matrix = torch.as_tensor(pca["pca_eigen_vectors"])
+    proc._pca_means = torch.as_tensor(pca["pca_means"].reshape(-1, 1))
+    return proc.postprocess(torch.from_numpy(raw.astype(np.float64))).numpy()
+
+
 def test_pca_postprocess_matches_torchvggish(torch_files, converted, examples):
     model, _, _, pca = torch_files
     emb = load_pretrained(converted, batch_size=8)
     raw = emb.embed_examples(examples)
-    want = torch_postprocess(torch.from_numpy(raw.astype(np.float64)), pca["pca_eigen_vectors"], pca["pca_means"])
     got = emb.postprocess(raw, rounding="round")
-    np.testing.assert_array_equal(got, want.numpy().astype(np.uint8))
+    np.testing.assert_array_equal(got, torchvggish_postprocess(raw, pca).astype(np.uint8))
     assert len(np.unique(got)) > 20
 
 
@@ -151,8 +163,10 @@ def test_bad_pca_files(tmp_path):
     np.savez(tmp_path / "pca.npz", pca_eigen_vectors=np.eye(128))
     with pytest.raises(WeightsError, match="pca.npz: missing array 'pca_means'"):
         tf_slim.load_pca_npz(tmp_path / "pca.npz")
-    np.savez(tmp_path / "pca2.npz", pca_eigen_vectors=np.eye(128), pca_means=np.zeros((128, 1)))
-    assert tf_slim.load_pca_npz(tmp_path / "pca2.npz").means.shape == (128,)
+    for shape in [(128, 1), (128,)]:  # TF's postprocessor reshapes the means to a column, so both occur
+        means = np.arange(128.0).reshape(shape)
+        np.savez(tmp_path / "pca2.npz", pca_eigen_vectors=np.eye(128), pca_means=means)
+        np.testing.assert_array_equal(tf_slim.load_pca_npz(tmp_path / "pca2.npz").means, np.arange(128.0))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None, reason="TensorFlow is installed here")

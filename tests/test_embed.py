@@ -99,3 +99,46 @@ def test_cli_all_files_bad_fails(random_weights_dir, audio_files, tmp_path, caps
 def test_cli_missing_weights(audio_files, tmp_path, capsys):
     code = cli.main(["embed", audio_files["wav"], "--weights", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
     assert code == 2 and "vggish-jax convert" in capsys.readouterr().err
+
+
+def test_iter_files_streams_in_input_order_with_one_line_errors(embedder, audio_files):
+    paths = [audio_files[k] for k in ("wav", "corrupt", "mono22k", "short", "missing")]
+    out = list(embedder.iter_files(paths, workers=2))
+    assert [p for p, _ in out] == paths
+    for k in (1, 3, 4):
+        assert isinstance(out[k][1], str) and paths[k] in out[k][1] and "\n" not in out[k][1]
+    results, errors = embedder.embed_files(paths, workers=2)  # the thin wrapper gives the same arrays
+    assert list(results) == [paths[0], paths[2]] and list(errors) == [paths[1], paths[3], paths[4]]
+    np.testing.assert_array_equal(out[2][1], results[paths[2]])
+
+
+def test_float64_device_path_equals_numpy_oracle_path(random_weights_dir, audio_files):
+    e64 = load_pretrained(random_weights_dir, batch_size=4, precision="float64")
+    for key in ("mp3", "mono22k"):
+        want = np.asarray(e64.model(file_examples(audio_files[key])))  # NumPy frontend + model, eagerly
+        got = e64.embed_file(audio_files[key])
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow  # two full-size VGGish compiles, one in a 4-device subprocess: about a minute on 2 cores
+def test_embed_cli_on_4_fake_devices_equals_1_device(random_weights_dir, audio_files, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    files = [audio_files[k] for k in ("wav", "mono22k", "flac", "mp3", "short")]
+    args = ["embed", *files, "--weights", random_weights_dir, "--batch-size", "8", "--pad"]
+    assert cli.main(args + ["--out", str(tmp_path / "one.npz")]) == 0
+    code = ("import sys, jax; from vggish_jax import cli; assert jax.device_count() == 4, jax.devices(); "
+            "sys.exit(cli.main(sys.argv[1:]))")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+               PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / "four.npz")], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(tmp_path / "one.npz") as one, np.load(tmp_path / "four.npz") as four:
+        assert sorted(one.files) == sorted(four.files) == sorted(files)
+        for f in files:
+            assert one[f].shape == four[f].shape
+            assert np.abs(one[f] - four[f]).max() <= 1e-5

@@ -62,17 +62,88 @@ def test_tagger_batches_match_the_original_graph():
         np.testing.assert_allclose(out["penultimate"], golden["penultimate"][rows], atol=1e-4)
 
 
-def test_predict_with_a_vggish_head(tmp_path, random_weights_dir, audio_files, capsys):
+def _head_dir(tmp_path, weights_dir, spec, name="head"):
+    """A head trained on synthetic features shaped like mean+std of uint8 embeddings (not about accuracy)."""
     from vggish_jax.classify import heads
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(40, 256)).astype(np.float32)
-    y = np.arange(40) % 8
-    head = heads.train_head(x, y, x, y, list(predict.FMA_GENRES), heads.HeadConfig(max_epochs=3),
-                            weights=random_weights_dir, final_relu=False)
-    heads.save_head(str(tmp_path / "head"), head)
-    assert cli.main(["predict", audio_files["flac"], "--head", str(tmp_path / "head"), "--json",
-                     "--top", "8"]) == 0
-    out = json.loads(capsys.readouterr().out)["predictions"][0]
-    assert out["backbone"] == "vggish+head" and out["patches"] == 3
-    assert sum(g["score"] for g in out["genres"]) == pytest.approx(1.0, abs=1e-3)
+    x = rng.normal(128.0, 40.0, size=(64, 256)).astype(np.float32)
+    y = x[:, :8].argmax(1)  # labels that depend on the input, so the head's output does too
+    head = heads.train_head(x, y, x, y, list(predict.FMA_GENRES), heads.HeadConfig(max_epochs=20),
+                            weights=weights_dir, final_relu=spec.final_relu, spec=spec)
+    return heads.save_head(str(tmp_path / name), head), head
+
+
+@pytest.fixture(scope="module")
+def pca_weights_dir(tmp_path_factory, random_weights_dir):
+    """Random VGGish weights + PCA params that spread this model's embeddings over the uint8 range."""
+    from vggish_jax import audio
+    from vggish_jax.models.vggish import frontend, params, postprocess as post, pretrained as checkpoint
+    from vggish_jax.pipeline.embed import load_pretrained
+
+    emb = load_pretrained(random_weights_dir).embed_examples(
+        frontend.waveform_to_examples(*audio.load(predict.EXAMPLE_CLIP)))
+    pca = post.PCAParams(np.diag(1.0 / (emb.std(0) + 1e-3)), emb.mean(0))
+    d = tmp_path_factory.mktemp("pca_weights")
+    checkpoint.save(d, params.random(0), pca=pca, metadata={"source": "random", "final_relu": False})
+    return str(d)
+
+
+def test_head_on_uint8_pca_features_gets_uint8_pca_features(tmp_path, pca_weights_dir, audio_files, capsys):
+    from vggish_jax.models.vggish import postprocess as post, pretrained as checkpoint
+    from vggish_jax.pipeline.embed import file_examples, load_pretrained
+
+    emb = load_pretrained(pca_weights_dir)
+    head_dir, head = _head_dir(tmp_path, pca_weights_dir, emb.spec.replace(postprocess=True))
+    assert json.loads((tmp_path / "head" / "head.json").read_text())["embedding_spec"]["postprocess"] == \
+        "pca_uint8_truncate"
+    assert cli.main(["predict", audio_files["flac"], "--head", head_dir, "--json", "--top", "8"]) == 0
+    got = {g["genre"]: g["score"] for g in json.loads(capsys.readouterr().out)["predictions"][0]["genres"]}
+    # Oracle: NumPy frontend, the model eagerly, the PCA + uint8 formula, then the head.
+    _, pca, _ = checkpoint.load(pca_weights_dir)
+    raw = np.asarray(emb.model(file_examples(audio_files["flac"])))
+    want = head.predict_proba([post.quantize(post.pca(raw, pca))])[0]
+    np.testing.assert_allclose([got[g] for g in head.label_names], want, atol=2e-3)
+    # The defect this fixes: the same head fed raw floats says something else.
+    assert np.abs(head.predict_proba([raw])[0] - want).max() > 0.05
+
+
+def test_head_refuses_weights_made_differently(tmp_path, random_weights_dir, pca_weights_dir, audio_files, capsys):
+    from vggish_jax.pipeline.embed import load_pretrained
+
+    # A head trained on embeddings of other weights (another content hash) than the ones given.
+    other = load_pretrained(random_weights_dir).spec.replace(weights_sha256="ab" * 32)
+    head_dir, _ = _head_dir(tmp_path, random_weights_dir, other)
+    assert cli.main(["predict", audio_files["flac"], "--head", head_dir, "--weights", random_weights_dir]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "weights_sha256" in err and "abababababab" in err and "head.json" in err and random_weights_dir in err
+    # A uint8 head given the same parameters without PCA params: one line saying so.
+    head_dir, _ = _head_dir(tmp_path, pca_weights_dir, load_pretrained(pca_weights_dir).spec.replace(postprocess=True),
+                            name="uint8")
+    assert cli.main(["predict", audio_files["flac"], "--head", head_dir, "--weights", random_weights_dir]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no PCA params" in err and random_weights_dir in err
+
+
+def test_head_without_a_spec_is_refused(tmp_path, random_weights_dir, audio_files, capsys):
+    from vggish_jax.classify import heads
+
+    head_dir, head = _head_dir(tmp_path, random_weights_dir, heads.embedding_spec_of({}, "x"))
+    meta = json.loads((tmp_path / "head" / "head.json").read_text())
+    del meta["embedding_spec"]
+    (tmp_path / "head" / "head.json").write_text(json.dumps(meta))
+    assert cli.main(["predict", audio_files["flac"], "--head", head_dir]) == 2
+    assert "records no embedding spec" in capsys.readouterr().err
+
+
+def test_embedding_spec_of_an_extraction(random_weights_dir):
+    from vggish_jax import spec as spec_lib
+    from vggish_jax.classify import heads
+    from vggish_jax.pipeline.embed import load_pretrained
+
+    want = load_pretrained(random_weights_dir, final_relu=True).spec.replace(postprocess=True)
+    old = {"final_relu": True, "postprocess": True, "weights": random_weights_dir}  # before specs were recorded
+    assert heads.embedding_spec_of(old, "info.json") == want
+    assert heads.embedding_spec_of({spec_lib.KEY: want.to_dict()}, "info.json") == want
+    assert heads.embedding_spec_of({"weights": "/nowhere"}, "info.json").weights_sha256 is None

@@ -140,20 +140,47 @@ def musicnn_embed_file(path: str | os.PathLike) -> np.ndarray:
 
 
 class HeadPredictor:
-    """VGGish embeddings + a head trained by `vggish-jax compare` (vggish_jax.classify.heads)."""
+    """VGGish embeddings + a head trained by `vggish-jax compare` (vggish_jax.classify.heads).
+
+    The features are made exactly as the head's training embeddings were (its recorded EmbeddingSpec:
+    final_relu, and PCA + uint8 when the head was trained on postprocessed embeddings); weights whose spec
+    differs (another content hash, model or frontend) are refused with one line naming both.
+    """
+
+    _ROUNDING = {None: None, "pca_uint8_truncate": "truncate", "pca_uint8_round": "round"}
 
     def __init__(self, head_dir: str, weights: str | None = None):
+        from vggish_jax import spec as spec_lib
         from vggish_jax.classify import heads
         from vggish_jax.pipeline.embed import load_pretrained
 
         self.head = heads.load_head(head_dir)
+        head_json = os.path.join(head_dir, "head.json")
+        want = self.head.spec
+        if want is None:
+            raise spec_lib.SpecMismatch(f"{head_json}: records no embedding spec (written by an older vggish-jax), "
+                                        f"so its features cannot be rebuilt safely; retrain it with `vggish-jax compare`")
+        if want.postprocess not in self._ROUNDING:
+            raise spec_lib.SpecMismatch(f"{head_json}: unknown postprocess {want.postprocess!r}; "
+                                        f"written by a newer vggish-jax?")
         weights = weights or self.head.weights
         if not weights:
             raise ValueError(f"{head_dir}: the head does not record its VGGish weights; pass --weights DIR")
-        self.embedder = load_pretrained(weights, final_relu=self.head.final_relu)
+        self.embedder = load_pretrained(weights, final_relu=want.final_relu)
+        spec_lib.require_compatible(want, self.embedder.spec.replace(postprocess=want.postprocess),
+                                    expected_from=head_json, found_from=f"weights {weights}")
+        self.rounding = self._ROUNDING[want.postprocess]
+        if self.rounding and self.embedder.pca is None:
+            raise ValueError(f"{head_json}: the head was trained on PCA + uint8 embeddings, but weights {weights} "
+                             f"have no PCA params; convert them with --torch-pca/--tf-pca")
+
+    def features(self, path: str) -> np.ndarray:
+        """[n, 128] embeddings of a file made as the head's training embeddings were (float or uint8)."""
+        emb = self.embedder.embed_file(path)
+        return self.embedder.postprocess(emb, self.rounding) if self.rounding else emb
 
     def predict(self, path: str) -> Prediction:
-        emb = self.embedder.embed_file(path)
+        emb = self.features(path)
         probs = self.head.predict_proba([emb])[0]
         genres = sorted(zip(self.head.label_names, map(float, probs)), key=lambda kv: -kv[1])
         return Prediction(path, genres, [], "vggish+head", int(emb.shape[0]), "")

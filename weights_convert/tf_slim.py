@@ -53,10 +53,16 @@ def params_from_variables(variables: dict[str, np.ndarray], source: str = "check
 
 
 def load_pca_npz(path: str | os.PathLike) -> PCAParams:
+    """vggish_pca_params.npz -> PCAParams. Loaded with allow_pickle=False: pickled objects are refused, never run."""
     path = os.fspath(path)
     try:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise WeightsError(f"{path}: refused: this file contains pickled Python objects, not plain arrays, so "
+                               f"loading it could run code; it is not vggish_pca_params.npz as published") from e
+        raise WeightsError(f"{path}: not a readable .npz ({type(e).__name__}); download it again") from e
     except Exception as e:
         raise WeightsError(f"{path}: not a readable .npz ({type(e).__name__}); download it again") from e
     for key in ("pca_eigen_vectors", "pca_means"):

@@ -3,12 +3,15 @@
 State-dict facts (harritaylor/torchvggish): `features` is an nn.Sequential whose Conv2d layers sit at indices
 0, 3, 6, 8, 11, 13 (OIHW kernels); `embeddings` holds Linear layers at 0, 2, 4 ([out, in] weights). Its forward
 moves channels last before flattening, so fc1's input columns are already in H, W, C order; the parity test
-checks this against a PyTorch model of that architecture. The PCA file is a dict of two tensors,
-'pca_eigen_vectors' [128, 128] and 'pca_means' [128].
+checks this against torchvggish's own `VGG` module. The published PCA file (vggish_pca_params-970ea276.pth,
+written in 2019 by a torch 1.x legacy torch.save under NumPy 1.x) is a dict of two NumPy float64 arrays, not
+tensors: 'pca_eigen_vectors' [128, 128] and 'pca_means' with 128 values (torchvggish reshapes it to a column,
+so [128] and [128, 1] are both read).
 """
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
@@ -21,8 +24,34 @@ CONV_KEYS = {"conv1": "features.0", "conv2": "features.3", "conv3_1": "features.
 FC_KEYS = {"fc1_1": "embeddings.0", "fc1_2": "embeddings.2", "fc2": "embeddings.4"}
 
 
+def _array_globals() -> list:
+    """Exactly what torch's weights-only unpickler must accept for a pickled numeric NumPy array.
+
+    An ndarray pickles as _reconstruct(ndarray, ...) plus a dtype whose state is set afterwards. NumPy 1.x
+    writes the module as numpy.core.multiarray (the published PCA file, 2019), NumPy 2.x as
+    numpy._core.multiarray; both names are bound to the one real function.
+    """
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import _reconstruct
+    # A dtype is rebuilt by calling np.dtype, then its state is set on an instance of its class.
+    dtype_classes = [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32,
+                                                  np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.bool_)]
+    return [(_reconstruct, "numpy.core.multiarray._reconstruct"), (_reconstruct, "numpy._core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, *dtype_classes]
+
+
+# How torch's weights-only unpickler names what it refused (checked with torch 2.13): a global, or a class
+# it would have to build.
+_REFUSED = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
+
+
 def load_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A .pth state dict as numpy arrays. Uses torch.load(weights_only=True): no code runs from the file."""
+    """A .pth state dict as NumPy arrays (tensors or pickled NumPy arrays; legacy or zip serialisation).
+
+    torch.load(weights_only=True) with only the NumPy array globals added: nothing from the file runs.
+    """
     path = os.fspath(path)
     try:
         import torch
@@ -31,13 +60,24 @@ def load_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: no such file; download it or pass --download")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_array_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        refused = _REFUSED.search(str(e))
+        if refused:
+            raise WeightsError(
+                f"{path}: refused: this file contains {refused.group(1) or refused.group(2)}, which is not a plain "
+                f"tensor or array, so loading it could run code; it is not a VGGish weights file as published") from e
         raise WeightsError(f"{path}: not a readable PyTorch state dict ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0][:200]}); the file is truncated or corrupt, download it again") from e
+                           f"{_first_line(e)}); the file is truncated or corrupt, download it again") from e
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a state dict, found {type(state).__name__}")
     return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for k, v in state.items()}
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return (lines[0] if lines else "")[:200]
 
 
 def params_from_state_dict(state: dict[str, np.ndarray], source: str = "state dict") -> dict:

@@ -215,8 +215,10 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     results = Parallel(n_jobs=jobs, verbose=0)(delayed(run_cell)(f, c, data[f], seed) for f, c in cells)
     head = None
     if "JAX-MLP" in classifiers and "mean_std" in data:
+        from vggish_jax.classify import heads
+        spec = heads.embedding_spec_of(info, os.path.join(embeddings_dir, store.INFO))
         cell, head = run_jax_head(data["mean_std"], label_names, seed,
-                                  {"final_relu": bool(info.get("final_relu", False)), "weights": info.get("weights")})
+                                  {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec})
         results.append(cell)
     ok = [r for r in results if r["validation_accuracy"] is not None]
     best = max(ok, key=lambda r: r["validation_accuracy"])  # chosen on validation only

@@ -5,7 +5,9 @@ layer = multinomial logistic regression), trained by minibatch AdamW with dropou
 epoch with the best validation accuracy is kept (early stopping with patience).
 
 On disk (DIR): head.npz (scaler mean/scale and every layer's kernel/bias) + head.json (label names,
-feature, final_relu and weights of the VGGish that made the embeddings, hidden sizes, training history).
+feature, the EmbeddingSpec of the embeddings it was trained on (weights hash, final_relu, postprocess, ...),
+the weights directory, hidden sizes, training history). `vggish-jax predict --head` builds its features with
+exactly that spec and refuses weights that differ.
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vggish_jax import atomic, spec as spec_lib
 from vggish_jax.classify import features
+from vggish_jax.models.vggish import frontend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Head:
     final_relu: bool = False
     weights: str | None = None
     info: dict = dataclasses.field(default_factory=dict)
+    spec: spec_lib.EmbeddingSpec | None = None  # how the training embeddings were made (None: an old head)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(_apply(self.layers, jnp.asarray((x - self.mean) / self.scale, jnp.float32)))
@@ -124,14 +129,12 @@ def save_head(directory: str, head: Head) -> str:
     arrays = {"mean": head.mean, "scale": head.scale}
     for i, layer in enumerate(head.layers):
         arrays[f"layer{i}_kernel"], arrays[f"layer{i}_bias"] = layer["kernel"], layer["bias"]
-    tmp = os.path.join(directory, "head.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, os.path.join(directory, "head.npz"))
+    atomic.savez(os.path.join(directory, "head.npz"), **arrays)
     meta = {"label_names": head.label_names, "feature": head.feature, "final_relu": head.final_relu,
             "weights": head.weights, "num_layers": len(head.layers), "info": head.info}
-    with open(os.path.join(directory, "head.json.tmp"), "w") as f:
-        json.dump(meta, f, indent=2)
-    os.replace(os.path.join(directory, "head.json.tmp"), os.path.join(directory, "head.json"))
+    if head.spec is not None:
+        meta[spec_lib.KEY] = head.spec.to_dict()
+    atomic.write_json(os.path.join(directory, "head.json"), meta)
     return directory
 
 
@@ -145,5 +148,25 @@ def load_head(directory: str) -> Head:
     with np.load(npz) as z:
         layers = [{"kernel": z[f"layer{i}_kernel"], "bias": z[f"layer{i}_bias"]} for i in range(meta["num_layers"])]
         mean, scale = z["mean"], z["scale"]
+    spec = spec_lib.read(meta, js) if spec_lib.KEY in meta else None
     return Head(meta["label_names"], mean, scale, layers, feature=meta["feature"], final_relu=meta["final_relu"],
-                weights=meta.get("weights"), info=meta.get("info", {}))
+                weights=meta.get("weights"), info=meta.get("info", {}), spec=spec)
+
+
+def embedding_spec_of(info: dict, source: str) -> spec_lib.EmbeddingSpec:
+    """The EmbeddingSpec of an extraction (its info.json dict): as recorded, or rebuilt from the settings an
+    older extraction recorded (final_relu, postprocess, dtype, and the weights directory's content hash when
+    that directory can still be read; otherwise the hash is unknown and `predict --head` will refuse it)."""
+    if spec_lib.KEY in info:
+        return spec_lib.read(info, source)
+    sha = None
+    if info.get("weights"):
+        from vggish_jax.models.vggish import pretrained  # orbax: only for this fallback
+
+        try:
+            sha = pretrained.load(info["weights"])[2].get("weights_sha256")
+        except (OSError, ValueError):
+            sha = None
+    return spec_lib.EmbeddingSpec.create(weights_sha256=sha, final_relu=bool(info.get("final_relu", False)),
+                                         postprocess=bool(info.get("postprocess", False)),
+                                         dtype=info.get("dtype", "float32"), frontend=frontend.DEFAULT)

@@ -3,15 +3,19 @@ from __future__ import annotations
 
 
 def add_arguments(p):
-    src = p.add_argument_group("source (exactly one)")
+    src = p.add_argument_group("source (exactly one; none with --verify checks an existing --out)")
     src.add_argument("--torch-weights", metavar="PTH", help="torchvggish vggish-10086976.pth")
     src.add_argument("--tf-checkpoint", metavar="CKPT", help="TF vggish_model.ckpt (needs the [tf] extra)")
-    src.add_argument("--download", choices=["torch", "tf"], help="fetch the published files (needs internet)")
+    src.add_argument("--download", choices=["torch", "tf"],
+                     help="fetch the published files (needs internet); runs --verify afterwards")
     src.add_argument("--random", type=int, metavar="SEED", help="random initialisation (tests, benchmarks)")
     p.add_argument("--torch-pca", metavar="PTH", help="torchvggish vggish_pca_params-970ea276.pth")
     p.add_argument("--tf-pca", metavar="NPZ", help="TF vggish_pca_params.npz")
     p.add_argument("--out", required=True, help="weights directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace the weights already in --out")
+    p.add_argument("--verify", action="store_true",
+                   help="run the published smoke checks (tensorflow/models vggish_smoke_test.py, TF-Hub export) on "
+                        "the result and print pass/fail with the numbers; exit status 1 if any fails")
     relu = p.add_mutually_exclusive_group()
     relu.add_argument("--final-relu", dest="final_relu", action="store_true", default=None,
                       help="record a final ReLU as the default (torchvggish's behaviour; default for --torch-weights)")
@@ -23,17 +27,26 @@ def run(args) -> int:
     import os
 
     from vggish_jax.models.vggish import pretrained
+    from weights_convert import verify
     from weights_convert.convert import convert
 
-    # Up front: the target (never replace weights silently) and every input file.
-    pretrained.require_new_target(args.out, overwrite=args.overwrite)
-    for flag in ("torch_weights", "torch_pca", "tf_checkpoint", "tf_pca"):
-        path = getattr(args, flag)
-        if path is not None and not os.path.exists(path) and not os.path.exists(path + ".index"):
-            raise FileNotFoundError(f"{path}: no such file (--{flag.replace('_', '-')}); check the path")
-    out = convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,
-                  tf_checkpoint=args.tf_checkpoint, tf_pca=args.tf_pca, download_source=args.download,
-                  random_seed=args.random, final_relu=args.final_relu)
-    _, pca, meta = pretrained.load(out)
-    print(f"wrote {out} (source={meta['source']}, final_relu={meta['final_relu']}, pca={'yes' if pca else 'no'})")
-    return 0
+    no_source = all(v is None for v in (args.torch_weights, args.tf_checkpoint, args.download, args.random))
+    if no_source and args.verify:
+        out = args.out
+    else:
+        # Up front: the target (never replace weights silently) and every input file.
+        pretrained.require_new_target(args.out, overwrite=args.overwrite)
+        for flag in ("torch_weights", "torch_pca", "tf_checkpoint", "tf_pca"):
+            path = getattr(args, flag)
+            if path is not None and not os.path.exists(path) and not os.path.exists(path + ".index"):
+                raise FileNotFoundError(f"{path}: no such file (--{flag.replace('_', '-')}); check the path")
+        out = convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,
+                      tf_checkpoint=args.tf_checkpoint, tf_pca=args.tf_pca, download_source=args.download,
+                      random_seed=args.random, final_relu=args.final_relu)
+        _, pca, meta = pretrained.load(out)
+        print(f"wrote {out} (source={meta['source']}, final_relu={meta['final_relu']}, pca={'yes' if pca else 'no'})")
+    if not (args.verify or args.download):
+        return 0
+    results = verify.run(out)
+    print(verify.report(results, out))
+    return 0 if all(r.passed for r in results) else 1

@@ -1,7 +1,9 @@
-"""Audio files -> VGGish embeddings: stream-decode, log-mel, fixed-shape batches through one jitted model.
+"""Audio files -> VGGish embeddings through the one device function (vggish_jax.pipeline.device).
 
-Every batch the model sees has the same shape ([batch_size, 96, 64], the last one zero-padded), so the
-model is compiled once per Embedder and batch size, whatever the clip lengths.
+The host only decodes and resamples (`pipeline.host.load_clip`, in background threads); the device runs the
+jitted frontend + VGGish on fixed-shape, bucketed batches sharded over every device. `embed_examples` takes
+stored log-mels instead (same sharding). `file_examples` (NumPy-oracle log-mels of a file) lives in
+`pipeline.host` and is re-exported here.
 """
 from __future__ import annotations
 
@@ -9,46 +11,35 @@ import concurrent.futures as cf
 import os
 from typing import Callable, Iterable, Iterator
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from vggish_jax import audio
 from vggish_jax.models.vggish import pretrained, frontend, params as params_lib, postprocess as post
+from vggish_jax.pipeline.device import AudioEmbedder
+from vggish_jax.pipeline.host import file_examples, load_clip  # noqa: F401  (file_examples re-exported)
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
-
-def file_examples(path: str | os.PathLike, *, pad: bool = False, block_seconds: float = 60.0,
-                  cfg: frontend.FrontendConfig = frontend.DEFAULT) -> np.ndarray:
-    """[n, 96, 64] float32 log-mel examples of a file, decoded in blocks (exactly equal to decoding it whole)."""
-    name = os.fspath(path)
-    chunks, buf = [], np.zeros(0, np.float32)
-    for block in audio.stream(path, cfg.sample_rate, block_seconds):
-        buf = np.concatenate([buf, block])
-        n = frontend.num_examples(buf.shape[0], cfg)
-        if n:
-            used = (n - 1) * cfg.example_hop_samples + cfg.example_samples
-            chunks.append(frontend.waveform_to_examples(buf[:used], cfg.sample_rate, cfg=cfg, name=name))
-            buf = buf[n * cfg.example_hop_samples:]
-    if not chunks:
-        buf = frontend.fit_to_examples(buf, pad=pad, cfg=cfg, name=name)
-        chunks.append(frontend.waveform_to_examples(buf, cfg.sample_rate, cfg=cfg, name=name))
-    return np.concatenate(chunks)
+BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # reported per file; anything else is a bug and raises
 
 
 class Embedder:
-    """A loaded VGGish with its PCA params; turns log-mel examples or files into embeddings."""
+    """A loaded VGGish with its PCA params; turns files, waveforms or log-mel examples into embeddings.
+
+    `precision` and `formulation` choose the device frontend (see vggish_jax.models.vggish.frontend_jax): float32 is
+    within 1e-3 of the NumPy oracle in log-mel, float64 within 1e-5. `batch_size` is about how many
+    examples go through the model per call; `mesh` defaults to every device.
+    """
 
     def __init__(self, params: dict, *, pca: post.PCAParams | None = None, final_relu: bool = False,
-                 dtype=jnp.float32, batch_size: int = 64, metadata: dict | None = None, source: str = "params"):
+                 dtype=jnp.float32, batch_size: int = 64, metadata: dict | None = None, source: str = "params",
+                 precision: str = "float32", formulation: str = "auto", mesh=None):
         self.model = params_lib.build(params, final_relu=final_relu, dtype=dtype, source=source)
         self.pca, self.final_relu, self.batch_size = pca, final_relu, batch_size
         self.dtype = jnp.dtype(dtype)
         self.metadata = dict(metadata or {})
-        graphdef, state = nnx.split(self.model)
-        self._state = state
-        self._forward = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x).astype(jnp.float32))
+        self.device = AudioEmbedder(self.model, precision=precision, formulation=formulation, mesh=mesh,
+                                    examples_per_call=batch_size)
 
     @property
     def spec(self) -> EmbeddingSpec:
@@ -60,10 +51,12 @@ class Embedder:
                                     frontend=frontend.DEFAULT)
 
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
-        """[n, 96, 64] log-mel -> [n, 128] float32 raw embeddings."""
-        examples = np.asarray(examples, np.float32)
-        out = [np.asarray(self._forward(self._state, batch))[:k] for batch, k in fixed_batches(examples, self.batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
+        """[n, 96, 64] log-mel -> [n, 128] float32 raw embeddings (sharded fixed-size batches)."""
+        return self.device.embed_examples(examples, self.batch_size)
+
+    def embed_waveform(self, waveform: np.ndarray) -> np.ndarray:
+        """One 16 kHz mono waveform (at least 0.975 s) -> [n, 128] float32 raw embeddings."""
+        return self.device.embed_waveform(np.asarray(waveform))
 
     def postprocess(self, embeddings: np.ndarray, rounding: str = "truncate") -> np.ndarray:
         if self.pca is None:
@@ -72,70 +65,54 @@ class Embedder:
         return post.postprocess(embeddings, self.pca, rounding)
 
     def embed_file(self, path, *, postprocess: bool = False, pad: bool = False) -> np.ndarray:
-        emb = self.embed_examples(file_examples(path, pad=pad))
+        """One file -> [n, 128]; bad input raises (audio.AudioError, frontend.TooShortError)."""
+        emb = self.embed_waveform(load_clip(path, pad=pad))
         return self.postprocess(emb) if postprocess else emb
+
+    def iter_files(self, paths: Iterable[str | os.PathLike], *, pad: bool = False, workers: int = 2,
+                   postprocess: bool = False) -> Iterator[tuple[str, np.ndarray | str]]:
+        """Yield (path, [n, 128] embeddings or a one-line error) per file, in input order, each as soon as
+        it is done. Files are decoded `workers` ahead in background threads while the device embeds."""
+        if postprocess and self.pca is None:
+            self.postprocess(np.zeros((0, 128), np.float32))  # raises the clear no-PCA error up front
+        for path, value in self._iter(paths, pad, workers):
+            if isinstance(value, Exception):
+                yield path, str(value)
+            else:
+                yield path, self.postprocess(value) if postprocess else value
+
+    def _iter(self, paths, pad: bool, workers: int) -> Iterator[tuple[str, np.ndarray | Exception]]:
+        decoded = _prefetch((os.fspath(p) for p in paths), lambda p: load_clip(p, pad=pad), workers)
+        return self.device.embed_stream(_raise_unexpected(decoded))
 
     def embed_files(self, paths: Iterable[str], *, postprocess: bool = False, pad: bool = False,
                     workers: int = 2, on_error: str = "skip",
                     progress: Callable[[int], None] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-        """Embed many files, batching examples across files. Returns ({path: [n, 128]}, {path: error}).
-
-        Decoding runs in `workers` threads ahead of the model. With on_error='skip' unreadable files are
-        reported in the error dict; with 'raise' the first one raises.
-        """
-        paths = [os.fspath(p) for p in paths]
-        batcher = _CrossFileBatcher(self.batch_size, lambda b: np.asarray(self._forward(self._state, b)))
+        """Embed many files. Returns ({path: [n, 128]}, {path: error}) in input order (a thin wrapper over
+        `iter_files`). With on_error='raise' the first unreadable or too-short file raises instead."""
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        if postprocess and self.pca is None:
+            self.postprocess(np.zeros((0, 128), np.float32))
+        results: dict[str, np.ndarray] = {}
         errors: dict[str, str] = {}
-        for path, examples in _prefetch(paths, lambda p: file_examples(p, pad=pad), workers):
-            if isinstance(examples, Exception):
-                if on_error == "raise" or not isinstance(examples, (audio.AudioError, frontend.TooShortError)):
-                    raise examples
-                errors[path] = str(examples)
+        for path, value in self._iter(paths, pad, workers):
+            if isinstance(value, Exception):
+                if on_error == "raise":
+                    raise value
+                errors[path] = str(value)
             else:
-                batcher.add(path, examples)
+                results[path] = self.postprocess(value) if postprocess else value
             if progress:
                 progress(1)
-        results = batcher.finish()
-        if postprocess:
-            results = {p: self.postprocess(e) for p, e in results.items()}
-        return {p: results[p] for p in paths if p in results}, errors
+        return results, errors
 
 
-class _CrossFileBatcher:
-    """Packs examples from consecutive files into full fixed-size batches; splits the outputs back per file."""
-
-    def __init__(self, batch_size: int, run: Callable[[np.ndarray], np.ndarray]):
-        self.batch_size, self.run = batch_size, run
-        self.queue: list[tuple[str, np.ndarray]] = []  # files whose examples are not all embedded yet
-        self.buffer: list[np.ndarray] = []
-        self.buffered = 0
-        self.outputs: list[np.ndarray] = []
-        self.results: dict[str, np.ndarray] = {}
-
-    def add(self, path: str, examples: np.ndarray) -> None:
-        self.queue.append((path, examples))
-        self.buffer.append(examples)
-        self.buffered += examples.shape[0]
-        while self.buffered >= self.batch_size:
-            self._step(self.batch_size)
-
-    def finish(self) -> dict[str, np.ndarray]:
-        if self.buffered:
-            self._step(self.buffered)
-        return self.results
-
-    def _step(self, k: int) -> None:
-        stacked = np.concatenate(self.buffer)
-        (batch, _), rest = next(fixed_batches(stacked[:k], self.batch_size)), stacked[k:]
-        self.outputs.append(self.run(batch)[:k])
-        self.buffer, self.buffered = [rest], rest.shape[0]
-        done = np.concatenate(self.outputs)
-        at = 0
-        while self.queue and at + self.queue[0][1].shape[0] <= done.shape[0]:
-            path, ex = self.queue.pop(0)
-            self.results[path] = done[at: at + ex.shape[0]]
-            at += ex.shape[0]
-        self.outputs = [done[at:]]
+def _raise_unexpected(items: Iterator[tuple[str, object]]) -> Iterator[tuple[str, object]]:
+    for path, value in items:
+        if isinstance(value, Exception) and not isinstance(value, BAD_INPUT):
+            raise value
+        yield path, value
 
 
 def fixed_batches(x: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
@@ -172,7 +149,8 @@ def _prefetch(items: list, fn: Callable, workers: int) -> Iterator[tuple]:
 
 
 def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = None, dtype: str = "float32",
-                    batch_size: int = 64) -> Embedder:
+                    batch_size: int = 64, precision: str = "float32", formulation: str = "auto",
+                    mesh=None) -> Embedder:
     """An Embedder from a weights directory written by `vggish-jax convert` (or `pretrained.save`)."""
     p, pca, meta = pretrained.load(directory)
     if meta.get("model", "vggish") != "vggish":
@@ -180,7 +158,8 @@ def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = N
     if final_relu is None:
         final_relu = bool(meta.get("final_relu", False))
     return Embedder(p, pca=pca, final_relu=final_relu, dtype=jnp.dtype(dtype), batch_size=batch_size,
-                    metadata=meta, source=os.fspath(directory))
+                    metadata=meta, source=os.fspath(directory), precision=precision, formulation=formulation,
+                    mesh=mesh)
 
 
 def embed_file(path, *, weights, postprocess: bool = False, pad: bool = False, **load_kwargs) -> np.ndarray:

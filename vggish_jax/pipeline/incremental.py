@@ -143,13 +143,5 @@ def _write_merged(dest: str, sources: list[str]) -> list[str]:
 
 def iter_embeddings(embedder, paths: list[str], *, pad: bool, workers: int,
                     postprocess: bool) -> Iterator[tuple[str, np.ndarray | str]]:
-    """(path, [n, 128] or a one-line error) per file, in input order, as files finish."""
-    if hasattr(embedder, "iter_files"):
-        yield from embedder.iter_files(paths, pad=pad, workers=workers, postprocess=postprocess)
-        return
-    chunk = 2  # until Embedder.iter_files lands: small groups through embed_files
-    for i in range(0, len(paths), chunk):
-        group = paths[i: i + chunk]
-        results, errors = embedder.embed_files(group, postprocess=postprocess, pad=pad, workers=workers)
-        for p in group:
-            yield p, results[p] if p in results else errors[p]
+    """(path, [n, 128] or a one-line error) per file, in input order, as files finish (Embedder.iter_files)."""
+    return embedder.iter_files(paths, pad=pad, workers=workers, postprocess=postprocess)

@@ -7,7 +7,15 @@ so importing the NumPy frontend from here does not import jax or flax.
 import importlib
 
 
+# `from vggish_jax.models.vggish import frontend` asks this package for the attribute first; answering with
+# the submodule keeps that from importing modeling (and flax) on the way.
+_SUBMODULES = frozenset({"frontend", "frontend_jax", "modeling", "params", "postprocess", "pretrained",
+                         "torch_reference"})
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     modeling = importlib.import_module("vggish_jax.models.vggish.modeling")
     try:
         return getattr(modeling, name)

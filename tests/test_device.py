@@ -1,0 +1,131 @@
+"""The one device function (pipeline.device) against the NumPy oracle frontend + the same model, eagerly."""
+import functools
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from vggish_jax.models.vggish import VGGish, frontend
+from vggish_jax.pipeline import segments as seg
+from vggish_jax.pipeline.device import AudioEmbedder
+from conftest import tone_mix
+
+SR = 16000
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_model(final_relu=False):
+    return VGGish(width_divisor=16, final_relu=final_relu, rngs=nnx.Rngs(3))
+
+
+@functools.lru_cache(maxsize=None)
+def device(precision="float32", buckets=seg.BUCKETS, examples_per_call=16):
+    return AudioEmbedder(tiny_model(), precision=precision, buckets=buckets, examples_per_call=examples_per_call)
+
+
+def oracle(wave: np.ndarray) -> np.ndarray:
+    """NumPy float64 frontend of the whole waveform, then the model, eagerly and unbatched by us."""
+    return np.asarray(tiny_model()(frontend.waveform_to_examples(wave, SR)))
+
+
+def signal(seconds: float, seed: int = 0) -> np.ndarray:
+    return tone_mix(seconds, SR, seed=seed)
+
+
+def test_float64_equals_oracle_and_float32_within_the_frontend_tolerance():
+    x = signal(5.3)
+    want = oracle(x)
+    got64 = device("float64").embed_waveform(x)
+    got32 = device("float32").embed_waveform(x)
+    assert got64.shape == got32.shape == want.shape == (5, 128)
+    np.testing.assert_allclose(got64, want, atol=1e-5, rtol=1e-5)
+    # float32 log-mels are within 1e-3 of the oracle (tests/test_frontend_jax.py); through the model that
+    # stays a small fraction of the embedding's scale.
+    assert np.abs(got32 - want).max() <= 1e-3 * np.abs(want).max()
+    mel = device("float32").examples(x[None])[0]
+    assert np.abs(mel - frontend.waveform_to_examples(x, SR)).max() <= 1e-3
+
+
+def test_long_file_cut_into_segments_equals_whole_file():
+    # Buckets of at most 4 examples: a 23-s clip (23 examples) becomes 5 segments of 4 and one of 3.
+    x = signal(22.5, seed=1)
+    d = device("float64", buckets=(1, 2, 4))
+    parts = seg.cut(x, 4)
+    assert [frontend.num_examples(p.shape[0]) for p in parts] == [4, 4, 4, 4, 4, 3]
+    np.testing.assert_allclose(d.embed_waveform(x), oracle(x), atol=1e-5, rtol=1e-5)
+
+
+def test_segments_are_hop_aligned_slices_of_the_whole_examples():
+    x = signal(12.0, seed=2)
+    whole = frontend.waveform_to_examples(x, SR)
+    parts = [frontend.waveform_to_examples(p, SR) for p in seg.cut(x, 5)]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_batch_of_unequal_lengths_mask_and_rows():
+    clips = [signal(s, seed=i) for i, s in enumerate((0.975, 3.855, 2.0, 1.5))]
+    length = seg.segment_samples(4)
+    batch = np.zeros((len(clips), length), np.float32)
+    for i, c in enumerate(clips):
+        batch[i, : c.shape[0]] = c
+    emb, mask = device("float64")(batch, [c.shape[0] for c in clips])
+    assert emb.shape == (4, 4, 128)
+    assert mask.sum(1).tolist() == [frontend.num_examples(c.shape[0]) for c in clips] == [1, 4, 2, 1]
+    for c, e, m in zip(clips, emb, mask):
+        np.testing.assert_allclose(e[m], oracle(c), atol=1e-5, rtol=1e-5)
+
+
+def test_int16_input_is_scaled_by_1_over_32768():
+    x = signal(2.0, seed=4)
+    q = np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)
+    got, mask = device("float64")(q[None])
+    np.testing.assert_allclose(got[0][mask[0]], oracle(q.astype(np.float64) / 32768.0), atol=1e-5, rtol=1e-5)
+
+
+def test_stream_keeps_order_passes_errors_and_bounds_pending():
+    d = device("float64", buckets=(1, 2, 4), examples_per_call=8)
+    waves = {f"c{i}": signal(s, seed=i) for i, s in enumerate((1.0, 9.0, 2.5, 0.99, 4.2, 7.7, 1.9))}
+    items = list(waves.items())
+    items.insert(3, ("bad", "bad: cannot decode"))
+    seen = []
+
+    def source():
+        for key, w in items:
+            seen.append(key)
+            yield key, w
+
+    out = []
+    for key, value in d.embed_stream(source(), max_pending=2):
+        # A clip comes out no later than max_pending + 1 clips after it went in.
+        assert len(seen) - 1 - [k for k, _ in items].index(key) <= 3
+        out.append((key, value))
+    assert [k for k, _ in out] == [k for k, _ in items]
+    for key, value in out:
+        if key == "bad":
+            assert value == "bad: cannot decode"
+        else:
+            np.testing.assert_allclose(value, oracle(waves[key]), atol=1e-5, rtol=1e-5)
+
+
+def test_clips_per_call_is_a_multiple_of_the_devices_and_buckets_fit():
+    d = device()
+    assert all(d.clips_per_call(b) % d.num_devices == 0 for b in d.buckets)
+    assert seg.bucket_for(31) == 31 and seg.bucket_for(5) == 8 and seg.bucket_for(1) == 1
+    with pytest.raises(ValueError, match="cut them first"):
+        seg.bucket_for(32)
+    assert frontend.num_examples(seg.segment_samples(31)) == 31
+    assert frontend.num_examples(seg.segment_samples(31) - 1) == 30
+
+
+def test_host_side_imports_no_jax():
+    """Decode workers import the host side only; it must not pull in jax/flax/orbax (seconds per worker)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, vggish_jax.pipeline.host, vggish_jax.pipeline.segments, vggish_jax.datasets.decode; "
+            "print(sorted(m for m in ('jax', 'flax', 'orbax') if m in sys.modules))")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

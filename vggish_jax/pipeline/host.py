@@ -1,0 +1,45 @@
+"""Host side of the embedding pipeline: audio files -> 16 kHz waveforms (or NumPy-oracle log-mels).
+
+Imports no jax, so decode workers (threads or spawned processes) stay light.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from vggish_jax import audio
+from vggish_jax.models.vggish import frontend
+from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
+
+
+def load_clip(path: str | os.PathLike, *, pad: bool = False, cfg: FrontendConfig = DEFAULT,
+              block_seconds: float = 60.0) -> np.ndarray:
+    """A file as 16 kHz mono float32, decoded and resampled in blocks (equal to decoding it whole).
+
+    Raises audio.AudioError for unreadable audio and frontend.TooShortError for a clip shorter than one
+    example unless `pad`, which zero-pads it to one example.
+    """
+    name = os.fspath(path)
+    blocks = list(audio.stream(name, cfg.sample_rate, block_seconds))
+    wave = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+    return frontend.fit_to_examples(wave, pad=pad, cfg=cfg, name=name)
+
+
+def file_examples(path: str | os.PathLike, *, pad: bool = False, block_seconds: float = 60.0,
+                  cfg: FrontendConfig = DEFAULT) -> np.ndarray:
+    """[n, 96, 64] float32 log-mel examples of a file by the NumPy oracle frontend, decoded in blocks
+    (exactly equal to decoding it whole). For stored-mel datasets and users who want log-mels on the host."""
+    name = os.fspath(path)
+    chunks, buf = [], np.zeros(0, np.float32)
+    for block in audio.stream(path, cfg.sample_rate, block_seconds):
+        buf = np.concatenate([buf, block])
+        n = frontend.num_examples(buf.shape[0], cfg)
+        if n:
+            used = (n - 1) * cfg.example_hop_samples + cfg.example_samples
+            chunks.append(frontend.waveform_to_examples(buf[:used], cfg.sample_rate, cfg=cfg, name=name))
+            buf = buf[n * cfg.example_hop_samples:]
+    if not chunks:
+        buf = frontend.fit_to_examples(buf, pad=pad, cfg=cfg, name=name)
+        chunks.append(frontend.waveform_to_examples(buf, cfg.sample_rate, cfg=cfg, name=name))
+    return np.concatenate(chunks)

@@ -1,0 +1,45 @@
+"""Cutting 16 kHz waveforms into fixed-length, bucketed segments for the device function. Imports no jax.
+
+Bucketing: the device function is compiled once per waveform shape, so every segment is right-padded to
+one of a few lengths, counted in VGGish examples: BUCKETS = (1, 2, 4, 8, 16, 31). A bucket of n examples
+holds (n - 1) * 15360 + 15600 samples (n * 0.96 s + 15 ms). A clip whose examples fit a bucket is padded to
+the smallest one that holds it (a 30-s clip, 31 examples, fills the largest exactly); a longer file is cut
+into segments of 31 examples starting every 31 * 15360 samples (aligned to the 0.96 s example hop; each
+overlaps the next by the 240 samples an example reaches past its hop), and its last segment goes to the
+smallest bucket that holds it. Framing is causal, so each segment's examples are exactly the whole file's
+examples at those positions: concatenated they equal the whole-file result, while device memory stays
+bounded by the largest bucket. Padding is masked out on the device by the causal-framing rule.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vggish_jax.models.vggish import frontend
+from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
+
+BUCKETS = (1, 2, 4, 8, 16, 31)
+
+
+def segment_samples(n_examples: int, cfg: FrontendConfig = DEFAULT) -> int:
+    """Samples that hold exactly `n_examples` examples."""
+    return (n_examples - 1) * cfg.example_hop_samples + cfg.example_samples
+
+
+def bucket_for(n_examples: int, buckets: tuple[int, ...] = BUCKETS) -> int:
+    """The smallest bucket holding `n_examples` (which must be 1..max(buckets))."""
+    for b in buckets:
+        if n_examples <= b:
+            return b
+    raise ValueError(f"{n_examples} examples do not fit the largest bucket ({max(buckets)}); cut them first")
+
+
+def cut(wave: np.ndarray, max_examples: int = BUCKETS[-1], cfg: FrontendConfig = DEFAULT) -> list[np.ndarray]:
+    """Segments of at most `max_examples` examples each, aligned to the example hop, covering every example
+    of `wave` (trailing samples that make no whole example are dropped, as the frontend drops them)."""
+    n = frontend.num_examples(wave.shape[0], cfg)
+    out = []
+    for first in range(0, n, max_examples):
+        k = min(max_examples, n - first)
+        start = first * cfg.example_hop_samples
+        out.append(wave[start: start + segment_samples(k, cfg)])
+    return out
