@@ -81,9 +81,11 @@ def world(tmp_path_factory, random_weights_dir, audio_files):
     from vggish_jax.classify import heads
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 256)).astype(np.float32), np.arange(16) % 8
+    from vggish_jax.pipeline.embed import load_pretrained
+    spec = load_pretrained(random_weights_dir).spec
     w["head"] = heads.save_head(str(d / "head"), heads.train_head(
         x, y, x, y, list(predict.FMA_GENRES), heads.HeadConfig(max_epochs=1), weights=random_weights_dir,
-        final_relu=False))
+        final_relu=False, spec=spec))
     return w
 
 
