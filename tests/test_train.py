@@ -7,23 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from train_helpers import TINY, flat_params, synthetic_sources
+from train_helpers import TINY, flat_params, run_devices, synthetic_sources
 from vggish_jax.train import data as data_lib
 from vggish_jax.train.config import Config, parse_overrides
 from vggish_jax.train.loop import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def run_devices(n_devices, workdir, out, epochs, stop=None):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu",
-               PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, os.path.join(HERE, "train_helpers.py"), str(workdir), str(out), str(epochs)]
-    proc = subprocess.run(cmd + ([str(stop)] if stop else []), env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with np.load(out) as z:
-        assert int(z["devices"]) == n_devices
-        return {k: z[k] for k in z.files if k != "devices"}
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +22,7 @@ def uninterrupted(tmp_path_factory):
     return d / "work", r
 
 
+@pytest.mark.slow
 def test_learns_and_writes_metrics_and_curve(uninterrupted):
     workdir, result = uninterrupted
     rows = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
@@ -42,9 +32,11 @@ def test_learns_and_writes_metrics_and_curve(uninterrupted):
     assert rows[-1]["split"] == "test" and rows[-1]["test_accuracy"] >= 0.5  # chance is 0.25
     assert open(workdir / "learning_curve.png", "rb").read(4) == b"\x89PNG"
     cfg = json.load(open(workdir / "config.json"))
-    assert cfg["final_relu"] is True and cfg["batch_size"] == 8
+    assert cfg["final_relu"] is True and cfg["batch_size"] == 8 and cfg["input"] == "mel"
+    assert cfg["embedding_spec"]["final_relu"] is True and cfg["embedding_spec"]["weights_sha256"] is None
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one_device(tmp_path):
     one = run_devices(1, tmp_path / "w1", tmp_path / "p1.npz", 1, stop=3)
     eight = run_devices(8, tmp_path / "w8", tmp_path / "p8.npz", 1, stop=3)
@@ -53,6 +45,7 @@ def test_eight_devices_match_one_device(tmp_path):
         np.testing.assert_allclose(eight[k], one[k], rtol=1e-4, atol=1e-5, err_msg=k)
 
 
+@pytest.mark.slow
 def test_resume_on_another_device_count_follows_the_same_trajectory(uninterrupted, tmp_path):
     workdir, full = uninterrupted
     run_devices(8, tmp_path / "w", tmp_path / "stopped.npz", TINY.epochs, stop=6)  # mid epoch 2, after a checkpoint
@@ -71,6 +64,7 @@ def test_resume_on_another_device_count_follows_the_same_trajectory(uninterrupte
                 assert r[key] == pytest.approx(f[key], rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(uninterrupted, tmp_path):
     """SIGKILL a real training process right after its first checkpoint, then rerun: same end state."""
     import signal
@@ -108,8 +102,22 @@ def test_bad_configs_fail_clearly(tmp_path):
         train(TINY.replace(batch_size=64), src, 4, str(tmp_path / "c"))
     with pytest.raises(ValueError, match="bad override"):
         parse_overrides(Config(), ["nonsense=1"])
-    assert parse_overrides(Config(), ["epochs=3", "freeze_conv=true", "learning_rate=0.01"]) == \
-        Config(epochs=3, freeze_conv=True, learning_rate=0.01)
+    assert parse_overrides(Config(), ["epochs=3", "freeze_conv=true", "learning_rate=0.01", "final_relu=false"]) == \
+        Config(epochs=3, freeze_conv=True, learning_rate=0.01, final_relu=False)
+    assert parse_overrides(Config(final_relu=True), ["final_relu=none"]).final_relu is None
+    with pytest.raises(ValueError, match="epochs takes an int, got '1.5'"):
+        parse_overrides(Config(), ["epochs=1.5"])
+    with pytest.raises(ValueError, match="input must be one of auto, mel, waveform"):
+        train(TINY.replace(input="wave"), src, 4, str(tmp_path / "d"))
+
+
+@pytest.mark.slow
+def test_resume_refuses_other_state_shapes(uninterrupted):
+    workdir, _ = uninterrupted
+    with pytest.raises(ValueError, match=r"config.json: its checkpoint was made with other settings "
+                                         r"\(head_hidden=16 there, 8 now\)") as e:
+        train(TINY.replace(head_hidden=8), synthetic_sources(), 4, str(workdir))
+    assert "\n" not in str(e.value)
 
 
 def test_batch_must_divide_by_devices(tmp_path):
@@ -134,6 +142,7 @@ def test_data_order_is_seeded_and_clips_are_fixed_length():
     assert [b["mask"].sum() for b in ev] == [8, 2]
 
 
+@pytest.mark.slow
 def test_finetune_cli_on_mini_fma(tmp_path, capsys):
     from mini_fma import make_mini_fma
     from vggish_jax import cli
@@ -172,10 +181,10 @@ def test_freeze_conv_grad_accum_and_bf16_compute():
     bf16 compute keeps float32 params."""
     import jax
 
-    from vggish_jax.train.loop import init_params
+    from vggish_jax.train.loop import init_params, resolve
     from vggish_jax.train.step import make_optimizer, make_steps
 
-    cfg = TINY.replace(examples_per_clip=1, freeze_conv=True, grad_accum=2, dtype="bfloat16")
+    cfg = resolve(TINY.replace(examples_per_clip=1, freeze_conv=True, grad_accum=2, dtype="bfloat16"), None, "mel")
     graphdef, params = init_params(cfg, 4, None)
     opt = make_optimizer(cfg, 4, params)
     train_step, _ = make_steps(graphdef, cfg, opt, 4)

@@ -1,21 +1,29 @@
 """`vggish-jax finetune`: fine-tune VGGish + a genre head on FMA, data-parallel over all devices."""
 from __future__ import annotations
 
+import os
+
 from vggish_jax.cli import nonnegative_int
 
 
 def add_arguments(p):
-    p.add_argument("--dataset", default="fma/small")
+    p.add_argument("--dataset", default="fma/small",
+                   help="fma/small, ... (log-mels) or fma/small_waveform, ... (audio: the frontend runs on the device)")
     p.add_argument("--data-dir", required=True, help="TFDS data dir (built there from --manual-dir if needed)")
     p.add_argument("--manual-dir", help="FMA zips or extracted folders")
     p.add_argument("--weights", help="VGGish weights directory (`vggish-jax convert`); needed unless init=random")
     p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, learning_curve.png")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. epochs=20 freeze_conv=true dtype=bfloat16 (see vggish_jax/train/config.py)")
+                   help="config overrides, e.g. epochs=20 freeze_conv=true dtype=bfloat16 final_relu=false "
+                        "(see vggish_jax/train/config.py)")
     p.add_argument("--workers", type=nonnegative_int, default=None, help="decode processes when the dataset is built")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() first (implied by JAX_COORDINATOR_ADDRESS)")
 
 
 def run(args) -> int:
+    import jax
+
     from vggish_jax import preflight
     from vggish_jax.models.vggish import pretrained
     from vggish_jax.datasets import fma
@@ -23,16 +31,22 @@ def run(args) -> int:
     from vggish_jax.train.loop import train
 
     cfg = parse_overrides(Config(), args.set)
+    cfg.check()
     preflight.output_dir(args.workdir, flag="--workdir")  # before the dataset build and the first step
     preflight.output_dir(args.data_dir, flag="--data-dir")
-    backbone = None
+    if args.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize()  # before any other JAX call; reads JAX_COORDINATOR_ADDRESS etc. or the cluster
+    backbone = meta = None
     if cfg.init == "pretrained":
         if not args.weights:
             raise ValueError("--weights DIR is needed to fine-tune pretrained VGGish (or --set init=random)")
-        backbone, _, _ = pretrained.load(args.weights)
+        backbone, _, meta = pretrained.load(args.weights)
+        if meta.get("model", "vggish") != "vggish":
+            raise ValueError(f"{args.weights}: holds {meta['model']} weights, not VGGish")
     builder = fma.prepare(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir, workers=args.workers)
     labels = list(fma.label_names(builder))
-    result = train(cfg, fma.data_sources(builder), len(labels), args.workdir, backbone=backbone, label_names=labels)
+    result = train(cfg, fma.data_sources(builder), len(labels), args.workdir, backbone=backbone,
+                   weights_metadata=meta, label_names=labels)
     if "test_accuracy" in result:
         print(f"test accuracy {result['test_accuracy']:.4f} (best validation checkpoint); see {args.workdir}/metrics.jsonl")
     return 0

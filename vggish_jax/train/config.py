@@ -1,5 +1,5 @@
 """Fine-tuning configuration. Defaults reproduce the paper's recipe (Adam 1e-3, batch 8, 11 epochs, a
-3968 -> 256 -> classes head on the 31 x 128 flattened embeddings, ReLU after VGGish's last layer)."""
+3968 -> 256 -> classes head on the 31 x 128 flattened embeddings); augmentation is off by default."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,22 +15,51 @@ class Config:
     weight_decay: float = 0.0  # > 0: AdamW
     label_smoothing: float = 0.0
     freeze_conv: bool = False  # train only the fully connected layers and the head
-    spec_augment: bool = False  # one random time mask (<= 20 frames) and frequency mask (<= 8 bins) per example
     dtype: str = "float32"  # compute dtype of VGGish: float32 | bfloat16 (params stay float32)
     grad_accum: int = 1  # optimizer steps every N batches (global batch x N per update)
     head: str = "flatten"  # flatten (the paper's 31 x 128 -> 256 -> classes) | frame_mean (frame logits averaged)
     head_hidden: int = 256
     examples_per_clip: int = 31
-    final_relu: bool = True
+    # None: the value recorded in the weights' metadata.json (init=random: True, the paper's recipe).
+    final_relu: bool | None = None
     width_divisor: int = 1  # > 1: a same-shaped smaller VGGish (tests); 1 = the real one
     init: str = "pretrained"  # pretrained (from --weights) | random
     seed: int = 0
     checkpoint_every: int = 100  # steps; also at every epoch end
     prefetch: int = 2
-    distributed: bool = False  # call jax.distributed.initialize() (multi-host); implied by JAX_COORDINATOR_ADDRESS
+    # Input: "waveform" sends the 16 kHz int16 audio to the device and runs the JAX frontend inside the train
+    # step; "mel" uses the stored log-mels; "auto" takes the waveform when the records carry one.
+    input: str = "auto"
+    frontend_precision: str = "auto"  # of the device frontend: auto | float32 | float64 (see frontend_jax)
+    # Augmentation, all on device and a function of (seed, step). The first three need waveform input.
+    random_crop: bool = False  # crop start drawn per clip at sample resolution inside its first max_clip_samples
+    max_clip_samples: int = 480_000  # with random_crop: samples of each clip sent to the device (30 s)
+    gain_db: float = 0.0  # > 0: a gain drawn per clip, uniform in [-gain_db, +gain_db] dB
+    mixup_alpha: float = 0.0  # > 0: mixup, each clip mixed with a random partner, weight ~ Beta(alpha, alpha)
+    spec_augment: bool = False  # one random time mask (<= 20 frames) and frequency mask (<= 8 bins) per example
 
     def replace(self, **kw) -> "Config":
         return dataclasses.replace(self, **kw)
+
+    @property
+    def audio_augment(self) -> bool:
+        return self.random_crop or self.gain_db > 0 or self.mixup_alpha > 0
+
+    def check(self) -> None:
+        """One-line errors for settings that cannot work, before anything is built."""
+        choices = {"input": ("auto", "mel", "waveform"), "frontend_precision": ("auto", "float32", "float64"),
+                   "init": ("pretrained", "random"), "dtype": ("float32", "bfloat16")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        if self.gain_db < 0 or self.mixup_alpha < 0:
+            raise ValueError("gain_db and mixup_alpha must be >= 0 (0 turns them off)")
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"{key} takes true/false, got {value!r}")
+    return value.lower() in ("true", "1")
 
 
 def parse_overrides(cfg: Config, items: list[str]) -> Config:
@@ -41,11 +70,14 @@ def parse_overrides(cfg: Config, items: list[str]) -> Config:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
             raise ValueError(f"bad override {item!r}: use key=value with key in {sorted(fields)}")
-        kind = type(getattr(cfg, key))
-        if kind is bool:
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"{key} takes true/false, got {value!r}")
-            kw[key] = value.lower() in ("true", "1")
+        kind = str(fields[key].type).split("|")[0].strip()  # "bool | None" -> bool (annotations are strings)
+        if "None" in str(fields[key].type) and value.lower() in ("none", "auto"):
+            kw[key] = None
+        elif kind == "bool":
+            kw[key] = _parse_bool(key, value)
         else:
-            kw[key] = kind(value)
+            try:
+                kw[key] = {"int": int, "float": float, "str": str}[kind](value)
+            except ValueError:
+                raise ValueError(f"{key} takes a{'n' if kind == 'int' else ''} {kind}, got {value!r}") from None
     return cfg.replace(**kw)

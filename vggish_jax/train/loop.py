@@ -1,10 +1,14 @@
 """The fine-tuning loop: mesh, jitted steps, orbax checkpoints (latest + best), resume, metrics, curves.
 
-Workdir layout: config.json; metrics.jsonl (one line per epoch, then one for the test split);
+Workdir layout: config.json (every setting as resolved, and the EmbeddingSpec of the backbone: a resumed run
+with other weights or final_relu is refused); metrics.jsonl (one line per epoch, then one for the test split);
 learning_curve.png; ckpt/latest/<step> (every `checkpoint_every` steps and at epoch ends; resume point);
 ckpt/best/<step> (epoch ends, the best validation accuracy kept). A killed run restarted with the same workdir
 resumes from ckpt/latest and follows the same trajectory: data order, augmentation keys and dropout-free
 steps are all functions of (seed, step). Checkpoints hold plain arrays, so they restore onto any device count.
+
+Multi-host runs call `jax.distributed.initialize()` before `train` (the command does); this module only reads
+`jax.process_index()` / `process_count()`.
 """
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from vggish_jax.train import data as data_lib, sharding
+from vggish_jax import atomic, spec as spec_lib
+from vggish_jax.models.vggish import frontend
+from vggish_jax.train import augment, data as data_lib, sharding
 from vggish_jax.train.config import Config
 from vggish_jax.train.model import GenreClassifier
 from vggish_jax.train.step import make_optimizer, make_steps
@@ -37,6 +43,8 @@ def _abstract(tree, sharding_):
 
 
 def init_params(cfg: Config, num_classes: int, backbone: dict | None):
+    if cfg.final_relu is None:
+        raise ValueError("final_relu is unresolved; pass the config through loop.resolve first")
     model = GenreClassifier(num_classes, examples_per_clip=cfg.examples_per_clip, hidden=cfg.head_hidden,
                             final_relu=cfg.final_relu, dtype=jnp.dtype(cfg.dtype), width_divisor=cfg.width_divisor,
                             head=cfg.head, rngs=nnx.Rngs(cfg.seed))
@@ -51,24 +59,69 @@ def init_params(cfg: Config, num_classes: int, backbone: dict | None):
     return graphdef, params
 
 
+def resolve(cfg: Config, weights_metadata: dict | None, input_kind: str) -> Config:
+    """The settings a run actually uses: final_relu from the weights' metadata unless set, the input kind."""
+    final_relu = cfg.final_relu
+    if final_relu is None:
+        # One default, the weights' own record (torchvggish: True, TF: False); random init: the paper's ReLU.
+        final_relu = bool((weights_metadata or {}).get("final_relu", False)) if cfg.init == "pretrained" else True
+    return cfg.replace(final_relu=final_relu, input=input_kind)
+
+
+def embedding_spec(cfg: Config, backbone: dict | None, weights_metadata: dict | None) -> spec_lib.EmbeddingSpec:
+    """How the backbone embeds at the start of this run (weights identity None for a random init)."""
+    sha = None
+    if cfg.init == "pretrained":
+        sha = (weights_metadata or {}).get("weights_sha256") or spec_lib.params_sha256(backbone)
+    return spec_lib.EmbeddingSpec.create(weights_sha256=sha, final_relu=cfg.final_relu, dtype=cfg.dtype,
+                                         frontend=frontend.DEFAULT)
+
+
+def waveform_samples(cfg: Config, training: bool) -> int | None:
+    """Samples per clip the host sends in waveform mode (None: mel mode); with random_crop the crop range too."""
+    if cfg.input != "waveform":
+        return None
+    needed = augment.needed_samples(cfg.examples_per_clip)
+    return max(needed, cfg.max_clip_samples) if training and cfg.random_crop else needed
+
+
 def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbone: dict | None = None,
-          label_names=None, log=print, stop_after_steps: int | None = None) -> dict:
-    """Fine-tune; returns the final metrics. `stop_after_steps` stops early (like a kill, after a checkpoint)."""
-    if cfg.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize()  # reads JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID
-    local_batch = sharding.check_batch(cfg.batch_size)
+          weights_metadata: dict | None = None, label_names=None, log=print,
+          stop_after_steps: int | None = None) -> dict:
+    """Fine-tune; returns the final metrics. `stop_after_steps` stops early (like a kill, after a checkpoint).
+
+    backbone / weights_metadata: the VGGish params and metadata.json of a weights directory
+    (`models.vggish.pretrained.load`).
+    """
+    cfg.check()
+    sharding.check_batch(cfg.batch_size)
     for split in ("train", "validation"):
         if split not in sources or len(sources[split]) == 0:
             raise ValueError(f"the {split} split is empty; check the dataset build and its skip report")
+    cfg = resolve(cfg, weights_metadata, data_lib.input_kind(sources["train"], cfg.input))
+    if cfg.audio_augment and cfg.input != "waveform":
+        raise ValueError("random_crop, gain_db and mixup_alpha work on audio: use a waveform dataset "
+                         "(e.g. --dataset fma/small_waveform) or turn them off")
     steps_per_epoch = len(sources["train"]) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{len(sources['train'])} training clips are fewer than one batch of {cfg.batch_size}")
     if cfg.init == "pretrained" and backbone is None:
         raise ValueError("init=pretrained needs VGGish weights (--weights DIR); or --set init=random")
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump({**dataclasses.asdict(cfg), "num_classes": num_classes, "label_names": list(label_names or []),
-                   "devices": jax.device_count(), "processes": jax.process_count()}, f, indent=2)
+    spec = embedding_spec(cfg, backbone, weights_metadata)
+    latest = _manager(os.path.join(workdir, "ckpt", "latest"), best=False)
+    best = _manager(os.path.join(workdir, "ckpt", "best"), best=True)
+    config_path = os.path.join(workdir, "config.json")
+    if latest.latest_step() is not None and os.path.exists(config_path):
+        with open(config_path) as f:
+            previous = json.load(f)
+        spec_lib.require_compatible(spec, spec_lib.read(previous, config_path),
+                                    expected_from="this run's weights and settings", found_from=config_path)
+        _require_same_state(cfg, num_classes, previous, config_path)
+    if jax.process_index() == 0:
+        atomic.write_json(config_path, {
+            **dataclasses.asdict(cfg), "num_classes": num_classes, "label_names": list(label_names or []),
+            "devices": jax.device_count(), "processes": jax.process_count(), spec_lib.KEY: spec.to_dict()})
 
     mesh = sharding.make_mesh()
     graphdef, params = init_params(cfg, num_classes, backbone if cfg.init == "pretrained" else None)
@@ -79,8 +132,6 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
     train_step = jax.jit(train_step, donate_argnums=(0,), out_shardings=((repl, repl), repl))
     eval_step = jax.jit(eval_step)
 
-    latest = _manager(os.path.join(workdir, "ckpt", "latest"), best=False)
-    best = _manager(os.path.join(workdir, "ckpt", "best"), best=True)
     step, epoch_losses = 0, []
     if latest.latest_step() is not None:
         step = latest.latest_step()
@@ -102,7 +153,7 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
     while step < cfg.epochs * steps_per_epoch:
         epoch, start = divmod(step, steps_per_epoch)
         batches = data_lib.train_batches(sources["train"], cfg.batch_size, cfg.examples_per_clip, cfg.seed, epoch,
-                                         start, pi, pc)
+                                         start, pi, pc, waveform_samples(cfg, training=True))
         for batch in data_lib.prefetch(batches, cfg.prefetch, put):
             state, m = train_step(state, batch, jax.random.fold_in(base_key, step))
             step += 1
@@ -145,10 +196,23 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
     return final
 
 
+# Settings that shape the checkpointed params and optimizer state: a resume cannot change them.
+STATE_FIELDS = ("num_classes", "head", "head_hidden", "examples_per_clip", "width_divisor", "freeze_conv",
+                "grad_accum", "weight_decay")
+
+
+def _require_same_state(cfg: Config, num_classes: int, previous: dict, config_path: str) -> None:
+    now = {**dataclasses.asdict(cfg), "num_classes": num_classes}
+    diff = [f"{k}={previous.get(k)!r} there, {now[k]!r} now" for k in STATE_FIELDS if previous.get(k) != now[k]]
+    if diff:
+        raise ValueError(f"{config_path}: its checkpoint was made with other settings ({'; '.join(diff)}); "
+                         f"resume with the same settings or use another --workdir")
+
+
 def evaluate(eval_step, params, source, cfg: Config, mesh) -> float:
     correct = count = 0.0
     for batch in data_lib.eval_batches(source, cfg.batch_size, cfg.examples_per_clip, jax.process_index(),
-                                       jax.process_count()):
+                                       jax.process_count(), waveform_samples(cfg, training=False)):
         out = eval_step(params, sharding.shard_batch(mesh, batch))
         correct += float(out["correct"])
         count += float(out["count"])
@@ -161,8 +225,7 @@ def _truncate_metrics(path: str, epochs_done: int) -> None:
         return
     with open(path) as f:
         lines = [l for l in f if l.strip() and json.loads(l).get("epoch", 10**9) <= epochs_done]
-    with open(path, "w") as f:
-        f.writelines(lines)
+    atomic.write_text(path, "".join(lines))
 
 
 def plot_learning_curve(metrics_path: str, out: str) -> None:

@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from vggish_jax.models.vggish.modeling import CONV_CHANNELS
+from vggish_jax.train import augment
 from vggish_jax.train.config import Config
 
 
@@ -21,14 +23,19 @@ def make_optimizer(cfg: Config, steps_per_epoch: int, params) -> optax.GradientT
         raise ValueError(f"schedule must be constant, cosine or warmup_cosine, got {cfg.schedule!r}")
     opt = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
     if cfg.freeze_conv:
+        convs = {name for name, _ in CONV_CHANNELS}
         labels = jax.tree_util.tree_map_with_path(
-            lambda path, _: "frozen" if any(getattr(k, "key", None) in
-                                            ("conv1", "conv2", "conv3_1", "conv3_2", "conv4_1", "conv4_2")
-                                            for k in path) else "train", params)
+            lambda path, _: "frozen" if _layer(path, "backbone") in convs else "train", params)
         opt = optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
     if cfg.grad_accum > 1:
         opt = optax.MultiSteps(opt, every_k_schedule=cfg.grad_accum)
     return opt
+
+
+def _layer(path, module: str) -> str | None:
+    """The layer name under `module` in a params path (('backbone', 'conv1', 'kernel') -> 'conv1')."""
+    keys = [getattr(k, "key", None) for k in path]
+    return keys[1] if len(keys) > 1 and keys[0] == module else None
 
 
 def spec_augment(key, mel):
@@ -46,23 +53,35 @@ def spec_augment(key, mel):
 
 
 def make_steps(graphdef, cfg: Config, opt: optax.GradientTransformation, num_classes: int):
-    def loss_fn(params, batch, key):
-        mel = batch["mel"]
-        if cfg.spec_augment:
+    """(train_step(state, batch, key), eval_step(params, batch)); a batch holds 'mel' or 'waveform' + 'length'."""
+    def inputs(batch, key):
+        """Log-mels and soft targets of a batch; key None: evaluation (no augmentation)."""
+        labels = jax.nn.one_hot(batch["label"], num_classes)
+        if "waveform" in batch:
+            mel, d = augment.waveform_features(batch, key, cfg)
+            if key is not None and cfg.mixup_alpha > 0:
+                labels = augment.mix_labels(batch["label"], num_classes, d)
+        else:
+            mel = batch["mel"]
+        if key is not None and cfg.spec_augment:
             mel = spec_augment(key, mel)
+        return mel, labels
+
+    def loss_fn(params, mel, labels, label):
         logits = nnx.merge(graphdef, params)(mel)
-        labels = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes), cfg.label_smoothing)
-        loss = optax.softmax_cross_entropy(logits, labels).mean()
-        return loss, (jnp.argmax(logits, -1) == batch["label"]).mean()
+        loss = optax.softmax_cross_entropy(logits, optax.smooth_labels(labels, cfg.label_smoothing)).mean()
+        return loss, (jnp.argmax(logits, -1) == label).mean()
 
     def train_step(state, batch, key):
         params, opt_state = state
-        (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
+        mel, labels = inputs(batch, key)
+        (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mel, labels, batch["label"])
         updates, opt_state = opt.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), {"loss": loss, "accuracy": acc}
 
     def eval_step(params, batch):
-        logits = nnx.merge(graphdef, params)(batch["mel"])
+        mel, _ = inputs(batch, None)
+        logits = nnx.merge(graphdef, params)(mel)
         correct = (jnp.argmax(logits, -1) == batch["label"]) * batch["mask"]
         return {"correct": correct.sum(), "count": batch["mask"].sum(), "predictions": jnp.argmax(logits, -1)}
 
