@@ -105,6 +105,8 @@ CASES = [
      "nothing_here", r"takes a file name", "fail", []),
     ("embed-out-under-a-file", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out",
                                          w["a_file"] + "/e.npz"], "occupied.txt", r"is not a folder", "fail", []),
+    ("embed-out-unwritable", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "/proc/e.npz"],
+     "/proc", r"cannot write here.*choose another --out", "fail", []),  # /proc: unwritable even for root
     ("embed-batch-size-0", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "x.npz",
                                      "--batch-size", "0"], "--batch-size", r"must be 1 or more", "fail", []),
     ("embed-batch-size-negative", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "x.npz",
@@ -154,6 +156,9 @@ CASES = [
     ("extract-out-is-a-file", lambda w: ["extract", "--data-dir", w["dir"] + "/tfds", "--weights", w["weights"],
                                         "--out", w["a_file"]], "occupied.txt", r"is a file.*another --out", "fail",
      ["a_file"]),
+    ("extract-out-unwritable", lambda w: ["extract", "--data-dir", w["dir"] + "/tfds", "--weights", w["weights"],
+                                         "--out", "/proc/emb"], "/proc", r"cannot write here.*choose another --out",
+     "fail", []),
     ("extract-batch-size-0", lambda w: ["extract", "--data-dir", "d", "--weights", "w", "--out", "o",
                                        "--batch-size", "0"], "--batch-size", r"must be 1 or more", "fail", []),
     ("extract-shard-size-negative", lambda w: ["extract", "--data-dir", "d", "--weights", "w", "--out", "o",
