@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "training")
+SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "training", "fad")
 CLIP_SECONDS = 30.0
 
 
@@ -254,6 +254,12 @@ def section_training(quick: bool) -> dict:
     return out
 
 
+def section_fad(quick: bool) -> dict:
+    from vggish_jax.fad.bench import run
+
+    return run(quick)
+
+
 # ---- driver ----
 
 def _run_section(name: str, quick: bool) -> dict:
@@ -288,6 +294,9 @@ def summarize(r: dict) -> dict:
         s["frontend_jax_vs_numpy"] = r["frontend"]["jax_best_vs_numpy"]
     if "end_to_end_vs_model_only" in r.get("end_to_end", {}):
         s["end_to_end_vs_model_only"] = r["end_to_end"]["end_to_end_vs_model_only"]
+    if "fad_vs_embed" in r.get("fad", {}):
+        s["fad_files_per_second"] = r["fad"]["fad_files_per_second"]
+        s["fad_vs_embed"] = r["fad"]["fad_vs_embed"]
     return s
 
 

@@ -19,6 +19,7 @@ COMMANDS = {
     "bench": "vggish_jax.commands.bench",
     "predict": "vggish_jax.commands.predict",
     "finetune": "vggish_jax.commands.finetune",
+    "fad": "vggish_jax.commands.fad",
 }
 
 HELP = {
@@ -29,6 +30,7 @@ HELP = {
     "bench": "measure frontend, decode, embedding, end-to-end and training throughput; write results/",
     "predict": "predict the genre of audio files (offline MusiCNN, or VGGish + a trained head)",
     "finetune": "fine-tune VGGish + a genre head on FMA, data-parallel over all devices, resumable",
+    "fad": "Fréchet Audio Distance of GEN against REF (audio, stored embeddings or statistics), FAD-inf, per-file",
 }
 
 

@@ -1,0 +1,63 @@
+"""FAD throughput: files/s of `fad` vs embedding the same files (`Embedder.embed_files`, the path `fad` uses).
+
+The ratio shows what the statistics, the distance, per-file scores and FAD-inf add on top of embedding.
+Called by the `fad` section of `vggish-jax bench`; random weights (the speed does not depend on them).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+
+def _clips(folder: str, n: int, seconds: float, seed: int) -> None:
+    import soundfile as sf
+
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(44100 * seconds)) / 44100
+    for i in range(n):
+        x = 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * t) + 0.05 * rng.standard_normal(t.size)
+        sf.write(os.path.join(folder, f"clip{i:03d}.mp3"), np.stack([x, x], 1).astype(np.float32), 44100)
+
+
+def _timed(fn, repeats: int) -> dict:
+    fn()  # warm-up: compilation
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+
+
+def run(quick: bool = False) -> dict:
+    from vggish_jax.models.vggish import params
+    from vggish_jax.pipeline.embed import Embedder
+    from vggish_jax.fad import compute, sources
+
+    n, seconds, repeats = (4, 10.0, 1) if quick else (16, 30.0, 2)
+    workers = os.cpu_count() or 1
+    emb = Embedder(params.random(0), batch_size=64)
+    with tempfile.TemporaryDirectory() as d:
+        ref, gen = os.path.join(d, "ref"), os.path.join(d, "gen")
+        _clips(ref, n // 2, seconds, 0)
+        _clips(gen, n - n // 2, seconds, 1)
+        paths = sources.audio_paths(ref) + sources.audio_paths(gen)
+
+        def fad(**kw):
+            return compute.evaluate(ref, gen, weights=emb, workers=workers, progress=False, log=lambda m: None, **kw)
+
+        t_embed = _timed(lambda: emb.embed_files(paths, workers=workers), repeats)
+        t_fad = _timed(lambda: fad(fad_inf=False), repeats)
+        t_inf = _timed(lambda: fad(fad_inf=True), repeats)
+    out = {"files": n, "clip_seconds": seconds, "workers": workers, "embed": t_embed, "fad": t_fad,
+           "fad_with_fad_inf": t_inf, "fad_inf_settings": {"steps": 10, "bootstrap": 100}}
+    for k in ("embed", "fad", "fad_with_fad_inf"):
+        out[f"{k}_files_per_second"] = n / out[k]["median_s"]
+    out["fad_vs_embed"] = out["fad_files_per_second"] / out["embed_files_per_second"]
+    out["fad_with_fad_inf_vs_embed"] = out["fad_with_fad_inf_files_per_second"] / out["embed_files_per_second"]
+    return out

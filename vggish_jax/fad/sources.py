@@ -1,0 +1,239 @@
+"""REF / GEN inputs of `fad`: what a path is, and the embeddings or statistics it yields, with their spec.
+
+A source is one of
+  * audio: a folder (searched recursively, sorted), one audio file, or a text file listing audio files (one
+    per line, relative to the list's folder; '#' comments), embedded through the one audio -> embedding
+    path (`Embedder.embed_files`);
+  * an `extract` store: its OUT folder (all splits) or one OUT/<split> folder;
+  * an `embed` output: OUT.npz with its OUT.json sidecar;
+  * saved statistics (`--ref-stats` / `--save-gen-stats`, vggish_jax.fad.stats).
+Stores and statistics carry the EmbeddingSpec they were made with; mixing specs is refused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Callable
+
+import numpy as np
+
+from vggish_jax import spec as spec_lib
+from vggish_jax.pipeline import store
+from vggish_jax.fad import stats as stats_lib
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".opus", ".m4a")
+LIST_EXTENSIONS = (".txt", ".lst", ".list", ".csv", ".tsv")
+# A file is "silent" when every frame's embedding is this close (max abs, relative to the embedding of
+# digital silence) to that of digital silence: VGGish cannot tell it from silence, since log(mel + 0.01)
+# flattens anything far below the offset.
+SILENCE_TOL = 1e-3
+
+
+class SourceError(ValueError):
+    """A REF/GEN argument is not something `fad` can read; the message names it and what would work."""
+
+
+@dataclasses.dataclass
+class EmbeddingSet:
+    role: str  # "REF" or "GEN"
+    source: str  # the argument as given
+    kind: str  # "audio", "extract", "embed", "stats"
+    files: dict[str, np.ndarray] | None = None  # per file [n, d] float32 (None for statistics)
+    stats: stats_lib.Stats | None = None
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # file -> one-line reason
+    spec: spec_lib.EmbeddingSpec | None = None
+    spec_from: str = ""
+    audio_paths: list[str] = dataclasses.field(default_factory=list)
+
+    def get_stats(self) -> stats_lib.Stats:
+        if self.stats is None:
+            if not self.files:
+                raise SourceError(f"{self.role} {self.source}: no usable files ({len(self.skipped)} skipped); "
+                                  f"nothing to compute statistics from")
+            self.stats = stats_lib.from_frames(self.files.values(), self.spec,
+                                               {"source": os.path.abspath(self.source), "kind": self.kind})
+        return self.stats
+
+    def summary(self) -> dict:
+        s = self.get_stats()
+        return {"source": self.source, "kind": self.kind, "files": s.num_files, "frames": s.count,
+                "skipped": dict(self.skipped), "embedding_spec_from": self.spec_from}
+
+
+def kind_of(source: str) -> str:
+    """'audio', 'extract', 'embed' or 'stats' for a REF/GEN argument (raises SourceError/FileNotFoundError)."""
+    if not os.path.exists(source):
+        raise FileNotFoundError(f"{source}: no such file or folder; give a folder of audio, an audio file, a list "
+                                f"file, an extract/embed output or a statistics .npz")
+    if os.path.isdir(source):
+        if _extract_root(source) is not None:
+            return "extract"
+        return "audio"
+    if source.endswith(".npz"):
+        return "stats" if stats_lib.is_stats_file(source) else "embed"
+    ext = os.path.splitext(source)[1].lower()
+    if ext in AUDIO_EXTENSIONS or ext in LIST_EXTENSIONS:
+        return "audio"
+    raise SourceError(f"{source}: not an audio file ({', '.join(AUDIO_EXTENSIONS)}), a list of them "
+                      f"({', '.join(LIST_EXTENSIONS)}), a folder, or an .npz from `embed` / fad statistics")
+
+
+def audio_paths(source: str) -> list[str]:
+    """The audio files a folder / list file / single file stands for, in a stable (sorted or listed) order."""
+    if os.path.isdir(source):
+        found = []
+        for root, dirs, names in os.walk(source):
+            dirs.sort()
+            found += [os.path.join(root, n) for n in sorted(names)
+                      if os.path.splitext(n)[1].lower() in AUDIO_EXTENSIONS and not n.startswith(".")]
+        if not found:
+            raise SourceError(f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
+        return found
+    if os.path.splitext(source)[1].lower() in LIST_EXTENSIONS:
+        base = os.path.dirname(os.path.abspath(source))
+        with open(source) as f:
+            lines = [l.strip() for l in f]
+        paths = [l if os.path.isabs(l) else os.path.join(base, l) for l in lines if l and not l.startswith("#")]
+        if not paths:
+            raise SourceError(f"{source}: the list names no files (one audio path per line)")
+        return paths
+    return [source]
+
+
+def digest(paths: list[str]) -> str:
+    """Identity of a set of audio files: paths, sizes and modification times (changes when a file is rewritten)."""
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(json.dumps([os.path.abspath(p), st.st_size, st.st_mtime_ns]).encode())
+        except OSError:
+            h.update(json.dumps([os.path.abspath(p), None]).encode())
+    return h.hexdigest()
+
+
+def load_stored(role: str, source: str, kind: str) -> EmbeddingSet:
+    """An EmbeddingSet from an extract store, an embed .npz or a statistics file (no model needed)."""
+    if kind == "stats":
+        st = stats_lib.load(source)
+        if st.spec is None:
+            raise spec_lib.SpecMismatch(f"{source}: records no embedding spec; recreate it with this version")
+        return EmbeddingSet(role, source, kind, stats=st, spec=st.spec, spec_from=source)
+    if kind == "extract":
+        return _load_extract(role, source)
+    if kind == "embed":
+        return _load_embed(role, source)
+    raise SourceError(f"{source}: {kind} is not a stored source")
+
+
+def embed_audio(sets: list[EmbeddingSet], embedder, *, pad: bool, workers: int,
+                progress: Callable[[int], None] | None = None) -> None:
+    """Embed the audio of all sets in one pass (in place): files, skipped (unreadable, too short, silent), spec."""
+    paths = list(dict.fromkeys(p for s in sets for p in s.audio_paths))  # one call: full batches across sets
+    results, errors = embedder.embed_files(paths, pad=pad, workers=workers, progress=progress)
+    silent = _Silence(embedder)
+    for s in sets:
+        s.files = {}
+        for path in s.audio_paths:
+            if path in errors or path not in results:
+                s.skipped[path] = errors.get(path, f"{path}: not embedded")
+            elif silent.matches(results[path]):
+                s.skipped[path] = (f"{path}: silent (every 0.96-s frame embeds as digital silence); "
+                                   f"not counted in the statistics; drop the file or check the generator")
+            else:
+                s.files[path] = results[path]
+        s.spec, s.spec_from = embedder.spec, "the weights given with --weights"
+
+
+class _Silence:
+    """Is a file's every frame the embedding of digital silence? The model runs on silence only when a file
+    has all frames alike (what silence gives), so ordinary sets cost no extra batch."""
+
+    def __init__(self, embedder):
+        self.embedder, self.row = embedder, None
+
+    def matches(self, e: np.ndarray) -> bool:
+        if e.shape[0] == 0:
+            return False
+        scale = max(1.0, float(np.abs(e).max()))
+        if float(np.abs(e - e[0]).max()) > SILENCE_TOL * scale:
+            return False
+        if self.row is None:
+            self.row = np.asarray(self.embedder.embed_examples(_silence_example()), np.float32)[0]
+        return float(np.abs(e - self.row).max()) <= SILENCE_TOL * max(1.0, float(np.abs(self.row).max()))
+
+
+def _silence_example() -> np.ndarray:
+    from vggish_jax.models.vggish import frontend
+
+    cfg = frontend.DEFAULT
+    return np.full((1, cfg.example_frames, cfg.num_mel_bins), np.log(cfg.log_offset), np.float32)
+
+
+def _extract_root(folder: str) -> tuple[str, list[str] | None] | None:
+    """(extract OUT root, [split] or None for all) when `folder` is an extract output or one of its splits."""
+    if os.path.isfile(os.path.join(folder, store.INFO)):
+        return folder, None
+    parent = os.path.dirname(os.path.abspath(folder))
+    if os.path.isfile(os.path.join(parent, store.INFO)):
+        return parent, [os.path.basename(os.path.normpath(folder))]
+    return None
+
+
+def _load_extract(role: str, source: str) -> EmbeddingSet:
+    root, splits = _extract_root(source)
+    info = store.read_info(root)
+    info_path = os.path.join(root, store.INFO)
+    if not info.get("complete", False):
+        raise SourceError(f"{root}: extraction did not finish; rerun the same extract command first")
+    spec = _extract_spec(info, info_path)
+    splits = splits or sorted(info.get("splits") or [])
+    files: dict[str, np.ndarray] = {}
+    for split in splits:
+        data = store.load_split(root, split)
+        for tid, e in zip(data.track_ids, data.embeddings):
+            files[f"{split}/{int(tid)}"] = _float_frames(e, info_path)
+    skipped = {f"{d.get('split', '?')}/{d.get('track_id', '?')}": str(d.get("reason", "skipped by extract"))
+               for d in info.get("skipped", []) if not splits or d.get("split") in splits}
+    return EmbeddingSet(role, source, "extract", files=files, skipped=skipped, spec=spec, spec_from=info_path)
+
+
+def _extract_spec(info: dict, info_path: str) -> spec_lib.EmbeddingSpec:
+    if spec_lib.KEY in info:
+        return spec_lib.read(info, info_path)
+    # Written before extract recorded the spec: its fields are all in info.json.
+    sha = (info.get("weights_metadata") or {}).get("weights_sha256")
+    if sha is None:
+        return spec_lib.read(info, info_path)  # raises: no spec, recreate
+    return spec_lib.EmbeddingSpec.create(weights_sha256=sha, final_relu=bool(info.get("final_relu")),
+                                         postprocess=bool(info.get("postprocess")),
+                                         dtype=info.get("dtype", "float32"), frontend=info.get("frontend"))
+
+
+def _load_embed(role: str, source: str) -> EmbeddingSet:
+    sidecar = source[:-4] + ".json"
+    if not os.path.isfile(sidecar):
+        raise SourceError(f"{source}: no {os.path.basename(sidecar)} next to it, so how it was embedded is "
+                          f"unknown; rerun `vggish-jax embed FILES --weights DIR --out OUT.npz` (it writes both)")
+    with open(sidecar) as f:
+        meta = json.load(f)
+    spec = spec_lib.read(meta, sidecar)
+    try:
+        with np.load(source, allow_pickle=False) as z:
+            files = {k: _float_frames(z[k], source) for k in z.files}
+    except (OSError, ValueError) as e:
+        raise SourceError(f"{source}: cannot read the embeddings ({e}); rerun "
+                          f"`vggish-jax embed FILES --weights DIR --out OUT.npz`") from e
+    skipped = {p: str(r) for p, r in (meta.get("errors") or {}).items()}
+    return EmbeddingSet(role, source, "embed", files=files, skipped=skipped, spec=spec, spec_from=sidecar)
+
+
+def _float_frames(e: np.ndarray, where: str) -> np.ndarray:
+    if e.dtype == np.uint8:
+        raise SourceError(f"{where}: holds PCA-quantised uint8 embeddings; FAD uses the raw 128-d output "
+                          f"(as google-research, fadtk and frechet-audio-distance do); re-embed without --postprocess")
+    if e.ndim != 2:
+        raise SourceError(f"{where}: expected [frames, dim] embeddings, got shape {e.shape}")
+    return np.asarray(e, np.float32)
