@@ -88,7 +88,7 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
         f = sf.SoundFile(path)
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError with terse text
         # libsndfile says "File does not exist" for any file it cannot recognise: do not quote that.
-        raise AudioError(f"{path}: not decodable audio (no wav/flac/ogg/mp3 data found); the file is corrupt, "
+        raise AudioError(f"{path}: cannot decode it (no wav/flac/ogg/mp3 audio found); the file is corrupt, "
                          f"truncated or not audio despite its name: re-encode or drop it") from e
     if f.frames == 0:
         f.close()
