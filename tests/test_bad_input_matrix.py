@@ -253,3 +253,18 @@ def test_legacy_truncated_weights_one_line_in_a_real_process(tmp_path, audio_fil
     assert "Traceback" not in r.stderr and "tensorstore_spec" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot read the checkpoint" in lines[0] and "--overwrite" in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("argv,missing", [(["--download", "torch"], "torch"), (["--tf-checkpoint", "m.ckpt"], "tensorflow")])
+def test_convert_names_the_missing_reader_before_downloading(tmp_path, monkeypatch, capsys, argv, missing):
+    import importlib.util
+
+    from weights_convert import download
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))
+    monkeypatch.setattr(download, "fetch", lambda *a, **k: pytest.fail("downloaded before checking the reader"))
+    code, _, err = run_cli(capsys, ["convert", *argv, "--out", str(tmp_path / "w")])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and f"needs {missing}, which is not installed; pip install" in lines[0]
+    assert not os.path.exists(tmp_path / "w")

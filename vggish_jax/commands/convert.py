@@ -34,7 +34,8 @@ def run(args) -> int:
     if no_source and args.verify:
         out = args.out
     else:
-        # Up front: the target (never replace weights silently) and every input file.
+        # Up front: the reader it needs, the target (never replace weights silently) and every input file.
+        _require_reader(args)
         pretrained.require_new_target(args.out, overwrite=args.overwrite)
         for flag in ("torch_weights", "torch_pca", "tf_checkpoint", "tf_pca"):
             path = getattr(args, flag)
@@ -50,3 +51,18 @@ def run(args) -> int:
     results = verify.run(out)
     print(verify.report(results, out))
     return 0 if all(r.passed for r in results) else 1
+
+
+def _require_reader(args) -> None:
+    """torch reads .pth files, TensorFlow the TF checkpoint: say so before downloading or converting anything."""
+    import importlib.util
+
+    if args.torch_weights or args.download == "torch":
+        module, extra, flag = "torch", "torch", "--torch-weights" if args.torch_weights else "--download torch"
+    elif args.tf_checkpoint or args.download == "tf":
+        module, extra, flag = "tensorflow", "tf", "--tf-checkpoint" if args.tf_checkpoint else "--download tf"
+    else:
+        return
+    if importlib.util.find_spec(module) is None:
+        raise RuntimeError(f"{flag} needs {module}, which is not installed; pip install -e '.[{extra}]' "
+                           f"(or pip install 'vggish-jax[{extra}]')")
