@@ -268,3 +268,14 @@ def test_convert_names_the_missing_reader_before_downloading(tmp_path, monkeypat
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and f"needs {missing}, which is not installed; pip install" in lines[0]
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_damaged_mp3s_print_one_line_each_in_a_real_process(world, audio_files):
+    """mpg123's own "Note: Illegal Audio-MPEG-Header ... resync" chatter on fd 2 does not reach the user."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-m", "vggish_jax.cli", "predict", audio_files["corrupt"], world["text_mp3"],
+                        world["good"]], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and world["good"] in r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("skipped") for line in lines), r.stderr
+    assert audio_files["corrupt"] in lines[0] and world["text_mp3"] in lines[1]

@@ -8,9 +8,13 @@ to resampy is small. `experiments/resample_gap.py` measures it.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import sys
+import tempfile
+import threading
 from typing import Iterator
 
 import numpy as np
@@ -85,7 +89,8 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
         raise AudioError(f"{path}: is a folder, not an audio file; pass the folder itself to a command "
                          f"(it takes the audio files inside) or give the files")
     try:
-        f = sf.SoundFile(path)
+        with _without_decoder_notes():
+            f = sf.SoundFile(path)
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError with terse text
         # libsndfile says "File does not exist" for any file it cannot recognise: do not quote that.
         raise AudioError(f"{path}: cannot decode it (no wav/flac/ogg/mp3 audio found); the file is corrupt, "
@@ -150,6 +155,39 @@ def require_audible(path: str | os.PathLike, peak_dbfs: float = SILENCE_PEAK_DBF
     level = "digital silence" if peak == 0 else f"peak {20 * math.log10(peak):.0f} dBFS"
     raise SilentAudioError(f"{path}: silent or nearly so ({level}, below {peak_dbfs:.0f} dBFS); no genre can be "
                            f"predicted from it: check the file, or raise its level if it is just quiet")
+
+
+_FD2_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_decoder_notes():
+    """Drop the "Note: Illegal Audio-MPEG-Header ... resync" lines mpg123 (inside libsndfile) writes straight to
+    file descriptor 2 when it opens a damaged or non-mp3 file: our one-line error says what is wrong.
+
+    Everything else written to stderr meanwhile (by any thread) is passed on afterwards. Only the open is
+    wrapped, so decoding in parallel threads is not serialised.
+    """
+    with _FD2_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                kept = [ln for ln in tmp.read().splitlines(keepends=True) if not ln.startswith(b"Note: ")]
+                if kept:
+                    os.write(2, b"".join(kept))
 
 
 def info(path: str | os.PathLike) -> tuple[int, int]:
