@@ -1,16 +1,19 @@
 """Which float32 formulation of the JAX frontend is faster on this backend, and how exact each one is.
 
-    python -m experiments.frontend_formulation [--batch 16] [--seconds 30] [--repeats 7] [--out results/frontend_formulation.json]
+    python -m experiments.frontend_formulation [--batch 16] [--seconds 30] [--repeats 7]
+        [--out results/frontend_formulation.json]
 
 Times `frontend_jax.waveforms_to_examples` on one [batch, seconds * 16 kHz] float32 batch with the rfft
 ("fft") and the DFT-as-strided-conv over the mel bins ("dft") formulations, interleaved (fft, dft, fft, ...)
-after a warm-up so both see the same machine load; reports the median ms per clip and the ratio from this
-one run, and the CPU time each used (process time: less sensitive to other jobs on a shared machine). Also the max |log-mel difference| to the NumPy oracle per signal (noise, tones, chirp, quiet
-noise, the bundled music clip) for both formulations in float32 and float64.
+after a warm-up so both see the same machine load; reports the median ms per clip, the ratio from this one
+run, and the CPU time each used (process time: less sensitive to other jobs on a shared machine). Also the
+max |log-mel difference| to the NumPy oracle per signal (noise, tones, chirp, quiet noise, the bundled music
+clip) for both formulations in float32 and float64.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -51,8 +54,10 @@ def accuracy() -> dict:
 
 def timing(batch: int, seconds: float, repeats: int) -> dict:
     x = (0.3 * np.random.default_rng(1).standard_normal((batch, int(seconds * 16000)))).astype(np.float32)
-    fns = {f: (lambda f=f: frontend_jax.waveforms_to_examples(x, precision="float32", formulation=f).block_until_ready())
-           for f in frontend_jax.FORMULATIONS}
+    def run(formulation):
+        frontend_jax.waveforms_to_examples(x, precision="float32", formulation=formulation).block_until_ready()
+
+    fns = {f: functools.partial(run, f) for f in frontend_jax.FORMULATIONS}
     times = {f: [] for f in fns}
     cpu = {f: [] for f in fns}
     for f in fns:

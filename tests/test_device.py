@@ -1,6 +1,8 @@
 """The one device function (pipeline.device) against the NumPy oracle frontend + the same model, eagerly."""
 import functools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -14,8 +16,20 @@ SR = 16000
 
 
 @functools.lru_cache(maxsize=None)
-def tiny_model(final_relu=False):
-    return VGGish(width_divisor=16, final_relu=final_relu, rngs=nnx.Rngs(3))
+def tiny_model():
+    """A same-shaped small VGGish (width / 16) with He-scaled NumPy weights: filling an abstract model avoids
+    compiling jax's random initialisers, which costs seconds per process."""
+    model = nnx.eval_shape(lambda: VGGish(width_divisor=16, rngs=nnx.Rngs(0)))
+    state = nnx.state(model, nnx.Param)
+    rng = np.random.default_rng(3)
+
+    def init(a):
+        fan_in = int(np.prod(a.shape[:-1])) if len(a.shape) > 1 else 0
+        return jnp.asarray(rng.normal(0.0, np.sqrt(2.0 / fan_in) if fan_in else 0.1, a.shape), jnp.float32)
+
+    nnx.replace_by_pure_dict(state, jax.tree.map(init, nnx.to_pure_dict(state)))
+    nnx.update(model, state)
+    return model
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,11 +89,16 @@ def test_batch_of_unequal_lengths_mask_and_rows():
         np.testing.assert_allclose(e[m], oracle(c), atol=1e-5, rtol=1e-5)
 
 
-def test_int16_input_is_scaled_by_1_over_32768():
+def test_int16_input_is_the_stored_int16_audio_scaled_back():
+    from vggish_jax.datasets.decode import to_int16
+
     x = signal(2.0, seed=4)
-    q = np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)
+    q = to_int16(x)  # how *_waveform datasets store the audio
     got, mask = device("float64")(q[None])
-    np.testing.assert_allclose(got[0][mask[0]], oracle(q.astype(np.float64) / 32768.0), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(got[0][mask[0]], oracle(q.astype(np.float64) / 32767.0), atol=1e-5, rtol=1e-5)
+    mel = device("float64").examples(q[None])[0]
+    assert np.abs(mel - frontend.waveform_to_examples(q / 32767.0, SR)).max() <= 1e-5
+    assert np.abs(mel - frontend.waveform_to_examples(q / 32768.0, SR)).max() > 2e-5  # log(32768 / 32767) = 3e-5
 
 
 def test_stream_keeps_order_passes_errors_and_bounds_pending():
@@ -129,3 +148,39 @@ def test_host_side_imports_no_jax():
     env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+_FOUR_DEVICES = """
+import sys, functools, jax, numpy as np
+sys.path.insert(0, sys.argv[2])
+import test_device as t
+assert jax.device_count() == 4, jax.devices()
+d = t.device("float32", buckets=(4,), examples_per_call=6)
+assert d.num_devices == 4 and d.clips_per_call(4) == 4
+waves = [t.signal(s, seed=i) for i, s in enumerate((1.0, 9.0, 2.5))]
+out = dict(("clip%d" % k, v) for k, v in d.embed_stream(enumerate(waves)))
+out["examples"] = d.embed_examples(t.frontend.waveform_to_examples(waves[1], 16000), batch_size=3)
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_four_fake_devices_give_the_one_device_result(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.path.dirname(here) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", _FOUR_DEVICES, str(tmp_path / "four.npz"), here], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    d = device("float32", buckets=(4,), examples_per_call=6)
+    assert d.num_devices == 1 and d.clips_per_call(4) == 1
+    waves = [signal(s, seed=i) for i, s in enumerate((1.0, 9.0, 2.5))]
+    with np.load(tmp_path / "four.npz") as four:
+        for k, v in d.embed_stream(enumerate(waves)):
+            assert four[f"clip{k}"].shape == v.shape
+            assert np.abs(four[f"clip{k}"] - v).max() <= 1e-5
+        one = d.embed_examples(frontend.waveform_to_examples(waves[1], SR), batch_size=3)
+        assert np.abs(four["examples"] - one).max() <= 1e-5

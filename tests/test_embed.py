@@ -142,3 +142,12 @@ def test_embed_cli_on_4_fake_devices_equals_1_device(random_weights_dir, audio_f
         for f in files:
             assert one[f].shape == four[f].shape
             assert np.abs(one[f] - four[f]).max() <= 1e-5
+
+
+def test_decoding_in_worker_processes_gives_the_same_embeddings(embedder, audio_files):
+    paths = [audio_files[k] for k in ("wav", "corrupt", "mono22k")]
+    threads = list(embedder.iter_files(paths, workers=1))
+    procs = list(embedder.iter_files(paths, workers=2, processes=True))
+    assert [p for p, _ in procs] == paths and procs[1][1] == threads[1][1]
+    for (_, a), (_, b) in zip(threads[::2], procs[::2]):
+        np.testing.assert_array_equal(a, b)

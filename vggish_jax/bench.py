@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "training", "fad")
+SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "training", "fad", "beam")
 CLIP_SECONDS = 30.0
 
 
@@ -254,6 +254,17 @@ def section_training(quick: bool) -> dict:
     return out
 
 
+def section_beam(quick: bool) -> dict:
+    """Beam extraction with 1 and 2 local workers vs the single-process extract (needs the beam extra)."""
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError:
+        return {"skipped": "apache-beam not installed (pip install 'vggish-jax[beam]')"}
+    from vggish_jax.pipeline.beam_extract import bench
+
+    return bench(quick=quick)
+
+
 def section_fad(quick: bool) -> dict:
     from vggish_jax.fad.bench import run
 
@@ -294,6 +305,11 @@ def summarize(r: dict) -> dict:
         s["frontend_jax_vs_numpy"] = r["frontend"]["jax_best_vs_numpy"]
     if "end_to_end_vs_model_only" in r.get("end_to_end", {}):
         s["end_to_end_vs_model_only"] = r["end_to_end"]["end_to_end_vs_model_only"]
+    for k in (1, 2):
+        if f"beam_{k}_workers" in r.get("beam", {}):
+            s[f"beam_{k}_workers_clips_per_second"] = r["beam"][f"beam_{k}_workers"]["clips_per_second"]
+    if "single_process" in r.get("beam", {}):
+        s["beam_single_process_clips_per_second"] = r["beam"]["single_process"]["clips_per_second"]
     if "fad_vs_embed" in r.get("fad", {}):
         s["fad_files_per_second"] = r["fad"]["fad_files_per_second"]
         s["fad_vs_embed"] = r["fad"]["fad_vs_embed"]

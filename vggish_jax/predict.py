@@ -158,8 +158,8 @@ class HeadPredictor:
         head_json = os.path.join(head_dir, "head.json")
         want = self.head.spec
         if want is None:
-            raise spec_lib.SpecMismatch(f"{head_json}: records no embedding spec (written by an older vggish-jax), "
-                                        f"so its features cannot be rebuilt safely; retrain it with `vggish-jax compare`")
+            raise spec_lib.SpecMismatch(f"{head_json}: records no embedding spec (written by an older vggish-jax), so "
+                                        f"its features cannot be rebuilt safely; retrain it with `vggish-jax compare`")
         if want.postprocess not in self._ROUNDING:
             raise spec_lib.SpecMismatch(f"{head_json}: unknown postprocess {want.postprocess!r}; "
                                         f"written by a newer vggish-jax?")

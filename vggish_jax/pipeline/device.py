@@ -7,9 +7,10 @@
 
 whose batch axis is sharded with `NamedSharding(mesh, P('data'))`; B is padded to a multiple of the device
 count. n = examples in `samples`; mask[b, i] says example i lies inside clip b's true length (the causal
-framing rule of `frontend_jax`, so unmasked rows equal the unpadded clip's). int16 is scaled by 1/32768
-(soundfile's and the TF reference's convention). The frontend runs in float32 with the per-backend
-formulation of `frontend_jax` (within 1e-3 of the NumPy oracle in log-mel) or, with precision="float64",
+framing rule of `frontend_jax`, so unmasked rows equal the unpadded clip's). int16 is divided by 32767,
+the inverse of how this project stores int16 audio (`datasets.decode.to_int16`; the fine-tuning path does
+the same), not soundfile's 32768: the two differ by up to 3e-5 in log-mel. The frontend runs in float32
+with the per-backend formulation of `frontend_jax` (within 1e-3 of the NumPy oracle in log-mel) or, with precision="float64",
 in float64 (within 1e-5). It is compiled once per (B, samples): `embed_stream` feeds it only the bucket
 shapes of `segments.BUCKETS`, with a fixed batch per bucket.
 
@@ -32,7 +33,7 @@ from vggish_jax.models.vggish import frontend_jax
 from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 from vggish_jax.pipeline import segments as seg
 
-INT16_SCALE = 1.0 / 32768.0
+INT16_SCALE = 1.0 / 32767.0  # inverse of datasets.decode.to_int16
 
 
 def default_mesh() -> Mesh:

@@ -7,7 +7,10 @@ stored log-mels instead (same sharding). `file_examples` (NumPy-oracle log-mels 
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
+import functools
+import multiprocessing
 import os
 from typing import Callable, Iterable, Iterator
 
@@ -17,7 +20,7 @@ import numpy as np
 from vggish_jax import audio
 from vggish_jax.models.vggish import pretrained, frontend, params as params_lib, postprocess as post
 from vggish_jax.pipeline.device import AudioEmbedder
-from vggish_jax.pipeline.host import file_examples, load_clip  # noqa: F401  (file_examples re-exported)
+from vggish_jax.pipeline.host import file_examples, load_clip, load_clip_or_error  # noqa: F401  (re-exported)
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # reported per file; anything else is a bug and raises
@@ -26,7 +29,7 @@ BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # reported per file; any
 class Embedder:
     """A loaded VGGish with its PCA params; turns files, waveforms or log-mel examples into embeddings.
 
-    `precision` and `formulation` choose the device frontend (see vggish_jax.models.vggish.frontend_jax): float32 is
+    `precision` and `formulation` choose the device frontend (see models.vggish.frontend_jax): float32 is
     within 1e-3 of the NumPy oracle in log-mel, float64 within 1e-5. `batch_size` is about how many
     examples go through the model per call; `mesh` defaults to every device.
     """
@@ -70,23 +73,25 @@ class Embedder:
         return self.postprocess(emb) if postprocess else emb
 
     def iter_files(self, paths: Iterable[str | os.PathLike], *, pad: bool = False, workers: int = 2,
-                   postprocess: bool = False) -> Iterator[tuple[str, np.ndarray | str]]:
+                   postprocess: bool = False, processes: bool = False) -> Iterator[tuple[str, np.ndarray | str]]:
         """Yield (path, [n, 128] embeddings or a one-line error) per file, in input order, each as soon as
-        it is done. Files are decoded `workers` ahead in background threads while the device embeds."""
+        it is done. Files are decoded up to 2 * `workers` ahead in background threads (or spawned processes
+        with `processes=True`; they import no jax) while the device embeds."""
         if postprocess and self.pca is None:
             self.postprocess(np.zeros((0, 128), np.float32))  # raises the clear no-PCA error up front
-        for path, value in self._iter(paths, pad, workers):
+        for path, value in self._iter(paths, pad, workers, processes):
             if isinstance(value, Exception):
                 yield path, str(value)
             else:
                 yield path, self.postprocess(value) if postprocess else value
 
-    def _iter(self, paths, pad: bool, workers: int) -> Iterator[tuple[str, np.ndarray | Exception]]:
-        decoded = _prefetch((os.fspath(p) for p in paths), lambda p: load_clip(p, pad=pad), workers)
+    def _iter(self, paths, pad: bool, workers: int, processes: bool = False) -> Iterator[tuple[str, object]]:
+        decoded = _prefetch((os.fspath(p) for p in paths), functools.partial(load_clip_or_error, pad=pad), workers,
+                            processes)
         return self.device.embed_stream(_raise_unexpected(decoded))
 
     def embed_files(self, paths: Iterable[str], *, postprocess: bool = False, pad: bool = False,
-                    workers: int = 2, on_error: str = "skip",
+                    workers: int = 2, on_error: str = "skip", processes: bool = False,
                     progress: Callable[[int], None] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """Embed many files. Returns ({path: [n, 128]}, {path: error}) in input order (a thin wrapper over
         `iter_files`). With on_error='raise' the first unreadable or too-short file raises instead."""
@@ -96,7 +101,7 @@ class Embedder:
             self.postprocess(np.zeros((0, 128), np.float32))
         results: dict[str, np.ndarray] = {}
         errors: dict[str, str] = {}
-        for path, value in self._iter(paths, pad, workers):
+        for path, value in self._iter(paths, pad, workers, processes):
             if isinstance(value, Exception):
                 if on_error == "raise":
                     raise value
@@ -125,26 +130,20 @@ def fixed_batches(x: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, 
         yield batch, k
 
 
-def _prefetch(items: list, fn: Callable, workers: int) -> Iterator[tuple]:
-    """Yield (item, fn(item) or the exception it raised) in order, computing up to 2*workers ahead."""
-    def safe(item):
-        try:
-            return fn(item)
-        except Exception as e:  # reported per item by the caller
-            return e
-
-    with cf.ThreadPoolExecutor(max(1, workers)) as pool:
-        futures: list[cf.Future] = []
-        it = iter(items)
-        for item in it:
-            futures.append((item, pool.submit(safe, item)))
-            if len(futures) >= 2 * max(1, workers):
-                break
-        while futures:
-            item, fut = futures.pop(0)
-            nxt = next(it, None)
-            if nxt is not None:
-                futures.append((nxt, pool.submit(safe, nxt)))
+def _prefetch(items: Iterable, fn: Callable, workers: int, processes: bool = False) -> Iterator[tuple]:
+    """Yield (item, fn(item)) in order, computing up to 2 * workers ahead in threads or spawned processes."""
+    workers = max(1, workers)
+    pool = (cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if processes
+            else cf.ThreadPoolExecutor(workers))
+    with pool:
+        pending: collections.deque = collections.deque()
+        for item in items:
+            pending.append((item, pool.submit(fn, item)))
+            if len(pending) >= 2 * workers:
+                item, fut = pending.popleft()
+                yield item, fut.result()
+        while pending:
+            item, fut = pending.popleft()
             yield item, fut.result()
 
 

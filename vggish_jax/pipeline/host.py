@@ -26,6 +26,15 @@ def load_clip(path: str | os.PathLike, *, pad: bool = False, cfg: FrontendConfig
     return frontend.fit_to_examples(wave, pad=pad, cfg=cfg, name=name)
 
 
+def load_clip_or_error(path: str, pad: bool = False) -> np.ndarray | Exception:
+    """load_clip, with its exception returned instead of raised (it pickles, so it also comes back from a
+    worker process; a process pool's worker imports only this module's dependencies)."""
+    try:
+        return load_clip(path, pad=pad)
+    except Exception as e:  # reported per file by the caller
+        return e
+
+
 def file_examples(path: str | os.PathLike, *, pad: bool = False, block_seconds: float = 60.0,
                   cfg: FrontendConfig = DEFAULT) -> np.ndarray:
     """[n, 96, 64] float32 log-mel examples of a file by the NumPy oracle frontend, decoded in blocks

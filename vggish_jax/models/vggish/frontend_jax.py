@@ -14,10 +14,10 @@ except on TPU, which has no float64 FFT. The output is float32 either way.
 Formulation: "fft" frames the signal and takes XLA's rfft; "dft" writes the DFT as one strided convolution
 (a matmul per frame) against windowed cos/sin matrices [400, 2k] over only the k = 235 FFT bins the mel
 matrix uses (bins 5..239), so framing, windowing and the transform are one op. "auto" picks per backend:
-"fft" on CPU (measured on the project's 2-core machine, shared with other jobs: rfft 30 vs DFT 37 ms wall,
-11.3 vs 12.2 ms CPU time per clip of a 16 x 30 s batch; results/frontend_formulation.json), "dft" on
-TPU (the DFT's matmuls run on the MXU, an FFT does not; not measured), "fft" on GPU (cuFFT is cheap next to the model, and a
-float32 matmul there would need Precision.HIGHEST to stay off TF32; not measured, no GPU was available).
+"fft" on CPU (measured on the project's 2-core machine: rfft 9.4 vs DFT 11.8 ms wall, 8.7 vs 10.8 ms CPU
+time per clip of a 16 x 30 s float32 batch; results/frontend_formulation.json); "dft" on TPU (the DFT's
+matmuls run on the MXU, an FFT does not; not measured); "fft" on GPU (cuFFT is cheap next to the model, and
+a float32 matmul there would need Precision.HIGHEST to stay off TF32; not measured, no GPU was available).
 Every matmul runs at Precision.HIGHEST, so float32 keeps full float32 accuracy on every backend.
 """
 from __future__ import annotations
@@ -111,7 +111,8 @@ def _with_precision(fn):
 
 @_with_precision
 @functools.partial(jax.jit, static_argnames=("cfg", "dtype", "formulation"))
-def log_mel(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.float32, formulation: str = "fft") -> jax.Array:
+def log_mel(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.float32,
+            formulation: str = "fft") -> jax.Array:
     """[..., samples] float32 at 16 kHz -> [..., frames, 64] log-mel (float32)."""
     return _log_mel(jnp.asarray(waveforms).astype(dtype), cfg, formulation).astype(jnp.float32)
 

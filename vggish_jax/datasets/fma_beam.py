@@ -1,0 +1,54 @@
+"""The FMA builder's splits as Beam PTransforms: each worker decodes + resamples + log-mels its clips.
+
+Used by `fma.Fma` when the download config names a Beam runner (TFDS switches to Beam only when
+`_split_generators` hands it a PTransform instead of a generator). Clips that fail to decode do not stop the
+pipeline: they are counted (`fma:clips_skipped`) and collected into one JSON file per split, which the builder
+reads back into its skip report once the pipeline has finished. TensorFlow is never needed.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+
+from vggish_jax import atomic
+from vggish_jax.datasets import decode
+
+SKIPPED = "skipped"
+
+
+class DecodeClip(beam.DoFn):
+    """(track_id, label, path) -> (track_id, example dict), or a skip record on the SKIPPED output."""
+
+    def __init__(self, waveform: bool):
+        self.waveform = waveform
+        self.decoded = beam.metrics.Metrics.counter("fma", "clips_decoded")
+        self.skipped = beam.metrics.Metrics.counter("fma", "clips_skipped")
+
+    def process(self, item):
+        track_id, label, path = item
+        clip = decode.decode_clip(path, waveform=self.waveform)
+        if isinstance(clip, str):
+            self.skipped.inc()
+            yield beam.pvalue.TaggedOutput(SKIPPED, {"track_id": track_id, "path": path, "reason": clip})
+            return
+        self.decoded.inc()
+        yield track_id, {**clip, "label": label, "track_id": track_id}
+
+
+def write_skips(records: list[dict], path: str) -> None:
+    atomic.write_json(path, sorted(records, key=lambda r: r["track_id"]))
+
+
+def examples(items: list[tuple[int, int, str]], *, waveform: bool, skips_path: str) -> beam.PTransform:
+    """A PTransform (applied to the pipeline root) yielding (track_id, example) for every decodable clip."""
+
+    @beam.ptransform_fn
+    def expand(root):
+        out = (root
+               | "Clips" >> beam.Create(items)  # reshuffled by Create: clips spread over the workers
+               | "Decode" >> beam.ParDo(DecodeClip(waveform)).with_outputs(SKIPPED, main="examples"))
+        _ = (out[SKIPPED]
+             | "CollectSkips" >> beam.combiners.ToList()
+             | "WriteSkips" >> beam.Map(write_skips, skips_path))
+        return out.examples
+
+    return expand()  # pylint: disable=no-value-for-parameter

@@ -1,0 +1,100 @@
+"""Apache Beam runner + options from the CLI's --beam-runner/--beam-workers/--beam-options.
+
+`direct` means Beam's in-process FnApi runner with `workers` local SDK worker processes. We build it
+ourselves instead of naming Beam's DirectRunner, because recent DirectRunners first try the Prism runner,
+a binary they download on first use (nothing is downloaded here, and offline it stalls or fails). Any other
+name (FlinkRunner, SparkRunner, DataflowRunner, PortableRunner, ...) is created by Beam from its name and
+gets every other setting from --beam-options, passed through unchanged (`--flink_master=...`,
+`--environment_type=...`, `--project=...`).
+"""
+from __future__ import annotations
+
+import shlex
+from typing import Sequence
+
+
+class BeamUnavailable(RuntimeError):
+    """apache-beam is not installed (it is an optional extra)."""
+
+
+def require_beam():
+    try:
+        import apache_beam as beam
+    except ImportError as e:
+        raise BeamUnavailable(f"apache-beam is not installed ({e}); install the extra: pip install "
+                              f"'vggish-jax[beam]'") from e
+    return beam
+
+
+def parse_options(options: str | Sequence[str] | None) -> list[str]:
+    """'--runner=FlinkRunner --flink_master=host:8081' (or a list of such flags) -> a list of flags."""
+    if options is None:
+        return []
+    return shlex.split(options) if isinstance(options, str) else [str(o) for o in options]
+
+
+def _runner_in(flags: list[str]) -> str | None:
+    for i, f in enumerate(flags):
+        if f.startswith("--runner="):
+            return f.split("=", 1)[1]
+        if f == "--runner" and i + 1 < len(flags):
+            return flags[i + 1]
+    return None
+
+
+def make(runner: str | None = "direct", workers: int = 2, options: str | Sequence[str] | None = None):
+    """(runner object, PipelineOptions) for beam.Pipeline(runner=..., options=...).
+
+    runner: 'direct' (local worker processes), a Beam runner name, or None to take `--runner` from options
+    (default 'direct'). workers: local SDK worker processes for 'direct' (0 = run in this process).
+    """
+    require_beam()
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    flags = parse_options(options)
+    in_options = _runner_in(flags)
+    if runner and in_options and runner.lower() != in_options.lower():
+        raise ValueError(f"--beam-runner {runner} contradicts --beam-options --runner={in_options}; give one")
+    name = runner or in_options or "direct"
+    if name.lower() in ("direct", "directrunner", "fnapirunner"):
+        if workers < 0:
+            raise ValueError(f"--beam-workers must be >= 0, got {workers}")
+        flags = [f for f in flags if not f.startswith("--runner")]
+        if not any(f.startswith("--direct_num_workers") for f in flags):
+            flags.append(f"--direct_num_workers={max(1, workers)}")
+        if not any(f.startswith("--direct_running_mode") for f in flags):
+            flags.append("--direct_running_mode=" + ("multi_processing" if workers > 0 else "in_memory"))
+        if not any(f.startswith("--default_sdk_harness_log_level") for f in flags):
+            flags.append("--default_sdk_harness_log_level=WARNING")  # workers log every bundle at INFO
+        options = PipelineOptions(flags)
+        return _fn_api_runner(options), options
+    from apache_beam.runners.runner import create_runner
+
+    try:
+        runner_obj = create_runner(name)
+    except (ValueError, ImportError) as e:
+        raise ValueError(f"--beam-runner {name}: {e}".splitlines()[0]) from e
+    if not in_options:
+        flags.append(f"--runner={name}")
+    return runner_obj, PipelineOptions(flags)
+
+
+def _fn_api_runner(options):
+    """Beam's in-process FnApi runner whose SDK workers see `options` (as the DirectRunner hands them over)."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return fn_runner.FnApiRunner(provision_info=info)
+
+
+def counters(result) -> dict[str, int]:
+    """{'namespace:name': committed (or attempted) value} of a finished pipeline's counters."""
+    out: dict[str, int] = {}
+    for c in result.metrics().query()["counters"]:
+        key = f"{c.key.metric.namespace}:{c.key.metric.name}"
+        value = c.committed if c.committed is not None else c.attempted
+        out[key] = out.get(key, 0) + int(value or 0)
+    return out
