@@ -135,7 +135,8 @@ CASES = [
     ("predict-top-0", lambda w: ["predict", "--example", "--top", "0"], "--top", r"must be 1 or more", "fail", []),
     ("predict-top-negative", lambda w: ["predict", "--example", "--top", "-1"], "--top", r"must be 1 or more",
      "fail", []),
-    ("predict-silent", lambda w: ["predict", w["silent"], "--example"], "silent.wav", r"digital silence.*check the file",
+    ("predict-silent", lambda w: ["predict", w["silent"], "--example"], "silent.wav",
+     r"digital silence.*check the file",
      "skip", []),
     ("predict-near-silent", lambda w: ["predict", w["quiet"], "--example"], "quiet.wav", r"-70 dBFS.*raise its level",
      "skip", []),
@@ -255,7 +256,8 @@ def test_legacy_truncated_weights_one_line_in_a_real_process(tmp_path, audio_fil
     assert len(lines) == 1 and "cannot read the checkpoint" in lines[0] and "--overwrite" in lines[0], r.stderr
 
 
-@pytest.mark.parametrize("argv,missing", [(["--download", "torch"], "torch"), (["--tf-checkpoint", "m.ckpt"], "tensorflow")])
+@pytest.mark.parametrize("argv,missing", [(["--download", "torch"], "torch"),
+                                          (["--tf-checkpoint", "m.ckpt"], "tensorflow")])
 def test_convert_names_the_missing_reader_before_downloading(tmp_path, monkeypatch, capsys, argv, missing):
     import importlib.util
 

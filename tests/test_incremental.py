@@ -107,7 +107,9 @@ def _start(argv):
 def _kill_after_first_part(proc, parts, sig):
     """Send `sig` once this run has written a part of its own."""
     def count():
-        return sum(n.startswith("part-") and n.endswith(".npz") for n in os.listdir(parts)) if os.path.isdir(parts) else 0
+        if not os.path.isdir(parts):
+            return 0
+        return sum(n.startswith("part-") and n.endswith(".npz") for n in os.listdir(parts))
 
     before, deadline = count(), time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:

@@ -62,7 +62,8 @@ MEASURE = textwrap.dedent("""
     with sf.SoundFile(path, "w", sr, 1, subtype="PCM_16") as f:
         for m in range(int(hours * 60)):
             t = (np.arange(minute) + m * minute) / sr
-            f.write((0.3 * np.sin(2 * np.pi * (220 + 10 * (m % 12)) * t) + 0.05 * rng.standard_normal(minute)).astype(np.float32))
+            tone = 0.3 * np.sin(2 * np.pi * (220 + 10 * (m % 12)) * t)
+            f.write((tone + 0.05 * rng.standard_normal(minute)).astype(np.float32))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     r = predict.predict_files([path], predict.default_tagger())[0][0]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
