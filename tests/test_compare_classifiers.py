@@ -13,7 +13,7 @@ from vggish_jax.pipeline import store
 GENRES = ["Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock"]
 
 
-def write_synthetic(root, per_class=(12, 4, 4), sep=3.0, seed=0, n_examples=(29, 33)):
+def write_synthetic(root, per_class=(12, 4, 4), sep=3.0, seed=0, n_examples=(29, 33), complete=True):
     """Clips whose frame embeddings sit around a class centre; some clips have != 31 examples."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(len(GENRES), 128)) * sep
@@ -29,7 +29,7 @@ def write_synthetic(root, per_class=(12, 4, 4), sep=3.0, seed=0, n_examples=(29,
                 tid += 1
         store.write_shard(store.shard_path(str(root), split, 0), ids, labels, embs)
     store.write_info(str(root), {"label_names": GENRES, "final_relu": True, "postprocess": False,
-                                 "dataset": "synthetic", "weights": None})
+                                 "dataset": "synthetic", "weights": None, "complete": complete})
     return str(root)
 
 
@@ -163,3 +163,20 @@ def test_end_to_end_on_mini_fma(tmp_path, random_weights_dir, capsys):
     # The head records how its training embeddings were made: these weights (by content hash), raw floats.
     from vggish_jax.pipeline.embed import load_pretrained
     assert head.spec == load_pretrained(random_weights_dir).spec and head.spec.postprocess is None
+
+
+def test_unfinished_extraction_is_refused_unless_allowed_and_then_flagged(tmp_path, capsys):
+    """Issue 13.2: info.json "complete": false -> one-line refusal; --allow-incomplete runs and says so."""
+    emb = write_synthetic(tmp_path / "emb", per_class=(4, 2, 2), complete=False)
+    out = tmp_path / "cmp"
+    args = ["compare", "--embeddings", emb, "--out", str(out), "--features", "mean_std", "--classifiers", "LR",
+            "--jobs", "1"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and os.path.join(emb, "info.json") in err and "--allow-incomplete" in err
+    assert not os.path.exists(out / "table.json")
+
+    assert cli.main(args + ["--allow-incomplete"]) == 0
+    assert "unfinished extraction" in capsys.readouterr().err
+    assert json.load(open(out / "table.json"))["extraction_complete"] is False
+    assert "INCOMPLETE EXTRACTION" in open(out / "table.md").read()

@@ -138,7 +138,7 @@ def test_other_settings_into_the_same_directory_are_refused(reference, fma_dirs,
     from vggish_jax.pipeline.extract import extract
 
     _, data_dir = fma_dirs
-    with pytest.raises(ValueError, match=r"other settings \(final_relu: False -> True\)"):
+    with pytest.raises(ValueError, match=r"final_relu: True \(weights .*\) vs False \(.*info.json\)"):
         extract("fma/small", data_dir=data_dir, out=reference[0], weights=random_weights_dir, batch_size=BATCH,
                 shard_size=SHARD, final_relu=True, workers=0, progress=False)
 
@@ -148,9 +148,10 @@ def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, 
 
     mini, data_dir = fma_dirs
     out = str(tmp_path / "emb_audio")
+    # float64 device frontend: within 1e-5 of the NumPy oracle that made the stored log-mels
     summary = extract("fma/small", data_dir=str(tmp_path / "unused"), manual_dir=mini.manual_dir, out=out,
                       weights=random_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=1, from_audio=True,
-                      progress=False)
+                      precision="float64", progress=False)
     assert {r["track_id"] for r in summary.skipped} == set(mini.bad)
     for split in SPLITS:
         x, y = store.load_split(out, split), store.load_split(reference[0], split)
@@ -195,3 +196,110 @@ def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
     with pytest.raises(RuntimeError, match="did not finish; rerun"):
         ex.load(str(partial), "train")
     assert json.loads((partial / "info.json").read_text())["complete"] is False
+
+
+def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_path):
+    """Issue 13.1: identity is the weights' content hash, not the folder path."""
+    from vggish_jax import spec
+    from vggish_jax.models.vggish import params, pretrained
+    from vggish_jax.pipeline.extract import extract
+
+    _, data_dir = fma_dirs
+    weights, out = str(tmp_path / "weights"), str(tmp_path / "emb")
+    pretrained.save(weights, params.random(0), metadata={"source": "random", "seed": 0})
+    first = json.load(open(os.path.join(weights, pretrained.METADATA)))["weights_sha256"]
+    extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
+            workers=0, progress=False)
+    info = store.read_info(out)
+    assert info[spec.KEY]["weights_sha256"] == first and info[spec.KEY]["postprocess"] is None
+    os.remove(store.shard_path(out, "test", 1))  # as if killed before the last shard
+    kept = {p: os.stat(p).st_mtime_ns for p in _shards(out)}
+
+    pretrained.save(weights, params.random(1), metadata={"source": "random", "seed": 1})
+    second = json.load(open(os.path.join(weights, pretrained.METADATA)))["weights_sha256"]
+    assert second != first
+    with pytest.raises(spec.SpecMismatch) as e:
+        extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
+                workers=0, progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and os.path.abspath(weights) in msg and os.path.join(out, "info.json") in msg
+    assert first[:12] in msg and second[:12] in msg and "weights_sha256" in msg
+    assert {p: os.stat(p).st_mtime_ns for p in _shards(out)} == kept  # nothing written
+    assert store.read_info(out)[spec.KEY]["weights_sha256"] == first
+
+
+def test_assign_shards_is_a_deterministic_disjoint_cover():
+    from vggish_jax.pipeline.extract import assign_shards
+
+    shards = [(s, i) for s in SPLITS for i in range(5)]
+    for count in (1, 2, 3, 4, 7, 20):
+        parts = [assign_shards(shards, p, count) for p in range(count)]
+        flat = [x for part in parts for x in part]
+        assert sorted(flat) == sorted(shards) and len(flat) == len(shards)
+        assert parts == [assign_shards(shards, p, count) for p in range(count)]
+    with pytest.raises(ValueError, match="process_index 2 is not in 0..1"):
+        assign_shards(shards, 2, 2)
+
+
+def test_split_over_processes_makes_the_one_process_shard_set(reference, fma_dirs, random_weights_dir, tmp_path):
+    """Simulated multi-host: process 0 of 3 is stopped early, then 2 processes finish the same set of shards."""
+    from vggish_jax.pipeline.extract import extract
+
+    _, data_dir = fma_dirs
+    out = str(tmp_path / "emb")
+
+    def run(index, count):
+        return extract("fma/small", data_dir=data_dir, out=out, weights=random_weights_dir, batch_size=BATCH,
+                       shard_size=SHARD, workers=0, progress=False, process_index=index, process_count=count)
+
+    def computed(summary):
+        return {(s, i) for s, idx in summary.computed.items() for i in idx}
+
+    first = run(0, 3)  # global shard order: train 0, train 1, validation 0, validation 1, test 0, test 1
+    assert computed(first) == {("train", 0), ("validation", 1)} and not first.complete
+    assert store.read_info(out)["complete"] is False
+    second = run(1, 2)  # train 1, validation 1 (done), test 1
+    assert computed(second) == {("train", 1), ("test", 1)} and not second.complete
+    assert store.read_info(out)["complete"] is False  # only process 0 completes info.json
+    last = run(0, 2)  # train 0 (done), validation 0, test 0; then every shard exists
+    assert computed(last) == {("validation", 0), ("test", 0)} and last.complete
+    assert sorted(os.path.relpath(p, out) for p in _shards(out)) == \
+        sorted(os.path.relpath(p, reference[0]) for p in _shards(reference[0]))
+    _assert_same_embeddings(out, reference[0])
+    assert store.read_info(out) == store.read_info(reference[0])
+
+
+_FOUR_DEVICES = """
+import json, sys
+import jax
+from vggish_jax.pipeline.extract import extract
+assert jax.device_count() == 4, jax.devices()
+data_dir, manual_dir, weights, out_mel, out_audio = sys.argv[1:]
+for out, kw in ((out_mel, {}), (out_audio, {"from_audio": True, "manual_dir": manual_dir})):
+    extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=2, shard_size=2, workers=0,
+            progress=False, **kw)
+"""
+
+
+@pytest.mark.slow
+def test_four_devices_give_the_one_device_embeddings(reference, fma_dirs, random_weights_dir, tmp_path):
+    """Stored mels and the waveform path, batches sharded over 4 fake CPU devices vs 1 (max abs diff <= 1e-5)."""
+    from vggish_jax.pipeline.extract import extract
+
+    mini, data_dir = fma_dirs
+    one_audio = str(tmp_path / "one_audio")
+    extract("fma/small", data_dir=data_dir, manual_dir=mini.manual_dir, out=one_audio, weights=random_weights_dir,
+            batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True, progress=False)
+    four_mel, four_audio = str(tmp_path / "four_mel"), str(tmp_path / "four_audio")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", _FOUR_DEVICES, data_dir, mini.manual_dir, random_weights_dir,
+                           four_mel, four_audio], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for one, four in ((reference[0], four_mel), (one_audio, four_audio)):
+        for split in SPLITS:
+            x, y = store.load_split(one, split), store.load_split(four, split)
+            np.testing.assert_array_equal(x.track_ids, y.track_ids)
+            assert len(x.embeddings) == len(y.embeddings) == 3
+            diff = max(float(np.abs(e - f).max()) for e, f in zip(x.embeddings, y.embeddings))
+            assert diff <= 1e-5, (four, split, diff)

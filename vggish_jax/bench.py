@@ -1,11 +1,17 @@
-"""Throughput benchmarks: frontend, decode, embedding (vs a PyTorch VGGish and the matmul rate), end to end,
-training. Each section runs in its own process so its peak RSS is its own.
+"""Throughput benchmarks: matmul peak, frontend, decode + resample, embedding (vs a PyTorch VGGish), mp3 ->
+embeddings end to end against its references, 1 vs N devices, training. Each section runs in its own process
+so its peak RSS is its own.
 
-    python -m vggish_jax.bench [--quick] [--out results/]     (same as `vggish-jax bench`)
+    python -m vggish_jax.bench [--quick] [--out results/] [--name MACHINE]     (same as `vggish-jax bench`)
 
-Writes results/bench-<host>-<date>.json and .md with machine info. Timings are medians of repeats after a
-warm-up (compile) run, with min and max. Ratios (ours / reference, fraction of the matmul rate) survive noisy
-machines better than absolute numbers.
+End to end (mp3 -> embeddings through the device path) is measured against two references in the same run:
+model-only (VGGish on ready log-mels) and the sum-of-parts bound, 1 / (decode + resample, frontend and model
+per-clip times, each timed alone on all cores): on a CPU every part competes for the same cores, so no
+pipeline can beat that bound; e2e / bound shows stalls and overhead. On an accelerator host decoding and the
+device overlap instead, so the slower of the two sets the pace (pipelined bound), and MFU is reported.
+
+Writes results/bench-<name>-<date>.json and .md with machine info (including the load average, since a busy
+machine slows everything). Timings are medians of repeats after a warm-up (compile) run, with min and max.
 """
 from __future__ import annotations
 
@@ -23,7 +29,9 @@ import time
 
 import numpy as np
 
-SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "training", "fad", "beam")
+SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "devices", "training", "fad", "beam")
+# A full-size training step needs ~12 GB: only on request (--sections ...,training).
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "training")
 CLIP_SECONDS = 30.0
 
 
@@ -70,7 +78,8 @@ def machine_info() -> dict:
         except ImportError:
             versions[mod] = None
     return {"host": socket.gethostname(), "cpu_model": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-            "jax_backend": jax.default_backend(), "jax_devices": [str(d) for d in jax.devices()], "versions": versions}
+            "jax_backend": jax.default_backend(), "jax_devices": [str(d) for d in jax.devices()],
+            "device_kind": jax.devices()[0].device_kind, "load_average": _load_average(), "versions": versions}
 
 
 # ---- sections (each runs in a fresh process) ----
@@ -144,22 +153,54 @@ def _mp3s(directory: str, n: int) -> list[str]:
     return paths
 
 
-def section_decode(quick: bool) -> dict:
-    import concurrent.futures as cf
-    import multiprocessing as mp
+def _decode_native(path: str) -> tuple[np.ndarray, int]:
+    from vggish_jax import audio
 
-    from vggish_jax.pipeline.embed import file_examples
+    return audio.load(path)
+
+
+def section_decode(quick: bool) -> dict:
+    """Host work of the device path: mp3 -> 16 kHz mono, and where resampling is cheaper."""
+    from vggish_jax import audio
+    from vggish_jax.datasets import decode
+    from vggish_jax.pipeline import host, resample_jax
 
     n = 2 if quick else 8
+    reps = 1 if quick else 2
+    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as d:
         paths = _mp3s(d, n)
-        t = timed(lambda: [file_examples(p) for p in paths], 1 if quick else 2)
-        out = {"clips": n, "clip_seconds": CLIP_SECONDS, "one_worker_clips_per_second": n / t["median_s"], "one_worker": t}
-        workers = os.cpu_count() or 1
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            t = timed(lambda: list(pool.map(file_examples, paths)), 1 if quick else 2)
-        out.update(workers=workers, pool=t, pool_clips_per_second=n / t["median_s"])
+        t = timed(lambda: [host.decode_16k(p) for p in paths], reps)
+        out = {"clips": n, "clip_seconds": CLIP_SECONDS, "source": "44.1 kHz stereo mp3",
+               "one_worker_clips_per_second": n / t["median_s"], "one_worker": t}
+        pool = decode.process_pool(cores)
+        try:
+            mods = pool.submit(host.imported_modules).result()
+            out["worker_imports_jax"] = "jax" in mods
+            out["worker_modules"] = len(mods)
+            t = timed(lambda: list(pool.map(host.decode_16k, paths)), reps)
+        finally:
+            pool.shutdown()
+        out.update(workers=cores, pool=t, pool_clips_per_second=n / t["median_s"])
+        # Where to resample: per clip, the host polyphase matmul (one core; a pool of `cores` divides it)
+        # against the same filter as one strided convolution on the device (all cores).
+        native = [_decode_native(p) for p in paths]
+        t_read = timed(lambda: [_decode_native(p) for p in paths], reps)
+        sr = native[0][1]
+        length = min(x.shape[0] for x, _ in native)
+        batch = np.stack([x[:length] for x, _ in native])
+        t_host = timed(lambda: [audio.resample(x, sr) for x in batch], reps)
+        t_dev = timed(lambda: resample_jax.resample(batch, sr).block_until_ready(), reps)
+        host_per_clip = t_host["median_s"] / n
+        out["resample"] = {
+            "read_downmix_s_per_clip": t_read["median_s"] / n, "host_s_per_clip_one_core": host_per_clip,
+            "host_s_per_clip_all_cores_ideal": host_per_clip / cores,
+            "device_s_per_clip": t_dev["median_s"] / n, "host": t_host, "device": t_dev,
+            "device_faster": t_dev["median_s"] / n < host_per_clip / cores}
     return out
+
+
+EMBED_BATCHES = (1, 8, 16, 31, 32, 48, 62, 64, 93, 124, 128, 256)
 
 
 def section_embedding(quick: bool) -> dict:
@@ -171,7 +212,7 @@ def section_embedding(quick: bool) -> dict:
 
     p = params.random(0)
     fpf = flops_per_frame()
-    batches = (1, 32) if quick else (1, 8, 32, 64, 128, 256)
+    batches = (1, 32) if quick else EMBED_BATCHES
     # bfloat16 matmuls/convs are emulated on most CPUs (slow); fewer sizes keep the full run in minutes.
     bf16_batches = (1, 32) if quick else (1, 32, 128)
     out = {"flops_per_frame": fpf, "flax": {"float32": {}, "bfloat16": {}}, "torch": {}}
@@ -189,7 +230,7 @@ def section_embedding(quick: bool) -> dict:
 
         model = TorchVGGish().eval()
         with torch.inference_mode():
-            for b in batches:
+            for b in ((1, 32) if quick else (1, 8, 32, 64, 128)):
                 x = torch.randn(b, 1, 96, 64)
                 t = timed(lambda: model(x), 2 if quick else 3)
                 out["torch"][b] = {**t, "frames_per_second": b / t["median_s"], "gflops": b * fpf / t["median_s"] / 1e9}
@@ -199,20 +240,121 @@ def section_embedding(quick: bool) -> dict:
     return out
 
 
-def section_end_to_end(quick: bool) -> dict:
+def _device_rate(n: int, reps: int, examples_per_call: int | None = None) -> dict:
+    """The fused device function (frontend + VGGish) on n in-memory 30-s clips: clips/s and frames/s."""
     from vggish_jax.models.vggish import params
+    from vggish_jax.pipeline.device import AudioEmbedder
+
+    kw = {} if examples_per_call is None else {"examples_per_call": examples_per_call}
+    dev = AudioEmbedder(params.build(params.random(0)), **kw)
+    waves = [_clip(seed=i) for i in range(n)]
+    t = timed(lambda: list(dev.embed_stream(enumerate(waves))), reps)
+    frames = n * 31
+    return {"examples_per_call": dev.examples_per_call, "clips_per_call": dev.clips_per_call(31),
+            "devices": dev.num_devices, **t, "clips_per_second": n / t["median_s"],
+            "frames_per_second": frames / t["median_s"]}
+
+
+def section_end_to_end(quick: bool) -> dict:
+    """mp3 files -> embeddings, against model-only and the sum-of-parts bound, all measured here."""
+    from vggish_jax.datasets import decode
+    from vggish_jax.models.vggish import params
+    from vggish_jax.pipeline import host, segments
+    from vggish_jax.pipeline.device import AudioEmbedder
     from vggish_jax.pipeline.embed import Embedder
 
-    n = 2 if quick else 8
-    emb = Embedder(params.random(0), batch_size=64)
+    n = 4 if quick else 8
+    reps = 1 if quick else 2
+    cores = os.cpu_count() or 1
+    workers = decode.default_workers()
+    p = params.random(0)
+    dev = AudioEmbedder(params.build(p))
+    out = {"clips": n, "clip_seconds": CLIP_SECONDS, "cores": cores, "decode_workers": workers,
+           "examples_per_call": dev.examples_per_call, "devices": dev.num_devices}
     with tempfile.TemporaryDirectory() as d:
         paths = _mp3s(d, n)
-        t = timed(lambda: emb.embed_files(paths, workers=os.cpu_count() or 1), 1 if quick else 2)
-        x = np.zeros((31 * n, 96, 64), np.float32)
-        t_model = timed(lambda: emb.embed_examples(x), 1 if quick else 2)
-    return {"clips": n, "end_to_end": t, "clips_per_second": n / t["median_s"], "model_only": t_model,
-            "model_only_clips_per_second": n / t_model["median_s"],
-            "end_to_end_vs_model_only": t_model["median_s"] / t["median_s"]}
+        # 1. decode + resample alone, on every core (a pool of `cores` jax-free worker processes)
+        pool = decode.process_pool(cores)
+        try:
+            out["worker_imports_jax"] = "jax" in pool.submit(host.imported_modules).result()
+            t_decode = timed(lambda: list(pool.map(host.decode_16k, paths)), reps)
+        finally:
+            pool.shutdown()
+        waves = [host.decode_16k(p) for p in paths]
+        # 2. frontend alone, in the batches the device path uses (30-s clips fill the 31-example bucket)
+        clips_per_call = dev.clips_per_call(31)
+        length = segments.segment_samples(31)
+        batches = []
+        for i in range(0, n, clips_per_call):
+            b = np.zeros((clips_per_call, length), np.float32)
+            for j, w in enumerate(waves[i: i + clips_per_call]):
+                b[j, : min(length, w.shape[0])] = w[:length]
+            batches.append(b)
+        t_frontend = timed(lambda: [dev.examples(b) for b in batches], reps)
+        examples = np.concatenate([dev.examples(b) for b in batches])[: n * 31].reshape(-1, 96, 64)
+        # 3. model alone on those log-mels, same batch
+        t_model = timed(lambda: dev.embed_examples(examples, clips_per_call * 31), reps)
+        # the fused device function (frontend + model in one jit) on the decoded clips
+        t_device = timed(lambda: list(dev.embed_stream(enumerate(waves))), reps)
+
+        # end to end: files -> decode workers (processes, as extract --from-audio) -> device
+        def e2e_processes():
+            decoded = decode.ordered_map(host.decode_16k, paths, pool, 2 * workers + 2)
+            return list(dev.embed_stream(zip(paths, decoded)))
+
+        pool = decode.process_pool(workers)
+        try:
+            pool.submit(host.imported_modules).result()  # workers started and warm
+            t_e2e = timed(e2e_processes, reps)
+        finally:
+            pool.shutdown()
+        # end to end through the library (Embedder.iter_files: decode threads, as `vggish-jax embed`)
+        emb = Embedder(p)
+        t_lib = timed(lambda: list(emb.iter_files(paths, workers=workers)), reps)
+
+    per = {k: t["median_s"] / n for k, t in (("decode_resample", t_decode), ("frontend", t_frontend),
+                                              ("model", t_model), ("device", t_device), ("e2e", t_e2e),
+                                              ("e2e_embedder", t_lib))}
+    bound = 1.0 / (per["decode_resample"] + per["frontend"] + per["model"])
+    out.update({
+        "timings": {"decode_resample": t_decode, "frontend": t_frontend, "model": t_model, "device": t_device,
+                    "end_to_end_processes": t_e2e, "end_to_end_embedder": t_lib},
+        "seconds_per_clip": per,
+        "model_only_clips_per_second": 1.0 / per["model"],
+        "device_clips_per_second": 1.0 / per["device"],
+        "decode_clips_per_second_all_cores": 1.0 / per["decode_resample"],
+        "sum_of_parts_bound_clips_per_second": bound,
+        "clips_per_second": 1.0 / per["e2e"], "embedder_clips_per_second": 1.0 / per["e2e_embedder"],
+        "end_to_end_vs_bound": (1.0 / per["e2e"]) / bound,
+        "embedder_vs_bound": (1.0 / per["e2e_embedder"]) / bound,
+        "end_to_end_vs_model_only": per["model"] / per["e2e"],
+        "frontend_share_of_device_time": per["frontend"] / (per["frontend"] + per["model"]),
+        # Host and device on different hardware (an accelerator): the slower of the two sets the pace.
+        "pipelined_bound_clips_per_second": min(1.0 / per["decode_resample"], 1.0 / per["device"]),
+    })
+    if not quick:  # the batch-size cliff on the fused function: 1, 2 and 4 clips (31 examples each) per call
+        out["examples_per_call_sweep"] = {e: _device_rate(n, 1, e) for e in (31, 62, 124)}
+    return out
+
+
+def section_devices(quick: bool) -> dict:
+    """The fused device function with 1 device and with one fake CPU device per core (or the real ones)."""
+    import jax
+
+    n = 4 if quick else 8
+    reps = 1 if quick else 2
+    out = {}
+    counts = (1, os.cpu_count() or 1) if jax.default_backend() == "cpu" else (len(jax.devices()),)
+    for count in counts:
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
+        code = (f"import json,sys; from vggish_jax import bench; "
+                f"sys.stdout.write('\\n@@' + json.dumps(bench._device_rate({n}, {reps})))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            out[count] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+        else:
+            out[count] = json.loads(proc.stdout.rsplit("@@", 1)[1])
+    return out
 
 
 def section_training(quick: bool) -> dict:
@@ -287,24 +429,65 @@ def _run_section(name: str, quick: bool) -> dict:
     return result
 
 
-def summarize(r: dict) -> dict:
+# Spec-sheet dense peaks (FLOP/s) for MFU: float32 matmuls run as TF32 on these GPUs by XLA's default.
+PEAK_FLOPS = {"H100": {"float32": 494.7e12, "bfloat16": 989.4e12}, "H200": {"float32": 494.7e12, "bfloat16": 989.4e12},
+              "A100": {"float32": 156e12, "bfloat16": 312e12}, "TPU v4": {"bfloat16": 275e12},
+              "TPU v5 lite": {"bfloat16": 197e12}, "TPU v5p": {"bfloat16": 459e12}, "TPU v6": {"bfloat16": 918e12}}
+
+
+def peak_flops(device_kind: str) -> dict | None:
+    return next((v for k, v in PEAK_FLOPS.items() if k.lower() in device_kind.lower()), None)
+
+
+def summarize(r: dict, machine: dict | None = None) -> dict:
     s = {}
     mm = r.get("matmul", {})
     emb = r.get("embedding", {})
-    if "jax_gflops" in mm and isinstance(emb.get("flax"), dict):
+    if isinstance(emb.get("flax"), dict):
         f32 = emb["flax"]["float32"]
         best_b = max(f32, key=lambda b: f32[b]["frames_per_second"])
         s["embedding_best_batch"] = best_b
         s["embedding_best_frames_per_second"] = f32[best_b]["frames_per_second"]
-        s["embedding_fraction_of_matmul"] = f32[best_b]["gflops"] / mm["jax_gflops"]
+        s["embedding_frames_per_second_by_batch"] = {b: round(v["frames_per_second"], 1) for b, v in f32.items()}
+        if "jax_gflops" in mm:
+            s["embedding_fraction_of_matmul"] = f32[best_b]["gflops"] / mm["jax_gflops"]
         if isinstance(emb.get("torch"), dict) and emb["torch"]:
             tb = max(emb["torch"], key=lambda b: emb["torch"][b]["frames_per_second"])
             s["torch_best_frames_per_second"] = emb["torch"][tb]["frames_per_second"]
             s["embedding_vs_torch"] = f32[best_b]["frames_per_second"] / emb["torch"][tb]["frames_per_second"]
     if "jax_best_vs_numpy" in r.get("frontend", {}):
         s["frontend_jax_vs_numpy"] = r["frontend"]["jax_best_vs_numpy"]
-    if "end_to_end_vs_model_only" in r.get("end_to_end", {}):
-        s["end_to_end_vs_model_only"] = r["end_to_end"]["end_to_end_vs_model_only"]
+    dec = r.get("decode", {})
+    if "resample" in dec:
+        s["worker_imports_jax"] = dec["worker_imports_jax"]
+        s["resample_host_ms_per_clip_one_core"] = 1e3 * dec["resample"]["host_s_per_clip_one_core"]
+        s["resample_device_ms_per_clip"] = 1e3 * dec["resample"]["device_s_per_clip"]
+        s["resample_device_faster"] = dec["resample"]["device_faster"]
+    e2e = r.get("end_to_end", {})
+    if "end_to_end_vs_bound" in e2e:
+        for k in ("clips_per_second", "embedder_clips_per_second", "sum_of_parts_bound_clips_per_second",
+                  "model_only_clips_per_second", "device_clips_per_second", "decode_clips_per_second_all_cores",
+                  "end_to_end_vs_bound", "embedder_vs_bound", "end_to_end_vs_model_only",
+                  "frontend_share_of_device_time", "worker_imports_jax"):
+            s[("e2e_" + k) if not k.startswith(("end_to_end", "e2e")) else k] = e2e[k]
+        sweep = e2e.get("examples_per_call_sweep")
+        if sweep:
+            s["device_frames_per_second_by_examples_per_call"] = {
+                e: round(v["frames_per_second"], 1) for e, v in sweep.items()}
+        kind = (machine or {}).get("device_kind", "")
+        peak = peak_flops(kind)
+        if (machine or {}).get("jax_backend") not in (None, "cpu"):
+            frames = 31 * e2e["device_clips_per_second"]
+            s["device_frames_per_second"] = frames
+            if peak:
+                s["mfu_float32"] = frames * flops_per_frame() / peak.get("float32", peak["bfloat16"])
+            if "jax_gflops" in mm:
+                s["fraction_of_measured_matmul"] = frames * flops_per_frame() / 1e9 / mm["jax_gflops"]
+            s["clips_per_second_bound_by_host_decode"] = e2e["decode_clips_per_second_all_cores"]
+    dev = r.get("devices", {})
+    rates = {k: v["clips_per_second"] for k, v in dev.items() if isinstance(v, dict) and "clips_per_second" in v}
+    if rates:
+        s["device_clips_per_second_by_device_count"] = rates
     for k in (1, 2):
         if f"beam_{k}_workers" in r.get("beam", {}):
             s[f"beam_{k}_workers_clips_per_second"] = r["beam"][f"beam_{k}_workers"]["clips_per_second"]
@@ -318,11 +501,28 @@ def summarize(r: dict) -> dict:
 
 def render_markdown(report: dict) -> str:
     m, s = report["machine"], report["summary"]
-    lines = [f"# vggish-jax benchmark ({'quick' if report['quick'] else 'full'}), {report['date']}", "",
+    lines = [f"# vggish-jax benchmark ({'quick' if report['quick'] else 'full'}): {report.get('name', '')}, "
+             f"{report['date']}", "",
              f"{m['cpu_model']}, {m['cores']} cores, JAX {m['versions']['jax']} on {m['jax_backend']} "
-             f"({len(m['jax_devices'])} device(s)), torch {m['versions'].get('torch')}.", "",
+             f"({len(m['jax_devices'])} device(s): {m.get('device_kind', '')}), torch {m['versions'].get('torch')}. "
+             f"Load average at start {m.get('load_average')}, at end {report.get('load_average_end')}.", "",
              f"VGGish: {report['flops_per_frame'] / 1e9:.3f} GFLOP per 96x64 frame (2 x multiply-adds). "
-             f"MFU on an accelerator = frames/s x that / the device's peak FLOP/s.", "", "| measure | value |", "|---|---|"]
+             f"MFU on an accelerator = frames/s x that / the device's peak FLOP/s.", ""]
+    e2e = report["sections"].get("end_to_end", {})
+    if "end_to_end_vs_bound" in e2e:
+        per = e2e["seconds_per_clip"]
+        lines += ["## mp3 -> embeddings (30-s 44.1 kHz stereo clips)", "",
+                  "| part, timed alone on all cores | ms per clip | clips/s |", "|---|---|---|"]
+        for k in ("decode_resample", "frontend", "model", "device", "e2e", "e2e_embedder"):
+            lines.append(f"| {k} | {1e3 * per[k]:.1f} | {1 / per[k]:.2f} |")
+        lines += ["", f"Sum-of-parts bound 1 / (decode_resample + frontend + model) = "
+                      f"{e2e['sum_of_parts_bound_clips_per_second']:.2f} clips/s; end to end (decode processes) "
+                      f"{e2e['clips_per_second']:.2f} clips/s = **{e2e['end_to_end_vs_bound']:.3f}** of it "
+                      f"(Embedder.iter_files: {e2e['embedder_vs_bound']:.3f}); model only "
+                      f"{e2e['model_only_clips_per_second']:.2f} clips/s. Frontend share of device time "
+                      f"{e2e['frontend_share_of_device_time']:.3f}. Decode workers import jax: "
+                      f"{e2e['worker_imports_jax']}.", ""]
+    lines += ["## Summary", "", "| measure | value |", "|---|---|"]
     for k, v in s.items():
         lines.append(f"| {k} | {v:.3g} |" if isinstance(v, float) else f"| {k} | {v} |")
     for name in SECTIONS:
@@ -330,7 +530,7 @@ def render_markdown(report: dict) -> str:
         if "error" in sec:
             lines.append(f"| {name} | failed: {sec['error']} |")
         elif "peak_rss_mb" in sec:
-            lines.append(f"| {name} peak RSS (MB) | {sec['peak_rss_mb']:.0f} |")
+            lines.append(f"| {name} peak RSS (MB), wall (s) | {sec['peak_rss_mb']:.0f}, {sec['section_wall_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -342,32 +542,41 @@ def main(argv=None) -> int:
 
 def add_arguments(ap) -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, few repeats (smoke run)")
-    ap.add_argument("--out", default="results", help="directory for bench-<host>-<date>.json/.md")
-    ap.add_argument("--sections", default=",".join(SECTIONS))
+    ap.add_argument("--out", default="results", help="directory for bench-<name>-<date>.json/.md")
+    ap.add_argument("--name", default=None, help="name of this machine in the file names (default: host name)")
+    ap.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                    help=f"comma-separated, from {','.join(SECTIONS)} (training needs ~12 GB; not by default)")
 
 
 def run(args) -> int:
+    from vggish_jax import atomic
+
     sections = [s for s in args.sections.split(",") if s]
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
         raise ValueError(f"unknown sections {bad}; choose from {SECTIONS}")
-    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "quick": args.quick, "machine": machine_info(), "flops_per_frame": flops_per_frame(), "sections": {}}
-    for name in sections:
-        print(f"bench: {name} ...", file=sys.stderr, flush=True)
-        report["sections"][name] = _run_section(name, args.quick)
-    report["summary"] = summarize(report["sections"])
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"bench-{report['machine']['host']}-{report['date'][:10]}{'-quick' if args.quick else ''}")
-    with open(stem + ".json.tmp", "w") as f:
-        json.dump(report, f, indent=2, default=str)
-    os.replace(stem + ".json.tmp", stem + ".json")
-    with open(stem + ".md", "w") as f:
-        f.write(render_markdown(report))
+    machine = machine_info()
+    name = args.name or machine["host"]
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "name": name,
+              "quick": args.quick, "machine": machine, "flops_per_frame": flops_per_frame(), "sections": {}}
+    for section in sections:
+        print(f"bench: {section} ...", file=sys.stderr, flush=True)
+        report["sections"][section] = _run_section(section, args.quick)
+    report["load_average_end"] = _load_average()
+    report["summary"] = summarize(report["sections"], machine)
+    stem = os.path.join(args.out, f"bench-{name}-{report['date'][:10]}{'-quick' if args.quick else ''}")
+    atomic.write_json(stem + ".json", report, default=str)
+    atomic.write_text(stem + ".md", render_markdown(report))
     print(render_markdown(report))
     print(f"wrote {stem}.json and {stem}.md")
     return 0
 
+
+def _load_average():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import sys
@@ -28,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from vggish_jax import atomic
 from vggish_jax.classify import features
 from vggish_jax.pipeline import store
 
@@ -184,14 +184,37 @@ def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key
     return out
 
 
+class IncompleteExtraction(RuntimeError):
+    """The embeddings directory is from an extraction that did not finish."""
+
+
+def check_complete(embeddings_dir: str, info: dict, allow_incomplete: bool, log) -> bool:
+    """True if the extraction finished; refuse an unfinished one unless explicitly allowed (then warn)."""
+    if info.get("complete") is True:
+        return True
+    path = os.path.join(embeddings_dir, store.INFO)
+    state = "says \"complete\": false" if "complete" in info else "records no \"complete\": true"
+    if not allow_incomplete:
+        raise IncompleteExtraction(f"{path} {state}: the extraction did not finish, so a table would be built on "
+                                   f"part of the clips; rerun the same `vggish-jax extract` command to complete "
+                                   f"it, or pass --allow-incomplete to compare on what is there")
+    log(f"warning: {path} {state}; comparing on an unfinished extraction (--allow-incomplete)")
+    return False
+
+
 def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classifiers=PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS,
             data_dir: str | None = None, jobs: int = -1, seed: int = 0, save_head: bool = True,
-            log=lambda m: print(m, file=sys.stderr)) -> dict:
-    """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report."""
+            allow_incomplete: bool = False, log=lambda m: print(m, file=sys.stderr)) -> dict:
+    """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report.
+
+    An unfinished extraction (info.json without "complete": true) is refused unless `allow_incomplete`;
+    then the report and table say so.
+    """
     from joblib import Parallel, delayed
 
     t_start = time.perf_counter()
     info = store.read_info(embeddings_dir)
+    complete = check_complete(embeddings_dir, info, allow_incomplete, log)
     label_names = list(info["label_names"])
     splits = {s: store.load_split(embeddings_dir, s) for s in SPLITS}
     mels = waves = None
@@ -224,6 +247,8 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     best = max(ok, key=lambda r: r["validation_accuracy"])  # chosen on validation only
     report = {
         "embeddings": os.path.abspath(embeddings_dir), "dataset": info.get("dataset"),
+        "extraction_complete": complete,
+        "candidates": {s: v.get("candidates") for s, v in info.get("splits", {}).items()},
         "final_relu": info.get("final_relu"), "postprocess": info.get("postprocess"),
         "split_sizes": {s: len(splits[s]) for s in SPLITS}, "label_names": label_names, "seed": seed,
         "feature_sets": feature_sets, "classifiers": list(classifiers), "versions": _versions(),
@@ -233,9 +258,8 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
         "cells": [{k: v for k, v in r.items() if k != "test_predictions"} for r in results],
     }
     os.makedirs(out, exist_ok=True)
-    _write_json(os.path.join(out, "table.json"), report)
-    with open(os.path.join(out, "table.md"), "w") as f:
-        f.write(render_markdown(report))
+    atomic.write_json(os.path.join(out, "table.json"), report)
+    atomic.write_text(os.path.join(out, "table.md"), render_markdown(report))
     _plots(out, best, splits["test"].labels, label_names)
     if head is not None and save_head:
         from vggish_jax.classify import heads
@@ -252,6 +276,10 @@ def render_markdown(report: dict) -> str:
              f"**{report['best']['classifier']} on {report['best']['feature_set']}** "
              f"(val {report['best']['validation_accuracy']:.4f}, test {report['best']['test_accuracy']:.4f}).", "",
              "| classifier | " + " | ".join(fs) + " |", "|---" * (len(fs) + 1) + "|"]
+    if not report.get("extraction_complete", True):
+        of = {s: f"{n} of {report['candidates'].get(s) or '?'}" for s, n in report["split_sizes"].items()}
+        lines[1:1] = ["", f"**INCOMPLETE EXTRACTION** (run with --allow-incomplete): the embeddings did not finish; "
+                          f"clips per split {of} candidates. These numbers are not comparable to a full run."]
     for clf in report["classifiers"]:
         row = []
         for f in fs:
@@ -310,10 +338,6 @@ def _versions() -> dict:
             "jax": jax.__version__}
 
 
-def _write_json(path: str, obj) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -324,6 +348,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifiers", default=",".join(PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS))
     p.add_argument("--jobs", type=int, default=-1, help="parallel cells (-1: all cores)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="run on an unfinished extraction (info.json \"complete\": false); the table says so")
 
 
 def run(args) -> int:
@@ -338,7 +364,7 @@ def run(args) -> int:
     from vggish_jax import preflight
     preflight.output_dir(args.out)  # before hours of fitting
     report = compare(args.embeddings, args.out, feature_sets=fs, classifiers=clfs, data_dir=args.data_dir,
-                     jobs=args.jobs, seed=args.seed)
+                     jobs=args.jobs, seed=args.seed, allow_incomplete=args.allow_incomplete)
     print(render_markdown(report))
     print(f"wrote {args.out}/table.md, table.json, confusion_best.png, per_genre_accuracy.png")
     return 0

@@ -5,7 +5,7 @@ Layout:
     ROOT/<split>/shard-00000.npz      one shard: track_ids [k] int64, labels [k] int64,
                                       num_examples [k] int32, embeddings [sum(num_examples), D] (float32 or uint8)
 Clip i of a shard owns rows offsets[i]:offsets[i+1] of `embeddings`. Every file is written atomically
-(temporary name + rename), so a shard either exists complete or not at all.
+(vggish_jax.atomic), so a shard either exists complete or not at all.
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import json
 import os
 
 import numpy as np
+
+from vggish_jax import atomic
 
 INFO = "info.json"
 
@@ -39,10 +41,8 @@ def write_shard(path: str, track_ids, labels, embeddings: list[np.ndarray]) -> N
     dim = embeddings[0].shape[1] if embeddings else 128
     dtype = embeddings[0].dtype if embeddings else np.float32
     flat = np.concatenate(embeddings) if embeddings else np.zeros((0, dim), dtype)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, track_ids=np.asarray(track_ids, np.int64), labels=np.asarray(labels, np.int64),
-             num_examples=counts, embeddings=flat)
-    os.replace(tmp, path)
+    atomic.savez(path, track_ids=np.asarray(track_ids, np.int64), labels=np.asarray(labels, np.int64),
+                 num_examples=counts, embeddings=flat)
 
 
 def read_shard(path: str) -> Split:
@@ -64,11 +64,7 @@ def load_split(root: str, split: str) -> Split:
 
 
 def write_info(root: str, info: dict) -> None:
-    os.makedirs(root, exist_ok=True)
-    tmp = os.path.join(root, INFO + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(info, f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(root, INFO))
+    atomic.write_json(os.path.join(root, INFO), info, indent=2, sort_keys=True)
 
 
 def read_info(root: str) -> dict:
