@@ -9,9 +9,13 @@ to resampy is small. `experiments/resample_gap.py` measures it.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import sys
+import tempfile
+import threading
 from typing import Iterator
 
 import numpy as np
@@ -129,14 +133,109 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
         raise AudioError(f"{path}: no such file; check the path")
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: file is empty (0 bytes); re-download or drop it")
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a folder, not an audio file; pass the folder itself to a command "
+                         f"(it takes the audio files inside) or give the files")
     try:
-        f = sf.SoundFile(path)
+        with _without_decoder_notes():
+            f = sf.SoundFile(path)
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError with terse text
-        raise AudioError(f"{path}: cannot decode audio ({e}); the file is corrupt or not wav/flac/ogg/mp3") from e
+        # libsndfile says "File does not exist" for any file it cannot recognise: do not quote that.
+        raise AudioError(f"{path}: cannot decode it (no wav/flac/ogg/mp3 audio found); the file is corrupt, "
+                         f"truncated or not audio despite its name: re-encode or drop it") from e
     if f.frames == 0:
         f.close()
         raise AudioError(f"{path}: contains no audio samples; re-download or drop it")
     return f
+
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+
+
+def expand_inputs(paths) -> tuple[list[str], list[str]]:
+    """Files and folders -> (audio files, notes). A folder stands for its audio files, recursively, sorted.
+
+    Files given directly are kept whatever their name (a bad one is reported when it is read); a folder
+    with no audio file raises AudioError, since that is a wrong path rather than a bad file.
+    """
+    files, notes = [], []
+    for p in map(os.fspath, paths):
+        if not os.path.isdir(p):
+            files.append(p)
+            continue
+        found = sorted(os.path.join(root, name) for root, _, names in os.walk(p) for name in names
+                       if name.lower().endswith(AUDIO_EXTENSIONS))
+        if not found:
+            raise AudioError(f"{p}: folder holds no audio files ({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)}); "
+                             f"check the path")
+        files.extend(found)
+        notes.append(f"{p}: {len(found)} audio files (searched recursively, in sorted order)")
+    return files, notes
+
+
+# Below this peak level a file is treated as silent: genre scores of near-silence are noise.
+SILENCE_PEAK_DBFS = -60.0
+
+
+class SilentAudioError(AudioError):
+    """The file decodes, but is silent or nearly so."""
+
+
+def require_audible(path: str | os.PathLike, peak_dbfs: float = SILENCE_PEAK_DBFS, block_seconds: float = 10.0) -> None:
+    """Raise SilentAudioError if no sample of the file reaches `peak_dbfs`. Stops at the first loud block."""
+    path = os.fspath(path)
+    threshold = 10.0 ** (peak_dbfs / 20.0)
+    peak = 0.0
+    with _open(path) as f:
+        step = max(1, int(block_seconds * f.samplerate))
+        while True:
+            try:
+                x = f.read(step, dtype="float32", always_2d=True)
+            except Exception as e:
+                raise AudioError(f"{path}: decoding failed part-way ({e}); the file is corrupt") from e
+            if x.shape[0] == 0:
+                break
+            x = to_mono(x)
+            check_finite(x, path)
+            peak = max(peak, float(np.max(np.abs(x))))
+            if peak >= threshold:
+                return
+    level = "digital silence" if peak == 0 else f"peak {20 * math.log10(peak):.0f} dBFS"
+    raise SilentAudioError(f"{path}: silent or nearly so ({level}, below {peak_dbfs:.0f} dBFS); no genre can be "
+                           f"predicted from it: check the file, or raise its level if it is just quiet")
+
+
+_FD2_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_decoder_notes():
+    """Drop the "Note: Illegal Audio-MPEG-Header ... resync" lines mpg123 (inside libsndfile) writes straight to
+    file descriptor 2 when it opens a damaged or non-mp3 file: our one-line error says what is wrong.
+
+    Everything else written to stderr meanwhile (by any thread) is passed on afterwards. Only the open is
+    wrapped, so decoding in parallel threads is not serialised.
+    """
+    with _FD2_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                kept = [ln for ln in tmp.read().splitlines(keepends=True) if not ln.startswith(b"Note: ")]
+                if kept:
+                    os.write(2, b"".join(kept))
 
 
 def info(path: str | os.PathLike) -> tuple[int, int]:

@@ -6,7 +6,9 @@ run(args) -> exit code. Modules are imported only when their command runs, so `-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
 
 COMMANDS = {
@@ -32,6 +34,48 @@ HELP = {
 }
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (batch sizes, counts), refused at parse time with one line."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (worker counts, where 0 means in-process)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that `finally` blocks save finished work."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vggish-jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -48,14 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command])
     try:
-        return int(module.run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        # Library errors carry a one-line message naming the file and the fix.
-        print(f"vggish-jax {args.command}: error: {e}", file=sys.stderr)
+        with _sigterm_raises():
+            return int(module.run(args) or 0)
+    except KeyboardInterrupt as e:
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"vggish-jax {args.command}: {how}; finished work is kept, rerun the same command to resume",
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    except (ValueError, OSError, RuntimeError) as e:
+        # Library errors carry a one-line message naming the file and the fix; OSError (FileNotFoundError,
+        # PermissionError, disk full) names the file itself.
+        print(f"vggish-jax {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -81,12 +81,25 @@ class MusiCNNTagger:
         self._state, self.batch_size = state, batch_size
         self._forward = jax.jit(lambda s, x: nnx.merge(graphdef, s).features(x))
 
-    def patches(self, path: str) -> np.ndarray:
-        x, _ = audio.load(path, target_sr=mf.SR)
-        if x.shape[0] < mf.min_samples():
-            raise audio.AudioError(f"{path}: {x.shape[0] / mf.SR:.2f} s is shorter than one MusiCNN patch "
+    def iter_patches(self, path: str, chunk: int = 64):
+        """[k <= chunk, 187, 96] patches of a file, streamed: memory stays bounded for any length."""
+        seen = [0]
+
+        def blocks():
+            for b in audio.stream(path, mf.SR):
+                seen[0] += b.shape[0]
+                yield b
+
+        n = 0
+        for p in mf.stream_patches(blocks(), chunk):
+            n += p.shape[0]
+            yield p
+        if n == 0:
+            raise audio.AudioError(f"{path}: {seen[0] / mf.SR:.2f} s is shorter than one MusiCNN patch "
                                    f"({mf.min_samples() / mf.SR:.2f} s); use a longer clip")
-        return mf.patches(mf.log_mel(x))
+
+    def patches(self, path: str) -> np.ndarray:
+        return np.concatenate(list(self.iter_patches(path)))
 
     def run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
         """[n, 187, 96] -> {'taggram': [n, 50], 'penultimate': [n, 200]} in fixed-size jitted batches."""
@@ -100,18 +113,20 @@ class MusiCNNTagger:
         return {k: np.concatenate(v) for k, v in outs.items()}
 
     def predict(self, path: str) -> Prediction:
-        p = self.patches(path)
-        taggram = self.run(p)["taggram"]
-        mean = taggram.mean(axis=0)
+        total, n = np.zeros(len(MSD_TAGS), np.float64), 0
+        for p in self.iter_patches(path):
+            total += self.run(p)["taggram"].sum(axis=0, dtype=np.float64)
+            n += p.shape[0]
+        mean = (total / n).astype(np.float32)
         scores = genre_scores(mean)
         order = np.argsort(-mean)
         return Prediction(path, sorted(scores.items(), key=lambda kv: -kv[1]),
-                          [(MSD_TAGS[i], float(mean[i])) for i in order], "musicnn", int(p.shape[0]),
+                          [(MSD_TAGS[i], float(mean[i])) for i in order], "musicnn", n,
                           "MusiCNN MSD tags mapped to FMA genres; International has no MSD tag and is not scored")
 
     def embed(self, path: str) -> np.ndarray:
         """[patches, 200] penultimate-layer features (MusiCNN embeddings) of a file."""
-        return self.run(self.patches(path))["penultimate"]
+        return np.concatenate([self.run(p)["penultimate"] for p in self.iter_patches(path)])
 
 
 @functools.lru_cache(maxsize=1)
@@ -171,12 +186,23 @@ class HeadPredictor:
         return Prediction(path, genres, [], "vggish+head", int(emb.shape[0]), "")
 
 
-def predict_files(paths, predictor) -> tuple[list[Prediction], dict[str, str]]:
-    """Predict each file; unreadable ones are reported in the error dict, not raised."""
-    results, errors = [], {}
-    for p in paths:
+def iter_predictions(paths, predictor):
+    """(path, Prediction or a one-line error) per file, in order, as each finishes; bad or silent files
+    give the error instead of raising."""
+    for p in map(os.fspath, paths):
         try:
-            results.append(predictor.predict(os.fspath(p)))
+            audio.require_audible(p)  # both backbones score silence confidently: refuse it instead
+            yield p, predictor.predict(p)
         except (audio.AudioError, ValueError) as e:
-            errors[os.fspath(p)] = str(e)
+            yield p, str(e)
+
+
+def predict_files(paths, predictor) -> tuple[list[Prediction], dict[str, str]]:
+    """Predict each file; unreadable or silent ones are reported in the error dict, not raised."""
+    results, errors = [], {}
+    for p, r in iter_predictions(paths, predictor):
+        if isinstance(r, str):
+            errors[p] = r
+        else:
+            results.append(r)
     return results, errors

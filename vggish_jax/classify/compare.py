@@ -359,6 +359,10 @@ def run(args) -> int:
     if unknown:
         raise ValueError(f"unknown feature sets/classifiers {unknown}; choose from {FEATURE_SETS} and "
                          f"{PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS}")
+    if args.jobs == 0:
+        raise ValueError("--jobs 0 runs nothing; give a number of parallel cells, or -1 for all cores")
+    from vggish_jax import preflight
+    preflight.output_dir(args.out)  # before hours of fitting
     report = compare(args.embeddings, args.out, feature_sets=fs, classifiers=clfs, data_dir=args.data_dir,
                      jobs=args.jobs, seed=args.seed, allow_incomplete=args.allow_incomplete)
     print(render_markdown(report))

@@ -141,7 +141,8 @@ def save_head(directory: str, head: Head) -> str:
 def load_head(directory: str) -> Head:
     npz, js = os.path.join(directory, "head.npz"), os.path.join(directory, "head.json")
     if not (os.path.exists(npz) and os.path.exists(js)):
-        raise FileNotFoundError(f"{directory}: no head.npz/head.json; train one with `vggish-jax compare ... --save-head`")
+        raise FileNotFoundError(f"{directory}: no head.npz/head.json; train one with `vggish-jax compare "
+                                f"--embeddings EMB --out RUN --features mean_std --classifiers JAX-MLP`, which writes RUN/head")
     with open(js) as f:
         meta = json.load(f)
     with np.load(npz) as z:

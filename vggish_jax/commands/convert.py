@@ -12,6 +12,7 @@ def add_arguments(p):
     p.add_argument("--torch-pca", metavar="PTH", help="torchvggish vggish_pca_params-970ea276.pth")
     p.add_argument("--tf-pca", metavar="NPZ", help="TF vggish_pca_params.npz")
     p.add_argument("--out", required=True, help="weights directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace the weights already in --out")
     p.add_argument("--verify", action="store_true",
                    help="run the published smoke checks (tensorflow/models vggish_smoke_test.py, TF-Hub export) on "
                         "the result and print pass/fail with the numbers; exit status 1 if any fails")
@@ -23,6 +24,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import os
+
     from vggish_jax.models.vggish import pretrained
     from weights_convert import verify
     from weights_convert.convert import convert
@@ -31,6 +34,13 @@ def run(args) -> int:
     if no_source and args.verify:
         out = args.out
     else:
+        # Up front: the reader it needs, the target (never replace weights silently) and every input file.
+        _require_reader(args)
+        pretrained.require_new_target(args.out, overwrite=args.overwrite)
+        for flag in ("torch_weights", "torch_pca", "tf_checkpoint", "tf_pca"):
+            path = getattr(args, flag)
+            if path is not None and not os.path.exists(path) and not os.path.exists(path + ".index"):
+                raise FileNotFoundError(f"{path}: no such file (--{flag.replace('_', '-')}); check the path")
         out = convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,
                       tf_checkpoint=args.tf_checkpoint, tf_pca=args.tf_pca, download_source=args.download,
                       random_seed=args.random, final_relu=args.final_relu)
@@ -41,3 +51,18 @@ def run(args) -> int:
     results = verify.run(out)
     print(verify.report(results, out))
     return 0 if all(r.passed for r in results) else 1
+
+
+def _require_reader(args) -> None:
+    """torch reads .pth files, TensorFlow the TF checkpoint: say so before downloading or converting anything."""
+    import importlib.util
+
+    if args.torch_weights or args.download == "torch":
+        module, extra, flag = "torch", "torch", "--torch-weights" if args.torch_weights else "--download torch"
+    elif args.tf_checkpoint or args.download == "tf":
+        module, extra, flag = "tensorflow", "tf", "--tf-checkpoint" if args.tf_checkpoint else "--download tf"
+    else:
+        return
+    if importlib.util.find_spec(module) is None:
+        raise RuntimeError(f"{flag} needs {module}, which is not installed; pip install -e '.[{extra}]' "
+                           f"(or pip install 'vggish-jax[{extra}]')")

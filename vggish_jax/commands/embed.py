@@ -1,16 +1,16 @@
-"""`vggish-jax embed FILES... --weights DIR --out OUT.npz`."""
+"""`vggish-jax embed FILES_OR_FOLDERS... --weights DIR --out OUT.npz` (resumable; see vggish_jax.pipeline.incremental)."""
 from __future__ import annotations
 
-import json
-import os
 import sys
 
-import numpy as np
 from tqdm import tqdm
+
+from vggish_jax.cli import nonnegative_int, positive_int
 
 
 def add_arguments(p):
-    p.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, mp3)")
+    p.add_argument("files", nargs="+",
+                   help="audio files (wav, flac, ogg, mp3) or folders (their audio files, recursively)")
     p.add_argument("--weights", required=True, help="weights directory written by `vggish-jax convert`")
     p.add_argument("--out", required=True, help="output .npz: one [n, 128] array per file, keyed by path")
     p.add_argument("--postprocess", action="store_true", help="apply PCA + uint8 quantisation (needs PCA params)")
@@ -18,31 +18,55 @@ def add_arguments(p):
                    help="ReLU after the last layer (torchvggish / the paper); default: as recorded with the weights")
     p.add_argument("--no-final-relu", dest="final_relu", action="store_false", help="no final ReLU (current TF)")
     p.add_argument("--pad", action="store_true", help="zero-pad clips shorter than 0.975 s instead of skipping them")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    p.add_argument("--workers", type=int, default=2, help="decode threads")
+    p.add_argument("--workers", type=nonnegative_int, default=2, help="decode threads")
+    p.add_argument("--flush-every", type=positive_int, default=16,
+                   help="files per part saved while running (a kill loses at most this many; a rerun resumes)")
 
 
 def run(args) -> int:
-    from vggish_jax.pipeline.embed import load_pretrained
+    import os
 
+    from vggish_jax import audio, preflight
+    from vggish_jax.pipeline.embed import load_pretrained
+    from vggish_jax.pipeline.incremental import EmbeddingOutput, iter_embeddings, out_paths
+
+    # Everything that can fail for a reason other than one bad file is checked before the first file.
+    preflight.output_file(args.out)  # a folder given as --out is refused, not turned into FOLDER.npz
+    npz, _, _ = out_paths(args.out)
+    preflight.output_file(npz)
+    files, notes = audio.expand_inputs(args.files)
+    for note in notes:
+        print(note, file=sys.stderr)
     embedder = load_pretrained(args.weights, final_relu=args.final_relu, dtype=args.dtype, batch_size=args.batch_size)
-    with tqdm(total=len(args.files), unit="file", desc="embed", disable=None) as bar:
-        results, errors = embedder.embed_files(args.files, postprocess=args.postprocess, pad=args.pad,
-                                               workers=args.workers, progress=bar.update)
-    if results:
-        out = args.out if args.out.endswith(".npz") else args.out + ".npz"
-        tmp = out + ".tmp.npz"
-        np.savez(tmp, **results)
-        os.replace(tmp, out)
-        meta = {"final_relu": embedder.final_relu, "postprocess": args.postprocess, "dtype": args.dtype,
-                "weights": os.path.abspath(args.weights), "errors": errors, "files": list(results),
-                "embedding_spec": embedder.spec.replace(postprocess=args.postprocess).to_dict()}
-        with open(out[:-4] + ".json", "w") as f:
-            json.dump(meta, f, indent=2)
-        print(f"wrote {len(results)} embeddings to {out} (final_relu={embedder.final_relu})")
-    for path, err in errors.items():
-        print(f"skipped {err}", file=sys.stderr)
-    if errors:
-        print(f"{len(errors)} of {len(args.files)} files could not be embedded", file=sys.stderr)
-    return 0 if results else 1
+    if args.postprocess and embedder.pca is None:
+        raise ValueError(f"{os.path.abspath(args.weights)}: these weights have no PCA params, so --postprocess is "
+                         f"impossible; convert them with --torch-pca/--tf-pca or drop --postprocess")
+    settings = {"final_relu": embedder.final_relu, "postprocess": args.postprocess, "dtype": args.dtype,
+                "weights": os.path.abspath(args.weights), "pad": args.pad}
+    output = EmbeddingOutput(npz, embedder.spec.replace(postprocess=args.postprocess), settings=settings,
+                             flush_every=args.flush_every)
+    todo = output.todo(files)
+    if len(todo) < len(files):
+        print(f"{len(files) - len(todo)} of {len(files)} files already in {npz} (kept; rerun resumes)", file=sys.stderr)
+
+    complete = False
+    try:
+        with tqdm(total=len(todo), unit="file", desc="embed", disable=None) as bar:
+            for path, result in iter_embeddings(embedder, todo, pad=args.pad, workers=args.workers,
+                                                postprocess=args.postprocess):
+                output.add(path, result)
+                bar.update(1)
+        complete = True
+    finally:
+        n = output.finish(files, complete)  # also after Ctrl-C, SIGTERM or an error: keep what finished
+        for path, err in output.errors.items():
+            print(f"skipped {err}", file=sys.stderr)
+        if n:
+            print(f"wrote {n} embeddings to {npz} ({len(output.written)} new; final_relu={embedder.final_relu})",
+                  file=sys.stdout if complete else sys.stderr)
+    if output.errors:
+        print(f"{len(output.errors)} of {len(files)} files could not be embedded (listed in "
+              f"{out_paths(npz)[1]})", file=sys.stderr)
+    return 1 if todo and not output.written else 0

@@ -1,6 +1,8 @@
 """`vggish-jax extract --dataset fma/small --data-dir D --weights W --out E`: embed a whole dataset, resumably."""
 from __future__ import annotations
 
+from vggish_jax.cli import nonnegative_int, positive_int
+
 
 def add_arguments(p):
     p.add_argument("--dataset", default="fma/small",
@@ -11,10 +13,10 @@ def add_arguments(p):
     p.add_argument("--download", action="store_true", help="download the FMA archives if not found (needs internet)")
     p.add_argument("--weights", required=True, help="weights directory written by `vggish-jax convert`")
     p.add_argument("--out", required=True, help="output directory: info.json + <split>/shard-NNNNN.npz")
-    p.add_argument("--batch-size", type=int, default=62,
+    p.add_argument("--batch-size", type=positive_int, default=62,
                    help="examples per device call (default 62: two 30-s clips; measured faster than 64 on XLA:CPU)")
-    p.add_argument("--shard-size", type=int, default=128, help="clips per shard (the unit of resumption)")
-    p.add_argument("--workers", type=int, default=None, help="decode processes (default: CPUs - 1)")
+    p.add_argument("--shard-size", type=positive_int, default=128, help="clips per shard (the unit of resumption)")
+    p.add_argument("--workers", type=nonnegative_int, default=None, help="decode processes (default: CPUs - 1)")
     p.add_argument("--final-relu", dest="final_relu", action="store_true", default=None,
                    help="ReLU after the last layer (torchvggish / the paper); default: as recorded with the weights")
     p.add_argument("--no-final-relu", dest="final_relu", action="store_false", help="no final ReLU (current TF)")
@@ -40,6 +42,11 @@ def add_arguments(p):
 def run(args) -> int:
     import os
 
+    from vggish_jax import preflight
+
+    preflight.output_dir(args.out)  # before the (long) dataset build
+    if args.data_dir is not None:
+        preflight.output_dir(args.data_dir, flag="--data-dir")
     if args.beam_runner or args.beam_options:
         return _run_beam(args)
     from vggish_jax.pipeline.extract import extract

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from vggish_jax.cli import nonnegative_int
+
 
 def add_arguments(p):
     p.add_argument("--dataset", default="fma/small",
@@ -14,7 +16,7 @@ def add_arguments(p):
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. epochs=20 freeze_conv=true dtype=bfloat16 final_relu=false "
                         "(see vggish_jax/train/config.py)")
-    p.add_argument("--workers", type=int, default=None, help="decode processes when the dataset is built")
+    p.add_argument("--workers", type=nonnegative_int, default=None, help="decode processes when the dataset is built")
     p.add_argument("--distributed", action="store_true",
                    help="multi-host: call jax.distributed.initialize() first (implied by JAX_COORDINATOR_ADDRESS)")
 
@@ -22,6 +24,7 @@ def add_arguments(p):
 def run(args) -> int:
     import jax
 
+    from vggish_jax import preflight
     from vggish_jax.models.vggish import pretrained
     from vggish_jax.datasets import fma
     from vggish_jax.train.config import Config, parse_overrides
@@ -29,6 +32,8 @@ def run(args) -> int:
 
     cfg = parse_overrides(Config(), args.set)
     cfg.check()
+    preflight.output_dir(args.workdir, flag="--workdir")  # before the dataset build and the first step
+    preflight.output_dir(args.data_dir, flag="--data-dir")
     if args.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize()  # before any other JAX call; reads JAX_COORDINATOR_ADDRESS etc. or the cluster
     backbone = meta = None

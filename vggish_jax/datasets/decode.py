@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -50,10 +55,38 @@ def from_int16(wave: np.ndarray) -> np.ndarray:
 
 
 def process_pool(workers: int) -> cf.Executor | None:
-    """A spawn-context process pool (fork is unsafe once JAX threads exist), or None for in-process work."""
+    """A spawn-context process pool (fork is unsafe once JAX threads exist), or None for in-process work.
+
+    Its workers die with this process, even when it is SIGKILLed (see die_with_parent).
+    """
     if workers <= 0:
         return None
-    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=die_with_parent, initargs=(os.getpid(),))
+
+
+def die_with_parent(parent_pid: int, poll_seconds: float = 0.5) -> None:
+    """Pool initializer: end this worker when `parent_pid` dies, however it dies.
+
+    Linux: the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG). Everywhere, also a
+    daemon thread that exits the worker once it has been re-parented (the parent's pid is no longer its
+    parent's), which also covers the case where the parent died before prctl ran.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def ordered_map(fn: Callable, items: Iterable, executor: cf.Executor | None, ahead: int) -> Iterator:

@@ -340,9 +340,30 @@ def prepare(name: str = "fma/small", *, data_dir: str, manual_dir: str | None = 
     if manual_dir is not None and not os.path.isdir(manual_dir):
         raise FileNotFoundError(f"{manual_dir}: manual directory does not exist; point --manual-dir at the folder "
                                 f"holding fma_metadata(.zip) and fma_{b.builder_config.subset}(.zip)")
+    remove_incomplete_builds(b)
     config = tfds.download.DownloadConfig(manual_dir=manual_dir, beam_runner=beam_runner, beam_options=beam_options)
     b.download_and_prepare(download_config=config)
     return b
+
+
+def remove_incomplete_builds(b: Fma) -> list[str]:
+    """Delete the `incomplete.*` folders a killed build of this dataset left (TFDS never removes them).
+
+    Two builds of the same dataset into the same data_dir at once are not supported (the second would
+    remove the first one's work folder).
+    """
+    version_dir = os.fspath(b.data_path)
+    parent, name = os.path.dirname(version_dir), os.path.basename(version_dir)
+    removed = []
+    for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+        path = os.path.join(parent, entry)
+        if entry.startswith("incomplete.") and entry.endswith("_" + name) and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        print(f"fma: removed {len(removed)} unfinished build folder(s) left by an interrupted run: "
+              f"{', '.join(removed)}", file=sys.stderr)
+    return removed
 
 
 def skip_report(b: Fma) -> list[dict]:

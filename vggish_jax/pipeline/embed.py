@@ -7,10 +7,8 @@ stored log-mels instead (same sharding). `file_examples` (NumPy-oracle log-mels 
 """
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
 import functools
-import multiprocessing
 import os
 from typing import Callable, Iterable, Iterator
 
@@ -18,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vggish_jax import audio
+from vggish_jax.datasets import decode
 from vggish_jax.models.vggish import pretrained, frontend, params as params_lib, postprocess as post
 from vggish_jax.pipeline.device import AudioEmbedder
 from vggish_jax.pipeline.host import file_examples, load_clip, load_clip_or_error  # noqa: F401  (re-exported)
@@ -131,20 +130,11 @@ def fixed_batches(x: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, 
 
 
 def _prefetch(items: Iterable, fn: Callable, workers: int, processes: bool = False) -> Iterator[tuple]:
-    """Yield (item, fn(item)) in order, computing up to 2 * workers ahead in threads or spawned processes."""
-    workers = max(1, workers)
-    pool = (cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if processes
-            else cf.ThreadPoolExecutor(workers))
-    with pool:
-        pending: collections.deque = collections.deque()
-        for item in items:
-            pending.append((item, pool.submit(fn, item)))
-            if len(pending) >= 2 * workers:
-                item, fut = pending.popleft()
-                yield item, fut.result()
-        while pending:
-            item, fut = pending.popleft()
-            yield item, fut.result()
+    """Yield (item, fn(item)) in order, up to 2 * workers ahead, in threads or in spawned worker processes
+    (jax-free, and they die with this process: datasets.decode.process_pool)."""
+    items, workers = list(items), max(1, workers)
+    with decode.process_pool(workers) if processes else cf.ThreadPoolExecutor(workers) as pool:
+        yield from zip(items, decode.ordered_map(fn, items, pool, 2 * workers))
 
 
 def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = None, dtype: str = "float32",

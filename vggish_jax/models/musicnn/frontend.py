@@ -55,12 +55,63 @@ def log_mel(waveform: np.ndarray) -> np.ndarray:
     if x.shape[0] <= pad:
         raise ValueError(f"need more than {pad} samples for MusiCNN's reflect-padded STFT, got {x.shape[0]}")
     x = np.pad(x, pad, mode="reflect")
-    n = 1 + (x.shape[0] - N_FFT) // HOP
+    return _log_mel_of_padded(x, 1 + (x.shape[0] - N_FFT) // HOP)
+
+
+def _log_mel_of_padded(x: np.ndarray, n: int) -> np.ndarray:
+    """[n, 96] log-mel of the first n frames of an already reflect-padded float64 signal."""
     idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n)[:, None]
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
     power = np.abs(np.fft.rfft(x[idx] * window, axis=-1)) ** 2
     mel = np.minimum(power @ mel_filterbank().T, 65504.0).astype(np.float16)  # the trained pipeline's rounding
     return np.log10(10000 * mel.astype(np.float32) + 1)
+
+
+def num_patches(num_samples: int) -> int:
+    """Full 187-frame patches of a signal of `num_samples` (centred frames: 1 + samples // HOP of them)."""
+    frames = 1 + num_samples // HOP
+    return 0 if frames < PATCH_FRAMES else 1 + (frames - PATCH_FRAMES) // PATCH_FRAMES
+
+
+def stream_patches(blocks, chunk: int = 32):
+    """Consecutive 16 kHz blocks -> [k <= chunk, 187, 96] patches, equal to `patches(log_mel(whole signal))`.
+
+    Holds one block plus one patch of audio: memory does not grow with the length of the file. A patch
+    needs the samples its centred frames reach (reflect-padded at both ends of the whole signal), so the
+    last patches wait for the end of the stream.
+    """
+    pad, span = N_FFT // 2, PATCH_FRAMES * HOP
+    buf, start, done = np.zeros(0, np.float32), 0, 0  # start: index of buf[0] in the whole signal
+
+    def padded(lo: int, hi: int, total: int | None) -> np.ndarray:
+        # Samples lo..hi of the reflect-padded signal, gathered from the buffer.
+        k = np.abs(np.arange(lo, hi) - pad)
+        if total is not None:
+            k = np.where(k >= total, 2 * (total - 1) - k, k)
+        return buf[k - start].astype(np.float64)
+
+    def compute(first: int, last: int, total: int | None) -> np.ndarray:
+        seg = padded(first * span, (last * PATCH_FRAMES - 1) * HOP + N_FFT, total)
+        return _log_mel_of_padded(seg, (last - first) * PATCH_FRAMES).reshape(last - first, PATCH_FRAMES, N_MELS)
+
+    for block in blocks:
+        buf = np.concatenate([buf, np.asarray(block, np.float32)])
+        end = start + buf.shape[0]
+        # Patch i is complete once its last frame's window (samples up to span * (i + 1)) is in.
+        ready = end // span
+        while done < ready:
+            last = min(ready, done + chunk)
+            yield compute(done, last, None)
+            done = last
+        keep = max(0, done * span - pad) if done else 0
+        buf, start = buf[keep - start:], keep
+    total = start + buf.shape[0]
+    if total <= pad:
+        return
+    while done < num_patches(total):
+        last = min(num_patches(total), done + chunk)
+        yield compute(done, last, total)
+        done = last
 
 
 def patches(log_mel_frames: np.ndarray, hop: int = PATCH_FRAMES) -> np.ndarray:

@@ -2,12 +2,17 @@
 
 Layout of a weights directory:
     DIR/params/       orbax StandardCheckpointer tree {'params': <vggish layout>, 'pca': {...}} (pca optional)
-    DIR/metadata.json {"model": "vggish", "source": ..., "hashes": {...}, "final_relu": bool, ...}
+    DIR/metadata.json {"model": "vggish", "source": ..., "hashes": {...}, "final_relu": bool,
+                       "params_files": {relative path: bytes}, ...}
+
+`load` checks the files listed in params_files before orbax reads them: a truncated or missing file is one
+clear line, not a tensorstore error (whose failing reads can also print tracebacks from orbax's threads).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -35,7 +40,7 @@ def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None = 
         ckptr.wait_until_finished()
     # The weights' identity is their content, recorded here so every artifact made with them can name it.
     meta = {"model": model, "has_pca": pca is not None, **(metadata or {}),
-            "weights_sha256": params_sha256(tree["params"])}
+            "weights_sha256": params_sha256(tree["params"]), "params_files": _listing(os.path.join(directory, TREE))}
     atomic.write_json(os.path.join(directory, METADATA), meta, sort_keys=True)
     return directory
 
@@ -44,21 +49,28 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
     """(params, pca or None, metadata) from a weights directory written by `save`."""
     directory = os.path.abspath(os.fspath(directory))
     tree_dir = os.path.join(directory, TREE)
+    redo = f"convert the weights again with `vggish-jax convert ... --out {directory} --overwrite`"
     if not os.path.isdir(tree_dir):
         raise WeightsError(
             f"{directory}: no converted weights here; run `vggish-jax convert --download torch --out {directory}` "
-            f"(needs internet) or `vggish-jax convert --torch-weights vggish-10086976.pth --out {directory}`")
+            f"(needs internet and the [torch] extra) or `vggish-jax convert --torch-weights vggish-10086976.pth "
+            f"--torch-pca vggish_pca_params-970ea276.pth --out {directory}`")
     meta_path = os.path.join(directory, METADATA)
-    meta = {}
-    if os.path.exists(meta_path):
+    if not os.path.isfile(meta_path):
+        # Never default it: final_relu and the weights' identity would silently be guessed.
+        raise WeightsError(f"{meta_path}: missing, so how these weights were made is unknown; {redo}")
+    try:
         with open(meta_path) as f:
             meta = json.load(f)
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{meta_path}: unreadable ({_short_reason(e)}); {redo}") from e
+    _check_listing(tree_dir, meta.get("params_files"), redo)
     try:
         with ocp.StandardCheckpointer() as ckptr:
             tree = ckptr.restore(tree_dir)
     except Exception as e:
-        raise WeightsError(f"{tree_dir}: cannot read the checkpoint ({type(e).__name__}: {e}); "
-                           f"re-run `vggish-jax convert`") from e
+        _silence_late_orbax_reads()
+        raise WeightsError(f"{tree_dir}: cannot read the checkpoint ({_short_reason(e)}); {redo}") from e
     tree = _np_tree(tree)
     if "weights_sha256" not in meta:  # written before the hash was recorded
         meta["weights_sha256"] = params_sha256(tree["params"])
@@ -66,6 +78,66 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
     if "pca" in tree:
         pca = PCAParams(tree["pca"]["eigen_vectors"], tree["pca"]["means"])
     return tree["params"], pca, meta
+
+
+def require_new_target(directory: str | os.PathLike, *, overwrite: bool = False) -> str:
+    """Check, before converting, that `directory` can take a weights directory; refuse to replace one silently."""
+    from vggish_jax import preflight
+
+    directory = preflight.output_dir(directory)
+    if os.path.isdir(directory) and os.listdir(directory) and not overwrite:
+        what = ("holds converted weights already" if os.path.exists(os.path.join(directory, TREE))
+                or os.path.exists(os.path.join(directory, METADATA)) else "is a folder that is not empty")
+        raise preflight.OutputError(f"{directory}: {what}; pass --overwrite to replace them, or choose another --out")
+    return directory
+
+
+def _listing(tree_dir: str) -> dict[str, int]:
+    out = {}
+    for root, _, names in os.walk(tree_dir):
+        for name in names:
+            full = os.path.join(root, name)
+            out[os.path.relpath(full, tree_dir)] = os.path.getsize(full)
+    return dict(sorted(out.items()))
+
+
+def _check_listing(tree_dir: str, listing: dict | None, redo: str) -> None:
+    """Every file recorded at save time is there with its size (cheap; catches truncated copies)."""
+    if not listing:  # written before the listing was recorded: check orbax's own index at least
+        listing = {"manifest.ocdbt": None, "_METADATA": None}
+    for rel, size in listing.items():
+        path = os.path.join(tree_dir, rel)
+        if not os.path.isfile(path):
+            raise WeightsError(f"{path}: missing from the weights directory; {redo}")
+        if size is not None and os.path.getsize(path) != size:
+            raise WeightsError(f"{path}: {os.path.getsize(path)} bytes instead of {size} (truncated or damaged "
+                               f"copy); {redo}")
+
+
+def _silence_late_orbax_reads() -> None:
+    """After a failed restore, tensorstore reads still in flight finish on orbax's closed event loop and
+    report `RuntimeError: Event loop is closed` as unraisable exceptions (tracebacks on stderr after our
+    one-line error). Drop exactly those."""
+    import sys
+
+    previous = sys.unraisablehook
+    if getattr(previous, "_drops_closed_loop", False):
+        return
+
+    def hook(u):
+        if isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == "Event loop is closed":
+            return
+        previous(u)
+
+    hook._drops_closed_loop = True
+    sys.unraisablehook = hook
+
+
+def _short_reason(e: BaseException) -> str:
+    """The first sentence of an error, without the tensorstore spec JSON some orbax errors carry."""
+    text = re.split(r"\s*\[tensorstore_spec", str(e), maxsplit=1)[0]
+    text = " ".join(text.split())
+    return f"{type(e).__name__}: {text[:200]}"
 
 
 def _np_tree(tree):

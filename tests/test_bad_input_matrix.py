@@ -1,0 +1,283 @@
+"""Bad input over every command: a non-zero exit (or a per-item skip), exactly one error line naming the file and
+the fix, no traceback, and finished outputs left as they were. In-process (`cli.main`) except where noted."""
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vggish_jax import cli
+from conftest import tone_mix
+from vggish_jax.models.vggish import pretrained as checkpoint
+
+
+def run_cli(capsys, argv):
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def digest(path):
+    h = hashlib.sha256()
+    for root, _, names in sorted(os.walk(path)) if os.path.isdir(path) else [("", [], [path])]:
+        for n in sorted(names):
+            with open(os.path.join(root, n), "rb") as f:
+                h.update(n.encode() + f.read())
+    return h.hexdigest()
+
+
+def small_weights(directory, **drop):
+    """A small saved tree (the load checks run before any shape check), optionally damaged."""
+    rng = np.random.default_rng(0)
+    checkpoint.save(directory, {f"layer{i}": {"kernel": rng.normal(size=(256, 256)).astype(np.float32)}
+                                for i in range(4)}, metadata={"source": "random"})
+    tree = os.path.join(directory, "params")
+    if drop.get("truncate"):
+        biggest = max((os.path.join(r, n) for r, _, ns in os.walk(tree) for n in ns), key=os.path.getsize)
+        with open(biggest, "r+b") as f:
+            f.truncate(os.path.getsize(biggest) // 3)
+    if drop.get("manifest"):
+        os.remove(os.path.join(tree, "manifest.ocdbt"))
+    if drop.get("metadata"):
+        os.remove(os.path.join(directory, "metadata.json"))
+    if drop.get("legacy"):  # written before the file listing existed
+        meta = json.load(open(os.path.join(directory, "metadata.json")))
+        del meta["params_files"]
+        json.dump(meta, open(os.path.join(directory, "metadata.json"), "w"))
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, random_weights_dir, audio_files):
+    d = tmp_path_factory.mktemp("matrix")
+    w = {"weights": random_weights_dir, "good": audio_files["wav"], "corrupt": audio_files["corrupt"], "dir": str(d)}
+    w["text_mp3"] = str(d / "notes.mp3")
+    open(w["text_mp3"], "w").write("this is a text file, not audio\n" * 20)
+    w["empty_dir"] = str(d / "nothing_here")
+    os.makedirs(w["empty_dir"])
+    open(os.path.join(w["empty_dir"], "readme.txt"), "w").write("no audio")
+    w["silent"] = str(d / "silent.wav")
+    sf.write(w["silent"], np.zeros(16000 * 4, np.float32), 16000)
+    w["quiet"] = str(d / "quiet.wav")  # -70 dBFS peak noise: near-silent
+    sf.write(w["quiet"], (10 ** (-70 / 20) * np.sign(np.random.default_rng(0).normal(size=16000 * 4))).astype(
+        np.float32), 16000, subtype="FLOAT")
+    w["music"] = str(d / "music")  # a folder with one good file
+    os.makedirs(w["music"])
+    sf.write(os.path.join(w["music"], "a.wav"), tone_mix(3.2, 16000), 16000)
+    w["a_file"] = str(d / "occupied.txt")
+    open(w["a_file"], "w").write("x")
+    for name, damage in {"w_trunc": {"truncate": True}, "w_manifest": {"manifest": True},
+                         "w_meta": {"metadata": True}}.items():
+        w[name] = small_weights(d / name, **damage)
+    # A finished embed output, to check that refused runs leave it untouched.
+    w["done_npz"] = str(d / "done.npz")
+    assert cli.main(["embed", w["good"], "--weights", w["weights"], "--out", w["done_npz"], "--batch-size", "4"]) == 0
+    # A trained head for the VGGish path of predict.
+    from vggish_jax import predict
+    from vggish_jax.classify import heads
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 256)).astype(np.float32), np.arange(16) % 8
+    from vggish_jax.pipeline.embed import load_pretrained
+    spec = load_pretrained(random_weights_dir).spec
+    w["head"] = heads.save_head(str(d / "head"), heads.train_head(
+        x, y, x, y, list(predict.FMA_GENRES), heads.HeadConfig(max_epochs=1), weights=random_weights_dir,
+        final_relu=False, spec=spec))
+    return w
+
+
+# (id, argv, text naming the file or option, regex of the fix, "fail" or "skip", paths that must not change)
+CASES = [
+    # embed
+    ("embed-folder-without-audio", lambda w: ["embed", w["empty_dir"], "--weights", w["weights"], "--out",
+                                             w["dir"] + "/e1.npz"], "nothing_here", r"no audio files.*check the path",
+     "fail", []),
+    ("embed-postprocess-without-pca", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out",
+                                                w["done_npz"], "--postprocess"], "weights", r"drop --postprocess",
+     "fail", ["done_npz"]),
+    ("embed-out-folder-missing", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out",
+                                           w["dir"] + "/no/such/dir/e.npz"], "/no/such/dir", r"create the folder",
+     "fail", []),
+    ("embed-out-is-a-folder", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", w["empty_dir"]],
+     "nothing_here", r"takes a file name", "fail", []),
+    ("embed-out-under-a-file", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out",
+                                         w["a_file"] + "/e.npz"], "occupied.txt", r"is not a folder", "fail", []),
+    ("embed-out-unwritable", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "/proc/e.npz"],
+     "/proc", r"cannot write here.*choose another --out", "fail", []),  # /proc: unwritable even for root
+    ("embed-batch-size-0", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "x.npz",
+                                     "--batch-size", "0"], "--batch-size", r"must be 1 or more", "fail", []),
+    ("embed-batch-size-negative", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "x.npz",
+                                            "--batch-size", "-3"], "--batch-size", r"must be 1 or more", "fail", []),
+    ("embed-workers-negative", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "x.npz",
+                                         "--workers", "-1"], "--workers", r"must be 0 or more", "fail", []),
+    ("embed-text-renamed-mp3", lambda w: ["embed", w["text_mp3"], w["good"], "--weights", w["weights"], "--out",
+                                         w["dir"] + "/skip.npz", "--batch-size", "4"], "notes.mp3",
+     r"not audio despite its name: re-encode or drop it", "skip", []),
+    ("embed-missing-weights", lambda w: ["embed", w["good"], "--weights", w["dir"] + "/nowhere", "--out", "x.npz"],
+     "nowhere", r"vggish-jax convert --download torch", "fail", []),
+    ("embed-truncated-weights", lambda w: ["embed", w["good"], "--weights", w["w_trunc"], "--out", "x.npz"],
+     "w_trunc/params/", r"truncated.*--overwrite", "fail", ["w_trunc"]),
+    ("embed-weights-without-manifest", lambda w: ["embed", w["good"], "--weights", w["w_manifest"], "--out", "x.npz"],
+     "manifest.ocdbt", r"missing.*convert the weights again", "fail", []),
+    ("embed-weights-without-metadata", lambda w: ["embed", w["good"], "--weights", w["w_meta"], "--out", "x.npz"],
+     "w_meta/metadata.json", r"missing.*convert the weights again", "fail", []),
+    ("embed-other-settings-into-same-out", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out",
+                                                     w["done_npz"], "--final-relu"], "done.npz",
+     r"final_relu: True .* vs False", "fail", ["done_npz"]),
+    # predict
+    ("predict-top-0", lambda w: ["predict", "--example", "--top", "0"], "--top", r"must be 1 or more", "fail", []),
+    ("predict-top-negative", lambda w: ["predict", "--example", "--top", "-1"], "--top", r"must be 1 or more",
+     "fail", []),
+    ("predict-silent", lambda w: ["predict", w["silent"], "--example"], "silent.wav",
+     r"digital silence.*check the file",
+     "skip", []),
+    ("predict-near-silent", lambda w: ["predict", w["quiet"], "--example"], "quiet.wav", r"-70 dBFS.*raise its level",
+     "skip", []),
+    ("predict-head-silent", lambda w: ["predict", w["silent"], w["good"], "--head", w["head"]], "silent.wav",
+     r"silent or nearly so", "skip", []),
+    ("predict-missing-head", lambda w: ["predict", w["good"], "--head", w["dir"] + "/nohead"], "nohead",
+     r"vggish-jax compare", "fail", []),
+    ("predict-folder-without-audio", lambda w: ["predict", w["empty_dir"]], "nothing_here", r"no audio files",
+     "fail", []),
+    ("predict-text-renamed-mp3", lambda w: ["predict", w["text_mp3"], "--example"], "notes.mp3",
+     r"re-encode or drop it", "skip", []),
+    # convert
+    ("convert-out-is-a-file", lambda w: ["convert", "--random", "0", "--out", w["a_file"]], "occupied.txt",
+     r"is a file.*another --out", "fail", ["a_file"]),
+    ("convert-onto-existing-weights", lambda w: ["convert", "--random", "1", "--out", w["w_trunc"]], "w_trunc",
+     r"holds converted weights already; pass --overwrite", "fail", ["w_trunc"]),
+    ("convert-missing-input", lambda w: ["convert", "--torch-weights", w["dir"] + "/vggish.pth", "--out",
+                                        w["dir"] + "/c1"], "vggish.pth", r"no such file.*check the path", "fail", []),
+    ("convert-no-source", lambda w: ["convert", "--out", w["dir"] + "/c2"], "--torch-weights",
+     r"give exactly one source", "fail", []),
+    # extract
+    ("extract-out-is-a-file", lambda w: ["extract", "--data-dir", w["dir"] + "/tfds", "--weights", w["weights"],
+                                        "--out", w["a_file"]], "occupied.txt", r"is a file.*another --out", "fail",
+     ["a_file"]),
+    ("extract-out-unwritable", lambda w: ["extract", "--data-dir", w["dir"] + "/tfds", "--weights", w["weights"],
+                                         "--out", "/proc/emb"], "/proc", r"cannot write here.*choose another --out",
+     "fail", []),
+    ("extract-batch-size-0", lambda w: ["extract", "--data-dir", "d", "--weights", "w", "--out", "o",
+                                       "--batch-size", "0"], "--batch-size", r"must be 1 or more", "fail", []),
+    ("extract-shard-size-negative", lambda w: ["extract", "--data-dir", "d", "--weights", "w", "--out", "o",
+                                              "--shard-size", "-2"], "--shard-size", r"must be 1 or more", "fail", []),
+    ("extract-missing-manual-dir", lambda w: ["extract", "--data-dir", w["dir"] + "/tfds", "--weights", w["weights"],
+                                             "--out", w["dir"] + "/ex", "--manual-dir", w["dir"] + "/fma_nowhere"],
+     "fma_nowhere", r"point --manual-dir at the folder", "fail", []),
+    ("extract-postprocess-without-pca", lambda w: ["extract", "--data-dir", w["dir"] + "/tfds", "--weights",
+                                                  w["weights"], "--out", w["dir"] + "/ex", "--postprocess"],
+     "weights", r"drop --postprocess", "fail", []),
+    # compare
+    ("compare-missing-embeddings", lambda w: ["compare", "--embeddings", w["dir"] + "/noemb", "--out",
+                                             w["dir"] + "/cmp"], "noemb", r"vggish-jax extract", "fail", []),
+    ("compare-out-is-a-file", lambda w: ["compare", "--embeddings", w["dir"], "--out", w["a_file"]], "occupied.txt",
+     r"is a file.*another --out", "fail", ["a_file"]),
+    ("compare-jobs-0", lambda w: ["compare", "--embeddings", w["dir"], "--out", w["dir"] + "/cmp", "--jobs", "0"],
+     "--jobs",
+     r"-1 for all cores", "fail", []),
+    # finetune
+    ("finetune-workdir-is-a-file", lambda w: ["finetune", "--data-dir", w["dir"] + "/tfds", "--weights", w["weights"],
+                                             "--workdir", w["a_file"]], "occupied.txt", r"another --workdir", "fail",
+     ["a_file"]),
+    ("finetune-unknown-setting", lambda w: ["finetune", "--data-dir", w["dir"] + "/tfds", "--workdir",
+                                           w["dir"] + "/ft", "--set", "bogus=1"], "bogus", r"use key=value with key in",
+     "fail", []),
+    ("finetune-without-weights", lambda w: ["finetune", "--data-dir", w["dir"] + "/tfds", "--workdir",
+                                           w["dir"] + "/ft"], "--weights", r"--set init=random", "fail", []),
+    # fad (when the command is installed)
+    ("fad-missing-ref", lambda w: ["fad", w["dir"] + "/noref", w["music"], "--weights", w["weights"]], "noref",
+     r"give a folder of audio", "fail", []),
+    ("fad-batch-size-0", lambda w: ["fad", w["music"], w["music"], "--batch-size", "0"], "--batch-size",
+     r"must be >= 1", "fail", []),
+    ("fad-out-folder-missing", lambda w: ["fad", w["music"], w["music"], "--weights", w["weights"], "--out",
+                                         w["dir"] + "/no/such/r.json"], "/no/such", r"create it first", "fail", []),
+    ("fad-weights-without-metadata", lambda w: ["fad", w["music"], w["music"], "--weights", w["w_meta"]],
+     "w_meta/metadata.json", r"convert the weights again", "fail", []),
+    ("finetune-workers-negative", lambda w: ["finetune", "--data-dir", "d", "--workdir", "w", "--workers", "-2"],
+     "--workers", r"must be 0 or more", "fail", []),
+]
+
+
+@pytest.mark.parametrize("name,argv,names,fix,kind,unchanged", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(world, capsys, monkeypatch, tmp_path, name, argv, names, fix, kind, unchanged):
+    if name.split("-")[0] not in cli.COMMANDS:
+        pytest.skip(f"no `{name.split('-')[0]}` command in this version")
+    monkeypatch.chdir(tmp_path)  # relative outputs of refused runs land here
+    before = {k: digest(world[k]) for k in unchanged}
+    code, out, err = run_cli(capsys, argv(world))
+    assert "Traceback" not in err and "Traceback" not in out
+    if kind == "fail":
+        assert code != 0
+        lines = [line for line in err.splitlines() if "error" in line]
+    else:
+        assert code == 0  # the good file alongside went through
+        lines = [line for line in err.splitlines() if line.startswith("skipped")]
+    assert len(lines) == 1, err
+    assert names in lines[0], lines[0]
+    assert re.search(fix, lines[0]), lines[0]
+    for k in unchanged:
+        assert digest(world[k]) == before[k], f"{k} changed"
+    if name == "embed-text-renamed-mp3":  # the good file is written, the bad one reported in the sidecar
+        with np.load(world["dir"] + "/skip.npz") as z:
+            assert z.files == [world["good"]]
+        assert list(json.load(open(world["dir"] + "/skip.json"))["errors"]) == [world["text_mp3"]]
+
+
+def test_folder_input_takes_its_audio_files_in_sorted_order(world, audio_files, tmp_path, capsys):
+    folder = tmp_path / "music"
+    (folder / "b").mkdir(parents=True)
+    sf.write(folder / "b" / "2.wav", np.asarray(sf.read(audio_files["wav"])[0]), 44100)
+    sf.write(folder / "1.flac", np.asarray(sf.read(audio_files["wav"])[0]), 44100)
+    (folder / "cover.jpg").write_bytes(b"\xff\xd8")
+    out = tmp_path / "e.npz"
+    code, _, err = run_cli(capsys, ["embed", str(folder), "--weights", world["weights"], "--out", str(out),
+                                    "--batch-size", "4"])
+    assert code == 0 and f"{folder}: 2 audio files" in err
+    with np.load(out) as z:
+        assert z.files == [str(folder / "1.flac"), str(folder / "b" / "2.wav")]
+
+
+def test_legacy_truncated_weights_one_line_in_a_real_process(tmp_path, audio_files):
+    """Weights saved before the file listing: orbax fails; no tensorstore JSON, no late tracebacks."""
+    weights = small_weights(tmp_path / "w", truncate=True, legacy=True)
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-m", "vggish_jax.cli", "embed", audio_files["wav"], "--weights", weights,
+                        "--out", str(tmp_path / "x.npz")], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "tensorstore_spec" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot read the checkpoint" in lines[0] and "--overwrite" in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("argv,missing", [(["--download", "torch"], "torch"),
+                                          (["--tf-checkpoint", "m.ckpt"], "tensorflow")])
+def test_convert_names_the_missing_reader_before_downloading(tmp_path, monkeypatch, capsys, argv, missing):
+    import importlib.util
+
+    from weights_convert import download
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))
+    monkeypatch.setattr(download, "fetch", lambda *a, **k: pytest.fail("downloaded before checking the reader"))
+    code, _, err = run_cli(capsys, ["convert", *argv, "--out", str(tmp_path / "w")])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and f"needs {missing}, which is not installed; pip install" in lines[0]
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_damaged_mp3s_print_one_line_each_in_a_real_process(world, audio_files):
+    """mpg123's own "Note: Illegal Audio-MPEG-Header ... resync" chatter on fd 2 does not reach the user."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-m", "vggish_jax.cli", "predict", audio_files["corrupt"], world["text_mp3"],
+                        world["good"]], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and world["good"] in r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("skipped") for line in lines), r.stderr
+    assert audio_files["corrupt"] in lines[0] and world["text_mp3"] in lines[1]

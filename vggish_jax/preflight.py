@@ -1,0 +1,51 @@
+"""Checks that run before the first file is touched, so a bad setting fails in a second, not after hours.
+
+Each raises OutputError (a ValueError) with one line naming the path and the fix.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+
+class OutputError(ValueError):
+    """An output path that cannot be written."""
+
+
+def _probe(folder: str, flag: str) -> None:
+    # os.access is not enough (root, read-only mounts, ACLs): create and remove a file.
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".vggish-jax-probe-")
+    except OSError as e:
+        raise OutputError(f"{folder}: cannot write here ({e.strerror}); choose another {flag}") from e
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.remove(tmp)
+
+
+def output_file(path: str | os.PathLike, *, flag: str = "--out") -> str:
+    """Absolute path of an output file whose folder exists and is writable (the file itself may exist)."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise OutputError(f"{path}: is a folder; {flag} takes a file name, e.g. {os.path.join(path, 'out.npz')}")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise OutputError(f"{folder}: {what}; create the folder first (mkdir -p) or fix {flag}")
+    _probe(folder, flag)
+    return path
+
+
+def output_dir(path: str | os.PathLike, *, flag: str = "--out") -> str:
+    """Absolute path of an output folder that exists and is writable, or can be created under one that is."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputError(f"{path}: is a file, not a folder; choose another {flag}")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OutputError(f"{existing}: is a file, so {path} cannot be created; fix {flag}")
+    _probe(existing, flag)
+    return path
