@@ -13,18 +13,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft, stats
 
+from vggish_jax.pipeline import segments
+
 EXAMPLES_PER_CLIP = 31
 
 
 def flatten(clips: list[np.ndarray], n: int = EXAMPLES_PER_CLIP) -> np.ndarray:
     """[clips, n * D]: the first n examples of each clip, cyclically repeated when it has fewer."""
-    out = []
-    for e in clips:
-        if e.shape[0] == 0:
-            raise ValueError("a clip with no examples cannot be flattened")
-        idx = np.arange(n) % e.shape[0]
-        out.append(np.asarray(e, np.float32)[idx].reshape(-1))
-    return np.stack(out)
+    return np.stack([segments.cyclic(np.asarray(e, np.float32), n).reshape(-1) for e in clips])
 
 
 def mean_std(clips: list[np.ndarray]) -> np.ndarray:

@@ -345,22 +345,11 @@ class _AudioSource:
         sources = fma.find_sources(manual_dir, subset, work_dir=os.path.join(data_dir, "downloads"),
                                    download=download)
         self.label_names = meta.genre_names(subset)
-        bad = set(meta.KNOWN_BAD)
         self._skipped, self._tracks = [], {}
         for split, tracks in meta.select(meta.read_tracks(sources.tracks_csv), subset).items():
-            self._tracks[split] = []
-            for t in tracks:
-                path = meta.audio_path(sources.audio_root, t.track_id)
-                if t.track_id in bad:
-                    reason = f"{path}: listed by the FMA maintainers as having no or too short audio"
-                elif t.genre_top not in self.label_names:
-                    reason = f"{path}: genre {t.genre_top!r} is not one of the {len(self.label_names)} classes"
-                else:
-                    reason = None
-                if reason:
-                    self._skipped.append({"track_id": t.track_id, "split": split, "path": path, "reason": reason})
-                else:
-                    self._tracks[split].append((t, path))
+            self._tracks[split], skipped = fma.select_clips(tracks, self.label_names, sources.audio_root)
+            self._skipped += [{"track_id": t.track_id, "split": split, "path": path, "reason": reason}
+                              for t, path, reason in skipped]
         self.workers = workers
 
     def sizes(self) -> dict[str, int]:

@@ -43,3 +43,12 @@ def cut(wave: np.ndarray, max_examples: int = BUCKETS[-1], cfg: FrontendConfig =
         start = first * cfg.example_hop_samples
         out.append(wave[start: start + segment_samples(k, cfg)])
     return out
+
+
+def cyclic(x: np.ndarray, n: int, name: str = "clip") -> np.ndarray:
+    """The first n rows of x, cyclically repeated when x has fewer (how a clip is fitted to n examples for
+    the paper's flattened features and for fine-tuning)."""
+    x = np.asarray(x)
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: no examples to repeat")
+    return x[np.arange(n) % x.shape[0]]

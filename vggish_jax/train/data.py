@@ -16,14 +16,12 @@ from typing import Iterator
 import numpy as np
 
 from vggish_jax.models.vggish import frontend
+from vggish_jax.pipeline import segments
 
 
 def fix_examples(mel: np.ndarray, n: int) -> np.ndarray:
     """[k, 96, 64] -> [n, 96, 64]: the first n examples, cyclically repeated if the clip has fewer."""
-    mel = np.asarray(mel, np.float32)
-    if mel.shape[0] == 0:
-        raise ValueError("a clip with no log-mel examples")
-    return mel[np.arange(n) % mel.shape[0]]
+    return segments.cyclic(np.asarray(mel, np.float32), n, "a clip's log-mels")
 
 
 def fix_waveform(wave, samples: int, name: str = "clip") -> tuple[np.ndarray, int]:
