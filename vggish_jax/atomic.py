@@ -15,13 +15,14 @@ import numpy as np
 
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Open a temporary file next to `path`; on success it replaces `path`, on error it is removed."""
+    """Open a temporary file next to `path` (its `.name`); on success it replaces `path`, on error it is removed."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode) as f:
+        with open(tmp, mode) as f:  # f.name is the temporary path (callers may check it before the rename)
             yield f
             f.flush()
             os.fsync(f.fileno())

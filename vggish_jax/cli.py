@@ -34,26 +34,21 @@ HELP = {
 }
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (batch sizes, counts), refused at parse time with one line."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+def _int_at_least(minimum: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+    parse.__doc__ = f"argparse type: an integer >= {minimum} ({what}), refused at parse time with one line."
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0 (worker counts, where 0 means in-process)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+positive_int = _int_at_least(1, "batch sizes, counts")
+nonnegative_int = _int_at_least(0, "worker counts, where 0 means in-process")
 
 
 class Terminated(KeyboardInterrupt):

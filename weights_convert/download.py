@@ -8,12 +8,10 @@ SHA-256 of the files it read in the weights directory's metadata.json.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-import shutil
 import urllib.error
-import urllib.request
 
+from vggish_jax import download
 from vggish_jax.models.vggish.params import WeightsError
 
 CACHE_ENV = "VGGISH_JAX_CACHE"
@@ -41,8 +39,7 @@ def cache_dir() -> str:
 
 
 def sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    return download.digest(path, "sha256")
 
 
 def verify(path: str, expected_prefix: str | None) -> str:
@@ -61,18 +58,13 @@ def fetch(key: str, directory: str | None = None, timeout: float = 30.0) -> str:
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, spec.name)
     if not os.path.exists(path):
-        part = path + ".part"
         try:
-            with urllib.request.urlopen(spec.url, timeout=timeout) as r, open(part, "wb") as f:
-                shutil.copyfileobj(r, f, 1 << 20)
+            download.fetch_url(spec.url, path, timeout=timeout)
         except (urllib.error.URLError, OSError, TimeoutError) as e:
-            if os.path.exists(part):
-                os.remove(part)
             reason = getattr(e, "reason", e)
             raise WeightsError(
                 f"cannot download {spec.url} ({reason}); with no network, fetch {spec.name} on a machine with "
                 f"internet, copy it here and pass it with --torch-weights/--torch-pca or --tf-checkpoint/--tf-pca") from e
-        os.replace(part, path)
     try:
         verify(path, spec.sha256_prefix)
     except WeightsError:

@@ -18,6 +18,8 @@ import zipfile
 
 import numpy as np
 
+from vggish_jax import atomic
+
 MODEL = "MSD_musicnn"
 # (our module, TF layer) in creation order: input BN; timbral 7x38 and 7x67; temporal 128, 64, 32; mid end; back end.
 TF_ORDER = [
@@ -70,9 +72,7 @@ def convert_wheel(wheel: str, out: str) -> str:
             z.extractall(d)
         prefix = os.path.join(d, "musicnn", MODEL) + os.sep  # the files are named '.index', '.data-...'
         params = params_from_variables(read_checkpoint(prefix))
-    tmp = out + ".tmp.npz"
-    np.savez_compressed(tmp, **params)
-    os.replace(tmp, out)
+    atomic.savez(out, compressed=True, **params)
     return out
 
 

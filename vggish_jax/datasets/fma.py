@@ -18,21 +18,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
 import urllib.error
-import urllib.request
 import zipfile
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vggish_jax.models.vggish import frontend
+from vggish_jax import download
 from vggish_jax.datasets import decode, fma_metadata as meta
+from vggish_jax.models.vggish import frontend
 
 URL = "https://os.unil.cloud.switch.ch/fma/"
 # SHA-1 of the official archives (from the mdeff/fma README).
@@ -268,28 +267,18 @@ def _archive(manual_dir, work_dir, name, download) -> str:
 
 
 def download_file(url: str, dest: str, sha1: str | None) -> str:
-    """Download url to dest (via dest.part, renamed when complete), then check its SHA-1."""
-    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-    part = dest + ".part"
+    """Download url to dest (renamed into place only when complete and its SHA-1 matches)."""
+    def check(path):
+        got = download.digest(path, "sha1")
+        if sha1 is not None and got != sha1:
+            raise RuntimeError(f"{url}: SHA-1 {got} != expected {sha1}; the download is damaged, retry")
+
     print(f"downloading {url} -> {dest}", file=sys.stderr)
     try:
-        with urllib.request.urlopen(url, timeout=60) as r, open(part, "wb") as f:
-            shutil.copyfileobj(r, f, 1 << 20)
+        return download.fetch_url(url, dest, timeout=60, check=check)
     except (urllib.error.URLError, OSError) as e:
         raise RuntimeError(f"{url}: download failed ({e}); without internet, download it elsewhere and pass "
                            f"its folder as --manual-dir") from e
-    if sha1 is not None:
-        got = sha1_of(part)
-        if got != sha1:
-            raise RuntimeError(f"{url}: SHA-1 {got} != expected {sha1}; the download is damaged, delete "
-                               f"{part} and retry")
-    os.replace(part, dest)
-    return dest
-
-
-def sha1_of(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 def extract_zip(archive: str, dest_root: str, top: str) -> str:

@@ -6,11 +6,11 @@ Called by the `fad` section of `vggish-jax bench`; random weights (the speed doe
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
 
 import numpy as np
+
+from vggish_jax.bench import timed
 
 
 def _clips(folder: str, n: int, seconds: float, seed: int) -> None:
@@ -22,16 +22,6 @@ def _clips(folder: str, n: int, seconds: float, seed: int) -> None:
     for i in range(n):
         x = 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * t) + 0.05 * rng.standard_normal(t.size)
         sf.write(os.path.join(folder, f"clip{i:03d}.mp3"), np.stack([x, x], 1).astype(np.float32), 44100)
-
-
-def _timed(fn, repeats: int) -> dict:
-    fn()  # warm-up: compilation
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
 
 
 def run(quick: bool = False) -> dict:
@@ -51,9 +41,9 @@ def run(quick: bool = False) -> dict:
         def fad(**kw):
             return compute.evaluate(ref, gen, weights=emb, workers=workers, progress=False, log=lambda m: None, **kw)
 
-        t_embed = _timed(lambda: emb.embed_files(paths, workers=workers), repeats)
-        t_fad = _timed(lambda: fad(fad_inf=False), repeats)
-        t_inf = _timed(lambda: fad(fad_inf=True), repeats)
+        t_embed = timed(lambda: emb.embed_files(paths, workers=workers), repeats)
+        t_fad = timed(lambda: fad(fad_inf=False), repeats)
+        t_inf = timed(lambda: fad(fad_inf=True), repeats)
     out = {"files": n, "clip_seconds": seconds, "workers": workers, "embed": t_embed, "fad": t_fad,
            "fad_with_fad_inf": t_inf, "fad_inf_settings": {"steps": 10, "bootstrap": 100}}
     for k in ("embed", "fad", "fad_with_fad_inf"):

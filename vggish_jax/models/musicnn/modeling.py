@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vggish_jax.models import loading
+
 TIMBRAL = (("timbral_74", 38), ("timbral_77", 67))
 TEMPORAL = (("temporal_128", 128), ("temporal_64", 64), ("temporal_32", 32))
 N_TIMBRAL, N_TEMPORAL, N_MID, N_DENSE = 204, 51, 64, 200
@@ -78,16 +80,12 @@ class MusiCNN(nnx.Module):
 
 def from_flat(params: dict[str, "jax.Array"], num_classes: int = 50) -> MusiCNN:
     """A MusiCNN holding {'module/part': array} params (the converted asset's layout)."""
-    model = nnx.eval_shape(lambda: MusiCNN(num_classes, rngs=nnx.Rngs(0)))
-    state = nnx.state(model)
+    make = lambda: MusiCNN(num_classes, rngs=nnx.Rngs(0))  # noqa: E731
     nested: dict = {}
     for key, value in params.items():
         module, part = key.split("/")
-        nested.setdefault(module, {})[part] = jnp.asarray(value, jnp.float32)
-    expected = jax.tree.map(lambda a: tuple(a.shape), nnx.to_pure_dict(state))
-    got = jax.tree.map(lambda a: tuple(a.shape), nested)
+        nested.setdefault(module, {})[part] = value
+    expected, got = loading.shapes(make), jax.tree.map(lambda a: tuple(a.shape), nested)
     if expected != got:
         raise ValueError(f"MusiCNN params do not match the architecture: expected {expected}, got {got}")
-    nnx.replace_by_pure_dict(state, nested)
-    nnx.update(model, state)
-    return model
+    return loading.from_pure_dict(make, nested)

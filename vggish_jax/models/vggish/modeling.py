@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vggish_jax.models import loading
+
 CONV_CHANNELS = (("conv1", 64), ("conv2", 128), ("conv3_1", 256), ("conv3_2", 256), ("conv4_1", 512), ("conv4_2", 512))
 POOL_AFTER = frozenset({"conv1", "conv2", "conv3_2", "conv4_2"})
 FC_FEATURES = (("fc1_1", 4096), ("fc1_2", 4096), ("fc2", 128))
@@ -64,5 +66,4 @@ def num_params(model: nnx.Module) -> int:
 
 def param_shapes() -> dict:
     """{layer: {'kernel': shape, 'bias': shape}} of the reference layout, without allocating weights."""
-    abstract = nnx.eval_shape(lambda: VGGish(rngs=nnx.Rngs(0)))
-    return jax.tree.map(lambda a: tuple(a.shape), nnx.to_pure_dict(nnx.state(abstract, nnx.Param)))
+    return loading.shapes(lambda: VGGish(rngs=nnx.Rngs(0)), nnx.Param)

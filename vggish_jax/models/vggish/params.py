@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vggish_jax.models import loading
 from vggish_jax.models.vggish.modeling import VGGish, param_shapes
 
 
@@ -45,11 +46,8 @@ def to_dict(model: VGGish) -> dict:
 def build(params: dict, *, final_relu: bool = False, dtype=jnp.float32, source: str = "params") -> VGGish:
     """A VGGish model holding `params` (validated first)."""
     validate(params, source)
-    model = nnx.eval_shape(lambda: VGGish(final_relu=final_relu, dtype=dtype, rngs=nnx.Rngs(0)))
-    state = nnx.state(model, nnx.Param)
-    nnx.replace_by_pure_dict(state, jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params))
-    nnx.update(model, state)
-    return model
+    return loading.from_pure_dict(lambda: VGGish(final_relu=final_relu, dtype=dtype, rngs=nnx.Rngs(0)), params,
+                                  nnx.Param)
 
 
 def random(seed: int = 0) -> dict:
