@@ -230,6 +230,11 @@ def test_folder_of_audio_files(tmp_path, random_weights_dir):
     again = beam_extract.extract(str(folder), out=out, weights=random_weights_dir, workers=1, batch_size=BATCH,
                                  shard_size=SHARD, log=lambda m: None)
     assert again.computed == {"all": []} and again.reused == {"all": [0, 1]} and again.skipped == summary.skipped
+    # A file added since renumbers the clips: resuming into the same output would mix two numberings.
+    sf.write(folder / "a0.wav", tone_mix(1.5, 16000, seed=4), 16000)
+    with pytest.raises(ValueError, match=r"other settings \(files: added \['a0.wav'\], removed \[\]\)"):
+        beam_extract.extract(str(folder), out=out, weights=random_weights_dir, workers=1, batch_size=BATCH,
+                             shard_size=SHARD, log=lambda m: None)
 
 
 def test_direct_runner_is_the_local_fn_api_runner_with_worker_processes():

@@ -35,8 +35,10 @@ from vggish_jax.pipeline import beam_runner, extract as single, store
 
 FORMAT_VERSION = single.FORMAT_VERSION  # of info.json: the same layout as vggish_jax.pipeline.extract writes
 # Settings that must match between runs writing into the same directory (as in vggish_jax.pipeline.extract).
+# For a folder, "files" (the sorted list that numbers the clips): a file added or removed since would shift
+# the clip ids, and a resume would mix shards of two numberings.
 _SETTINGS = ("dataset", "source", "shard_size", "final_relu", "postprocess", "dtype", "weights", "label_names",
-             "frontend_precision")
+             "frontend_precision", "files")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
 NAMESPACE = "vggish_jax"
 
@@ -346,13 +348,21 @@ def _check_compatible(out: str, info: dict) -> None:
     old = store.read_info(out)
     diff = [k for k in _SETTINGS if old.get(k) != info.get(k)]
     if diff:
-        details = ", ".join(f"{k}: {old.get(k)!r} -> {info.get(k)!r}" for k in diff)
+        details = ", ".join(_change(k, old.get(k), info.get(k)) for k in diff)
         raise ValueError(f"{out}: holds embeddings made with other settings ({details}); "
                          f"use a new --out directory or delete this one")
     if spec_lib.KEY in old:
         spec_lib.require_compatible(spec_lib.EmbeddingSpec.from_dict(info[spec_lib.KEY]),
                                     spec_lib.read(old, os.path.join(out, store.INFO)),
                                     expected_from="this run", found_from=os.path.join(out, store.INFO))
+
+
+def _change(key: str, old, new) -> str:
+    if isinstance(old, list) and isinstance(new, list):  # a file list: name what changed, not both lists
+        added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+        return f"{key}: added {added[:3]}{'...' if len(added) > 3 else ''}, removed {removed[:3]}" + \
+            ("..." if len(removed) > 3 else "")
+    return f"{key}: {old!r} -> {new!r}"
 
 
 # ---- benchmark ----
