@@ -29,6 +29,7 @@ import numpy as np
 
 from vggish_jax import atomic
 from vggish_jax.classify import features
+from vggish_jax.datasets import decode
 from vggish_jax.pipeline import store
 
 PAPER_CLASSIFIERS = ("LR", "kNN", "SVCrbf", "SVCpoly1", "linSVC1", "linSVC2", "DT", "RF", "AdaBoost", "MLP1",
@@ -107,7 +108,7 @@ def musicnn_features(waveforms: list[np.ndarray]) -> np.ndarray:
     rows = []
     for w in waveforms:
         w = np.asarray(w)
-        x = w.astype(np.float32) / 32767.0 if np.issubdtype(w.dtype, np.integer) else w.astype(np.float32)
+        x = decode.from_int16(w).astype(np.float32) if np.issubdtype(w.dtype, np.integer) else w.astype(np.float32)
         if x.shape[0] < mf.min_samples():
             x = x[np.arange(mf.min_samples()) % max(1, x.shape[0])]
         rows.append(tagger.run(mf.patches(mf.log_mel(x)))["penultimate"])

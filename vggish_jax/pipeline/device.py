@@ -29,11 +29,11 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from vggish_jax.datasets.decode import INT16_SCALE
 from vggish_jax.models.vggish import frontend_jax
 from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 from vggish_jax.pipeline import segments as seg
 
-INT16_SCALE = 1.0 / 32767.0  # inverse of datasets.decode.to_int16
 
 
 def default_mesh() -> Mesh:
@@ -52,7 +52,7 @@ def valid_examples(lengths: jax.Array, cfg: FrontendConfig = DEFAULT) -> jax.Arr
 
 def _to_float(waveforms: jax.Array, dtype) -> jax.Array:
     if jnp.issubdtype(waveforms.dtype, jnp.integer):
-        return waveforms.astype(dtype) * jnp.asarray(INT16_SCALE, dtype)
+        return waveforms.astype(dtype) * jnp.asarray(1.0 / INT16_SCALE, dtype)
     return waveforms.astype(dtype)
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from vggish_jax.datasets.decode import INT16_SCALE
 from vggish_jax.models.vggish import frontend_jax
 from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 from vggish_jax.train.config import Config
-
-INT16_SCALE = 32767.0  # what datasets.decode.to_int16 multiplied by
 
 
 def needed_samples(n_examples: int, fcfg: FrontendConfig = DEFAULT) -> int:
