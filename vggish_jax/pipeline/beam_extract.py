@@ -70,25 +70,6 @@ class Summary:
     seconds: float  # wall time of the Beam pipeline
 
 
-def skips_path(out: str, split: str, index: int) -> str:
-    return os.path.join(out, split, f"shard-{index:05d}.skipped.json")
-
-
-def shard_finished(out: str, split: str, index: int, expected: int, per_shard_skips: bool) -> bool:
-    """A readable shard with all its clips (audio sources: at most that many, plus its skip list)."""
-    path = store.shard_path(out, split, index)
-    if not os.path.exists(path):
-        return False
-    try:
-        with np.load(path) as z:
-            n = z["track_ids"].shape[0]
-    except Exception:  # unreadable (e.g. a disk-full write): recompute it
-        return False
-    if per_shard_skips:
-        return n <= expected and os.path.exists(skips_path(out, split, index))
-    return n == expected
-
-
 def _skip_kind(reason: str) -> str:
     return "too_short" if "shorter than one VGGish example" in reason else "undecodable"
 
@@ -131,7 +112,7 @@ class EmbedShards(beam.DoFn):
         split, index, items = unit
         w, c = self.work, self.counters
         audio_source = w.kind == "audio"
-        if shard_finished(w.out, split, index, len(items), audio_source):  # a retried or duplicated unit
+        if single.shard_finished(w.out, split, index, len(items), audio_source):  # a retried or duplicated unit
             c["shards_already_done"].inc()
             yield split, index, -1
             return
@@ -291,7 +272,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
     reused = {s: [] for s in splits}
     todo = []
     for u in units:
-        if shard_finished(out, u[0], u[1], len(u[2]), per_shard_skips):
+        if single.shard_finished(out, u[0], u[1], len(u[2]), per_shard_skips):
             reused[u[0]].append(u[1])
         else:
             todo.append(u)
@@ -323,14 +304,14 @@ def extract(dataset: str = "fma/small", *, out: str, weights: str, data_dir: str
 
     computed = {s: sorted(i for t, i, _ in todo if t == s) for s in splits}
     missing = [store.shard_path(out, s, i) for s, i, items in units
-               if not shard_finished(out, s, i, len(items), per_shard_skips)]
+               if not single.shard_finished(out, s, i, len(items), per_shard_skips)]
     if missing:
         raise RuntimeError(f"{missing[0]}: not written by the pipeline ({len(missing)} shards missing); rerun the "
                            f"same command to compute them")
     skipped = list(skipped_before)
     if per_shard_skips:
         for s, i, _ in units:
-            with open(skips_path(out, s, i)) as f:
+            with open(single.skips_path(out, s, i)) as f:
                 skipped += json.load(f)
     num_clips = {s: sum(len(store.read_shard(store.shard_path(out, s, i)).track_ids) for t, i, _ in units if t == s)
                  for s in splits}

@@ -249,8 +249,9 @@ def _check_compatible(out: str, info: dict) -> None:
                          f"use a new --out directory or delete this one")
 
 
-def _shard_done(out: str, plan: Plan, index: int, per_shard_skips: bool) -> bool:
-    path = store.shard_path(out, plan.split, index)
+def shard_finished(out: str, split: str, index: int, expected: int, per_shard_skips: bool) -> bool:
+    """A readable shard with all its `expected` clips (audio sources: at most that many, plus its skip list)."""
+    path = store.shard_path(out, split, index)
     if not os.path.exists(path):
         return False
     try:
@@ -258,23 +259,26 @@ def _shard_done(out: str, plan: Plan, index: int, per_shard_skips: bool) -> bool
             n = z["track_ids"].shape[0]
     except Exception:  # unreadable (e.g. a disk-full write): recompute it
         return False
-    expected = len(plan.shard_range(index))
     if per_shard_skips:
-        return n <= expected and os.path.exists(_skips_path(out, plan.split, index))
+        return n <= expected and os.path.exists(skips_path(out, split, index))
     return n == expected
+
+
+def _shard_done(out: str, plan: Plan, index: int, per_shard_skips: bool) -> bool:
+    return shard_finished(out, plan.split, index, len(plan.shard_range(index)), per_shard_skips)
 
 
 def write_shard(out, plan, index, clips, embedder, postprocess, per_shard_skips) -> None:
     """One shard's embedded clips (postprocessed if asked), after its skip list when skips are per shard."""
     kept = [c for c in clips if "emb" in c]
     if per_shard_skips:  # written first: the shard file is the commit marker
-        atomic.write_json(_skips_path(out, plan.split, index), [c for c in clips if "emb" not in c], indent=1)
+        atomic.write_json(skips_path(out, plan.split, index), [c for c in clips if "emb" not in c], indent=1)
     parts = [embedder.postprocess(c["emb"]) if postprocess else c["emb"] for c in kept]
     store.write_shard(store.shard_path(out, plan.split, index), [c["track_id"] for c in kept],
                       [c["label"] for c in kept], parts)
 
 
-def _skips_path(out: str, split: str, index: int) -> str:
+def skips_path(out: str, split: str, index: int) -> str:
     return os.path.join(out, split, f"shard-{index:05d}.skipped.json")
 
 
@@ -282,7 +286,7 @@ def _shard_skips(out: str, plans: list[Plan]) -> list[dict]:
     skipped = []
     for p in plans:
         for i in range(p.num_shards):
-            with open(_skips_path(out, p.split, i)) as f:
+            with open(skips_path(out, p.split, i)) as f:
                 skipped.extend(json.load(f))
     return skipped
 
