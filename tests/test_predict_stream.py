@@ -53,9 +53,10 @@ def test_silence_check_thresholds(tmp_path):
 
 
 MEASURE = textwrap.dedent("""
-    import resource, sys
+    import sys
     import numpy as np, soundfile as sf
     from vggish_jax import predict
+    from vggish_jax.bench import peak_rss_mb as peak_mb  # this process's own peak (not the forking worker's)
     path, hours = sys.argv[1], float(sys.argv[2])
     sr, minute = 22050, 22050 * 60
     rng = np.random.default_rng(0)
@@ -64,10 +65,9 @@ MEASURE = textwrap.dedent("""
             t = (np.arange(minute) + m * minute) / sr
             tone = 0.3 * np.sin(2 * np.pi * (220 + 10 * (m % 12)) * t)
             f.write((tone + 0.05 * rng.standard_normal(minute)).astype(np.float32))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_mb()
     r = predict.predict_files([path], predict.default_tagger())[0][0]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"patches={r.patches} peak_rss_mb={peak / 1024:.0f} before_predict_mb={base / 1024:.0f}")
+    print(f"patches={r.patches} peak_rss_mb={peak_mb():.0f} before_predict_mb={base:.0f}")
 """)
 
 

@@ -415,9 +415,20 @@ def section_fad(quick: bool) -> dict:
 
 # ---- driver ----
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, which (unlike ru_maxrss) does not count the memory
+    of the process that forked it, carried across exec."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _run_section(name: str, quick: bool) -> dict:
-    code = (f"import json,resource,sys; from vggish_jax import bench; r = bench.section_{name}({quick}); "
-            f"r['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
+    code = (f"import json,sys; from vggish_jax import bench; r = bench.section_{name}({quick}); "
+            f"r['peak_rss_mb'] = bench.peak_rss_mb(); "
             f"sys.stdout.write('\\n@@' + json.dumps(r, default=str))")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
