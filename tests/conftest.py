@@ -1,6 +1,10 @@
 """Shared fixtures: small generated audio and a saved random-weights VGGish directory."""
 from __future__ import annotations
 
+import glob
+import os
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -15,6 +19,22 @@ def tone_mix(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.nd
     if channels == 1:
         return x.astype(np.float32)
     return np.stack([x * (1 - 0.3 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+def finished_shards(out: str) -> list[str]:
+    """Embedding shards on disk under an extraction's OUT (temporary files of writes in flight left out)."""
+    return sorted(p for p in glob.glob(os.path.join(out, "*", "shard-*.npz")) if ".tmp" not in p)
+
+
+def kill_after_first_shard(proc, out: str, kill, timeout: float) -> list[str]:
+    """Wait until `proc` has finished a shard under `out` (or exited, or `timeout` s passed), `kill(proc)`,
+    reap it, and return the shards that were finished at the kill."""
+    deadline = time.time() + timeout
+    while not finished_shards(out) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    kill(proc)
+    proc.wait()
+    return finished_shards(out)
 
 
 @pytest.fixture(scope="session")

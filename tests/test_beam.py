@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 pytest.importorskip("apache_beam")
 
+from conftest import finished_shards, kill_after_first_shard  # noqa: E402
 from mini_fma import make_mini_fma  # noqa: E402
 from vggish_jax.pipeline import store  # noqa: E402
 from vggish_jax.pipeline import beam_extract, beam_runner  # noqa: E402
@@ -160,10 +160,6 @@ def test_tensorflow_was_never_imported(beam_cli, no_tf, tmp_path):
     assert len(os.listdir(control)) == 1
 
 
-def _shards(out):
-    return sorted(p for p in glob.glob(os.path.join(out, "*", "shard-*.npz")) if ".tmp" not in p)
-
-
 @pytest.mark.slow
 def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single_audio, mini, random_weights_dir, no_tf,
                                                           tmp_path):
@@ -174,12 +170,8 @@ def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single_audi
                 "--weights", random_weights_dir, "--out", out, "--batch-size", str(BATCH), "--shard-size", str(SHARD),
                 "--beam-runner", "direct", "--beam-workers", "2")
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 400
-    while not _shards(out) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its worker processes, as when a machine dies
-    proc.wait()
-    finished = _shards(out)
+    # SIGKILL the driver and its worker processes, as when a machine dies.
+    finished = kill_after_first_shard(proc, out, lambda p: os.killpg(p.pid, signal.SIGKILL), timeout=400)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     assert 1 <= len(finished) < 6, "the kill should land after the first shard and before the last"
     assert store.read_info(out)["complete"] is False
@@ -189,7 +181,7 @@ def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single_audi
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"{len(finished)} shards already done, {6 - len(finished)} to compute" in again.stderr
     assert {p: os.stat(p).st_mtime_ns for p in finished} == mtimes  # finished shards untouched
-    assert len(_shards(out)) == 6 and not glob.glob(os.path.join(out, "**", "*.tmp*"), recursive=True)
+    assert len(finished_shards(out)) == 6 and not glob.glob(os.path.join(out, "**", "*.tmp*"), recursive=True)
     _assert_same_embeddings(out, single_audio, atol=1e-6)
     info, ref = store.read_info(out), store.read_info(single_audio)
     assert info["complete"] is True and info["source"] == "audio"
@@ -314,12 +306,12 @@ def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, random_wei
     msg = str(e.value)
     assert "\n" not in msg and "disk full (simulated)" in msg and "rerun the same command" in msg
     assert not os.path.exists(store.shard_path(out, "all", 1)) and store.read_info(out)["complete"] is False
-    before = {p: os.stat(p).st_mtime_ns for p in _shards(out)}
+    before = {p: os.stat(p).st_mtime_ns for p in finished_shards(out)}
 
     monkeypatch.setattr(beam_extract.EmbedShards, "process", real)
     summary = beam_extract.extract(str(folder), **kwargs)
     assert summary.computed["all"] == sorted(set(range(3)) - {int(p[-9:-4]) for p in before})
-    assert {p: os.stat(p).st_mtime_ns for p in before} == before and len(_shards(out)) == 3
+    assert {p: os.stat(p).st_mtime_ns for p in before} == before and len(finished_shards(out)) == 3
     assert store.read_info(out)["complete"] is True
     with pytest.raises(FileNotFoundError, match="no such folder"):
         beam_extract.extract(str(tmp_path / "nope"), **kwargs)

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
+from conftest import finished_shards, kill_after_first_shard
 from mini_fma import make_mini_fma
 from vggish_jax.pipeline import store
 
@@ -43,10 +43,6 @@ def reference(fma_dirs, random_weights_dir, tmp_path_factory):
     summary = extract("fma/small", data_dir=data_dir, out=out, weights=random_weights_dir, batch_size=BATCH,
                       shard_size=SHARD, workers=0, progress=False)
     return out, summary
-
-
-def _shards(out):
-    return sorted(p for p in glob.glob(os.path.join(out, "*", "shard-*.npz")) if not p.endswith(".tmp.npz"))
 
 
 def _assert_same_embeddings(a, b):
@@ -107,12 +103,7 @@ def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs,
            "--weights", random_weights_dir, "--out", out, "--batch-size", str(BATCH), "--shard-size", str(SHARD),
            "--workers", "0", "--no-progress"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while not _shards(out) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    finished = _shards(out)
+    finished = kill_after_first_shard(proc, out, lambda p: p.send_signal(signal.SIGKILL), timeout=240)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     assert 1 <= len(finished) < 6, "the kill should land after the first shard and before the last"
     assert store.read_info(out)["complete"] is False
@@ -213,7 +204,7 @@ def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_
     info = store.read_info(out)
     assert info[spec.KEY]["weights_sha256"] == first and info[spec.KEY]["postprocess"] is None
     os.remove(store.shard_path(out, "test", 1))  # as if killed before the last shard
-    kept = {p: os.stat(p).st_mtime_ns for p in _shards(out)}
+    kept = {p: os.stat(p).st_mtime_ns for p in finished_shards(out)}
 
     pretrained.save(weights, params.random(1), metadata={"source": "random", "seed": 1})
     second = json.load(open(os.path.join(weights, pretrained.METADATA)))["weights_sha256"]
@@ -224,7 +215,7 @@ def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_
     msg = str(e.value)
     assert "\n" not in msg and os.path.abspath(weights) in msg and os.path.join(out, "info.json") in msg
     assert first[:12] in msg and second[:12] in msg and "weights_sha256" in msg
-    assert {p: os.stat(p).st_mtime_ns for p in _shards(out)} == kept  # nothing written
+    assert {p: os.stat(p).st_mtime_ns for p in finished_shards(out)} == kept  # nothing written
     assert store.read_info(out)[spec.KEY]["weights_sha256"] == first
 
 
@@ -263,8 +254,8 @@ def test_split_over_processes_makes_the_one_process_shard_set(reference, fma_dir
     assert store.read_info(out)["complete"] is False  # only process 0 completes info.json
     last = run(0, 2)  # train 0 (done), validation 0, test 0; then every shard exists
     assert computed(last) == {("validation", 0), ("test", 0)} and last.complete
-    assert sorted(os.path.relpath(p, out) for p in _shards(out)) == \
-        sorted(os.path.relpath(p, reference[0]) for p in _shards(reference[0]))
+    assert sorted(os.path.relpath(p, out) for p in finished_shards(out)) == \
+        sorted(os.path.relpath(p, reference[0]) for p in finished_shards(reference[0]))
     _assert_same_embeddings(out, reference[0])
     assert store.read_info(out) == store.read_info(reference[0])
 
