@@ -99,6 +99,29 @@ def read(artifact: Mapping[str, Any], source: str) -> EmbeddingSpec:
     return EmbeddingSpec.from_dict(artifact[KEY])
 
 
+def of_extraction(info: Mapping[str, Any], source: str) -> EmbeddingSpec:
+    """The spec of an extraction (its info.json dict): as recorded, or rebuilt from the settings an older
+    extraction recorded (final_relu, postprocess, dtype, frontend) and the weights' content hash, taken from
+    its weights metadata or, failing that, from the weights directory if it can still be read. The hash
+    stays None when neither exists; consumers that need the identity refuse such a spec."""
+    if KEY in info:
+        return read(info, source)
+    sha = (info.get("weights_metadata") or {}).get("weights_sha256")
+    if sha is None and info.get("weights"):
+        from vggish_jax.models.vggish import pretrained  # orbax: only for this fallback
+
+        try:
+            sha = pretrained.load(info["weights"])[2].get("weights_sha256")
+        except (OSError, ValueError):
+            sha = None
+    frontend = info.get("frontend")
+    if frontend is None:
+        from vggish_jax.models.vggish.frontend import DEFAULT as frontend
+    return EmbeddingSpec.create(weights_sha256=sha, final_relu=bool(info.get("final_relu", False)),
+                                postprocess=bool(info.get("postprocess", False)),
+                                dtype=info.get("dtype", "float32"), frontend=frontend)
+
+
 def params_sha256(tree: Mapping[str, Any]) -> str:
     """Content hash of a parameter tree: names, dtypes, shapes and bytes, in sorted order (path-independent)."""
     h = hashlib.sha256()

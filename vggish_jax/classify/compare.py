@@ -27,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from vggish_jax import atomic
+from vggish_jax import atomic, spec as spec_lib
 from vggish_jax.classify import features
 from vggish_jax.datasets import decode
 from vggish_jax.pipeline import store
@@ -239,8 +239,7 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     results = Parallel(n_jobs=jobs, verbose=0)(delayed(run_cell)(f, c, data[f], seed) for f, c in cells)
     head = None
     if "JAX-MLP" in classifiers and "mean_std" in data:
-        from vggish_jax.classify import heads
-        spec = heads.embedding_spec_of(info, os.path.join(embeddings_dir, store.INFO))
+        spec = spec_lib.of_extraction(info, os.path.join(embeddings_dir, store.INFO))
         cell, head = run_jax_head(data["mean_std"], label_names, seed,
                                   {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec})
         results.append(cell)

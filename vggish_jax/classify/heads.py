@@ -22,7 +22,6 @@ import optax
 
 from vggish_jax import atomic, spec as spec_lib
 from vggish_jax.classify import features
-from vggish_jax.models.vggish import frontend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,22 +150,3 @@ def load_head(directory: str) -> Head:
     spec = spec_lib.read(meta, js) if spec_lib.KEY in meta else None
     return Head(meta["label_names"], mean, scale, layers, feature=meta["feature"], final_relu=meta["final_relu"],
                 weights=meta.get("weights"), info=meta.get("info", {}), spec=spec)
-
-
-def embedding_spec_of(info: dict, source: str) -> spec_lib.EmbeddingSpec:
-    """The EmbeddingSpec of an extraction (its info.json dict): as recorded, or rebuilt from the settings an
-    older extraction recorded (final_relu, postprocess, dtype, and the weights directory's content hash when
-    that directory can still be read; otherwise the hash is unknown and `predict --head` will refuse it)."""
-    if spec_lib.KEY in info:
-        return spec_lib.read(info, source)
-    sha = None
-    if info.get("weights"):
-        from vggish_jax.models.vggish import pretrained  # orbax: only for this fallback
-
-        try:
-            sha = pretrained.load(info["weights"])[2].get("weights_sha256")
-        except (OSError, ValueError):
-            sha = None
-    return spec_lib.EmbeddingSpec.create(weights_sha256=sha, final_relu=bool(info.get("final_relu", False)),
-                                         postprocess=bool(info.get("postprocess", False)),
-                                         dtype=info.get("dtype", "float32"), frontend=frontend.DEFAULT)

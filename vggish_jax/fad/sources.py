@@ -201,15 +201,10 @@ def _load_extract(role: str, source: str) -> EmbeddingSet:
 
 
 def _extract_spec(info: dict, info_path: str) -> spec_lib.EmbeddingSpec:
-    if spec_lib.KEY in info:
+    spec = spec_lib.of_extraction(info, info_path)
+    if spec.weights_sha256 is None:  # FAD statistics must name their weights: refuse, saying to recreate it
         return spec_lib.read(info, info_path)
-    # Written before extract recorded the spec: its fields are all in info.json.
-    sha = (info.get("weights_metadata") or {}).get("weights_sha256")
-    if sha is None:
-        return spec_lib.read(info, info_path)  # raises: no spec, recreate
-    return spec_lib.EmbeddingSpec.create(weights_sha256=sha, final_relu=bool(info.get("final_relu")),
-                                         postprocess=bool(info.get("postprocess")),
-                                         dtype=info.get("dtype", "float32"), frontend=info.get("frontend"))
+    return spec
 
 
 def _load_embed(role: str, source: str) -> EmbeddingSet:
