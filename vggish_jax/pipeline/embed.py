@@ -144,9 +144,7 @@ def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = N
     p, pca, meta = pretrained.load(directory)
     if meta.get("model", "vggish") != "vggish":
         raise params_lib.WeightsError(f"{directory}: holds {meta['model']} weights, not VGGish")
-    if final_relu is None:
-        final_relu = bool(meta.get("final_relu", False))
-    return Embedder(p, pca=pca, final_relu=final_relu, dtype=jnp.dtype(dtype), batch_size=batch_size,
+    return Embedder(p, pca=pca, final_relu=pretrained.final_relu_of(meta, final_relu), dtype=jnp.dtype(dtype), batch_size=batch_size,
                     metadata=meta, source=os.fspath(directory), precision=precision, formulation=formulation,
                     mesh=mesh)
 

@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from vggish_jax import atomic, spec as spec_lib
-from vggish_jax.models.vggish import frontend
+from vggish_jax.models.vggish import frontend, pretrained
 from vggish_jax.train import augment, data as data_lib, sharding
 from vggish_jax.train.config import Config
 from vggish_jax.train.model import GenreClassifier
@@ -61,10 +61,10 @@ def init_params(cfg: Config, num_classes: int, backbone: dict | None):
 
 def resolve(cfg: Config, weights_metadata: dict | None, input_kind: str) -> Config:
     """The settings a run actually uses: final_relu from the weights' metadata unless set, the input kind."""
-    final_relu = cfg.final_relu
-    if final_relu is None:
-        # One default, the weights' own record (torchvggish: True, TF: False); random init: the paper's ReLU.
-        final_relu = bool((weights_metadata or {}).get("final_relu", False)) if cfg.init == "pretrained" else True
+    if cfg.init == "pretrained":  # the weights' own record (pretrained.final_relu_of) unless set
+        final_relu = pretrained.final_relu_of(weights_metadata or {}, cfg.final_relu)
+    else:  # random init: the paper's ReLU unless set
+        final_relu = True if cfg.final_relu is None else cfg.final_relu
     return cfg.replace(final_relu=final_relu, input=input_kind)
 
 

@@ -45,6 +45,12 @@ def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None = 
     return directory
 
 
+def final_relu_of(metadata: dict, override: bool | None = None) -> bool:
+    """The one place final_relu is decided: an explicit override, else what the weights' metadata records
+    (torchvggish conversions True, TF False)."""
+    return bool(metadata.get("final_relu", False)) if override is None else bool(override)
+
+
 def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
     """(params, pca or None, metadata) from a weights directory written by `save`."""
     directory = os.path.abspath(os.fspath(directory))
