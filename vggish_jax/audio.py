@@ -149,7 +149,8 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
     return f
 
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+# The one list of file endings taken as audio when a folder is scanned (embed, extract, fad, Beam).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".m4a")
 
 
 def expand_inputs(paths) -> tuple[list[str], list[str]]:

@@ -20,10 +20,10 @@ from typing import Callable
 import numpy as np
 
 from vggish_jax import spec as spec_lib
+from vggish_jax.audio import AUDIO_EXTENSIONS
 from vggish_jax.pipeline import store
 from vggish_jax.fad import stats as stats_lib
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".opus", ".m4a")
 LIST_EXTENSIONS = (".txt", ".lst", ".list", ".csv", ".tsv")
 # A file is "silent" when every frame's embedding is this close (max abs, relative to the embedding of
 # digital silence) to that of digital silence: VGGish cannot tell it from silence, since log(mel + 0.01)

@@ -30,6 +30,7 @@ from typing import Callable
 import apache_beam as beam
 import numpy as np
 
+from vggish_jax.audio import AUDIO_EXTENSIONS
 from vggish_jax.models.vggish import frontend
 from vggish_jax.pipeline import beam_runner, extract as single, store
 
@@ -39,7 +40,6 @@ FORMAT_VERSION = single.FORMAT_VERSION  # of info.json: the same layout as vggis
 # the clip ids, and a resume would mix shards of two numberings.
 _SETTINGS = ("dataset", "source", "shard_size", "final_relu", "postprocess", "dtype", "weights", "label_names",
              "frontend_precision", "files")
-AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
 NAMESPACE = "vggish_jax"
 
 
@@ -175,14 +175,14 @@ def audio_files(folder: str) -> list[str]:
     """Audio files under folder (recursively), sorted by their path relative to it."""
     found = []
     for d, _, files in os.walk(folder):
-        found += [os.path.join(d, f) for f in files if f.lower().endswith(AUDIO_SUFFIXES)]
+        found += [os.path.join(d, f) for f in files if f.lower().endswith(AUDIO_EXTENSIONS)]
     return sorted(found, key=lambda p: os.path.relpath(p, folder))
 
 
 def _folder(folder):
     files = audio_files(folder)
     if not files:
-        raise FileNotFoundError(f"{folder}: holds no audio files ({', '.join(AUDIO_SUFFIXES)}); point --dataset at "
+        raise FileNotFoundError(f"{folder}: holds no audio files ({', '.join(AUDIO_EXTENSIONS)}); point --dataset at "
                                 f"a folder of audio files or name an FMA config such as fma/small")
     items = [(i, -1, p) for i, p in enumerate(files)]
     return {"all": items}, [], [], {"files": [os.path.relpath(p, folder) for p in files]}
