@@ -45,6 +45,11 @@ def reference(fma_dirs, random_weights_dir, tmp_path_factory):
     return out, summary
 
 
+def _skipped_ids(records):
+    """FMA track ids of skip records (their paths end in <track_id>.mp3)."""
+    return {int(os.path.basename(r["path"])[:-4]) for r in records}
+
+
 def _assert_same_embeddings(a, b):
     for split in SPLITS:
         x, y = store.load_split(a, split), store.load_split(b, split)
@@ -89,7 +94,8 @@ def test_info_json_records_settings_and_skips(reference, fma_dirs, random_weight
     assert info["weights"] == os.path.abspath(random_weights_dir)
     assert info["weights_metadata"]["source"] == "random"
     assert info["frontend"]["num_mel_bins"] == 64 and info["frontend"]["sample_rate"] == 16000
-    assert {r["track_id"] for r in info["skipped"]} == set(mini.bad)
+    assert _skipped_ids(info["skipped"]) == set(mini.bad)
+    assert all(r["kind"] in ("undecodable", "too_short", "invalid") and r["reason"] for r in info["skipped"])
     assert info["num_clips"] == {s: 3 for s in SPLITS}
 
 
@@ -143,14 +149,14 @@ def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, 
     summary = extract("fma/small", data_dir=str(tmp_path / "unused"), manual_dir=mini.manual_dir, out=out,
                       weights=random_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=1, from_audio=True,
                       precision="float64", progress=False)
-    assert {r["track_id"] for r in summary.skipped} == set(mini.bad)
+    assert _skipped_ids(summary.skipped) == set(mini.bad)
     for split in SPLITS:
         x, y = store.load_split(out, split), store.load_split(reference[0], split)
         np.testing.assert_array_equal(x.track_ids, y.track_ids)
         for e, f in zip(x.embeddings, y.embeddings):
             np.testing.assert_allclose(e, f, rtol=1e-5, atol=1e-5)
     info = store.read_info(out)
-    assert info["source"] == "audio" and {r["track_id"] for r in info["skipped"]} == set(mini.bad)
+    assert info["source"] == "audio" and _skipped_ids(info["skipped"]) == set(mini.bad)
 
 
 def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random_weights_dir, tmp_path):
@@ -178,7 +184,7 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random
 
 
 def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
-    from vggish_jax.pipeline import extract as ex
+    from vggish_jax.pipeline import store as ex
 
     assert len(ex.load(reference[0], "train")) == 3
     info = store.read_info(reference[0])
@@ -220,7 +226,7 @@ def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_
 
 
 def test_assign_shards_is_a_deterministic_disjoint_cover():
-    from vggish_jax.pipeline.extract import assign_shards
+    from vggish_jax.pipeline.core import assign as assign_shards
 
     shards = [(s, i) for s in SPLITS for i in range(5)]
     for count in (1, 2, 3, 4, 7, 20):

@@ -402,7 +402,7 @@ def section_beam(quick: bool) -> dict:
         import apache_beam  # noqa: F401
     except ImportError:
         return {"skipped": "apache-beam not installed (pip install 'vggish-jax[beam]')"}
-    from vggish_jax.pipeline.beam_extract import bench
+    from vggish_jax.pipeline.beam_bench import bench
 
     return bench(quick=quick)
 

@@ -1,4 +1,4 @@
-"""`vggish-jax embed FILES_OR_FOLDERS... --weights DIR --out OUT.npz` (resumable; see vggish_jax.pipeline.incremental)."""
+"""`vggish-jax embed FILES_OR_FOLDERS... --weights DIR --out OUT.npz` (resumable; see vggish_jax.pipeline.npz_output)."""
 from __future__ import annotations
 
 import sys
@@ -18,7 +18,7 @@ def add_arguments(p):
                    help="ReLU after the last layer (torchvggish / the paper); default: as recorded with the weights")
     p.add_argument("--no-final-relu", dest="final_relu", action="store_false", help="no final ReLU (current TF)")
     p.add_argument("--pad", action="store_true", help="zero-pad clips shorter than 0.975 s instead of skipping them")
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="examples per device call")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--workers", type=nonnegative_int, default=2, help="decode threads")
     p.add_argument("--flush-every", type=positive_int, default=16,
@@ -30,11 +30,11 @@ def run(args) -> int:
 
     from vggish_jax import audio, preflight
     from vggish_jax.pipeline.embed import load_pretrained
-    from vggish_jax.pipeline.incremental import EmbeddingOutput, iter_embeddings, out_paths
+    from vggish_jax.pipeline.npz_output import embed_to_npz, out_paths
 
     # Everything that can fail for a reason other than one bad file is checked before the first file.
     preflight.output_file(args.out)  # a folder given as --out is refused, not turned into FOLDER.npz
-    npz, _, _ = out_paths(args.out)
+    npz, sidecar, _ = out_paths(args.out)
     preflight.output_file(npz)
     files, notes = audio.expand_inputs(args.files)
     for note in notes:
@@ -45,28 +45,25 @@ def run(args) -> int:
                          f"impossible; convert them with --torch-pca/--tf-pca or drop --postprocess")
     settings = {"final_relu": embedder.final_relu, "postprocess": args.postprocess, "dtype": args.dtype,
                 "weights": os.path.abspath(args.weights), "pad": args.pad}
-    output = EmbeddingOutput(npz, embedder.spec.replace(postprocess=args.postprocess), settings=settings,
-                             flush_every=args.flush_every)
-    todo = output.todo(files)
-    if len(todo) < len(files):
-        print(f"{len(files) - len(todo)} of {len(files)} files already in {npz} (kept; rerun resumes)", file=sys.stderr)
+    bar = tqdm(total=len(files), unit="file", desc="embed", disable=None)
 
-    complete = False
-    try:
-        with tqdm(total=len(todo), unit="file", desc="embed", disable=None) as bar:
-            for path, result in iter_embeddings(embedder, todo, pad=args.pad, workers=args.workers,
-                                                postprocess=args.postprocess):
-                output.add(path, result)
-                bar.update(1)
-        complete = True
-    finally:
-        n = output.finish(files, complete)  # also after Ctrl-C, SIGTERM or an error: keep what finished
-        for path, err in output.errors.items():
-            print(f"skipped {err}", file=sys.stderr)
-        if n:
-            print(f"wrote {n} embeddings to {npz} ({len(output.written)} new; final_relu={embedder.final_relu})",
-                  file=sys.stdout if complete else sys.stderr)
-    if output.errors:
-        print(f"{len(output.errors)} of {len(files)} files could not be embedded (listed in "
-              f"{out_paths(npz)[1]})", file=sys.stderr)
-    return 1 if todo and not output.written else 0
+    def report(r):  # also after Ctrl-C, SIGTERM or an error: what finished is in the output
+        bar.close()
+        for s in r.skipped:
+            print(s.line(), file=sys.stderr)
+        if r.written:
+            print(f"wrote {r.written} embeddings to {r.npz} ({r.new} new; final_relu={embedder.final_relu})",
+                  file=sys.stdout if r.complete else sys.stderr)
+        if r.skipped:
+            print(f"{len(r.skipped)} of {len(files)} files could not be embedded (listed in {r.sidecar})",
+                  file=sys.stderr)
+
+    def started(already):
+        if already:
+            print(f"{already} of {len(files)} files already in {npz} (kept; rerun resumes)", file=sys.stderr)
+            bar.update(already)
+
+    result = embed_to_npz(files, npz, embedder, postprocess=args.postprocess, pad=args.pad, workers=args.workers,
+                          flush_every=args.flush_every, settings=settings, log=lambda m: print(m, file=sys.stderr),
+                          started=started, progress=bar.update, report=report)
+    return 1 if result.requested > result.already and not result.new else 0

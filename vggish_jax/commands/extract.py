@@ -6,8 +6,9 @@ from vggish_jax.cli import nonnegative_int, positive_int
 
 def add_arguments(p):
     p.add_argument("--dataset", default="fma/small",
-                   help="fma/small, fma/medium, fma/large (or fma/small_waveform, fma/medium_waveform)")
-    p.add_argument("--data-dir", default=None, help="TFDS data directory (the dataset is built here if missing)")
+                   help="fma/small, fma/medium, fma/large (or fma/small_waveform, fma/medium_waveform), or a folder of "
+                        "audio files (class labels from its first-level subfolders)")
+    p.add_argument("--data-dir", default=None, help="TFDS data directory of an FMA dataset (built here if missing); not needed for a folder")
     p.add_argument("--manual-dir", default=None,
                    help="folder with fma_metadata(.zip) and fma_<subset>(.zip), zipped or extracted")
     p.add_argument("--download", action="store_true", help="download the FMA archives if not found (needs internet)")
@@ -32,8 +33,7 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--beam-runner", default=None,
                    help="run as an Apache Beam pipeline: 'direct' (local worker processes) or a Beam runner name "
-                        "(FlinkRunner, SparkRunner, DataflowRunner, ...); also builds the dataset with Beam. "
-                        "With it, --dataset may be a folder of audio files")
+                        "(FlinkRunner, SparkRunner, DataflowRunner, ...); also builds the dataset with Beam")
     p.add_argument("--beam-workers", type=int, default=2, help="local worker processes of --beam-runner direct")
     p.add_argument("--beam-options", default=None,
                    help='Beam pipeline options passed through, e.g. "--runner=FlinkRunner --flink_master=host:8081"')
@@ -47,43 +47,28 @@ def run(args) -> int:
     preflight.output_dir(args.out)  # before the (long) dataset build
     if args.data_dir is not None:
         preflight.output_dir(args.data_dir, flag="--data-dir")
-    if args.beam_runner or args.beam_options:
-        return _run_beam(args)
-    from vggish_jax.pipeline.extract import extract
+    beam = bool(args.beam_runner or args.beam_options)
+    if beam:
+        from vggish_jax.pipeline import beam_runner
 
-    if args.data_dir is None:
-        raise ValueError("--data-dir is required: the TFDS data directory where the dataset is (or will be) built")
-    if args.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        beam_runner.require_beam()
+    elif args.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         import jax
 
         jax.distributed.initialize()  # reads JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID
+    from vggish_jax.pipeline.extract import extract
 
     summary = extract(args.dataset, data_dir=args.data_dir, out=args.out, weights=args.weights,
                       manual_dir=args.manual_dir, batch_size=args.batch_size, shard_size=args.shard_size,
                       workers=args.workers, final_relu=args.final_relu, postprocess=args.postprocess,
                       dtype=args.dtype, from_audio=args.from_audio, download=args.download,
-                      precision=args.frontend_precision, progress=not args.no_progress)
+                      precision=args.frontend_precision, progress=not args.no_progress,
+                      beam_runner=args.beam_runner if beam else None, beam_workers=args.beam_workers,
+                      beam_options=args.beam_options)
     if not summary.complete:
         print(f"wrote this process's shards to {summary.out}; the extraction completes when every process has "
               f"finished (rerun the same command to complete it)")
         return 0
-    counts = ", ".join(f"{s}={n}" for s, n in summary.num_clips.items())
-    print(f"wrote embeddings to {summary.out} ({counts}; {len(summary.skipped)} clips skipped, see info.json)")
-    return 0
-
-
-def _run_beam(args) -> int:
-    from vggish_jax.pipeline import beam_runner
-
-    beam_runner.require_beam()
-    from vggish_jax.pipeline import beam_extract
-
-    summary = beam_extract.extract(args.dataset, data_dir=args.data_dir, out=args.out, weights=args.weights,
-                                   manual_dir=args.manual_dir, runner=args.beam_runner, workers=args.beam_workers,
-                                   beam_options=args.beam_options, batch_size=args.batch_size,
-                                   shard_size=args.shard_size, final_relu=args.final_relu,
-                                   postprocess=args.postprocess, dtype=args.dtype, from_audio=args.from_audio,
-                                   download=args.download, precision=args.frontend_precision)
     counts = ", ".join(f"{s}={n}" for s, n in summary.num_clips.items())
     print(f"wrote embeddings to {summary.out} ({counts}; {len(summary.skipped)} clips skipped, see info.json)")
     return 0

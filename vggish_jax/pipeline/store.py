@@ -1,18 +1,27 @@
-"""On-disk embeddings of a dataset: written by `vggish-jax extract`, read by experiments.
+"""On-disk embeddings of a dataset, written by the embedding core (`vggish_jax.pipeline.core`), read by experiments.
 
 Layout:
-    ROOT/info.json                    {"label_names": [...], "final_relu": bool, "postprocess": bool, ...}
-    ROOT/<split>/shard-00000.npz      one shard: track_ids [k] int64, labels [k] int64,
-                                      num_examples [k] int32, embeddings [sum(num_examples), D] (float32 or uint8)
+    ROOT/info.json                    the EmbeddingSpec, the source identity, label_names, multilabel, splits,
+                                      skipped (Skip records), complete
+    ROOT/<split>/shard-00000.npz      one shard: track_ids [k] int64, keys [k] str, labels [k] int64 or [k, C]
+                                      uint8, num_examples [k] int32, embeddings [sum(num_examples), D]
+                                      (float32 or uint8); besides them the core writes `identity` (the job's
+                                      identity hash), `skipped` (JSON Skip records of its bad clips) and, for
+                                      files, `stamps` (size:mtime of each file)
+    ROOT/.lock-<process>              while a job writes (pid and host of the holder)
 Clip i of a shard owns rows offsets[i]:offsets[i+1] of `embeddings`. Every file is written atomically
-(vggish_jax.atomic), so a shard either exists complete or not at all.
+(vggish_jax.atomic), so a shard either exists complete or not at all; a damaged one (a disk-full write, a
+copy cut short) is reported by `read_shard` as ShardDamaged and recomputed by the core.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import json
 import os
+import socket
+import zipfile
 
 import numpy as np
 
@@ -21,11 +30,20 @@ from vggish_jax import atomic
 INFO = "info.json"
 
 
+class StoreError(ValueError):
+    """A store cannot be used as asked (locked, damaged beyond recomputing); the message is one line."""
+
+
+class ShardDamaged(StoreError):
+    pass
+
+
 @dataclasses.dataclass
 class Split:
     track_ids: np.ndarray  # [clips] int64
-    labels: np.ndarray  # [clips] int64
+    labels: np.ndarray  # [clips] int64, or [clips, C] uint8 multi-hot
     embeddings: list[np.ndarray]  # per clip [n_i, D]
+    keys: np.ndarray | None = None  # [clips] str; None for stores written before keys existed
 
     def __len__(self) -> int:
         return len(self.track_ids)
@@ -35,32 +53,60 @@ def shard_path(root: str, split: str, index: int) -> str:
     return os.path.join(root, split, f"shard-{index:05d}.npz")
 
 
-def write_shard(path: str, track_ids, labels, embeddings: list[np.ndarray]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+def shard_paths(root: str, split: str) -> list[str]:
+    return sorted(p for p in glob.glob(os.path.join(root, split, "shard-*.npz")) if ".tmp" not in p)
+
+
+def write_shard(path: str, track_ids, labels, embeddings: list[np.ndarray], *, keys=None, **extra) -> None:
+    """One shard, atomically. `extra` arrays (identity, skipped, stamps) are stored beside the standard ones."""
     counts = np.array([e.shape[0] for e in embeddings], np.int32)
     dim = embeddings[0].shape[1] if embeddings else 128
     dtype = embeddings[0].dtype if embeddings else np.float32
     flat = np.concatenate(embeddings) if embeddings else np.zeros((0, dim), dtype)
-    atomic.savez(path, track_ids=np.asarray(track_ids, np.int64), labels=np.asarray(labels, np.int64),
-                 num_examples=counts, embeddings=flat)
+    labels = np.asarray(labels)
+    labels = labels.astype(np.uint8) if labels.ndim == 2 else labels.astype(np.int64).reshape(-1)
+    keys = np.asarray([str(k) for k in (keys if keys is not None else [])] or np.zeros(0, str), dtype=str)
+    atomic.savez(path, track_ids=np.asarray(track_ids, np.int64).reshape(-1), keys=keys, labels=labels,
+                 num_examples=counts, embeddings=flat, **{k: np.asarray(v) for k, v in extra.items()})
 
 
 def read_shard(path: str) -> Split:
-    with np.load(path) as z:
+    """A shard's clips; a file that cannot be read as one raises ShardDamaged naming it."""
+    with open_shard(path) as z:
         offsets = np.concatenate([[0], np.cumsum(z["num_examples"])])
         flat = z["embeddings"]
-        return Split(z["track_ids"], z["labels"], [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])])
+        keys = z["keys"] if "keys" in z.files else None
+        return Split(z["track_ids"], z["labels"], [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])], keys)
+
+
+@contextlib.contextmanager
+def open_shard(path: str):
+    """np.load of a shard whose standard arrays all read; else ShardDamaged (one line, the file named)."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ShardDamaged(f"{path}: damaged shard ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    with z:
+        try:
+            missing = [k for k in ("track_ids", "labels", "num_examples", "embeddings") if k not in z.files]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+            for k in z.files:  # reading every member checks its CRC: a cut-off member fails here
+                z[k]
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
+            raise ShardDamaged(f"{path}: damaged shard ({type(e).__name__}: {e})".splitlines()[0]) from None
+        yield z
 
 
 def load_split(root: str, split: str) -> Split:
-    """All shards of one split, concatenated in shard order."""
-    paths = sorted(glob.glob(os.path.join(root, split, "shard-*.npz")))
-    paths = [p for p in paths if not p.endswith(".tmp.npz")]
+    """All shards of one split, concatenated in shard order (shards without `keys`, from older stores, too)."""
+    paths = shard_paths(root, split)
     if not paths:
         raise FileNotFoundError(f"{os.path.join(root, split)}: no embedding shards; run `vggish-jax extract` first")
     parts = [read_shard(p) for p in paths]
+    keys = None if any(p.keys is None for p in parts) else np.concatenate([p.keys for p in parts])
     return Split(np.concatenate([p.track_ids for p in parts]), np.concatenate([p.labels for p in parts]),
-                 [e for p in parts for e in p.embeddings])
+                 [e for p in parts for e in p.embeddings], keys)
 
 
 def write_info(root: str, info: dict) -> None:
@@ -71,5 +117,79 @@ def read_info(root: str) -> dict:
     path = os.path.join(root, INFO)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: missing; {root} is not an embeddings directory from `vggish-jax extract`")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{path}: damaged ({type(e).__name__}: {e}); rerun the command that wrote {root} "
+                         f"to rewrite it".replace("\n", " ")) from None
+    if not isinstance(info, dict):
+        raise StoreError(f"{path}: damaged (not a JSON object); rerun the command that wrote {root} to rewrite it")
+    return info
+
+
+def load(root: str, split: str) -> Split:
+    """One split of a finished store; refuses an unfinished one (rerun the command to complete it)."""
+    if not read_info(root).get("complete", False):
+        raise RuntimeError(f"{root}: extraction did not finish; rerun the same `vggish-jax extract` command to "
+                           f"complete it")
+    return load_split(root, split)
+
+
+# ---- one writer per output ----
+
+@contextlib.contextmanager
+def locked(root: str, process: int = 0, what: str | None = None):
+    """Hold ROOT/.lock-<process> while writing: a second writer is refused with one line naming the holder.
+
+    A lock left by a dead process on this host is taken over. `process` lets the processes of one
+    multi-host job (jax.distributed) each hold their own lock on the shared store.
+    """
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, f".lock-{process}")
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(me, f)
+    try:
+        for _ in range(3):
+            try:
+                os.link(tmp, path)  # atomic, and the lock appears with its holder already written in it
+                break
+            except FileExistsError:
+                holder = _holder(path)
+                if holder is None:  # stale (a dead pid on this host): take it over
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
+                    continue
+                raise StoreError(f"{what or root}: another run is writing it (pid {holder['pid']} on "
+                                 f"{holder['host']}, lock {path}); wait for it to finish, or delete the lock if "
+                                 f"that process is gone") from None
+        else:
+            raise StoreError(f"{path}: cannot take the lock; delete it if no other run writes {root}")
+    finally:
+        os.remove(tmp)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def _holder(path: str) -> dict | None:
+    """The live holder of a lock file, or None if it is stale (its pid is dead on this host)."""
+    try:
+        with open(path) as f:
+            holder = json.load(f)
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable: not ours to honour
+    if host != socket.gethostname():
+        return {"pid": pid, "host": host}  # cannot check another machine's processes: assume it lives
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # exists, owned by someone else
+    return {"pid": pid, "host": host}

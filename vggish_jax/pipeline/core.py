@@ -1,0 +1,265 @@
+"""The one embedding core: source -> plan -> run_shard -> finalize, shared by every runner.
+
+    job = Job(out, source, spec, ...)        what to embed, how, and where (plain data: pickles to Beam workers)
+    info = open_store(job)                   refuse a store made differently; record the job in info.json
+    tasks = plan(source.splits(), size)      each split cut into fixed, contiguous shards of clips
+    mine = assign(tasks, i, n)               this process's shards (jax.distributed: every n-th)
+    run_shard(job, task, model)              embed one shard's clips and write its file atomically
+    finalize(job, info)                      info.json complete once every shard exists
+
+Runners (`pipeline.extract` locally and under jax.distributed, `pipeline.beam_extract` as a Beam ParDo,
+`pipeline.npz_output` for `embed`) only decide where run_shard runs, so their stores are interchangeable.
+
+Identity: a store holds one job's embeddings. The job's identity is its EmbeddingSpec (weights content hash,
+final_relu, postprocess, frontend, dtype), the device frontend's precision and the source's identity; never a
+path, so moving the weights folder keeps a resume going. info.json records it and every shard carries its
+hash, so a damaged info.json costs only the shards that do not match, and a damaged shard is recomputed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from typing import Callable
+
+import numpy as np
+
+from vggish_jax import skips, spec as spec_lib
+from vggish_jax.models.vggish import frontend
+from vggish_jax.pipeline import store
+from vggish_jax.pipeline.sources import Source, file_stamp
+
+FORMAT_VERSION = 3
+SPEC_FIELDS = spec_lib.IDENTITY_FIELDS + ("dtype",)  # bfloat16 and float32 rows never mix
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One shard: clips `indices` of `split`, written to store.shard_path(out, split, index)."""
+    split: str
+    index: int
+    indices: range
+
+
+@dataclasses.dataclass
+class Job:
+    out: str  # the store directory
+    source: Source
+    spec: spec_lib.EmbeddingSpec  # of the rows written (postprocess included)
+    shard_size: int
+    precision: str = "none"  # how the log-mels are made: 'device float32', 'numpy float64 (at build)', ...
+    record: dict = dataclasses.field(default_factory=dict)  # informative fields for info.json (weights path, ...)
+    pad: bool = False  # zero-pad clips shorter than one example instead of skipping them
+    workers: int = 0  # decode workers per shard
+    processes: bool = False  # decode in jax-free worker processes (else threads)
+    spec_from: str = "this run"  # how messages name this job's side and the store's
+    name: str | None = None
+
+    def identity(self) -> dict:
+        return {spec_lib.KEY: self.spec.to_dict(), "frontend_precision": self.precision,
+                "source": self.source.identity()}
+
+    @property
+    def identity_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+
+    def shard_path(self, task: Task) -> str:
+        return store.shard_path(self.out, task.split, task.index)
+
+
+@dataclasses.dataclass
+class Summary:
+    out: str
+    computed: dict[str, list[int]]  # split -> shards written by this run (this process)
+    reused: dict[str, list[int]]  # split -> this process's shards found finished on disk
+    num_clips: dict[str, int]  # split -> clips embedded (after skips); empty until complete
+    skipped: list[dict]  # Skip.to_dict() + split and track_id
+    complete: bool = True
+    counters: dict[str, int] = dataclasses.field(default_factory=dict)  # Beam's
+    seconds: float = 0.0
+
+
+def plan(splits: dict[str, int], shard_size: int) -> list[Task]:
+    """Every split cut into contiguous shards of `shard_size` clips, in split order."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    return [Task(s, i, range(i * shard_size, min(n, (i + 1) * shard_size)))
+            for s, n in splits.items() for i in range(math.ceil(n / shard_size))]
+
+
+def assign(tasks: list, process_index: int, process_count: int) -> list:
+    """This process's part of the ordered task list: every process_count-th, from process_index.
+
+    Deterministic and disjoint; the union over all processes is the whole list, for any process_count.
+    """
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} is not in 0..{process_count - 1}")
+    return tasks[process_index::process_count]
+
+
+# ---- the store's identity ----
+
+def open_store(job: Job, *, write: bool = True, log: Callable[[str], None] = print) -> dict:
+    """info.json for `job` (incomplete); refuses, before writing anything, a store made differently."""
+    path = os.path.join(job.out, store.INFO)
+    old = None
+    if os.path.exists(path):
+        try:
+            old = store.read_info(job.out)
+        except store.StoreError as e:
+            log(f"{str(e).split('; rerun')[0]}; rewriting it (shards that do not match this run are recomputed)")
+    if old is not None:
+        _check(job, old, path)
+    src = job.source
+    splits = src.splits()
+    info = {
+        "format_version": FORMAT_VERSION, **job.record, "shard_size": job.shard_size,
+        "final_relu": job.spec.final_relu, "postprocess": job.spec.postprocess is not None, "dtype": job.spec.dtype,
+        "label_names": list(src.label_names), "multilabel": bool(src.multilabel),
+        "frontend": dataclasses.asdict(frontend.DEFAULT), "frontend_precision": job.precision,
+        "embedding": "uint8 PCA-quantised" if job.spec.postprocess else "float32 raw 128-d",
+        spec_lib.KEY: job.spec.to_dict(), "source_identity": src.identity(),
+        "splits": {**(old or {}).get("splits", {}), **{s: {"candidates": n, "num_shards": math.ceil(n / job.shard_size)}
+                                                         for s, n in splits.items()}},
+        "complete": False, "skipped": [_skip_dict(s) for s in src.skipped()],
+    }
+    if write:
+        store.write_info(job.out, info)
+    return info
+
+
+def _check(job: Job, old: dict, path: str) -> None:
+    found_from = job.name or path
+    try:
+        spec_lib.require_compatible(job.spec, spec_lib.of_extraction(old, path), expected_from=job.spec_from,
+                                    found_from=found_from, fields=SPEC_FIELDS)
+    except spec_lib.SpecMismatch as e:
+        raise spec_lib.SpecMismatch(f"{e}; its rows would mix two models: use a new --out, delete {found_from}, "
+                                    f"or rerun with the weights and settings that made it") from None
+    diff = []
+    if old.get("frontend_precision", job.precision) != job.precision:
+        diff.append(f"frontend_precision: {old['frontend_precision']!r} -> {job.precision!r}")
+    ident, old_ident = job.source.identity(), old.get("source_identity", {})
+    diff += [_change(k, old_ident.get(k), ident.get(k)) for k in sorted(set(ident) | set(old_ident))
+             if old_ident.get(k) != ident.get(k)]
+    if old.get("label_names", list(job.source.label_names)) != list(job.source.label_names):
+        diff.append(f"label_names: {old['label_names']!r} -> {list(job.source.label_names)!r}")
+    shared = [s for s in job.source.splits() if s in old.get("splits", {})]
+    if shared and old.get("shard_size", job.shard_size) != job.shard_size:
+        diff.append(f"shard_size: {old['shard_size']!r} -> {job.shard_size!r}")
+    if diff:
+        raise ValueError(f"{found_from}: holds embeddings made with other settings ({', '.join(diff)}); "
+                         f"use a new --out or delete it")
+
+
+def _change(key: str, old, new) -> str:
+    if isinstance(old, list) and isinstance(new, list):  # a file list: name what changed, not both lists
+        added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+        more = lambda x: "..." if len(x) > 3 else ""  # noqa: E731
+        return f"{key}: added {added[:3]}{more(added)}, removed {removed[:3]}{more(removed)}"
+    return f"{key}: {old!r} -> {new!r}"
+
+
+# ---- one shard ----
+
+def shard_done(job: Job, task: Task, log: Callable[[str], None] = print) -> bool:
+    """A readable shard of this job holding every clip of `task` (embedded or skipped)."""
+    path = job.shard_path(task)
+    if not os.path.exists(path):
+        return False
+    try:
+        with store.open_shard(path) as z:
+            n = z["track_ids"].shape[0] + (z["skipped"].shape[0] if "skipped" in z.files else 0)
+            ident = str(z["identity"]) if "identity" in z.files else None
+    except store.ShardDamaged as e:
+        log(f"{e}; recomputing it")
+        return False
+    if ident is not None and ident != job.identity_hash:
+        log(f"{path}: made by another job than this one; recomputing it")
+        return False
+    return n == len(task.indices)
+
+
+def run_shard(job: Job, task: Task, model) -> dict:
+    """Embed the clips of `task` with `model` (an Embedder; None for payload 'embedding') and write the shard.
+
+    Returns counts for reports: {'clips', 'examples', 'skipped': [Skip dicts]}.
+    """
+    clips = list(job.source.clips(task.split, task.indices))
+    stamps = [file_stamp(c.path) if c.path else "" for c in clips]  # before decoding: a later change is new
+    results = _embed(job, clips, model)
+    kept = [(c, e, st) for c, e, st in zip(clips, results, stamps) if isinstance(e, np.ndarray)]
+    bad = [{**_skip_dict(e), "split": task.split, "track_id": c.index}
+           for c, e in zip(clips, results) if not isinstance(e, np.ndarray)]
+    rows = [model.postprocess(e) if job.spec.postprocess and job.source.payload != "embedding" else e
+            for _, e, _ in kept]
+    labels = [c.label for c, _, _ in kept]
+    if job.source.multilabel:
+        labels = np.stack(labels) if labels else np.zeros((0, len(job.source.label_names)), np.uint8)
+    store.write_shard(job.shard_path(task), [c.index for c, _, _ in kept], labels, rows,
+                      keys=[c.key for c, _, _ in kept], identity=job.identity_hash,
+                      skipped=np.asarray([json.dumps(b) for b in bad] or np.zeros(0, str), dtype=str),
+                      stamps=np.asarray([st for _, _, st in kept] or np.zeros(0, str), dtype=str))
+    return {"clips": len(kept), "examples": int(sum(r.shape[0] for r in rows)), "skipped": bad}
+
+
+def _embed(job: Job, clips: list, model) -> list:
+    """Per clip: [n, 128] float32 (or the stored embeddings), or a Skip."""
+    payload = job.source.payload
+    if payload == "embedding":
+        return [c.data for c in clips]
+    if payload == "mel":
+        if not clips:
+            return []
+        counts = np.cumsum([c.data.shape[0] for c in clips])[:-1]
+        emb = model.device.embed_examples(np.concatenate([c.data for c in clips]), model.batch_size)
+        return list(np.split(emb, counts))
+    if payload == "waveform":
+        out = dict(model.device.embed_stream((c.index, c.data) for c in clips))
+        return [out[c.index] if isinstance(out[c.index], np.ndarray) else as_skip(c.key, out[c.index])
+                for c in clips]
+    if payload == "audio":
+        found = list(model.iter_files([c.path for c in clips], pad=job.pad, workers=max(1, job.workers),
+                                      processes=job.processes and job.workers > 0))
+        return [e if isinstance(e, np.ndarray) else as_skip(c.path, e) for c, (_, e) in zip(clips, found)]
+    raise ValueError(f"unknown payload {payload!r}")
+
+
+def as_skip(path: str, err) -> skips.Skip:
+    """A Skip from what the device layer reports (a Skip, or the one-line error text of older versions)."""
+    if isinstance(err, skips.Skip):
+        return err
+    text = str(err)
+    low = text.lower()
+    kind = ("too_short" if "shorter than one" in low else "truncated" if "truncated" in low
+            else "unreadable" if "permission denied" in low or "not a regular file" in low
+            else "missing" if "no such file" in low or "does not exist" in low else "undecodable")
+    return skips.Skip(kind, str(path), text)
+
+
+def _skip_dict(s) -> dict:
+    return s.to_dict() if isinstance(s, skips.Skip) else dict(s)
+
+
+# ---- the end ----
+
+def finalize(job: Job, info: dict, log: Callable[[str], None] = print) -> Summary | None:
+    """Mark info.json complete once every shard of the plan exists; None (and a log line) while some are missing."""
+    tasks = plan(job.source.splits(), job.shard_size)
+    missing = [t for t in tasks if not shard_done(job, t, log)]
+    if missing:
+        t = missing[0]
+        log(f"{job.out}: {len(missing)} shards are not done yet (e.g. {t.split} {t.index}); rerun the same command "
+            f"to complete it")
+        return None
+    skipped, num_clips = list(info["skipped"]), {}
+    for t in tasks:
+        with store.open_shard(job.shard_path(t)) as z:
+            num_clips[t.split] = num_clips.get(t.split, 0) + z["track_ids"].shape[0]
+            skipped += [json.loads(str(s)) for s in (z["skipped"] if "skipped" in z.files else [])]
+    num_clips.update({s: 0 for s in job.source.splits() if s not in num_clips})
+    info.update(complete=True, skipped=skipped, num_clips=num_clips)
+    store.write_info(job.out, info)
+    return Summary(job.out, {}, {}, num_clips, skipped)

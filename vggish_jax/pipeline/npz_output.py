@@ -1,0 +1,150 @@
+"""`vggish-jax embed FILES --out OUT.npz` on the embedding core: a store beside the output, then OUT.npz + OUT.json.
+
+On disk, for `--out OUT.npz`:
+    OUT.store/   the core's store (info.json + run-NNNNN/shard-*.npz): each run embeds the files it still
+                 needs into a split of its own, `flush_every` files per shard (a kill loses at most those)
+    OUT.npz      one [n, 128] array per file, keyed by its resolved absolute path (np.load-able), rebuilt
+                 from the store at the end of every run (also after Ctrl-C, SIGTERM or an error)
+    OUT.json     the EmbeddingSpec, settings, hop_s and each row's start time per file, the skips of this
+                 run ("errors": {path: reason} and "skipped": Skip records), "complete"
+A file counts as done when the store holds it with the same size and mtime; a changed file is embedded
+again and its newest rows win. One writer at a time (the store's lock); other settings are refused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import os
+import re
+import zipfile
+from typing import Callable
+
+import numpy as np
+
+from vggish_jax import atomic, skips, spec as spec_lib
+from vggish_jax.models.vggish import frontend
+from vggish_jax.pipeline import core, store
+from vggish_jax.pipeline.sources import file_key, file_stamp
+from vggish_jax.pipeline.sources.files import Files
+
+
+def out_paths(out: str) -> tuple[str, str, str]:
+    """(OUT.npz, OUT.json, OUT.store) for an --out value (".npz" appended if missing)."""
+    npz = out if out.endswith(".npz") else out + ".npz"
+    return npz, npz[:-4] + ".json", npz[:-4] + ".store"
+
+
+@dataclasses.dataclass
+class Result:
+    npz: str
+    sidecar: str
+    requested: int = 0
+    already: int = 0  # requested files found done in the store
+    new: int = 0  # files embedded by this run
+    written: int = 0  # arrays in OUT.npz
+    skipped: list = dataclasses.field(default_factory=list)  # Skip records of this run
+    complete: bool = False
+
+
+def hop_seconds(cfg: frontend.FrontendConfig = frontend.DEFAULT) -> float:
+    """Seconds between the starts of consecutive rows (each row covers example_samples from its start)."""
+    return cfg.example_hop_samples / cfg.sample_rate
+
+
+def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: bool = False, workers: int = 2,
+                 flush_every: int = 16, settings: dict | None = None, log: Callable[[str], None] = print,
+                 started: Callable[[int], None] | None = None, progress: Callable[[int], None] | None = None,
+                 report: Callable[[Result], None] | None = None) -> Result:
+    """Embed the files not yet in OUT's store, then rebuild OUT.npz + OUT.json.
+
+    started(files already done) runs before the first file, progress(files) after each shard, report(Result)
+    at the end, also after an error or Ctrl-C. workers: decode threads."""
+    npz, sidecar, root = out_paths(os.path.abspath(out))
+    result = Result(npz, sidecar, requested=len(files))
+    spec = model.spec.replace(postprocess=bool(postprocess))
+    with store.locked(root, 0, what=npz):
+        latest = _index(root, log)
+        keys = [file_key(f) for f in files]
+        stamps = {k: file_stamp(f) for f, k in zip(files, keys)}
+        done = {k for k, st in stamps.items() if st and k in latest and latest[k][2] == st}
+        todo, seen = [], set(done)
+        for f, k in zip(files, keys):
+            if k not in seen:  # a file given twice is embedded once
+                seen.add(k)
+                todo.append(f)
+        result.already = sum(k in done for k in keys)
+        if started:
+            started(result.already)
+        runs = [int(m.group(1)) for d in os.listdir(root) if (m := re.fullmatch(r"run-(\d{5})", d))]
+        job = core.Job(root, Files(todo, f"run-{max(runs, default=-1) + 1:05d}"), spec, flush_every,
+                       precision=f"device {model.device.precision}",
+                       record={"dataset": "files", "source": "files", **(settings or {})}, pad=pad, workers=workers,
+                       spec_from=f"this run ({spec.describe()})", name=npz)
+        info = core.open_store(job, write=False, log=log)  # refuses a store made differently, before any work
+        if todo:
+            store.write_info(root, info)
+        try:
+            for task in core.plan(job.source.splits(), flush_every):
+                done = core.run_shard(job, task, model)
+                result.new += done["clips"]
+                result.skipped += [skips.Skip(s["kind"], s["path"], s["reason"]) for s in done["skipped"]]
+                if progress:
+                    progress(len(task.indices))
+            result.complete = True
+            if todo:
+                core.finalize(job, info, log=lambda m: None)
+        finally:
+            result.written = _build(root, npz, sidecar, keys, spec, settings or {}, result, log)
+            if report:
+                report(result)
+    return result
+
+
+def _index(root: str, log) -> dict[str, tuple[str, int, str]]:
+    """key -> (shard path, row, stamp) of its newest rows in the store; damaged shards are named and left out."""
+    latest = {}
+    for path in sorted(glob.glob(os.path.join(root, "run-*", "shard-*.npz"))):
+        if ".tmp" in path:
+            continue
+        try:
+            with store.open_shard(path) as z:
+                ks, stamps = z["keys"], z["stamps"] if "stamps" in z.files else [""] * len(z["keys"])
+        except store.ShardDamaged as e:
+            log(f"{e}; its files are embedded again")
+            os.remove(path)
+            continue
+        for i, (k, st) in enumerate(zip(ks, stamps)):
+            latest[str(k)] = (path, i, str(st))
+    return latest
+
+
+def _build(root: str, npz: str, sidecar: str, keys: list[str], spec, settings: dict, result: Result, log) -> int:
+    """OUT.npz (requested files first, in order, then the store's others) and OUT.json, both atomically."""
+    latest = _index(root, log=lambda m: None)
+    order = list(dict.fromkeys([k for k in keys if k in latest] + sorted(latest, key=lambda k: latest[k][:2])))
+    if not order:
+        return 0
+    if os.path.exists(npz):
+        try:
+            with np.load(npz) as z:
+                z.files
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            log(f"{npz}: damaged ({type(e).__name__}); rebuilding it from {root}")
+    read = functools.lru_cache(maxsize=4)(store.read_shard)
+    hop = hop_seconds()
+    with atomic.replacing(npz, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        rows = {}
+        for k in order:
+            path, i, _ = latest[k]
+            e = read(path).embeddings[i]
+            rows[k] = e.shape[0]
+            with zf.open(k + ".npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, np.ascontiguousarray(e), allow_pickle=False)
+    meta = {**settings, spec_lib.KEY: spec.to_dict(), "complete": result.complete, "files": order,
+            "requested": keys, "errors": {s.path: s.reason for s in result.skipped},
+            "skipped": [s.to_dict() for s in result.skipped], "store": root,
+            "hop_s": hop, "window_s": frontend.DEFAULT.example_samples / frontend.DEFAULT.sample_rate,
+            "start_s": {k: [round(j * hop, 6) for j in range(n)] for k, n in rows.items()}}
+    atomic.write_json(sidecar, meta)
+    return len(order)

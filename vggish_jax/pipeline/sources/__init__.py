@@ -1,0 +1,53 @@
+"""Sources of clips for the embedding core: one small module per source, each implementing `Source`.
+
+A source lists its splits and yields each split's clips in one deterministic order (so clip i always lands
+in the same shard), with the payload the core embeds: an audio file to decode ('audio'), a 16 kHz waveform
+('waveform'), stored log-mel examples ('mel') or embeddings already made ('embedding': no model runs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from vggish_jax import skips
+from vggish_jax.spec import EmbeddingSpec
+
+PAYLOADS = ("audio", "waveform", "mel", "embedding")
+
+
+@dataclasses.dataclass
+class Clip:
+    index: int  # position in its split (deterministic order): the store's track_ids
+    key: str  # a stable name: resolved absolute path, 'fma:<track_id>', '<video_id>:<start_s>'
+    label: int | np.ndarray  # class index (-1 unknown) or, multi-label, a [num_classes] uint8 multi-hot
+    path: str | None = None  # an audio file the runner decodes (payload 'audio')
+    data: np.ndarray | None = None  # 'waveform' (16 kHz int16/float32), 'mel' [n, 96, 64], 'embedding' [n, 128]
+
+
+class Source(Protocol):
+    payload: str
+    label_names: list[str]
+    multilabel: bool
+    spec: EmbeddingSpec | None  # payload 'embedding' only: how the stored embeddings were made
+
+    def identity(self) -> dict: ...  # JSON: what must match on resume besides the EmbeddingSpec
+    def splits(self) -> dict[str, int]: ...  # split -> number of clips, deterministic
+    def clips(self, split: str, indices: range) -> Iterator[Clip]: ...  # in order; data loaded lazily
+    def skipped(self) -> list[skips.Skip]: ...  # known before embedding (missing files, bad records)
+
+
+def file_key(path: str) -> str:
+    """A file's clip key: its resolved absolute path (`cd a && x.wav` and `cd b && x.wav` are two files)."""
+    return os.path.realpath(os.path.abspath(os.fspath(path)))
+
+
+def file_stamp(path: str) -> str:
+    """size:mtime_ns of a file ('' if it cannot be read): a changed file gets a new stamp and is re-embedded."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"

@@ -1,0 +1,111 @@
+"""FMA as a source: a TFDS build (stored log-mels, or the int16 16 kHz audio of the `*_waveform` configs), or,
+with `from_audio`, the mp3s themselves (decoded by the runner). Labels are the top-level genres.
+
+Clip.index is the FMA track id (not the position), so the store's track_ids name tracks as before:
+`classify.compare` finds a clip's TFDS record by it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import numpy as np
+
+from vggish_jax import skips
+from vggish_jax.pipeline.sources import Clip
+
+
+def is_fma(dataset: str) -> bool:
+    from vggish_jax.datasets import fma
+
+    return dataset.startswith("fma/") or dataset in {c.name for c in fma.Fma.BUILDER_CONFIGS}
+
+
+def _skip(record: dict) -> skips.Skip:
+    reason = record["reason"]
+    kind = ("too_short" if "shorter than one" in reason or "too short" in reason
+            else "invalid" if "is not one of the" in reason else "undecodable")
+    return skips.Skip(kind, record["path"], reason)
+
+
+class FmaTfds:
+    """A built FMA TFDS dataset (built first if missing, with Beam when `beam_runner` is given)."""
+    multilabel = False
+    spec = None
+
+    def __init__(self, dataset: str, *, data_dir: str, manual_dir: str | None = None, workers: int | None = None,
+                 download: bool = False, beam_runner=None, beam_options=None):
+        from vggish_jax.datasets import fma
+
+        kw = dict(beam_runner=beam_runner, beam_options=beam_options) if beam_runner or beam_options else {}
+        b = fma.prepare(dataset, data_dir=data_dir, manual_dir=manual_dir, workers=workers, download=download, **kw)
+        self.dataset, self.data_dir = dataset, os.path.abspath(data_dir)
+        self.label_names = list(fma.label_names(b))
+        self.payload = "waveform" if "waveform" in b.info.features else "mel"
+        self._sizes = {s: len(ds) for s, ds in fma.data_sources(b).items()}
+        self._skipped = [_skip(r) for r in fma.skip_report(b)]
+        self._sources = None
+
+    def __getstate__(self):  # Beam pickles the source; the open data sources stay behind
+        return {**self.__dict__, "_sources": None}
+
+    def identity(self) -> dict:
+        return {"source": "tfds", "dataset": self.dataset}
+
+    def splits(self) -> dict[str, int]:
+        return dict(self._sizes)
+
+    def skipped(self) -> list[skips.Skip]:
+        return list(self._skipped)
+
+    def clips(self, split: str, indices: range) -> Iterator[Clip]:
+        from vggish_jax.datasets import fma
+
+        if self._sources is None:
+            self._sources = fma.data_sources(fma.builder(self.dataset, data_dir=self.data_dir))
+        ds = self._sources[split]
+        for j in indices:
+            r = ds[j]
+            tid = int(r["track_id"])
+            data = (np.asarray(r["waveform"], np.int16) if self.payload == "waveform"
+                    else np.asarray(r["mel"], np.float32))
+            yield Clip(tid, f"fma:{tid}", int(r["label"]), data=data)
+
+
+class FmaAudio:
+    """The FMA mp3s, listed by tracks.csv (no TFDS build): the runner decodes them."""
+    payload = "audio"
+    multilabel = False
+    spec = None
+
+    def __init__(self, dataset: str, *, data_dir: str, manual_dir: str | None = None, download: bool = False):
+        from vggish_jax.datasets import fma, fma_metadata as meta
+
+        config = dataset.split("/", 1)[-1]
+        cfg = next((c for c in fma.Fma.BUILDER_CONFIGS if c.name == config), None)
+        if cfg is None:
+            raise ValueError(f"unknown dataset {dataset!r}; choose one of "
+                             f"{', '.join('fma/' + c.name for c in fma.Fma.BUILDER_CONFIGS)} or an audio folder")
+        found = fma.find_sources(manual_dir, cfg.subset, work_dir=os.path.join(data_dir, "downloads"),
+                                 download=download)
+        self.dataset = dataset
+        self.label_names = list(meta.genre_names(cfg.subset))
+        self._tracks, self._skipped = {}, []
+        for split, tracks in meta.select(meta.read_tracks(found.tracks_csv), cfg.subset).items():
+            todo, bad = fma.select_clips(tracks, self.label_names, found.audio_root)
+            self._tracks[split] = [(t.track_id, self.label_names.index(t.genre_top), p) for t, p in todo]
+            self._skipped += [_skip({"path": p, "reason": r}) for _, p, r in bad]
+
+    def identity(self) -> dict:
+        return {"source": "audio", "dataset": self.dataset}
+
+    def splits(self) -> dict[str, int]:
+        return {s: len(t) for s, t in self._tracks.items()}
+
+    def skipped(self) -> list[skips.Skip]:
+        return list(self._skipped)
+
+    def clips(self, split: str, indices: range) -> Iterator[Clip]:
+        for j in indices:
+            tid, label, path = self._tracks[split][j]
+            yield Clip(tid, f"fma:{tid}", label, path=path)
