@@ -1,4 +1,6 @@
-"""`vggish-jax embed` keeps finished files through SIGKILL, SIGTERM, Ctrl-C and errors, and a rerun resumes."""
+"""`vggish-jax embed` keeps finished files through SIGKILL, SIGTERM, Ctrl-C and errors, and a rerun resumes;
+the store behind it: keys by resolved path + size/mtime, one writer, damaged files recomputed, dtype identity."""
+import glob
 import json
 import os
 import signal
@@ -10,42 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vggish_jax import cli, spec as spec_lib
-from vggish_jax.pipeline import incremental
+from vggish_jax import cli
+from vggish_jax.pipeline import store
+from vggish_jax.pipeline.npz_output import out_paths
 from conftest import tone_mix
-
-SPEC = spec_lib.EmbeddingSpec.create(weights_sha256="a" * 64, final_relu=False)
-
-
-def test_parts_survive_a_crash_and_merge_on_the_next_run(tmp_path):
-    out = str(tmp_path / "o.npz")
-    arrays = {f"/music/{i}.wav": np.full((i + 1, 128), i, np.float32) for i in range(5)}
-    first = incremental.EmbeddingOutput(out, SPEC, flush_every=2)
-    for k in list(arrays)[:3]:
-        first.add(k, arrays[k])
-    first.add("/music/bad.wav", "/music/bad.wav: corrupt; drop it")
-    # the process dies here: 2 files are in a part, the third was never flushed
-    assert sorted(os.listdir(out + ".parts")) == ["manifest.json", "part-00000.npz"]
-    second = incremental.EmbeddingOutput(out, SPEC, flush_every=2)
-    assert second.todo(list(arrays)) == list(arrays)[2:]
-    for k in second.todo(list(arrays)):
-        second.add(k, arrays[k])
-    assert second.finish(list(arrays), complete=True) == 5
-    assert not os.path.exists(out + ".parts")
-    with np.load(out) as z:
-        assert z.files == list(arrays)
-        for k, v in arrays.items():
-            np.testing.assert_array_equal(z[k], v)
-    meta = json.load(open(tmp_path / "o.json"))
-    assert meta["complete"] is True and spec_lib.read(meta, "o.json") == SPEC
-    # A run with other settings is refused, whether it meets parts or a finished output.
-    other = SPEC.replace(final_relu=True)
-    with pytest.raises(spec_lib.SpecMismatch, match="final_relu"):
-        incremental.EmbeddingOutput(out, other)
-    third = incremental.EmbeddingOutput(out, SPEC, flush_every=1)
-    third.add("/music/new.wav", np.ones((1, 128), np.float32))
-    with pytest.raises(spec_lib.SpecMismatch, match="final_relu"):
-        incremental.EmbeddingOutput(out, other)
 
 
 @pytest.fixture(scope="module")
@@ -71,31 +41,142 @@ def reuse_embedder(embedder, monkeypatch):
     monkeypatch.setattr(embed, "load_pretrained", lambda *a, **k: embedder)
 
 
-def _embed_cmd(songs, weights, out):
-    return ["embed", *songs, "--weights", weights, "--out", out, "--batch-size", "4", "--flush-every", "1"]
+def _embed_cmd(songs, weights, out, *extra):
+    return ["embed", *songs, "--weights", weights, "--out", out, "--batch-size", "4", "--flush-every", "1", *extra]
 
 
-def test_ctrl_c_and_errors_keep_finished_files(songs, random_weights_dir, reuse_embedder, tmp_path, monkeypatch,
-                                               capsys):
-    real = incremental.iter_embeddings
+def _shards(out):
+    return sorted(p for p in glob.glob(os.path.join(out_paths(out)[2], "*", "shard-*.npz")) if ".tmp" not in p)
+
+
+def test_ctrl_c_and_errors_keep_finished_files(songs, random_weights_dir, embedder, reuse_embedder, tmp_path,
+                                               monkeypatch, capsys):
+    real = type(embedder).iter_files
     for exc, code in ((KeyboardInterrupt, 130), (RuntimeError("disk on fire"), 2)):
-        def stop_after_two(*a, **k):
-            for i, item in enumerate(real(*a, **k)):
-                if i == 2:
-                    raise exc
-                yield item
+        calls = []
 
-        monkeypatch.setattr(incremental, "iter_embeddings", stop_after_two)
+        def stop_on_the_third_file(self, *a, **k):  # --flush-every 1: one file per shard, one call per shard
+            calls.append(1)
+            if len(calls) == 3:
+                raise exc
+            yield from real(self, *a, **k)
+
+        monkeypatch.setattr(type(embedder), "iter_files", stop_on_the_third_file)
         out = tmp_path / f"{code}.npz"
         assert cli.main(_embed_cmd(songs[:4], random_weights_dir, str(out))) == code
         with np.load(out) as z:
             assert z.files == songs[:2]
         assert json.load(open(str(out)[:-4] + ".json"))["complete"] is False
-        monkeypatch.setattr(incremental, "iter_embeddings", real)
+        monkeypatch.setattr(type(embedder), "iter_files", real)
         assert cli.main(_embed_cmd(songs[:4], random_weights_dir, str(out))) == 0
         assert "2 of 4 files already in" in capsys.readouterr().err
         with np.load(out) as z:
             assert z.files == songs[:4]
+        meta = json.load(open(str(out)[:-4] + ".json"))
+        assert meta["complete"] is True and meta["hop_s"] == pytest.approx(0.96)
+        with np.load(out) as z:  # every row has its start time
+            assert all(meta["start_s"][k] == pytest.approx(np.arange(z[k].shape[0]) * 0.96) for k in songs[:4])
+
+
+def test_keys_are_resolved_paths_and_a_changed_file_is_embedded_again(embedder, random_weights_dir,
+                                                                     reuse_embedder, tmp_path, monkeypatch, capsys):
+    """`cd a && embed song.wav` then `cd b && embed song.wav` are two files; a rewritten file is not kept stale."""
+    for name, seed in (("a", 1), ("b", 2)):
+        (tmp_path / name).mkdir()
+        sf.write(tmp_path / name / "song.wav", tone_mix(1.2, 16000, seed=seed), 16000)
+    out = str(tmp_path / "o.npz")
+    for name in ("a", "b"):
+        monkeypatch.chdir(tmp_path / name)
+        assert cli.main(_embed_cmd(["song.wav"], random_weights_dir, out)) == 0
+    a, b = str(tmp_path / "a" / "song.wav"), str(tmp_path / "b" / "song.wav")
+    with np.load(out) as z:
+        assert z.files == [b, a]  # this run's file first, then what the output held
+        np.testing.assert_array_equal(z[a], embedder.embed_file(a))
+        np.testing.assert_array_equal(z[b], embedder.embed_file(b))
+        old_b = z[b]
+    capsys.readouterr()
+    sf.write(b, tone_mix(1.2, 16000, seed=3), 16000)  # same path, new content
+    assert cli.main(_embed_cmd(["song.wav"], random_weights_dir, out)) == 0
+    assert "already in" not in capsys.readouterr().err
+    with np.load(out) as z:
+        assert sorted(z.files) == sorted([a, b])
+        np.testing.assert_array_equal(z[b], embedder.embed_file(b))
+        assert not np.array_equal(z[b], old_b)
+    assert cli.main(_embed_cmd(["song.wav"], random_weights_dir, out)) == 0  # unchanged now: kept
+    assert "1 of 1 files already in" in capsys.readouterr().err
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_stale_lock_is_taken_over(
+        songs, random_weights_dir, reuse_embedder, tmp_path, capsys):
+    out = str(tmp_path / "o.npz")
+    root = out_paths(out)[2]
+    os.makedirs(root)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+
+        with open(os.path.join(root, ".lock-0"), "w") as f:
+            json.dump({"pid": holder.pid, "host": socket.gethostname()}, f)
+        assert cli.main(_embed_cmd(songs[:1], random_weights_dir, out)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"pid {holder.pid}" in err[0] and out in err[0] and "Traceback" not in err[0]
+        assert not os.path.exists(out) and not _shards(out)  # refused before any work
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is dead now: its lock is stale and taken over.
+    assert cli.main(_embed_cmd(songs[:1], random_weights_dir, out)) == 0
+    with np.load(out) as z:
+        assert z.files == songs[:1]
+    assert not os.path.exists(os.path.join(root, ".lock-0"))  # released at the end
+
+
+def test_damaged_output_shard_and_info_are_named_and_recomputed(songs, random_weights_dir, embedder,
+                                                                reuse_embedder, tmp_path, capsys):
+    out = str(tmp_path / "o.npz")
+    assert cli.main(_embed_cmd(songs[:3], random_weights_dir, out)) == 0
+    with np.load(out) as z:
+        ref = {k: z[k] for k in z.files}
+    shards = _shards(out)
+    assert len(shards) == 3
+    root = out_paths(out)[2]
+    capsys.readouterr()
+    # A truncated OUT.npz, a truncated shard and an info.json that is not JSON.
+    with open(out, "r+b") as f:
+        f.truncate(os.path.getsize(out) // 2)
+    with open(shards[1], "r+b") as f:
+        f.truncate(os.path.getsize(shards[1]) // 2)
+    with open(os.path.join(root, store.INFO), "w") as f:
+        f.write('{"complete": tr')
+    kept = {p: os.stat(p).st_mtime_ns for p in (shards[0], shards[2])}
+    assert cli.main(_embed_cmd(songs[:3], random_weights_dir, out)) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert any(shards[1] in line and "damaged" in line for line in err.splitlines()), err
+    assert any(os.path.join(root, store.INFO) in line and "damaged" in line for line in err.splitlines()), err
+    assert any(out in line and "damaged" in line for line in err.splitlines()), err
+    assert "2 of 3 files already in" in err  # the two good shards were kept, the damaged one recomputed
+    assert {p: os.stat(p).st_mtime_ns for p in kept} == kept
+    with np.load(out) as z:
+        assert z.files == songs[:3]
+        for k in songs[:3]:
+            np.testing.assert_array_equal(z[k], ref[k])
+    assert store.read_info(root)["complete"] is True
+
+
+def test_dtype_is_part_of_the_identity(songs, random_weights_dir, embedder, tmp_path, monkeypatch, capsys):
+    from vggish_jax.pipeline import embed
+
+    out = str(tmp_path / "o.npz")
+    monkeypatch.setattr(embed, "load_pretrained", lambda *a, **k: embedder)
+    assert cli.main(_embed_cmd(songs[:1], random_weights_dir, out)) == 0
+    monkeypatch.undo()  # a real bfloat16 model: refused before it embeds anything
+    capsys.readouterr()
+    assert cli.main(_embed_cmd(songs[1:2], random_weights_dir, out, "--dtype", "bfloat16")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and out in err[0] and "dtype: 'bfloat16'" in err[0] and "'float32'" in err[0], err
+    with np.load(out) as z:
+        assert z.files == songs[:1]
 
 
 def _start(argv):
@@ -104,16 +185,11 @@ def _start(argv):
                             stderr=subprocess.PIPE, text=True)
 
 
-def _kill_after_first_part(proc, parts, sig):
-    """Send `sig` once this run has written a part of its own."""
-    def count():
-        if not os.path.isdir(parts):
-            return 0
-        return sum(n.startswith("part-") and n.endswith(".npz") for n in os.listdir(parts))
-
-    before, deadline = count(), time.monotonic() + 240
+def _kill_after_first_shard(proc, out, sig):
+    """Send `sig` once this run has written a shard of its own."""
+    before, deadline = len(_shards(out)), time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if count() > before:
+        if len(_shards(out)) > before:
             proc.send_signal(sig)
             break
         time.sleep(0.02)
@@ -123,19 +199,18 @@ def _kill_after_first_part(proc, parts, sig):
 @pytest.mark.slow  # three real runs (two of them fresh processes that load and compile the model)
 def test_sigkill_then_sigterm_then_finish_equals_one_run(songs, random_weights_dir, reuse_embedder, tmp_path, capsys):
     out = str(tmp_path / "o.npz")
-    parts = out + ".parts"
-    # SIGKILL once the first part is on disk: no cleanup runs, the parts stay.
+    # SIGKILL once the first shard is on disk: no cleanup runs, the shards stay.
     proc = _start(_embed_cmd(songs, random_weights_dir, out))
-    assert _kill_after_first_part(proc, parts, signal.SIGKILL) == -signal.SIGKILL
-    assert not os.path.exists(out) and os.path.isdir(parts)
-    # SIGTERM on the rerun: it resumes, then merges what it has into OUT.npz before exiting.
+    assert _kill_after_first_shard(proc, out, signal.SIGKILL) == -signal.SIGKILL
+    assert not os.path.exists(out) and _shards(out)
+    # SIGTERM on the rerun: it resumes, then builds OUT.npz from what it has before exiting.
     proc = _start(_embed_cmd(songs, random_weights_dir, out))
-    code = _kill_after_first_part(proc, parts, signal.SIGTERM)
+    code = _kill_after_first_shard(proc, out, signal.SIGTERM)
     err = proc.stderr.read()
     assert "Traceback" not in err
     assert code == 143 and "terminated; finished work is kept" in err  # 10+ files were still to do
     assert json.load(open(out[:-4] + ".json"))["complete"] is False
-    assert "already in" in err and os.path.exists(out) and not os.path.exists(parts)
+    assert "already in" in err and os.path.exists(out)
     # The third run completes it; the result equals one uninterrupted run.
     assert cli.main(_embed_cmd(songs, random_weights_dir, out)) == 0
     ref = str(tmp_path / "ref.npz")

@@ -64,7 +64,13 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
     result = Result(npz, sidecar, requested=len(files))
     spec = model.spec.replace(postprocess=bool(postprocess))
     with store.locked(root, 0, what=npz):
-        latest = _index(root, log)
+        runs = [int(m.group(1)) for d in os.listdir(root) if (m := re.fullmatch(r"run-(\d{5})", d))]
+        job = core.Job(root, Files([], f"run-{max(runs, default=-1) + 1:05d}"), spec, flush_every,
+                       precision=f"device {model.device.precision}",
+                       record={"dataset": "files", "source": "files", **(settings or {})}, pad=pad, workers=workers,
+                       spec_from=f"this run ({spec.describe()})", name=npz)
+        core.open_store(job, write=False, log=log)  # refuses a store made differently, before any work
+        latest = _index(root, job.identity_hash, log)
         keys = [file_key(f) for f in files]
         stamps = {k: file_stamp(f) for f, k in zip(files, keys)}
         done = {k for k, st in stamps.items() if st and k in latest and latest[k][2] == st}
@@ -76,14 +82,8 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
         result.already = sum(k in done for k in keys)
         if started:
             started(result.already)
-        runs = [int(m.group(1)) for d in os.listdir(root) if (m := re.fullmatch(r"run-(\d{5})", d))]
-        job = core.Job(root, Files(todo, f"run-{max(runs, default=-1) + 1:05d}"), spec, flush_every,
-                       precision=f"device {model.device.precision}",
-                       record={"dataset": "files", "source": "files", **(settings or {})}, pad=pad, workers=workers,
-                       spec_from=f"this run ({spec.describe()})", name=npz)
-        info = core.open_store(job, write=False, log=log)  # refuses a store made differently, before any work
-        if todo:
-            store.write_info(root, info)
+        job.source = Files(todo, job.source.split)
+        info = core.open_store(job, write=bool(todo), log=lambda m: None)
         try:
             for task in core.plan(job.source.splits(), flush_every):
                 done = core.run_shard(job, task, model)
@@ -95,14 +95,15 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
             if todo:
                 core.finalize(job, info, log=lambda m: None)
         finally:
-            result.written = _build(root, npz, sidecar, keys, spec, settings or {}, result, log)
+            result.written = _build(root, job.identity_hash, npz, sidecar, keys, spec, settings or {}, result, log)
             if report:
                 report(result)
     return result
 
 
-def _index(root: str, log) -> dict[str, tuple[str, int, str]]:
-    """key -> (shard path, row, stamp) of its newest rows in the store; damaged shards are named and left out."""
+def _index(root: str, identity: str, log) -> dict[str, tuple[str, int, str]]:
+    """key -> (shard path, row, stamp) of its newest rows in the store; damaged shards are named and removed,
+    shards of another job (a store whose info.json was damaged) are named and left out."""
     latest = {}
     for path in sorted(glob.glob(os.path.join(root, "run-*", "shard-*.npz"))):
         if ".tmp" in path:
@@ -110,18 +111,23 @@ def _index(root: str, log) -> dict[str, tuple[str, int, str]]:
         try:
             with store.open_shard(path) as z:
                 ks, stamps = z["keys"], z["stamps"] if "stamps" in z.files else [""] * len(z["keys"])
+                ident = str(z["identity"]) if "identity" in z.files else None
         except store.ShardDamaged as e:
             log(f"{e}; its files are embedded again")
             os.remove(path)
+            continue
+        if ident != identity:
+            log(f"{path}: made with other settings than this run; left out of the output")
             continue
         for i, (k, st) in enumerate(zip(ks, stamps)):
             latest[str(k)] = (path, i, str(st))
     return latest
 
 
-def _build(root: str, npz: str, sidecar: str, keys: list[str], spec, settings: dict, result: Result, log) -> int:
+def _build(root: str, identity: str, npz: str, sidecar: str, keys: list[str], spec, settings: dict, result: Result,
+           log) -> int:
     """OUT.npz (requested files first, in order, then the store's others) and OUT.json, both atomically."""
-    latest = _index(root, log=lambda m: None)
+    latest = _index(root, identity, log=lambda m: None)
     order = list(dict.fromkeys([k for k in keys if k in latest] + sorted(latest, key=lambda k: latest[k][:2])))
     if not order:
         return 0
