@@ -17,7 +17,8 @@ pytest.importorskip("apache_beam")
 from conftest import finished_shards, kill_after_first_shard  # noqa: E402
 from mini_fma import make_mini_fma  # noqa: E402
 from vggish_jax.pipeline import store  # noqa: E402
-from vggish_jax.pipeline import beam_extract, beam_runner  # noqa: E402
+from vggish_jax.pipeline import beam_extract, beam_runner, core  # noqa: E402
+from vggish_jax.pipeline.extract import extract  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPLITS = ("train", "validation", "test")
@@ -60,7 +61,6 @@ def mini(tmp_path_factory):
 def single(mini, random_weights_dir, tmp_path_factory):
     """The single-process build (in this process, no decode pool) and extraction."""
     from vggish_jax.datasets import fma
-    from vggish_jax.pipeline.extract import extract
 
     root = tmp_path_factory.mktemp("beam_single")
     data_dir, out = str(root / "data"), str(root / "emb")
@@ -73,8 +73,6 @@ def single(mini, random_weights_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def single_audio(mini, random_weights_dir, tmp_path_factory):
     """The single-process `--from-audio` extraction (device frontend on the decoded mp3s, float32)."""
-    from vggish_jax.pipeline.extract import extract
-
     root = tmp_path_factory.mktemp("beam_single_audio")
     out = str(root / "emb")
     extract("fma/small", data_dir=str(root / "data"), manual_dir=mini.manual_dir, out=out, weights=random_weights_dir,
@@ -143,6 +141,7 @@ def test_beam_extraction_matches_single_process(beam_cli, single):
     for key in ref:  # everything the single-process run records, Beam records the same
         assert info[key] == ref[key], key
     assert info["embedding_spec"]["weights_sha256"] == ref["weights_metadata"]["weights_sha256"]
+    assert info["source_identity"] == {"source": "tfds", "dataset": "fma/small"}
     assert "vggish_jax:clips_embedded': 9" in stderr and "vggish_jax:shards_written': 6" in stderr
 
 
@@ -186,7 +185,7 @@ def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single_audi
     info, ref = store.read_info(out), store.read_info(single_audio)
     assert info["complete"] is True and info["source"] == "audio"
     assert info["frontend_precision"] == ref["frontend_precision"] == "device float32"
-    assert {r["track_id"] for r in info["skipped"]} == set(mini.bad)
+    assert {int(os.path.basename(r["path"])[:-4]) for r in info["skipped"]} == set(mini.bad)
     assert os.listdir(markers) == []
 
 
@@ -206,27 +205,34 @@ def test_folder_of_audio_files(tmp_path, random_weights_dir):
     (folder / "d.mp3").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     (folder / "notes.txt").write_text("not audio")
     out = str(tmp_path / "emb")
-    summary = beam_extract.extract(str(folder), out=out, weights=random_weights_dir, workers=1, batch_size=BATCH,
-                                   shard_size=SHARD, log=lambda m: None)
+    kwargs = dict(out=out, weights=random_weights_dir, beam_runner="direct", beam_workers=1, batch_size=BATCH,
+                  shard_size=SHARD, log=lambda m: None)
+    summary = extract(str(folder), **kwargs)
     info = store.read_info(out)
-    assert info["files"] == ["a.flac", "b/x.wav", "c.wav", "d.mp3"] and info["source"] == "folder"
+    assert info["source_identity"]["files"] == ["a.flac", "b/x.wav", "c.wav", "d.mp3"] and info["source"] == "folder"
     got = store.load_split(out, "all")
     assert list(got.track_ids) == [0, 1] and list(got.labels) == [-1, -1]
     emb = load_pretrained(random_weights_dir, batch_size=BATCH)
     for i, name in enumerate(("a.flac", "b/x.wav")):  # the single-process device path on the same file
         np.testing.assert_allclose(got.embeddings[i], emb.embed_file(folder / name), rtol=0, atol=1e-6)
-    assert {(r["track_id"], os.path.basename(r["path"])) for r in summary.skipped} == {(2, "c.wav"), (3, "d.mp3")}
+    assert {(r["track_id"], os.path.basename(r["path"]), r["kind"]) for r in summary.skipped} == \
+        {(2, "c.wav", "too_short"), (3, "d.mp3", "undecodable")}
     c = summary.counters
     assert c["vggish_jax:clips_skipped_too_short"] == 1 and c["vggish_jax:clips_skipped_undecodable"] == 1
     assert c["vggish_jax:clips_embedded"] == 2 and c["vggish_jax:shards_written"] == 2
-    again = beam_extract.extract(str(folder), out=out, weights=random_weights_dir, workers=1, batch_size=BATCH,
-                                 shard_size=SHARD, log=lambda m: None)
+    again = extract(str(folder), **kwargs)
     assert again.computed == {"all": []} and again.reused == {"all": [0, 1]} and again.skipped == summary.skipped
     # A file added since renumbers the clips: resuming into the same output would mix two numberings.
     sf.write(folder / "a0.wav", tone_mix(1.5, 16000, seed=4), 16000)
     with pytest.raises(ValueError, match=r"other settings \(files: added \['a0.wav'\], removed \[\]\)"):
-        beam_extract.extract(str(folder), out=out, weights=random_weights_dir, workers=1, batch_size=BATCH,
-                             shard_size=SHARD, log=lambda m: None)
+        extract(str(folder), **kwargs)
+    # The local runner finishes the same store: same identity, same shards.
+    os.remove(folder / "a0.wav")
+    os.remove(store.shard_path(out, "all", 1))
+    local = extract(str(folder), out=out, weights=random_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0,
+                    progress=False, log=lambda m: None)
+    assert local.computed == {"all": [1]} and local.reused == {"all": [0]}
+    np.testing.assert_allclose(store.load_split(out, "all").embeddings[1], got.embeddings[1], rtol=0, atol=1e-6)
 
 
 def test_direct_runner_is_the_local_fn_api_runner_with_worker_processes():
@@ -258,16 +264,10 @@ def test_other_runners_and_options_pass_through():
         beam_runner.make("NoSuchRunner", 2)
 
 
-def test_shards_are_the_single_process_ranges():
-    from vggish_jax.pipeline.extract import Plan
-
-    splits = {"train": list(range(10, 17)), "test": ["a"]}
-    units = beam_extract.plan_units(splits, 3)
-    assert [(s, i) for s, i, _ in units] == [("train", 0), ("train", 1), ("train", 2), ("test", 0)]
-    plan = Plan("train", 7, 3)
-    for s, i, items in units[:3]:
-        assert list(items) == [splits["train"][j] for j in plan.shard_range(i)]
-    assert units[3][2] == ("a",)
+def test_plan_cuts_each_split_into_contiguous_shards():
+    tasks = core.plan({"train": 7, "test": 1}, 3)
+    assert [(t.split, t.index, list(t.indices)) for t in tasks] == [
+        ("train", 0, [0, 1, 2]), ("train", 1, [3, 4, 5]), ("train", 2, [6]), ("test", 0, [0])]
 
 
 def test_cli_without_apache_beam_is_one_clear_line(monkeypatch, capsys, tmp_path):
@@ -293,28 +293,38 @@ def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, random_wei
         sf.write(folder / f"{i}.wav", tone_mix(1.0, 16000, seed=i), 16000)
     real = beam_extract.EmbedShards.process
 
-    def failing(self, unit):
-        if unit[1] == 1:
+    def failing(self, task):
+        if task.index == 1:
             raise OSError("disk full (simulated)")
-        yield from real(self, unit)
+        yield from real(self, task)
 
     monkeypatch.setattr(beam_extract.EmbedShards, "process", failing)
     out = str(tmp_path / "emb")
-    kwargs = dict(out=out, weights=random_weights_dir, workers=0, batch_size=BATCH, shard_size=1, log=lambda m: None)
+    kwargs = dict(out=out, weights=random_weights_dir, beam_runner="direct", beam_workers=0, batch_size=BATCH,
+                  shard_size=1, log=lambda m: None)
     with pytest.raises(RuntimeError) as e:
-        beam_extract.extract(str(folder), **kwargs)
+        extract(str(folder), **kwargs)
     msg = str(e.value)
     assert "\n" not in msg and "disk full (simulated)" in msg and "rerun the same command" in msg
     assert not os.path.exists(store.shard_path(out, "all", 1)) and store.read_info(out)["complete"] is False
     before = {p: os.stat(p).st_mtime_ns for p in finished_shards(out)}
 
     monkeypatch.setattr(beam_extract.EmbedShards, "process", real)
-    summary = beam_extract.extract(str(folder), **kwargs)
+    summary = extract(str(folder), **kwargs)
     assert summary.computed["all"] == sorted(set(range(3)) - {int(p[-9:-4]) for p in before})
     assert {p: os.stat(p).st_mtime_ns for p in before} == before and len(finished_shards(out)) == 3
     assert store.read_info(out)["complete"] is True
+    # Identity is the weights' content, never their path: weights moved elsewhere resume the same store.
+    import shutil
+
+    moved = str(tmp_path / "weights_moved")
+    shutil.copytree(random_weights_dir, moved)
+    os.remove(store.shard_path(out, "all", 2))
+    resumed = extract(str(folder), **{**kwargs, "weights": moved})
+    assert resumed.computed == {"all": [2]} and resumed.reused == {"all": [0, 1]}
+    assert store.read_info(out)["complete"] is True
     with pytest.raises(FileNotFoundError, match="no such folder"):
-        beam_extract.extract(str(tmp_path / "nope"), **kwargs)
+        extract(str(tmp_path / "nope"), **kwargs)
 
 
 @pytest.mark.slow
@@ -338,8 +348,7 @@ def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_
     assert fma.skip_report(b) == fma.skip_report(ref)
     # Extraction from the waveform build: Beam's workers run the single-process device path on the stored
     # int16 audio, with --frontend-precision passed through (and recorded: a rerun with another is refused).
-    from vggish_jax.pipeline.extract import extract as single_extract
-
+    single_extract = extract
     outs = {}
     for name, prec in (("single64", "float64"), ("single32", "float32")):
         outs[name] = str(tmp_path / name)
@@ -347,9 +356,9 @@ def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_
                        weights=random_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0, precision=prec,
                        progress=False)
     outs["beam64"] = str(tmp_path / "beam64")
-    kwargs = dict(data_dir=str(tmp_path / "beam"), weights=random_weights_dir, runner="direct", workers=0,
+    kwargs = dict(data_dir=str(tmp_path / "beam"), weights=random_weights_dir, beam_runner="direct", beam_workers=0,
                   batch_size=BATCH, shard_size=SHARD, log=lambda m: None)
-    beam_extract.extract("fma/small_waveform", out=outs["beam64"], precision="float64", **kwargs)
+    extract("fma/small_waveform", out=outs["beam64"], precision="float64", **kwargs)
     _assert_same_embeddings(outs["beam64"], outs["single64"], atol=1e-6)
     gap = max(float(np.abs(e - f).max()) for split in SPLITS
               for e, f in zip(store.load_split(outs["beam64"], split).embeddings,
@@ -358,4 +367,4 @@ def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_
     info, ref = store.read_info(outs["beam64"]), store.read_info(outs["single64"])
     assert info["frontend_precision"] == ref["frontend_precision"] == "device float64"
     with pytest.raises(ValueError, match="frontend_precision"):
-        beam_extract.extract("fma/small_waveform", out=outs["beam64"], precision="float32", **kwargs)
+        extract("fma/small_waveform", out=outs["beam64"], precision="float32", **kwargs)

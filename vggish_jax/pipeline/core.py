@@ -233,7 +233,7 @@ def as_skip(path: str, err) -> skips.Skip:
         return err
     text = str(err)
     low = text.lower()
-    kind = ("too_short" if "shorter than one" in low else "truncated" if "truncated" in low
+    kind = ("too_short" if "shorter than one" in low
             else "unreadable" if "permission denied" in low or "not a regular file" in low
             else "missing" if "no such file" in low or "does not exist" in low else "undecodable")
     return skips.Skip(kind, str(path), text)
