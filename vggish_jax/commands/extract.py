@@ -8,6 +8,9 @@ def add_arguments(p):
     p.add_argument("--dataset", default="fma/small",
                    help="fma/small, fma/medium, fma/large (or fma/small_waveform, fma/medium_waveform), or a folder of "
                         "audio files (class labels from its first-level subfolders)")
+    p.add_argument("--labels", default=None,
+                   help="a CSV of labelled audio files to embed instead of --dataset: columns path,label and "
+                        "optionally split, group (paths relative to the CSV)")
     p.add_argument("--data-dir", default=None, help="TFDS data directory of an FMA dataset (built here if missing); not needed for a folder")
     p.add_argument("--manual-dir", default=None,
                    help="folder with fma_metadata(.zip) and fma_<subset>(.zip), zipped or extracted")
@@ -64,7 +67,7 @@ def run(args) -> int:
                       dtype=args.dtype, from_audio=args.from_audio, download=args.download,
                       precision=args.frontend_precision, progress=not args.no_progress,
                       beam_runner=args.beam_runner if beam else None, beam_workers=args.beam_workers,
-                      beam_options=args.beam_options)
+                      beam_options=args.beam_options, labels=args.labels)
     if not summary.complete:
         print(f"wrote this process's shards to {summary.out}; the extraction completes when every process has "
               f"finished (rerun the same command to complete it)")

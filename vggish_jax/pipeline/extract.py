@@ -22,15 +22,18 @@ from vggish_jax.pipeline.core import Summary, assign, plan  # noqa: F401  (the r
 load = store.load  # one split of a finished store
 
 
-def open_source(dataset: str, *, data_dir: str | None = None, manual_dir: str | None = None,
+def open_source(dataset: str | None, *, data_dir: str | None = None, manual_dir: str | None = None,
                 from_audio: bool = False, workers: int | None = None, download: bool = False,
-                beam_runner=None, beam_options=None):
-    """The source named by --dataset: an FMA config (its TFDS build, or its mp3s) or a folder of audio files."""
-    from vggish_jax.pipeline.sources import fma as fma_source, folder
+                beam_runner=None, beam_options=None, labels: str | None = None):
+    """The source named by --dataset: an FMA config (its TFDS build, or its mp3s) or a folder of audio files;
+    or, with `labels`, a CSV of labelled files."""
+    from vggish_jax.pipeline.sources import fma as fma_source, folder, labels_csv
 
+    if labels is not None:
+        return labels_csv.LabelsCsv(labels)
+    if not dataset.startswith("fma/") and os.path.isdir(dataset):
+        return folder.Folder(dataset)
     if not fma_source.is_fma(dataset):
-        if os.path.isdir(dataset):
-            return folder.Folder(dataset)
         raise FileNotFoundError(f"{dataset}: no such folder; --dataset is an FMA config (fma/small, ...) or a "
                                 f"folder of audio files")
     if data_dir is None:
@@ -65,7 +68,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
             final_relu: bool | None = None, postprocess: bool = False, dtype: str = "float32",
             from_audio: bool = False, download: bool = False, precision: str = "float32",
             process_index: int | None = None, process_count: int | None = None, progress: bool = True,
-            beam_runner: str | None = None, beam_workers: int = 2, beam_options=None,
+            beam_runner: str | None = None, beam_workers: int = 2, beam_options=None, labels: str | None = None,
             log: Callable[[str], None] | None = None) -> Summary:
     """Embed all splits of `dataset` (an FMA config or a folder of audio files) into `out`; resume if it has shards.
 
@@ -73,7 +76,8 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
     device call (an Embedder given as `weights` keeps its own). precision: the device frontend's, for
     waveform sources ("float64" is within 1e-5 of the NumPy oracle). workers: decode processes (default:
     CPUs - 1). process_index/process_count default to jax's. beam_runner: run the shards as an Apache Beam
-    pipeline instead ('direct' = `beam_workers` local processes; see `beam_runner.make`).
+    pipeline instead ('direct' = `beam_workers` local processes; see `beam_runner.make`). labels: a CSV of
+    labelled files (path,label[,split][,group]) to embed instead of `dataset`.
     """
     from vggish_jax.datasets import decode
     from vggish_jax.pipeline.embed import Embedder, load_pretrained
@@ -97,12 +101,15 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
         weights_dir = os.path.abspath(os.fspath(weights))
         model = load_pretrained(weights_dir, **load_kwargs)  # bad weights fail here, in one line
     source = open_source(dataset, data_dir=data_dir, manual_dir=manual_dir, from_audio=from_audio, workers=workers,
-                         download=download, **(dict(beam_runner=runner, beam_options=options) if beam else {}))
+                         download=download, labels=labels,
+                         **(dict(beam_runner=runner, beam_options=options) if beam else {}))
     if hasattr(source, "describe"):
         log(source.describe())
-    dataset = dataset if source.identity()["source"] != "folder" else source.folder
+    dataset = getattr(source, "folder", None) or getattr(source, "path", None) or dataset
     job = make_job(out, source, model, postprocess=postprocess, shard_size=shard_size, weights_dir=weights_dir,
                    dataset=dataset, workers=2 if beam else workers, processes=not beam)  # Beam: threads per worker
+    if getattr(source, "groups", None) and any(g for gs in source.groups.values() for g in gs):
+        job.record["groups"] = source.groups  # per split, by clip position (= track_ids)
     if beam:
         load_kwargs["final_relu"] = model.final_relu
         del model  # the workers load their own

@@ -1,0 +1,163 @@
+"""The embedding core on folder and CSV sources: labels from subfolders and CSVs, a folder needs no --data-dir,
+and the store cases on extract outputs (damaged shard and info.json recomputed, a second writer refused,
+moved weights resume, dtype in the identity)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import finished_shards, tone_mix
+from vggish_jax import cli, spec as spec_lib
+from vggish_jax.pipeline import core, store
+from vggish_jax.pipeline.extract import extract
+from vggish_jax.pipeline.sources.folder import Folder
+
+BATCH = 2
+
+
+@pytest.fixture(scope="module")
+def genres(tmp_path_factory):
+    """GTZAN's layout: genres/<class>/<file>, 1.2-s clips (one example each)."""
+    root = tmp_path_factory.mktemp("genres") / "genres"
+    for c, (name, n) in enumerate((("blues", 2), ("jazz", 1), ("rock", 3))):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            sf.write(root / name / f"{name}.{i:05d}.wav", tone_mix(1.2, 16000, seed=10 * c + i), 16000)
+    return root
+
+
+@pytest.fixture(scope="module")
+def embedder(random_weights_dir):
+    from vggish_jax.pipeline.embed import load_pretrained
+    return load_pretrained(random_weights_dir, batch_size=BATCH)
+
+
+def _run(source_dir, out, weights, **kw):
+    return extract(str(source_dir), out=str(out), weights=weights, shard_size=2, workers=0, progress=False,
+                   log=kw.pop("log", lambda m: None), **kw)
+
+
+def test_folder_classes_come_from_first_level_subfolders(genres, embedder, tmp_path):
+    src = Folder(str(genres))
+    assert src.label_names == ["blues", "jazz", "rock"] and src.splits() == {"all": 6}
+    assert src.describe().endswith("6 audio files in 3 classes (blues 2, jazz 1, rock 3)")
+    lines = []
+    summary = _run(genres, tmp_path / "emb", embedder, log=lines.append)
+    assert any("3 classes (blues 2, jazz 1, rock 3)" in line for line in lines)
+    got = store.load_split(str(tmp_path / "emb"), "all")
+    assert list(got.labels) == [0, 0, 1, 2, 2, 2] and list(got.track_ids) == list(range(6))
+    assert list(got.keys) == [os.path.realpath(genres / p) for p in src.files]
+    for k, e in zip(got.keys, got.embeddings):  # the device path on the same file
+        np.testing.assert_allclose(e, embedder.embed_file(k), rtol=0, atol=1e-6)
+    assert summary.num_clips == {"all": 6} and store.read_info(str(tmp_path / "emb"))["label_names"] == \
+        ["blues", "jazz", "rock"]
+    # A file beside the class folders: no labels, said so.
+    mixed = tmp_path / "mixed"
+    shutil.copytree(genres, mixed)
+    shutil.copy(genres / "jazz" / "jazz.00000.wav", mixed / "loose.wav")
+    src = Folder(str(mixed))
+    assert src.label_names == [] and set(src.labels) == {-1} and "no class labels" in src.describe()
+
+
+def test_labels_csv_with_splits_and_groups(genres, embedder, tmp_path):
+    rows = [("blues/blues.00000.wav", "blues", "train", "a1"), ("rock/rock.00000.wav", "rock", "train", "a2"),
+            ("jazz/jazz.00000.wav", "jazz", "test", "a3"), ("rock/rock.00002.wav", "rock", "test", "a2")]
+    csv_path = genres / "labels.csv"
+    csv_path.write_text("path,label,split,group\n" + "".join(",".join(r) + "\n" for r in rows))
+    out = tmp_path / "emb"
+    summary = extract(None, labels=str(csv_path), out=str(out), weights=embedder, shard_size=2, workers=0,
+                      progress=False, log=lambda m: None)
+    assert summary.num_clips == {"train": 2, "test": 2}
+    info = store.read_info(str(out))
+    assert info["label_names"] == ["blues", "jazz", "rock"] and info["groups"] == {"train": ["a1", "a2"],
+                                                                                   "test": ["a3", "a2"]}
+    test = store.load_split(str(out), "test")
+    assert list(test.labels) == [1, 2] and list(test.keys) == [str(genres / r[0]) for r in rows[2:]]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,genre\nx.wav,rock\n")
+    with pytest.raises(ValueError, match=r"bad.csv: a labels CSV needs a header with columns path,label"):
+        extract(None, labels=str(bad), out=str(tmp_path / "x"), weights=embedder, workers=0, progress=False)
+
+
+def test_cli_extract_of_a_folder_needs_no_data_dir(genres, random_weights_dir, tmp_path, capsys, monkeypatch,
+                                                   embedder):
+    from vggish_jax.pipeline import embed
+
+    monkeypatch.setattr(embed, "load_pretrained", lambda *a, **k: embedder)
+    out = tmp_path / "emb"
+    assert cli.main(["extract", "--dataset", str(genres), "--weights", random_weights_dir, "--out", str(out),
+                     "--workers", "0", "--no-progress", "--shard-size", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "3 classes (blues 2, jazz 1, rock 3)" in captured.err and "all=6" in captured.out
+    assert store.read_info(str(out))["complete"] is True
+
+
+def test_damaged_shard_and_info_are_named_and_recomputed(genres, embedder, tmp_path):
+    out = tmp_path / "emb"
+    _run(genres, out, embedder)
+    ref = store.load_split(str(out), "all")
+    shards = finished_shards(str(out))
+    with open(shards[1], "r+b") as f:
+        f.truncate(100)
+    (out / store.INFO).write_text("{not json")
+    kept = {p: os.stat(p).st_mtime_ns for p in (shards[0], shards[2])}
+    lines = []
+    summary = _run(genres, out, embedder, log=lines.append)
+    assert summary.computed == {"all": [1]} and summary.reused == {"all": [0, 2]}
+    assert any(shards[1] in line and "damaged" in line and "recomputing" in line for line in lines), lines
+    assert any(str(out / store.INFO) in line and "damaged" in line for line in lines), lines
+    assert {p: os.stat(p).st_mtime_ns for p in kept} == kept
+    got = store.load_split(str(out), "all")
+    for e, f in zip(got.embeddings, ref.embeddings):
+        np.testing.assert_array_equal(e, f)
+    assert store.read_info(str(out))["complete"] is True
+    # A shard of another job (its identity hash differs) is recomputed, not mixed in.
+    z = dict(np.load(shards[0]))
+    store.write_shard(shards[0], z["track_ids"], z["labels"], [z["embeddings"][i:i + 1] for i in range(2)],
+                      keys=z["keys"], identity="0" * 64)
+    again = _run(genres, out, embedder)
+    assert again.computed == {"all": [0]}
+
+
+def test_a_second_writer_is_refused_and_moved_weights_resume(genres, random_weights_dir, embedder, tmp_path):
+    out = tmp_path / "emb"
+    os.makedirs(out)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".lock-0").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
+        with pytest.raises(store.StoreError) as e:
+            _run(genres, out, embedder)
+        assert f"pid {holder.pid}" in str(e.value) and "\n" not in str(e.value)
+        assert not finished_shards(str(out))
+    finally:
+        holder.kill()
+        holder.wait()
+    weights = str(tmp_path / "weights")
+    shutil.copytree(random_weights_dir, weights)
+    _run(genres, out, weights, batch_size=BATCH)  # the stale lock is taken over
+    os.remove(store.shard_path(str(out), "all", 2))
+    moved = str(tmp_path / "weights_moved")
+    os.rename(weights, moved)
+    resumed = _run(genres, out, moved, batch_size=BATCH)
+    assert resumed.computed == {"all": [2]} and resumed.complete
+    with pytest.raises(spec_lib.SpecMismatch, match=r"dtype: 'bfloat16' \(weights .*\) vs 'float32'"):
+        _run(genres, out, moved, batch_size=BATCH, dtype="bfloat16")
+
+
+def test_plan_and_shard_identity_do_not_depend_on_paths(genres, tmp_path):
+    src = Folder(str(genres))
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(genres, moved)
+    spec = spec_lib.EmbeddingSpec.create(weights_sha256="a" * 64, final_relu=False)
+    a = core.Job(str(tmp_path / "a"), src, spec, 2, record={"weights": "/w"})
+    b = core.Job(str(tmp_path / "b"), Folder(str(moved)), spec, 2, record={"weights": "/w_moved"})
+    assert a.identity_hash == b.identity_hash
+    assert core.Job(a.out, src, spec.replace(dtype="bfloat16"), 2).identity_hash != a.identity_hash
