@@ -161,3 +161,50 @@ def test_plan_and_shard_identity_do_not_depend_on_paths(genres, tmp_path):
     b = core.Job(str(tmp_path / "b"), Folder(str(moved)), spec, 2, record={"weights": "/w_moved"})
     assert a.identity_hash == b.identity_hash
     assert core.Job(a.out, src, spec.replace(dtype="bfloat16"), 2).identity_hash != a.identity_hash
+
+
+class _Stored:
+    """A source of embeddings already made (as AudioSet's release is): no model runs."""
+    payload, multilabel, label_names = "embedding", True, ["a", "b", "c"]
+    spec = spec_lib.EmbeddingSpec.create(weights_sha256="b" * 64, final_relu=False, postprocess=True)
+
+    def __init__(self, n=5):
+        rng = np.random.default_rng(0)
+        self.rows = [rng.integers(0, 256, (1 + i % 3, 128), dtype=np.uint8) for i in range(n)]
+        self.labels = [np.eye(3, dtype=np.uint8)[i % 3] | np.eye(3, dtype=np.uint8)[0] for i in range(n)]
+
+    def identity(self):
+        return {"source": "stored", "n": len(self.rows)}
+
+    def splits(self):
+        return {"train": 3, "test": len(self.rows) - 3}
+
+    def skipped(self):
+        return []
+
+    def clips(self, split, indices):
+        from vggish_jax.pipeline.sources import Clip
+
+        for i in indices:
+            j = i + (3 if split == "test" else 0)
+            yield Clip(i, f"v{j}:0", self.labels[j], data=self.rows[j])
+
+
+def test_stored_embeddings_pass_through_unchanged_with_multi_hot_labels(tmp_path):
+    from vggish_jax.pipeline.extract import run_local
+
+    src, out = _Stored(), str(tmp_path / "emb")
+    job = core.Job(out, src, src.spec, 2)
+    summary = run_local(job, None, process_index=0, process_count=1, progress=False, log=lambda m: None)
+    assert summary.complete and summary.num_clips == {"train": 3, "test": 2}
+    for split, offset in (("train", 0), ("test", 3)):
+        got = store.load_split(out, split)
+        assert got.labels.dtype == np.uint8 and got.labels.shape == (len(got), 3)
+        for i, (e, y) in enumerate(zip(got.embeddings, got.labels)):
+            np.testing.assert_array_equal(e, src.rows[offset + i])
+            np.testing.assert_array_equal(y, src.labels[offset + i])
+        assert list(got.keys) == [f"v{offset + i}:0" for i in range(len(got))]
+    info = store.read_info(out)
+    assert info["multilabel"] is True and spec_lib.read(info, out) == src.spec
+    again = run_local(job, None, process_index=0, process_count=1, progress=False, log=lambda m: None)
+    assert again.computed == {"train": [], "test": []} and again.reused == {"train": [0, 1], "test": [0]}

@@ -15,7 +15,9 @@ def add_arguments(p):
     p.add_argument("--manual-dir", default=None,
                    help="folder with fma_metadata(.zip) and fma_<subset>(.zip), zipped or extracted")
     p.add_argument("--download", action="store_true", help="download the FMA archives if not found (needs internet)")
-    p.add_argument("--weights", required=True, help="weights directory written by `vggish-jax convert`")
+    p.add_argument("--weights", default=None,
+                   help="weights directory written by `vggish-jax convert` (needed unless the source holds "
+                        "embeddings already)")
     p.add_argument("--out", required=True, help="output directory: info.json + <split>/shard-NNNNN.npz")
     p.add_argument("--batch-size", type=positive_int, default=62,
                    help="examples per device call (default 62: two 30-s clips; measured faster than 64 on XLA:CPU)")

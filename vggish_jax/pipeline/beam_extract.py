@@ -22,7 +22,7 @@ NAMESPACE = "vggish_jax"
 class EmbedShards(beam.DoFn):
     """core.Task -> writes that shard; yields (split, index, clips kept, or -1 if it was done before)."""
 
-    def __init__(self, job: core.Job, weights_dir: str, load_kwargs: dict):
+    def __init__(self, job: core.Job, weights_dir: str | None, load_kwargs: dict):
         self.job, self.weights_dir, self.load_kwargs = job, weights_dir, load_kwargs
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -32,6 +32,9 @@ class EmbedShards(beam.DoFn):
         from vggish_jax import spec as spec_lib
         from vggish_jax.pipeline.embed import load_pretrained
 
+        self.model = None
+        if self.weights_dir is None:  # a source of stored embeddings: no model
+            return
         self.model = load_pretrained(self.weights_dir, **self.load_kwargs)
         # The weights are read again here: a folder replaced since the driver checked must not mix in.
         spec_lib.require_compatible(self.job.spec, self.model.spec.replace(postprocess=self.job.spec.postprocess),
@@ -53,7 +56,7 @@ class EmbedShards(beam.DoFn):
         yield task.split, task.index, done["clips"]
 
 
-def run(job: core.Job, weights_dir: str, load_kwargs: dict, runner, options,
+def run(job: core.Job, weights_dir: str | None, load_kwargs: dict, runner, options,
         log: Callable[[str], None] = print) -> core.Summary:
     """Run the missing shards of `job` on `runner`; complete info.json. A worker's failure is one line."""
     tasks = core.plan(job.source.splits(), job.shard_size)

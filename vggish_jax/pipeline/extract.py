@@ -90,12 +90,19 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
         from vggish_jax.pipeline import beam_extract, beam_runner as runners
 
         runner, options = runners.make(beam_runner, beam_workers, beam_options)
-        if not isinstance(weights, (str, os.PathLike)):
+        if weights is not None and not isinstance(weights, (str, os.PathLike)):
             raise ValueError("the Beam pipeline loads the weights on every worker: pass a weights directory, not "
                              "an Embedder")
     workers = decode.default_workers() if workers is None else workers
     load_kwargs = dict(final_relu=final_relu, dtype=dtype, batch_size=batch_size, precision=precision)
-    if isinstance(weights, Embedder):
+    if weights is None:  # enough for a source of stored embeddings (payload 'embedding'): no model runs
+        from vggish_jax.pipeline.sources.fma import is_fma
+
+        if labels is not None or is_fma(dataset) or os.path.isdir(dataset):  # audio sources, known up front
+            raise ValueError(f"{labels or dataset}: holds audio, so embedding it needs --weights (a folder written "
+                             f"by `vggish-jax convert`)")
+        model, weights_dir = None, None
+    elif isinstance(weights, Embedder):
         model, weights_dir = weights, "<in-memory Embedder>"
     else:
         weights_dir = os.path.abspath(os.fspath(weights))
@@ -106,12 +113,21 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
     if hasattr(source, "describe"):
         log(source.describe())
     dataset = getattr(source, "folder", None) or getattr(source, "path", None) or dataset
-    job = make_job(out, source, model, postprocess=postprocess, shard_size=shard_size, weights_dir=weights_dir,
-                   dataset=dataset, workers=2 if beam else workers, processes=not beam)  # Beam: threads per worker
+    if source.payload == "embedding":
+        model = weights_dir = None
+        job = core.Job(os.path.abspath(out), source, source.spec, shard_size, precision="none (stored embeddings)",
+                       record={"dataset": dataset, "source": source.identity()["source"]},
+                       spec_from=f"the {dataset} source")
+    elif model is None:
+        raise ValueError(f"{dataset}: holds audio, so embedding it needs --weights (a folder written by "
+                         f"`vggish-jax convert`)")
+    else:
+        job = make_job(out, source, model, postprocess=postprocess, shard_size=shard_size, weights_dir=weights_dir,
+                       dataset=dataset, workers=2 if beam else workers, processes=not beam)  # Beam: threads
     if getattr(source, "groups", None) and any(g for gs in source.groups.values() for g in gs):
         job.record["groups"] = source.groups  # per split, by clip position (= track_ids)
     if beam:
-        load_kwargs["final_relu"] = model.final_relu
+        load_kwargs["final_relu"] = getattr(model, "final_relu", final_relu)
         del model  # the workers load their own
         return beam_extract.run(job, weights_dir, load_kwargs, runner, options, log=log)
     return run_local(job, model, process_index=process_index, process_count=process_count, progress=progress,
