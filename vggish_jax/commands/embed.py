@@ -1,4 +1,4 @@
-"""`vggish-jax embed FILES_OR_FOLDERS... --weights DIR --out OUT.npz` (resumable; see vggish_jax.pipeline.npz_output)."""
+"""`vggish-jax embed FILES_OR_FOLDERS... --weights DIR --out OUT.npz` (resumable: vggish_jax.pipeline.npz_output)."""
 from __future__ import annotations
 
 import sys

@@ -11,7 +11,8 @@ def add_arguments(p):
     p.add_argument("--labels", default=None,
                    help="a CSV of labelled audio files to embed instead of --dataset: columns path,label and "
                         "optionally split, group (paths relative to the CSV)")
-    p.add_argument("--data-dir", default=None, help="TFDS data directory of an FMA dataset (built here if missing); not needed for a folder")
+    p.add_argument("--data-dir", default=None,
+                   help="TFDS data directory of an FMA dataset (built here if missing); not needed for a folder")
     p.add_argument("--manual-dir", default=None,
                    help="folder with fma_metadata(.zip) and fma_<subset>(.zip), zipped or extracted")
     p.add_argument("--download", action="store_true", help="download the FMA archives if not found (needs internet)")

@@ -71,8 +71,9 @@ def bench(quick: bool = False, workers: tuple[int, ...] = (1, 2), repeats: int |
                     extract("fma/small", out=dest, workers=1, progress=False, log=lambda m: None, **common)
                 else:
                     k = int(v.split("_")[1])
-                    pipeline[v].append(extract("fma/small", out=dest, beam_runner="direct", beam_workers=k, log=lambda m: None,
-                                               **common).seconds)
+                    run = extract("fma/small", out=dest, beam_runner="direct", beam_workers=k, log=lambda m: None,
+                                  **common)
+                    pipeline[v].append(run.seconds)
                 walls[v].append(time.perf_counter() - t0)
                 got = store.load_split(dest, "train")
                 ref = ref if ref is not None else got

@@ -50,9 +50,6 @@ def open_source(dataset: str | None, *, data_dir: str | None = None, manual_dir:
 def make_job(out: str, source, model, *, postprocess: bool, shard_size: int, weights_dir: str, dataset: str,
              workers: int = 0, processes: bool = True, pad: bool = False) -> core.Job:
     """The core's Job for `source` embedded by `model` (an Embedder) into the store `out`."""
-    if postprocess and model.pca is None:
-        raise ValueError(f"{weights_dir}: these weights have no PCA params, so --postprocess is impossible; "
-                         f"convert them with --torch-pca/--tf-pca or drop --postprocess")
     stored_mels = source.payload == "mel"
     precision = "numpy float64 (at build)" if stored_mels else f"device {model.device.precision}"
     ident = source.identity()
@@ -107,6 +104,9 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
     else:
         weights_dir = os.path.abspath(os.fspath(weights))
         model = load_pretrained(weights_dir, **load_kwargs)  # bad weights fail here, in one line
+    if postprocess and model is not None and model.pca is None:  # before a (long) dataset build
+        raise ValueError(f"{weights_dir}: these weights have no PCA params, so --postprocess is impossible; "
+                         f"convert them with --torch-pca/--tf-pca or drop --postprocess")
     source = open_source(dataset, data_dir=data_dir, manual_dir=manual_dir, from_audio=from_audio, workers=workers,
                          download=download, labels=labels,
                          **(dict(beam_runner=runner, beam_options=options) if beam else {}))
