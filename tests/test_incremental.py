@@ -220,3 +220,32 @@ def test_sigkill_then_sigterm_then_finish_equals_one_run(songs, random_weights_d
         for k in songs:
             np.testing.assert_allclose(a[k], b[k], atol=1e-5)
     assert json.load(open(out[:-4] + ".json"))["complete"] is True
+
+
+def test_an_output_from_before_the_store_keeps_its_files(songs, random_weights_dir, embedder, reuse_embedder,
+                                                          tmp_path, capsys):
+    """OUT.npz + OUT.json of an older vggish-jax (no OUT.store): its files stay; files asked for again are
+    embedded again (their size and mtime were never recorded)."""
+    from vggish_jax import spec as spec_lib
+
+    out = str(tmp_path / "old.npz")
+    gone = np.full((2, 128), 7, np.float32)
+    np.savez(out, **{"/music/gone.wav": gone, songs[0]: np.zeros((1, 128), np.float32)})
+    with open(out[:-4] + ".json", "w") as f:
+        json.dump({spec_lib.KEY: embedder.spec.to_dict(), "complete": True}, f)
+    assert cli.main(_embed_cmd(songs[:2], random_weights_dir, out)) == 0
+    with np.load(out) as z:
+        assert z.files == [songs[0], songs[1], "/music/gone.wav"]
+        np.testing.assert_array_equal(z["/music/gone.wav"], gone)
+        np.testing.assert_array_equal(z[songs[0]], embedder.embed_file(songs[0]))
+    # One made with other settings is refused, naming it, and left as it was.
+    other = str(tmp_path / "other.npz")
+    np.savez(other, **{songs[0]: np.zeros((1, 128), np.float32)})
+    with open(other[:-4] + ".json", "w") as f:
+        json.dump({spec_lib.KEY: embedder.spec.replace(final_relu=True).to_dict()}, f)
+    capsys.readouterr()
+    assert cli.main(_embed_cmd(songs[:1], random_weights_dir, other)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and other in err[0] and "final_relu" in err[0]
+    with np.load(other) as z:
+        assert z.files == [songs[0]] and not z[songs[0]].any()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import glob
+import json
 import os
 import re
 import zipfile
@@ -70,6 +71,8 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
                        record={"dataset": "files", "source": "files", **(settings or {})}, pad=pad, workers=workers,
                        spec_from=f"this run ({spec.describe()})", name=npz)
         core.open_store(job, write=False, log=log)  # refuses a store made differently, before any work
+        if not runs and os.path.exists(npz):
+            _adopt(npz, sidecar, job, log)
         latest = _index(root, job.identity_hash, log)
         keys = [file_key(f) for f in files]
         stamps = {k: file_stamp(f) for f, k in zip(files, keys)}
@@ -99,6 +102,28 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
             if report:
                 report(result)
     return result
+
+
+def _adopt(npz: str, sidecar: str, job: core.Job, log) -> None:
+    """An OUT.npz written before OUT.store existed becomes the store's first shard (file stamps unknown: the
+    files asked for again are embedded again), so a rerun keeps every file it held."""
+    if not os.path.exists(sidecar):
+        raise spec_lib.SpecMismatch(f"{npz}: exists without {os.path.basename(sidecar)}, so how it was made is "
+                                    f"unknown; delete it or choose another --out")
+    try:
+        with open(sidecar) as f:
+            found = spec_lib.read(json.load(f), sidecar)
+        with np.load(npz, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        log(f"{npz}: damaged and without a store ({type(e).__name__}); its files are embedded again")
+        return
+    spec_lib.require_compatible(job.spec, found, expected_from=job.spec_from, found_from=npz, fields=core.SPEC_FIELDS)
+    keys = list(arrays)
+    store.write_shard(store.shard_path(job.out, job.source.split, 0), range(len(keys)), [-1] * len(keys),
+                      [arrays[k] for k in keys], keys=keys, identity=job.identity_hash, stamps=[""] * len(keys),
+                      skipped=np.zeros(0, str))
+    job.source = Files([], f"run-{int(job.source.split[4:]) + 1:05d}")
 
 
 def _index(root: str, identity: str, log) -> dict[str, tuple[str, int, str]]:
