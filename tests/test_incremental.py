@@ -249,3 +249,22 @@ def test_an_output_from_before_the_store_keeps_its_files(songs, random_weights_d
     assert len(err) == 1 and other in err[0] and "final_relu" in err[0]
     with np.load(other) as z:
         assert z.files == [songs[0]] and not z[songs[0]].any()
+
+
+@pytest.mark.slow  # two real processes that each load and compile the model
+def test_two_concurrent_writers_lose_no_file(songs, random_weights_dir, tmp_path):
+    """Issue 18's reproduction: two `embed` runs on two halves of a folder into one --out at once. The second
+    is refused while the first holds the store (one line naming its pid), or runs after it; after rerunning
+    whichever was refused, the output holds every file of both halves."""
+    out = str(tmp_path / "o.npz")
+    halves = (songs[:6], songs[6:])
+    procs = [_start(_embed_cmd(h, random_weights_dir, out)) for h in halves]
+    results = [(p.wait(300), p.stderr.read()) for p in procs]
+    for (code, err), half in zip(results, halves):
+        assert "Traceback" not in err
+        if code != 0:
+            lines = [line for line in err.splitlines() if "error" in line]
+            assert code == 2 and len(lines) == 1 and "another run is writing it (pid" in lines[0], err
+            assert cli.main(_embed_cmd(half, random_weights_dir, out)) == 0
+    with np.load(out) as z:
+        assert sorted(z.files) == sorted(songs)
