@@ -1,6 +1,7 @@
 """`vggish-jax extract --dataset fma/small --data-dir D --weights W --out E`: embed a whole dataset, resumably."""
 from __future__ import annotations
 
+from vggish_jax import distributed
 from vggish_jax.cli import nonnegative_int, positive_int
 
 
@@ -26,9 +27,7 @@ def add_arguments(p):
                    help="decode the mp3s in worker processes instead of reading the built TFDS log-mels")
     p.add_argument("--frontend-precision", choices=["float32", "float64"], default="float32",
                    help="device frontend for waveform sources (float64: within 1e-5 of the NumPy oracle, slower)")
-    p.add_argument("--distributed", action="store_true",
-                   help="multi-host: call jax.distributed.initialize() (implied by JAX_COORDINATOR_ADDRESS); "
-                        "each process writes its own shards, process 0 completes info.json")
+    distributed.add_arguments(p)  # multi-host: each process writes its own shards, process 0 completes info.json
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--beam-runner", default=None,
                    help="run as an Apache Beam pipeline: 'direct' (local worker processes) or a Beam runner name "
@@ -53,10 +52,7 @@ def run(args) -> int:
 
     if args.data_dir is None:
         raise ValueError("--data-dir is required: the TFDS data directory where the dataset is (or will be) built")
-    if args.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        import jax
-
-        jax.distributed.initialize()  # reads JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID
+    distributed.initialize(args)  # before any other JAX call
 
     summary = extract(args.dataset, data_dir=args.data_dir, out=args.out, weights=args.weights,
                       manual_dir=args.manual_dir, batch_size=args.batch_size, shard_size=args.shard_size,
