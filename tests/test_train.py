@@ -95,6 +95,18 @@ def test_killed_run_resumes_exactly(uninterrupted, tmp_path):
         pytest.approx([json.loads(l) for l in open(workdir / "metrics.jsonl")][-1]["test_accuracy"])
 
 
+@pytest.mark.slow
+def test_resume_with_a_loader_worker_process_follows_the_same_trajectory(uninterrupted, tmp_path):
+    """Stopped after a checkpoint with the loader in-process, resumed with a grain worker process (whose
+    iterator state has another form, so the loop starts a fresh iterator at the checkpoint's step)."""
+    workdir, full = uninterrupted
+    train(TINY, synthetic_sources(), 4, str(tmp_path / "w"), log=lambda m: None, stop_after_steps=3)
+    resumed = train(TINY.replace(loader_workers=1), synthetic_sources(), 4, str(tmp_path / "w"), log=lambda m: None)
+    a, b = flat_params(full["params"]), flat_params(resumed["params"])
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
 def test_bad_configs_fail_clearly(tmp_path):
     src = synthetic_sources()
     with pytest.raises(ValueError, match="validation split is empty"):
