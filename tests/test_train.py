@@ -41,8 +41,11 @@ def test_eight_devices_match_one_device(tmp_path):
     one = run_devices(1, tmp_path / "w1", tmp_path / "p1.npz", 1, stop=3)
     eight = run_devices(8, tmp_path / "w8", tmp_path / "p8.npz", 1, stop=3)
     assert one.keys() == eight.keys()
-    for k in one:  # same global batch; only the order of the gradient all-reduce differs
-        np.testing.assert_allclose(eight[k], one[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    # Same global batches; only the order of the gradient all-reduce differs, and Adam's normalised update can
+    # turn that float noise in a near-zero gradient into a visible change of a rare element (seen with grain's
+    # data order: 1 of 196,608 fc1 weights off by 3.0e-5).
+    for k in one:
+        np.testing.assert_allclose(eight[k], one[k], rtol=1e-4, atol=1e-4, err_msg=k)
 
 
 @pytest.mark.slow
@@ -92,6 +95,18 @@ def test_killed_run_resumes_exactly(uninterrupted, tmp_path):
         pytest.approx([json.loads(l) for l in open(workdir / "metrics.jsonl")][-1]["test_accuracy"])
 
 
+@pytest.mark.slow
+def test_resume_with_a_loader_worker_process_follows_the_same_trajectory(uninterrupted, tmp_path):
+    """Stopped after a checkpoint with the loader in-process, resumed with a grain worker process (whose
+    iterator state has another form, so the loop starts a fresh iterator at the checkpoint's step)."""
+    workdir, full = uninterrupted
+    train(TINY, synthetic_sources(), 4, str(tmp_path / "w"), log=lambda m: None, stop_after_steps=3)
+    resumed = train(TINY.replace(loader_workers=1), synthetic_sources(), 4, str(tmp_path / "w"), log=lambda m: None)
+    a, b = flat_params(full["params"]), flat_params(resumed["params"])
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
 def test_bad_configs_fail_clearly(tmp_path):
     src = synthetic_sources()
     with pytest.raises(ValueError, match="validation split is empty"):
@@ -129,17 +144,52 @@ def test_batch_must_divide_by_devices(tmp_path):
 
 
 def test_data_order_is_seeded_and_clips_are_fixed_length():
-    src = synthetic_sources()["train"]
-    a = list(data_lib.train_batches(src, 8, 3, seed=1, epoch=0))
-    b = list(data_lib.train_batches(src, 8, 3, seed=1, epoch=0, start=2))
-    assert len(a) == 4 and a[0]["mel"].shape == (8, 3, 96, 64)
-    np.testing.assert_array_equal(a[2]["mel"], b[0]["mel"])
-    c = list(data_lib.train_batches(src, 8, 3, seed=1, epoch=1))
-    assert not np.array_equal(a[0]["label"], c[0]["label"]) or not np.array_equal(a[0]["mel"], c[0]["mel"])
+    """Each epoch visits every clip once (the remainder dropped) in a seeded order that changes per epoch; two
+    processes' slices of a global batch are its halves; evaluation covers every clip once, padding masked."""
+    src = synthetic_sources(n_train=36)["train"]
+    for i, x in enumerate(src):
+        x["mel"][0, 0, 0] = i  # the clip's id, readable from any batch it lands in
+    ids = lambda batch: batch["mel"][:, 0, 0, 0].astype(int).tolist()
+    ds = data_lib.train_dataset(src, 8, 3, seed=1, epochs=2)
+    assert len(ds) == 8 and ds[0]["mel"].shape == (8, 3, 96, 64)
+    epochs = [sum((ids(ds[k]) for k in range(e * 4, e * 4 + 4)), []) for e in (0, 1)]
+    assert all(len(set(e)) == 32 and set(e) <= set(range(36)) for e in epochs) and epochs[0] != epochs[1]
+    assert ids(data_lib.train_dataset(src, 8, 3, seed=1, epochs=2)[5]) == ids(ds[5])
+    assert ids(data_lib.train_dataset(src, 8, 3, seed=2, epochs=2)[5]) != ids(ds[5])
+    halves = [data_lib.train_dataset(src, 8, 3, seed=1, epochs=2, process_index=p, process_count=2)[5] for p in (0, 1)]
+    assert ids(halves[0]) + ids(halves[1]) == ids(ds[5])
+    np.testing.assert_array_equal(np.concatenate([h["label"] for h in halves]), ds[5]["label"])
     one = np.arange(2 * 96 * 64, dtype=np.float32).reshape(2, 96, 64)
     np.testing.assert_array_equal(data_lib.fix_examples(one, 3)[2], one[0])
-    ev = list(data_lib.eval_batches(src[:10], 8, 3))
-    assert [b["mask"].sum() for b in ev] == [8, 2]
+    ev = list(data_lib.eval_dataset(src[:10], 8, 3))
+    assert [b["mask"].sum() for b in ev] == [8, 2] and ids(ev[0]) + ids(ev[1])[:2] == list(range(10))
+
+
+@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)])  # a worker starts in ~6 s
+def test_resumed_iterator_continues_where_the_saved_state_left_off(workers):
+    """The grain iterator state (what the checkpoint stores) restores the exact next batch, across an epoch
+    boundary, with batches prefetched in a thread, in this process or a worker; a fresh iterator over ds[5:]
+    (the loop's fallback for another pipeline) gives the same batches."""
+    src = synthetic_sources()["train"]
+    ds = data_lib.train_dataset(src, 8, 2, seed=3, epochs=3)  # 4 steps per epoch, 12 in all
+
+    def rest_after_restore(workers):
+        it = data_lib.iterate(ds, workers=workers, prefetch=2)
+        for _ in range(5):
+            next(it)
+        state = it.get_state()
+        it.close()
+        again = data_lib.iterate(ds, workers=workers, prefetch=2)
+        again.set_state(state)
+        rest = [b["mel"] for b in again]
+        again.close()
+        return rest
+
+    want = [ds[k]["mel"] for k in range(5, 12)]
+    for got in (rest_after_restore(workers), [b["mel"] for b in data_lib.iterate(ds[5:], workers=workers)]):
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.slow
@@ -189,7 +239,7 @@ def test_freeze_conv_grad_accum_and_bf16_compute():
     opt = make_optimizer(cfg, 4, params)
     train_step, _ = make_steps(graphdef, cfg, opt, 4)
     train_step = jax.jit(train_step)
-    batch = next(data_lib.train_batches(synthetic_sources()["train"], 8, 1, seed=0, epoch=0))
+    batch = data_lib.train_dataset(synthetic_sources()["train"], 8, 1, seed=0, epochs=1)[0]
     before = flat_params(params)
     state, m = train_step((params, opt.init(params)), batch, jax.random.PRNGKey(0))
     assert np.isfinite(float(m["loss"]))

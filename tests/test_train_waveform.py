@@ -23,9 +23,9 @@ def sources():
 
 def first_batches(src, cfg):
     """The first training batch of epoch 0 through the waveform path and through the stored-mel path."""
-    w = next(data_lib.train_batches(src, cfg.batch_size, cfg.examples_per_clip, cfg.seed, 0,
-                                    waveform_samples=waveform_samples(cfg, training=True)))
-    m = next(data_lib.train_batches(src, cfg.batch_size, cfg.examples_per_clip, cfg.seed, 0))
+    w = data_lib.train_dataset(src, cfg.batch_size, cfg.examples_per_clip, cfg.seed, 1,
+                               waveform_samples=waveform_samples(cfg, training=True))[0]
+    m = data_lib.train_dataset(src, cfg.batch_size, cfg.examples_per_clip, cfg.seed, 1)[0]
     return w, m
 
 
@@ -189,8 +189,8 @@ def test_finetune_cli_on_mini_fma_waveforms(tmp_path, capsys):
 
     src = fma.data_sources(fma.builder("fma/small_waveform", data_dir=str(tmp_path / "data")))["train"]
     cfg = resolve(TINY.replace(examples_per_clip=1, frontend_precision="float64"), None, "waveform")
-    w = next(data_lib.eval_batches(src, len(src), 1, waveform_samples=waveform_samples(cfg, training=False)))
-    m = next(data_lib.eval_batches(src, len(src), 1))
+    w = data_lib.eval_dataset(src, len(src), 1, waveform_samples=waveform_samples(cfg, training=False))[0]
+    m = data_lib.eval_dataset(src, len(src), 1)[0]
     mel, _ = jax.jit(lambda b: augment.waveform_features(b, None, cfg))(w)
     assert len(src) == 4 and np.abs(np.asarray(mel) - m["mel"]).max() <= 1e-5
 

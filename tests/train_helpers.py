@@ -65,14 +65,57 @@ def run_devices(n_devices, workdir, out, epochs, stop=None):
     assert proc.returncode == 0, proc.stderr[-3000:]
     with np.load(out) as z:
         assert int(z["devices"]) == n_devices
-        return {k: z[k] for k in z.files if k != "devices"}
+        return {k: z[k] for k in z.files if k not in ("devices", "processes")}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_processes(n_processes, workdir, out, epochs, stop=None, timeout=600):
+    """Run this file's __main__ as n real processes of one jax.distributed run on localhost (one CPU device
+    each, the coordinator on a free port, given through the JAX_* environment variables); return each
+    process's final params."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1",
+               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{free_port()}", JAX_NUM_PROCESSES=str(n_processes),
+               PYTHONPATH=os.path.dirname(os.path.abspath(__file__)) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, os.path.abspath(__file__), str(workdir), str(out), str(epochs)] + ([str(stop)] if stop else [])
+    procs = [subprocess.Popen(cmd, env=dict(env, JAX_PROCESS_ID=str(i)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for i in range(n_processes)]
+    try:
+        errs = [p.communicate(timeout=timeout)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for i, p in enumerate(procs):
+        assert p.returncode == 0, f"process {i}: " + errs[i][-3000:]
+    params = []
+    for i in range(n_processes):
+        with np.load(f"{out}.p{i}.npz") as z:
+            assert int(z["devices"]) == n_processes and int(z["processes"]) == n_processes
+            params.append({k: z[k] for k in z.files if k not in ("devices", "processes")})
+    return params
 
 
 if __name__ == "__main__":
     # python train_helpers.py WORKDIR OUT.npz EPOCHS [STOP_AFTER]: train TINY on the synthetic sources here
     # (the device count comes from XLA_FLAGS) and save the params it ends with. TRAIN_HELPERS_INPUT=waveform:
-    # the synthetic waveform sources with every augmentation on.
+    # the synthetic waveform sources with every augmentation on. JAX_COORDINATOR_ADDRESS etc. set: one process
+    # of a multi-host run, joined as the commands join (vggish_jax.distributed), saving to OUT.p<index>.npz.
+    import argparse
+
     import jax
+
+    from vggish_jax import distributed
+
+    flags = argparse.ArgumentParser()
+    distributed.add_arguments(flags)
+    multi = distributed.initialize(flags.parse_args([]))
 
     from vggish_jax.train.loop import train
 
@@ -83,4 +126,6 @@ if __name__ == "__main__":
     else:
         cfg, sources = TINY.replace(epochs=epochs), synthetic_sources()
     r = train(cfg, sources, 4, workdir, log=lambda m: None, stop_after_steps=stop)
-    np.savez(out, devices=jax.device_count(), **flat_params(r["params"]))
+    if multi:
+        out = f"{out}.p{jax.process_index()}.npz"
+    np.savez(out, devices=jax.device_count(), processes=jax.process_count(), **flat_params(r["params"]))

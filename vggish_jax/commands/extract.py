@@ -1,6 +1,7 @@
 """`vggish-jax extract --dataset fma/small --data-dir D --weights W --out E`: embed a whole dataset, resumably."""
 from __future__ import annotations
 
+from vggish_jax import distributed
 from vggish_jax.cli import nonnegative_int, positive_int
 
 
@@ -33,9 +34,7 @@ def add_arguments(p):
                    help="decode the mp3s in worker processes instead of reading the built TFDS log-mels")
     p.add_argument("--frontend-precision", choices=["float32", "float64"], default="float32",
                    help="device frontend for waveform sources (float64: within 1e-5 of the NumPy oracle, slower)")
-    p.add_argument("--distributed", action="store_true",
-                   help="multi-host: call jax.distributed.initialize() (implied by JAX_COORDINATOR_ADDRESS); "
-                        "each process writes its own shards, process 0 completes info.json")
+    distributed.add_arguments(p)  # multi-host: each process writes its own shards, process 0 completes info.json
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--beam-runner", default=None,
                    help="run as an Apache Beam pipeline: 'direct' (local worker processes) or a Beam runner name "
@@ -58,10 +57,8 @@ def run(args) -> int:
         from vggish_jax.pipeline import beam_runner
 
         beam_runner.require_beam()
-    elif args.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        import jax
-
-        jax.distributed.initialize()  # reads JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID
+    else:
+        distributed.initialize(args)  # before any other JAX call
     from vggish_jax.pipeline.extract import extract
 
     summary = extract(args.dataset, data_dir=args.data_dir, out=args.out, weights=args.weights,

@@ -1,8 +1,7 @@
 """`vggish-jax finetune`: fine-tune VGGish + a genre head on FMA, data-parallel over all devices."""
 from __future__ import annotations
 
-import os
-
+from vggish_jax import distributed
 from vggish_jax.cli import nonnegative_int
 
 
@@ -17,13 +16,10 @@ def add_arguments(p):
                    help="config overrides, e.g. epochs=20 freeze_conv=true dtype=bfloat16 final_relu=false "
                         "(see vggish_jax/train/config.py)")
     p.add_argument("--workers", type=nonnegative_int, default=None, help="decode processes when the dataset is built")
-    p.add_argument("--distributed", action="store_true",
-                   help="multi-host: call jax.distributed.initialize() first (implied by JAX_COORDINATOR_ADDRESS)")
+    distributed.add_arguments(p)
 
 
 def run(args) -> int:
-    import jax
-
     from vggish_jax import preflight
     from vggish_jax.models.vggish import pretrained
     from vggish_jax.datasets import fma
@@ -34,8 +30,7 @@ def run(args) -> int:
     cfg.check()
     preflight.output_dir(args.workdir, flag="--workdir")  # before the dataset build and the first step
     preflight.output_dir(args.data_dir, flag="--data-dir")
-    if args.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize()  # before any other JAX call; reads JAX_COORDINATOR_ADDRESS etc. or the cluster
+    distributed.initialize(args)  # before any other JAX call
     backbone = meta = None
     if cfg.init == "pretrained":
         if not args.weights:

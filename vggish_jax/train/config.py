@@ -8,7 +8,9 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class Config:
     epochs: int = 11
-    batch_size: int = 8  # global, in clips; must divide by the device count
+    # Clips per optimizer step, over all devices and processes (each clip is examples_per_clip VGGish
+    # examples, so a step sees batch_size x examples_per_clip examples); must divide by the device count.
+    batch_size: int = 8
     learning_rate: float = 1e-3
     schedule: str = "constant"  # constant | cosine | warmup_cosine
     warmup_steps: int = 0
@@ -26,7 +28,8 @@ class Config:
     init: str = "pretrained"  # pretrained (from --weights) | random
     seed: int = 0
     checkpoint_every: int = 100  # steps; also at every epoch end
-    prefetch: int = 2
+    prefetch: int = 2  # batches made ready (on the devices) ahead of the step, in a background thread
+    loader_workers: int = 0  # grain worker processes reading and batching records (0: a thread of this one)
     # Input: "waveform" sends the 16 kHz int16 audio to the device and runs the JAX frontend inside the train
     # step; "mel" uses the stored log-mels; "auto" takes the waveform when the records carry one.
     input: str = "auto"

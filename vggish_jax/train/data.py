@@ -1,18 +1,22 @@
-"""Input pipeline: a random-access source of clips -> fixed-shape, seeded, prefetched global batches.
+"""Input pipeline, on grain: a random-access source of clips -> fixed-shape, seeded, global batches.
 
 A source is anything with len() and [i] -> {'mel': [n, 96, 64], 'label': int} and/or {'waveform': int16
-[samples] at 16 kHz, 'label': int} (the FMA TFDS data sources, or a list in tests). Mel batches hold
-'mel' [b, n, 96, 64]; waveform batches hold 'waveform' int16 [b, samples] (each clip's first `samples`,
+[samples] at 16 kHz, 'label': int} (the FMA TFDS `as_data_source()` splits, or a list in tests). Mel batches
+hold 'mel' [b, n, 96, 64]; waveform batches hold 'waveform' int16 [b, samples] (each clip's first `samples`,
 zero-padded) and 'length' [b] (its valid samples), which `augment` turns into examples on the device.
-Epoch e visits clips in the order permutation(seed, e), so a resumed run sees exactly the batches an
-uninterrupted one would. Training drops the last incomplete batch; evaluation pads it and masks.
+
+A batch is `batch_size` clips per optimizer step, over all processes (the global batch); each process reads
+only its contiguous slice of it, so the global batch is the same for any process count. Element k of
+`train_dataset` is global step k: epoch k // steps_per_epoch visits the clips in grain's seeded shuffle of
+that epoch and drops the last incomplete batch. Because an element's content is a function of (seed, k), the
+iterator's state (saved in the orbax checkpoint) is a position, and a resumed run sees exactly the batches an
+uninterrupted one would. Evaluation visits every clip once, in order, the last batch padded and masked.
 """
 from __future__ import annotations
 
-import queue
-import threading
-from typing import Iterator
+import dataclasses
 
+import grain
 import numpy as np
 
 from vggish_jax.models.vggish import frontend
@@ -49,71 +53,100 @@ def input_kind(source, requested: str = "auto") -> str:
     return requested
 
 
-def collate(items: list[dict], n_examples: int, waveform_samples: int | None = None,
-            ids=None) -> dict[str, np.ndarray]:
-    """Records -> a batch: mel examples, or (waveform_samples given) fixed-length int16 waveforms + lengths."""
-    batch = {"label": np.array([int(x["label"]) for x in items], np.int32)}
-    if waveform_samples is None:
-        batch["mel"] = np.stack([fix_examples(x["mel"], n_examples) for x in items])
+@dataclasses.dataclass(frozen=True)
+class Collate:
+    """Records (with their clip ids and masks) -> one batch; a picklable object, so grain workers can run it."""
+    n_examples: int
+    waveform_samples: int | None = None  # None: mel batches
+
+    def __call__(self, items: list[tuple[int, float, dict]]) -> dict[str, np.ndarray]:
+        batch = {"label": np.array([int(x["label"]) for _, _, x in items], np.int32)}
+        if self.waveform_samples is None:
+            batch["mel"] = np.stack([fix_examples(x["mel"], self.n_examples) for _, _, x in items])
+        else:
+            fixed = [fix_waveform(x["waveform"], self.waveform_samples,
+                                  f"track {int(x['track_id'])}" if "track_id" in x else f"record {i}")
+                     for i, _, x in items]
+            batch["waveform"] = np.stack([w for w, _ in fixed])
+            batch["length"] = np.array([k for _, k in fixed], np.int32)
+        batch["mask"] = np.array([m for _, m, _ in items], np.float32)
         return batch
-    ids = range(len(items)) if ids is None else ids
-    fixed = [fix_waveform(x["waveform"], waveform_samples,
-                          f"track {int(x['track_id'])}" if "track_id" in x else f"record {int(i)}")
-             for i, x in zip(ids, items)]
-    batch["waveform"] = np.stack([w for w, _ in fixed])
-    batch["length"] = np.array([k for _, k in fixed], np.int32)
-    return batch
 
 
-def epoch_order(num: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch]).permutation(num)
+@dataclasses.dataclass(frozen=True)
+class _Read:
+    """(clip id, mask) -> (clip id, mask, record)."""
+    source: object
+
+    def __call__(self, item: tuple[int, float]) -> tuple[int, float, dict]:
+        i, mask = item
+        return i, mask, self.source[i]
 
 
-def train_batches(source, batch: int, n_examples: int, seed: int, epoch: int, start: int = 0,
-                  process_index: int = 0, process_count: int = 1,
-                  waveform_samples: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """This process's share of each global batch of one epoch, from batch index `start` on."""
-    order = epoch_order(len(source), seed, epoch)
-    steps = len(order) // batch
+@dataclasses.dataclass(frozen=True)
+class _TrainIds:
+    """Position k of this process's clip stream -> (clip id, 1.0): its slice of each global batch."""
+    order: grain.MapDataset  # epoch e's seeded permutation at positions e * n .. e * n + n - 1
+    n: int
+    steps: int
+    batch: int
+    local: int
+    process_index: int
+
+    def __call__(self, k: int) -> tuple[int, float]:
+        step, row = divmod(int(k), self.local)
+        epoch, step = divmod(step, self.steps)
+        return int(self.order[epoch * self.n + step * self.batch + self.process_index * self.local + row]), 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _EvalIds:
+    """Position k of this process's eval stream -> (clip id, mask): clips in order, the tail padded (mask 0)."""
+    n: int
+    batch: int
+    local: int
+    process_index: int
+
+    def __call__(self, k: int) -> tuple[int, float]:
+        b, row = divmod(int(k), self.local)
+        pos = b * self.batch + self.process_index * self.local + row
+        return min(pos, self.n - 1), float(pos < self.n)
+
+
+def steps_per_epoch(source, batch: int) -> int:
+    return len(source) // batch
+
+
+def train_dataset(source, batch: int, n_examples: int, seed: int, epochs: int, process_index: int = 0,
+                  process_count: int = 1, waveform_samples: int | None = None) -> grain.MapDataset:
+    """This process's share of every global batch of `epochs` epochs; element k is global step k."""
+    n, steps, local = len(source), steps_per_epoch(source, batch), batch // process_count
+    order = grain.MapDataset.range(n).shuffle(seed=seed).repeat(epochs)  # a new permutation each epoch
+    ids = grain.MapDataset.range(epochs * steps * local).map(_TrainIds(order, n, steps, batch, local, process_index))
+    return ids.map(_Read(source)).batch(local, drop_remainder=True, batch_fn=Collate(n_examples, waveform_samples))
+
+
+def eval_dataset(source, batch: int, n_examples: int, process_index: int = 0, process_count: int = 1,
+                 waveform_samples: int | None = None) -> grain.MapDataset:
+    """Every clip once, in order, as global batches ('mask' 0 on the padding of the last)."""
     local = batch // process_count
-    for step in range(start, steps):
-        ids = order[step * batch: (step + 1) * batch][process_index * local: (process_index + 1) * local]
-        yield collate([source[int(i)] for i in ids], n_examples, waveform_samples, ids)
+    num_batches = -(-len(source) // batch)
+    ids = grain.MapDataset.range(num_batches * local).map(_EvalIds(len(source), batch, local, process_index))
+    return ids.map(_Read(source)).batch(local, drop_remainder=True, batch_fn=Collate(n_examples, waveform_samples))
 
 
-def eval_batches(source, batch: int, n_examples: int, process_index: int = 0, process_count: int = 1,
-                 waveform_samples: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """Every clip once, in order; the last batch padded with mask 0."""
-    local = batch // process_count
-    for start in range(0, len(source), batch):
-        ids = list(range(start, min(start + batch, len(source))))
-        ids = ids + [ids[-1]] * (batch - len(ids))
-        mask = np.array([1.0 if start + j < len(source) else 0.0 for j in range(batch)], np.float32)
-        ids, mask = ids[process_index * local: (process_index + 1) * local], mask[process_index * local: (process_index + 1) * local]
-        yield {**collate([source[int(i)] for i in ids], n_examples, waveform_samples, ids), "mask": mask}
+def iterate(ds: grain.MapDataset, workers: int = 0, prefetch: int = 2, transform=None) -> grain.DatasetIterator:
+    """A checkpointable iterator over `ds`: batches built in `workers` grain processes (0: in this one),
+    `transform` (device placement) applied, `prefetch` batches ready ahead in a background thread."""
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+    if workers > 0:
+        from absl import flags
 
-
-def prefetch(it: Iterator, size: int = 2, transform=lambda x: x) -> Iterator:
-    """Run `it` (and `transform`, e.g. device placement) in a background thread, `size` items ahead."""
-    if size <= 0:
-        yield from map(transform, it)
-        return
-    q: queue.Queue = queue.Queue(maxsize=size)
-    done = object()
-
-    def worker():
-        try:
-            for x in it:
-                q.put(transform(x))
-        except BaseException as e:  # surfaced in the consumer
-            q.put(e)
-        q.put(done)
-
-    threading.Thread(target=worker, daemon=True).start()
-    while True:
-        x = q.get()
-        if x is done:
-            return
-        if isinstance(x, BaseException):
-            raise x
-        yield x
+        if not flags.FLAGS.is_parsed():  # grain reads its settings as absl flags; we have no absl main: defaults
+            flags.FLAGS.mark_as_parsed()
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    if transform is not None:
+        it = it.map(transform)
+    if prefetch > 0:
+        it = grain.experimental.ThreadPrefetchIterDataset(it, prefetch_buffer_size=prefetch)
+    return iter(it)

@@ -2,13 +2,14 @@
 
 Workdir layout: config.json (every setting as resolved, and the EmbeddingSpec of the backbone: a resumed run
 with other weights or final_relu is refused); metrics.jsonl (one line per epoch, then one for the test split);
-learning_curve.png; ckpt/latest/<step> (every `checkpoint_every` steps and at epoch ends; resume point);
-ckpt/best/<step> (epoch ends, the best validation accuracy kept). A killed run restarted with the same workdir
-resumes from ckpt/latest and follows the same trajectory: data order, augmentation keys and dropout-free
-steps are all functions of (seed, step). Checkpoints hold plain arrays, so they restore onto any device count.
+learning_curve.png; ckpt/latest/<step> (every `checkpoint_every` steps and at epoch ends; resume point: the
+train state, the epoch's losses and each process's grain iterator state); ckpt/best/<step> (epoch ends, the
+best validation accuracy kept). A killed run restarted with the same workdir resumes from ckpt/latest and
+follows the same trajectory: data order, augmentation keys and dropout-free steps are all functions of (seed,
+step). Checkpoints hold plain arrays, so they restore onto any device count.
 
-Multi-host runs call `jax.distributed.initialize()` before `train` (the command does); this module only reads
-`jax.process_index()` / `process_count()`.
+Multi-host runs join with `vggish_jax.distributed.initialize` before `train` (the commands do, from
+--coordinator/--num-processes/--process-id); this module only reads `jax.process_index()` / `process_count()`.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import json
 import os
 import time
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,7 +104,7 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
     if cfg.audio_augment and cfg.input != "waveform":
         raise ValueError("random_crop, gain_db and mixup_alpha work on audio: use a waveform dataset "
                          "(e.g. --dataset fma/small_waveform) or turn them off")
-    steps_per_epoch = len(sources["train"]) // cfg.batch_size
+    steps_per_epoch = data_lib.steps_per_epoch(sources["train"], cfg.batch_size)
     if steps_per_epoch == 0:
         raise ValueError(f"{len(sources['train'])} training clips are fewer than one batch of {cfg.batch_size}")
     if cfg.init == "pretrained" and backbone is None:
@@ -132,29 +134,37 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
     train_step = jax.jit(train_step, donate_argnums=(0,), out_shardings=((repl, repl), repl))
     eval_step = jax.jit(eval_step)
 
+    pi, pc = jax.process_index(), jax.process_count()
+    put = lambda b: sharding.shard_batch(mesh, {k: v for k, v in b.items() if k != "mask"})
+    train_data = data_lib.train_dataset(sources["train"], cfg.batch_size, cfg.examples_per_clip, cfg.seed,
+                                        cfg.epochs, pi, pc, waveform_samples(cfg, training=True))
+    # The loader: grain iterates train_data[start:] (element j is step start + j); its state is saved with each
+    # latest checkpoint, with what it depends on (process count, worker count, start).
+    loader = {"processes": pc, "workers": cfg.loader_workers, "start": 0}
     step, epoch_losses = 0, []
     if latest.latest_step() is not None:
         step = latest.latest_step()
-        restored = latest.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_abstract(state, repl)), meta=ocp.args.JsonRestore()))
-        state, epoch_losses = restored["state"], restored["meta"]["epoch_losses"]
+        state, epoch_losses, loader, batches = _restore(latest, step, state, repl, loader, train_data,
+                                                        lambda ds: data_lib.iterate(ds, cfg.loader_workers,
+                                                                                    cfg.prefetch, put))
         log(f"resumed from step {step} ({workdir})")
+    else:
+        batches = data_lib.iterate(train_data, cfg.loader_workers, cfg.prefetch, put)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     _truncate_metrics(metrics_path, step // steps_per_epoch)
 
     def save(mgr, s, extra=None):
-        mgr.save(s, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                            meta=ocp.args.JsonSave({"epoch_losses": epoch_losses})), metrics=extra)
+        items = dict(state=ocp.args.StandardSave(state),
+                     meta=ocp.args.JsonSave({"epoch_losses": epoch_losses, "loader": loader}))
+        if mgr is latest:  # where the next batch comes from
+            items["data"] = grain.checkpoint.CheckpointSave(batches)
+        mgr.save(s, args=ocp.args.Composite(**items), metrics=extra)
 
-    put = lambda b: sharding.shard_batch(mesh, b)
     base_key = jax.random.PRNGKey(cfg.seed)
-    pi, pc = jax.process_index(), jax.process_count()
     t0 = time.perf_counter()
     while step < cfg.epochs * steps_per_epoch:
-        epoch, start = divmod(step, steps_per_epoch)
-        batches = data_lib.train_batches(sources["train"], cfg.batch_size, cfg.examples_per_clip, cfg.seed, epoch,
-                                         start, pi, pc, waveform_samples(cfg, training=True))
-        for batch in data_lib.prefetch(batches, cfg.prefetch, put):
+        epoch = step // steps_per_epoch
+        for batch in batches:
             state, m = train_step(state, batch, jax.random.fold_in(base_key, step))
             step += 1
             epoch_losses.append(float(m["loss"]))
@@ -164,6 +174,7 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
                 save(latest, step)
             if stop_after_steps is not None and step >= stop_after_steps:
                 latest.wait_until_finished()
+                batches.close()
                 return {"stopped_at_step": step, "params": state[0]}
         val_acc = evaluate(eval_step, state[0], sources["validation"], cfg, mesh)
         record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(epoch_losses)),
@@ -176,7 +187,10 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
                 f.write(json.dumps(record) + "\n")
         log(f"epoch {record['epoch']}/{cfg.epochs}: train loss {record['train_loss']:.4f}, val acc {val_acc:.4f}")
         if stop_after_steps is not None and step >= stop_after_steps:
+            latest.wait_until_finished()
+            batches.close()
             return {"stopped_at_step": step, "params": state[0]}
+    batches.close()
     latest.wait_until_finished()
     best.wait_until_finished()
     final = {"step": step}
@@ -209,13 +223,38 @@ def _require_same_state(cfg: Config, num_classes: int, previous: dict, config_pa
                          f"resume with the same settings or use another --workdir")
 
 
+def _restore(mgr, step: int, state, repl, loader: dict, train_data, iterate):
+    """The checkpointed train state and epoch losses, and the train batches from step `step` on.
+
+    grain's saved iterator state fits only the pipeline that wrote it (one file per process; another worker
+    count nests it differently). With the same pipeline it is restored; otherwise the iterator starts afresh
+    at train_data[step:], which holds the same batches, since element k is a function of (seed, k).
+    """
+    meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    saved = meta.get("loader") or {}
+    same = {k: saved.get(k) for k in ("processes", "workers")} == {k: loader[k] for k in ("processes", "workers")}
+    items = dict(state=ocp.args.StandardRestore(_abstract(state, repl)), meta=ocp.args.JsonRestore())
+    if same:
+        loader = {**loader, "start": saved["start"]}
+        batches = iterate(train_data[loader["start"]:])
+        items["data"] = grain.checkpoint.CheckpointRestore(batches)
+    else:
+        loader = {**loader, "start": step}
+        batches = iterate(train_data[step:])
+    restored = mgr.restore(step, args=ocp.args.Composite(**items))
+    return restored["state"], restored["meta"]["epoch_losses"], loader, batches
+
+
 def evaluate(eval_step, params, source, cfg: Config, mesh) -> float:
     correct = count = 0.0
-    for batch in data_lib.eval_batches(source, cfg.batch_size, cfg.examples_per_clip, jax.process_index(),
-                                       jax.process_count(), waveform_samples(cfg, training=False)):
+    data = data_lib.eval_dataset(source, cfg.batch_size, cfg.examples_per_clip, jax.process_index(),
+                                 jax.process_count(), waveform_samples(cfg, training=False))
+    batches = data_lib.iterate(data, cfg.loader_workers, cfg.prefetch)
+    for batch in batches:
         out = eval_step(params, sharding.shard_batch(mesh, batch))
         correct += float(out["correct"])
         count += float(out["count"])
+    batches.close()
     return correct / max(count, 1.0)
 
 

@@ -1,0 +1,143 @@
+"""Multi-host runs that start as README says: the flags and JAX_* variables (vggish_jax.distributed), then real
+processes on localhost (slow): their extract shards are one process's, and their training steps one
+process's steps."""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from train_helpers import free_port, run_devices, run_processes
+from vggish_jax import distributed
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse(argv, env=None, monkeypatch=None):
+    for k in distributed.ENV.values():
+        monkeypatch.delenv(k, raising=False)
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
+    p = argparse.ArgumentParser()
+    distributed.add_arguments(p)
+    return p.parse_args(argv)
+
+
+def test_flags_and_environment(monkeypatch):
+    assert distributed.settings(parse([], monkeypatch=monkeypatch)) is None
+    assert distributed.initialize(parse([], monkeypatch=monkeypatch)) is False  # single process: JAX untouched
+    flags = ["--coordinator", "10.0.0.1:1234", "--num-processes", "4", "--process-id", "3"]
+    assert distributed.settings(parse(flags, monkeypatch=monkeypatch)) == ("10.0.0.1:1234", 4, 3)
+    env = {"JAX_COORDINATOR_ADDRESS": "h:9", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}
+    assert distributed.settings(parse([], env, monkeypatch)) == ("h:9", 2, 1)
+    assert distributed.settings(parse(["--process-id", "0"], env, monkeypatch)) == ("h:9", 2, 0)  # a flag wins
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    # The case of issue 21: only the coordinator in the environment, as jax.distributed.initialize() reads it.
+    ([], {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1234"},
+     "missing --num-processes (or $JAX_NUM_PROCESSES), --process-id (or $JAX_PROCESS_ID)"),
+    (["--num-processes", "2", "--process-id", "0"], {}, "missing --coordinator (or $JAX_COORDINATOR_ADDRESS)"),
+    (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], {}, "must be in 0 .. 1"),
+    (["--coordinator", "h:1", "--num-processes", "two", "--process-id", "0"], {}, "take whole numbers"),
+    (["--coordinator", "h", "--num-processes", "2", "--process-id", "0"], {}, "takes HOST:PORT"),
+])
+def test_half_given_settings_are_refused_in_one_line(argv, env, message, monkeypatch):
+    with pytest.raises(ValueError, match=message.replace("$", r"\$").replace("(", r"\(").replace(")", r"\)")) as e:
+        distributed.initialize(parse(argv, env, monkeypatch))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("command", ["extract", "finetune"])
+def test_commands_refuse_half_given_settings(command, tmp_path, monkeypatch, capsys):
+    from vggish_jax import cli
+
+    for k in distributed.ENV.values():
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1234")
+    args = {"extract": ["--weights", str(tmp_path / "w"), "--out", str(tmp_path / "o")],
+            "finetune": ["--workdir", str(tmp_path / "w")]}[command]
+    assert cli.main([command, "--data-dir", str(tmp_path / "d"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--num-processes" in err and "--process-id" in err
+
+
+@pytest.mark.slow
+def test_two_processes_take_one_processs_training_steps(tmp_path):
+    """Three steps (a checkpoint with each process's grain state after the second) on 2 processes x 1 CPU
+    device end where 1 process on 1 device does: the same global batches, split between the processes."""
+    one = run_devices(1, tmp_path / "w1", tmp_path / "p1.npz", 1, stop=3)
+    two = run_processes(2, tmp_path / "w2", tmp_path / "p2", 1, stop=3)
+    assert len(glob.glob(str(tmp_path / "w2" / "ckpt" / "latest" / "2" / "data" / "process_*-of-2.json"))) == 2
+    for params in two:
+        assert params.keys() == one.keys()
+        for k in one:  # only the all-reduce order differs (Adam can lift its noise: see the 8-device test)
+            np.testing.assert_allclose(params[k], one[k], rtol=1e-4, atol=1e-4, err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def mini_build(tmp_path_factory):
+    from mini_fma import make_mini_fma
+    from vggish_jax.datasets import fma
+
+    root = tmp_path_factory.mktemp("multihost_fma")
+    mini = make_mini_fma(root / "manual", per_genre_per_split=1, seconds=1.2, seed=3, genres=("Folk", "Rock"))
+    data_dir = str(root / "data")
+    fma.prepare("fma/small", data_dir=data_dir, manual_dir=mini.manual_dir, workers=0)
+    return data_dir
+
+
+def _shards(out: str) -> dict[str, dict[str, np.ndarray]]:
+    found = {}
+    for path in sorted(glob.glob(os.path.join(out, "*", "shard-*.npz"))):
+        with np.load(path) as z:
+            found[os.path.relpath(path, out)] = {k: z[k] for k in z.files}
+    return found
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_processs_shards(mini_build, random_weights_dir, tmp_path):
+    """`extract` on 2 processes on localhost (process 0 given the flags, process 1 the JAX_* variables):
+    together they write exactly the shards 1 process writes, and info.json completes."""
+    base = [sys.executable, "-m", "vggish_jax.cli", "extract", "--dataset", "fma/small", "--data-dir", mini_build,
+            "--weights", random_weights_dir, "--batch-size", "2", "--shard-size", "1", "--workers", "0",
+            "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k not in distributed.ENV.values()}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    coordinator = f"127.0.0.1:{free_port()}"
+    procs = [subprocess.Popen(base + ["--out", two, "--coordinator", coordinator, "--num-processes", "2",
+                                      "--process-id", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True),
+             subprocess.Popen(base + ["--out", two], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(env, JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES="2",
+                                       JAX_PROCESS_ID="1"))]
+    single = subprocess.run(base + ["--out", one], env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    try:
+        results = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for i, (p, (_, err)) in enumerate(zip(procs, results)):
+        assert p.returncode == 0, f"process {i}: {err[-3000:]}"
+    want, got = _shards(one), _shards(two)
+    assert len(want) >= 4 and sorted(got) == sorted(want)  # every shard, each written by one of the processes
+    for name in want:
+        assert want[name].keys() == got[name].keys(), name
+        for key in want[name]:
+            np.testing.assert_array_equal(got[name][key], want[name][key], err_msg=f"{name}: {key}")
+    info = json.load(open(os.path.join(two, "info.json")))
+    if not info["complete"]:  # process 0 finished before process 1: a rerun on any count completes it
+        again = subprocess.run(base + ["--out", two], env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        info = json.load(open(os.path.join(two, "info.json")))
+        assert sorted(_shards(two)) == sorted(want)
+    assert info["complete"] is True
