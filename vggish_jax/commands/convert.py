@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 
+ON_STOP = ("weights already in --out are unchanged (new ones are written beside them and swapped in only "
+           "when complete); rerun the same command")
+
+
 def add_arguments(p):
     src = p.add_argument_group("source (exactly one; none with --verify checks an existing --out)")
     src.add_argument("--torch-weights", metavar="PTH", help="torchvggish vggish-10086976.pth")

@@ -8,6 +8,9 @@ from tqdm import tqdm
 from vggish_jax.cli import nonnegative_int, positive_int
 
 
+ON_STOP = "finished work is kept; rerun the same command to resume"
+
+
 def add_arguments(p):
     p.add_argument("files", nargs="+",
                    help="audio files (wav, flac, ogg, mp3) or folders (their audio files, recursively)")
@@ -36,9 +39,9 @@ def run(args) -> int:
     preflight.output_file(args.out)  # a folder given as --out is refused, not turned into FOLDER.npz
     npz, _, _ = out_paths(args.out)
     preflight.output_file(npz)
-    files, notes = audio.expand_inputs(args.files)
-    for note in notes:
-        print(note, file=sys.stderr)
+    files, notes, unreadable = audio.expand_inputs(args.files)
+    for line in notes + [s.line() for s in unreadable]:
+        print(line, file=sys.stderr)
     embedder = load_pretrained(args.weights, final_relu=args.final_relu, dtype=args.dtype, batch_size=args.batch_size)
     if args.postprocess and embedder.pca is None:
         raise ValueError(f"{os.path.abspath(args.weights)}: these weights have no PCA params, so --postprocess is "
@@ -58,7 +61,7 @@ def run(args) -> int:
                                                 postprocess=args.postprocess):
                 output.add(path, result)
                 bar.update(1)
-        complete = True
+        complete = not unreadable  # files behind an unreadable folder were not embedded
     finally:
         n = output.finish(files, complete)  # also after Ctrl-C, SIGTERM or an error: keep what finished
         for path, err in output.errors.items():

@@ -7,6 +7,10 @@ import sys
 HELP = "Fréchet Audio Distance of GEN against REF (folders/lists of audio, stored embeddings or statistics)"
 
 
+ON_STOP = ("no result was written (REF statistics are kept only if \"saved REF statistics\" was printed); rerun "
+           "the same command")
+
+
 def add_arguments(p):
     what = ("a folder of audio (recursive), an audio file, a .txt list of audio files, an `extract` output "
             "(or one split folder of it), an `embed` .npz, or saved statistics (.npz)")
