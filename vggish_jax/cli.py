@@ -132,12 +132,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _message(e: BaseException, args, on_stop: str) -> str:
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        where = f"{e.filename}: " if e.filename else ""
-        return one_line(f"{where}no space left on the device ({os.strerror(e.errno)}); free some space (df -h "
-                        f"shows how much there is) or write elsewhere; {on_stop}")
+    full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+    if full or "No space left on device" in str(e):
+        where = f"{e.filename}: " if full and e.filename else ""
+        return one_line(f"{where}no space left on the device; free some space (df -h shows how much there is) "
+                        f"or write elsewhere; {on_stop}")
     text = _one_line(e)
-    if "RESOURCE_EXHAUSTED" in text or "Out of memory" in text:
+    if "RESOURCE_EXHAUSTED" in text and ("Out of memory" in text or "alloc" in text):
         size = getattr(args, "batch_size", None)
         first = text.split(";")[0][:200]
         lower = f"lower --batch-size (it is {size}; try {max(1, size // 4)})" if size else "use a smaller input"
