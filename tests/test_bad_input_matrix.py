@@ -1,11 +1,15 @@
 """Bad input over every command: a non-zero exit (or a per-item skip), exactly one error line naming the file and
 the fix, no traceback, and finished outputs left as they were. In-process (`cli.main`) except where noted."""
+import contextlib
 import hashlib
 import json
 import os
 import re
+import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -77,6 +81,26 @@ def world(tmp_path_factory, random_weights_dir, audio_files):
     for name, damage in {"w_trunc": {"truncate": True}, "w_manifest": {"manifest": True},
                          "w_meta": {"metadata": True}}.items():
         w[name] = small_weights(d / name, **damage)
+    # A 30-s mp3 cut in half, as an interrupted download leaves it.
+    whole = d / "whole.mp3"
+    sf.write(whole, tone_mix(30.0, 22050), 22050)
+    w["cut_mp3"] = str(d / "cut.mp3")
+    data = whole.read_bytes()
+    open(w["cut_mp3"], "wb").write(data[: len(data) // 2])
+    w["loud"] = str(d / "loud.wav")  # float samples x1000: peak far above full scale
+    sf.write(w["loud"], 1000 * tone_mix(4.0, 16000), 16000, subtype="FLOAT")
+    w["fifo"] = str(d / "pipe.wav")
+    os.mkfifo(w["fifo"])
+    w["dangling"] = str(d / "gone.wav")
+    os.symlink(str(d / "deleted.wav"), w["dangling"])
+    w["newline"] = str(d / "bad\nname.wav")
+    open(w["newline"], "w").write("not audio\n" * 50)
+    w["onesec"] = str(d / "onesec.wav")  # one 0.96-s frame
+    sf.write(w["onesec"], tone_mix(1.2, 16000), 16000)
+    w["pth"] = str(d / "vggish-10086976.pth")
+    open(w["pth"], "wb").write(b"not really a torch file")
+    w["relu_npz"] = str(d / "relu.npz")  # an embed store made with the final ReLU (fad's default is without)
+    assert cli.main(["embed", w["music"], "--weights", w["weights"], "--out", w["relu_npz"], "--final-relu"]) == 0
     # A finished embed output, to check that refused runs leave it untouched.
     w["done_npz"] = str(d / "done.npz")
     assert cli.main(["embed", w["good"], "--weights", w["weights"], "--out", w["done_npz"], "--batch-size", "4"]) == 0
@@ -200,6 +224,37 @@ CASES = [
                                          w["dir"] + "/no/such/r.json"], "/no/such", r"create it first", "fail", []),
     ("fad-weights-without-metadata", lambda w: ["fad", w["music"], w["music"], "--weights", w["w_meta"]],
      "w_meta/metadata.json", r"convert the weights again", "fail", []),
+    # round 3: true reasons, truncated files, one-line messages with the fix
+    ("embed-truncated-mp3", lambda w: ["embed", w["cut_mp3"], w["good"], "--weights", w["weights"], "--out",
+                                      w["dir"] + "/cut.npz", "--batch-size", "4"], "cut.mp3",
+     r"truncated: \d+ of the \d+ frames its header declares decode \(1\d\.\d s of 30\.0 s\); re-download", "skip", []),
+    ("predict-truncated-mp3", lambda w: ["predict", w["cut_mp3"], "--example"], "cut.mp3", r"truncated: .*re-download",
+     "skip", []),
+    ("embed-fifo", lambda w: ["embed", w["fifo"], w["good"], "--weights", w["weights"], "--out", w["dir"] + "/f.npz",
+                             "--batch-size", "4"], "pipe.wav", r"is a FIFO \(named pipe\), not a regular file", "skip",
+     []),
+    ("embed-dangling-symlink", lambda w: ["embed", w["dangling"], w["good"], "--weights", w["weights"], "--out",
+                                         w["dir"] + "/l.npz", "--batch-size", "4"], "gone.wav",
+     r"broken symbolic link \(points to .*deleted.wav.*fix or remove the link", "skip", []),
+    ("embed-newline-in-name", lambda w: ["embed", w["newline"], w["good"], "--weights", w["weights"], "--out",
+                                        w["dir"] + "/n.npz", "--batch-size", "4"], "bad\\nname.wav",
+     r"re-encode or drop it", "skip", []),
+    ("embed-dash-file", lambda w: ["embed", "-dash.wav", "--weights", w["weights"], "--out", "x.npz"], "-dash.wav",
+     r"put -- before file names that start with '-' \(vggish-jax embed \[options\] -- -dash.wav\)", "fail", []),
+    ("predict-dash-file", lambda w: ["predict", "-dash.wav"], "-dash.wav", r"put -- before file names", "fail", []),
+    ("embed-weights-is-the-pth", lambda w: ["embed", w["good"], "--weights", w["pth"], "--out", "x.npz"],
+     "vggish-10086976.pth", r"convert it first \(`vggish-jax convert --torch-weights .*--out DIR`\) and pass --weights DIR",
+     "fail", []),
+    ("embed-weights-is-metadata-json", lambda w: ["embed", w["good"], "--weights", w["weights"] + "/metadata.json",
+                                                 "--out", "x.npz"], "metadata.json",
+     r"pass the folder that holds it: --weights \S+weights", "fail", []),
+    ("embed-weights-is-params-folder", lambda w: ["embed", w["good"], "--weights", w["weights"] + "/params", "--out",
+                                                 "x.npz"], "/params", r"pass the folder above it: --weights \S+weights",
+     "fail", []),
+    ("fad-one-frame-ref", lambda w: ["fad", w["onesec"], w["music"], "--weights", w["weights"]], "onesec.wav",
+     r"^vggish-jax fad: error: REF .*1 embedding frame .*give more audio", "fail", []),
+    ("fad-other-final-relu", lambda w: ["fad", w["music"], w["relu_npz"], "--weights", w["weights"]], "relu.json",
+     r"final_relu.*pass --final-relu to embed the audio the way", "fail", []),
     ("finetune-workers-negative", lambda w: ["finetune", "--data-dir", "d", "--workdir", "w", "--workers", "-2"],
      "--workers", r"must be 0 or more", "fail", []),
 ]

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         how = "terminated" if isinstance(e, Terminated) else "interrupted"
         print(f"vggish-jax {args.command}: {how}; {on_stop}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
-    except (ValueError, OSError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError, MemoryError) as e:
         # Library errors carry a one-line message naming the file and the fix; OSError (FileNotFoundError,
         # PermissionError) names the file itself.
         print(f"vggish-jax {args.command}: error: {_message(e, args, on_stop)}", file=sys.stderr)
@@ -138,11 +138,11 @@ def _message(e: BaseException, args, on_stop: str) -> str:
         return one_line(f"{where}no space left on the device; free some space (df -h shows how much there is) "
                         f"or write elsewhere; {on_stop}")
     text = _one_line(e)
-    if "RESOURCE_EXHAUSTED" in text and ("Out of memory" in text or "alloc" in text):
+    if isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in text and ("Out of memory" in text or "alloc" in text):
         size = getattr(args, "batch_size", None)
-        first = text.split(";")[0][:200]
-        lower = f"lower --batch-size (it is {size}; try {max(1, size // 4)})" if size else "use a smaller input"
-        return f"out of accelerator memory ({first}); {lower}"
+        what = f" ({text[:200]})" if text != "MemoryError" else ""
+        lower = f"lower --batch-size (it is {size}; the default is 64)" if size else "use smaller inputs"
+        return f"out of memory{what}; {lower}"
     return text
 
 
