@@ -324,15 +324,24 @@ def test_convert_names_the_missing_reader_before_downloading(tmp_path, monkeypat
     assert not os.path.exists(tmp_path / "w")
 
 
-def test_damaged_mp3s_print_one_line_each_in_a_real_process(world, audio_files):
-    """mpg123's own "Note: Illegal Audio-MPEG-Header ... resync" chatter on fd 2 does not reach the user."""
+def test_damaged_mp3s_print_one_line_each_in_a_real_process(world, audio_files, tmp_path):
+    """mpg123's own "Note: Illegal Audio-MPEG-Header ... resync" chatter on fd 2 does not reach the user, neither
+    when a file is opened nor when the damage is found while decoding (the middle of a song)."""
+    song = tmp_path / "song.mp3"
+    sf.write(song, tone_mix(20.0, 22050), 22050)
+    data = bytearray(song.read_bytes())
+    third = len(data) // 3
+    data[third: third + 3000] = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    damaged = str(tmp_path / "damaged.mp3")
+    open(damaged, "wb").write(bytes(data))
     env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-m", "vggish_jax.cli", "predict", audio_files["corrupt"], world["text_mp3"],
-                        world["good"]], capture_output=True, text=True, env=env, timeout=300)
+                        damaged, world["good"]], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and world["good"] in r.stdout
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith("skipped") for line in lines), r.stderr
+    assert len(lines) == 3 and all(line.startswith("skipped") for line in lines), r.stderr
     assert audio_files["corrupt"] in lines[0] and world["text_mp3"] in lines[1]
+    assert damaged in lines[2] and "decoding failed" in lines[2]
 
 
 def test_over_range_audio_warns_once_in_every_command_and_is_reported(world, capsys, tmp_path):
