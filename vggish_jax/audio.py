@@ -324,7 +324,8 @@ def _without_decoder_notes():
 def _read(f: sf.SoundFile, path: str, frames: int = -1, at: int | None = None) -> np.ndarray:
     """Decode up to `frames` frames [samples, channels] float32 (fewer at the end of what decodes)."""
     try:
-        with _without_decoder_notes():
+        # Only mpg123 writes to fd 2 while decoding; other formats need no redirect.
+        with _without_decoder_notes() if f.format == "MP3" else contextlib.nullcontext():
             return f.read(frames, dtype="float32", always_2d=True)
     except Exception as e:
         where = "part-way" if at is None else f"at sample {at}"
