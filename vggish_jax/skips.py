@@ -22,7 +22,8 @@ KINDS = (
 # Kinds of caution: the input was used, but the result may not mean what the user expects.
 CAUTION_KINDS = (
     "over_range",  # float audio far above full scale (|x| >> 1): embedded as given, likely mis-scaled
-    "truncated_kept",  # a truncated file whose decodable part was kept on request (--keep-truncated)
+    "truncated_kept",  # a truncated file whose decodable part was kept on request (keep_truncated)
+    "few_frames",  # a set (FAD's REF or GEN) with fewer frames than dimensions: statistics dominated by bias
 )
 
 

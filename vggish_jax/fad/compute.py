@@ -32,7 +32,7 @@ import os
 import sys
 from typing import Callable
 
-from vggish_jax import audio, spec as spec_lib
+from vggish_jax import audio, skips, spec as spec_lib
 from vggish_jax.fad import frechet, score, sources, stats as stats_lib
 from vggish_jax.fad.sources import EmbeddingSet, SourceError
 
@@ -54,7 +54,7 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
         raise ValueError(f"unknown method {method!r}; choose from {frechet.METHODS}")
     if steps < 2 or bootstrap < 0 or not 0 < ci_level < 1:
         raise ValueError(f"need steps >= 2, bootstrap >= 0 and 0 < ci_level < 1; got {steps}, {bootstrap}, {ci_level}")
-    warnings: list = []  # skips.Caution dicts (over-range audio) and set-level notes (few frames)
+    warnings: list = []  # skips.Caution dicts: over-range audio, sets with few frames
     ref_set = _cached_ref(ref, ref_stats, pad) if ref_stats and os.path.exists(ref_stats) else None
     sets = [ref_set or _open(ref, "REF"), _open(gen, "GEN")]
     audio_sets = [s for s in sets if s.kind == "audio"]
@@ -83,7 +83,7 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
         note = few_frames(s.role, s.source, st.count, st.mean.shape[0])
         if note:
             log(f"fad: warning: {note}")
-            warnings.append({"kind": "few_frames", "path": s.source, "reason": note})
+            warnings.append(skips.Caution("few_frames", s.source, note).to_dict())
     if ref_stats and ref_set.kind != "stats":
         ref_st.meta.update(_ref_identity(ref_set), pad=pad, skipped=ref_set.skipped)
         stats_lib.save(ref_stats, ref_st)
@@ -124,11 +124,14 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
 def few_frames(role: str, source: str, frames: int, dim: int) -> str | None:
     """A note when a set has fewer frames than dimensions: its covariance is singular, and FAD (which grows
     like c / frames) is then mostly small-sample bias."""
+    from vggish_jax.models.vggish.frontend import DEFAULT
+
     if frames >= dim:
         return None
+    minutes = dim * DEFAULT.example_hop_samples / DEFAULT.sample_rate / 60
     return (f"{role} {source} has {frames} frames in {dim} dimensions, so its covariance is singular and the FAD "
             f"is dominated by small-sample bias, not by the audio; use more audio (at least {dim} frames, "
-            f"{dim * 0.96 / 60:.0f} minutes; thousands for a stable FAD)")
+            f"{minutes:.0f} minutes; thousands for a stable FAD)")
 
 
 def _checked_fad_inf(inf: dict, frames: int, log) -> dict:
