@@ -80,3 +80,79 @@ def test_bad_files_raise_one_clear_line(audio_files, kind, message):
         audio.load(audio_files[kind])
     text = str(err.value)
     assert audio_files[kind] in text and message in text and "\n" not in text
+
+
+@pytest.fixture(scope="module")
+def cut_mp3(tmp_path_factory):
+    """A 20-s mp3 and the same file cut in half (an interrupted download)."""
+    d = tmp_path_factory.mktemp("cut")
+    whole = d / "whole.mp3"
+    sf.write(whole, tone_mix(20.0, 22050), 22050)
+    data = whole.read_bytes()
+    (d / "cut.mp3").write_bytes(data[: len(data) // 2])
+    return str(whole), str(d / "cut.mp3")
+
+
+def test_truncated_file_is_refused_with_decoded_and_declared_lengths(cut_mp3):
+    whole, cut = cut_mp3
+    declared = sf.info(cut).frames  # the header's claim (libsndfile), the oracle for "declared"
+    with sf.SoundFile(cut) as f:
+        decoded = f.read(dtype="float32").shape[0]  # what decodes, read whole
+    assert decoded < declared * 0.6
+    for read in (lambda: audio.load(cut, 16000), lambda: list(audio.stream(cut, 16000, block_seconds=3.0))):
+        with pytest.raises(audio.TruncatedError) as err:
+            read()
+        assert f"{cut}: truncated: {decoded} of the {declared} frames its header declares decode" in str(err.value)
+        assert err.value.kind == "truncated" and err.value.skip(cut).kind == "truncated"
+    audio.load(whole, 16000)  # the whole file passes the same check
+
+
+def test_keep_truncated_uses_the_part_that_decodes_and_says_so(cut_mp3):
+    _, cut = cut_mp3
+    with sf.SoundFile(cut) as f:
+        raw = f.read(dtype="float32")
+    with audio.collect_cautions() as cautions:
+        x, sr = audio.load(cut, keep_truncated=True)
+    np.testing.assert_array_equal(x, raw)
+    assert [(c.kind, c.path) for c in cautions] == [("truncated_kept", cut)]
+
+
+def test_over_range_is_reported_once_with_its_peak(tmp_path, capsys):
+    path = str(tmp_path / "loud.wav")
+    sf.write(path, 1000 * tone_mix(2.0, 16000), 16000, subtype="FLOAT")
+    quiet = str(tmp_path / "ok.wav")
+    sf.write(quiet, 1.2 * tone_mix(2.0, 16000), 16000, subtype="FLOAT")  # a little over 1: decoder overshoot
+    peak = float(np.abs(sf.read(path, dtype="float32")[0]).max())
+    with audio.collect_cautions() as cautions:
+        list(audio.stream(path, 16000, block_seconds=0.5))
+        list(audio.stream(quiet, 16000, block_seconds=0.5))
+    err = capsys.readouterr().err
+    assert [c.kind for c in cautions] == ["over_range"] and f"peak at {peak:.4g}" in cautions[0].reason
+    assert err.count("warning:") == 1 and err.startswith(f"warning: {path}: samples peak at")
+
+
+def test_scan_folder_sorted_skips_hidden_names(tmp_path):
+    for rel in ["b/2.wav", "1.flac", "._1.flac", ".cache/3.wav", "notes.txt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    files, bad = audio.scan_folder(tmp_path)
+    assert files == [str(tmp_path / "1.flac"), str(tmp_path / "b" / "2.wav")] and bad == []
+
+
+def test_non_regular_files_and_broken_links_are_named_as_such(tmp_path):
+    import os
+
+    fifo, link = tmp_path / "p.wav", tmp_path / "l.wav"
+    os.mkfifo(fifo)
+    os.symlink(tmp_path / "gone.wav", link)
+    for path, why in [(fifo, r"is a FIFO \(named pipe\), not a regular file"), (link, "broken symbolic link")]:
+        with pytest.raises(audio.UnreadableError, match=why):
+            audio.load(path)
+
+
+def test_a_newline_in_a_file_name_stays_on_one_line(tmp_path):
+    path = tmp_path / "a\nb.mp3"
+    path.write_text("not audio\n" * 40)
+    with pytest.raises(audio.AudioError) as err:
+        audio.load(path)
+    assert "\n" not in str(err.value) and str(tmp_path / "a\\nb.mp3") in str(err.value)

@@ -1,11 +1,14 @@
 """Bad input over every command: a non-zero exit (or a per-item skip), exactly one error line naming the file and
 the fix, no traceback, and finished outputs left as they were. In-process (`cli.main`) except where noted."""
+import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -77,6 +80,26 @@ def world(tmp_path_factory, random_weights_dir, audio_files):
     for name, damage in {"w_trunc": {"truncate": True}, "w_manifest": {"manifest": True},
                          "w_meta": {"metadata": True}}.items():
         w[name] = small_weights(d / name, **damage)
+    # A 30-s mp3 cut in half, as an interrupted download leaves it.
+    whole = d / "whole.mp3"
+    sf.write(whole, tone_mix(30.0, 22050), 22050)
+    w["cut_mp3"] = str(d / "cut.mp3")
+    data = whole.read_bytes()
+    open(w["cut_mp3"], "wb").write(data[: len(data) // 2])
+    w["loud"] = str(d / "loud.wav")  # float samples x1000: peak far above full scale
+    sf.write(w["loud"], 1000 * tone_mix(4.0, 16000), 16000, subtype="FLOAT")
+    w["fifo"] = str(d / "pipe.wav")
+    os.mkfifo(w["fifo"])
+    w["dangling"] = str(d / "gone.wav")
+    os.symlink(str(d / "deleted.wav"), w["dangling"])
+    w["newline"] = str(d / "bad\nname.wav")
+    open(w["newline"], "w").write("not audio\n" * 50)
+    w["onesec"] = str(d / "onesec.wav")  # one 0.96-s frame
+    sf.write(w["onesec"], tone_mix(1.2, 16000), 16000)
+    w["pth"] = str(d / "vggish-10086976.pth")
+    open(w["pth"], "wb").write(b"not really a torch file")
+    w["relu_npz"] = str(d / "relu.npz")  # an embed store made with the final ReLU (fad's default is without)
+    assert cli.main(["embed", w["music"], "--weights", w["weights"], "--out", w["relu_npz"], "--final-relu"]) == 0
     # A finished embed output, to check that refused runs leave it untouched.
     w["done_npz"] = str(d / "done.npz")
     assert cli.main(["embed", w["good"], "--weights", w["weights"], "--out", w["done_npz"], "--batch-size", "4"]) == 0
@@ -200,6 +223,37 @@ CASES = [
                                          w["dir"] + "/no/such/r.json"], "/no/such", r"create it first", "fail", []),
     ("fad-weights-without-metadata", lambda w: ["fad", w["music"], w["music"], "--weights", w["w_meta"]],
      "w_meta/metadata.json", r"convert the weights again", "fail", []),
+    # round 3: true reasons, truncated files, one-line messages with the fix
+    ("embed-truncated-mp3", lambda w: ["embed", w["cut_mp3"], w["good"], "--weights", w["weights"], "--out",
+                                      w["dir"] + "/cut.npz", "--batch-size", "4"], "cut.mp3",
+     r"truncated: \d+ of the \d+ frames its header declares decode \(1\d\.\d s of 30\.0 s\); re-download", "skip", []),
+    ("predict-truncated-mp3", lambda w: ["predict", w["cut_mp3"], "--example"], "cut.mp3", r"truncated: .*re-download",
+     "skip", []),
+    ("embed-fifo", lambda w: ["embed", w["fifo"], w["good"], "--weights", w["weights"], "--out", w["dir"] + "/f.npz",
+                             "--batch-size", "4"], "pipe.wav", r"is a FIFO \(named pipe\), not a regular file", "skip",
+     []),
+    ("embed-dangling-symlink", lambda w: ["embed", w["dangling"], w["good"], "--weights", w["weights"], "--out",
+                                         w["dir"] + "/l.npz", "--batch-size", "4"], "gone.wav",
+     r"broken symbolic link \(points to .*deleted.wav.*fix or remove the link", "skip", []),
+    ("embed-newline-in-name", lambda w: ["embed", w["newline"], w["good"], "--weights", w["weights"], "--out",
+                                        w["dir"] + "/n.npz", "--batch-size", "4"], "bad\\nname.wav",
+     r"re-encode or drop it", "skip", []),
+    ("embed-dash-file", lambda w: ["embed", "-dash.wav", "--weights", w["weights"], "--out", "x.npz"], "-dash.wav",
+     r"put -- before file names that start with '-' \(vggish-jax embed \[options\] -- -dash.wav\)", "fail", []),
+    ("predict-dash-file", lambda w: ["predict", "-dash.wav"], "-dash.wav", r"put -- before file names", "fail", []),
+    ("embed-weights-is-the-pth", lambda w: ["embed", w["good"], "--weights", w["pth"], "--out", "x.npz"],
+     "vggish-10086976.pth", r"convert it first \(`vggish-jax convert --torch-weights .*--out DIR`\) and pass --weights DIR",
+     "fail", []),
+    ("embed-weights-is-metadata-json", lambda w: ["embed", w["good"], "--weights", w["weights"] + "/metadata.json",
+                                                 "--out", "x.npz"], "metadata.json",
+     r"pass the folder that holds it: --weights \S+weights", "fail", []),
+    ("embed-weights-is-params-folder", lambda w: ["embed", w["good"], "--weights", w["weights"] + "/params", "--out",
+                                                 "x.npz"], "/params", r"pass the folder above it: --weights \S+weights",
+     "fail", []),
+    ("fad-one-frame-ref", lambda w: ["fad", w["onesec"], w["music"], "--weights", w["weights"]], "onesec.wav",
+     r"^vggish-jax fad: error: REF .*1 embedding frame .*give more audio", "fail", []),
+    ("fad-other-final-relu", lambda w: ["fad", w["music"], w["relu_npz"], "--weights", w["weights"]], "relu.json",
+     r"final_relu.*pass --final-relu to embed the audio the way", "fail", []),
     ("finetune-workers-negative", lambda w: ["finetune", "--data-dir", "d", "--workdir", "w", "--workers", "-2"],
      "--workers", r"must be 0 or more", "fail", []),
 ]
@@ -270,12 +324,186 @@ def test_convert_names_the_missing_reader_before_downloading(tmp_path, monkeypat
     assert not os.path.exists(tmp_path / "w")
 
 
-def test_damaged_mp3s_print_one_line_each_in_a_real_process(world, audio_files):
-    """mpg123's own "Note: Illegal Audio-MPEG-Header ... resync" chatter on fd 2 does not reach the user."""
+def test_damaged_mp3s_print_one_line_each_in_a_real_process(world, audio_files, tmp_path):
+    """mpg123's own "Note: Illegal Audio-MPEG-Header ... resync" chatter on fd 2 does not reach the user, neither
+    when a file is opened nor when the damage is found while decoding (the middle of a song)."""
+    song = tmp_path / "song.mp3"
+    sf.write(song, tone_mix(20.0, 22050), 22050)
+    data = bytearray(song.read_bytes())
+    third = len(data) // 3
+    data[third: third + 3000] = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    damaged = str(tmp_path / "damaged.mp3")
+    open(damaged, "wb").write(bytes(data))
     env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-m", "vggish_jax.cli", "predict", audio_files["corrupt"], world["text_mp3"],
-                        world["good"]], capture_output=True, text=True, env=env, timeout=300)
+                        damaged, world["good"]], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and world["good"] in r.stdout
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith("skipped") for line in lines), r.stderr
+    assert len(lines) == 3 and all(line.startswith("skipped") for line in lines), r.stderr
     assert audio_files["corrupt"] in lines[0] and world["text_mp3"] in lines[1]
+    assert damaged in lines[2] and "decoding failed" in lines[2]
+
+
+def test_over_range_audio_warns_once_in_every_command_and_is_reported(world, capsys, tmp_path):
+    """Float samples x1000 are used as given, but each command prints one warning naming the file and its peak,
+    and the JSON reports of predict and fad list it."""
+    peak = float(np.abs(sf.read(world["loud"], dtype="float32")[0]).max())  # the oracle: the file's own samples
+    runs = {"embed": ["embed", world["loud"], "--weights", world["weights"], "--out", str(tmp_path / "l.npz"),
+                      "--batch-size", "4"],
+            "predict": ["predict", world["loud"], "--json"],
+            "fad": ["fad", world["loud"], world["music"], "--weights", world["weights"], "--out",
+                    str(tmp_path / "fad.json"), "--no-fad-inf"]}
+    for name, argv in runs.items():
+        code, out, err = run_cli(capsys, argv)
+        assert code == 0, (name, err)
+        lines = [line for line in err.splitlines() if line.startswith("warning:")]
+        assert len(lines) == 1, (name, err)
+        assert world["loud"] in lines[0] and f"peak at {peak:.4g} (+{20 * np.log10(peak):.0f} dBFS)" in lines[0]
+        if name == "predict":
+            warned = json.loads(out)["warnings"]
+        elif name == "fad":
+            warned = [w for w in json.load(open(tmp_path / "fad.json"))["warnings"] if w["kind"] == "over_range"]
+        else:
+            continue
+        assert [(w["kind"], w["path"]) for w in warned] == [("over_range", world["loud"])], name
+
+
+@contextlib.contextmanager
+def unprivileged():
+    """Run the block with the effective uid of `nobody` when root (root reads everything), so permission
+    checks bite as they do for a user."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+@pytest.fixture
+def shared_dir():
+    d = tempfile.mkdtemp()  # under /tmp, not pytest's private folder, so `nobody` can reach it
+    os.chmod(d, 0o755)
+    yield d
+    for root, dirs, _ in os.walk(d):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o755)
+    shutil.rmtree(d)
+
+
+def test_unreadable_entries_have_their_true_reasons_and_make_the_run_incomplete(shared_dir, capsys):
+    tree = os.path.join(shared_dir, "tree")
+    os.makedirs(os.path.join(tree, "sub"))
+    good, hidden, locked = (os.path.join(tree, "a.wav"), os.path.join(tree, "sub", "b.wav"),
+                            os.path.join(tree, "locked.wav"))
+    for path in (good, hidden, locked):
+        sf.write(path, tone_mix(4.0, 16000), 16000)  # longer than one 3-s MusiCNN patch
+    os.chmod(os.path.join(tree, "sub"), 0)
+    os.chmod(locked, 0)
+    os.chmod(good, 0o644)
+    from vggish_jax import audio
+
+    # Everything predict imports is imported first: `nobody` may not be able to read the Python installation.
+    assert run_cli(capsys, ["predict", good])[0] == 0
+    with unprivileged():
+        files, notes, skipped = audio.expand_inputs([tree])
+        with pytest.raises(audio.UnreadableError, match=r"permission denied \(no read permission\)"):
+            audio.load(locked)
+        code, out, err = run_cli(capsys, ["predict", tree, "--json"])
+    assert files == [good, locked]  # sorted; sub/b.wav could not be listed
+    assert [(s.kind, s.path) for s in skipped] == [("unreadable", os.path.join(tree, "sub"))]
+    assert "permission denied" in skipped[0].reason.lower() and "1 subfolders unreadable" in notes[0]
+    report = json.loads(out)
+    assert report["complete"] is False and [p["path"] for p in report["predictions"]] == [good]
+    assert set(report["errors"]) == {locked, os.path.join(tree, "sub")}
+    assert "permission denied" in report["errors"][locked]
+
+
+def test_fad_of_a_set_with_itself_is_zero_and_fad_inf_never_negative(world, capsys, tmp_path):
+    """REF = GEN = one 30-s file (31 frames in 128 dimensions): the exact FAD is 0; rounding below 0 is reported
+    as 0 with its size; the few frames are warned about; a negative FAD-inf intercept is not a result."""
+    song = str(tmp_path / "song.wav")
+    sf.write(song, tone_mix(30.0, 16000), 16000)
+    out = tmp_path / "r.json"
+    code, stdout, err = run_cli(capsys, ["fad", song, song, "--weights", world["weights"], "--out", str(out),
+                                         "--bootstrap", "5"])
+    assert code == 0, err
+    r = json.load(open(out))
+    assert r["fad"] == 0.0 and r["numerics"]["clipped"] >= 0.0
+    raw = r["numerics"]["mean_term"] + r["numerics"]["trace_term"]
+    assert r["numerics"]["clipped"] == pytest.approx(max(0.0, -raw), abs=0) and abs(raw) < 1e-6
+    assert [w["kind"] for w in r["warnings"]] == ["few_frames", "few_frames"]
+    assert "31 frames in 128 dimensions" in r["warnings"][0]["reason"] and "more audio" in r["warnings"][0]["reason"]
+    inf = r["fad_inf"]
+    assert inf["value"] is None or inf["value"] >= 0
+    if inf["value"] is None:
+        assert inf["intercept"] < 0 and "FAD-inf not reported" in err
+    assert not re.search(r"FAD(-inf)? -", stdout), stdout
+    assert stdout.startswith("FAD 0 ")
+
+
+@pytest.mark.parametrize("command,patch,says", [
+    ("predict", "vggish_jax.predict.iter_predictions", "the predictions printed so far are complete, nothing else"),
+    ("fad", "vggish_jax.fad.compute.evaluate", "no result was written"),
+    ("embed", "vggish_jax.pipeline.incremental.iter_embeddings", "finished work is kept; rerun the same command"),
+])
+def test_ctrl_c_says_what_is_true_for_each_command(world, capsys, monkeypatch, tmp_path, command, patch, says):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(patch, interrupted)
+    argv = {"predict": ["predict", world["good"]],
+            "fad": ["fad", world["music"], world["music"], "--weights", world["weights"]],
+            "embed": ["embed", world["good"], "--weights", world["weights"], "--out", str(tmp_path / "i.npz")]}[command]
+    code, _, err = run_cli(capsys, argv)
+    assert code == 130
+    assert err.strip().splitlines()[-1] == f"vggish-jax {command}: interrupted; " + \
+        __import__(f"vggish_jax.commands.{command}", fromlist=["ON_STOP"]).ON_STOP
+    assert says in err
+
+
+def test_batch_size_too_large_names_the_option_in_a_real_process(world):
+    """XLA's RESOURCE_EXHAUSTED (or numpy's MemoryError), with the address space capped so that no machine
+    really tries to allocate tens of GB."""
+    capped = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30)); "
+              "from vggish_jax import cli; sys.exit(cli.main(sys.argv[1:]))")
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-c", capped, "embed", world["good"], "--weights", world["weights"],
+                        "--out", world["dir"] + "/oom.npz", "--batch-size", "100000"], capture_output=True, text=True,
+                       env=env, timeout=300)
+    lines = [line for line in r.stderr.splitlines() if "error" in line]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(lines) == 1 and "out of memory" in lines[0] and "lower --batch-size (it is 100000" in lines[0], r.stderr
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 2 MB tmpfs, full (needs root and mount; skipped elsewhere)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and tmpfs to make a full disk")
+    try:
+        with open(mnt / "filler", "wb") as f:
+            with contextlib.suppress(OSError):
+                f.write(b"\0" * (2 << 20))
+        yield str(mnt)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_disk_full_names_the_path_and_what_was_kept(world, capsys, full_disk):
+    out = os.path.join(full_disk, "e.npz")
+    code, _, err = run_cli(capsys, ["embed", world["good"], world["music"], "--weights", world["weights"],
+                                    "--out", out, "--batch-size", "4"])
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert code == 2 and "Traceback" not in err and len(lines) == 1, err
+    assert re.search(rf"error: {re.escape(full_disk)}/\S+: no space left on the device; free some space", lines[0])
+    assert lines[0].endswith("finished work is kept; rerun the same command to resume")
+    code, _, err = run_cli(capsys, ["convert", "--random", "0", "--out", os.path.join(full_disk, "w")])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{full_disk}: 0 MB free, but the weights need about 289 MB; free some space or choose another --out" in err
+    assert not [n for n in os.listdir(full_disk) if n.startswith((".w.", "w"))]  # no half-written weights

@@ -167,6 +167,90 @@ def test_bad_pca_files(tmp_path):
         means = np.arange(128.0).reshape(shape)
         np.savez(tmp_path / "pca2.npz", pca_eigen_vectors=np.eye(128), pca_means=means)
         np.testing.assert_array_equal(tf_slim.load_pca_npz(tmp_path / "pca2.npz").means, np.arange(128.0))
+    nan = np.eye(128)
+    nan[3, 5] = np.nan
+    np.savez(tmp_path / "pca3.npz", pca_eigen_vectors=nan, pca_means=np.zeros(128))
+    with pytest.raises(WeightsError, match=r"pca3.npz: PCA params contain NaN/inf.*download it again"):
+        tf_slim.load_pca_npz(tmp_path / "pca3.npz")
+    with pytest.raises(WeightsError, match=r"vggish_pca_params.pth: PCA params contain NaN/inf"):
+        torchvggish.pca_from_state_dict({"pca_eigen_vectors": nan, "pca_means": np.zeros(128)},
+                                        "vggish_pca_params.pth")
+
+
+def _small(seed):
+    """A small tree in place of VGGish (pretrained.save/load do not check the architecture): fast to write."""
+    rng = np.random.default_rng(seed)
+    return {f"layer{i}": {"kernel": rng.normal(size=(64, 64)).astype(np.float32)} for i in range(3)}
+
+
+def _content(directory):
+    """sha256 of the weights' content as loaded (not as recorded), and the seed recorded with them."""
+    from vggish_jax.models.vggish import pretrained
+    from vggish_jax.spec import params_sha256
+
+    params, _, meta = pretrained.load(directory)
+    return params_sha256(params), meta["seed"]
+
+
+def test_convert_stopped_half_way_keeps_the_old_weights(tmp_path, monkeypatch):
+    """The new weights are written beside --out and swapped in at the end: a stop while writing them (here
+    Ctrl-C after orbax wrote part of them) leaves the old weights loadable, and nothing else behind."""
+    from vggish_jax.models.vggish import pretrained
+    from weights_convert.convert import save_beside
+
+    out = str(tmp_path / "w")
+    save_beside(out, _small(0), metadata={"source": "random", "seed": 0})
+    before = _content(out)
+    real_save = pretrained.save
+
+    def save_then_stop(directory, *a, **k):
+        real_save(directory, *a, **k)
+        biggest = max((os.path.join(r, n) for r, _, ns in os.walk(directory) for n in ns), key=os.path.getsize)
+        os.truncate(biggest, 10)  # a half-written file
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrained, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        save_beside(out, _small(1), metadata={"source": "random", "seed": 1})
+    assert _content(out) == before and before[1] == 0
+    assert sorted(os.listdir(tmp_path)) == ["w"]
+    monkeypatch.setattr(pretrained, "save", real_save)
+    save_beside(out, _small(1), metadata={"source": "random", "seed": 1})  # and a finished one replaces them
+    assert _content(out)[1] == 1 and sorted(os.listdir(tmp_path)) == ["w"]
+
+
+def test_convert_killed_between_the_renames_gets_its_old_weights_back(tmp_path, capsys):
+    """A SIGKILL after the old weights were moved aside and before the new ones took their place: the next
+    convert puts the old ones back (and then refuses to replace them without --overwrite)."""
+    from weights_convert.convert import save_beside
+
+    out = tmp_path / "w"
+    save_beside(str(out), _small(0), metadata={"source": "random", "seed": 0})
+    before = _content(out)
+    aside = tmp_path / ".w.old-abc"
+    aside.mkdir()
+    os.rename(out, aside / "weights")
+    (tmp_path / ".w.new-def").mkdir()  # the unfinished new weights
+    assert cli.main(["convert", "--random", "1", "--out", str(out)]) == 2
+    assert "holds converted weights already; pass --overwrite" in capsys.readouterr().err
+    assert _content(out) == before
+    assert sorted(os.listdir(tmp_path)) == ["w"]
+
+
+def test_converted_files_respect_the_umask(tmp_path):
+    """Not mkstemp's private 0600: a user sharing weights with umask 027 gives the group read access."""
+    from weights_convert.convert import save_beside
+
+    old = os.umask(0o027)
+    try:
+        save_beside(str(tmp_path / "w"), _small(0), metadata={"source": "random"})
+    finally:
+        os.umask(old)
+    modes = {os.path.relpath(os.path.join(r, n), tmp_path): os.stat(os.path.join(r, n)).st_mode & 0o777
+             for r, ds, ns in os.walk(tmp_path / "w") for n in ns + ds}
+    assert modes["w/metadata.json"] == 0o640
+    assert all(m == (0o750 if os.path.isdir(tmp_path / p) else 0o640) for p, m in modes.items()), modes
+    assert os.stat(tmp_path / "w").st_mode & 0o777 == 0o750
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None, reason="TensorFlow is installed here")

@@ -366,3 +366,22 @@ def test_stored_embeddings_without_a_model_and_mismatched_specs_refused(tmp_path
     with pytest.raises(spec_lib.SpecMismatch, match="final_relu"):
         compute.evaluate(str(tmp_path / "ref.npz"), str(tmp_path / "gen.npz"), final_relu=True, progress=False,
                          log=lambda m: None)
+
+
+def test_identical_rank_deficient_sets_give_zero_not_a_negative_distance():
+    """31 frames in 128 dimensions against themselves: exactly 0; what rounding puts below 0 is reported as
+    `clipped`, never as a negative distance."""
+    x = np.random.default_rng(3).normal(size=(31, 128))
+    mu, cov = x.mean(axis=0), np.cov(x, rowvar=False)
+    r = frechet.frechet_distance(mu, cov, mu, cov)
+    raw = r.mean_term + r.trace_term
+    assert r.distance == max(raw, 0.0) and r.clipped == max(-raw, 0.0)
+    assert r.distance >= 0 and abs(raw) < 1e-9
+
+
+def test_one_frame_reference_names_the_role_the_file_and_the_fix():
+    from vggish_jax.fad.sources import EmbeddingSet, SourceError
+
+    s = EmbeddingSet("REF", "ref_dir", "embed", files={"ref_dir/a.wav": np.ones((1, 128), np.float32)})
+    with pytest.raises(SourceError, match=r"^REF ref_dir \(ref_dir/a.wav\): 1 embedding frame .*give more audio$"):
+        s.get_stats()

@@ -98,4 +98,4 @@ def test_interrupted_predict_still_reports_what_finished(monkeypatch, capsys):
     cap = capsys.readouterr()
     out = json.loads(cap.out)
     assert [p["path"] for p in out["predictions"]] == [predict.EXAMPLE_CLIP] and out["complete"] is False
-    assert "interrupted; finished work is kept" in cap.err
+    assert "interrupted; the predictions printed so far are complete, nothing else was saved" in cap.err

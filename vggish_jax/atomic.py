@@ -1,13 +1,18 @@
 """Atomic file writes: a temporary file in the same folder, flushed, then renamed over the target.
 
 A reader (or a rerun after a kill) sees either the old file or the complete new one, never a partial one.
+The file gets the mode an ordinary `open` would give (0666 less the umask), not mkstemp's private 0600, so
+shared outputs (weights, embeddings) stay readable by whoever the umask allows. A full disk is reported
+with the path being written.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
+import threading
 from typing import Any, Iterator
 
 import numpy as np
@@ -20,17 +25,33 @@ def replacing(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~umask())
+    finally:
+        os.close(fd)
     try:
         with open(tmp, mode) as f:  # f.name is the temporary path (callers may check it before the rename)
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) and e.filename is None:
+            raise OSError(e.errno, os.strerror(e.errno), path) from e  # name the file, not nothing
         raise
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def umask() -> int:
+    """The process umask (reading it means setting it, so briefly and under a lock)."""
+    with _UMASK_LOCK:
+        old = os.umask(0o022)
+        os.umask(old)
+    return old
 
 
 def write_json(path: str | os.PathLike, obj: Any, **dump_kwargs) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import math
 import os
+import stat
 import sys
 import tempfile
 import threading
@@ -22,11 +23,30 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from vggish_jax import skips
+
 TARGET_SR = 16000
 
 
 class AudioError(ValueError):
-    """A file could not be turned into usable audio. The message names the file and the fix."""
+    """A file could not be turned into usable audio. The message (one line) names the file and the fix."""
+    kind = "undecodable"  # the skips.Skip kind a job records for it
+
+    def __init__(self, message: str):
+        super().__init__(skips.one_line(message))
+
+    def skip(self, path: str) -> skips.Skip:
+        return skips.Skip(self.kind, os.fspath(path), str(self))
+
+
+class UnreadableError(AudioError):
+    """Not a readable regular file: permission denied, a broken link, a FIFO or device, an unreadable folder."""
+    kind = "unreadable"
+
+
+class TruncatedError(AudioError):
+    """Fewer frames decode than the file's header declares (a cut download or copy)."""
+    kind = "truncated"
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:
@@ -129,13 +149,7 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int = TARGET_SR) -> np.ndarray:
 
 def _open(path: str | os.PathLike) -> sf.SoundFile:
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise AudioError(f"{path}: no such file; check the path")
-    if os.path.getsize(path) == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes); re-download or drop it")
-    if os.path.isdir(path):
-        raise AudioError(f"{path}: is a folder, not an audio file; pass the folder itself to a command "
-                         f"(it takes the audio files inside) or give the files")
+    _check_readable_file(path)
     try:
         with _without_decoder_notes():
             f = sf.SoundFile(path)
@@ -149,29 +163,86 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
     return f
 
 
+def _check_readable_file(path: str) -> None:
+    """The true reason a path cannot be read as a file, before libsndfile gives its own vaguer one."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise UnreadableError(f"{path}: broken symbolic link (points to {os.readlink(path)}, which does not "
+                                  f"exist); fix or remove the link") from None
+        raise AudioError(f"{path}: no such file; check the path") from None
+    except PermissionError:
+        raise UnreadableError(f"{path}: permission denied (a folder on its path cannot be searched); fix the "
+                              f"permissions (chmod a+rx on the folders) or run as a user who can read it") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AudioError(f"{path}: is a folder, not an audio file; pass the folder itself to a command "
+                         f"(it takes the audio files inside) or give the files")
+    if not stat.S_ISREG(st.st_mode):
+        what = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise UnreadableError(f"{path}: is {what}, not a regular file; copy the audio to a regular file and pass that")
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        raise UnreadableError(f"{path}: permission denied (no read permission); fix it (chmod a+r) or run as a "
+                              f"user who can read it") from None
+    if st.st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes); re-download or drop it")
+
+
 # The one list of file endings taken as audio when a folder is scanned (embed, extract, fad, Beam).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".m4a")
 
 
-def expand_inputs(paths) -> tuple[list[str], list[str]]:
-    """Files and folders -> (audio files, notes). A folder stands for its audio files, recursively, sorted.
+def expand_inputs(paths) -> tuple[list[str], list[str], list[skips.Skip]]:
+    """Files and folders -> (audio files, notes, unreadable entries). A folder stands for its audio files,
+    recursively, sorted (`scan_folder`).
 
     Files given directly are kept whatever their name (a bad one is reported when it is read); a folder
-    with no audio file raises AudioError, since that is a wrong path rather than a bad file.
+    with no audio file raises AudioError, since that is a wrong path rather than a bad file. Subfolders that
+    cannot be read come back as Skips (kind 'unreadable'): a run that has any is not complete.
     """
-    files, notes = [], []
+    files, notes, skipped = [], [], []
     for p in map(os.fspath, paths):
         if not os.path.isdir(p):
             files.append(p)
             continue
-        found = sorted(os.path.join(root, name) for root, _, names in os.walk(p) for name in names
-                       if name.lower().endswith(AUDIO_EXTENSIONS))
-        if not found:
+        found, bad = scan_folder(p)
+        if not found and not bad:
             raise AudioError(f"{p}: folder holds no audio files ({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)}); "
                              f"check the path")
         files.extend(found)
-        notes.append(f"{p}: {len(found)} audio files (searched recursively, in sorted order)")
-    return files, notes
+        skipped.extend(bad)
+        unread = f"; {len(bad)} subfolders unreadable" if bad else ""
+        notes.append(f"{p}: {len(found)} audio files (searched recursively, in sorted order{unread})")
+    return files, notes, skipped
+
+
+def scan_folder(folder: str | os.PathLike) -> tuple[list[str], list[skips.Skip]]:
+    """(audio files under `folder`, recursively, sorted by path; Skips for the folders that cannot be listed).
+
+    The one folder scan (embed, predict, fad). Hidden names (".*", e.g. macOS "._song.mp3" resource forks)
+    are not audio. A folder that cannot be read raises UnreadableError when it is `folder` itself.
+    """
+    folder = os.fspath(folder)
+    bad: list[skips.Skip] = []
+
+    def unreadable(e: OSError) -> None:
+        where = e.filename or folder
+        if os.path.abspath(where) == os.path.abspath(folder):
+            raise UnreadableError(f"{folder}: cannot list this folder ({e.strerror}); fix its permissions "
+                                  f"(chmod a+rx) or run as a user who can read it")
+        bad.append(skips.Skip("unreadable", where, f"{where}: cannot list this folder ({e.strerror}), so its "
+                                                  f"audio files were not used; fix its permissions (chmod a+rx) "
+                                                  f"and rerun"))
+
+    found = []
+    for root, dirs, names in os.walk(folder, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.join(root, n) for n in names
+                  if n.lower().endswith(AUDIO_EXTENSIONS) and not n.startswith(".")]
+    return sorted(found), bad
 
 
 # Below this peak level a file is treated as silent: genre scores of near-silence are noise.
@@ -180,6 +251,7 @@ SILENCE_PEAK_DBFS = -60.0
 
 class SilentAudioError(AudioError):
     """The file decodes, but is silent or nearly so."""
+    kind = "silent"
 
 
 def require_audible(path: str | os.PathLike, peak_dbfs: float = SILENCE_PEAK_DBFS, block_seconds: float = 10.0) -> None:
@@ -190,10 +262,7 @@ def require_audible(path: str | os.PathLike, peak_dbfs: float = SILENCE_PEAK_DBF
     with _open(path) as f:
         step = max(1, int(block_seconds * f.samplerate))
         while True:
-            try:
-                x = f.read(step, dtype="float32", always_2d=True)
-            except Exception as e:
-                raise AudioError(f"{path}: decoding failed part-way ({e}); the file is corrupt") from e
+            x = _read(f, path, step)
             if x.shape[0] == 0:
                 break
             x = to_mono(x)
@@ -206,93 +275,182 @@ def require_audible(path: str | os.PathLike, peak_dbfs: float = SILENCE_PEAK_DBF
                            f"predicted from it: check the file, or raise its level if it is just quiet")
 
 
-_FD2_LOCK = threading.Lock()
+# mpg123 (inside libsndfile) writes these straight to file descriptor 2 when it meets damaged data.
+_DECODER_CHATTER = (b"Note: ", b"Warning: ", b"[src/libmpg123/", b"[libmpg123/")
+_FD2 = {"lock": threading.Lock(), "depth": 0, "saved": None, "tmp": None}
 
 
 @contextlib.contextmanager
 def _without_decoder_notes():
-    """Drop the "Note: Illegal Audio-MPEG-Header ... resync" lines mpg123 (inside libsndfile) writes straight to
-    file descriptor 2 when it opens a damaged or non-mp3 file: our one-line error says what is wrong.
+    """Drop the lines mpg123 writes to fd 2 while a damaged or non-mp3 file is opened or decoded ("Note:
+    Illegal Audio-MPEG-Header ...", "[src/libmpg123/parse.c...] error: Giving up resync"): our one-line error
+    or skip says what is wrong.
 
-    Everything else written to stderr meanwhile (by any thread) is passed on afterwards. Only the open is
-    wrapped, so decoding in parallel threads is not serialised.
+    fd 2 is redirected to a temporary file while any thread is inside (a count, so parallel decoders are not
+    serialised); the last one out restores it and passes on everything else written meanwhile.
     """
-    with _FD2_LOCK:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):
-            yield
-            return
-        with tempfile.TemporaryFile() as tmp:
-            os.dup2(tmp.fileno(), 2)
+    st = _FD2
+    with st["lock"]:
+        if st["depth"] == 0:
             try:
-                yield
-            finally:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):
+                saved = None
+            if saved is not None:
+                tmp = tempfile.TemporaryFile()
+                os.dup2(tmp.fileno(), 2)
+                st["saved"], st["tmp"] = saved, tmp
+        st["depth"] += 1
+    try:
+        yield
+    finally:
+        with st["lock"]:
+            st["depth"] -= 1
+            if st["depth"] == 0 and st["saved"] is not None:
                 with contextlib.suppress(Exception):
                     sys.stderr.flush()
+                saved, tmp = st["saved"], st["tmp"]
+                st["saved"] = st["tmp"] = None
                 os.dup2(saved, 2)
                 os.close(saved)
                 tmp.seek(0)
-                kept = [ln for ln in tmp.read().splitlines(keepends=True) if not ln.startswith(b"Note: ")]
+                kept = [ln for ln in tmp.read().splitlines(keepends=True) if not ln.startswith(_DECODER_CHATTER)]
+                tmp.close()
                 if kept:
                     os.write(2, b"".join(kept))
 
 
-def info(path: str | os.PathLike) -> tuple[int, int]:
-    """(frames, sample_rate) from the header, without decoding."""
-    with _open(path) as f:
-        return f.frames, f.samplerate
+def _read(f: sf.SoundFile, path: str, frames: int = -1, at: int | None = None) -> np.ndarray:
+    """Decode up to `frames` frames [samples, channels] float32 (fewer at the end of what decodes)."""
+    try:
+        # Only mpg123 writes to fd 2 while decoding; other formats need no redirect.
+        with _without_decoder_notes() if f.format == "MP3" else contextlib.nullcontext():
+            return f.read(frames, dtype="float32", always_2d=True)
+    except Exception as e:
+        where = "part-way" if at is None else f"at sample {at}"
+        raise AudioError(f"{path}: decoding failed {where} ({type(e).__name__}: {e}); the file is corrupt: "
+                         f"re-encode or drop it") from e
 
 
-def load(path: str | os.PathLike, target_sr: int | None = None) -> tuple[np.ndarray, int]:
-    """Decode a whole file to float32 mono; resample to `target_sr` if given. Returns (waveform, rate)."""
+# A decoded length this far below the header's is a truncated file, not mp3 rounding or a fuzzy estimate.
+TRUNCATION_SECONDS, TRUNCATION_FRACTION = 1.0, 0.02
+
+
+def _check_length(path: str, declared: int, decoded: int, sr: int, keep_truncated: bool) -> None:
+    missing = declared - decoded
+    if missing <= max(TRUNCATION_SECONDS * sr, TRUNCATION_FRACTION * declared):
+        return
+    what = (f"{path}: truncated: {decoded} of the {declared} frames its header declares decode "
+            f"({decoded / sr:.1f} s of {declared / sr:.1f} s)")
+    if not keep_truncated:
+        raise TruncatedError(f"{what}; re-download it, or to use the part that decodes, re-encode that part (e.g. "
+                             f"ffmpeg -i IN OUT.wav)")
+    report_caution(skips.Caution("truncated_kept", path, f"{what}; only that part was used (keep_truncated)"))
+
+
+# Float audio whose peak exceeds this (+6 dBFS) is almost surely mis-scaled (e.g. int16 values stored as
+# float); decoders and resamplers overshoot full scale only slightly.
+OVER_RANGE_PEAK = 2.0
+
+
+def _check_peak(path: str, peak: float) -> None:
+    if peak > OVER_RANGE_PEAK:
+        report_caution(skips.Caution(
+            "over_range", path, f"{path}: samples peak at {peak:.4g} ({20 * math.log10(peak):+.0f} dBFS), far "
+                                f"above full scale 1.0; used as given, so results are unlike those of the same "
+                                f"audio at a normal level: rescale the file to [-1, 1] if that was not intended"))
+
+
+_CAUTION_SINKS: list[list[skips.Caution]] = []
+_SINKS_LOCK = threading.Lock()
+
+
+def report_caution(c: skips.Caution) -> None:
+    """Print one `warning: ...` line to stderr and hand the record to every active `collect_cautions`."""
+    print(c.line(), file=sys.stderr, flush=True)
+    with _SINKS_LOCK:
+        for sink in _CAUTION_SINKS:
+            sink.append(c)
+
+
+@contextlib.contextmanager
+def collect_cautions() -> Iterator[list[skips.Caution]]:
+    """A list that receives every Caution reported in this process (any thread) while the block runs, so a
+    command can list them in its report. Decode worker processes only print theirs."""
+    sink: list[skips.Caution] = []
+    with _SINKS_LOCK:
+        _CAUTION_SINKS.append(sink)
+    try:
+        yield sink
+    finally:
+        with _SINKS_LOCK:
+            _CAUTION_SINKS.remove(sink)
+
+
+def load(path: str | os.PathLike, target_sr: int | None = None, *,
+         keep_truncated: bool = False) -> tuple[np.ndarray, int]:
+    """Decode a whole file to float32 mono; resample to `target_sr` if given. Returns (waveform, rate).
+
+    A truncated file raises TruncatedError unless `keep_truncated`; over-range float audio is reported
+    (`report_caution`) and used as given.
+    """
     path = os.fspath(path)
     with _open(path) as f:
-        sr = f.samplerate
-        try:
-            x = f.read(dtype="float32", always_2d=True)
-        except Exception as e:
-            raise AudioError(f"{path}: decoding failed part-way ({e}); the file is corrupt") from e
+        sr, declared = f.samplerate, f.frames
+        x = _read(f, path)
     if x.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio samples; re-download or drop it")
-    x = to_mono(x)
     check_finite(x, path)
+    _check_length(path, declared, x.shape[0], sr, keep_truncated)
+    _check_peak(path, float(np.abs(x).max()))
+    x = to_mono(x)
     if target_sr is not None and target_sr != sr:
         return resample(x, sr, target_sr), target_sr
     return x, sr
 
 
-def stream(path: str | os.PathLike, target_sr: int = TARGET_SR, block_seconds: float = 60.0) -> Iterator[np.ndarray]:
+def stream(path: str | os.PathLike, target_sr: int = TARGET_SR, block_seconds: float = 60.0, *,
+           keep_truncated: bool = False) -> Iterator[np.ndarray]:
     """Yield consecutive float32 mono blocks at `target_sr` whose concatenation equals `load(path, target_sr)`.
 
     Only about one block of decoded audio is held at a time. Blocks are cut at input positions that map to
     whole output samples, and each is resampled with enough context on both sides that the polyphase
     filter sees the same neighbourhood as a whole-file resample; the results agree to float rounding.
+    A truncated file raises TruncatedError when its end is reached (after the blocks that decoded), unless
+    `keep_truncated`; over-range audio is reported once, with its peak, when the file is done.
     """
     path = os.fspath(path)
+    peak = 0.0
     with _open(path) as f:
         sr = f.samplerate
         up, down = _ratio(sr, target_sr)
         # Context on each side: the filter's reach, rounded up to whole multiples of `down`.
         context = down * (-(-_filter_half_len_in(up, down) // down) + 2)
         step = max(down, int(block_seconds * sr) // down * down)
-        total = f.frames
-        start = 0
+        total = declared = f.frames
+        # Read front to back, never seeking (mp3 seeks are approximate, and wrong in a truncated file): `buf`
+        # holds input frames [buf_lo, buf_lo + len(buf)), enough for the current block and its context.
+        buf, buf_lo, start = np.zeros((0, f.channels), np.float32), 0, 0
         while start < total:
             lo = max(0, start - context)
             hi = min(total, start + step + context)
-            f.seek(lo)
-            try:
-                x = f.read(hi - lo, dtype="float32", always_2d=True)
-            except Exception as e:
-                raise AudioError(f"{path}: decoding failed at sample {lo} ({e}); the file is corrupt") from e
-            if x.shape[0] == 0:
-                if start == 0:
-                    raise AudioError(f"{path}: contains no audio samples; re-download or drop it")
-                break
-            x = to_mono(x)
-            check_finite(x, path)
+            want = hi - (buf_lo + buf.shape[0])
+            if want > 0:
+                new = _read(f, path, want, at=buf_lo + buf.shape[0])
+                check_finite(new, path)
+                if new.shape[0]:
+                    peak = max(peak, float(np.abs(new).max()))
+                buf = np.concatenate([buf, new]) if buf.shape[0] else new
+                if new.shape[0] < want:  # the data ends before the header says: this is where
+                    total = buf_lo + buf.shape[0]
+                    _check_length(path, declared, total, sr, keep_truncated)
+                    if total == 0:
+                        raise AudioError(f"{path}: contains no audio samples; re-download or drop it")
+                    if start >= total:
+                        break
+                    hi = total
+            x = to_mono(buf[lo - buf_lo: hi - buf_lo])
             if up == down:
                 yield x[start - lo: start - lo + step]
             else:
@@ -303,6 +461,9 @@ def stream(path: str | os.PathLike, target_sr: int = TARGET_SR, block_seconds: f
                 n_out = _out_len(end, up, down) - _out_len(start, up, down)
                 yield y[skip: skip + n_out]
             start += step
+            keep_from = max(0, start - context)  # the next block's `lo`
+            buf, buf_lo = buf[keep_from - buf_lo:], keep_from
+    _check_peak(path, peak)
 
 
 def _out_len(n_in: int, up: int, down: int) -> int:

@@ -1,15 +1,23 @@
 """`vggish-jax` command line: a thin layer of subcommands over the library API.
 
 Each subcommand lives in vggish_jax/commands/<name>.py and defines HELP, add_arguments(parser) and
-run(args) -> exit code. Modules are imported only when their command runs, so `--help` stays fast.
+run(args) -> exit code, and may define ON_STOP: what is true of its work after Ctrl-C, SIGTERM or a full
+disk (default: nothing was saved). Modules are imported only when their command runs, so `--help` stays fast.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
+import os
 import signal
 import sys
+
+from vggish_jax.skips import one_line
+
+# What a stopped run leaves, for commands that do not say (ON_STOP in their module).
+DEFAULT_ON_STOP = "nothing was saved; rerun the same command"
 
 COMMANDS = {
     "embed": "vggish_jax.commands.embed",
@@ -71,12 +79,34 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, old)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus the one thing it cannot say: a file name starting with '-' was taken for an option."""
+
+    def error(self, message):
+        argv = getattr(self, "argv", [])
+        dashed = [a for a in argv if a.startswith("-") and a not in ("-", "--")
+                  and (os.path.exists(a) or a.lower().endswith(_audio_extensions()))]
+        if dashed:
+            command = next((a for a in argv if a in COMMANDS), "COMMAND")
+            message += (f"; {dashed[0]!r} was read as an option: put -- before file names that start with '-' "
+                        f"(vggish-jax {command} [options] -- {dashed[0]}) or write it as ./{dashed[0]}")
+        super().error(one_line(message))
+
+
+def _audio_extensions() -> tuple[str, ...]:
+    from vggish_jax.audio import AUDIO_EXTENSIONS
+
+    return AUDIO_EXTENSIONS
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vggish-jax", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="vggish-jax", description=__doc__.splitlines()[0])
+    parser.argv = list(argv)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, module in COMMANDS.items():
         p = sub.add_parser(name, help=HELP.get(name, ""))
+        p.argv = list(argv)
         if name == chosen:
             importlib.import_module(module).add_arguments(p)
     return parser
@@ -86,19 +116,34 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command])
+    on_stop = getattr(module, "ON_STOP", DEFAULT_ON_STOP)
     try:
         with _sigterm_raises():
             return int(module.run(args) or 0)
     except KeyboardInterrupt as e:
         how = "terminated" if isinstance(e, Terminated) else "interrupted"
-        print(f"vggish-jax {args.command}: {how}; finished work is kept, rerun the same command to resume",
-              file=sys.stderr)
+        print(f"vggish-jax {args.command}: {how}; {on_stop}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
-    except (ValueError, OSError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError, MemoryError) as e:
         # Library errors carry a one-line message naming the file and the fix; OSError (FileNotFoundError,
-        # PermissionError, disk full) names the file itself.
-        print(f"vggish-jax {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        # PermissionError) names the file itself.
+        print(f"vggish-jax {args.command}: error: {_message(e, args, on_stop)}", file=sys.stderr)
         return 2
+
+
+def _message(e: BaseException, args, on_stop: str) -> str:
+    full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+    if full or "No space left on device" in str(e):
+        where = f"{e.filename}: " if full and e.filename else ""
+        return one_line(f"{where}no space left on the device; free some space (df -h shows how much there is) "
+                        f"or write elsewhere; {on_stop}")
+    text = _one_line(e)
+    if isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in text and ("Out of memory" in text or "alloc" in text):
+        size = getattr(args, "batch_size", None)
+        what = f" ({text[:200]})" if text != "MemoryError" else ""
+        lower = f"lower --batch-size (it is {size}; the default is 64)" if size else "use smaller inputs"
+        return f"out of memory{what}; {lower}"
+    return text
 
 
 def _one_line(e: BaseException) -> str:

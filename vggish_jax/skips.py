@@ -1,7 +1,8 @@
-"""The one record of an input a job could not use: what kind of problem, which input, and why (one line).
+"""The records of inputs a job could not use (`Skip`) or used with a caveat (`Caution`), and `one_line`.
 
-Every command prints `Skip.line()` and every report (info.json, embed's sidecar, FAD statistics) stores
-`Skip.to_dict()`, so a skip reads the same wherever it shows up. Imports nothing from the project.
+Every command prints `Skip.line()` / `Caution.line()` and every report (info.json, embed's sidecar, FAD results,
+predict's JSON) stores `.to_dict()`, so a record reads the same wherever it shows up. Imports nothing from
+the project.
 """
 from __future__ import annotations
 
@@ -18,6 +19,18 @@ KINDS = (
     "invalid",  # present, but unusable for another stated reason (bad label, bad record)
 )
 
+# Kinds of caution: the input was used, but the result may not mean what the user expects.
+CAUTION_KINDS = (
+    "over_range",  # float audio far above full scale (|x| >> 1): embedded as given, likely mis-scaled
+    "truncated_kept",  # a truncated file whose decodable part was kept on request (keep_truncated)
+    "few_frames",  # a set (FAD's REF or GEN) with fewer frames than dimensions: statistics dominated by bias
+)
+
+
+def one_line(text: object) -> str:
+    """`text` on one line: line breaks (e.g. inside a file name) shown as \\n / \\r, runs of spaces kept."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")
+
 
 @dataclasses.dataclass(frozen=True)
 class Skip:
@@ -29,7 +42,7 @@ class Skip:
         if self.kind not in KINDS:
             raise ValueError(f"unknown skip kind {self.kind!r}; one of {', '.join(KINDS)}")
         # A file name with a newline must not split the one-line message.
-        object.__setattr__(self, "reason", " ".join(str(self.reason).splitlines()))
+        object.__setattr__(self, "reason", one_line(self.reason))
 
     def line(self) -> str:
         return f"skipped {self.reason}"
@@ -39,4 +52,27 @@ class Skip:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Skip":
+        return cls(d["kind"], d["path"], d["reason"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Caution:
+    """An input that was used, with something the user must know about the result (one line, like Skip)."""
+    kind: str
+    path: str
+    reason: str  # one line naming the input, what is odd (with the number) and what to do
+
+    def __post_init__(self):
+        if self.kind not in CAUTION_KINDS:
+            raise ValueError(f"unknown caution kind {self.kind!r}; one of {', '.join(CAUTION_KINDS)}")
+        object.__setattr__(self, "reason", one_line(self.reason))
+
+    def line(self) -> str:
+        return f"warning: {self.reason}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Caution":
         return cls(d["kind"], d["path"], d["reason"])

@@ -72,4 +72,7 @@ def load_pca_npz(path: str | os.PathLike) -> PCAParams:
     ev, means = arrays["pca_eigen_vectors"], arrays["pca_means"].reshape(-1)
     if ev.shape != (128, 128) or means.shape != (128,):
         raise WeightsError(f"{path}: pca_eigen_vectors {ev.shape} / pca_means {means.shape}, expected (128, 128) / (128,)")
-    return PCAParams(ev, means)
+    try:
+        return PCAParams(ev, means)
+    except ValueError as e:  # NaN/inf: name the file
+        raise WeightsError(f"{path}: {e}; download it again") from None

@@ -116,4 +116,7 @@ def pca_from_state_dict(state: dict[str, np.ndarray], source: str = "PCA file") 
     means = np.asarray(state["pca_means"]).reshape(-1)
     if ev.shape != (128, 128) or means.shape != (128,):
         raise WeightsError(f"{source}: pca_eigen_vectors {ev.shape} / pca_means {means.shape}, expected (128, 128) / (128,)")
-    return PCAParams(ev, means)
+    try:
+        return PCAParams(ev, means)
+    except ValueError as e:  # NaN/inf: name the file
+        raise WeightsError(f"{source}: {e}; download it again") from None

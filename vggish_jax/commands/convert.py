@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 
+ON_STOP = ("weights already in --out are unchanged (new ones are written beside them and swapped in only "
+           "when complete); rerun the same command")
+
+
 def add_arguments(p):
     src = p.add_argument_group("source (exactly one; none with --verify checks an existing --out)")
     src.add_argument("--torch-weights", metavar="PTH", help="torchvggish vggish-10086976.pth")
@@ -28,7 +32,7 @@ def run(args) -> int:
 
     from vggish_jax.models.vggish import pretrained
     from weights_convert import verify
-    from weights_convert.convert import convert
+    from weights_convert.convert import convert, recover
 
     no_source = all(v is None for v in (args.torch_weights, args.tf_checkpoint, args.download, args.random))
     if no_source and args.verify:
@@ -36,6 +40,8 @@ def run(args) -> int:
     else:
         # Up front: the reader it needs, the target (never replace weights silently) and every input file.
         _require_reader(args)
+        if os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+            recover(os.path.abspath(args.out))  # a convert killed half-way: old weights back, debris removed
         pretrained.require_new_target(args.out, overwrite=args.overwrite)
         for flag in ("torch_weights", "torch_pca", "tf_checkpoint", "tf_pca"):
             path = getattr(args, flag)

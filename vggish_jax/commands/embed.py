@@ -8,6 +8,9 @@ from tqdm import tqdm
 from vggish_jax.cli import nonnegative_int, positive_int
 
 
+ON_STOP = "finished work is kept; rerun the same command to resume"
+
+
 def add_arguments(p):
     p.add_argument("files", nargs="+",
                    help="audio files (wav, flac, ogg, mp3) or folders (their audio files, recursively)")
@@ -36,9 +39,9 @@ def run(args) -> int:
     preflight.output_file(args.out)  # a folder given as --out is refused, not turned into FOLDER.npz
     npz, sidecar, _ = out_paths(args.out)
     preflight.output_file(npz)
-    files, notes = audio.expand_inputs(args.files)
-    for note in notes:
-        print(note, file=sys.stderr)
+    files, notes, unreadable = audio.expand_inputs(args.files)
+    for line in notes:  # unreadable entries are reported with the other skips
+        print(line, file=sys.stderr)
     embedder = load_pretrained(args.weights, final_relu=args.final_relu, dtype=args.dtype, batch_size=args.batch_size)
     if args.postprocess and embedder.pca is None:
         raise ValueError(f"{os.path.abspath(args.weights)}: these weights have no PCA params, so --postprocess is "
@@ -65,5 +68,6 @@ def run(args) -> int:
 
     result = embed_to_npz(files, npz, embedder, postprocess=args.postprocess, pad=args.pad, workers=args.workers,
                           flush_every=args.flush_every, settings=settings, log=lambda m: print(m, file=sys.stderr),
-                          started=started, progress=bar.update, report=report)
+                          started=started, progress=bar.update, report=report,
+                          unreadable=unreadable)
     return 1 if result.requested > result.already and not result.new else 0

@@ -5,6 +5,9 @@ from vggish_jax import distributed
 from vggish_jax.cli import nonnegative_int, positive_int
 
 
+ON_STOP = "finished work is kept; rerun the same command to resume"
+
+
 def add_arguments(p):
     p.add_argument("--dataset", default="fma/small",
                    help="fma/small, fma/medium, fma/large (or fma/small_waveform, fma/medium_waveform), or a folder of "

@@ -7,6 +7,10 @@ import sys
 HELP = "Fréchet Audio Distance of GEN against REF (folders/lists of audio, stored embeddings or statistics)"
 
 
+ON_STOP = ("no result was written (REF statistics are kept only if \"saved REF statistics\" was printed); rerun "
+           "the same command")
+
+
 def add_arguments(p):
     what = ("a folder of audio (recursive), an audio file, a .txt list of audio files, an `extract` output "
             "(or one split folder of it), an `embed` .npz, or saved statistics (.npz)")
@@ -66,7 +70,7 @@ def run(args) -> int:
                                bootstrap=args.bootstrap, seed=args.seed, replace=args.replace, ref_stats=args.ref_stats,
                                save_gen_stats=args.save_gen_stats, batch_size=args.batch_size, workers=args.workers)
     plot_path = args.plot or (os.path.splitext(args.out)[0] + "_fad_inf.png" if args.out else None)
-    if plot_path and result["fad_inf"]:
+    if plot_path and result["fad_inf"] and result["fad_inf"]["value"] is not None:
         result["plot"] = plot.fad_inf_png(plot_path, result)
     if args.out:
         atomic.write_json(args.out, result)
@@ -74,7 +78,7 @@ def run(args) -> int:
     print(f"FAD {result['fad']:.6g}  (REF {r['files']} files / {r['frames']} frames, "
           f"GEN {g['files']} files / {g['frames']} frames; {result['convention']['embedding']})")
     inf = result["fad_inf"]
-    if inf:
+    if inf and inf["value"] is not None:  # a negative intercept is no result: compute.evaluate said why
         ci = f", {100 * inf['ci_level']:.0f}% CI [{inf['ci'][0]:.6g}, {inf['ci'][1]:.6g}]" if inf["ci"] else ""
         print(f"FAD-inf {inf['value']:.6g} (slope {inf['slope']:.4g}, R² {inf['r2']:.3f}{ci})")
     for row in (result["per_file"] or [])[: args.top]:

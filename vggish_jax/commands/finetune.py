@@ -5,6 +5,9 @@ from vggish_jax import distributed
 from vggish_jax.cli import nonnegative_int
 
 
+ON_STOP = "finished work is kept; rerun the same command to resume"
+
+
 def add_arguments(p):
     p.add_argument("--dataset", default="fma/small",
                    help="fma/small, ... (log-mels) or fma/small_waveform, ... (audio: the frontend runs on the device)")

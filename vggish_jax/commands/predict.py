@@ -7,6 +7,10 @@ import sys
 from vggish_jax.cli import positive_int
 
 
+ON_STOP = ("the predictions printed so far are complete, nothing else was saved (with --json, the document "
+           "printed lists them with \"complete\": false); rerun with the remaining files")
+
+
 def add_arguments(p):
     p.add_argument("files", nargs="*", help="audio files (wav, flac, ogg, mp3) or folders (their audio files, recursively)")
     p.add_argument("--example", action="store_true", help="also predict the bundled example clip")
@@ -19,31 +23,36 @@ def add_arguments(p):
 def run(args) -> int:
     from vggish_jax import audio, predict
 
-    files, notes = audio.expand_inputs(args.files)
-    for note in notes:
-        print(note, file=sys.stderr)
+    files, notes, unreadable = audio.expand_inputs(args.files)
+    for line in notes + [s.line() for s in unreadable]:
+        print(line, file=sys.stderr)
     files += [predict.EXAMPLE_CLIP] if args.example else []
     if not files:
         raise ValueError("give audio files to predict, or --example for the bundled clip")
     predictor = predict.HeadPredictor(args.head, args.weights) if args.head else predict.default_tagger()
     results, errors = [], {}
-    try:
-        # Text is printed as each file finishes, so an interrupted run has shown everything it finished.
-        for path, r in predict.iter_predictions(files, predictor):
-            if isinstance(r, str):
-                errors[path] = r
-                print(f"skipped {r}", file=sys.stderr)
-                continue
-            results.append(r)
-            if not args.json:
-                genres = ", ".join(f"{g} {s:.2f}" for g, s in r.genres[: args.top])
-                print(f"{r.path}: {genres}", flush=True)
-                if r.tags:
-                    print("    MSD tags: " + ", ".join(f"{t} {p:.2f}" for t, p in r.tags[: args.top]), flush=True)
-    finally:
-        if args.json:  # one document, also after Ctrl-C (then with "complete": false)
-            print(json.dumps({"predictions": [r.to_json(args.top) for r in results], "errors": errors,
-                              "complete": len(results) + len(errors) == len(files)}, indent=2))
-        elif results and results[0].note:
-            print(f"({results[0].note})")
+    # over-range audio: a warning line as it is found, and listed in --json
+    with audio.collect_cautions() as warnings:
+        try:
+            # Text is printed as each file finishes, so an interrupted run has shown everything it finished.
+            for path, r in predict.iter_predictions(files, predictor):
+                if isinstance(r, str):
+                    errors[path] = r
+                    print(f"skipped {r}", file=sys.stderr)
+                    continue
+                results.append(r)
+                if not args.json:
+                    genres = ", ".join(f"{g} {s:.2f}" for g, s in r.genres[: args.top])
+                    print(f"{r.path}: {genres}", flush=True)
+                    if r.tags:
+                        print("    MSD tags: " + ", ".join(f"{t} {p:.2f}" for t, p in r.tags[: args.top]),
+                              flush=True)
+        finally:
+            if args.json:  # one document, also after Ctrl-C (then with "complete": false)
+                complete = not unreadable and len(results) + len(errors) == len(files)
+                print(json.dumps({"predictions": [r.to_json(args.top) for r in results],
+                                  "errors": {**errors, **{s.path: s.reason for s in unreadable}},
+                                  "warnings": [c.to_dict() for c in warnings], "complete": complete}, indent=2))
+            elif results and results[0].note:
+                print(f"({results[0].note})")
     return 0 if results else 1

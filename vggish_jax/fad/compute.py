@@ -32,7 +32,7 @@ import os
 import sys
 from typing import Callable
 
-from vggish_jax import spec as spec_lib
+from vggish_jax import audio, skips, spec as spec_lib
 from vggish_jax.fad import frechet, score, sources, stats as stats_lib
 from vggish_jax.fad.sources import EmbeddingSet, SourceError
 
@@ -54,6 +54,7 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
         raise ValueError(f"unknown method {method!r}; choose from {frechet.METHODS}")
     if steps < 2 or bootstrap < 0 or not 0 < ci_level < 1:
         raise ValueError(f"need steps >= 2, bootstrap >= 0 and 0 < ci_level < 1; got {steps}, {bootstrap}, {ci_level}")
+    warnings: list = []  # skips.Caution dicts: over-range audio, sets with few frames
     ref_set = _cached_ref(ref, ref_stats, pad) if ref_stats and os.path.exists(ref_stats) else None
     sets = [ref_set or _open(ref, "REF"), _open(gen, "GEN")]
     audio_sets = [s for s in sets if s.kind == "audio"]
@@ -66,8 +67,9 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
         from tqdm import tqdm
 
         with tqdm(total=total, unit="file", desc="fad: embed", disable=not progress or None, file=sys.stderr,
-                  dynamic_ncols=True) as bar:
+                  dynamic_ncols=True) as bar, audio.collect_cautions() as cautions:
             sources.embed_audio(audio_sets, embedder, pad=pad, workers=workers, progress=bar.update)
+        warnings += [c.to_dict() for c in cautions]
         _check_specs(sets, embedder, final_relu)
     ref_set, gen_set = sets
     for s in sets:
@@ -77,6 +79,11 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
     if ref_st.mean.shape != gen_st.mean.shape:
         raise SourceError(f"REF has {ref_st.mean.shape[0]}-d embeddings and GEN {gen_st.mean.shape[0]}-d; "
                           f"they come from different models")
+    for s, st in ((ref_set, ref_st), (gen_set, gen_st)):
+        note = few_frames(s.role, s.source, st.count, st.mean.shape[0])
+        if note:
+            log(f"fad: warning: {note}")
+            warnings.append(skips.Caution("few_frames", s.source, note).to_dict())
     if ref_stats and ref_set.kind != "stats":
         ref_st.meta.update(_ref_identity(ref_set), pad=pad, skipped=ref_set.skipped)
         stats_lib.save(ref_stats, ref_st)
@@ -84,6 +91,8 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
     if save_gen_stats:
         stats_lib.save(save_gen_stats, gen_st)
     fd = frechet.frechet_distance(ref_st.mean, ref_st.cov, gen_st.mean, gen_st.cov, method=method)
+    if fd.clipped:
+        log(f"fad: the distance came out {-fd.clipped:.3g}, below 0 by rounding; reported as 0")
     spec = ref_set.spec or gen_set.spec
     result = {
         "fad": fd.distance,
@@ -94,6 +103,7 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
         "convention": convention(spec, pad),
         "per_file": None,
         "fad_inf": None,
+        "warnings": warnings,
     }
     if gen_set.files is None:
         result["notes"] = "GEN is statistics: per-file scores and FAD-inf need GEN's frames"
@@ -107,8 +117,34 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
                 inf = score.fad_inf(ref_st, list(gen_set.files.values()), steps=steps, min_n=min_n,
                                     bootstrap=bootstrap, ci_level=ci_level, seed=seed, replace=replace,
                                     progress=bar.update)
-            result["fad_inf"] = inf.to_dict()
+            result["fad_inf"] = _checked_fad_inf(inf.to_dict(), gen_st.count, log)
     return result
+
+
+def few_frames(role: str, source: str, frames: int, dim: int) -> str | None:
+    """A note when a set has fewer frames than dimensions: its covariance is singular, and FAD (which grows
+    like c / frames) is then mostly small-sample bias."""
+    from vggish_jax.models.vggish.frontend import DEFAULT
+
+    if frames >= dim:
+        return None
+    minutes = dim * DEFAULT.example_hop_samples / DEFAULT.sample_rate / 60
+    return (f"{role} {source} has {frames} frames in {dim} dimensions, so its covariance is singular and the FAD "
+            f"is dominated by small-sample bias, not by the audio; use more audio (at least {dim} frames, "
+            f"{minutes:.0f} minutes; thousands for a stable FAD)")
+
+
+def _checked_fad_inf(inf: dict, frames: int, log) -> dict:
+    """FAD-inf is a distance: an intercept below 0 is the fit failing (too few or too uniform frames), so it
+    is kept under 'intercept' and not reported as a value."""
+    if inf["value"] >= 0:
+        if inf["ci"] is not None:
+            inf["ci"][0] = max(inf["ci"][0], 0.0)
+        return inf
+    reason = (f"the 1/N fit extrapolates to {inf['value']:.3g} < 0, which is no distance: GEN's {frames} frames "
+              f"are too few for FAD-inf; use more audio (thousands of frames), or read the plain FAD")
+    log(f"fad: FAD-inf not reported: {reason}")
+    return {**inf, "intercept": inf["value"], "value": None, "ci": None, "reason": reason}
 
 
 def convention(spec: spec_lib.EmbeddingSpec | None, pad: bool) -> dict:
@@ -126,7 +162,8 @@ def convention(spec: spec_lib.EmbeddingSpec | None, pad: bool) -> dict:
 def _open(source: str, role: str) -> EmbeddingSet:
     kind = sources.kind_of(source)
     if kind == "audio":
-        return EmbeddingSet(role, source, "audio", audio_paths=sources.audio_paths(source))
+        paths, unreadable = sources.audio_inputs(source)
+        return EmbeddingSet(role, source, "audio", audio_paths=paths, skipped=dict(unreadable))
     return sources.load_stored(role, source, kind)
 
 
@@ -180,7 +217,15 @@ def _check_specs(sets: list[EmbeddingSet], embedder, final_relu) -> None:
             raise spec_lib.SpecMismatch(f"{where}: made with final_relu={sp.final_relu}, but "
                                         f"{'--final-relu' if final_relu else '--no-final-relu'} was asked for")
     for sp, where in known[1:]:
-        spec_lib.require_compatible(known[0][0], sp, expected_from=known[0][1], found_from=where)
+        try:
+            spec_lib.require_compatible(known[0][0], sp, expected_from=known[0][1], found_from=where)
+        except spec_lib.SpecMismatch as e:
+            if sp.final_relu == known[0][0].final_relu:
+                raise
+            fix = (f"pass {'--final-relu' if sp.final_relu else '--no-final-relu'} to embed the audio the way "
+                   f"{where} was made" if embedder is not None else
+                   "re-embed one of them with the other's --final-relu/--no-final-relu setting")
+            raise spec_lib.SpecMismatch(f"{e}; {fix}") from None
 
 
 class _bar:

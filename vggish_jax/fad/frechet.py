@@ -38,6 +38,7 @@ class FrechetResult:
     imag: float  # size of what was dropped: largest |imaginary part| (sqrtm) or clipped negative root (eigh)
     method: str
     eps: float  # diagonal offset that had to be added (0 when none)
+    clipped: float = 0.0  # how far below 0 rounding put the distance (it is reported as 0; d^2 >= 0 exactly)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,7 +110,8 @@ def frechet_distance(mu1, cov1, mu2, cov2, *, method: str = "eigh", eps: float =
     else:
         raise FrechetError(f"unknown method {method!r}; choose from {METHODS}")
     trace_term = float(np.trace(cov1) + np.trace(cov2) - 2.0 * tr_sqrt)
-    return FrechetResult(mean_term + trace_term, mean_term, trace_term, tr_sqrt, imag, method, used_eps)
+    d = mean_term + trace_term
+    return FrechetResult(max(d, 0.0), mean_term, trace_term, tr_sqrt, imag, method, used_eps, max(-d, 0.0))
 
 
 def _trace_sqrtm(cov1, cov2, eps, max_imag) -> tuple[float, float, float]:

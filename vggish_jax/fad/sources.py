@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from vggish_jax import spec as spec_lib
+from vggish_jax import audio, spec as spec_lib
 from vggish_jax.audio import AUDIO_EXTENSIONS
 from vggish_jax.pipeline import store
 from vggish_jax.fad import stats as stats_lib
@@ -52,8 +52,12 @@ class EmbeddingSet:
             if not self.files:
                 raise SourceError(f"{self.role} {self.source}: no usable files ({len(self.skipped)} skipped); "
                                   f"nothing to compute statistics from")
-            self.stats = stats_lib.from_frames(self.files.values(), self.spec,
-                                               {"source": os.path.abspath(self.source), "kind": self.kind})
+            try:
+                self.stats = stats_lib.from_frames(self.files.values(), self.spec,
+                                                   {"source": os.path.abspath(self.source), "kind": self.kind})
+            except stats_lib.StatsError as e:
+                names = ", ".join(list(self.files)[:3]) + (", ..." if len(self.files) > 3 else "")
+                raise SourceError(f"{self.role} {self.source} ({names}): {e}") from None
         return self.stats
 
     def summary(self) -> dict:
@@ -82,15 +86,17 @@ def kind_of(source: str) -> str:
 
 def audio_paths(source: str) -> list[str]:
     """The audio files a folder / list file / single file stands for, in a stable (sorted or listed) order."""
+    return audio_inputs(source)[0]
+
+
+def audio_inputs(source: str) -> tuple[list[str], dict[str, str]]:
+    """(audio_paths, {unreadable subfolder: one-line reason}) of a REF/GEN argument."""
     if os.path.isdir(source):
-        found = []
-        for root, dirs, names in os.walk(source):
-            dirs.sort()
-            found += [os.path.join(root, n) for n in sorted(names)
-                      if os.path.splitext(n)[1].lower() in AUDIO_EXTENSIONS and not n.startswith(".")]
+        found, bad = audio.scan_folder(source)
         if not found:
-            raise SourceError(f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
-        return found
+            raise SourceError(f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder"
+                              + (f" that could be read ({len(bad)} subfolders unreadable)" if bad else ""))
+        return found, {s.path: s.reason for s in bad}
     if os.path.splitext(source)[1].lower() in LIST_EXTENSIONS:
         base = os.path.dirname(os.path.abspath(source))
         with open(source) as f:
@@ -98,8 +104,8 @@ def audio_paths(source: str) -> list[str]:
         paths = [l if os.path.isabs(l) else os.path.join(base, l) for l in lines if l and not l.startswith("#")]
         if not paths:
             raise SourceError(f"{source}: the list names no files (one audio path per line)")
-        return paths
-    return [source]
+        return paths, {}
+    return [source], {}
 
 
 def digest(paths: list[str]) -> str:

@@ -64,7 +64,9 @@ class Accumulator:
 
     def stats(self, spec: spec_lib.EmbeddingSpec | None = None, meta: dict | None = None) -> Stats:
         if self.n < 2:
-            raise StatsError(f"need at least 2 embedding frames for a covariance, got {self.n}")
+            raise StatsError(f"{self.n} embedding frame{'s' if self.n != 1 else ''} (each 0.96 s of audio), but a "
+                             f"covariance needs at least 2 and a stable FAD far more than the embedding size "
+                             f"(128); give more audio")
         cov = self.m2 / (self.n - 1)
         return Stats(self.mean.copy(), 0.5 * (cov + cov.T), self.n, self.files, spec, dict(meta or {}))
 

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from vggish_jax import atomic, skips, spec as spec_lib
+from vggish_jax import atomic, audio, skips, spec as spec_lib
 from vggish_jax.models.vggish import frontend
 from vggish_jax.pipeline import core, store
 from vggish_jax.pipeline.sources import file_key, file_stamp
@@ -45,6 +45,7 @@ class Result:
     new: int = 0  # files embedded by this run
     written: int = 0  # arrays in OUT.npz
     skipped: list = dataclasses.field(default_factory=list)  # Skip records of this run
+    warnings: list = dataclasses.field(default_factory=list)  # Caution records of this run (used as given)
     complete: bool = False
 
 
@@ -56,13 +57,14 @@ def hop_seconds(cfg: frontend.FrontendConfig = frontend.DEFAULT) -> float:
 def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: bool = False, workers: int = 2,
                  flush_every: int = 16, settings: dict | None = None, log: Callable[[str], None] = print,
                  started: Callable[[int], None] | None = None, progress: Callable[[int], None] | None = None,
-                 report: Callable[[Result], None] | None = None) -> Result:
+                 report: Callable[[Result], None] | None = None, unreadable: list[skips.Skip] = ()) -> Result:
     """Embed the files not yet in OUT's store, then rebuild OUT.npz + OUT.json.
 
     started(files already done) runs before the first file, progress(files) after each shard, report(Result)
-    at the end, also after an error or Ctrl-C. workers: decode threads."""
+    at the end, also after an error or Ctrl-C. workers: decode threads. unreadable: inputs found but not
+    readable (e.g. a folder without permission): listed as skipped, and the run is not complete."""
     npz, sidecar, root = out_paths(os.path.abspath(out))
-    result = Result(npz, sidecar, requested=len(files))
+    result = Result(npz, sidecar, requested=len(files), skipped=list(unreadable))
     spec = model.spec.replace(postprocess=bool(postprocess))
     with store.locked(root, 0, what=npz):
         runs = [int(m.group(1)) for d in os.listdir(root) if (m := re.fullmatch(r"run-(\d{5})", d))]
@@ -89,12 +91,14 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
         info = core.open_store(job, write=bool(todo), log=lambda m: None)
         try:
             for task in core.plan(job.source.splits(), flush_every):
-                done = core.run_shard(job, task, model)
+                with audio.collect_cautions() as cautions:  # over-range audio etc.: listed in OUT.json
+                    done = core.run_shard(job, task, model)
+                result.warnings += cautions
                 result.new += done["clips"]
                 result.skipped += [skips.Skip(s["kind"], s["path"], s["reason"]) for s in done["skipped"]]
                 if progress:
                     progress(len(task.indices))
-            result.complete = True
+            result.complete = not unreadable  # files behind an unreadable folder were not embedded
             if todo:
                 core.finalize(job, info, log=lambda m: None)
         finally:
@@ -175,6 +179,7 @@ def _build(root: str, identity: str, npz: str, sidecar: str, keys: list[str], sp
     meta = {**settings, spec_lib.KEY: spec.to_dict(), "complete": result.complete, "files": order,
             "requested": keys, "errors": {s.path: s.reason for s in result.skipped},
             "skipped": [s.to_dict() for s in result.skipped], "store": root,
+            "warnings": [c.to_dict() for c in result.warnings],
             "hop_s": hop, "window_s": frontend.DEFAULT.example_samples / frontend.DEFAULT.sample_rate,
             "start_s": {k: [round(j * hop, 6) for j in range(n)] for k, n in rows.items()}}
     atomic.write_json(sidecar, meta)

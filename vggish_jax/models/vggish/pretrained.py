@@ -56,6 +56,7 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
     directory = os.path.abspath(os.fspath(directory))
     tree_dir = os.path.join(directory, TREE)
     redo = f"convert the weights again with `vggish-jax convert ... --out {directory} --overwrite`"
+    _require_weights_folder(directory)
     if not os.path.isdir(tree_dir):
         raise WeightsError(
             f"{directory}: no converted weights here; run `vggish-jax convert --download torch --out {directory}` "
@@ -82,8 +83,31 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
         meta["weights_sha256"] = params_sha256(tree["params"])
     pca = None
     if "pca" in tree:
-        pca = PCAParams(tree["pca"]["eigen_vectors"], tree["pca"]["means"])
+        try:
+            pca = PCAParams(tree["pca"]["eigen_vectors"], tree["pca"]["means"])
+        except ValueError as e:
+            raise WeightsError(f"{tree_dir}: {e}; {redo}") from None
     return tree["params"], pca, meta
+
+
+def _require_weights_folder(path: str) -> None:
+    """Something inside a weights folder, or a published file, given where the folder belongs: say which."""
+    parent = os.path.dirname(path)
+    if os.path.isfile(path):
+        name = os.path.basename(path)
+        if name == METADATA:
+            raise WeightsError(f"{path}: is the weights' metadata file; pass the folder that holds it: --weights {parent}")
+        if name.endswith((".pth", ".pt")):
+            raise WeightsError(f"{path}: is a published torch file, not converted weights; convert it first "
+                               f"(`vggish-jax convert --torch-weights {path} --out DIR`) and pass --weights DIR")
+        if ".ckpt" in name or name.endswith(".npz"):
+            raise WeightsError(f"{path}: is a published TF file, not converted weights; convert it first "
+                               f"(`vggish-jax convert --tf-checkpoint CKPT --tf-pca NPZ --out DIR`) and pass "
+                               f"--weights DIR")
+        raise WeightsError(f"{path}: is a file; --weights takes the folder written by `vggish-jax convert --out DIR`")
+    if os.path.isfile(os.path.join(parent, METADATA)) and os.path.basename(path) == TREE:
+        raise WeightsError(f"{path}: is the checkpoint inside a weights folder; pass the folder above it: "
+                           f"--weights {parent}")
 
 
 def require_new_target(directory: str | os.PathLike, *, overwrite: bool = False) -> str:
