@@ -48,8 +48,6 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import os
-
     from vggish_jax import preflight
 
     preflight.output_dir(args.out)  # before the (long) dataset build

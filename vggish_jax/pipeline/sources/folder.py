@@ -9,22 +9,9 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
-from vggish_jax import skips
+from vggish_jax import audio, skips
 from vggish_jax.audio import AUDIO_EXTENSIONS
 from vggish_jax.pipeline.sources import Clip, file_key
-
-
-def scan(folder: str) -> tuple[list[str], list[skips.Skip]]:
-    """(audio files under folder sorted by relative path, Skips for the folders that could not be read)."""
-    found, bad = [], []
-
-    def unreadable(e: OSError):
-        bad.append(skips.Skip("unreadable", e.filename, f"{e.filename}: cannot read this folder ({e.strerror}); "
-                                                         f"fix its permissions or move it out of {folder}"))
-
-    for d, _, files in os.walk(folder, onerror=unreadable):
-        found += [os.path.join(d, f) for f in files if f.lower().endswith(AUDIO_EXTENSIONS)]
-    return sorted(found, key=lambda p: os.path.relpath(p, folder)), bad
 
 
 class Folder:
@@ -37,7 +24,7 @@ class Folder:
         if not os.path.isdir(self.folder):
             raise FileNotFoundError(f"{folder}: no such folder; --dataset is an FMA config (fma/small, ...) or a "
                                     f"folder of audio files")
-        files, self._skipped = scan(self.folder)
+        files, self._skipped = audio.scan_folder(self.folder)  # the one folder scan
         if not files:
             raise FileNotFoundError(f"{folder}: holds no audio files ({', '.join(AUDIO_EXTENSIONS)}); point "
                                     f"--dataset at a folder of audio files or name an FMA config such as fma/small")
