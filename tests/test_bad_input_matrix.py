@@ -447,7 +447,7 @@ def test_fad_of_a_set_with_itself_is_zero_and_fad_inf_never_negative(world, caps
 @pytest.mark.parametrize("command,patch,says", [
     ("predict", "vggish_jax.predict.iter_predictions", "the predictions printed so far are complete, nothing else"),
     ("fad", "vggish_jax.fad.compute.evaluate", "no result was written"),
-    ("embed", "vggish_jax.pipeline.incremental.iter_embeddings", "finished work is kept; rerun the same command"),
+    ("embed", "vggish_jax.pipeline.core.run_shard", "finished work is kept; rerun the same command"),
 ])
 def test_ctrl_c_says_what_is_true_for_each_command(world, capsys, monkeypatch, tmp_path, command, patch, says):
     def interrupted(*a, **k):
