@@ -104,7 +104,7 @@ def extract(dataset: str = "fma/small", *, data_dir: str, out: str, weights, man
     process_count = jax.process_count() if process_count is None else process_count
     assign_shards([], process_index, process_count)  # validates the pair before any work
     if isinstance(weights, Embedder):
-        embedder, weights_dir = weights, weights.metadata.get("path", "<in-memory Embedder>")
+        embedder, weights_dir = weights, weights.weights_dir or "<in-memory Embedder>"
     else:
         embedder = load_pretrained(weights, final_relu=final_relu, dtype=dtype, batch_size=batch_size,
                                    precision=precision)

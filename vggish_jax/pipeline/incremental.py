@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from vggish_jax import atomic, spec as spec_lib
+from vggish_jax import atomic, skips, spec as spec_lib
 
 MANIFEST = "manifest.json"
 
@@ -144,4 +144,5 @@ def _write_merged(dest: str, sources: list[str]) -> list[str]:
 def iter_embeddings(embedder, paths: list[str], *, pad: bool, workers: int,
                     postprocess: bool) -> Iterator[tuple[str, np.ndarray | str]]:
     """(path, [n, 128] or a one-line error) per file, in input order, as files finish (Embedder.iter_files)."""
-    return embedder.iter_files(paths, pad=pad, workers=workers, postprocess=postprocess)
+    return ((p, v.reason if isinstance(v, skips.Skip) else v)  # the Skip record as the one line it carries
+            for p, v in embedder.iter_files(paths, pad=pad, workers=workers, postprocess=postprocess))

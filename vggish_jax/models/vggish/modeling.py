@@ -7,14 +7,29 @@ in H, W, C order, then fully connected 4096, 4096, 128. Layer names follow the T
 
 The current TF reference has no ReLU after the last layer; torchvggish and the paper's pipeline apply one.
 `final_relu` selects between them and is recorded with every result.
+
+`VGGish.from_pretrained(dir)` loads a converted weights directory and attaches its EmbeddingSpec (`.spec`)
+and PCA params (`.pca`, None if absent). They are kept beside the module, not in its graph, so the graph
+(and with it every compilation of `forward`) is the same for every VGGish of one shape and dtype.
+`forward(graphdef, state, x)` is the one jitted forward pass: the graph is static, the state an argument,
+so models and Embedders share compilations.
 """
 from __future__ import annotations
+
+import functools
+import os
+import weakref
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from vggish_jax.models import loading
+
+if TYPE_CHECKING:
+    from vggish_jax.models.vggish.postprocess import PCAParams
+    from vggish_jax.spec import EmbeddingSpec
 
 CONV_CHANNELS = (("conv1", 64), ("conv2", 128), ("conv3_1", 256), ("conv3_2", 256), ("conv4_1", 512), ("conv4_2", 512))
 POOL_AFTER = frozenset({"conv1", "conv2", "conv3_2", "conv4_2"})
@@ -30,6 +45,7 @@ class VGGish(nnx.Module):
         for tests and quick experiments; the real VGGish is width_divisor=1."""
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         self.final_relu = final_relu
+        self.width_divisor = width_divisor
         in_ch = 1
         for name, ch in CONV_CHANNELS:
             ch //= width_divisor
@@ -41,6 +57,28 @@ class VGGish(nnx.Module):
             f = f if name == "fc2" else f // width_divisor
             setattr(self, name, nnx.Linear(in_f, f, dtype=dtype, param_dtype=param_dtype, rngs=rngs))
             in_f = f
+
+    @classmethod
+    def from_pretrained(cls, weights_dir: str | os.PathLike, *, final_relu: bool | None = None,
+                        dtype=jnp.float32) -> "VGGish":
+        """The model in a weights directory written by `vggish-jax convert`, with `.spec` (how its raw
+        embeddings are made) and `.pca` attached. `final_relu` overrides what the weights record."""
+        from vggish_jax.models.vggish import pretrained
+
+        return pretrained.load_model(weights_dir, final_relu=final_relu, dtype=dtype)[0]
+
+    def attach(self, *, spec: "EmbeddingSpec | None" = None, pca: "PCAParams | None" = None) -> None:
+        """Record this model's EmbeddingSpec and PCA params (outside the graph; see the module doc)."""
+        _ATTACHED[self] = (spec, pca)
+
+    @property
+    def spec(self) -> "EmbeddingSpec | None":
+        """How this model's raw embeddings are made (from_pretrained attaches it; None if never attached)."""
+        return _ATTACHED.get(self, (None, None))[0]
+
+    @property
+    def pca(self) -> "PCAParams | None":
+        return _ATTACHED.get(self, (None, None))[1]
 
     def features(self, x: jax.Array) -> jax.Array:
         """Conv stack: [batch, 96, 64(, 1)] -> flattened [batch, 12288] (H, W, C order)."""
@@ -60,10 +98,28 @@ class VGGish(nnx.Module):
         return nnx.relu(x) if self.final_relu else x
 
 
+# model -> (spec, pca): weak, so a dropped model takes its record with it.
+_ATTACHED: "weakref.WeakKeyDictionary[VGGish, tuple]" = weakref.WeakKeyDictionary()
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def forward(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> jax.Array:
+    """The one jitted VGGish forward: [batch, 96, 64] log-mel -> [batch, 128] float32. Shardings follow the
+    inputs (committed with jax.device_put), so one compilation serves every model of this graph."""
+    return nnx.merge(graphdef, state)(x).astype(jnp.float32)
+
+
 def num_params(model: nnx.Module) -> int:
     return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-def param_shapes() -> dict:
-    """{layer: {'kernel': shape, 'bias': shape}} of the reference layout, without allocating weights."""
-    return loading.shapes(lambda: VGGish(rngs=nnx.Rngs(0)), nnx.Param)
+def param_shapes(width_divisor: int = 1) -> dict:
+    """{layer: {'kernel': shape, 'bias': shape}} of the reference layout (or of a width_divisor model),
+    without allocating weights."""
+    return loading.shapes(lambda: VGGish(width_divisor=width_divisor, rngs=nnx.Rngs(0)), nnx.Param)
+
+
+def width_divisor_of(params: dict) -> int:
+    """The width_divisor whose layout `params` has, read from conv1's output channels."""
+    ch = int(params["conv1"]["kernel"].shape[-1])
+    return CONV_CHANNELS[0][1] // ch if ch and CONV_CHANNELS[0][1] % ch == 0 else 0

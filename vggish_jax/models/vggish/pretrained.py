@@ -3,7 +3,10 @@
 Layout of a weights directory:
     DIR/params/       orbax StandardCheckpointer tree {'params': <vggish layout>, 'pca': {...}} (pca optional)
     DIR/metadata.json {"model": "vggish", "source": ..., "hashes": {...}, "final_relu": bool,
-                       "params_files": {relative path: bytes}, ...}
+                       "width_divisor": int, "params_files": {relative path: bytes}, ...}
+
+`width_divisor` (1 for the real VGGish) names the layout of a same-shaped small model (channel counts
+divided); `load` checks the tensors have that layout.
 
 `load` checks the files listed in params_files before orbax reads them: a truncated or missing file is one
 clear line, not a tensorstore error (whose failing reads can also print tracebacks from orbax's threads).
@@ -19,7 +22,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from vggish_jax import atomic
-from vggish_jax.models.vggish.params import WeightsError
+from vggish_jax.models.vggish.modeling import width_divisor_of as width_divisor_of_params
+from vggish_jax.models.vggish.params import WeightsError, validate
 from vggish_jax.models.vggish.postprocess import PCAParams
 from vggish_jax.spec import params_sha256
 
@@ -41,6 +45,8 @@ def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None = 
     # The weights' identity is their content, recorded here so every artifact made with them can name it.
     meta = {"model": model, "has_pca": pca is not None, **(metadata or {}),
             "weights_sha256": params_sha256(tree["params"]), "params_files": _listing(os.path.join(directory, TREE))}
+    if model == "vggish":
+        meta["width_divisor"] = width_divisor_of_params(tree["params"])
     atomic.write_json(os.path.join(directory, METADATA), meta, sort_keys=True)
     return directory
 
@@ -49,6 +55,22 @@ def final_relu_of(metadata: dict, override: bool | None = None) -> bool:
     """The one place final_relu is decided: an explicit override, else what the weights' metadata records
     (torchvggish conversions True, TF False)."""
     return bool(metadata.get("final_relu", False)) if override is None else bool(override)
+
+
+def width_divisor_of(metadata: dict) -> int:
+    """The width_divisor a weights directory records (1, the real VGGish, when it predates the field)."""
+    return int(metadata.get("width_divisor", 1))
+
+
+def spec_of(metadata: dict, *, final_relu: bool | None = None, dtype: str = "float32",
+            frontend_precision: str = "float32"):
+    """The EmbeddingSpec of raw embeddings made with these weights (their content hash, final_relu as
+    `final_relu_of` decides, the default frontend at `frontend_precision`)."""
+    from vggish_jax.models.vggish.frontend import DEFAULT
+    from vggish_jax.spec import EmbeddingSpec
+
+    return EmbeddingSpec.create(weights_sha256=metadata["weights_sha256"], final_relu=final_relu_of(metadata, final_relu),
+                                dtype=dtype, frontend=DEFAULT, frontend_precision=frontend_precision)
 
 
 def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
@@ -80,10 +102,27 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
     tree = _np_tree(tree)
     if "weights_sha256" not in meta:  # written before the hash was recorded
         meta["weights_sha256"] = params_sha256(tree["params"])
+    if meta.get("model", "vggish") == "vggish":
+        validate(tree["params"], tree_dir, width_divisor_of(meta))
     pca = None
     if "pca" in tree:
         pca = PCAParams(tree["pca"]["eigen_vectors"], tree["pca"]["means"])
     return tree["params"], pca, meta
+
+
+def load_model(directory: str | os.PathLike, *, final_relu: bool | None = None, dtype="float32"):
+    """(VGGish module with its spec and PCA params attached, metadata) from a weights directory."""
+    import jax.numpy as jnp
+
+    from vggish_jax.models.vggish.params import build
+
+    p, pca, meta = load(directory)
+    if meta.get("model", "vggish") != "vggish":
+        raise WeightsError(f"{os.fspath(directory)}: holds {meta['model']} weights, not VGGish")
+    relu = final_relu_of(meta, final_relu)
+    model = build(p, final_relu=relu, dtype=dtype, source=os.fspath(directory), width_divisor=width_divisor_of(meta))
+    model.attach(spec=spec_of(meta, final_relu=relu, dtype=jnp.dtype(dtype).name), pca=pca)
+    return model, meta
 
 
 def require_new_target(directory: str | os.PathLike, *, overwrite: bool = False) -> str:
