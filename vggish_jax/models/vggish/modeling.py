@@ -44,6 +44,9 @@ class VGGish(nnx.Module):
         """width_divisor > 1 divides every hidden width (not the 128-d output): a same-shaped small model
         for tests and quick experiments; the real VGGish is width_divisor=1."""
         rngs = rngs if rngs is not None else nnx.Rngs(0)
+        # One spelling of each dtype (jnp.float32 and np.dtype("float32") are equal but hash apart), so equal
+        # models have equal graphs and share compilations.
+        dtype, param_dtype = jnp.dtype(dtype), jnp.dtype(param_dtype)
         self.final_relu = final_relu
         self.width_divisor = width_divisor
         in_ch = 1

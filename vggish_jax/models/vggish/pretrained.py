@@ -103,7 +103,10 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
     if "weights_sha256" not in meta:  # written before the hash was recorded
         meta["weights_sha256"] = params_sha256(tree["params"])
     if meta.get("model", "vggish") == "vggish":
-        validate(tree["params"], tree_dir, width_divisor_of(meta))
+        try:
+            validate(tree["params"], tree_dir, width_divisor_of(meta))
+        except WeightsError as e:
+            raise WeightsError(f"{e} (width_divisor {width_divisor_of(meta)} from {meta_path}); {redo}") from None
     pca = None
     if "pca" in tree:
         pca = PCAParams(tree["pca"]["eigen_vectors"], tree["pca"]["means"])
