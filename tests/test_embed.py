@@ -177,3 +177,24 @@ def test_decoding_in_worker_processes_gives_the_same_embeddings(embedder, audio_
     assert [p for p, _ in procs] == paths and procs[1][1] == threads[1][1]  # the same Skip record
     for (_, a), (_, b) in zip(threads[::2], procs[::2]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow  # writes a 2-hour wav (230 MB) and embeds 20 min and 2 h in fresh processes
+def test_peak_memory_does_not_grow_with_file_length(small_weights_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(repo, "experiments", "long_file_memory.py")
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    peaks = {}
+    for seconds in (1200, 7200):
+        proc = subprocess.run([sys.executable, script, "--seconds", str(seconds), "--weights", small_weights_dir,
+                               "--keep", str(tmp_path / f"{seconds}.wav")], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out["rows"] == frontend.num_examples(seconds * 16000)
+        peaks[seconds] = out["peak_rss_mb"]
+    # Held whole, the 100 extra minutes would add at least their float32 waveform: 100 * 60 * 16000 * 4 B = 366 MiB.
+    assert peaks[7200] - peaks[1200] < 60, peaks

@@ -26,20 +26,11 @@ def load_clip(path: str | os.PathLike, *, pad: bool = False, cfg: FrontendConfig
     return frontend.fit_to_examples(wave, pad=pad, cfg=cfg, name=name)
 
 
-def load_clip_or_error(path: str, pad: bool = False) -> np.ndarray | Exception:
-    """load_clip, with its exception returned instead of raised (it pickles, so it also comes back from a
-    worker process; a process pool's worker imports only this module's dependencies)."""
-    try:
-        return load_clip(path, pad=pad)
-    except Exception as e:  # reported per file by the caller
-        return e
-
-
 BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # a file's own problem; anything else is a bug
 
 
 class Long:
-    """What `decode_or_skip` returns for a file longer than its limit: the caller streams it in blocks
+    """What `decode_for_stream` returns for a file longer than its limit: the caller streams it in blocks
     (`audio.stream`) instead of holding it whole. Pickles, so it comes back from worker processes."""
 
     def __init__(self, path: str):
