@@ -7,7 +7,7 @@ import pytest
 
 from vggish_jax import audio, cli, skips
 from vggish_jax.models.vggish import pretrained, frontend, postprocess as post
-from vggish_jax.pipeline.embed import Embedder, file_examples, load_pretrained
+from vggish_jax.pipeline.embed import file_examples, load_pretrained
 from vggish_jax.models.vggish.params import WeightsError
 
 

@@ -20,7 +20,7 @@ from flax import nnx
 
 from vggish_jax import audio, skips
 from vggish_jax.datasets import decode
-from vggish_jax.models.vggish import modeling, params as params_lib, postprocess as post
+from vggish_jax.models.vggish import modeling, params as params_lib, postprocess as post, pretrained
 from vggish_jax.models.vggish.frontend import DEFAULT
 from vggish_jax.pipeline import host, segments as seg
 from vggish_jax.pipeline.device import AudioEmbedder
@@ -48,7 +48,7 @@ class Embedder:
             final_relu, dtype = model.final_relu, model.conv1.dtype
         else:
             model = params_lib.build(model, final_relu=final_relu, dtype=dtype, source=source,
-                                     width_divisor=modeling.width_divisor_of(model))
+                                     width_divisor=pretrained.width_divisor_of_params(model))
         self.model, self.pca, self.final_relu, self.batch_size = model, pca, final_relu, batch_size
         self.dtype = jnp.dtype(dtype)
         self.metadata = dict(metadata or {})
@@ -156,9 +156,7 @@ def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = N
                     batch_size: int = 64, precision: str | None = None, formulation: str = "auto",
                     mesh=None) -> Embedder:
     """An Embedder from a weights directory written by `vggish-jax convert` (or `pretrained.save`)."""
-    from vggish_jax.models.vggish import pretrained
-
-    model, meta = pretrained.load_model(directory, final_relu=final_relu, dtype=jnp.dtype(dtype))
+    model, meta = modeling.load_pretrained_model(directory, final_relu=final_relu, dtype=jnp.dtype(dtype))
     return Embedder(model, batch_size=batch_size, metadata=meta, precision=precision, formulation=formulation,
                     mesh=mesh, weights_dir=os.path.abspath(os.fspath(directory)))
 
@@ -171,8 +169,6 @@ def _cached(directory: str, stamp: tuple, kwargs: tuple) -> Embedder:
 def cached_embedder(directory: str | os.PathLike, **load_kwargs) -> Embedder:
     """`load_pretrained`, loaded once per (directory, its metadata file's mtime and size, options): repeated
     `embed_file(path, weights=dir)` calls neither reload the weights nor recompile."""
-    from vggish_jax.models.vggish import pretrained
-
     directory = os.path.abspath(os.fspath(directory))
     try:
         st = os.stat(os.path.join(directory, pretrained.METADATA))

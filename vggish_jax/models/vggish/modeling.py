@@ -23,9 +23,12 @@ from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from vggish_jax.models import loading
+from vggish_jax.models.vggish import pretrained
+from vggish_jax.models.vggish.pretrained import WeightsError
 
 if TYPE_CHECKING:
     from vggish_jax.models.vggish.postprocess import PCAParams
@@ -66,9 +69,7 @@ class VGGish(nnx.Module):
                         dtype=jnp.float32) -> "VGGish":
         """The model in a weights directory written by `vggish-jax convert`, with `.spec` (how its raw
         embeddings are made) and `.pca` attached. `final_relu` overrides what the weights record."""
-        from vggish_jax.models.vggish import pretrained
-
-        return pretrained.load_model(weights_dir, final_relu=final_relu, dtype=dtype)[0]
+        return load_pretrained_model(weights_dir, final_relu=final_relu, dtype=dtype)[0]
 
     def attach(self, *, spec: "EmbeddingSpec | None" = None, pca: "PCAParams | None" = None) -> None:
         """Record this model's EmbeddingSpec and PCA params (outside the graph; see the module doc)."""
@@ -122,7 +123,51 @@ def param_shapes(width_divisor: int = 1) -> dict:
     return loading.shapes(lambda: VGGish(width_divisor=width_divisor, rngs=nnx.Rngs(0)), nnx.Param)
 
 
-def width_divisor_of(params: dict) -> int:
-    """The width_divisor whose layout `params` has, read from conv1's output channels."""
-    ch = int(params["conv1"]["kernel"].shape[-1])
-    return CONV_CHANNELS[0][1] // ch if ch and CONV_CHANNELS[0][1] % ch == 0 else 0
+def validate(params: dict, source: str = "params", width_divisor: int = 1) -> None:
+    """Check names and shapes against the reference layout (of a `width_divisor` model); raise WeightsError
+    naming the first bad tensor."""
+    expected = param_shapes(width_divisor)
+    missing = sorted(f"{l}/{k}" for l, d in expected.items() for k in d if k not in params.get(l, {}))
+    extra = sorted(f"{l}/{k}" for l, d in params.items() for k in (d if isinstance(d, dict) else {"": 0})
+                   if k not in expected.get(l, {}))
+    if missing:
+        raise WeightsError(f"{source}: missing tensors {missing}")
+    if extra:
+        raise WeightsError(f"{source}: unexpected tensors {extra}")
+    for layer, d in expected.items():
+        for k, shape in d.items():
+            got = tuple(np.shape(params[layer][k]))
+            if got != shape:
+                what = "" if width_divisor == 1 else f" (of a width_divisor={width_divisor} VGGish)"
+                raise WeightsError(f"{source}: tensor {layer}/{k} has shape {got}, expected {shape}{what}")
+            if not np.all(np.isfinite(np.asarray(params[layer][k], dtype=np.float32))):
+                raise WeightsError(f"{source}: tensor {layer}/{k} contains NaN/inf; the weight file is corrupt")
+
+
+def build(params: dict, *, final_relu: bool = False, dtype=jnp.float32, source: str = "params",
+          width_divisor: int = 1) -> VGGish:
+    """A VGGish model holding `params` (validated first against the `width_divisor` layout)."""
+    validate(params, source, width_divisor)
+    return loading.from_pure_dict(
+        lambda: VGGish(final_relu=final_relu, dtype=dtype, width_divisor=width_divisor, rngs=nnx.Rngs(0)),
+        params, nnx.Param)
+
+
+def load_pretrained_model(directory: str | os.PathLike, *, final_relu: bool | None = None,
+                          dtype=jnp.float32) -> tuple[VGGish, dict]:
+    """(VGGish with its spec and PCA params attached, weights metadata) from a weights directory; the
+    tensors must have the layout of the width_divisor the metadata records."""
+    p, pca, meta = pretrained.load(directory)
+    name = os.fspath(directory)
+    if meta.get("model", "vggish") != "vggish":
+        raise WeightsError(f"{name}: holds {meta['model']} weights, not VGGish")
+    divisor = pretrained.width_divisor_of(meta)
+    try:
+        validate(p, os.path.join(name, pretrained.TREE), divisor)
+    except WeightsError as e:
+        raise WeightsError(f"{e}, as {os.path.join(name, pretrained.METADATA)} records; convert the weights "
+                           f"again with `vggish-jax convert ... --out {name} --overwrite`") from None
+    relu = pretrained.final_relu_of(meta, final_relu)
+    model = build(p, final_relu=relu, dtype=dtype, source=name, width_divisor=divisor)
+    model.attach(spec=pretrained.spec_of(meta, final_relu=relu, dtype=jnp.dtype(dtype).name), pca=pca)
+    return model, meta

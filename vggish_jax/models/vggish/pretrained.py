@@ -6,7 +6,8 @@ Layout of a weights directory:
                        "width_divisor": int, "params_files": {relative path: bytes}, ...}
 
 `width_divisor` (1 for the real VGGish) names the layout of a same-shaped small model (channel counts
-divided); `load` checks the tensors have that layout.
+divided); `modeling.load_pretrained_model` checks the tensors have that layout. This module reads and writes
+the files only: it imports no model code (the model code imports it).
 
 `load` checks the files listed in params_files before orbax reads them: a truncated or missing file is one
 clear line, not a tensorstore error (whose failing reads can also print tracebacks from orbax's threads).
@@ -19,16 +20,24 @@ import re
 from typing import Any
 
 import numpy as np
-import orbax.checkpoint as ocp
 
 from vggish_jax import atomic
-from vggish_jax.models.vggish.modeling import width_divisor_of as width_divisor_of_params
-from vggish_jax.models.vggish.params import WeightsError, validate
 from vggish_jax.models.vggish.postprocess import PCAParams
 from vggish_jax.spec import params_sha256
 
 METADATA = "metadata.json"
 TREE = "params"
+CONV1_CHANNELS = 64  # of the real VGGish (modeling.CONV_CHANNELS); a width_divisor model has 64 // divisor
+
+
+class WeightsError(ValueError):
+    """Weights missing, of the wrong shape, or not finite. The message names the tensor."""
+
+
+def width_divisor_of_params(params: dict) -> int:
+    """The width_divisor whose layout `params` has, read from conv1's output channels (0: no VGGish layout)."""
+    ch = int(np.shape(params["conv1"]["kernel"])[-1])
+    return CONV1_CHANNELS // ch if ch and CONV1_CHANNELS % ch == 0 else 0
 
 
 def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None = None,
@@ -39,6 +48,8 @@ def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None = 
     tree: dict[str, Any] = {"params": _np_tree(params)}
     if pca is not None:
         tree["pca"] = {"eigen_vectors": pca.eigen_vectors.astype(np.float32), "means": pca.means.astype(np.float32)}
+    import orbax.checkpoint as ocp  # here, so importing the model code does not import orbax
+
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(os.path.join(directory, TREE), tree, force=True)
         ckptr.wait_until_finished()
@@ -93,6 +104,8 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
     except (OSError, ValueError) as e:
         raise WeightsError(f"{meta_path}: unreadable ({_short_reason(e)}); {redo}") from e
     _check_listing(tree_dir, meta.get("params_files"), redo)
+    import orbax.checkpoint as ocp
+
     try:
         with ocp.StandardCheckpointer() as ckptr:
             tree = ckptr.restore(tree_dir)
@@ -102,30 +115,10 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
     tree = _np_tree(tree)
     if "weights_sha256" not in meta:  # written before the hash was recorded
         meta["weights_sha256"] = params_sha256(tree["params"])
-    if meta.get("model", "vggish") == "vggish":
-        try:
-            validate(tree["params"], tree_dir, width_divisor_of(meta))
-        except WeightsError as e:
-            raise WeightsError(f"{e} (width_divisor {width_divisor_of(meta)} from {meta_path}); {redo}") from None
     pca = None
     if "pca" in tree:
         pca = PCAParams(tree["pca"]["eigen_vectors"], tree["pca"]["means"])
     return tree["params"], pca, meta
-
-
-def load_model(directory: str | os.PathLike, *, final_relu: bool | None = None, dtype="float32"):
-    """(VGGish module with its spec and PCA params attached, metadata) from a weights directory."""
-    import jax.numpy as jnp
-
-    from vggish_jax.models.vggish.params import build
-
-    p, pca, meta = load(directory)
-    if meta.get("model", "vggish") != "vggish":
-        raise WeightsError(f"{os.fspath(directory)}: holds {meta['model']} weights, not VGGish")
-    relu = final_relu_of(meta, final_relu)
-    model = build(p, final_relu=relu, dtype=dtype, source=os.fspath(directory), width_divisor=width_divisor_of(meta))
-    model.attach(spec=spec_of(meta, final_relu=relu, dtype=jnp.dtype(dtype).name), pca=pca)
-    return model, meta
 
 
 def require_new_target(directory: str | os.PathLike, *, overwrite: bool = False) -> str:
