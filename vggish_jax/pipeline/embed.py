@@ -48,7 +48,7 @@ class Embedder:
             final_relu, dtype = model.final_relu, model.conv1.dtype
         else:
             model = params_lib.build(model, final_relu=final_relu, dtype=dtype, source=source,
-                                     width_divisor=pretrained.width_divisor_of_params(model))
+                                     width_divisor=pretrained.width_divisor_of_params(model) or 1)
         self.model, self.pca, self.final_relu, self.batch_size = model, pca, final_relu, batch_size
         self.dtype = jnp.dtype(dtype)
         self.metadata = dict(metadata or {})

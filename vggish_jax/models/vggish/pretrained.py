@@ -34,10 +34,12 @@ class WeightsError(ValueError):
     """Weights missing, of the wrong shape, or not finite. The message names the tensor."""
 
 
-def width_divisor_of_params(params: dict) -> int:
-    """The width_divisor whose layout `params` has, read from conv1's output channels (0: no VGGish layout)."""
-    ch = int(np.shape(params["conv1"]["kernel"])[-1])
-    return CONV1_CHANNELS // ch if ch and CONV1_CHANNELS % ch == 0 else 0
+def width_divisor_of_params(params: dict) -> int | None:
+    """The width_divisor whose layout `params` has, read from conv1's output channels (None: not a VGGish
+    layout; loading names what is wrong)."""
+    kernel = (params.get("conv1") or {}).get("kernel") if isinstance(params, dict) else None
+    ch = int(np.shape(kernel)[-1]) if kernel is not None and np.ndim(kernel) else 0
+    return CONV1_CHANNELS // ch if ch and CONV1_CHANNELS % ch == 0 else None
 
 
 def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None = None,
@@ -56,8 +58,9 @@ def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None = 
     # The weights' identity is their content, recorded here so every artifact made with them can name it.
     meta = {"model": model, "has_pca": pca is not None, **(metadata or {}),
             "weights_sha256": params_sha256(tree["params"]), "params_files": _listing(os.path.join(directory, TREE))}
-    if model == "vggish":
-        meta["width_divisor"] = width_divisor_of_params(tree["params"])
+    divisor = width_divisor_of_params(tree["params"]) if model == "vggish" else None
+    if divisor is not None:
+        meta["width_divisor"] = divisor
     atomic.write_json(os.path.join(directory, METADATA), meta, sort_keys=True)
     return directory
 
