@@ -1,4 +1,4 @@
-"""Shared fixtures: small generated audio and a saved random-weights VGGish directory."""
+"""Shared fixtures: small generated audio and saved random-weights VGGish directories (full size and small)."""
 from __future__ import annotations
 
 import glob
@@ -43,6 +43,24 @@ def random_weights_dir(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("weights")
     pretrained.save(d, params.random(0), metadata={"source": "random", "seed": 0})
+    return str(d)
+
+
+SMALL_WIDTH_DIVISOR = 8  # a VGGish with every hidden width / 8: same layers and shapes in and out, ~1/60 the FLOPs
+
+
+@pytest.fixture(scope="session")
+def small_weights_dir(tmp_path_factory):
+    """A converted small same-shaped VGGish (width_divisor 8, random weights) with random orthonormal PCA
+    params: what pipeline and CLI tests use instead of the 72M-parameter model."""
+    from vggish_jax.models.vggish import params, postprocess, pretrained
+
+    rng = np.random.default_rng(0)
+    eigen_vectors = np.linalg.qr(rng.standard_normal((128, 128)))[0]
+    pca = postprocess.PCAParams(eigen_vectors, 0.1 * rng.standard_normal(128))
+    d = tmp_path_factory.mktemp("small_weights")
+    pretrained.save(d, params.random(0, width_divisor=SMALL_WIDTH_DIVISOR), pca=pca,
+                    metadata={"source": "random", "seed": 0})
     return str(d)
 
 

@@ -184,7 +184,7 @@ def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single_audi
     _assert_same_embeddings(out, single_audio, atol=1e-6)
     info, ref = store.read_info(out), store.read_info(single_audio)
     assert info["complete"] is True and info["source"] == "audio"
-    assert info["frontend_precision"] == ref["frontend_precision"] == "device float32"
+    assert info["frontend_precision"] == ref["frontend_precision"] == "float32"
     assert {int(os.path.basename(r["path"])[:-4]) for r in info["skipped"]} == set(mini.bad)
     assert os.listdir(markers) == []
 
@@ -365,6 +365,6 @@ def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_
                               store.load_split(outs["single32"], split).embeddings))
     assert gap > 1e-6  # float32 vs float64 frontend is visible, so the equality above says the option arrived
     info, ref = store.read_info(outs["beam64"]), store.read_info(outs["single64"])
-    assert info["frontend_precision"] == ref["frontend_precision"] == "device float64"
+    assert info["frontend_precision"] == ref["frontend_precision"] == "float64"
     with pytest.raises(ValueError, match="frontend_precision"):
         extract("fma/small_waveform", out=outs["beam64"], precision="float32", **kwargs)

@@ -184,3 +184,58 @@ def test_four_fake_devices_give_the_one_device_result(tmp_path):
             assert np.abs(four[f"clip{k}"] - v).max() <= 1e-5
         one = d.embed_examples(frontend.waveform_to_examples(waves[1], SR), batch_size=3)
         assert np.abs(four["examples"] - one).max() <= 1e-5
+
+
+@pytest.mark.parametrize("seconds", [0.99, 29.76, 30.0, 59.52 + 0.015, 61.3])
+def test_cut_stream_gives_cut_s_segments_from_any_blocks(seconds):
+    wave = signal(seconds, seed=4)
+    want = seg.cut(wave)
+    rng = np.random.default_rng(int(seconds * 100))
+    bounds = np.sort(rng.integers(0, wave.size, 7))
+    got = list(seg.cut_stream(np.split(wave, bounds)))
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_part_full_batches_pad_to_a_power_of_two_only():
+    from vggish_jax.models import batching
+
+    def sizes(n, batch, multiple=1):
+        return [(b.shape[0], k) for b, k in batching.fixed_batches(np.zeros((n, 2)), batch, multiple)]
+
+    assert sizes(31, 2048) == [(32, 31)]  # one 30-s clip's examples: 32 rows, not 2048
+    assert sizes(2100, 2048) == [(2048, 2048), (64, 52)]
+    assert sizes(5, 64, multiple=3) == [(9, 5)]  # and a multiple of the device count
+    assert sizes(1, 8) == [(1, 1)]
+    assert sizes(0, 8) == []
+
+
+def test_next_batch_is_dispatched_before_the_last_is_fetched():
+    events = []
+
+    class Fetch:
+        def __init__(self, i, value):
+            self.i, self.value = i, value
+
+        def __array__(self, dtype=None, copy=None):
+            events.append(("fetch", self.i))
+            return np.asarray(self.value)
+
+    class Recording(AudioEmbedder):
+        def _dispatch(self, waveforms, lengths):
+            i = sum(e[0] == "dispatch" for e in events)
+            events.append(("dispatch", i))
+            emb, mask = super()._dispatch(waveforms, lengths)
+            return Fetch(i, emb), mask
+
+    d = Recording(tiny_model(), buckets=(1,), examples_per_call=2)
+    waves = [signal(1.0, seed=i) for i in range(9)]  # 9 one-example clips in batches of 2: 5 batches
+    out = [v for _, v in d.embed_stream(enumerate(waves))]
+    dispatched = [i for e, i in events if e == "dispatch"]
+    assert dispatched == [0, 1, 2, 3, 4]
+    for k in range(4):  # batch k+1 went to the device before batch k's result was read
+        assert events.index(("dispatch", k + 1)) < events.index(("fetch", k))
+    assert len(out) == 9
+    for w, v in zip(waves, out):
+        np.testing.assert_allclose(v, oracle(w), atol=1e-3, rtol=1e-3)

@@ -1,18 +1,19 @@
-"""Embedding pipeline and `vggish-jax embed` CLI on generated audio with random saved weights."""
+"""Embedding pipeline and `vggish-jax embed` CLI on generated audio with the small random-weights VGGish
+(conftest.small_weights_dir: same layers and shapes, widths / 8)."""
 import json
 
 import numpy as np
 import pytest
 
-from vggish_jax import audio, cli
+from vggish_jax import audio, cli, skips
 from vggish_jax.models.vggish import pretrained, frontend, postprocess as post
-from vggish_jax.pipeline.embed import Embedder, file_examples, load_pretrained
+from vggish_jax.pipeline.embed import file_examples, load_pretrained
 from vggish_jax.models.vggish.params import WeightsError
 
 
 @pytest.fixture(scope="module")
-def embedder(random_weights_dir):
-    return load_pretrained(random_weights_dir, batch_size=4)
+def embedder(small_weights_dir):
+    return load_pretrained(small_weights_dir, batch_size=4)
 
 
 def test_file_examples_equal_whole_file_frontend(audio_files):
@@ -52,19 +53,20 @@ def test_too_short_clip_errors_or_pads(embedder, audio_files):
     assert embedder.embed_file(audio_files["short"], pad=True).shape == (1, 128)
 
 
-def test_final_relu_flag(random_weights_dir, embedder, audio_files):
-    relu = load_pretrained(random_weights_dir, final_relu=True, batch_size=4)
+def test_final_relu_flag(small_weights_dir, embedder, audio_files):
+    relu = load_pretrained(small_weights_dir, final_relu=True, batch_size=4)
     a = embedder.embed_file(audio_files["wav"])
     b = relu.embed_file(audio_files["wav"])
     np.testing.assert_allclose(b, np.maximum(a, 0), atol=1e-6)
 
 
 def test_postprocess_needs_pca_and_applies_it(tmp_path, embedder, audio_files):
-    with pytest.raises(WeightsError, match="no PCA params"):
-        embedder.embed_file(audio_files["wav"], postprocess=True)
     from vggish_jax.models.vggish import params
+    pretrained.save(tmp_path / "nopca", params.random(0, width_divisor=8))
+    with pytest.raises(WeightsError, match="no PCA params"):
+        load_pretrained(tmp_path / "nopca", batch_size=4).embed_file(audio_files["wav"], postprocess=True)
     pca = post.PCAParams(np.eye(128), np.zeros(128))
-    pretrained.save(tmp_path / "w", params.random(0), pca=pca)
+    pretrained.save(tmp_path / "w", params.random(0, width_divisor=8), pca=pca)
     with_pca = load_pretrained(tmp_path / "w", batch_size=4)
     q = with_pca.embed_file(audio_files["wav"], postprocess=True)
     assert q.dtype == np.uint8
@@ -76,10 +78,10 @@ def test_missing_weights_dir_is_a_clear_error(tmp_path):
         load_pretrained(tmp_path / "nowhere")
 
 
-def test_cli_embed(random_weights_dir, audio_files, tmp_path, capsys):
+def test_cli_embed(small_weights_dir, audio_files, tmp_path, capsys):
     out = tmp_path / "emb.npz"
     files = [audio_files[k] for k in ("wav", "mp3", "corrupt", "missing", "empty", "nan")]
-    code = cli.main(["embed", *files, "--weights", random_weights_dir, "--out", str(out), "--batch-size", "4"])
+    code = cli.main(["embed", *files, "--weights", small_weights_dir, "--out", str(out), "--batch-size", "4"])
     assert code == 0
     err = capsys.readouterr().err
     for bad in ("corrupt", "missing", "empty", "nan"):
@@ -91,8 +93,8 @@ def test_cli_embed(random_weights_dir, audio_files, tmp_path, capsys):
     assert meta["final_relu"] is False and meta["postprocess"] is False and len(meta["errors"]) == 4
 
 
-def test_cli_all_files_bad_fails(random_weights_dir, audio_files, tmp_path, capsys):
-    code = cli.main(["embed", audio_files["corrupt"], "--weights", random_weights_dir, "--out", str(tmp_path / "x")])
+def test_cli_all_files_bad_fails(small_weights_dir, audio_files, tmp_path, capsys):
+    code = cli.main(["embed", audio_files["corrupt"], "--weights", small_weights_dir, "--out", str(tmp_path / "x")])
     assert code == 1 and "1 of 1 files could not be embedded" in capsys.readouterr().err
 
 
@@ -101,33 +103,57 @@ def test_cli_missing_weights(audio_files, tmp_path, capsys):
     assert code == 2 and "vggish-jax convert" in capsys.readouterr().err
 
 
-def test_iter_files_streams_in_input_order_with_one_line_errors(embedder, audio_files):
-    paths = [audio_files[k] for k in ("wav", "corrupt", "mono22k", "short", "missing")]
+def test_iter_files_streams_in_input_order_with_skip_records(embedder, audio_files):
+    paths = [audio_files[k] for k in ("wav", "corrupt", "mono22k", "short", "missing", "empty")]
     out = list(embedder.iter_files(paths, workers=2))
     assert [p for p, _ in out] == paths
-    for k in (1, 3, 4):
-        assert isinstance(out[k][1], str) and paths[k] in out[k][1] and "\n" not in out[k][1]
-    results, errors = embedder.embed_files(paths, workers=2)  # the thin wrapper gives the same arrays
-    assert list(results) == [paths[0], paths[2]] and list(errors) == [paths[1], paths[3], paths[4]]
-    np.testing.assert_array_equal(out[2][1], results[paths[2]])
+    kinds = {1: "undecodable", 3: "too_short", 4: "missing", 5: "undecodable"}
+    for k, kind in kinds.items():
+        s = out[k][1]
+        assert isinstance(s, skips.Skip) and (s.kind, s.path) == (kind, paths[k]), s
+        assert paths[k] in s.reason and "\n" not in s.reason
+    # the good files' rows are the model applied to the NumPy oracle frontend's examples of each file
+    for k in (0, 2):
+        want = np.asarray(embedder.model(frontend.waveform_to_examples(*audio.load(paths[k]))))
+        np.testing.assert_allclose(out[k][1], want, atol=1e-4, rtol=1e-4)
 
 
-def test_float64_device_path_equals_numpy_oracle_path(random_weights_dir, audio_files):
-    e64 = load_pretrained(random_weights_dir, batch_size=4, precision="float64")
+def _long_file(path, seconds, sr):
+    import soundfile as sf
+    from conftest import tone_mix
+
+    x = tone_mix(seconds, sr, seed=1) * np.linspace(0.2, 1.0, int(round(seconds * sr)), dtype=np.float32)
+    sf.write(path, x, sr)
+    return path
+
+
+def test_long_file_streams_in_blocks_and_equals_the_whole_file(small_weights_dir, tmp_path):
+    path = _long_file(str(tmp_path / "long.wav"), 75.3, 44100)
+    streamed = load_pretrained(small_weights_dir, batch_size=8)
+    streamed.stream_seconds = 10.0  # so this 75-s file takes the block path (60-s blocks)
+    whole = load_pretrained(small_weights_dir, batch_size=8)
+    (p, got), = streamed.iter_files([path], workers=1)
+    want = whole.embed_waveform(audio.load(path, 16000)[0])  # decoded whole, one waveform
+    assert got.shape == want.shape == (78, 128)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_float64_device_path_equals_numpy_oracle_path(small_weights_dir, audio_files):
+    e64 = load_pretrained(small_weights_dir, batch_size=4, precision="float64")
     for key in ("mp3", "mono22k"):
         want = np.asarray(e64.model(file_examples(audio_files[key])))  # NumPy frontend + model, eagerly
         got = e64.embed_file(audio_files[key])
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.slow  # two full-size VGGish compiles, one in a 4-device subprocess: about a minute on 2 cores
-def test_embed_cli_on_4_fake_devices_equals_1_device(random_weights_dir, audio_files, tmp_path):
+@pytest.mark.slow  # a second process on 4 fake devices (its own jax start and compiles)
+def test_embed_cli_on_4_fake_devices_equals_1_device(small_weights_dir, audio_files, tmp_path):
     import os
     import subprocess
     import sys
 
     files = [audio_files[k] for k in ("wav", "mono22k", "flac", "mp3", "short")]
-    args = ["embed", *files, "--weights", random_weights_dir, "--batch-size", "8", "--pad"]
+    args = ["embed", *files, "--weights", small_weights_dir, "--batch-size", "8", "--pad"]
     assert cli.main(args + ["--out", str(tmp_path / "one.npz")]) == 0
     code = ("import sys, jax; from vggish_jax import cli; assert jax.device_count() == 4, jax.devices(); "
             "sys.exit(cli.main(sys.argv[1:]))")
@@ -148,6 +174,27 @@ def test_decoding_in_worker_processes_gives_the_same_embeddings(embedder, audio_
     paths = [audio_files[k] for k in ("wav", "corrupt", "mono22k")]
     threads = list(embedder.iter_files(paths, workers=1))
     procs = list(embedder.iter_files(paths, workers=2, processes=True))
-    assert [p for p, _ in procs] == paths and procs[1][1] == threads[1][1]
+    assert [p for p, _ in procs] == paths and procs[1][1] == threads[1][1]  # the same Skip record
     for (_, a), (_, b) in zip(threads[::2], procs[::2]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow  # writes a 2-hour wav (230 MB) and embeds 20 min and 2 h in fresh processes
+def test_peak_memory_does_not_grow_with_file_length(small_weights_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(repo, "experiments", "long_file_memory.py")
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    peaks = {}
+    for seconds in (1200, 7200):
+        proc = subprocess.run([sys.executable, script, "--seconds", str(seconds), "--weights", small_weights_dir,
+                               "--keep", str(tmp_path / f"{seconds}.wav")], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out["rows"] == frontend.num_examples(seconds * 16000)
+        peaks[seconds] = out["peak_rss_mb"]
+    # Held whole, the 100 extra minutes would add at least their float32 waveform: 100 * 60 * 16000 * 4 B = 366 MiB.
+    assert peaks[7200] - peaks[1200] < 60, peaks

@@ -1,7 +1,9 @@
 """vggish-jax: Google's VGGish audio embedding in JAX/Flax, and a genre pipeline built on it.
 
 Public API (imported on first use, so `import vggish_jax.audio` in a decode worker stays free of jax):
-    load_pretrained(dir)           -> Embedder (model + PCA params from a converted weights directory)
+    VGGish.from_pretrained(dir)    -> the Flax NNX model, its EmbeddingSpec (.spec) and PCA params (.pca) attached
+    embed(waveform, sr, model)     -> Embeddings: values [n, 128], start_s [n] (row i covers start_s .. +0.975 s), spec
+    load_pretrained(dir)           -> Embedder (the batch/file API: streaming, every device)
     embed_file(path, weights=dir)  -> [n, 128] embeddings
     embed_files(paths, weights=dir)-> ({path: [n, 128]}, {path: error})
     waveform_to_examples(x, sr)    -> [n, 96, 64] log-mel examples (NumPy reference frontend)
@@ -13,6 +15,9 @@ classify/ (features, heads, the comparison), datasets/ (FMA), train/ (fine-tunin
 import importlib
 
 _EXPORTS = {
+    "VGGish": "vggish_jax.models.vggish.modeling",
+    "embed": "vggish_jax.pipeline.embeddings",
+    "Embeddings": "vggish_jax.pipeline.embeddings",
     "Embedder": "vggish_jax.pipeline.embed",
     "embed_file": "vggish_jax.pipeline.embed",
     "embed_files": "vggish_jax.pipeline.embed",

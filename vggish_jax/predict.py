@@ -103,7 +103,7 @@ class MusiCNNTagger:
 
     def run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
         """[n, 187, 96] -> {'taggram': [n, 50], 'penultimate': [n, 200]} in fixed-size jitted batches."""
-        from vggish_jax.pipeline.embed import fixed_batches
+        from vggish_jax.models.batching import fixed_batches
 
         outs = {"taggram": [], "penultimate": []}
         for padded, k in fixed_batches(patches, self.batch_size):

@@ -12,14 +12,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from typing import Any, Mapping
 
 import numpy as np
 
 KEY = "embedding_spec"
-# Fields that decide the numbers. `dtype` is informative (bfloat16 vs float32 differ by rounding only) and is
-# compared only when asked.
+# Fields that decide the numbers. `dtype` and `frontend_precision` are informative (they change rounding only:
+# bfloat16 vs float32 by up to ~1%, the float32 vs float64 frontend by ~1e-3 in log-mel), so a head or FAD
+# statistics made one way serve the other; they are compared where rows are mixed into one output
+# (RESUME_FIELDS: an extraction resumed, an embed output extended).
 IDENTITY_FIELDS = ("model", "weights_sha256", "final_relu", "postprocess", "frontend")
+RESUME_FIELDS = IDENTITY_FIELDS + ("dtype", "frontend_precision")
+# What computed the log-mel: the device frontend in float32 or float64, or the NumPy oracle (float64) on the
+# host (stored-mel datasets).
+FRONTEND_PRECISIONS = ("float32", "float64", "numpy")
 
 
 class SpecMismatch(ValueError):
@@ -34,11 +41,12 @@ class EmbeddingSpec:
     postprocess: str | None = None  # None: raw float embeddings; "pca_uint8_truncate" / "pca_uint8_round"
     dtype: str = "float32"
     frontend: tuple[tuple[str, Any], ...] = ()  # sorted (name, value) pairs of the frontend config
+    frontend_precision: str = "float32"  # one of FRONTEND_PRECISIONS
 
     @classmethod
     def create(cls, *, model: str = "vggish", weights_sha256: str | None, final_relu: bool,
                postprocess: str | bool | None = None, dtype: str = "float32",
-               frontend: Any = None) -> "EmbeddingSpec":
+               frontend: Any = None, frontend_precision: str = "float32") -> "EmbeddingSpec":
         """Build a spec; `frontend` is a dataclass config or a mapping, `postprocess=True` means TF's truncation."""
         if postprocess is True:
             postprocess = "pca_uint8_truncate"
@@ -47,8 +55,10 @@ class EmbeddingSpec:
         if dataclasses.is_dataclass(frontend):
             frontend = dataclasses.asdict(frontend)
         items = tuple(sorted((frontend or {}).items()))
+        if frontend_precision not in FRONTEND_PRECISIONS:
+            raise ValueError(f"frontend_precision must be one of {FRONTEND_PRECISIONS}, got {frontend_precision!r}")
         return cls(model=model, weights_sha256=weights_sha256, final_relu=bool(final_relu),
-                   postprocess=postprocess, dtype=str(dtype), frontend=items)
+                   postprocess=postprocess, dtype=str(dtype), frontend=items, frontend_precision=frontend_precision)
 
     def replace(self, **changes) -> "EmbeddingSpec":
         if "postprocess" in changes and isinstance(changes["postprocess"], bool):
@@ -78,7 +88,7 @@ class EmbeddingSpec:
     def describe(self) -> str:
         sha = (self.weights_sha256 or "unknown")[:12]
         return (f"{self.model} weights {sha} final_relu={self.final_relu} "
-                f"postprocess={self.postprocess or 'none'} dtype={self.dtype}")
+                f"postprocess={self.postprocess or 'none'} dtype={self.dtype} frontend={self.frontend_precision}")
 
 
 def require_compatible(expected: EmbeddingSpec, found: EmbeddingSpec, *, expected_from: str, found_from: str,
@@ -101,25 +111,28 @@ def read(artifact: Mapping[str, Any], source: str) -> EmbeddingSpec:
 
 def of_extraction(info: Mapping[str, Any], source: str) -> EmbeddingSpec:
     """The spec of an extraction (its info.json dict): as recorded, or rebuilt from the settings an older
-    extraction recorded (final_relu, postprocess, dtype, frontend) and the weights' content hash, taken from
-    its weights metadata or, failing that, from the weights directory if it can still be read. The hash
-    stays None when neither exists; consumers that need the identity refuse such a spec."""
+    extraction recorded (final_relu, postprocess, dtype, frontend and its precision) and the weights' content
+    hash, taken from its weights metadata or, failing that, from the metadata.json of its weights directory
+    if that can still be read. The hash stays None when neither has it; consumers that need the identity
+    refuse such a spec."""
     if KEY in info:
         return read(info, source)
     sha = (info.get("weights_metadata") or {}).get("weights_sha256")
     if sha is None and info.get("weights"):
-        from vggish_jax.models.vggish import pretrained  # orbax: only for this fallback
-
-        try:
-            sha = pretrained.load(info["weights"])[2].get("weights_sha256")
-        except (OSError, ValueError):
+        try:  # the JSON `pretrained.save` writes beside the checkpoint (read here: spec imports no model code)
+            with open(os.path.join(info["weights"], "metadata.json")) as f:
+                sha = json.load(f).get("weights_sha256")
+        except (OSError, ValueError, AttributeError):
             sha = None
     frontend = info.get("frontend")
     if frontend is None:
         from vggish_jax.models.vggish.frontend import DEFAULT as frontend
+    # Older extractions wrote "device float32" / "device float64" / "numpy float64 (at build)".
+    old = str(info.get("frontend_precision", "float32"))
+    precision = "numpy" if old.startswith("numpy") else "float64" if "float64" in old else "float32"
     return EmbeddingSpec.create(weights_sha256=sha, final_relu=bool(info.get("final_relu", False)),
                                 postprocess=bool(info.get("postprocess", False)),
-                                dtype=info.get("dtype", "float32"), frontend=frontend)
+                                dtype=info.get("dtype", "float32"), frontend=frontend, frontend_precision=precision)
 
 
 def params_sha256(tree: Mapping[str, Any]) -> str:

@@ -32,7 +32,7 @@ from vggish_jax.pipeline import store
 from vggish_jax.pipeline.sources import Source, file_stamp
 
 FORMAT_VERSION = 3
-SPEC_FIELDS = spec_lib.IDENTITY_FIELDS + ("dtype",)  # bfloat16 and float32 rows never mix
+SPEC_FIELDS = spec_lib.RESUME_FIELDS  # + dtype and frontend precision: bfloat16 and float32 rows never mix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,6 @@ class Job:
     source: Source
     spec: spec_lib.EmbeddingSpec  # of the rows written (postprocess included)
     shard_size: int
-    precision: str = "none"  # how the log-mels are made: 'device float32', 'numpy float64 (at build)', ...
     record: dict = dataclasses.field(default_factory=dict)  # informative fields for info.json (weights path, ...)
     pad: bool = False  # zero-pad clips shorter than one example instead of skipping them
     workers: int = 0  # decode workers per shard
@@ -58,8 +57,7 @@ class Job:
     name: str | None = None
 
     def identity(self) -> dict:
-        return {spec_lib.KEY: self.spec.to_dict(), "frontend_precision": self.precision,
-                "source": self.source.identity()}
+        return {spec_lib.KEY: self.spec.to_dict(), "source": self.source.identity()}
 
     @property
     def identity_hash(self) -> str:
@@ -118,7 +116,7 @@ def open_store(job: Job, *, write: bool = True, log: Callable[[str], None] = pri
         "format_version": FORMAT_VERSION, **job.record, "shard_size": job.shard_size,
         "final_relu": job.spec.final_relu, "postprocess": job.spec.postprocess is not None, "dtype": job.spec.dtype,
         "label_names": list(src.label_names), "multilabel": bool(src.multilabel),
-        "frontend": dataclasses.asdict(frontend.DEFAULT), "frontend_precision": job.precision,
+        "frontend": dataclasses.asdict(frontend.DEFAULT), "frontend_precision": job.spec.frontend_precision,
         "embedding": "uint8 PCA-quantised" if job.spec.postprocess else "float32 raw 128-d",
         spec_lib.KEY: job.spec.to_dict(), "source_identity": src.identity(),
         "splits": {**(old or {}).get("splits", {}), **{s: {"candidates": n, "num_shards": math.ceil(n / job.shard_size)}
@@ -139,8 +137,6 @@ def _check(job: Job, old: dict, path: str) -> None:
         raise spec_lib.SpecMismatch(f"{e}; its rows would mix two models: use a new --out, delete {found_from}, "
                                     f"or rerun with the weights and settings that made it") from None
     diff = []
-    if old.get("frontend_precision", job.precision) != job.precision:
-        diff.append(f"frontend_precision: {old['frontend_precision']!r} -> {job.precision!r}")
     ident, old_ident = job.source.identity(), old.get("source_identity", {})
     diff += [_change(k, old_ident.get(k), ident.get(k)) for k in sorted(set(ident) | set(old_ident))
              if old_ident.get(k) != ident.get(k)]

@@ -1,21 +1,21 @@
 """The one device function for VGGish: 16 kHz waveforms -> jitted frontend -> VGGish -> embeddings.
 
-`AudioEmbedder(model)` holds the model's parameters replicated over a mesh of every device
-(`jax.make_mesh((jax.device_count(),), ('data',))`) and one jitted function
+`embed_waveforms(graphdef, state, waveforms [B, samples] int16/float32, lengths [B])` ->
+(embeddings [B, n, 128] float32, mask [B, n]) is jitted once at module level with the model's graph static
+and its state an argument, so every `AudioEmbedder` (and every model of one shape) shares its compilations.
+n = examples in `samples`; mask[b, i] says example i lies inside clip b's true length (the causal framing
+rule of `frontend_jax`, so unmasked rows equal the unpadded clip's). int16 is divided by 32767, the inverse
+of how this project stores int16 audio (`datasets.decode.to_int16`; the fine-tuning path does the same), not
+soundfile's 32768: the two differ by up to 3e-5 in log-mel. The frontend precision follows
+`frontend_jax.resolve_precision` (float32 by default; float64 within 1e-5 of the NumPy oracle).
 
-    (waveforms [B, samples] int16 or float32, lengths [B]) -> (embeddings [B, n, 128] float32, mask [B, n])
-
-whose batch axis is sharded with `NamedSharding(mesh, P('data'))`; B is padded to a multiple of the device
-count. n = examples in `samples`; mask[b, i] says example i lies inside clip b's true length (the causal
-framing rule of `frontend_jax`, so unmasked rows equal the unpadded clip's). int16 is divided by 32767,
-the inverse of how this project stores int16 audio (`datasets.decode.to_int16`; the fine-tuning path does
-the same), not soundfile's 32768: the two differ by up to 3e-5 in log-mel. The frontend runs in float32
-with the per-backend formulation of `frontend_jax` (within 1e-3 of the NumPy oracle in log-mel) or, with precision="float64",
-in float64 (within 1e-5). It is compiled once per (B, samples): `embed_stream` feeds it only the bucket
-shapes of `segments.BUCKETS`, with a fixed batch per bucket.
-
-Under several processes (jax.distributed) the mesh spans this process's local devices: each process embeds
-its own work.
+`AudioEmbedder(model)` holds the model's state replicated over a 1-d ('data',) mesh of every device and
+puts each batch on the mesh sharded along its batch axis; the jitted functions follow those shardings.
+Batches are asynchronous: a batch is transferred and dispatched before the result of the one before it is
+fetched, so host batching, host-to-device copies and device compute overlap (`depth` batches stay in
+flight). Full batches have `clips_per_call(bucket)` rows; a part-full one is padded only to the next power
+of two (`models.batching`). Under several processes (jax.distributed) the mesh spans this process's local
+devices: each process embeds its own work.
 """
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from vggish_jax.datasets.decode import INT16_SCALE
-from vggish_jax.models.vggish import frontend_jax
+from vggish_jax.models import batching
+from vggish_jax.models.vggish import frontend, frontend_jax, modeling
 from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 from vggish_jax.pipeline import segments as seg
-
 
 
 def default_mesh() -> Mesh:
@@ -43,97 +43,107 @@ def default_mesh() -> Mesh:
     return Mesh(np.array(jax.local_devices()), ("data",))
 
 
-def valid_examples(lengths: jax.Array, cfg: FrontendConfig = DEFAULT) -> jax.Array:
-    """frontend.num_examples for an array of lengths (traceable)."""
-    lengths = jnp.asarray(lengths)
-    frames = jnp.where(lengths >= cfg.window_length, 1 + (lengths - cfg.window_length) // cfg.hop_length, 0)
-    return jnp.where(frames >= cfg.example_frames, 1 + (frames - cfg.example_frames) // cfg.example_hop_frames, 0)
-
-
 def _to_float(waveforms: jax.Array, dtype) -> jax.Array:
     if jnp.issubdtype(waveforms.dtype, jnp.integer):
         return waveforms.astype(dtype) * jnp.asarray(1.0 / INT16_SCALE, dtype)
     return waveforms.astype(dtype)
 
 
-class AudioEmbedder:
-    """A VGGish model as one jitted, data-parallel waveforms -> embeddings function (see the module doc)."""
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "precision", "formulation"))
+def embed_waveforms(graphdef: nnx.GraphDef, state: nnx.State, waveforms: jax.Array, lengths: jax.Array, *,
+                    cfg: FrontendConfig = DEFAULT, precision: str = "float32", formulation: str = "fft"):
+    """The fused frontend + VGGish (see the module doc); float64 needs jax.enable_x64 around the call."""
+    dtype = jnp.dtype(precision)
+    ex = frontend_jax.examples(_to_float(waveforms, dtype), cfg, dtype, formulation)
+    b, n = ex.shape[:2]
+    emb = nnx.merge(graphdef, state)(ex.reshape((b * n,) + ex.shape[2:])).astype(jnp.float32)
+    mask = jnp.arange(n)[None, :] < frontend.num_examples(lengths, cfg)[:, None]
+    return emb.reshape(b, n, -1), mask
 
-    def __init__(self, model: nnx.Module, *, cfg: FrontendConfig = DEFAULT, precision: str = "float32",
+
+class _Clip:
+    """A clip in embed_stream: its rows by segment, segments not yet embedded, and whether all are cut."""
+    __slots__ = ("key", "parts", "missing", "closed", "error")
+
+    def __init__(self, key, error=None):
+        self.key, self.parts, self.missing, self.closed, self.error = key, [], 0, error is not None, error
+
+    def done(self) -> bool:
+        return self.closed and self.missing == 0
+
+    def value(self):
+        if self.error is not None:
+            return self.error
+        return np.concatenate(self.parts) if self.parts else np.zeros((0, modeling.EMBEDDING_SIZE), np.float32)
+
+
+class AudioEmbedder:
+    """A VGGish model as one data-parallel, asynchronous waveforms -> embeddings function (see the module doc)."""
+
+    def __init__(self, model: nnx.Module, *, cfg: FrontendConfig = DEFAULT, precision: str | None = None,
                  formulation: str = "auto", mesh: Mesh | None = None, examples_per_call: int = 64,
-                 buckets: tuple[int, ...] = seg.BUCKETS):
-        self.cfg, self.buckets, self.examples_per_call = cfg, tuple(buckets), examples_per_call
+                 buckets: tuple[int, ...] = seg.BUCKETS, depth: int = 2):
+        self.cfg, self.buckets, self.examples_per_call, self.depth = cfg, tuple(buckets), examples_per_call, depth
         self.precision = frontend_jax.resolve_precision(precision)
         self.formulation = frontend_jax.resolve_formulation(formulation)
         self.mesh = mesh if mesh is not None else default_mesh()
         self.num_devices = self.mesh.devices.size
         self.data = NamedSharding(self.mesh, P("data"))
-        replicated = NamedSharding(self.mesh, P())
-        graphdef, state = nnx.split(model)
-        self.state = jax.device_put(state, replicated)
-        dtype = jnp.dtype(self.precision)
+        self.graphdef, state = nnx.split(model)
+        self.state = jax.device_put(state, NamedSharding(self.mesh, P()))
 
-        def examples(waveforms):
-            return frontend_jax.examples(_to_float(waveforms, dtype), cfg, dtype, self.formulation)
-
-        def embed(state, waveforms, lengths):
-            ex = examples(waveforms)
-            b, n = ex.shape[:2]
-            emb = nnx.merge(graphdef, state)(ex.reshape((b * n,) + ex.shape[2:])).astype(jnp.float32)
-            mask = jnp.arange(n)[None, :] < valid_examples(lengths, cfg)[:, None]
-            return emb.reshape(b, n, -1), mask
-
-        self._embed = jax.jit(embed, in_shardings=(replicated, self.data, self.data),
-                              out_shardings=(self.data, self.data))
-        self._examples = jax.jit(examples, in_shardings=self.data, out_shardings=self.data)
-        self._model = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x).astype(jnp.float32),
-                              in_shardings=(replicated, self.data), out_shardings=self.data)
-
-    # --- device calls (numpy in, numpy out) ---------------------------------------------------------------
+    # --- device calls -----------------------------------------------------------------------------------
 
     def _x64(self):
         return jax.enable_x64(self.precision == "float64")
 
-    def _pad_batch(self, *arrays: np.ndarray) -> tuple[int, list[np.ndarray]]:
-        b = arrays[0].shape[0]
-        extra = -b % self.num_devices
-        if extra:
-            arrays = [np.concatenate([a, np.zeros((extra,) + a.shape[1:], a.dtype)]) for a in arrays]
-        return b, list(arrays)
+    def _dispatch(self, waveforms: np.ndarray, lengths: np.ndarray):
+        """Start the transfer and the computation of one batch (rows a multiple of the devices); returns
+        device arrays whose values are fetched later."""
+        with self._x64():
+            return embed_waveforms(self.graphdef, self.state, jax.device_put(waveforms, self.data),
+                                   jax.device_put(lengths, self.data), cfg=self.cfg, precision=self.precision,
+                                   formulation=self.formulation)
+
+    @staticmethod
+    def _waveforms(waveforms) -> np.ndarray:
+        waveforms = np.asarray(waveforms)
+        return waveforms if waveforms.dtype in (np.int16, np.float32) else waveforms.astype(np.float32)
+
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        extra = -x.shape[0] % self.num_devices
+        return np.concatenate([x, np.zeros((extra,) + x.shape[1:], x.dtype)]) if extra else x
 
     def __call__(self, waveforms: np.ndarray, lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """[B, samples] int16/float32 (+ valid lengths, default all) -> ([B, n, 128] float32, [B, n] bool)."""
-        waveforms = np.asarray(waveforms)
-        if waveforms.dtype not in (np.int16, np.float32):
-            waveforms = waveforms.astype(np.float32)
+        waveforms = self._waveforms(waveforms)
+        b = waveforms.shape[0]
         if lengths is None:
-            lengths = np.full(waveforms.shape[0], waveforms.shape[1])
-        b, (w, l) = self._pad_batch(waveforms, np.asarray(lengths, np.int32))
-        with self._x64():
-            emb, mask = self._embed(self.state, jax.device_put(w, self.data), jax.device_put(l, self.data))
+            lengths = np.full(b, waveforms.shape[1])
+        emb, mask = self._dispatch(self._pad(waveforms), self._pad(np.asarray(lengths, np.int32)))
         return np.asarray(emb)[:b], np.asarray(mask)[:b]
 
     def examples(self, waveforms: np.ndarray) -> np.ndarray:
         """The device frontend alone: [B, samples] -> [B, n, 96, 64] float32 log-mel (same code as __call__)."""
-        waveforms = np.asarray(waveforms)
-        if waveforms.dtype not in (np.int16, np.float32):
-            waveforms = waveforms.astype(np.float32)
-        b, (w,) = self._pad_batch(waveforms)
+        waveforms = self._waveforms(waveforms)
+        b = waveforms.shape[0]
         with self._x64():
-            return np.asarray(self._examples(jax.device_put(w, self.data)))[:b]
+            x = _to_float(jax.device_put(self._pad(waveforms), self.data), jnp.dtype(self.precision))
+            return np.asarray(frontend_jax.waveforms_to_examples(x, self.cfg, self.precision, self.formulation))[:b]
 
-    def embed_examples(self, examples: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """[n, 96, 64] log-mel (e.g. stored mels) -> [n, 128], in fixed sharded batches of `batch_size`."""
+    def embed_examples(self, examples: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """[n, 96, 64] log-mel (e.g. stored mels) -> [n, 128], in sharded batches of `batch_size` (default
+        examples_per_call), `depth` in flight."""
         examples = np.asarray(examples, np.float32)
-        batch_size += -batch_size % self.num_devices
+        inflight: collections.deque = collections.deque()
         out = []
-        for i in range(0, examples.shape[0], batch_size):
-            chunk = examples[i: i + batch_size]
-            k = chunk.shape[0]
-            if k < batch_size:
-                chunk = np.concatenate([chunk, np.zeros((batch_size - k,) + chunk.shape[1:], np.float32)])
-            out.append(np.asarray(self._model(self.state, jax.device_put(chunk, self.data)))[:k])
-        return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
+        for batch, k in batching.fixed_batches(examples, batch_size or self.examples_per_call, self.num_devices):
+            inflight.append((modeling.forward(self.graphdef, self.state, jax.device_put(batch, self.data)), k))
+            while len(inflight) > self.depth:
+                y, k = inflight.popleft()
+                out.append(np.asarray(y)[:k])
+        out += [np.asarray(y)[:k] for y, k in inflight]
+        return np.concatenate(out) if out else np.zeros((0, modeling.EMBEDDING_SIZE), np.float32)
 
     # --- host-side batching ----------------------------------------------------------------------------
 
@@ -149,61 +159,90 @@ class AudioEmbedder:
 
     def embed_stream(self, items: Iterable[tuple[Hashable, object]], *,
                      max_pending: int | None = None) -> Iterator[tuple[Hashable, object]]:
-        """(key, 16 kHz waveform) pairs -> (key, [n, 128] embeddings), in input order.
+        """(key, 16 kHz waveform or segments.Blocks) pairs -> (key, [n, 128] embeddings), in input order.
 
-        Each waveform is cut into bucketed segments (`segments.cut`), segments of many clips are batched per
-        bucket, and a clip is yielded as soon as all its segments are done. A value that is not an ndarray
-        (an error) passes through in its place. At most `max_pending` clips wait for a batch to fill
-        (default: enough for the largest batch); beyond that the oldest clip's batches run part-full, so
-        memory and latency stay bounded.
+        Each waveform is cut into bucketed segments (`segments.cut`; a `Blocks` stream by `cut_stream` as
+        its blocks arrive), segments of many clips are batched per bucket, and a clip is yielded as soon as
+        all its segments are done. A value that is neither (an error) passes through in its place, and so
+        does an exception a `Blocks` stream raises part-way (that clip's rows are dropped). At most
+        `max_pending` clips wait for a batch to fill (default: enough for the largest batch); beyond that
+        the oldest clip's batches run part-full, so memory and latency stay bounded.
         """
         if max_pending is None:
             max_pending = 2 * max(self.clips_per_call(b) for b in self.buckets)
-        order: collections.deque = collections.deque()  # [key, parts list, parts missing]
-        queues: dict[int, list] = {b: [] for b in self.buckets}  # bucket -> [(entry, index, segment)]
+        order: collections.deque[_Clip] = collections.deque()
+        queues: dict[int, list] = {b: [] for b in self.buckets}  # bucket -> [(clip, part index, segment)]
+        inflight: collections.deque = collections.deque()  # (part, embeddings, mask) dispatched, not fetched
+
+        def collect() -> None:
+            part, emb, mask = inflight.popleft()
+            emb, mask = np.asarray(emb), np.asarray(mask)
+            for j, (clip, index, _) in enumerate(part):
+                clip.parts[index] = emb[j][mask[j]]
+                clip.missing -= 1
 
         def run(bucket: int) -> None:
             todo, queues[bucket] = queues[bucket], []
-            size = self.clips_per_call(bucket)
-            length = seg.segment_samples(bucket, self.cfg)
-            for i in range(0, len(todo), size):
-                part = todo[i: i + size]
+            full = self.clips_per_call(bucket)
+            length = frontend.samples_for_examples(bucket, self.cfg)
+            for i in range(0, len(todo), full):
+                part = todo[i: i + full]
+                size = batching.padded_size(len(part), full, self.num_devices)
                 batch = np.zeros((size, length), part[0][2].dtype)
                 lengths = np.zeros(size, np.int32)
                 for j, (_, _, s) in enumerate(part):
                     batch[j, : s.shape[0]] = s
                     lengths[j] = s.shape[0]
-                emb, mask = self(batch, lengths)
-                for j, (entry, index, _) in enumerate(part):
-                    entry[1][index] = emb[j][mask[j]]
-                    entry[2] -= 1
+                inflight.append((part, *self._dispatch(batch, lengths)))
+                while len(inflight) > self.depth:
+                    collect()
+
+        def add(clip: _Clip, s: np.ndarray) -> None:
+            b = seg.bucket_for(frontend.num_examples(s.shape[0], self.cfg), self.buckets)
+            queues[b].append((clip, len(clip.parts), s))
+            clip.parts.append(None)
+            clip.missing += 1
+            if len(queues[b]) >= self.clips_per_call(b):
+                run(b)
+
+        def finish(clip: _Clip) -> None:
+            """Run what `clip` waits on until it is done."""
+            for b in self.buckets:
+                if any(c is clip for c, _, _ in queues[b]):
+                    run(b)
+            while clip.missing and inflight:
+                collect()
 
         def ready() -> Iterator[tuple[Hashable, object]]:
-            while order and order[0][2] == 0:
-                key, parts, _ = order.popleft()
-                yield key, (parts if not isinstance(parts, list) else
-                            np.concatenate(parts) if parts else np.zeros((0, 128), np.float32))
+            while order and order[0].done():
+                clip = order.popleft()
+                yield clip.key, clip.value()
 
         for key, wave in items:
-            if not isinstance(wave, np.ndarray):
-                order.append([key, wave, 0])
+            if isinstance(wave, np.ndarray):
+                clip = _Clip(key)
+                order.append(clip)
+                for s in seg.cut(wave, self.buckets[-1], self.cfg):
+                    add(clip, s)
+                clip.closed = True
+            elif isinstance(wave, seg.Blocks):
+                clip = _Clip(key)
+                order.append(clip)
+                try:
+                    for s in seg.cut_stream(wave.blocks, self.buckets[-1], self.cfg):
+                        add(clip, s)
+                except Exception as e:  # the stream's own failure (a corrupt block): this clip's result
+                    clip.error = e
+                clip.closed = True
             else:
-                parts = seg.cut(wave, self.buckets[-1], self.cfg)
-                entry = [key, [None] * len(parts), len(parts)]
-                order.append(entry)
-                for index, s in enumerate(parts):
-                    b = seg.bucket_for(frontend_jax.num_examples(s.shape[0], self.cfg), self.buckets)
-                    queues[b].append((entry, index, s))
-                    if len(queues[b]) >= self.clips_per_call(b):
-                        run(b)
+                order.append(_Clip(key, wave))
             yield from ready()
             while len(order) > max_pending:  # the oldest clip waits on part-full batches: run them
-                oldest = order[0]
-                for b in self.buckets:
-                    if any(e is oldest for e, _, _ in queues[b]):
-                        run(b)
+                finish(order[0])
                 yield from ready()
         for b in self.buckets:
             if queues[b]:
                 run(b)
+        while inflight:
+            collect()
         yield from ready()

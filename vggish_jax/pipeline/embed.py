@@ -1,9 +1,11 @@
 """Audio files -> VGGish embeddings through the one device function (vggish_jax.pipeline.device).
 
-The host only decodes and resamples (`pipeline.host.load_clip`, in background threads); the device runs the
-jitted frontend + VGGish on fixed-shape, bucketed batches sharded over every device. `embed_examples` takes
-stored log-mels instead (same sharding). `file_examples` (NumPy-oracle log-mels of a file) lives in
-`pipeline.host` and is re-exported here.
+The host only decodes and resamples (`pipeline.host`, in background threads or jax-free processes); the
+device runs the jitted frontend + VGGish on fixed-shape, bucketed batches sharded over every device, with
+batches in flight while the host prepares the next. A file longer than `stream_seconds` is not decoded
+whole: it is read in blocks straight into the device stream, so memory does not grow with its length.
+`embed_examples` takes stored log-mels instead (same sharding). `file_examples` (NumPy-oracle log-mels of
+a file) lives in `pipeline.host` and is re-exported here.
 """
 from __future__ import annotations
 
@@ -14,43 +16,55 @@ from typing import Callable, Iterable, Iterator
 
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-from vggish_jax import audio
+from vggish_jax import audio, skips
 from vggish_jax.datasets import decode
-from vggish_jax.models.vggish import pretrained, frontend, params as params_lib, postprocess as post
+from vggish_jax.models.vggish import modeling, params as params_lib, postprocess as post, pretrained
+from vggish_jax.models.vggish.frontend import DEFAULT
+from vggish_jax.pipeline import host, segments as seg
 from vggish_jax.pipeline.device import AudioEmbedder
-from vggish_jax.pipeline.host import file_examples, load_clip, load_clip_or_error  # noqa: F401  (re-exported)
+from vggish_jax.pipeline.host import file_examples, load_clip  # noqa: F401  (re-exported)
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
-BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # reported per file; anything else is a bug and raises
+BAD_INPUT = host.BAD_INPUT  # reported per file; anything else is a bug and raises
 
 
 class Embedder:
-    """A loaded VGGish with its PCA params; turns files, waveforms or log-mel examples into embeddings.
+    """A VGGish model with its PCA params; turns files, waveforms or log-mel examples into embeddings.
 
-    `precision` and `formulation` choose the device frontend (see models.vggish.frontend_jax): float32 is
-    within 1e-3 of the NumPy oracle in log-mel, float64 within 1e-5. `batch_size` is about how many
-    examples go through the model per call; `mesh` defaults to every device.
+    `model` is a VGGish module (e.g. `VGGish.from_pretrained(dir)`, whose spec and PCA params it takes) or
+    a parameter dict in the reference layout. `precision` and `formulation` choose the device frontend (see
+    models.vggish.frontend_jax). `batch_size` is about how many examples go through the model per call;
+    `mesh` defaults to every device. Files longer than `stream_seconds` are streamed in blocks.
     """
 
-    def __init__(self, params: dict, *, pca: post.PCAParams | None = None, final_relu: bool = False,
+    def __init__(self, model: nnx.Module | dict, *, pca: post.PCAParams | None = None, final_relu: bool = False,
                  dtype=jnp.float32, batch_size: int = 64, metadata: dict | None = None, source: str = "params",
-                 precision: str = "float32", formulation: str = "auto", mesh=None):
-        self.model = params_lib.build(params, final_relu=final_relu, dtype=dtype, source=source)
-        self.pca, self.final_relu, self.batch_size = pca, final_relu, batch_size
+                 precision: str | None = None, formulation: str = "auto", mesh=None,
+                 stream_seconds: float = 300.0, weights_dir: str | None = None):
+        if isinstance(model, nnx.Module):
+            pca = pca if pca is not None else model.pca
+            final_relu, dtype = model.final_relu, model.conv1.dtype
+        else:
+            model = params_lib.build(model, final_relu=final_relu, dtype=dtype, source=source,
+                                     width_divisor=pretrained.width_divisor_of_params(model) or 1)
+        self.model, self.pca, self.final_relu, self.batch_size = model, pca, final_relu, batch_size
         self.dtype = jnp.dtype(dtype)
         self.metadata = dict(metadata or {})
+        self.weights_dir, self.stream_seconds = weights_dir, stream_seconds
         self.device = AudioEmbedder(self.model, precision=precision, formulation=formulation, mesh=mesh,
                                     examples_per_call=batch_size)
 
     @property
     def spec(self) -> EmbeddingSpec:
         """How this Embedder's raw embeddings are made; `.replace(postprocess=True)` for its uint8 output."""
-        sha = self.metadata.get("weights_sha256")
+        attached = getattr(self.model, "spec", None)
+        sha = attached.weights_sha256 if attached is not None else self.metadata.get("weights_sha256")
         if sha is None:  # built from in-memory params: hash what the model holds
             sha = self.metadata["weights_sha256"] = params_sha256(params_lib.to_dict(self.model))
-        return EmbeddingSpec.create(weights_sha256=sha, final_relu=self.final_relu, dtype=str(self.dtype),
-                                    frontend=frontend.DEFAULT)
+        return EmbeddingSpec.create(weights_sha256=sha, final_relu=self.final_relu, dtype=self.dtype.name,
+                                    frontend=DEFAULT, frontend_precision=self.device.precision)
 
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
         """[n, 96, 64] log-mel -> [n, 128] float32 raw embeddings (sharded fixed-size batches)."""
@@ -68,32 +82,47 @@ class Embedder:
 
     def embed_file(self, path, *, postprocess: bool = False, pad: bool = False) -> np.ndarray:
         """One file -> [n, 128]; bad input raises (audio.AudioError, frontend.TooShortError)."""
-        emb = self.embed_waveform(load_clip(path, pad=pad))
-        return self.postprocess(emb) if postprocess else emb
+        for _, value in self._iter([path], pad, workers=0):
+            if isinstance(value, BaseException):
+                raise value
+            return self.postprocess(value) if postprocess else value
 
     def iter_files(self, paths: Iterable[str | os.PathLike], *, pad: bool = False, workers: int = 2,
-                   postprocess: bool = False, processes: bool = False) -> Iterator[tuple[str, np.ndarray | str]]:
-        """Yield (path, [n, 128] embeddings or a one-line error) per file, in input order, each as soon as
-        it is done. Files are decoded up to 2 * `workers` ahead in background threads (or spawned processes
-        with `processes=True`; they import no jax) while the device embeds."""
+                   postprocess: bool = False, processes: bool = False
+                   ) -> Iterator[tuple[str, np.ndarray | skips.Skip]]:
+        """Yield (path, [n, 128] embeddings or its skips.Skip) per file, in input order, each as soon as it is
+        done. Files are decoded up to 2 * `workers` ahead in background threads (or spawned processes with
+        `processes=True`; they import no jax) while the device embeds; a file longer than `stream_seconds`
+        is read in blocks into the device stream instead, so memory does not grow with its length."""
         if postprocess and self.pca is None:
             self.postprocess(np.zeros((0, 128), np.float32))  # raises the clear no-PCA error up front
         for path, value in self._iter(paths, pad, workers, processes):
-            if isinstance(value, Exception):
-                yield path, str(value)
+            if isinstance(value, BaseException):
+                yield path, host.skip_of(path, value)
             else:
                 yield path, self.postprocess(value) if postprocess else value
 
     def _iter(self, paths, pad: bool, workers: int, processes: bool = False) -> Iterator[tuple[str, object]]:
-        decoded = _prefetch((os.fspath(p) for p in paths), functools.partial(load_clip_or_error, pad=pad), workers,
-                            processes)
-        return self.device.embed_stream(_raise_unexpected(decoded))
+        """(path, [n, 128] or its BAD_INPUT exception) in input order; other exceptions raise."""
+        decode_one = functools.partial(host.decode_for_stream, pad=pad, stream_seconds=self.stream_seconds)
+        decoded = _prefetch((os.fspath(p) for p in paths), decode_one, workers, processes)
+
+        def items():
+            for path, value in decoded:
+                if isinstance(value, host.Long):  # a long file: read it again in blocks, as the device goes
+                    value = seg.Blocks(audio.stream(path, DEFAULT.sample_rate))
+                yield path, value
+
+        for path, value in self.device.embed_stream(items()):
+            if isinstance(value, BaseException) and not isinstance(value, BAD_INPUT):
+                raise value
+            yield path, value
 
     def embed_files(self, paths: Iterable[str], *, postprocess: bool = False, pad: bool = False,
                     workers: int = 2, on_error: str = "skip", processes: bool = False,
                     progress: Callable[[int], None] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-        """Embed many files. Returns ({path: [n, 128]}, {path: error}) in input order (a thin wrapper over
-        `iter_files`). With on_error='raise' the first unreadable or too-short file raises instead."""
+        """Embed many files. Returns ({path: [n, 128]}, {path: one-line reason}) in input order. With
+        on_error='raise' the first unreadable or too-short file raises instead."""
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         if postprocess and self.pca is None:
@@ -101,10 +130,10 @@ class Embedder:
         results: dict[str, np.ndarray] = {}
         errors: dict[str, str] = {}
         for path, value in self._iter(paths, pad, workers, processes):
-            if isinstance(value, Exception):
+            if isinstance(value, BaseException):
                 if on_error == "raise":
                     raise value
-                errors[path] = str(value)
+                errors[path] = host.skip_of(path, value).reason
             else:
                 results[path] = self.postprocess(value) if postprocess else value
             if progress:
@@ -112,51 +141,52 @@ class Embedder:
         return results, errors
 
 
-def _raise_unexpected(items: Iterator[tuple[str, object]]) -> Iterator[tuple[str, object]]:
-    for path, value in items:
-        if isinstance(value, Exception) and not isinstance(value, BAD_INPUT):
-            raise value
-        yield path, value
-
-
-def fixed_batches(x: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
-    """(batch zero-padded to batch_size, number of real rows) over x, so a jitted model sees one shape."""
-    for i in range(0, x.shape[0], batch_size):
-        batch = x[i: i + batch_size]
-        k = batch.shape[0]
-        if k < batch_size:
-            batch = np.concatenate([batch, np.zeros((batch_size - k,) + batch.shape[1:], batch.dtype)])
-        yield batch, k
-
-
 def _prefetch(items: Iterable, fn: Callable, workers: int, processes: bool = False) -> Iterator[tuple]:
     """Yield (item, fn(item)) in order, up to 2 * workers ahead, in threads or in spawned worker processes
-    (jax-free, and they die with this process: datasets.decode.process_pool)."""
-    items, workers = list(items), max(1, workers)
+    (jax-free, and they die with this process: datasets.decode.process_pool); workers=0: in this thread."""
+    items = list(items)
+    if workers <= 0:
+        yield from ((item, fn(item)) for item in items)
+        return
     with decode.process_pool(workers) if processes else cf.ThreadPoolExecutor(workers) as pool:
         yield from zip(items, decode.ordered_map(fn, items, pool, 2 * workers))
 
 
 def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = None, dtype: str = "float32",
-                    batch_size: int = 64, precision: str = "float32", formulation: str = "auto",
+                    batch_size: int = 64, precision: str | None = None, formulation: str = "auto",
                     mesh=None) -> Embedder:
     """An Embedder from a weights directory written by `vggish-jax convert` (or `pretrained.save`)."""
-    p, pca, meta = pretrained.load(directory)
-    if meta.get("model", "vggish") != "vggish":
-        raise params_lib.WeightsError(f"{directory}: holds {meta['model']} weights, not VGGish")
-    return Embedder(p, pca=pca, final_relu=pretrained.final_relu_of(meta, final_relu), dtype=jnp.dtype(dtype), batch_size=batch_size,
-                    metadata=meta, source=os.fspath(directory), precision=precision, formulation=formulation,
-                    mesh=mesh)
+    model, meta = modeling.load_pretrained_model(directory, final_relu=final_relu, dtype=jnp.dtype(dtype))
+    return Embedder(model, batch_size=batch_size, metadata=meta, precision=precision, formulation=formulation,
+                    mesh=mesh, weights_dir=os.path.abspath(os.fspath(directory)))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(directory: str, stamp: tuple, kwargs: tuple) -> Embedder:
+    return load_pretrained(directory, **dict(kwargs))
+
+
+def cached_embedder(directory: str | os.PathLike, **load_kwargs) -> Embedder:
+    """`load_pretrained`, loaded once per (directory, its metadata file's mtime and size, options): repeated
+    `embed_file(path, weights=dir)` calls neither reload the weights nor recompile."""
+    directory = os.path.abspath(os.fspath(directory))
+    try:
+        st = os.stat(os.path.join(directory, pretrained.METADATA))
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = ()  # load_pretrained names what is missing
+    return _cached(directory, stamp, tuple(sorted(load_kwargs.items())))
 
 
 def embed_file(path, *, weights, postprocess: bool = False, pad: bool = False, **load_kwargs) -> np.ndarray:
-    """One file -> [n, 128] embeddings. `weights` is a weights directory or an Embedder."""
-    emb = weights if isinstance(weights, Embedder) else load_pretrained(weights, **load_kwargs)
+    """One file -> [n, 128] embeddings. `weights` is a weights directory (loaded once and kept: see
+    `cached_embedder`) or an Embedder."""
+    emb = weights if isinstance(weights, Embedder) else cached_embedder(weights, **load_kwargs)
     return emb.embed_file(path, postprocess=postprocess, pad=pad)
 
 
 def embed_files(paths, *, weights, postprocess: bool = False, pad: bool = False, batch_size: int = 64,
                 workers: int = 2, on_error: str = "skip", **load_kwargs):
     """Many files -> ({path: [n, 128]}, {path: error}). `weights` is a weights directory or an Embedder."""
-    emb = weights if isinstance(weights, Embedder) else load_pretrained(weights, batch_size=batch_size, **load_kwargs)
+    emb = weights if isinstance(weights, Embedder) else cached_embedder(weights, batch_size=batch_size, **load_kwargs)
     return emb.embed_files(paths, postprocess=postprocess, pad=pad, workers=workers, on_error=on_error)

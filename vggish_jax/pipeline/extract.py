@@ -51,12 +51,12 @@ def make_job(out: str, source, model, *, postprocess: bool, shard_size: int, wei
              workers: int = 0, processes: bool = True, pad: bool = False) -> core.Job:
     """The core's Job for `source` embedded by `model` (an Embedder) into the store `out`."""
     stored_mels = source.payload == "mel"
-    precision = "numpy float64 (at build)" if stored_mels else f"device {model.device.precision}"
     ident = source.identity()
     record = {"dataset": dataset, "source": ident["source"], "weights": weights_dir,
               "weights_metadata": model.metadata}
-    return core.Job(os.path.abspath(out), source, model.spec.replace(postprocess=bool(postprocess)), shard_size,
-                    precision=precision, record=record, pad=pad, workers=workers, processes=processes,
+    # Stored mels were made by the NumPy oracle at build time; waveforms by the device frontend.
+    spec = model.spec.replace(postprocess=bool(postprocess), **({"frontend_precision": "numpy"} if stored_mels else {}))
+    return core.Job(os.path.abspath(out), source, spec, shard_size, record=record, pad=pad, workers=workers, processes=processes,
                     spec_from=f"weights {weights_dir}")
 
 
@@ -100,7 +100,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
                              f"by `vggish-jax convert`)")
         model, weights_dir = None, None
     elif isinstance(weights, Embedder):
-        model, weights_dir = weights, "<in-memory Embedder>"
+        model, weights_dir = weights, weights.weights_dir or "<in-memory Embedder>"
     else:
         weights_dir = os.path.abspath(os.fspath(weights))
         model = load_pretrained(weights_dir, **load_kwargs)  # bad weights fail here, in one line
@@ -115,7 +115,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
     dataset = getattr(source, "folder", None) or getattr(source, "path", None) or dataset
     if source.payload == "embedding":
         model = weights_dir = None
-        job = core.Job(os.path.abspath(out), source, source.spec, shard_size, precision="none (stored embeddings)",
+        job = core.Job(os.path.abspath(out), source, source.spec, shard_size,
                        record={"dataset": dataset, "source": source.identity()["source"]},
                        spec_from=f"the {dataset} source")
     elif model is None:

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from vggish_jax import audio
+from vggish_jax import audio, skips
 from vggish_jax.models.vggish import frontend
 from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 
@@ -26,12 +26,46 @@ def load_clip(path: str | os.PathLike, *, pad: bool = False, cfg: FrontendConfig
     return frontend.fit_to_examples(wave, pad=pad, cfg=cfg, name=name)
 
 
-def load_clip_or_error(path: str, pad: bool = False) -> np.ndarray | Exception:
-    """load_clip, with its exception returned instead of raised (it pickles, so it also comes back from a
-    worker process; a process pool's worker imports only this module's dependencies)."""
+BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # a file's own problem; anything else is a bug
+
+
+class Long:
+    """What `decode_for_stream` returns for a file longer than its limit: the caller streams it in blocks
+    (`audio.stream`) instead of holding it whole. Pickles, so it comes back from worker processes."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+
+def skip_of(path: str, e: BaseException) -> skips.Skip:
+    """The Skip record of a file that failed to load with `e`."""
+    if isinstance(e, frontend.TooShortError):
+        kind = "too_short"
+    elif isinstance(e, audio.SilentAudioError):
+        kind = "silent"
+    elif not os.path.lexists(path):
+        kind = "missing"
+    else:
+        kind = getattr(e, "kind", "undecodable")
+    return skips.Skip(kind, path, str(e))
+
+
+def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None = 300.0,
+                      block_seconds: float = 60.0) -> np.ndarray | Exception | Long:
+    """A file as 16 kHz mono float32 (as `load_clip`), or its BAD_INPUT exception (returned, so it comes back
+    from a worker process; `skip_of` makes it a Skip), or `Long(path)` once more than `stream_seconds` have
+    been decoded (None: no limit), so a worker never holds a long file whole."""
+    name = os.fspath(path)
     try:
-        return load_clip(path, pad=pad)
-    except Exception as e:  # reported per file by the caller
+        blocks, n = [], 0
+        for block in audio.stream(name, DEFAULT.sample_rate, block_seconds):
+            blocks.append(block)
+            n += block.shape[0]
+            if stream_seconds is not None and n > stream_seconds * DEFAULT.sample_rate:
+                return Long(name)
+        wave = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+        return frontend.fit_to_examples(wave, pad=pad, name=name)
+    except BAD_INPUT as e:  # one file's problem (anything else is a bug and raises)
         return e
 
 
@@ -45,7 +79,7 @@ def file_examples(path: str | os.PathLike, *, pad: bool = False, block_seconds: 
         buf = np.concatenate([buf, block])
         n = frontend.num_examples(buf.shape[0], cfg)
         if n:
-            used = (n - 1) * cfg.example_hop_samples + cfg.example_samples
+            used = frontend.samples_for_examples(n, cfg)
             chunks.append(frontend.waveform_to_examples(buf[:used], cfg.sample_rate, cfg=cfg, name=name))
             buf = buf[n * cfg.example_hop_samples:]
     if not chunks:

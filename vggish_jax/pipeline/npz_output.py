@@ -49,11 +49,6 @@ class Result:
     complete: bool = False
 
 
-def hop_seconds(cfg: frontend.FrontendConfig = frontend.DEFAULT) -> float:
-    """Seconds between the starts of consecutive rows (each row covers example_samples from its start)."""
-    return cfg.example_hop_samples / cfg.sample_rate
-
-
 def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: bool = False, workers: int = 2,
                  flush_every: int = 16, settings: dict | None = None, log: Callable[[str], None] = print,
                  started: Callable[[int], None] | None = None, progress: Callable[[int], None] | None = None,
@@ -69,7 +64,6 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
     with store.locked(root, 0, what=npz):
         runs = [int(m.group(1)) for d in os.listdir(root) if (m := re.fullmatch(r"run-(\d{5})", d))]
         job = core.Job(root, Files([], f"run-{max(runs, default=-1) + 1:05d}"), spec, flush_every,
-                       precision=f"device {model.device.precision}",
                        record={"dataset": "files", "source": "files", **(settings or {})}, pad=pad, workers=workers,
                        spec_from=f"this run ({spec.describe()})", name=npz)
         core.open_store(job, write=False, log=log)  # refuses a store made differently, before any work
@@ -167,7 +161,7 @@ def _build(root: str, identity: str, npz: str, sidecar: str, keys: list[str], sp
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
             log(f"{npz}: damaged ({type(e).__name__}); rebuilding it from {root}")
     read = functools.lru_cache(maxsize=4)(store.read_shard)
-    hop = hop_seconds()
+    hop = frontend.example_hop_seconds()
     with atomic.replacing(npz, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         rows = {}
         for k in order:
@@ -180,7 +174,7 @@ def _build(root: str, identity: str, npz: str, sidecar: str, keys: list[str], sp
             "requested": keys, "errors": {s.path: s.reason for s in result.skipped},
             "skipped": [s.to_dict() for s in result.skipped], "store": root,
             "warnings": [c.to_dict() for c in result.warnings],
-            "hop_s": hop, "window_s": frontend.DEFAULT.example_samples / frontend.DEFAULT.sample_rate,
+            "hop_s": hop, "window_s": frontend.example_seconds(),
             "start_s": {k: [round(j * hop, 6) for j in range(n)] for k, n in rows.items()}}
     atomic.write_json(sidecar, meta)
     return len(order)

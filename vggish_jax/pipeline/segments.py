@@ -9,8 +9,15 @@ overlaps the next by the 240 samples an example reaches past its hop), and its l
 smallest bucket that holds it. Framing is causal, so each segment's examples are exactly the whole file's
 examples at those positions: concatenated they equal the whole-file result, while device memory stays
 bounded by the largest bucket. Padding is masked out on the device by the causal-framing rule.
+
+A long file need not be decoded whole: `cut_stream` cuts the same segments from consecutive blocks of it
+(`Blocks` marks such a stream for `device.AudioEmbedder.embed_stream`), holding at most one block and one
+segment of samples.
 """
 from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -20,9 +27,13 @@ from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 BUCKETS = (1, 2, 4, 8, 16, 31)
 
 
-def segment_samples(n_examples: int, cfg: FrontendConfig = DEFAULT) -> int:
-    """Samples that hold exactly `n_examples` examples."""
-    return (n_examples - 1) * cfg.example_hop_samples + cfg.example_samples
+segment_samples = frontend.samples_for_examples  # the old name, kept for callers
+
+
+@dataclasses.dataclass
+class Blocks:
+    """A waveform given as consecutive 16 kHz blocks (e.g. `audio.stream`), to be cut as it is read."""
+    blocks: Iterable[np.ndarray]
 
 
 def bucket_for(n_examples: int, buckets: tuple[int, ...] = BUCKETS) -> int:
@@ -41,8 +52,24 @@ def cut(wave: np.ndarray, max_examples: int = BUCKETS[-1], cfg: FrontendConfig =
     for first in range(0, n, max_examples):
         k = min(max_examples, n - first)
         start = first * cfg.example_hop_samples
-        out.append(wave[start: start + segment_samples(k, cfg)])
+        out.append(wave[start: start + frontend.samples_for_examples(k, cfg)])
     return out
+
+
+def cut_stream(blocks: Iterable[np.ndarray], max_examples: int = BUCKETS[-1],
+               cfg: FrontendConfig = DEFAULT) -> Iterator[np.ndarray]:
+    """`cut` of the concatenated blocks, yielded as soon as each segment's samples have arrived."""
+    full = frontend.samples_for_examples(max_examples, cfg)
+    step = max_examples * cfg.example_hop_samples
+    buf = np.zeros(0, np.float32)
+    for block in blocks:
+        buf = np.concatenate([buf, np.asarray(block)]) if buf.size else np.asarray(block)
+        while buf.shape[0] >= full:
+            yield buf[:full].copy()  # a copy, so the block it came from can be freed
+            buf = buf[step:]
+    n = frontend.num_examples(buf.shape[0], cfg)
+    if n:
+        yield buf[: frontend.samples_for_examples(n, cfg)].copy()
 
 
 def cyclic(x: np.ndarray, n: int, name: str = "clip") -> np.ndarray:

@@ -14,19 +14,9 @@ import jax.numpy as jnp
 
 from vggish_jax.datasets.decode import INT16_SCALE
 from vggish_jax.models.vggish import frontend_jax
-from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
+from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig, num_examples  # the one rule (traceable)
+from vggish_jax.models.vggish.frontend import samples_for_examples as needed_samples  # n examples' samples
 from vggish_jax.train.config import Config
-
-
-def needed_samples(n_examples: int, fcfg: FrontendConfig = DEFAULT) -> int:
-    """Samples that n consecutive examples cover (n * 0.96 s + 15 ms)."""
-    return (n_examples - 1) * fcfg.example_hop_samples + fcfg.example_samples
-
-
-def num_examples(samples: jax.Array, fcfg: FrontendConfig = DEFAULT) -> jax.Array:
-    """`frontend.num_examples` on an array of lengths."""
-    frames = jnp.where(samples >= fcfg.window_length, (samples - fcfg.window_length) // fcfg.hop_length + 1, 0)
-    return jnp.where(frames >= fcfg.example_frames, (frames - fcfg.example_frames) // fcfg.example_hop_frames + 1, 0)
 
 
 def draw(key: jax.Array, lengths: jax.Array, cfg: Config, fcfg: FrontendConfig = DEFAULT) -> dict[str, jax.Array]:

@@ -78,17 +78,32 @@ def mel_matrix(cfg: FrontendConfig = DEFAULT) -> np.ndarray:
     return weights
 
 
-def num_frames(num_samples: int, cfg: FrontendConfig = DEFAULT) -> int:
-    if num_samples < cfg.window_length:
-        return 0
-    return 1 + (num_samples - cfg.window_length) // cfg.hop_length
+def num_frames(num_samples, cfg: FrontendConfig = DEFAULT):
+    """Whole frames in `num_samples` samples (an int, or an array of them: NumPy or JAX, traceable)."""
+    frames = (num_samples - cfg.window_length) // cfg.hop_length + 1
+    return frames * (frames > 0)  # clamp at 0 without branching, so arrays and tracers work too
 
 
-def num_examples(num_samples: int, cfg: FrontendConfig = DEFAULT) -> int:
-    frames = num_frames(num_samples, cfg)
-    if frames < cfg.example_frames:
-        return 0
-    return 1 + (frames - cfg.example_frames) // cfg.example_hop_frames
+def num_examples(num_samples, cfg: FrontendConfig = DEFAULT):
+    """Whole examples in `num_samples` samples (an int, or an array of them: NumPy or JAX, traceable): the
+    one examples-per-length rule of the project. Framing is causal and unpadded."""
+    ex = (num_frames(num_samples, cfg) - cfg.example_frames) // cfg.example_hop_frames + 1
+    return ex * (ex > 0)
+
+
+def samples_for_examples(n_examples: int, cfg: FrontendConfig = DEFAULT) -> int:
+    """The fewest samples that hold `n_examples` (>= 1) whole examples: the inverse of `num_examples`."""
+    return (n_examples - 1) * cfg.example_hop_samples + cfg.example_samples
+
+
+def example_hop_seconds(cfg: FrontendConfig = DEFAULT) -> float:
+    """Seconds between the starts of consecutive examples (0.96 s): embedding row i starts at i * this."""
+    return cfg.example_hop_samples / cfg.sample_rate
+
+
+def example_seconds(cfg: FrontendConfig = DEFAULT) -> float:
+    """Seconds one example covers (0.975 s: 96 hops of 10 ms reach 15 ms into the next example)."""
+    return cfg.example_samples / cfg.sample_rate
 
 
 def frame(x: np.ndarray, length: int, hop: int) -> np.ndarray:

@@ -6,18 +6,18 @@ waveforms [batch, samples]. Unequal lengths: right-pad with zeros to a common le
 inside a clip's true length is computed from that clip's samples only and is identical to the unpadded
 result; examples past it are padding and must be dropped.
 
-Precision: a float32 FFT has absolute error ~1e-7 of the frame's peak magnitude, which the log turns into
-errors up to ~3e-4 in quiet mel bands next to loud tones. `precision="float64"` computes framing, FFT and
-mel in float64 (under `jax.enable_x64`) and matches the oracle to ~1e-6; "auto" (default) uses float64
-except on TPU, which has no float64 FFT. The output is float32 either way.
+Precision (one rule for embedding and training: `resolve_precision`): the frontend computes in float32 by
+default (DEFAULT_PRECISION): a float32 FFT has absolute error ~1e-7 of the frame's peak magnitude, which the
+log turns into errors up to ~1e-3 in quiet mel bands next to loud tones (tests/test_frontend_jax.py);
+`precision="float64"` computes framing, FFT and mel in float64 (under `jax.enable_x64`; not on TPU, which
+has no float64 FFT) and matches the oracle to ~1e-6. "auto" is an old name for the default. The output is
+float32 either way, and the precision used is part of the EmbeddingSpec (`frontend_precision`).
 
-Formulation: "fft" frames the signal and takes XLA's rfft; "dft" writes the DFT as one strided convolution
-(a matmul per frame) against windowed cos/sin matrices [400, 2k] over only the k = 235 FFT bins the mel
-matrix uses (bins 5..239), so framing, windowing and the transform are one op. "auto" picks per backend:
-"fft" on CPU (measured on the project's 2-core machine: rfft 9.4 vs DFT 11.8 ms wall, 8.7 vs 10.8 ms CPU
-time per clip of a 16 x 30 s float32 batch; results/frontend_formulation.json); "dft" on TPU (the DFT's
-matmuls run on the MXU, an FFT does not; not measured); "fft" on GPU (cuFFT is cheap next to the model, and
-a float32 matmul there would need Precision.HIGHEST to stay off TF32; not measured, no GPU was available).
+Formulation: "fft" (the default; "auto" means it) frames the signal and takes XLA's rfft; "dft" writes the
+DFT as one strided convolution (a matmul per frame) against windowed cos/sin matrices [400, 2k] over only the
+k = 235 FFT bins the mel matrix uses (bins 5..239), so framing, windowing and the transform are one op. On
+the project's 2-core CPU rfft measured faster (9.4 vs 11.8 ms wall per clip of a 16 x 30 s float32 batch;
+results/frontend_formulation.json); "dft" is kept as an option for accelerators, where it is unmeasured.
 Every matmul runs at Precision.HIGHEST, so float32 keeps full float32 accuracy on every backend.
 """
 from __future__ import annotations
@@ -79,42 +79,35 @@ def _log_mel(waveforms: jax.Array, cfg: FrontendConfig, formulation: str = "fft"
 
 
 FORMULATIONS = ("fft", "dft")
-# Per backend, what "auto" uses (see the module docstring for why).
-AUTO_FORMULATION = {"cpu": "fft", "tpu": "dft", "gpu": "fft", "cuda": "fft", "rocm": "fft"}
+PRECISIONS = ("float32", "float64")
+DEFAULT_PRECISION = "float32"
 
 
-def resolve_formulation(formulation: str = "auto", backend: str | None = None) -> str:
+def resolve_formulation(formulation: str = "auto") -> str:
     if formulation == "auto":
-        return AUTO_FORMULATION.get(backend or jax.default_backend(), "fft")
+        return "fft"
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation must be 'auto', 'fft' or 'dft', got {formulation!r}")
     return formulation
 
 
-def resolve_precision(precision: str = "auto") -> str:
-    if precision == "auto":
-        return "float32" if jax.default_backend() == "tpu" else "float64"
-    if precision not in ("float32", "float64"):
-        raise ValueError(f"precision must be 'auto', 'float32' or 'float64', got {precision!r}")
+def resolve_precision(precision: str | None = None) -> str:
+    """The frontend precision for embedding and training alike: float32 unless float64 is asked for."""
+    if precision in (None, "auto"):
+        return DEFAULT_PRECISION
+    if precision not in PRECISIONS:
+        raise ValueError(f"frontend precision must be 'float32' or 'float64', got {precision!r}")
     return precision
 
 
 def _with_precision(fn):
     """Run a jitted float32-in/float32-out function with its internals in the chosen precision."""
     @functools.wraps(fn)
-    def wrapper(waveforms, cfg: FrontendConfig = DEFAULT, precision: str = "auto", formulation: str = "auto"):
+    def wrapper(waveforms, cfg: FrontendConfig = DEFAULT, precision: str | None = None, formulation: str = "auto"):
         precision = resolve_precision(precision)
         with jax.enable_x64(precision == "float64"):
             return fn(waveforms, cfg, jnp.dtype(precision), resolve_formulation(formulation))
     return wrapper
-
-
-@_with_precision
-@functools.partial(jax.jit, static_argnames=("cfg", "dtype", "formulation"))
-def log_mel(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.float32,
-            formulation: str = "fft") -> jax.Array:
-    """[..., samples] float32 at 16 kHz -> [..., frames, 64] log-mel (float32)."""
-    return _log_mel(jnp.asarray(waveforms).astype(dtype), cfg, formulation).astype(jnp.float32)
 
 
 def examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.float32,
@@ -128,8 +121,7 @@ def examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.floa
             f"waveforms of {waveforms.shape[-1]} samples are shorter than one example "
             f"({cfg.example_samples} samples); pad them first")
     # Only the samples the examples cover; the rest would be framed and thrown away.
-    used = (n_ex - 1) * cfg.example_hop_samples + cfg.example_samples
-    mel = _log_mel(waveforms[..., :used], cfg, formulation)
+    mel = _log_mel(waveforms[..., :frontend.samples_for_examples(n_ex, cfg)], cfg, formulation)
     idx = np.arange(cfg.example_frames)[None, :] + cfg.example_hop_frames * np.arange(n_ex)[:, None]
     return mel[..., idx, :].astype(jnp.float32)
 
@@ -144,13 +136,3 @@ def waveforms_to_examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, d
     formulation.
     """
     return examples(waveforms, cfg, dtype, formulation)
-
-
-def pad_batch(waveforms: list[np.ndarray], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad 16 kHz waveforms to one length. Returns ([batch, length] float32, valid examples per clip)."""
-    length = length or max(w.shape[0] for w in waveforms)
-    out = np.zeros((len(waveforms), length), np.float32)
-    for i, w in enumerate(waveforms):
-        out[i, : min(length, w.shape[0])] = w[:length]
-    valid = np.array([num_examples(min(length, w.shape[0])) for w in waveforms], np.int32)
-    return out, valid

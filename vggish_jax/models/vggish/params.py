@@ -7,35 +7,11 @@ Conv kernels are HWIO, dense kernels [in, out]; fc1_1's input rows are in H, W, 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vggish_jax.models import loading
-from vggish_jax.models.vggish.modeling import VGGish, param_shapes
-
-
-class WeightsError(ValueError):
-    """Weights missing, of the wrong shape, or not finite. The message names the tensor."""
-
-
-def validate(params: dict, source: str = "params") -> None:
-    """Check names and shapes against the reference layout; raise WeightsError naming the first bad tensor."""
-    expected = param_shapes()
-    missing = sorted(f"{l}/{k}" for l, d in expected.items() for k in d if k not in params.get(l, {}))
-    extra = sorted(f"{l}/{k}" for l, d in params.items() for k in (d if isinstance(d, dict) else {"": 0})
-                   if k not in expected.get(l, {}))
-    if missing:
-        raise WeightsError(f"{source}: missing tensors {missing}")
-    if extra:
-        raise WeightsError(f"{source}: unexpected tensors {extra}")
-    for layer, d in expected.items():
-        for k, shape in d.items():
-            got = tuple(np.shape(params[layer][k]))
-            if got != shape:
-                raise WeightsError(f"{source}: tensor {layer}/{k} has shape {got}, expected {shape}")
-            if not np.all(np.isfinite(np.asarray(params[layer][k], dtype=np.float32))):
-                raise WeightsError(f"{source}: tensor {layer}/{k} contains NaN/inf; the weight file is corrupt")
+from vggish_jax.models.vggish.modeling import VGGish, build, validate  # noqa: F401  (re-exported)
+from vggish_jax.models.vggish.pretrained import WeightsError  # noqa: F401  (re-exported)
 
 
 def to_dict(model: VGGish) -> dict:
@@ -43,13 +19,7 @@ def to_dict(model: VGGish) -> dict:
     return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 
-def build(params: dict, *, final_relu: bool = False, dtype=jnp.float32, source: str = "params") -> VGGish:
-    """A VGGish model holding `params` (validated first)."""
-    validate(params, source)
-    return loading.from_pure_dict(lambda: VGGish(final_relu=final_relu, dtype=dtype, rngs=nnx.Rngs(0)), params,
-                                  nnx.Param)
-
-
-def random(seed: int = 0) -> dict:
-    """Randomly initialised parameters in the reference layout (tests, benchmarks, smoke runs)."""
-    return to_dict(VGGish(rngs=nnx.Rngs(seed)))
+def random(seed: int = 0, width_divisor: int = 1) -> dict:
+    """Randomly initialised parameters in the reference layout (tests, benchmarks, smoke runs); a
+    width_divisor > 1 gives the same-shaped small model."""
+    return to_dict(VGGish(width_divisor=width_divisor, rngs=nnx.Rngs(seed)))

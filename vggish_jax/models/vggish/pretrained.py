@@ -3,7 +3,11 @@
 Layout of a weights directory:
     DIR/params/       orbax StandardCheckpointer tree {'params': <vggish layout>, 'pca': {...}} (pca optional)
     DIR/metadata.json {"model": "vggish", "source": ..., "hashes": {...}, "final_relu": bool,
-                       "params_files": {relative path: bytes}, ...}
+                       "width_divisor": int, "params_files": {relative path: bytes}, ...}
+
+`width_divisor` (1 for the real VGGish) names the layout of a same-shaped small model (channel counts
+divided); `modeling.load_pretrained_model` checks the tensors have that layout. This module reads and writes
+the files only: it imports no model code (the model code imports it).
 
 `load` checks the files listed in params_files before orbax reads them: a truncated or missing file is one
 clear line, not a tensorstore error (whose failing reads can also print tracebacks from orbax's threads).
@@ -16,15 +20,26 @@ import re
 from typing import Any
 
 import numpy as np
-import orbax.checkpoint as ocp
 
 from vggish_jax import atomic
-from vggish_jax.models.vggish.params import WeightsError
 from vggish_jax.models.vggish.postprocess import PCAParams
 from vggish_jax.spec import params_sha256
 
 METADATA = "metadata.json"
 TREE = "params"
+CONV1_CHANNELS = 64  # of the real VGGish (modeling.CONV_CHANNELS); a width_divisor model has 64 // divisor
+
+
+class WeightsError(ValueError):
+    """Weights missing, of the wrong shape, or not finite. The message names the tensor."""
+
+
+def width_divisor_of_params(params: dict) -> int | None:
+    """The width_divisor whose layout `params` has, read from conv1's output channels (None: not a VGGish
+    layout; loading names what is wrong)."""
+    kernel = (params.get("conv1") or {}).get("kernel") if isinstance(params, dict) else None
+    ch = int(np.shape(kernel)[-1]) if kernel is not None and np.ndim(kernel) else 0
+    return CONV1_CHANNELS // ch if ch and CONV1_CHANNELS % ch == 0 else None
 
 
 def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None = None,
@@ -35,12 +50,17 @@ def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None = 
     tree: dict[str, Any] = {"params": _np_tree(params)}
     if pca is not None:
         tree["pca"] = {"eigen_vectors": pca.eigen_vectors.astype(np.float32), "means": pca.means.astype(np.float32)}
+    import orbax.checkpoint as ocp  # here, so importing the model code does not import orbax
+
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(os.path.join(directory, TREE), tree, force=True)
         ckptr.wait_until_finished()
     # The weights' identity is their content, recorded here so every artifact made with them can name it.
     meta = {"model": model, "has_pca": pca is not None, **(metadata or {}),
             "weights_sha256": params_sha256(tree["params"]), "params_files": _listing(os.path.join(directory, TREE))}
+    divisor = width_divisor_of_params(tree["params"]) if model == "vggish" else None
+    if divisor is not None:
+        meta["width_divisor"] = divisor
     atomic.write_json(os.path.join(directory, METADATA), meta, sort_keys=True)
     return directory
 
@@ -49,6 +69,22 @@ def final_relu_of(metadata: dict, override: bool | None = None) -> bool:
     """The one place final_relu is decided: an explicit override, else what the weights' metadata records
     (torchvggish conversions True, TF False)."""
     return bool(metadata.get("final_relu", False)) if override is None else bool(override)
+
+
+def width_divisor_of(metadata: dict) -> int:
+    """The width_divisor a weights directory records (1, the real VGGish, when it predates the field)."""
+    return int(metadata.get("width_divisor", 1))
+
+
+def spec_of(metadata: dict, *, final_relu: bool | None = None, dtype: str = "float32",
+            frontend_precision: str = "float32"):
+    """The EmbeddingSpec of raw embeddings made with these weights (their content hash, final_relu as
+    `final_relu_of` decides, the default frontend at `frontend_precision`)."""
+    from vggish_jax.models.vggish.frontend import DEFAULT
+    from vggish_jax.spec import EmbeddingSpec
+
+    return EmbeddingSpec.create(weights_sha256=metadata["weights_sha256"], final_relu=final_relu_of(metadata, final_relu),
+                                dtype=dtype, frontend=DEFAULT, frontend_precision=frontend_precision)
 
 
 def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
@@ -72,6 +108,8 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
     except (OSError, ValueError) as e:
         raise WeightsError(f"{meta_path}: unreadable ({_short_reason(e)}); {redo}") from e
     _check_listing(tree_dir, meta.get("params_files"), redo)
+    import orbax.checkpoint as ocp
+
     try:
         with ocp.StandardCheckpointer() as ckptr:
             tree = ckptr.restore(tree_dir)
