@@ -55,8 +55,9 @@ def test_folder_classes_come_from_first_level_subfolders(genres, embedder, tmp_p
     got = store.load_split(str(tmp_path / "emb"), "all")
     assert list(got.labels) == [0, 0, 1, 2, 2, 2] and list(got.track_ids) == list(range(6))
     assert list(got.keys) == [os.path.realpath(genres / p) for p in src.files]
-    for k, e in zip(got.keys, got.embeddings):  # the device path on the same file
-        np.testing.assert_allclose(e, embedder.embed_file(k), rtol=0, atol=1e-6)
+    for k, e in zip(got.keys, got.embeddings):  # the device path on the same file, alone in a smaller batch:
+        # XLA:CPU's float32 sums depend on the batch shape (measured up to 1.4e-6 here)
+        np.testing.assert_allclose(e, embedder.embed_file(k), rtol=0, atol=1e-5)
     assert summary.num_clips == {"all": 6} and store.read_info(str(tmp_path / "emb"))["label_names"] == \
         ["blues", "jazz", "rock"]
     # A file beside the class folders: no labels, said so.

@@ -124,9 +124,9 @@ def of_extraction(info: Mapping[str, Any], source: str) -> EmbeddingSpec:
                 sha = json.load(f).get("weights_sha256")
         except (OSError, ValueError, AttributeError):
             sha = None
-    frontend = info.get("frontend")
-    if frontend is None:
-        from vggish_jax.models.vggish.frontend import DEFAULT as frontend
+    # Every extraction since the first recorded its frontend; one without it gets an empty frontend, which no
+    # current spec matches, so it is refused rather than guessed (spec sits below models: no model import).
+    frontend = info.get("frontend") or {}
     # Older extractions wrote "device float32" / "device float64" / "numpy float64 (at build)".
     old = str(info.get("frontend_precision", "float32"))
     precision = "numpy" if old.startswith("numpy") else "float64" if "float64" in old else "float32"

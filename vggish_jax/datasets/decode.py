@@ -20,7 +20,7 @@ import numpy as np
 
 from vggish_jax import audio
 from vggish_jax.models.vggish import frontend
-from vggish_jax.pipeline.host import file_examples
+from vggish_jax.models.vggish.frontend import file_examples
 
 
 def decode_clip(path: str, waveform: bool = False) -> dict | str:

@@ -179,9 +179,9 @@ class Fma(tfds.core.GeneratorBasedBuilder):
             self._beam_skips = None
 
     def _process_pipeline_result(self, pipeline_result):
-        from vggish_jax.pipeline import beam_runner
+        from vggish_jax.datasets.fma_beam import counters
 
-        counts = {k: v for k, v in sorted(beam_runner.counters(pipeline_result).items()) if k.startswith("fma:")}
+        counts = {k: v for k, v in sorted(counters(pipeline_result).items()) if k.startswith("fma:")}
         print(f"fma: Beam counters {counts}", file=sys.stderr)
 
     def _collect_beam_skips(self):

@@ -52,3 +52,13 @@ def examples(items: list[tuple[int, int, str]], *, waveform: bool, skips_path: s
         return out.examples
 
     return expand()  # pylint: disable=no-value-for-parameter
+
+
+def counters(result) -> dict[str, int]:
+    """{'namespace:name': committed (or attempted) value} of a finished pipeline's counters."""
+    out: dict[str, int] = {}
+    for c in result.metrics().query()["counters"]:
+        key = f"{c.key.metric.namespace}:{c.key.metric.name}"
+        value = c.committed if c.committed is not None else c.attempted
+        out[key] = out.get(key, 0) + int(value or 0)
+    return out

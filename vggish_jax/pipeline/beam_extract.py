@@ -14,7 +14,8 @@ from typing import Callable
 
 import apache_beam as beam
 
-from vggish_jax.pipeline import beam_runner, core, store
+from vggish_jax.datasets import fma_beam
+from vggish_jax.pipeline import core, store
 
 NAMESPACE = "vggish_jax"
 
@@ -81,7 +82,7 @@ def run(job: core.Job, weights_dir: str | None, load_kwargs: dict, runner, optio
                                    f"{lines[-1] if lines else ''}); finished shards are kept: fix the cause and "
                                    f"rerun the same command") from e
             seconds = time.perf_counter() - t0
-            counters = beam_runner.counters(result)
+            counters = fma_beam.counters(result)
             log(f"extract: Beam counters {dict(sorted(counters.items()))}")
         done = core.finalize(job, info, log=log)
     if done is None:

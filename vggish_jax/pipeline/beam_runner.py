@@ -88,13 +88,3 @@ def _fn_api_runner(options):
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
     return fn_runner.FnApiRunner(provision_info=info)
-
-
-def counters(result) -> dict[str, int]:
-    """{'namespace:name': committed (or attempted) value} of a finished pipeline's counters."""
-    out: dict[str, int] = {}
-    for c in result.metrics().query()["counters"]:
-        key = f"{c.key.metric.namespace}:{c.key.metric.name}"
-        value = c.committed if c.committed is not None else c.attempted
-        out[key] = out.get(key, 0) + int(value or 0)
-    return out

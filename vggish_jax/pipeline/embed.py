@@ -24,7 +24,8 @@ from vggish_jax.models.vggish import modeling, params as params_lib, postprocess
 from vggish_jax.models.vggish.frontend import DEFAULT
 from vggish_jax.pipeline import host, segments as seg
 from vggish_jax.pipeline.device import AudioEmbedder
-from vggish_jax.pipeline.host import file_examples, load_clip  # noqa: F401  (re-exported)
+from vggish_jax.models.vggish.frontend import file_examples  # noqa: F401  (re-exported)
+from vggish_jax.pipeline.host import load_clip  # noqa: F401  (re-exported)
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 BAD_INPUT = host.BAD_INPUT  # reported per file; anything else is a bug and raises

@@ -69,25 +69,6 @@ def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None
         return e
 
 
-def file_examples(path: str | os.PathLike, *, pad: bool = False, block_seconds: float = 60.0,
-                  cfg: FrontendConfig = DEFAULT) -> np.ndarray:
-    """[n, 96, 64] float32 log-mel examples of a file by the NumPy oracle frontend, decoded in blocks
-    (exactly equal to decoding it whole). For stored-mel datasets and users who want log-mels on the host."""
-    name = os.fspath(path)
-    chunks, buf = [], np.zeros(0, np.float32)
-    for block in audio.stream(path, cfg.sample_rate, block_seconds):
-        buf = np.concatenate([buf, block])
-        n = frontend.num_examples(buf.shape[0], cfg)
-        if n:
-            used = frontend.samples_for_examples(n, cfg)
-            chunks.append(frontend.waveform_to_examples(buf[:used], cfg.sample_rate, cfg=cfg, name=name))
-            buf = buf[n * cfg.example_hop_samples:]
-    if not chunks:
-        buf = frontend.fit_to_examples(buf, pad=pad, cfg=cfg, name=name)
-        chunks.append(frontend.waveform_to_examples(buf, cfg.sample_rate, cfg=cfg, name=name))
-    return np.concatenate(chunks)
-
-
 def decode_16k(path: str, pad: bool = False) -> np.ndarray | str:
     """`load_clip` for worker pools: the waveform, or the one-line error text instead of raising, so one
     corrupt mp3 cannot take a pool down."""

@@ -8,6 +8,7 @@ trailing frames that do not fill an example, are dropped.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -145,3 +146,22 @@ def fit_to_examples(x: np.ndarray, *, pad: bool, cfg: FrontendConfig = DEFAULT, 
             f"{name}: {x.shape[0] / cfg.sample_rate:.3f} s of audio is shorter than one VGGish example "
             f"({cfg.example_samples / cfg.sample_rate:.3f} s); use a longer clip or pass pad=True (--pad)")
     return np.pad(x, (0, cfg.example_samples - x.shape[0]))
+
+
+def file_examples(path: str | os.PathLike, *, pad: bool = False, block_seconds: float = 60.0,
+                  cfg: FrontendConfig = DEFAULT) -> np.ndarray:
+    """[n, 96, 64] float32 log-mel examples of a file by the NumPy oracle frontend, decoded in blocks
+    (exactly equal to decoding it whole). For stored-mel datasets and users who want log-mels on the host."""
+    name = os.fspath(path)
+    chunks, buf = [], np.zeros(0, np.float32)
+    for block in audio.stream(path, cfg.sample_rate, block_seconds):
+        buf = np.concatenate([buf, block])
+        n = num_examples(buf.shape[0], cfg)
+        if n:
+            used = samples_for_examples(n, cfg)
+            chunks.append(waveform_to_examples(buf[:used], cfg.sample_rate, cfg=cfg, name=name))
+            buf = buf[n * cfg.example_hop_samples:]
+    if not chunks:
+        buf = fit_to_examples(buf, pad=pad, cfg=cfg, name=name)
+        chunks.append(waveform_to_examples(buf, cfg.sample_rate, cfg=cfg, name=name))
+    return np.concatenate(chunks)
