@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from vggish_jax import compilation_cache
+
+# Compiled programs persist across test processes and runs (VGGISH_JAX_CACHE_DIR=off turns it off).
+compilation_cache.enable()
+
 
 def tone_mix(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.ndarray:
     """A chirp + tone + a little noise, [samples] or [samples, channels], float32 in [-1, 1]."""

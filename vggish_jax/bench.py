@@ -410,7 +410,7 @@ def section_beam(quick: bool) -> dict:
 def section_fad(quick: bool) -> dict:
     from vggish_jax.fad.bench import run
 
-    return run(quick)
+    return run(timed, quick)
 
 
 # ---- driver ----

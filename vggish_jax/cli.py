@@ -11,6 +11,8 @@ import importlib
 import signal
 import sys
 
+from vggish_jax import compilation_cache
+
 COMMANDS = {
     "embed": "vggish_jax.commands.embed",
     "extract": "vggish_jax.commands.extract",
@@ -85,6 +87,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    compilation_cache.enable()
     module = importlib.import_module(COMMANDS[args.command])
     try:
         with _sigterm_raises():

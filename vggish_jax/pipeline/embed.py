@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator
 import jax.numpy as jnp
 import numpy as np
 
-from vggish_jax import audio
+from vggish_jax import audio, compilation_cache
 from vggish_jax.datasets import decode
 from vggish_jax.models.vggish import pretrained, frontend, params as params_lib, postprocess as post
 from vggish_jax.pipeline.device import AudioEmbedder
@@ -36,6 +36,7 @@ class Embedder:
     def __init__(self, params: dict, *, pca: post.PCAParams | None = None, final_relu: bool = False,
                  dtype=jnp.float32, batch_size: int = 64, metadata: dict | None = None, source: str = "params",
                  precision: str = "float32", formulation: str = "auto", mesh=None):
+        compilation_cache.enable()
         self.model = params_lib.build(params, final_relu=final_relu, dtype=dtype, source=source)
         self.pca, self.final_relu, self.batch_size = pca, final_relu, batch_size
         self.dtype = jnp.dtype(dtype)
