@@ -35,18 +35,21 @@ DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "training")
 CLIP_SECONDS = 30.0
 
 
-def flops_per_frame() -> float:
-    """Multiply-adds x 2 of one 96x64 example through VGGish, from the architecture."""
+def flops_per_frame(width_divisor: int = 1) -> float:
+    """Multiply-adds x 2 of one 96x64 example through VGGish, from the architecture (`width_divisor`: the
+    same-shaped small model, every hidden width divided, the 128-d output kept)."""
     from vggish_jax.models.vggish.modeling import CONV_CHANNELS, FC_FEATURES, POOL_AFTER
 
     h, w, c_in, macs = 96, 64, 1, 0
     for name, c_out in CONV_CHANNELS:
+        c_out //= width_divisor
         macs += h * w * 9 * c_in * c_out
         c_in = c_out
         if name in POOL_AFTER:
             h, w = h // 2, w // 2
     f_in = h * w * c_in
-    for _, f_out in FC_FEATURES:
+    for name, f_out in FC_FEATURES:
+        f_out = f_out if name == "fc2" else f_out // width_divisor
         macs += f_in * f_out
         f_in = f_out
     return 2.0 * macs
@@ -555,14 +558,15 @@ def add_arguments(ap) -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, few repeats (smoke run)")
     ap.add_argument("--out", default="results", help="directory for bench-<name>-<date>.json/.md")
     ap.add_argument("--name", default=None, help="name of this machine in the file names (default: host name)")
-    ap.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
-                    help=f"comma-separated, from {','.join(SECTIONS)} (training needs ~12 GB; not by default)")
+    ap.add_argument("--sections", default=None,
+                    help=f"comma-separated, from {','.join(SECTIONS)} (default: all but training, which needs "
+                         f"~12 GB)")
 
 
 def run(args) -> int:
     from vggish_jax import atomic
 
-    sections = [s for s in args.sections.split(",") if s]
+    sections = [s for s in (args.sections or ",".join(DEFAULT_SECTIONS)).split(",") if s]
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
         raise ValueError(f"unknown sections {bad}; choose from {SECTIONS}")
