@@ -34,4 +34,5 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # A fresh cache folder: the compile_cache section measures cold vs warm itself.
 export VGGISH_JAX_CACHE_DIR="${VGGISH_JAX_CACHE_DIR:-/tmp/vggish-jax-cache}"
 (nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>/dev/null || true) | tee "$OUT/device-check-nvidia-smi.txt"
-python3 -m vggish_jax.bench_device --out "$OUT" "$@" 2>&1 | tee "$OUT/device-check.log"
+# At most 470 s: one device command may run 8 minutes, and the JSON is rewritten after every section.
+timeout 470 python3 -m vggish_jax.bench_device --out "$OUT" "$@" 2>&1 | tee "$OUT/device-check.log"

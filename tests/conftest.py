@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vggish_jax import compilation_cache
+from vggish_jax import compilation_cache, xla_flags
 
-# Compiled programs persist across test processes and runs (VGGISH_JAX_CACHE_DIR=off turns it off).
+# Compiled programs persist across test processes and runs (VGGISH_JAX_CACHE_DIR=off turns it off); tests
+# run with the CLI's XLA:CPU settings.
 compilation_cache.enable()
+xla_flags.apply()
 
 
 def tone_mix(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.ndarray:

@@ -11,7 +11,7 @@ import importlib
 import signal
 import sys
 
-from vggish_jax import compilation_cache
+from vggish_jax import compilation_cache, xla_flags
 
 COMMANDS = {
     "embed": "vggish_jax.commands.embed",
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     compilation_cache.enable()
+    xla_flags.apply()
     module = importlib.import_module(COMMANDS[args.command])
     try:
         with _sigterm_raises():
