@@ -1,6 +1,7 @@
 """Throughput benchmarks: matmul peak, frontend, decode + resample, embedding (vs a PyTorch VGGish), mp3 ->
-embeddings end to end against its references, 1 vs N devices, training. Each section runs in its own process
-so its peak RSS is its own.
+embeddings end to end against its references, 1 vs N devices, training, FAD, Beam, and the peer (torchvggish
+0.2's own pipeline vs `vggish-jax embed`, whole processes). Each section runs in its own process so its peak
+RSS is its own. The accelerator check is vggish_jax/bench_device.py (`vggish-jax bench --suite device`).
 
     python -m vggish_jax.bench [--quick] [--out results/] [--name MACHINE]     (same as `vggish-jax bench`)
 
