@@ -9,6 +9,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from vggish_jax import compilation_cache, xla_flags
+
+# Compiled programs persist across test processes and runs (VGGISH_JAX_CACHE_DIR=off turns it off); tests
+# run with the CLI's XLA:CPU settings.
+compilation_cache.enable()
+xla_flags.apply()
+
 
 def tone_mix(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.ndarray:
     """A chirp + tone + a little noise, [samples] or [samples, channels], float32 in [-1, 1]."""

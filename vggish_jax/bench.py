@@ -1,6 +1,7 @@
 """Throughput benchmarks: matmul peak, frontend, decode + resample, embedding (vs a PyTorch VGGish), mp3 ->
-embeddings end to end against its references, 1 vs N devices, training. Each section runs in its own process
-so its peak RSS is its own.
+embeddings end to end against its references, 1 vs N devices, training, FAD, Beam, and the peer (torchvggish
+0.2's own pipeline vs `vggish-jax embed`, whole processes). Each section runs in its own process so its peak
+RSS is its own. The accelerator check is vggish_jax/bench_device.py (`vggish-jax bench --suite device`).
 
     python -m vggish_jax.bench [--quick] [--out results/] [--name MACHINE]     (same as `vggish-jax bench`)
 
@@ -29,24 +30,27 @@ import time
 
 import numpy as np
 
-SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "devices", "training", "fad", "beam")
+SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "devices", "training", "fad", "beam", "peer")
 # A full-size training step needs ~12 GB: only on request (--sections ...,training).
 DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "training")
 CLIP_SECONDS = 30.0
 
 
-def flops_per_frame() -> float:
-    """Multiply-adds x 2 of one 96x64 example through VGGish, from the architecture."""
+def flops_per_frame(width_divisor: int = 1) -> float:
+    """Multiply-adds x 2 of one 96x64 example through VGGish, from the architecture (`width_divisor`: the
+    same-shaped small model, every hidden width divided, the 128-d output kept)."""
     from vggish_jax.models.vggish.modeling import CONV_CHANNELS, FC_FEATURES, POOL_AFTER
 
     h, w, c_in, macs = 96, 64, 1, 0
     for name, c_out in CONV_CHANNELS:
+        c_out //= width_divisor
         macs += h * w * 9 * c_in * c_out
         c_in = c_out
         if name in POOL_AFTER:
             h, w = h // 2, w // 2
     f_in = h * w * c_in
-    for _, f_out in FC_FEATURES:
+    for name, f_out in FC_FEATURES:
+        f_out = f_out if name == "fc2" else f_out // width_divisor
         macs += f_in * f_out
         f_in = f_out
     return 2.0 * macs
@@ -406,11 +410,92 @@ def section_beam(quick: bool) -> dict:
 
     return bench(quick=quick)
 
+# torchvggish 0.2's own pipeline as a user runs it: its wavfile_to_examples (soundfile read, resampy, its
+# NumPy log-mel) and its VGG on every file, the same random weights; a process of its own, like the CLI's.
+PEER_CHILD = r"""
+import sys, numpy as np, torch
+from torchvggish import torchvggish as tvm, vggish_input
+model = tvm.VGG(tvm.make_layers(), postprocess=False).eval()
+model.load_state_dict(torch.load(sys.argv[1]))
+out = {}
+with torch.inference_mode():
+    for path in sys.argv[3:]:
+        out[path] = model(vggish_input.wavfile_to_examples(path)).numpy()
+np.savez(sys.argv[2], **{str(i): out[p] for i, p in enumerate(sys.argv[3:])})
+"""
+
+
+def _torch_state(p: dict) -> dict:
+    """Our params as torchvggish's VGG state_dict (conv kernels HWIO -> OIHW, dense [in, out] -> [out, in])."""
+    import torch
+
+    convs = ("conv1", "conv2", "conv3_1", "conv3_2", "conv4_1", "conv4_2")
+    conv_idx = (0, 3, 6, 8, 11, 13)  # positions of the Conv2d modules in torchvggish's make_layers()
+    state = {}
+    for name, i in zip(convs, conv_idx):
+        state[f"features.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(p[name]["kernel"].transpose(3, 2, 0, 1)))
+        state[f"features.{i}.bias"] = torch.tensor(np.asarray(p[name]["bias"]))
+    for name, i in zip(("fc1_1", "fc1_2", "fc2"), (0, 2, 4)):
+        state[f"embeddings.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(p[name]["kernel"].T))
+        state[f"embeddings.{i}.bias"] = torch.tensor(np.asarray(p[name]["bias"]))
+    return state
+
+
+def section_peer(quick: bool) -> dict:
+    """Whole processes on the same generated 30-s 44.1 kHz stereo wav files: torchvggish's pipeline vs
+    `vggish-jax embed`, same random weights, alternating runs; also how close their embeddings are."""
+    try:
+        import torch
+        import torchvggish  # noqa: F401
+    except ImportError:
+        return {"skipped": "torchvggish not installed (pip install 'vggish-jax[test]')"}
+    import soundfile as sf
+
+    from vggish_jax.models.vggish import params, pretrained
+
+    n, runs = (3, 1) if quick else (16, 2)
+    p = params.random(0)
+    with tempfile.TemporaryDirectory() as d:
+        paths = []
+        for i in range(n):
+            t = np.arange(int(44100 * CLIP_SECONDS)) / 44100
+            rng = np.random.default_rng(i)
+            x = 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * t) + 0.05 * rng.standard_normal(t.size)
+            paths.append(os.path.join(d, f"clip{i:02d}.wav"))
+            sf.write(paths[-1], np.stack([x, 0.8 * x], 1).astype(np.float32), 44100, subtype="PCM_16")
+        weights = os.path.join(d, "w")
+        pretrained.save(weights, p, metadata={"source": "random", "seed": 0})
+        torch.save(_torch_state(p), os.path.join(d, "w.pth"))
+        def cmd(tool: str, run: int) -> list[str]:
+            if tool == "torchvggish":
+                return [sys.executable, "-c", PEER_CHILD, os.path.join(d, "w.pth"), os.path.join(d, "t.npz"), *paths]
+            return [sys.executable, "-m", "vggish_jax.cli", "embed", "--weights", weights, "--final-relu",
+                    "--out", os.path.join(d, f"j{run}.npz"), *paths]  # a new output each run: embed resumes
+
+        env = dict(os.environ, VGGISH_JAX_CACHE_DIR=os.path.join(d, "cache"))
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        times = {"torchvggish": [], "vggish_jax": []}
+        for r in range(runs + 1):  # run 0 warms the OS file cache and the compilation cache; not timed
+            for tool in times:
+                t0 = time.perf_counter()
+                subprocess.run(cmd(tool, r), check=True, capture_output=True, env=env, cwd=root)
+                if r:
+                    times[tool].append(time.perf_counter() - t0)
+        ours = np.load(os.path.join(d, "j0.npz"))
+        theirs = np.load(os.path.join(d, "t.npz"))
+        rel = max(float(np.linalg.norm(ours[os.path.abspath(p_)] - theirs[str(i)]) / np.linalg.norm(theirs[str(i)]))
+                  for i, p_ in enumerate(paths))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"files": n, "clip_seconds": CLIP_SECONDS, "source": "44.1 kHz stereo 16-bit wav", "runs": runs,
+            "seconds": times, "median_s": med, "vggish_jax_vs_torchvggish": med["torchvggish"] / med["vggish_jax"],
+            "max_relative_embedding_difference": rel, "load_average": _load_average(),
+            "compilation_cache": "warm (run 0 filled it)"}
+
 
 def section_fad(quick: bool) -> dict:
     from vggish_jax.fad.bench import run
 
-    return run(quick)
+    return run(timed, quick)
 
 
 # ---- driver ----
@@ -504,6 +589,9 @@ def summarize(r: dict, machine: dict | None = None) -> dict:
             s[f"beam_{k}_workers_clips_per_second"] = r["beam"][f"beam_{k}_workers"]["clips_per_second"]
     if "single_process" in r.get("beam", {}):
         s["beam_single_process_clips_per_second"] = r["beam"]["single_process"]["clips_per_second"]
+    if "vggish_jax_vs_torchvggish" in r.get("peer", {}):
+        s["vggish_jax_vs_torchvggish_pipeline"] = r["peer"]["vggish_jax_vs_torchvggish"]
+        s["peer_max_relative_embedding_difference"] = r["peer"]["max_relative_embedding_difference"]
     if "fad_vs_embed" in r.get("fad", {}):
         s["fad_files_per_second"] = r["fad"]["fad_files_per_second"]
         s["fad_vs_embed"] = r["fad"]["fad_vs_embed"]
@@ -555,14 +643,15 @@ def add_arguments(ap) -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, few repeats (smoke run)")
     ap.add_argument("--out", default="results", help="directory for bench-<name>-<date>.json/.md")
     ap.add_argument("--name", default=None, help="name of this machine in the file names (default: host name)")
-    ap.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
-                    help=f"comma-separated, from {','.join(SECTIONS)} (training needs ~12 GB; not by default)")
+    ap.add_argument("--sections", default=None,
+                    help=f"comma-separated, from {','.join(SECTIONS)} (default: all but training, which needs "
+                         f"~12 GB)")
 
 
 def run(args) -> int:
     from vggish_jax import atomic
 
-    sections = [s for s in args.sections.split(",") if s]
+    sections = [s for s in (args.sections or ",".join(DEFAULT_SECTIONS)).split(",") if s]
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
         raise ValueError(f"unknown sections {bad}; choose from {SECTIONS}")

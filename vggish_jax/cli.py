@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 
+from vggish_jax import compilation_cache, xla_flags
 from vggish_jax.skips import one_line
 
 # What a stopped run leaves, for commands that do not say (ON_STOP in their module).
@@ -115,6 +116,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    compilation_cache.enable()
+    xla_flags.apply()
     module = importlib.import_module(COMMANDS[args.command])
     on_stop = getattr(module, "ON_STOP", DEFAULT_ON_STOP)
     try:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vggish_jax import audio, skips
+from vggish_jax import audio, compilation_cache, skips
 from vggish_jax.datasets import decode
 from vggish_jax.models.vggish import modeling, params as params_lib, postprocess as post, pretrained
 from vggish_jax.models.vggish.frontend import DEFAULT
@@ -44,6 +44,7 @@ class Embedder:
                  dtype=jnp.float32, batch_size: int = 64, metadata: dict | None = None, source: str = "params",
                  precision: str | None = None, formulation: str = "auto", mesh=None,
                  stream_seconds: float = 300.0, weights_dir: str | None = None):
+        compilation_cache.enable()
         if isinstance(model, nnx.Module):
             pca = pca if pca is not None else model.pca
             final_relu, dtype = model.final_relu, model.conv1.dtype
