@@ -24,7 +24,7 @@ KIND = "frames"
 
 @dataclasses.dataclass(frozen=True)
 class FrameHeadConfig:
-    hidden: tuple[int, ...] = (512, 512)
+    hidden: tuple[int, ...] = (256, 256)
     learning_rate: float = 1e-3
     weight_decay: float = 1e-3
     dropout: float = 0.5
