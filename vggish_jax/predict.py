@@ -6,6 +6,12 @@ mapped to FMA-small's 8 genres by MSD_TO_FMA: a genre's score is the highest pro
 the scores are normalised to sum to 1 (relative scores, not calibrated probabilities). International has no
 MSD tag, so the tagger cannot score it: it is reported with score 0 and flagged. With a head trained by
 `vggish-jax compare` (`--head DIR`), VGGish embeddings + that head are used instead, with all 8 genres.
+
+With converted VGGish weights that carry PCA params (`--weights DIR`, no `--head`), the shipped AudioSet genre
+head (vggish_jax/assets/audioset_genres, trained on Google's released AudioSet embeddings) scores AudioSet's 25
+top-level music genres: VGGish + PCA + uint8 as the release, then the head. The release came from Google's
+production feature pipeline, which the public weights reproduce closely but not exactly
+(tensorflow/models#9772), so scores on your own audio can shift a little.
 """
 from __future__ import annotations
 
@@ -23,6 +29,9 @@ from vggish_jax.models.musicnn import frontend as mf
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 MUSICNN_WEIGHTS = os.path.join(ASSETS, "msd_musicnn.npz")
 EXAMPLE_CLIP = os.path.join(ASSETS, "example.mp3")
+AUDIOSET_HEAD = os.path.join(ASSETS, "audioset_genres")
+RELEASE_NOTE = ("AudioSet genre head trained on Google's released embeddings; the public VGGish weights reproduce "
+                "that pipeline closely but not exactly (tensorflow/models#9772)")
 
 MSD_TAGS = ("rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s", "alternative rock",
             "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock", "soul", "indie rock", "Mellow",
@@ -144,7 +153,10 @@ class HeadPredictor:
 
     The features are made exactly as the head's training embeddings were (its recorded EmbeddingSpec:
     final_relu, and PCA + uint8 when the head was trained on postprocessed embeddings); weights whose spec
-    differs (another content hash, model or frontend) are refused with one line naming both.
+    differs (another content hash, model or frontend) are refused with one line naming both. The one deliberate
+    exception is a head trained on AudioSet's released embeddings (spec model "vggish-audioset-v1-release"):
+    no converted weights can match that spec, so any VGGish weights with PCA params stand in for Google's
+    pipeline (PCA + uint8 as the release), and the predictions say so.
     """
 
     _ROUNDING = {None: None, "pca_uint8_truncate": "truncate", "pca_uint8_round": "round"}
@@ -154,9 +166,22 @@ class HeadPredictor:
         from vggish_jax.classify import heads
         from vggish_jax.pipeline.embed import load_pretrained
 
+        from vggish_jax.datasets.audioset import RELEASE_SPEC
+
         self.head = heads.load_head(head_dir)
         head_json = os.path.join(head_dir, "head.json")
         want = self.head.spec
+        self.note = ""
+        if want is not None and want.model == RELEASE_SPEC.model:
+            if not weights:
+                raise ValueError(f"{head_dir}: a head trained on AudioSet's released embeddings needs VGGish weights "
+                                 f"with PCA params; pass --weights DIR (from `vggish-jax convert` with --torch-pca/--tf-pca)")
+            self.embedder = load_pretrained(weights)
+            if self.embedder.pca is None:
+                raise ValueError(f"weights {weights} have no PCA params, which the AudioSet genre head needs "
+                                 f"(PCA + uint8 as the release); convert them with --torch-pca/--tf-pca")
+            self.rounding, self.note = "truncate", RELEASE_NOTE
+            return
         if want is None:
             raise spec_lib.SpecMismatch(f"{head_json}: records no embedding spec (written by an older vggish-jax), so "
                                         f"its features cannot be rebuilt safely; retrain it with `vggish-jax compare`")
@@ -183,7 +208,7 @@ class HeadPredictor:
         emb = self.features(path)
         probs = self.head.predict_proba([emb])[0]
         genres = sorted(zip(self.head.label_names, map(float, probs)), key=lambda kv: -kv[1])
-        return Prediction(path, genres, [], "vggish+head", int(emb.shape[0]), "")
+        return Prediction(path, genres, [], "vggish+head", int(emb.shape[0]), self.note)
 
 
 def iter_predictions(paths, predictor):
