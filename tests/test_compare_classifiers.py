@@ -7,7 +7,7 @@ import pytest
 
 from vggish_jax.classify import compare as cc
 from vggish_jax import cli
-from vggish_jax.classify import features, heads
+from vggish_jax.classify import features, frame_head, heads
 from vggish_jax.pipeline import store
 
 GENRES = ["Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock"]
@@ -63,19 +63,26 @@ def test_mfcc_is_an_orthonormal_dct_and_stats_shape():
 
 def test_full_table_has_every_cell_and_separable_is_solved(separable, tmp_path):
     out = str(tmp_path / "run")
-    report = cc.compare(separable, out, feature_sets=cc.FEATURE_SETS, jobs=2, log=lambda m: None)
-    assert report["feature_sets"] == ["embedding", "embedding+pca128", "mean_std"]  # mfcc, musicnn: no --data-dir
+    report = cc.compare(separable, out, feature_sets=cc.FEATURE_SETS, jobs=2, log=lambda m: None,
+                        frame_head_config=frame_head.FrameHeadConfig(members=2, max_epochs=20, patience=5))
+    # mfcc, musicnn: no --data-dir
+    assert report["feature_sets"] == ["embedding", "embedding+pca128", "mean_std", "frames"]
     got = {(c["feature_set"], c["classifier"]) for c in report["cells"]}
-    want = {(f, c) for f in report["feature_sets"] for c in cc.PAPER_CLASSIFIERS + ("HGB",)} | {("mean_std", "JAX-MLP")}
+    want = {(f, c) for f in report["feature_sets"][:3] for c in cc.PAPER_CLASSIFIERS + ("HGB",)}
+    want |= {("mean_std", "JAX-MLP"), ("frames", "JAX-frames")}
     assert got == want
     acc = {(c["feature_set"], c["classifier"]): c["test_accuracy"] for c in report["cells"]}
     failed = {k for k, v in acc.items() if v is None}
     # 12 clips per class but >= 96 dimensions: every class covariance is singular, so only QDA fails.
-    assert failed == {(f, "QDA") for f in report["feature_sets"]}
-    for f in report["feature_sets"]:
+    assert failed == {(f, "QDA") for f in report["feature_sets"][:3]}
+    for f in report["feature_sets"][:3]:
         for clf in ("LR", "linSVC1", "linSVC2"):
             assert acc[(f, clf)] >= 0.95, (f, clf)
-    assert acc[("mean_std", "JAX-MLP")] >= 0.95
+    assert acc[("mean_std", "JAX-MLP")] >= 0.95 and acc[("frames", "JAX-frames")] >= 0.95
+    # macro-F1 from its definition: the mean over classes of 2PR/(P+R), on the best cell's saved confusion
+    best = next(c for c in report["cells"] if (c["feature_set"], c["classifier"]) ==
+                (report["best"]["feature_set"], report["best"]["classifier"]))
+    assert best["test_macro_f1"] <= 1 and report["class_counts"]["train"] == [12] * len(GENRES)
     table = open(os.path.join(out, "table.md")).read()
     assert "failed: QDA on embedding: LinAlgError" in table
     for clf in cc.PAPER_CLASSIFIERS:
@@ -83,7 +90,7 @@ def test_full_table_has_every_cell_and_separable_is_solved(separable, tmp_path):
     saved = json.load(open(os.path.join(out, "table.json")))
     assert saved["split_sizes"] == {"train": 96, "validation": 32, "test": 32} and saved["final_relu"] is True
     assert all(c["wall_seconds"] > 0 for c in saved["cells"])
-    for png in ("confusion_best.png", "per_genre_accuracy.png"):
+    for png in ("confusion_best.png", "per_genre_accuracy.png", "class_balance.png"):
         with open(os.path.join(out, png), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -180,3 +187,46 @@ def test_unfinished_extraction_is_refused_unless_allowed_and_then_flagged(tmp_pa
     assert "unfinished extraction" in capsys.readouterr().err
     assert json.load(open(out / "table.json"))["extraction_complete"] is False
     assert "INCOMPLETE EXTRACTION" in open(out / "table.md").read()
+
+
+def write_multilabel(root, seed=0):
+    """Clips carrying one or two of 4 classes; each class adds its own direction to the frames."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(4, 128)) * 2.0
+    tid = 0
+    for split, k in zip(cc.SPLITS, (80, 40, 40)):
+        ids, labels, embs = [], [], []
+        for _ in range(k):
+            hot = np.zeros(4, np.uint8)
+            hot[rng.choice(4, size=int(rng.integers(1, 3)), replace=False)] = 1
+            embs.append((hot @ centres + rng.normal(size=(10, 128))).astype(np.float32))
+            ids.append(tid)
+            labels.append(hot)
+            tid += 1
+        store.write_shard(store.shard_path(str(root), split, 0), ids, labels, embs)
+    store.write_info(str(root), {"label_names": list("ABCD"), "final_relu": False, "postprocess": False,
+                                 "dataset": "synthetic-multilabel", "weights": None, "complete": True})
+    return str(root)
+
+
+def test_multilabel_table_reports_map_and_auc(tmp_path):
+    from sklearn.metrics import average_precision_score
+
+    emb = write_multilabel(tmp_path / "ml")
+    out = str(tmp_path / "out")
+    report = cc.compare(emb, out, feature_sets=("mean_std", "frames"), classifiers=("LR", "NB", "JAX-frames"),
+                        jobs=1, log=lambda m: None,
+                        frame_head_config=frame_head.FrameHeadConfig(members=2, max_epochs=30, patience=5))
+    assert report["multilabel"] and report["metric"] == "mAP"
+    cells = {c["classifier"]: c for c in report["cells"]}
+    assert set(cells) == {"LR", "NB", "JAX-frames"}
+    for c in cells.values():  # separable classes: near-perfect ranking
+        assert c["test_mAP"] >= 0.9 and c["test_roc_auc"] >= 0.9 and "test_accuracy" not in c
+    # The frame head's test mAP recomputed from its saved weights and sklearn's AP, class by class.
+    head = heads.load_head(os.path.join(out, "head_frames"))
+    test = store.load_split(emb, "test")
+    probs = head.predict_proba(test.embeddings)
+    ap = np.mean([average_precision_score(test.labels[:, k], probs[:, k]) for k in range(4)])
+    assert abs(ap - cells["JAX-frames"]["test_mAP"]) < 1e-6
+    assert os.path.exists(os.path.join(out, "per_class_ap.png")) and os.path.exists(os.path.join(out, "class_balance.png"))
+    assert "mAP" in open(os.path.join(out, "table.md")).read()

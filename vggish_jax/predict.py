@@ -6,6 +6,12 @@ mapped to FMA-small's 8 genres by MSD_TO_FMA: a genre's score is the highest pro
 the scores are normalised to sum to 1 (relative scores, not calibrated probabilities). International has no
 MSD tag, so the tagger cannot score it: it is reported with score 0 and flagged. With a head trained by
 `vggish-jax compare` (`--head DIR`), VGGish embeddings + that head are used instead, with all 8 genres.
+
+With converted VGGish weights that carry PCA params (`--weights DIR`, no `--head`), the shipped AudioSet genre
+head (vggish_jax/assets/audioset_genres, trained on Google's released AudioSet embeddings) scores AudioSet's 25
+top-level music genres: VGGish + PCA + uint8 as the release, then the head. The release came from Google's
+production feature pipeline, which the public weights reproduce closely but not exactly
+(tensorflow/models#9772), so scores on your own audio can shift a little.
 """
 from __future__ import annotations
 
@@ -13,23 +19,19 @@ import dataclasses
 import functools
 import os
 
-import jax
 import numpy as np
-from flax import nnx
 
 from vggish_jax import audio
-from vggish_jax.models.musicnn import frontend as mf
+from vggish_jax.models.musicnn import tagger
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
-MUSICNN_WEIGHTS = os.path.join(ASSETS, "msd_musicnn.npz")
+MUSICNN_WEIGHTS = tagger.WEIGHTS
 EXAMPLE_CLIP = os.path.join(ASSETS, "example.mp3")
+AUDIOSET_HEAD = os.path.join(ASSETS, "audioset_genres")
+RELEASE_NOTE = ("AudioSet genre head trained on Google's released embeddings; the public VGGish weights reproduce "
+                "that pipeline closely but not exactly (tensorflow/models#9772)")
 
-MSD_TAGS = ("rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s", "alternative rock",
-            "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock", "soul", "indie rock", "Mellow",
-            "electronica", "80s", "folk", "90s", "chill", "instrumental", "punk", "oldies", "blues", "hard rock",
-            "ambient", "acoustic", "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
-            "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb",
-            "indie pop", "sad", "House", "happy")
+MSD_TAGS = tagger.TAGS
 FMA_GENRES = ("Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock")
 MSD_TO_FMA = {
     "Electronic": ("electronic", "electronica", "electro", "dance", "House"),
@@ -67,50 +69,8 @@ def genre_scores(tag_probs: np.ndarray) -> dict[str, float]:
     return {g: (v / total if total > 0 else 0.0) for g, v in raw.items()}
 
 
-class MusiCNNTagger:
-    """MSD_musicnn with its jitted forward pass."""
-
-    def __init__(self, weights: str = MUSICNN_WEIGHTS, batch_size: int = 16):
-        from vggish_jax.models.musicnn.modeling import from_flat
-
-        if not os.path.exists(weights):
-            raise FileNotFoundError(f"{weights}: MusiCNN weights missing; reinstall vggish-jax (they ship in its assets)")
-        with np.load(weights) as z:
-            self.model = from_flat({k: z[k] for k in z.files})
-        graphdef, state = nnx.split(self.model)
-        self._state, self.batch_size = state, batch_size
-        self._forward = jax.jit(lambda s, x: nnx.merge(graphdef, s).features(x))
-
-    def iter_patches(self, path: str, chunk: int = 64):
-        """[k <= chunk, 187, 96] patches of a file, streamed: memory stays bounded for any length."""
-        seen = [0]
-
-        def blocks():
-            for b in audio.stream(path, mf.SR):
-                seen[0] += b.shape[0]
-                yield b
-
-        n = 0
-        for p in mf.stream_patches(blocks(), chunk):
-            n += p.shape[0]
-            yield p
-        if n == 0:
-            raise audio.AudioError(f"{path}: {seen[0] / mf.SR:.2f} s is shorter than one MusiCNN patch "
-                                   f"({mf.min_samples() / mf.SR:.2f} s); use a longer clip")
-
-    def patches(self, path: str) -> np.ndarray:
-        return np.concatenate(list(self.iter_patches(path)))
-
-    def run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
-        """[n, 187, 96] -> {'taggram': [n, 50], 'penultimate': [n, 200]} in fixed-size jitted batches."""
-        from vggish_jax.models.batching import fixed_batches
-
-        outs = {"taggram": [], "penultimate": []}
-        for padded, k in fixed_batches(patches, self.batch_size):
-            f = self._forward(self._state, padded)
-            outs["taggram"].append(np.asarray(jax.nn.sigmoid(f["logits"]))[:k])
-            outs["penultimate"].append(np.asarray(f["penultimate"])[:k])
-        return {k: np.concatenate(v) for k, v in outs.items()}
+class MusiCNNTagger(tagger.Tagger):
+    """The MusiCNN tagger with its MSD tags mapped to FMA genres."""
 
     def predict(self, path: str) -> Prediction:
         total, n = np.zeros(len(MSD_TAGS), np.float64), 0
@@ -123,10 +83,6 @@ class MusiCNNTagger:
         return Prediction(path, sorted(scores.items(), key=lambda kv: -kv[1]),
                           [(MSD_TAGS[i], float(mean[i])) for i in order], "musicnn", n,
                           "MusiCNN MSD tags mapped to FMA genres; International has no MSD tag and is not scored")
-
-    def embed(self, path: str) -> np.ndarray:
-        """[patches, 200] penultimate-layer features (MusiCNN embeddings) of a file."""
-        return np.concatenate([self.run(p)["penultimate"] for p in self.iter_patches(path)])
 
 
 @functools.lru_cache(maxsize=1)
@@ -144,7 +100,10 @@ class HeadPredictor:
 
     The features are made exactly as the head's training embeddings were (its recorded EmbeddingSpec:
     final_relu, and PCA + uint8 when the head was trained on postprocessed embeddings); weights whose spec
-    differs (another content hash, model or frontend) are refused with one line naming both.
+    differs (another content hash, model or frontend) are refused with one line naming both. The one deliberate
+    exception is a head trained on AudioSet's released embeddings (spec model "vggish-audioset-v1-release"):
+    no converted weights can match that spec, so any VGGish weights with PCA params stand in for Google's
+    pipeline (PCA + uint8 as the release), and the predictions say so.
     """
 
     _ROUNDING = {None: None, "pca_uint8_truncate": "truncate", "pca_uint8_round": "round"}
@@ -154,9 +113,22 @@ class HeadPredictor:
         from vggish_jax.classify import heads
         from vggish_jax.pipeline.embed import load_pretrained
 
+        from vggish_jax.datasets.audioset import RELEASE_SPEC
+
         self.head = heads.load_head(head_dir)
         head_json = os.path.join(head_dir, "head.json")
         want = self.head.spec
+        self.note = ""
+        if want is not None and want.model == RELEASE_SPEC.model:
+            if not weights:
+                raise ValueError(f"{head_dir}: a head trained on AudioSet's released embeddings needs VGGish weights "
+                                 f"with PCA params; pass --weights DIR (from `vggish-jax convert` with --torch-pca/--tf-pca)")
+            self.embedder = load_pretrained(weights)
+            if self.embedder.pca is None:
+                raise ValueError(f"weights {weights} have no PCA params, which the AudioSet genre head needs "
+                                 f"(PCA + uint8 as the release); convert them with --torch-pca/--tf-pca")
+            self.rounding, self.note = "truncate", RELEASE_NOTE
+            return
         if want is None:
             raise spec_lib.SpecMismatch(f"{head_json}: records no embedding spec (written by an older vggish-jax), so "
                                         f"its features cannot be rebuilt safely; retrain it with `vggish-jax compare`")
@@ -183,7 +155,7 @@ class HeadPredictor:
         emb = self.features(path)
         probs = self.head.predict_proba([emb])[0]
         genres = sorted(zip(self.head.label_names, map(float, probs)), key=lambda kv: -kv[1])
-        return Prediction(path, genres, [], "vggish+head", int(emb.shape[0]), "")
+        return Prediction(path, genres, [], "vggish+head", int(emb.shape[0]), self.note)
 
 
 def iter_predictions(paths, predictor):

@@ -12,8 +12,15 @@ Pipeline); validation and test are only ever predicted. The best model is chosen
   musicnn            mean+std of MusiCNN's 200-d penultimate features over 3-s patches (needs a *_waveform
                      build, e.g. `extract --dataset fma/small_waveform`, and --data-dir); clips shorter than
                      one patch are repeated to fill it, as musicnn's training did ("repeat-pad")
-Extra models beyond the paper: HGB (HistGradientBoostingClassifier, standing in for XGBoost) and JAX-MLP
-(vggish_jax.classify.heads, early-stopped on validation; on mean_std only).
+  frames             the frame embeddings themselves, for JAX-frames only
+Extra models beyond the paper: HGB (HistGradientBoostingClassifier, standing in for XGBoost), JAX-MLP
+(vggish_jax.classify.heads, early-stopped on validation; on mean_std only) and JAX-frames
+(vggish_jax.classify.frame_head: a per-frame MLP, mean-pooled, mixup, an ensemble of 5; on frames only).
+
+Single-label stores are scored by accuracy and macro-F1; multi-label stores (labels [clips, classes] multi-hot,
+e.g. AudioSet's music_genre_multilabel) by mAP and macro ROC-AUC over the classes, every classifier one-vs-rest.
+The model is selected on the validation accuracy (mAP). The flattened feature set keeps a store's typical clip
+length in examples (the median over its training clips: 31 for FMA's 30-s clips, 10 for AudioSet's 10-s ones).
 """
 from __future__ import annotations
 
@@ -34,8 +41,9 @@ from vggish_jax.pipeline import store
 
 PAPER_CLASSIFIERS = ("LR", "kNN", "SVCrbf", "SVCpoly1", "linSVC1", "linSVC2", "DT", "RF", "AdaBoost", "MLP1",
                      "MLP2", "NB", "QDA")
-EXTRA_CLASSIFIERS = ("HGB", "JAX-MLP")
-FEATURE_SETS = ("embedding", "embedding+pca128", "mean_std", "mfcc", "musicnn")
+EXTRA_CLASSIFIERS = ("HGB", "JAX-MLP", "JAX-frames")
+FEATURE_SETS = ("embedding", "embedding+pca128", "mean_std", "mfcc", "musicnn", "frames")
+JAX_HEADS = {"JAX-MLP": "mean_std", "JAX-frames": "frames"}  # the one feature set each JAX head runs on
 SPLITS = ("train", "validation", "test")
 
 
@@ -65,8 +73,10 @@ def make_classifier(name: str, seed: int = 0, n_train: int | None = None):
     }[name]()
 
 
-def make_pipeline(feature_set: str, classifier: str, seed: int = 0, n_train: int | None = None):
-    """StandardScaler (+ PCA to 128 components, fitted on train; fewer only on toy data) + classifier."""
+def make_pipeline(feature_set: str, classifier: str, seed: int = 0, n_train: int | None = None,
+                  multilabel: bool = False):
+    """StandardScaler (+ PCA to 128 components, fitted on train; fewer only on toy data) + classifier
+    (one-vs-rest per class when multi-label)."""
     from sklearn.decomposition import PCA
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -74,7 +84,11 @@ def make_pipeline(feature_set: str, classifier: str, seed: int = 0, n_train: int
     steps = [("scale", StandardScaler())]
     if feature_set.endswith("+pca128"):
         steps += [("pca", PCA(min(128, (n_train or 129) - 1), random_state=seed))]
-    return Pipeline(steps + [("clf", make_classifier(classifier, seed, n_train))])
+    clf = make_classifier(classifier, seed, n_train)
+    if multilabel:
+        from sklearn.multiclass import OneVsRestClassifier
+        clf = OneVsRestClassifier(clf)
+    return Pipeline(steps + [("clf", clf)])
 
 
 @dataclasses.dataclass
@@ -83,14 +97,20 @@ class Data:
     x: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
 
+    @property
+    def multilabel(self) -> bool:
+        return np.ndim(self.y["train"]) == 2
+
 
 def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.ndarray]] | None = None,
                    waveforms: dict[str, list[np.ndarray]] | None = None) -> dict[str, Data]:
     """{feature_set: Data} from per-split embeddings (and log-mels for MFCC, 16 kHz waveforms for MusiCNN,
     aligned by clip)."""
     y = {s: embeddings[s].labels for s in SPLITS}
-    flat = {s: features.flatten(embeddings[s].embeddings) for s in SPLITS}
+    n = clip_examples(embeddings["train"].embeddings)
+    flat = {s: features.flatten(embeddings[s].embeddings, n) for s in SPLITS}
     out = {"embedding": Data(flat, y), "embedding+pca128": Data(flat, y),
+           "frames": Data({s: embeddings[s].embeddings for s in SPLITS}, y),
            "mean_std": Data({s: features.mean_std(embeddings[s].embeddings) for s in SPLITS}, y)}
     if mels is not None:
         out["mfcc"] = Data({s: np.stack([features.mfcc_stats(m) for m in mels[s]]) for s in SPLITS}, y)
@@ -99,12 +119,17 @@ def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.n
     return out
 
 
+def clip_examples(clips: list[np.ndarray]) -> int:
+    """The typical clip length in examples (median over clips), at most the paper's 31."""
+    return int(min(features.EXAMPLES_PER_CLIP, max(1, np.median([len(c) for c in clips])))) if clips else 1
+
+
 def musicnn_features(waveforms: list[np.ndarray]) -> np.ndarray:
     """[clips, 400]: mean and std over patches of MusiCNN's penultimate features of 16 kHz waveforms."""
     from vggish_jax.models.musicnn import frontend as mf
-    from vggish_jax.predict import default_tagger
+    from vggish_jax.models.musicnn import tagger as musicnn
 
-    tagger = default_tagger()
+    tagger = musicnn.default()
     rows = []
     for w in waveforms:
         w = np.asarray(w)
@@ -117,7 +142,7 @@ def musicnn_features(waveforms: list[np.ndarray]) -> np.ndarray:
 
 def fit_cell(feature_set: str, classifier: str, x_train: np.ndarray, y_train: np.ndarray, seed: int = 0):
     """Fit one model. It sees the training split and nothing else."""
-    model = make_pipeline(feature_set, classifier, seed, n_train=len(y_train))
+    model = make_pipeline(feature_set, classifier, seed, n_train=len(y_train), multilabel=np.ndim(y_train) == 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence / collinearity warnings from the fixed recipe
         model.fit(x_train, y_train)
@@ -132,33 +157,82 @@ def run_cell(feature_set: str, classifier: str, data: Data, seed: int = 0) -> di
         model = fit_cell(feature_set, classifier, data.x["train"], data.y["train"], seed)
     except (ValueError, np.linalg.LinAlgError) as e:
         return {"feature_set": feature_set, "classifier": classifier, "fit_seconds": time.perf_counter() - t0,
-                "wall_seconds": time.perf_counter() - t0, "validation_accuracy": None, "test_accuracy": None,
-                "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+                "wall_seconds": time.perf_counter() - t0, **dict.fromkeys(_metric_keys(data.multilabel)),
+                "validation_score": None, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
     fit_s = time.perf_counter() - t0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pred = {s: model.predict(data.x[s]) for s in ("validation", "test")}
+        if data.multilabel:
+            out = {s: class_scores(model, data.x[s]) for s in ("validation", "test")}
+        else:
+            out = {s: model.predict(data.x[s]) for s in ("validation", "test")}
     return {"feature_set": feature_set, "classifier": classifier, "fit_seconds": fit_s,
             "wall_seconds": time.perf_counter() - t0,
-            **_scores(pred, data)}
+            **scores(out, data)}
 
 
-def _scores(pred: dict[str, np.ndarray], data: Data) -> dict:
-    return {"validation_accuracy": float(np.mean(pred["validation"] == data.y["validation"])),
-            "test_accuracy": float(np.mean(pred["test"] == data.y["test"])),
-            "test_predictions": pred["test"].tolist()}
+def class_scores(model, x: np.ndarray) -> np.ndarray:
+    """[clips, classes] per-class scores of a one-vs-rest model: probabilities where it has them, else margins."""
+    try:
+        return np.asarray(model.predict_proba(x))
+    except AttributeError:  # SVC without probability=True, LinearSVC
+        return np.asarray(model.decision_function(x))
+
+
+def _metric_keys(multilabel: bool) -> tuple[str, ...]:
+    names = ("mAP", "roc_auc") if multilabel else ("accuracy", "macro_f1")
+    return tuple(f"{s}_{m}" for m in names for s in ("validation", "test"))
+
+
+def scores(out: dict[str, np.ndarray], data: Data) -> dict:
+    """Metrics of predictions (single-label: class indices) or per-class scores (multi-label) on validation
+    and test; `validation_score` (accuracy or mAP) is what model selection compares."""
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+    r = {}
+    for s in ("validation", "test"):
+        y, p = data.y[s], np.asarray(out[s])
+        if data.multilabel:
+            keep = (y.sum(0) > 0) & (y.sum(0) < len(y))  # AP and AUC need a positive (and a negative)
+            r[f"{s}_mAP"] = float(average_precision_score(y[:, keep], p[:, keep], average="macro"))
+            r[f"{s}_roc_auc"] = float(roc_auc_score(y[:, keep], p[:, keep], average="macro"))
+        else:
+            r[f"{s}_accuracy"] = float(np.mean(p == y))
+            r[f"{s}_macro_f1"] = float(f1_score(y, p, average="macro", labels=np.unique(np.concatenate([y, p])),
+                                                zero_division=0))
+    r["validation_score"] = r["validation_mAP" if data.multilabel else "validation_accuracy"]
+    r["test_predictions"] = np.asarray(out["test"]).tolist()
+    return r
 
 
 def run_jax_head(data: Data, label_names, seed: int = 0, meta: dict | None = None):
     from vggish_jax.classify import heads
 
+    if data.multilabel:
+        raise ValueError("JAX-MLP is single-label; use JAX-frames for a multi-label store")
     t0 = time.perf_counter()
     head = heads.train_head(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"],
                             label_names, heads.HeadConfig(seed=seed), **(meta or {}))
     pred = {s: head.predict_proba_features(data.x[s]).argmax(-1) for s in ("validation", "test")}
     cell = {"feature_set": "mean_std", "classifier": "JAX-MLP", "fit_seconds": time.perf_counter() - t0,
             "wall_seconds": time.perf_counter() - t0,
-            **_scores(pred, data), "best_epoch": head.info["best_epoch"]}
+            **scores(pred, data), "best_epoch": head.info["best_epoch"]}
+    return cell, head
+
+
+def run_frame_head(data: Data, label_names, seed: int = 0, meta: dict | None = None, cfg=None, log=None):
+    """The frame-level ensemble head (frame_head) as a table cell."""
+    from vggish_jax.classify import frame_head
+
+    t0 = time.perf_counter()
+    cfg = cfg or frame_head.FrameHeadConfig(seed=seed)
+    head = frame_head.train_frame_head(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"],
+                                       label_names, cfg, multilabel=data.multilabel, log=log, **(meta or {}))
+    probs = {s: head.predict_proba(data.x[s]) for s in ("validation", "test")}
+    out = probs if data.multilabel else {s: p.argmax(-1) for s, p in probs.items()}
+    cell = {"feature_set": "frames", "classifier": "JAX-frames", "fit_seconds": time.perf_counter() - t0,
+            "wall_seconds": time.perf_counter() - t0, **scores(out, data),
+            "best_epochs": [m["best_epoch"] for m in head.info["members"]]}
     return cell, head
 
 
@@ -205,11 +279,13 @@ def check_complete(embeddings_dir: str, info: dict, allow_incomplete: bool, log)
 
 def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classifiers=PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS,
             data_dir: str | None = None, jobs: int = -1, seed: int = 0, save_head: bool = True,
-            allow_incomplete: bool = False, log=lambda m: print(m, file=sys.stderr)) -> dict:
+            allow_incomplete: bool = False, frame_head_config=None,
+            log=lambda m: print(m, file=sys.stderr)) -> dict:
     """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report.
 
     An unfinished extraction (info.json without "complete": true) is refused unless `allow_incomplete`;
-    then the report and table say so.
+    then the report and table say so. The trained JAX heads are saved under out/head (JAX-MLP) and
+    out/head_frames (JAX-frames).
     """
     from joblib import Parallel, delayed
 
@@ -218,63 +294,84 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     complete = check_complete(embeddings_dir, info, allow_incomplete, log)
     label_names = list(info["label_names"])
     splits = {s: store.load_split(embeddings_dir, s) for s in SPLITS}
+    multilabel = np.ndim(splits["train"].labels) == 2
     mels = waves = None
     ids = {s: splits[s].track_ids for s in SPLITS}
     dataset = info.get("dataset", "fma/small")
+    fma_store = str(dataset).startswith("fma/")
     if "mfcc" in feature_sets:
-        if data_dir:
+        if data_dir and fma_store:
             mels = load_mels(data_dir, dataset, ids)
         else:
-            log("mfcc: skipped (needs the TFDS dataset's log-mels: pass --data-dir)")
+            log("mfcc: skipped (needs the TFDS dataset's log-mels: an FMA store and --data-dir)")
     if "musicnn" in feature_sets:
-        if data_dir and dataset.endswith("_waveform"):
+        if data_dir and fma_store and dataset.endswith("_waveform"):
             waves = load_mels(data_dir, dataset, ids, key="waveform")
         else:
             log("musicnn: skipped (needs a *_waveform build, e.g. --dataset fma/small_waveform, and --data-dir)")
     data = build_features(splits, mels, waves)
     feature_sets = [f for f in feature_sets if f in data]
-    sk = [c for c in classifiers if c != "JAX-MLP"]
-    cells = [(f, c) for f in feature_sets for c in sk]
+    sk = [c for c in classifiers if c not in JAX_HEADS]
+    cells = [(f, c) for f in feature_sets if f != "frames" for c in sk]
     log(f"{len(cells)} cells on {', '.join(f'{s} {len(splits[s])}' for s in SPLITS)} clips, jobs={jobs}")
     results = Parallel(n_jobs=jobs, verbose=0)(delayed(run_cell)(f, c, data[f], seed) for f, c in cells)
-    head = None
-    if "JAX-MLP" in classifiers and "mean_std" in data:
-        spec = spec_lib.of_extraction(info, os.path.join(embeddings_dir, store.INFO))
-        cell, head = run_jax_head(data["mean_std"], label_names, seed,
-                                  {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec})
+    spec = spec_lib.of_extraction(info, os.path.join(embeddings_dir, store.INFO))
+    meta = {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec}
+    trained = {}
+    if "JAX-MLP" in classifiers and "mean_std" in feature_sets and not multilabel:
+        cell, trained["head"] = run_jax_head(data["mean_std"], label_names, seed, meta)
         results.append(cell)
-    ok = [r for r in results if r["validation_accuracy"] is not None]
-    best = max(ok, key=lambda r: r["validation_accuracy"])  # chosen on validation only
+    if "JAX-frames" in classifiers and "frames" in feature_sets:
+        cell, trained["head_frames"] = run_frame_head(data["frames"], label_names, seed, meta, frame_head_config, log)
+        results.append(cell)
+    ok = [r for r in results if r.get("validation_score") is not None]
+    best = max(ok, key=lambda r: r["validation_score"])  # chosen on validation only
+    metrics = _metric_keys(multilabel)
     report = {
         "embeddings": os.path.abspath(embeddings_dir), "dataset": info.get("dataset"),
-        "extraction_complete": complete,
-        "candidates": {s: v.get("candidates") for s, v in info.get("splits", {}).items()},
+        "extraction_complete": complete, "multilabel": multilabel,
+        "metric": "mAP" if multilabel else "accuracy",
+        "candidates": {s: v.get("candidates") for s, v in info.get("splits", {}).items() if isinstance(v, dict)},
         "final_relu": info.get("final_relu"), "postprocess": info.get("postprocess"),
+        "embedding_spec": spec.to_dict(),
         "split_sizes": {s: len(splits[s]) for s in SPLITS}, "label_names": label_names, "seed": seed,
+        "class_counts": {s: class_counts(splits[s].labels, len(label_names)).tolist() for s in SPLITS},
         "feature_sets": feature_sets, "classifiers": list(classifiers), "versions": _versions(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "jobs": jobs,
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count()}, "jobs": jobs,
         "wall_seconds": time.perf_counter() - t_start,
-        "best": {k: best[k] for k in ("feature_set", "classifier", "validation_accuracy", "test_accuracy")},
+        "best": {k: best[k] for k in ("feature_set", "classifier", "validation_score", *metrics)},
         "cells": [{k: v for k, v in r.items() if k != "test_predictions"} for r in results],
     }
     os.makedirs(out, exist_ok=True)
     atomic.write_json(os.path.join(out, "table.json"), report)
     atomic.write_text(os.path.join(out, "table.md"), render_markdown(report))
-    _plots(out, best, splits["test"].labels, label_names)
-    if head is not None and save_head:
-        from vggish_jax.classify import heads
-        heads.save_head(os.path.join(out, "head"), head)
+    _plots(out, best, splits["test"].labels, label_names, report)
+    if save_head:
+        from vggish_jax.classify import frame_head, heads
+        for name, head in trained.items():
+            (frame_head.save if name == "head_frames" else heads.save_head)(os.path.join(out, name), head)
     return report
+
+
+def class_counts(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Clips per class (multi-label: clips carrying the class)."""
+    labels = np.asarray(labels)
+    return labels.sum(0).astype(np.int64) if labels.ndim == 2 else np.bincount(labels, minlength=n_classes)
 
 
 def render_markdown(report: dict) -> str:
     fs = report["feature_sets"]
+    multilabel = report.get("multilabel", False)
+    m1, m2 = ("mAP", "roc_auc") if multilabel else ("accuracy", "macro_f1")
     cells = {(c["feature_set"], c["classifier"]): c for c in report["cells"]}
+    b = report["best"]
     lines = [f"# Genre classification: {report['dataset']} (final_relu={report['final_relu']}, "
              f"postprocess={report['postprocess']})", "",
-             f"Splits: {report['split_sizes']}. Test accuracy, validation in parentheses; best on validation: "
-             f"**{report['best']['classifier']} on {report['best']['feature_set']}** "
-             f"(val {report['best']['validation_accuracy']:.4f}, test {report['best']['test_accuracy']:.4f}).", "",
+             f"Splits: {report['split_sizes']}. Cells: test {m1} / test {m2.replace('_', '-')}, validation {m1} in "
+             f"parentheses. Best on validation: **{b['classifier']} on {b['feature_set']}** "
+             f"(validation {m1} {b['validation_' + m1]:.4f}; test {m1} {b['test_' + m1]:.4f}, "
+             f"test {m2.replace('_', '-')} {b['test_' + m2]:.4f}).", "",
              "| classifier | " + " | ".join(fs) + " |", "|---" * (len(fs) + 1) + "|"]
     if not report.get("extraction_complete", True):
         of = {s: f"{n} of {report['candidates'].get(s) or '?'}" for s, n in report["split_sizes"].items()}
@@ -286,11 +383,12 @@ def render_markdown(report: dict) -> str:
             c = cells.get((f, clf))
             if c is None:
                 row.append("-")
-            elif c["test_accuracy"] is None:
+            elif c.get("error"):
                 row.append("failed")
             else:
-                row.append(f"{c['test_accuracy']:.4f} ({c['validation_accuracy']:.4f})")
-        lines.append(f"| {clf} | " + " | ".join(row) + " |")
+                row.append(f"{c['test_' + m1]:.4f} / {c['test_' + m2]:.4f} ({c['validation_' + m1]:.4f})")
+        if any(r != "-" for r in row):
+            lines.append(f"| {clf} | " + " | ".join(row) + " |")
     failed = [c for c in report["cells"] if c.get("error")]
     lines += [""] + [f"- failed: {c['classifier']} on {c['feature_set']}: {c['error']}" for c in failed]
     lines += ["", f"Total wall time {report['wall_seconds']:.1f} s with jobs={report['jobs']} on "
@@ -298,36 +396,66 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str]) -> None:
+def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str], report: dict) -> None:
+    """confusion_best.png + per_genre_accuracy.png (single-label) or per_class_ap.png (multi-label) for the
+    model chosen on validation, and class_balance.png (clips per class and split, the paper's Figure 2)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import confusion_matrix
+    from sklearn.metrics import average_precision_score, confusion_matrix
 
     pred = np.asarray(best["test_predictions"])
-    cm = confusion_matrix(y_test, pred, labels=range(len(label_names)))
-    fig, ax = plt.subplots(figsize=(7, 6))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
-    ax.set_yticks(range(len(label_names)), label_names)
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"test confusion: {best['classifier']} on {best['feature_set']}")
+    k = len(label_names)
+    size = (max(7, 0.35 * k + 3), max(4, 0.15 * k + 3))
+    title = f"{best['classifier']} on {best['feature_set']}"
+    if np.ndim(y_test) == 2:
+        ap = [average_precision_score(y_test[:, c], pred[:, c]) if y_test[:, c].any() else np.nan for c in range(k)]
+        fig, ax = plt.subplots(figsize=size)
+        ax.bar(range(k), ap)
+        ax.set_xticks(range(k), label_names, rotation=60, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("test average precision")
+        ax.set_title(f"per-class AP: {title}")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "per_class_ap.png"), dpi=120)
+        plt.close(fig)
+    else:
+        cm = confusion_matrix(y_test, pred, labels=range(k))
+        fig, ax = plt.subplots(figsize=(max(7, 0.4 * k + 3), max(6, 0.4 * k + 2)))
+        ax.imshow(cm, cmap="Blues")
+        ax.set_xticks(range(k), label_names, rotation=60, ha="right")
+        ax.set_yticks(range(k), label_names)
+        for i in range(cm.shape[0]):
+            for j in range(cm.shape[1]):
+                if cm[i, j]:
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7 if k > 10 else 8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"test confusion: {title}")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "confusion_best.png"), dpi=120)
+        plt.close(fig)
+        per_genre = cm.diagonal() / np.maximum(cm.sum(axis=1), 1)
+        fig, ax = plt.subplots(figsize=size)
+        ax.bar(range(k), per_genre)
+        ax.set_xticks(range(k), label_names, rotation=60, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("test accuracy (recall)")
+        ax.set_title(f"per-genre accuracy: {title}")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "per_genre_accuracy.png"), dpi=120)
+        plt.close(fig)
+    counts = report["class_counts"]
+    fig, ax = plt.subplots(figsize=size)
+    width = 0.8 / len(counts)
+    for i, (s, c) in enumerate(counts.items()):
+        ax.bar(np.arange(k) + (i - (len(counts) - 1) / 2) * width, c, width, label=s)
+    ax.set_xticks(range(k), label_names, rotation=60, ha="right")
+    ax.set_ylabel("clips")
+    ax.set_title("class balance per split")
+    ax.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "confusion_best.png"), dpi=120)
-    plt.close(fig)
-    per_genre = cm.diagonal() / np.maximum(cm.sum(axis=1), 1)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.bar(range(len(label_names)), per_genre)
-    ax.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("test accuracy (recall)")
-    ax.set_title(f"per-genre accuracy: {best['classifier']} on {best['feature_set']}")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "per_genre_accuracy.png"), dpi=120)
+    fig.savefig(os.path.join(out, "class_balance.png"), dpi=120)
     plt.close(fig)
 
 
@@ -366,7 +494,7 @@ def run(args) -> int:
     report = compare(args.embeddings, args.out, feature_sets=fs, classifiers=clfs, data_dir=args.data_dir,
                      jobs=args.jobs, seed=args.seed, allow_incomplete=args.allow_incomplete)
     print(render_markdown(report))
-    print(f"wrote {args.out}/table.md, table.json, confusion_best.png, per_genre_accuracy.png")
+    print(f"wrote {args.out}/table.md, table.json and plots (confusion or per-class AP, class balance)")
     return 0
 
 

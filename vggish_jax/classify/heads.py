@@ -137,13 +137,17 @@ def save_head(directory: str, head: Head) -> str:
     return directory
 
 
-def load_head(directory: str) -> Head:
+def load_head(directory: str):
+    """A saved Head, or a frame_head.FrameHead (head.json kind "frames")."""
     npz, js = os.path.join(directory, "head.npz"), os.path.join(directory, "head.json")
     if not (os.path.exists(npz) and os.path.exists(js)):
         raise FileNotFoundError(f"{directory}: no head.npz/head.json; train one with `vggish-jax compare "
                                 f"--embeddings EMB --out RUN --features mean_std --classifiers JAX-MLP`, which writes RUN/head")
     with open(js) as f:
         meta = json.load(f)
+    if meta.get("kind") == "frames":
+        from vggish_jax.classify import frame_head
+        return frame_head.load(directory, meta)
     with np.load(npz) as z:
         layers = [{"kernel": z[f"layer{i}_kernel"], "bias": z[f"layer{i}_bias"]} for i in range(meta["num_layers"])]
         mean, scale = z["mean"], z["scale"]

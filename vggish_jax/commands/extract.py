@@ -10,8 +10,13 @@ ON_STOP = "finished work is kept; rerun the same command to resume"
 
 def add_arguments(p):
     p.add_argument("--dataset", default="fma/small",
-                   help="fma/small, fma/medium, fma/large (or fma/small_waveform, fma/medium_waveform), or a folder of "
-                        "audio files (class labels from its first-level subfolders)")
+                   help="fma/small, fma/medium, fma/large (or fma/small_waveform, fma/medium_waveform), a folder of "
+                        "audio files (class labels from its first-level subfolders), or audioset (Google's released "
+                        "embeddings under --manual-dir; no --weights)")
+    p.add_argument("--task", choices=["music_genre", "music_genre_multilabel"], default="music_genre",
+                   help="--dataset audioset: single-label (segments with exactly one of the genres) or multi-label")
+    p.add_argument("--classes", default=None,
+                   help='--dataset audioset: a comma-separated subset of the 25 genres, e.g. "Pop music,Jazz"')
     p.add_argument("--labels", default=None,
                    help="a CSV of labelled audio files to embed instead of --dataset: columns path,label and "
                         "optionally split, group (paths relative to the CSV)")
@@ -68,7 +73,8 @@ def run(args) -> int:
                       dtype=args.dtype, from_audio=args.from_audio, download=args.download,
                       precision=args.frontend_precision, progress=not args.no_progress,
                       beam_runner=args.beam_runner if beam else None, beam_workers=args.beam_workers,
-                      beam_options=args.beam_options, labels=args.labels)
+                      beam_options=args.beam_options, labels=args.labels,
+                      task=args.task, classes=[c.strip() for c in args.classes.split(",")] if args.classes else None)
     if not summary.complete:
         print(f"wrote this process's shards to {summary.out}; the extraction completes when every process has "
               f"finished (rerun the same command to complete it)")

@@ -17,19 +17,30 @@ def add_arguments(p):
     p.add_argument("--top", type=positive_int, default=3, help="genres (and tags) to show per file")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--head", help="a head directory from `vggish-jax compare` (uses VGGish instead of MusiCNN)")
-    p.add_argument("--weights", help="VGGish weights for --head (default: the ones recorded with the head)")
+    p.add_argument("--weights", help="VGGish weights for --head (default: the ones recorded with the head); "
+                                     "alone (weights with PCA params): the shipped AudioSet 25-genre head")
+    p.add_argument("--embeddings", help="with --head (or --weights alone: the shipped head): report the head's "
+                                        "scores on this labelled store's test split instead of predicting files")
 
 
 def run(args) -> int:
     from vggish_jax import audio, predict
 
+    head_dir = args.head or (predict.AUDIOSET_HEAD if args.weights else None)
+    if args.embeddings:
+        from vggish_jax.classify import evaluate
+        if not head_dir:
+            raise ValueError("--embeddings scores a head: give --head DIR (or --weights for the shipped AudioSet head)")
+        r = evaluate.evaluate_head(head_dir, args.embeddings)
+        print(json.dumps(r, indent=2) if args.json else evaluate.describe(r))
+        return 0
     files, notes, unreadable = audio.expand_inputs(args.files)
     for line in notes + [s.line() for s in unreadable]:
         print(line, file=sys.stderr)
     files += [predict.EXAMPLE_CLIP] if args.example else []
     if not files:
         raise ValueError("give audio files to predict, or --example for the bundled clip")
-    predictor = predict.HeadPredictor(args.head, args.weights) if args.head else predict.default_tagger()
+    predictor = predict.HeadPredictor(head_dir, args.weights) if head_dir else predict.default_tagger()
     results, errors = [], {}
     # over-range audio: a warning line as it is found, and listed in --json
     with audio.collect_cautions() as warnings:

@@ -6,4 +6,5 @@
     fma.skip_report(b)                                      # [{'track_id', 'split', 'path', 'reason'}, ...]
 
 fma_metadata parses tracks.csv / genres.csv without pandas; decode holds the worker-process decoding.
+audioset reads AudioSet v1's released embeddings (TFRecords, no TensorFlow) with music-genre labels.
 """

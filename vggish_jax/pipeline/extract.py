@@ -24,13 +24,22 @@ load = store.load  # one split of a finished store
 
 def open_source(dataset: str | None, *, data_dir: str | None = None, manual_dir: str | None = None,
                 from_audio: bool = False, workers: int | None = None, download: bool = False,
-                beam_runner=None, beam_options=None, labels: str | None = None):
-    """The source named by --dataset: an FMA config (its TFDS build, or its mp3s) or a folder of audio files;
-    or, with `labels`, a CSV of labelled files."""
+                beam_runner=None, beam_options=None, labels: str | None = None, task: str = "music_genre",
+                classes: list[str] | None = None):
+    """The source named by --dataset: an FMA config (its TFDS build, or its mp3s), a folder of audio files or
+    'audioset' (the released embeddings under `manual_dir`, labelled for `task`); or, with `labels`, a CSV of
+    labelled files."""
     from vggish_jax.pipeline.sources import fma as fma_source, folder, labels_csv
 
     if labels is not None:
         return labels_csv.LabelsCsv(labels)
+    if dataset == "audioset":
+        from vggish_jax.pipeline.sources.audioset import AudioSetSource
+
+        if manual_dir is None:
+            raise ValueError("--dataset audioset needs --manual-dir: the folder of the unpacked release "
+                             "(bal_train/, eval/, ontology.json)")
+        return AudioSetSource(manual_dir, task, classes)
     if not dataset.startswith("fma/") and os.path.isdir(dataset):
         return folder.Folder(dataset)
     if not fma_source.is_fma(dataset):
@@ -66,6 +75,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
             from_audio: bool = False, download: bool = False, precision: str = "float32",
             process_index: int | None = None, process_count: int | None = None, progress: bool = True,
             beam_runner: str | None = None, beam_workers: int = 2, beam_options=None, labels: str | None = None,
+            task: str = "music_genre", classes: list[str] | None = None,
             log: Callable[[str], None] | None = None) -> Summary:
     """Embed all splits of `dataset` (an FMA config or a folder of audio files) into `out`; resume if it has shards.
 
@@ -74,7 +84,8 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
     waveform sources ("float64" is within 1e-5 of the NumPy oracle). workers: decode processes (default:
     CPUs - 1). process_index/process_count default to jax's. beam_runner: run the shards as an Apache Beam
     pipeline instead ('direct' = `beam_workers` local processes; see `beam_runner.make`). labels: a CSV of
-    labelled files (path,label[,split][,group]) to embed instead of `dataset`.
+    labelled files (path,label[,split][,group]) to embed instead of `dataset`. task, classes: for
+    dataset='audioset' ('music_genre', 'music_genre_multilabel'; a subset of the 25 top-level genres).
     """
     from vggish_jax.datasets import decode
     from vggish_jax.pipeline.embed import Embedder, load_pretrained
@@ -108,7 +119,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
         raise ValueError(f"{weights_dir}: these weights have no PCA params, so --postprocess is impossible; "
                          f"convert them with --torch-pca/--tf-pca or drop --postprocess")
     source = open_source(dataset, data_dir=data_dir, manual_dir=manual_dir, from_audio=from_audio, workers=workers,
-                         download=download, labels=labels,
+                         download=download, labels=labels, task=task, classes=classes,
                          **(dict(beam_runner=runner, beam_options=options) if beam else {}))
     if hasattr(source, "describe"):
         log(source.describe())

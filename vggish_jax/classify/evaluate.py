@@ -1,0 +1,54 @@
+"""A saved head's scores on a labelled embeddings store (`vggish-jax predict --head H --embeddings STORE`).
+
+The store must have been made as the head's training embeddings were (their EmbeddingSpecs must agree: the
+release's embeddings and those of converted weights are never mixed) and label the same classes; then the
+head predicts the split and is scored like the comparison table: accuracy + macro-F1, or mAP + ROC-AUC when
+the store is multi-label.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from vggish_jax import spec as spec_lib
+from vggish_jax.classify import heads
+from vggish_jax.pipeline import store
+
+
+def evaluate_head(head_dir: str, store_dir: str, split: str = "test") -> dict:
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+    head = heads.load_head(head_dir)
+    head_json = os.path.join(head_dir, "head.json")
+    info = store.read_info(store_dir)
+    info_path = os.path.join(store_dir, store.INFO)
+    if head.spec is None:
+        raise spec_lib.SpecMismatch(f"{head_json}: records no embedding spec (written by an older vggish-jax); "
+                                    f"retrain it with `vggish-jax compare`")
+    spec_lib.require_compatible(head.spec, spec_lib.of_extraction(info, info_path), expected_from=head_json,
+                                found_from=info_path)
+    names = list(info["label_names"])
+    if names != list(head.label_names):
+        raise ValueError(f"{info_path} labels {names[:4]}... but head {head_json} predicts "
+                         f"{list(head.label_names)[:4]}...; score a head on a store of the same classes")
+    data = store.load_split(store_dir, split)
+    probs = head.predict_proba([np.asarray(e, np.float32) for e in data.embeddings])
+    y = np.asarray(data.labels)
+    r = {"head": os.path.abspath(head_dir), "embeddings": os.path.abspath(store_dir), "split": split,
+         "clips": len(y), "label_names": names}
+    if y.ndim == 2:
+        keep = (y.sum(0) > 0) & (y.sum(0) < len(y))
+        r.update(mAP=float(average_precision_score(y[:, keep], probs[:, keep], average="macro")),
+                 roc_auc=float(roc_auc_score(y[:, keep], probs[:, keep], average="macro")))
+    else:
+        pred = probs.argmax(-1)
+        r.update(accuracy=float(np.mean(pred == y)),
+                 macro_f1=float(f1_score(y, pred, average="macro", labels=np.unique(np.concatenate([y, pred])),
+                                         zero_division=0)))
+    return r
+
+
+def describe(r: dict) -> str:
+    scores = ", ".join(f"{k} {r[k]:.4f}" for k in ("accuracy", "macro_f1", "mAP", "roc_auc") if k in r)
+    return f"{r['head']} on {r['embeddings']} ({r['split']}, {r['clips']} clips): {scores}"

@@ -1,0 +1,260 @@
+"""AudioSet v1's released embeddings (Google, CC BY 4.0) as genre datasets, without TensorFlow.
+
+The release (`audioset_v1_embeddings/{bal_train,eval,unbal_train}/*.tfrecord`) holds one SequenceExample per
+10-s YouTube segment: context `video_id`, `start_time_seconds`, `end_time_seconds`, `labels` (class indices of
+class_labels_indices.csv) and the feature list `audio_embedding`, one 128-byte uint8 vector per 0.96 s (VGGish
++ PCA + uint8 from Google's production pipeline; some segments have fewer than 10 frames).
+
+- `read_tfrecord(path)`: the TFRecord framing, with both masked CRC32C checksums verified (the `tfrecord`
+  package's reader skips them, so only its protobuf classes are used). A record whose data checksum fails is
+  skipped and the file read on; a damaged length header ends that file (no later record can be located). Either
+  way a Skip names the file, and every other record is kept.
+- `genre_map(ontology, class_labels)`: each AudioSet class under "Music genre" mapped to its top-level genre
+  (the 25 children of "Music genre"; a class under two of them, e.g. Beatboxing, maps to both).
+- `load(manual_dir, task)`: segments per split with genre labels. Single-label keeps segments whose classes map
+  to exactly one of the 25 genres, and that genre among the chosen ones; multi-label keeps segments with at
+  least one chosen genre (multi-hot). train/validation come from balanced-train, split by video id (a video
+  never in both); test is eval.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import struct
+
+import numpy as np
+
+from vggish_jax import skips
+from vggish_jax.spec import EmbeddingSpec
+
+EMBEDDING_BYTES = 128
+MUSIC_GENRE = "Music genre"
+TASKS = ("music_genre", "music_genre_multilabel")
+RELEASE_DIRS = {"balanced_train": "bal_train", "eval": "eval"}
+ONTOLOGY = "ontology.json"
+CLASS_LABELS = "class_labels_indices.csv"
+# How the released vectors were made: not by these weights, so FAD and the heads refuse to mix them with
+# embeddings of any converted weights (the model field differs; the weights hash is unknown).
+RELEASE_SPEC = EmbeddingSpec.create(model="vggish-audioset-v1-release", weights_sha256=None, final_relu=False,
+                                    postprocess="pca_uint8_truncate", dtype="uint8")
+
+
+class ReleaseError(ValueError):
+    """The manual directory does not hold what the release should."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    video_id: str
+    start_s: float
+    end_s: float
+    labels: tuple[int, ...]  # AudioSet class indices
+    embedding: np.ndarray  # [frames, 128] uint8
+
+    @property
+    def key(self) -> str:
+        return f"{self.video_id}:{self.start_s:g}"
+
+
+def _masked_crc(data) -> int:
+    import crc32c
+
+    c = crc32c.crc32c(bytes(data))
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def read_tfrecord(path: str) -> tuple[list[bytes], list[skips.Skip]]:
+    """(records, skips) of one uncompressed TFRecord file, every checksum verified."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    records, bad, pos, n = [], [], 0, 0
+    while pos < len(buf):
+        head = buf[pos: pos + 12]
+        if len(head) < 12 or struct.unpack("<I", head[8:])[0] != _masked_crc(head[:8]):
+            what = "truncated" if len(head) < 12 else "length checksum mismatch"
+            bad.append(skips.Skip("invalid", path, f"{path}: record {n} at byte {pos}: {what}, so the rest of the "
+                                                   f"file cannot be read ({len(records)} records before it kept); "
+                                                   f"re-download this file from the release"))
+            break
+        length = struct.unpack("<Q", head[:8])[0]
+        data, crc = buf[pos + 12: pos + 12 + length], buf[pos + 12 + length: pos + 16 + length]
+        if len(data) < length or len(crc) < 4:
+            bad.append(skips.Skip("truncated", path, f"{path}: record {n} at byte {pos} is cut short ({len(records)} "
+                                                     f"records before it kept); re-download this file from the release"))
+            break
+        if struct.unpack("<I", crc)[0] != _masked_crc(data):
+            bad.append(skips.Skip("invalid", path, f"{path}: record {n} at byte {pos}: data checksum mismatch, "
+                                                   f"record skipped; re-download this file from the release"))
+        else:
+            records.append(data)
+        pos += 16 + length
+        n += 1
+    return records, bad
+
+
+def parse_segment(raw: bytes) -> Segment:
+    """One SequenceExample of the release; ValueError (without the file name) if it is not one."""
+    from google.protobuf.message import DecodeError
+    from tfrecord import example_pb2
+
+    try:
+        ex = example_pb2.SequenceExample.FromString(raw)
+    except DecodeError as e:
+        raise ValueError(f"not a SequenceExample ({e})") from None
+    ctx = ex.context.feature
+    missing = [k for k in ("video_id", "start_time_seconds", "end_time_seconds", "labels") if k not in ctx]
+    if missing or "audio_embedding" not in ex.feature_lists.feature_list:
+        raise ValueError(f"no {', '.join(missing or ['audio_embedding'])}: not an AudioSet embedding record")
+    frames = [f.bytes_list.value[0] if f.bytes_list.value else b""
+              for f in ex.feature_lists.feature_list["audio_embedding"].feature]
+    wrong = [len(b) for b in frames if len(b) != EMBEDDING_BYTES]
+    if wrong or not frames:
+        raise ValueError(f"audio_embedding frames must be {EMBEDDING_BYTES} bytes; found "
+                         f"{'no frames' if not frames else f'{wrong[0]} bytes'}")
+    emb = np.frombuffer(b"".join(frames), np.uint8).reshape(len(frames), EMBEDDING_BYTES)
+    return Segment(ctx["video_id"].bytes_list.value[0].decode(), float(ctx["start_time_seconds"].float_list.value[0]),
+                   float(ctx["end_time_seconds"].float_list.value[0]), tuple(int(v) for v in ctx["labels"].int64_list.value),
+                   emb)
+
+
+def read_file(path: str) -> tuple[list[Segment], list[skips.Skip]]:
+    """The segments of one release file; corrupt or malformed records become Skips naming the file."""
+    records, bad = read_tfrecord(path)
+    out = []
+    for i, raw in enumerate(records):
+        try:
+            out.append(parse_segment(raw))
+        except ValueError as e:
+            bad.append(skips.Skip("invalid", path, f"{path}: record {i}: {e}; record skipped"))
+    return out, bad
+
+
+def read_dir(directory: str) -> tuple[list[Segment], list[skips.Skip]]:
+    """All segments of a release folder (its *.tfrecord files in sorted name order)."""
+    paths = sorted(glob.glob(os.path.join(directory, "*.tfrecord")))
+    if not paths:
+        raise ReleaseError(f"{directory}: no *.tfrecord files; point --manual-dir at the unpacked "
+                           f"audioset_v1_embeddings folder (it holds bal_train/ and eval/)")
+    segs, bad = [], []
+    for p in paths:
+        s, b = read_file(p)
+        segs += s
+        bad += b
+    return segs, bad
+
+
+@dataclasses.dataclass(frozen=True)
+class GenreMap:
+    names: tuple[str, ...]  # the top-level genres, in the ontology's order
+    class_genres: dict  # AudioSet class index -> frozenset of genre indices
+
+    def genres_of(self, labels) -> frozenset:
+        return frozenset(g for c in labels for g in self.class_genres.get(c, ()))
+
+
+def genre_map(ontology_path: str, class_labels_path: str) -> GenreMap:
+    """Classes under "Music genre" mapped to the top-level genre(s) they descend from."""
+    with open(ontology_path) as f:
+        nodes = {n["id"]: n for n in json.load(f)}
+    with open(class_labels_path, newline="") as f:
+        index = {r["mid"]: int(r["index"]) for r in csv.DictReader(f)}
+    roots = [n for n in nodes.values() if n["name"] == MUSIC_GENRE]
+    if len(roots) != 1:
+        raise ReleaseError(f"{ontology_path}: no single {MUSIC_GENRE!r} node; is it AudioSet's ontology.json?")
+    tops = roots[0]["child_ids"]
+    class_genres: dict[int, set] = {}
+    for g, top in enumerate(tops):
+        stack, seen = [top], set()
+        while stack:  # the ontology is a DAG: a node may be reached twice
+            mid = stack.pop()
+            if mid in seen:
+                continue
+            seen.add(mid)
+            if mid in index:
+                class_genres.setdefault(index[mid], set()).add(g)
+            stack += nodes[mid]["child_ids"]
+    return GenreMap(tuple(nodes[t]["name"] for t in tops), {c: frozenset(s) for c, s in class_genres.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    multilabel: bool = False
+    classes: tuple[str, ...] | None = None  # genre names to keep (None: all 25)
+    validation_fraction: float = 0.15
+
+    @classmethod
+    def named(cls, name: str, classes=None, validation_fraction: float = 0.15) -> "Task":
+        if name not in TASKS:
+            raise ValueError(f"unknown AudioSet task {name!r}; choose from {', '.join(TASKS)}")
+        return cls(name == "music_genre_multilabel", tuple(classes) if classes else None, validation_fraction)
+
+
+@dataclasses.dataclass
+class Dataset:
+    label_names: list[str]
+    multilabel: bool
+    splits: dict  # split -> (list[Segment], labels: [n] int64 or [n, C] uint8)
+    skipped: list[skips.Skip]
+
+
+def label_segments(segments, gmap: GenreMap, task: Task) -> tuple[list[Segment], np.ndarray, list[str]]:
+    """Keep the segments the task labels; returns (segments, labels, label_names)."""
+    names = list(task.classes or gmap.names)
+    unknown = [c for c in names if c not in gmap.names]
+    if unknown:
+        raise ValueError(f"unknown genres {unknown}; AudioSet's top-level music genres are: {', '.join(gmap.names)}")
+    col = {gmap.names.index(c): i for i, c in enumerate(names)}
+    kept, labels = [], []
+    for s in segments:
+        gs = gmap.genres_of(s.labels)
+        if task.multilabel:
+            hot = [col[g] for g in gs if g in col]
+            if hot:
+                row = np.zeros(len(names), np.uint8)
+                row[hot] = 1
+                kept.append(s)
+                labels.append(row)
+        elif len(gs) == 1 and next(iter(gs)) in col:
+            kept.append(s)
+            labels.append(col[next(iter(gs))])
+    if task.multilabel:
+        y = np.stack(labels) if labels else np.zeros((0, len(names)), np.uint8)
+    else:
+        y = np.asarray(labels, np.int64)
+    return kept, y, names
+
+
+def validation_videos(video_ids, fraction: float) -> set[str]:
+    """A deterministic `fraction` of the distinct video ids (by SHA-1 rank; at least one when there are two)."""
+    ids = sorted(set(video_ids), key=lambda v: (hashlib.sha1(v.encode()).hexdigest(), v))
+    k = int(round(fraction * len(ids)))
+    if len(ids) >= 2 and fraction > 0:
+        k = min(max(k, 1), len(ids) - 1)
+    return set(ids[:k])
+
+
+def load(manual_dir: str, task: Task = Task()) -> Dataset:
+    """The task's train/validation/test segments and labels from the release in `manual_dir`."""
+    for name in (ONTOLOGY, CLASS_LABELS):
+        if not os.path.exists(os.path.join(manual_dir, name)):
+            raise ReleaseError(f"{os.path.join(manual_dir, name)}: missing; put AudioSet's {name} (from "
+                               f"research.google.com/audioset/download.html) beside bal_train/ and eval/")
+    gmap = genre_map(os.path.join(manual_dir, ONTOLOGY), os.path.join(manual_dir, CLASS_LABELS))
+    bad: list[skips.Skip] = []
+    parts = {}
+    for which, sub in RELEASE_DIRS.items():
+        segs, b = read_dir(os.path.join(manual_dir, sub))
+        bad += b
+        parts[which] = label_segments(segs, gmap, task)
+    names = parts["eval"][2]
+    segs, y, _ = parts["balanced_train"]
+    val = validation_videos([s.video_id for s in segs], task.validation_fraction)
+    is_val = np.array([s.video_id in val for s in segs], bool)
+    splits = {"train": ([s for s, v in zip(segs, is_val) if not v], y[~is_val]),
+              "validation": ([s for s, v in zip(segs, is_val) if v], y[is_val]),
+              "test": parts["eval"][:2]}
+    return Dataset(names, task.multilabel, splits, bad)
