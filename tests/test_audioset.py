@@ -179,7 +179,7 @@ def test_extract_cli_writes_the_release_into_a_store_through_the_core(release, t
     src = AudioSetSource(release, "music_genre_multilabel", GENRES_8)
     info = store.read_info(out)
     assert info["complete"] and info["multilabel"] and info["label_names"] == list(GENRES_8)
-    assert spec_lib.of_extraction(info, out) == src.spec
+    assert store.spec_of(info, out) == src.spec
     for split, n in src.splits().items():
         got = store.load_split(out, split)
         want = list(src.clips(split, range(n)))

@@ -127,9 +127,9 @@ def test_head_refuses_weights_made_differently(tmp_path, random_weights_dir, pca
 
 
 def test_head_without_a_spec_is_refused(tmp_path, random_weights_dir, audio_files, capsys):
-    from vggish_jax import spec as spec_lib
+    from vggish_jax.pipeline import store
 
-    head_dir, head = _head_dir(tmp_path, random_weights_dir, spec_lib.of_extraction({}, "x"))
+    head_dir, head = _head_dir(tmp_path, random_weights_dir, store.spec_of({}, "x"))
     meta = json.loads((tmp_path / "head" / "head.json").read_text())
     del meta["embedding_spec"]
     (tmp_path / "head" / "head.json").write_text(json.dumps(meta))
@@ -139,10 +139,11 @@ def test_head_without_a_spec_is_refused(tmp_path, random_weights_dir, audio_file
 
 def test_embedding_spec_of_an_extraction(random_weights_dir):
     from vggish_jax import spec as spec_lib
+    from vggish_jax.pipeline import store
     from vggish_jax.pipeline.embed import load_pretrained
 
     want = load_pretrained(random_weights_dir, final_relu=True).spec.replace(postprocess=True)
     old = {"final_relu": True, "postprocess": True, "weights": random_weights_dir}  # before specs were recorded
-    assert spec_lib.of_extraction(old, "info.json") == want
-    assert spec_lib.of_extraction({spec_lib.KEY: want.to_dict()}, "info.json") == want
-    assert spec_lib.of_extraction({"weights": "/nowhere"}, "info.json").weights_sha256 is None
+    assert store.spec_of(old, "info.json") == want
+    assert store.spec_of({spec_lib.KEY: want.to_dict()}, "info.json") == want
+    assert store.spec_of({"weights": "/nowhere"}, "info.json").weights_sha256 is None

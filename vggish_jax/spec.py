@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from typing import Any, Mapping
 
 import numpy as np
@@ -107,32 +106,6 @@ def read(artifact: Mapping[str, Any], source: str) -> EmbeddingSpec:
         raise SpecMismatch(f"{source}: records no embedding spec (written by an older vggish-jax); "
                            f"recreate it with this version")
     return EmbeddingSpec.from_dict(artifact[KEY])
-
-
-def of_extraction(info: Mapping[str, Any], source: str) -> EmbeddingSpec:
-    """The spec of an extraction (its info.json dict): as recorded, or rebuilt from the settings an older
-    extraction recorded (final_relu, postprocess, dtype, frontend and its precision) and the weights' content
-    hash, taken from its weights metadata or, failing that, from the metadata.json of its weights directory
-    if that can still be read. The hash stays None when neither has it; consumers that need the identity
-    refuse such a spec."""
-    if KEY in info:
-        return read(info, source)
-    sha = (info.get("weights_metadata") or {}).get("weights_sha256")
-    if sha is None and info.get("weights"):
-        try:  # the JSON `pretrained.save` writes beside the checkpoint (read here: spec imports no model code)
-            with open(os.path.join(info["weights"], "metadata.json")) as f:
-                sha = json.load(f).get("weights_sha256")
-        except (OSError, ValueError, AttributeError):
-            sha = None
-    # Every extraction since the first recorded its frontend; one without it gets an empty frontend, which no
-    # current spec matches, so it is refused rather than guessed (spec sits below models: no model import).
-    frontend = info.get("frontend") or {}
-    # Older extractions wrote "device float32" / "device float64" / "numpy float64 (at build)".
-    old = str(info.get("frontend_precision", "float32"))
-    precision = "numpy" if old.startswith("numpy") else "float64" if "float64" in old else "float32"
-    return EmbeddingSpec.create(weights_sha256=sha, final_relu=bool(info.get("final_relu", False)),
-                                postprocess=bool(info.get("postprocess", False)),
-                                dtype=info.get("dtype", "float32"), frontend=frontend, frontend_precision=precision)
 
 
 def params_sha256(tree: Mapping[str, Any]) -> str:

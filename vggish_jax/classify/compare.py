@@ -315,7 +315,7 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     cells = [(f, c) for f in feature_sets if f != "frames" for c in sk]
     log(f"{len(cells)} cells on {', '.join(f'{s} {len(splits[s])}' for s in SPLITS)} clips, jobs={jobs}")
     results = Parallel(n_jobs=jobs, verbose=0)(delayed(run_cell)(f, c, data[f], seed) for f, c in cells)
-    spec = spec_lib.of_extraction(info, os.path.join(embeddings_dir, store.INFO))
+    spec = store.spec_of(info, os.path.join(embeddings_dir, store.INFO))
     meta = {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec}
     trained = {}
     if "JAX-MLP" in classifiers and "mean_std" in feature_sets and not multilabel:

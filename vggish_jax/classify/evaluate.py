@@ -26,7 +26,7 @@ def evaluate_head(head_dir: str, store_dir: str, split: str = "test") -> dict:
     if head.spec is None:
         raise spec_lib.SpecMismatch(f"{head_json}: records no embedding spec (written by an older vggish-jax); "
                                     f"retrain it with `vggish-jax compare`")
-    spec_lib.require_compatible(head.spec, spec_lib.of_extraction(info, info_path), expected_from=head_json,
+    spec_lib.require_compatible(head.spec, store.spec_of(info, info_path), expected_from=head_json,
                                 found_from=info_path)
     names = list(info["label_names"])
     if names != list(head.label_names):

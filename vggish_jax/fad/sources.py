@@ -207,7 +207,7 @@ def _load_extract(role: str, source: str) -> EmbeddingSet:
 
 
 def _extract_spec(info: dict, info_path: str) -> spec_lib.EmbeddingSpec:
-    spec = spec_lib.of_extraction(info, info_path)
+    spec = store.spec_of(info, info_path)
     if spec.weights_sha256 is None:  # FAD statistics must name their weights: refuse, saying to recreate it
         return spec_lib.read(info, info_path)
     return spec

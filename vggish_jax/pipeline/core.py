@@ -131,7 +131,7 @@ def open_store(job: Job, *, write: bool = True, log: Callable[[str], None] = pri
 def _check(job: Job, old: dict, path: str) -> None:
     found_from = job.name or path
     try:
-        spec_lib.require_compatible(job.spec, spec_lib.of_extraction(old, path), expected_from=job.spec_from,
+        spec_lib.require_compatible(job.spec, store.spec_of(old, path), expected_from=job.spec_from,
                                     found_from=found_from, fields=SPEC_FIELDS)
     except spec_lib.SpecMismatch as e:
         raise spec_lib.SpecMismatch(f"{e}; its rows would mix two models: use a new --out, delete {found_from}, "

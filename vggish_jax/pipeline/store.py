@@ -22,10 +22,12 @@ import json
 import os
 import socket
 import zipfile
+from typing import Any, Mapping
 
 import numpy as np
 
-from vggish_jax import atomic
+from vggish_jax import atomic, spec as spec_lib
+from vggish_jax.models.vggish.frontend import DEFAULT
 
 INFO = "info.json"
 
@@ -193,3 +195,28 @@ def _holder(path: str) -> dict | None:
     except PermissionError:
         pass  # exists, owned by someone else
     return {"pid": pid, "host": host}
+
+
+def spec_of(info: Mapping[str, Any], source: str) -> spec_lib.EmbeddingSpec:
+    """The spec of an extraction (its info.json dict): as recorded, or rebuilt from the settings an older
+    extraction recorded (final_relu, postprocess, dtype, frontend and its precision) and the weights' content
+    hash, taken from its weights metadata or, failing that, from the metadata.json of its weights directory
+    if that can still be read. The hash stays None when neither has it; consumers that need the identity
+    refuse such a spec."""
+    if spec_lib.KEY in info:
+        return spec_lib.read(info, source)
+    sha = (info.get("weights_metadata") or {}).get("weights_sha256")
+    if sha is None and info.get("weights"):
+        try:  # the JSON `pretrained.save` writes beside the checkpoint
+            with open(os.path.join(info["weights"], "metadata.json")) as f:
+                sha = json.load(f).get("weights_sha256")
+        except (OSError, ValueError, AttributeError):
+            sha = None
+    frontend = info.get("frontend") or DEFAULT  # the first extractions recorded none: they used the default
+    # Older extractions wrote "device float32" / "device float64" / "numpy float64 (at build)".
+    old = str(info.get("frontend_precision", "float32"))
+    precision = "numpy" if old.startswith("numpy") else "float64" if "float64" in old else "float32"
+    return spec_lib.EmbeddingSpec.create(weights_sha256=sha, final_relu=bool(info.get("final_relu", False)),
+                                         postprocess=bool(info.get("postprocess", False)),
+                                         dtype=info.get("dtype", "float32"), frontend=frontend,
+                                         frontend_precision=precision)
