@@ -151,8 +151,13 @@ def locked(root: str, process: int = 0, what: str | None = None):
     path = os.path.join(root, f".lock-{process}")
     me = {"pid": os.getpid(), "host": socket.gethostname()}
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(me, f)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(me, f)
+    except OSError as e:  # a full disk fails at close, with no file name: name the lock
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise OSError(e.errno, e.strerror, e.filename or tmp) from e
     try:
         for _ in range(3):
             try:
