@@ -96,11 +96,23 @@ def read_tfrecord(path: str) -> tuple[list[bytes], list[skips.Skip]]:
     return records, bad
 
 
+def _example_protos():
+    """The Example protos: tfrecord's copy, or TensorFlow's when TensorFlow is already loaded (both register
+    'tensorflow.SequenceExample' in protobuf's one pool, so importing the second copy fails)."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        from tensorflow.core.example import example_pb2
+    else:
+        from tfrecord import example_pb2
+    return example_pb2
+
+
 def parse_segment(raw: bytes) -> Segment:
     """One SequenceExample of the release; ValueError (without the file name) if it is not one."""
     from google.protobuf.message import DecodeError
-    from tfrecord import example_pb2
 
+    example_pb2 = _example_protos()
     try:
         ex = example_pb2.SequenceExample.FromString(raw)
     except DecodeError as e:
