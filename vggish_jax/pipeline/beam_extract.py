@@ -38,7 +38,8 @@ class EmbedShards(beam.DoFn):
             return
         self.model = load_pretrained(self.weights_dir, **self.load_kwargs)
         # The weights are read again here: a folder replaced since the driver checked must not mix in.
-        spec_lib.require_compatible(self.job.spec, self.model.spec.replace(postprocess=self.job.spec.postprocess),
+        worker = core.rows_spec(self.model.spec, self.job.source.payload, self.job.spec.postprocess is not None)
+        spec_lib.require_compatible(self.job.spec, worker,
                                     expected_from="the driver's weights", found_from=f"weights {self.weights_dir} "
                                     f"on this worker", fields=core.SPEC_FIELDS)
 

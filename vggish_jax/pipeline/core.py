@@ -35,6 +35,13 @@ FORMAT_VERSION = 3
 SPEC_FIELDS = spec_lib.RESUME_FIELDS  # + dtype and frontend precision: bfloat16 and float32 rows never mix
 
 
+def rows_spec(model_spec: spec_lib.EmbeddingSpec, payload: str, postprocess: bool) -> spec_lib.EmbeddingSpec:
+    """The spec of the rows a model writes for a source: stored mels were made by the NumPy oracle at build
+    time, waveforms and audio by the model's device frontend."""
+    spec = model_spec.replace(postprocess=bool(postprocess))
+    return spec.replace(frontend_precision="numpy") if payload == "mel" else spec
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     """One shard: clips `indices` of `split`, written to store.shard_path(out, split, index)."""

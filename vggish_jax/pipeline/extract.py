@@ -59,12 +59,10 @@ def open_source(dataset: str | None, *, data_dir: str | None = None, manual_dir:
 def make_job(out: str, source, model, *, postprocess: bool, shard_size: int, weights_dir: str, dataset: str,
              workers: int = 0, processes: bool = True, pad: bool = False) -> core.Job:
     """The core's Job for `source` embedded by `model` (an Embedder) into the store `out`."""
-    stored_mels = source.payload == "mel"
     ident = source.identity()
     record = {"dataset": dataset, "source": ident["source"], "weights": weights_dir,
               "weights_metadata": model.metadata}
-    # Stored mels were made by the NumPy oracle at build time; waveforms by the device frontend.
-    spec = model.spec.replace(postprocess=bool(postprocess), **({"frontend_precision": "numpy"} if stored_mels else {}))
+    spec = core.rows_spec(model.spec, source.payload, postprocess)
     return core.Job(os.path.abspath(out), source, spec, shard_size, record=record, pad=pad, workers=workers, processes=processes,
                     spec_from=f"weights {weights_dir}")
 
