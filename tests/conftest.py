@@ -95,3 +95,19 @@ def audio_files(tmp_path_factory):
     sf.write(files["nan"], y, 16000, subtype="FLOAT")
     files["missing"] = str(d / "does_not_exist.wav")
     return files
+
+
+@pytest.fixture(scope="module")
+def pca_weights_dir(tmp_path_factory, random_weights_dir):
+    """Random VGGish weights + PCA params that spread this model's embeddings over the uint8 range."""
+    from vggish_jax import audio
+    from vggish_jax.models.vggish import frontend, params, postprocess as post, pretrained as checkpoint
+    from vggish_jax.pipeline.embed import load_pretrained
+    from vggish_jax.predict import EXAMPLE_CLIP
+
+    emb = load_pretrained(random_weights_dir).embed_examples(
+        frontend.waveform_to_examples(*audio.load(EXAMPLE_CLIP)))
+    pca = post.PCAParams(np.diag(1.0 / (emb.std(0) + 1e-3)), emb.mean(0))
+    d = tmp_path_factory.mktemp("pca_weights")
+    checkpoint.save(d, params.random(0), pca=pca, metadata={"source": "random", "final_relu": False})
+    return str(d)

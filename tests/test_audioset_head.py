@@ -87,21 +87,6 @@ def test_evaluate_head_on_a_store_and_refuse_mixing(tmp_path, release_store, cap
     assert len(err.splitlines()) == 1 and "model" in err and "vggish-audioset-v1-release" in err
 
 
-@pytest.fixture(scope="module")
-def pca_weights_dir(tmp_path_factory, random_weights_dir):
-    """Random VGGish weights + PCA params that spread this model's embeddings over the uint8 range."""
-    from vggish_jax import audio
-    from vggish_jax.models.vggish import frontend, params, postprocess as post, pretrained as checkpoint
-    from vggish_jax.pipeline.embed import load_pretrained
-
-    emb = load_pretrained(random_weights_dir).embed_examples(
-        frontend.waveform_to_examples(*audio.load(predict.EXAMPLE_CLIP)))
-    pca = post.PCAParams(np.diag(1.0 / (emb.std(0) + 1e-3)), emb.mean(0))
-    d = tmp_path_factory.mktemp("pca_weights")
-    checkpoint.save(d, params.random(0), pca=pca, metadata={"source": "random", "final_relu": False})
-    return str(d)
-
-
 def test_predict_weights_runs_vggish_pca_uint8_and_the_shipped_head(pca_weights_dir, random_weights_dir,
                                                                     audio_files, capsys):
     from vggish_jax.models.vggish import postprocess as post, pretrained as checkpoint

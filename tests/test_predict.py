@@ -74,21 +74,6 @@ def _head_dir(tmp_path, weights_dir, spec, name="head"):
     return heads.save_head(str(tmp_path / name), head), head
 
 
-@pytest.fixture(scope="module")
-def pca_weights_dir(tmp_path_factory, random_weights_dir):
-    """Random VGGish weights + PCA params that spread this model's embeddings over the uint8 range."""
-    from vggish_jax import audio
-    from vggish_jax.models.vggish import frontend, params, postprocess as post, pretrained as checkpoint
-    from vggish_jax.pipeline.embed import load_pretrained
-
-    emb = load_pretrained(random_weights_dir).embed_examples(
-        frontend.waveform_to_examples(*audio.load(predict.EXAMPLE_CLIP)))
-    pca = post.PCAParams(np.diag(1.0 / (emb.std(0) + 1e-3)), emb.mean(0))
-    d = tmp_path_factory.mktemp("pca_weights")
-    checkpoint.save(d, params.random(0), pca=pca, metadata={"source": "random", "final_relu": False})
-    return str(d)
-
-
 def test_head_on_uint8_pca_features_gets_uint8_pca_features(tmp_path, pca_weights_dir, audio_files, capsys):
     from vggish_jax.models.vggish import postprocess as post, pretrained as checkpoint
     from vggish_jax.pipeline.embed import file_examples, load_pretrained

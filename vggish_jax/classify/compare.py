@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 
-from vggish_jax import atomic, spec as spec_lib
+from vggish_jax import atomic
 from vggish_jax.classify import features
 from vggish_jax.datasets import decode
 from vggish_jax.pipeline import store
@@ -396,6 +396,21 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _per_class_bars(values, label_names, ylabel: str, title: str, size, path: str) -> None:
+    """One bar per class (a score in 0..1), saved as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size)
+    ax.bar(range(len(label_names)), values)
+    ax.set_xticks(range(len(label_names)), label_names, rotation=60, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str], report: dict) -> None:
     """confusion_best.png + per_genre_accuracy.png (single-label) or per_class_ap.png (multi-label) for the
     model chosen on validation, and class_balance.png (clips per class and split, the paper's Figure 2)."""
@@ -410,15 +425,8 @@ def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str], rep
     title = f"{best['classifier']} on {best['feature_set']}"
     if np.ndim(y_test) == 2:
         ap = [average_precision_score(y_test[:, c], pred[:, c]) if y_test[:, c].any() else np.nan for c in range(k)]
-        fig, ax = plt.subplots(figsize=size)
-        ax.bar(range(k), ap)
-        ax.set_xticks(range(k), label_names, rotation=60, ha="right")
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("test average precision")
-        ax.set_title(f"per-class AP: {title}")
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, "per_class_ap.png"), dpi=120)
-        plt.close(fig)
+        _per_class_bars(ap, label_names, "test average precision", f"per-class AP: {title}", size,
+                        os.path.join(out, "per_class_ap.png"))
     else:
         cm = confusion_matrix(y_test, pred, labels=range(k))
         fig, ax = plt.subplots(figsize=(max(7, 0.4 * k + 3), max(6, 0.4 * k + 2)))
@@ -436,15 +444,8 @@ def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str], rep
         fig.savefig(os.path.join(out, "confusion_best.png"), dpi=120)
         plt.close(fig)
         per_genre = cm.diagonal() / np.maximum(cm.sum(axis=1), 1)
-        fig, ax = plt.subplots(figsize=size)
-        ax.bar(range(k), per_genre)
-        ax.set_xticks(range(k), label_names, rotation=60, ha="right")
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("test accuracy (recall)")
-        ax.set_title(f"per-genre accuracy: {title}")
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, "per_genre_accuracy.png"), dpi=120)
-        plt.close(fig)
+        _per_class_bars(per_genre, label_names, "test accuracy (recall)", f"per-genre accuracy: {title}", size,
+                        os.path.join(out, "per_genre_accuracy.png"))
     counts = report["class_counts"]
     fig, ax = plt.subplots(figsize=size)
     width = 0.8 / len(counts)
