@@ -78,7 +78,7 @@ def test_segments_are_hop_aligned_slices_of_the_whole_examples():
 
 def test_batch_of_unequal_lengths_mask_and_rows():
     clips = [signal(s, seed=i) for i, s in enumerate((0.975, 3.855, 2.0, 1.5))]
-    length = seg.segment_samples(4)
+    length = frontend.samples_for_examples(4)
     batch = np.zeros((len(clips), length), np.float32)
     for i, c in enumerate(clips):
         batch[i, : c.shape[0]] = c
@@ -132,8 +132,8 @@ def test_clips_per_call_is_a_multiple_of_the_devices_and_buckets_fit():
     assert seg.bucket_for(31) == 31 and seg.bucket_for(5) == 8 and seg.bucket_for(1) == 1
     with pytest.raises(ValueError, match="cut them first"):
         seg.bucket_for(32)
-    assert frontend.num_examples(seg.segment_samples(31)) == 31
-    assert frontend.num_examples(seg.segment_samples(31) - 1) == 30
+    assert frontend.num_examples(frontend.samples_for_examples(31)) == 31
+    assert frontend.num_examples(frontend.samples_for_examples(31) - 1) == 30
 
 
 def test_host_side_imports_no_jax():

@@ -263,7 +263,8 @@ def section_end_to_end(quick: bool) -> dict:
     """mp3 files -> embeddings, against model-only and the sum-of-parts bound, all measured here."""
     from vggish_jax.datasets import decode
     from vggish_jax.models.vggish import params
-    from vggish_jax.pipeline import host, segments
+    from vggish_jax.models.vggish import frontend
+    from vggish_jax.pipeline import host
     from vggish_jax.pipeline.device import AudioEmbedder
     from vggish_jax.pipeline.embed import Embedder
 
@@ -287,7 +288,7 @@ def section_end_to_end(quick: bool) -> dict:
         waves = [host.decode_16k(p) for p in paths]
         # 2. frontend alone, in the batches the device path uses (30-s clips fill the 31-example bucket)
         clips_per_call = dev.clips_per_call(31)
-        length = segments.segment_samples(31)
+        length = frontend.samples_for_examples(31)
         batches = []
         for i in range(0, n, clips_per_call):
             b = np.zeros((clips_per_call, length), np.float32)

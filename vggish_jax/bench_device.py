@@ -151,17 +151,17 @@ def section_model(sizes: Sizes, kind: str, deadline: float) -> dict:
 
 def section_fused(sizes: Sizes, kind: str, int16: bool = False) -> dict:
     """embed_stream on in-memory clips vs the frontend alone and the model alone, on the same batches."""
-    from vggish_jax.models.vggish import frontend_jax
+    from vggish_jax.models.vggish import frontend
     from vggish_jax.pipeline import segments
     from vggish_jax.pipeline.device import AudioEmbedder
 
     dev = AudioEmbedder(_model(sizes, "float32"), examples_per_call=sizes.examples_per_call)
     waves = _clips(sizes, sizes.clips, int16)
-    n_ex = segments.bucket_for(frontend_jax.num_examples(waves[0].shape[0]))  # a clip's examples, bucketed
+    n_ex = segments.bucket_for(frontend.num_examples(waves[0].shape[0]))  # a clip's examples, bucketed
     frames = sum(x.shape[0] for _, x in dev.embed_stream(enumerate(waves)))  # warm-up; frames really embedded
     t_fused = timed(lambda: list(dev.embed_stream(enumerate(waves))), sizes.repeats)
     per_call = dev.clips_per_call(n_ex)
-    length = segments.segment_samples(n_ex)
+    length = frontend.samples_for_examples(n_ex)
     batches = []
     for i in range(0, len(waves), per_call):
         b = np.zeros((per_call, length), waves[0].dtype)

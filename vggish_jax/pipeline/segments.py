@@ -27,9 +27,6 @@ from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 BUCKETS = (1, 2, 4, 8, 16, 31)
 
 
-segment_samples = frontend.samples_for_examples  # the old name, kept for callers
-
-
 @dataclasses.dataclass
 class Blocks:
     """A waveform given as consecutive 16 kHz blocks (e.g. `audio.stream`), to be cut as it is read."""
