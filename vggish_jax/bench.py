@@ -407,7 +407,7 @@ def section_beam(quick: bool) -> dict:
         import apache_beam  # noqa: F401
     except ImportError:
         return {"skipped": "apache-beam not installed (pip install 'vggish-jax[beam]')"}
-    from vggish_jax.pipeline.beam_bench import bench
+    from vggish_jax.bench_beam import bench
 
     return bench(quick=quick)
 
