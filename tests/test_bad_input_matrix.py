@@ -368,6 +368,23 @@ def test_over_range_audio_warns_once_in_every_command_and_is_reported(world, cap
         assert [(w["kind"], w["path"]) for w in warned] == [("over_range", world["loud"])], name
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_over_range_audio_is_listed_in_extract_info(world, small_weights_dir, tmp_path, workers):
+    """extract decodes in worker processes (workers >= 1) or in its own thread: either way the over-range file
+    is embedded and listed under info.json's "warnings", once, with its path."""
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    loud = folder / "loud.wav"
+    shutil.copy(world["loud"], loud)
+    sf.write(folder / "fine.wav", tone_mix(2.0, 16000), 16000)
+    out = tmp_path / "store"
+    assert cli.main(["extract", "--dataset", str(folder), "--weights", small_weights_dir, "--out", str(out),
+                     "--workers", str(workers), "--no-progress"]) == 0
+    info = json.load(open(out / "info.json"))
+    assert info["num_clips"] == {"all": 2} and info["skipped"] == []
+    assert [(w["kind"], w["path"]) for w in info["warnings"]] == [("over_range", os.path.realpath(loud))]
+
+
 @contextlib.contextmanager
 def unprivileged():
     """Run the block with the effective uid of `nobody` when root (root reads everything), so permission

@@ -374,10 +374,25 @@ def report_caution(c: skips.Caution) -> None:
             sink.append(c)
 
 
+def forward_cautions(cautions: list[skips.Caution]) -> None:
+    """Hand Cautions reported (and already printed) in another process to this process's collectors."""
+    with _SINKS_LOCK:
+        for sink in _CAUTION_SINKS:
+            sink.extend(cautions)
+
+
+def with_cautions(fn, item):
+    """(fn(item), the Cautions it reported): what a decode worker process returns, so the parent can
+    `forward_cautions` them into its report (a process's collectors cannot see another's)."""
+    with collect_cautions() as cautions:
+        value = fn(item)
+    return value, list(cautions)
+
+
 @contextlib.contextmanager
 def collect_cautions() -> Iterator[list[skips.Caution]]:
     """A list that receives every Caution reported in this process (any thread) while the block runs, so a
-    command can list them in its report. Decode worker processes only print theirs."""
+    command can list them in its report. Decode worker processes send theirs back (`with_cautions`)."""
     sink: list[skips.Caution] = []
     with _SINKS_LOCK:
         _CAUTION_SINKS.append(sink)

@@ -80,5 +80,6 @@ def run(args) -> int:
               f"finished (rerun the same command to complete it)")
         return 0
     counts = ", ".join(f"{s}={n}" for s, n in summary.num_clips.items())
-    print(f"wrote embeddings to {summary.out} ({counts}; {len(summary.skipped)} clips skipped, see info.json)")
+    warned = f", {len(summary.warnings)} used with a warning" if summary.warnings else ""
+    print(f"wrote embeddings to {summary.out} ({counts}; {len(summary.skipped)} clips skipped{warned}, see info.json)")
     return 0

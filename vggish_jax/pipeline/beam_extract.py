@@ -92,4 +92,5 @@ def run(job: core.Job, weights_dir: str | None, load_kwargs: dict, runner, optio
     log(f"extract: done; clips per split {done.num_clips}; {len(done.skipped)} skipped (listed in info.json)")
     reused = {s: [t.index for t in tasks if t.split == s and t not in todo] for s in job.source.splits()}
     computed = {s: [t.index for t in todo if t.split == s] for s in job.source.splits()}
-    return core.Summary(job.out, computed, reused, done.num_clips, done.skipped, counters=counters, seconds=seconds)
+    return core.Summary(job.out, computed, reused, done.num_clips, done.skipped, counters=counters, seconds=seconds,
+                        warnings=done.warnings)

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from vggish_jax import skips, spec as spec_lib
+from vggish_jax import audio, skips, spec as spec_lib
 from vggish_jax.models.vggish import frontend
 from vggish_jax.pipeline import store
 from vggish_jax.pipeline.sources import Source, file_stamp
@@ -84,6 +84,7 @@ class Summary:
     complete: bool = True
     counters: dict[str, int] = dataclasses.field(default_factory=dict)  # Beam's
     seconds: float = 0.0
+    warnings: list[dict] = dataclasses.field(default_factory=list)  # Caution.to_dict(): inputs used, warned about
 
 
 def plan(splits: dict[str, int], shard_size: int) -> list[Task]:
@@ -192,7 +193,8 @@ def run_shard(job: Job, task: Task, model) -> dict:
     """
     clips = list(job.source.clips(task.split, task.indices))
     stamps = [file_stamp(c.path) if c.path else "" for c in clips]  # before decoding: a later change is new
-    results = _embed(job, clips, model)
+    with audio.collect_cautions() as cautions:  # inputs used but warned about (over-range audio, ...)
+        results = _embed(job, clips, model)
     kept = [(c, e, st) for c, e, st in zip(clips, results, stamps) if isinstance(e, np.ndarray)]
     bad = [{**_skip_dict(e), "split": task.split, "track_id": c.index}
            for c, e in zip(clips, results) if not isinstance(e, np.ndarray)]
@@ -204,8 +206,10 @@ def run_shard(job: Job, task: Task, model) -> dict:
     store.write_shard(job.shard_path(task), [c.index for c, _, _ in kept], labels, rows,
                       keys=[c.key for c, _, _ in kept], identity=job.identity_hash,
                       skipped=np.asarray([json.dumps(b) for b in bad] or np.zeros(0, str), dtype=str),
-                      stamps=np.asarray([st for _, _, st in kept] or np.zeros(0, str), dtype=str))
-    return {"clips": len(kept), "examples": int(sum(r.shape[0] for r in rows)), "skipped": bad}
+                      stamps=np.asarray([st for _, _, st in kept] or np.zeros(0, str), dtype=str),
+                      cautions=np.asarray([json.dumps(c.to_dict()) for c in cautions] or np.zeros(0, str), dtype=str))
+    return {"clips": len(kept), "examples": int(sum(r.shape[0] for r in rows)), "skipped": bad,
+            "warnings": [c.to_dict() for c in cautions]}
 
 
 def _embed(job: Job, clips: list, model) -> list:
@@ -257,12 +261,13 @@ def finalize(job: Job, info: dict, log: Callable[[str], None] = print) -> Summar
         log(f"{job.out}: {len(missing)} shards are not done yet (e.g. {t.split} {t.index}); rerun the same command "
             f"to complete it")
         return None
-    skipped, num_clips = list(info["skipped"]), {}
+    skipped, warnings, num_clips = list(info["skipped"]), [], {}
     for t in tasks:
         with store.open_shard(job.shard_path(t)) as z:
             num_clips[t.split] = num_clips.get(t.split, 0) + z["track_ids"].shape[0]
             skipped += [json.loads(str(s)) for s in (z["skipped"] if "skipped" in z.files else [])]
+            warnings += [json.loads(str(c)) for c in (z["cautions"] if "cautions" in z.files else [])]
     num_clips.update({s: 0 for s in job.source.splits() if s not in num_clips})
-    info.update(complete=True, skipped=skipped, num_clips=num_clips)
+    info.update(complete=True, skipped=skipped, warnings=warnings, num_clips=num_clips)
     store.write_info(job.out, info)
-    return Summary(job.out, {}, {}, num_clips, skipped)
+    return Summary(job.out, {}, {}, num_clips, skipped, warnings=warnings)

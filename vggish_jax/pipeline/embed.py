@@ -150,8 +150,15 @@ def _prefetch(items: Iterable, fn: Callable, workers: int, processes: bool = Fal
     if workers <= 0:
         yield from ((item, fn(item)) for item in items)
         return
-    with decode.process_pool(workers) if processes else cf.ThreadPoolExecutor(workers) as pool:
-        yield from zip(items, decode.ordered_map(fn, items, pool, 2 * workers))
+    if not processes:  # threads report their Cautions to this process's collectors themselves
+        with cf.ThreadPoolExecutor(workers) as pool:
+            yield from zip(items, decode.ordered_map(fn, items, pool, 2 * workers))
+        return
+    with decode.process_pool(workers) as pool:
+        for item, (value, cautions) in zip(items, decode.ordered_map(
+                functools.partial(audio.with_cautions, fn), items, pool, 2 * workers)):
+            audio.forward_cautions(cautions)
+            yield item, value
 
 
 def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = None, dtype: str = "float32",

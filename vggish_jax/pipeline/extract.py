@@ -177,4 +177,4 @@ def run_local(job: core.Job, model, *, process_index: int | None = None, process
             log(f"extract{who}: my shards are done; process 0 completes {job.out} once every process has finished")
         return Summary(job.out, computed, reused, {}, [], complete=False)
     log(f"extract: done; clips per split {done.num_clips}; {len(done.skipped)} skipped (listed in info.json)")
-    return Summary(job.out, computed, reused, done.num_clips, done.skipped)
+    return Summary(job.out, computed, reused, done.num_clips, done.skipped, warnings=done.warnings)
