@@ -58,36 +58,36 @@ def mini(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def single(mini, random_weights_dir, tmp_path_factory):
+def single(mini, small_weights_dir, tmp_path_factory):
     """The single-process build (in this process, no decode pool) and extraction."""
     from vggish_jax.datasets import fma
 
     root = tmp_path_factory.mktemp("beam_single")
     data_dir, out = str(root / "data"), str(root / "emb")
     fma.prepare("fma/small", data_dir=data_dir, manual_dir=mini.manual_dir, workers=0)
-    extract("fma/small", data_dir=data_dir, out=out, weights=random_weights_dir, batch_size=BATCH, shard_size=SHARD,
+    extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD,
             workers=0, progress=False)
     return data_dir, out
 
 
 @pytest.fixture(scope="module")
-def single_audio(mini, random_weights_dir, tmp_path_factory):
+def single_audio(mini, small_weights_dir, tmp_path_factory):
     """The single-process `--from-audio` extraction (device frontend on the decoded mp3s, float32)."""
     root = tmp_path_factory.mktemp("beam_single_audio")
     out = str(root / "emb")
-    extract("fma/small", data_dir=str(root / "data"), manual_dir=mini.manual_dir, out=out, weights=random_weights_dir,
+    extract("fma/small", data_dir=str(root / "data"), manual_dir=mini.manual_dir, out=out, weights=small_weights_dir,
             batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True, progress=False)
     return out
 
 
 @pytest.fixture(scope="module")
-def beam_cli(mini, random_weights_dir, no_tf, tmp_path_factory):
+def beam_cli(mini, small_weights_dir, no_tf, tmp_path_factory):
     """`vggish-jax extract --beam-runner direct --beam-workers 2` from nothing: Beam build, then Beam extraction."""
     env, _ = no_tf
     root = tmp_path_factory.mktemp("beam_cli")
     data_dir, out = str(root / "data"), str(root / "emb")
     proc = subprocess.run(_cli("--dataset", "fma/small", "--data-dir", data_dir, "--manual-dir", mini.manual_dir,
-                               "--weights", random_weights_dir, "--out", out, "--batch-size", str(BATCH),
+                               "--weights", small_weights_dir, "--out", out, "--batch-size", str(BATCH),
                                "--shard-size", str(SHARD), "--beam-runner", "direct", "--beam-workers", "2"),
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -160,13 +160,13 @@ def test_tensorflow_was_never_imported(beam_cli, no_tf, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single_audio, mini, random_weights_dir, no_tf,
+def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single_audio, mini, small_weights_dir, no_tf,
                                                           tmp_path):
     """--from-audio: the workers decode the mp3s; kill the driver and its workers (SIGKILL), rerun."""
     env, markers = no_tf
     data_dir, out = beam_cli[0], str(tmp_path / "emb")
     args = _cli("--dataset", "fma/small", "--data-dir", data_dir, "--manual-dir", mini.manual_dir, "--from-audio",
-                "--weights", random_weights_dir, "--out", out, "--batch-size", str(BATCH), "--shard-size", str(SHARD),
+                "--weights", small_weights_dir, "--out", out, "--batch-size", str(BATCH), "--shard-size", str(SHARD),
                 "--beam-runner", "direct", "--beam-workers", "2")
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     # SIGKILL the driver and its worker processes, as when a machine dies.
@@ -190,7 +190,7 @@ def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single_audi
 
 
 @pytest.mark.slow
-def test_folder_of_audio_files(tmp_path, random_weights_dir):
+def test_folder_of_audio_files(tmp_path, small_weights_dir):
     """A plain folder (nested, mixed formats, one corrupt and one short file), one local worker."""
     import soundfile as sf
 
@@ -205,14 +205,14 @@ def test_folder_of_audio_files(tmp_path, random_weights_dir):
     (folder / "d.mp3").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     (folder / "notes.txt").write_text("not audio")
     out = str(tmp_path / "emb")
-    kwargs = dict(out=out, weights=random_weights_dir, beam_runner="direct", beam_workers=1, batch_size=BATCH,
+    kwargs = dict(out=out, weights=small_weights_dir, beam_runner="direct", beam_workers=1, batch_size=BATCH,
                   shard_size=SHARD, log=lambda m: None)
     summary = extract(str(folder), **kwargs)
     info = store.read_info(out)
     assert info["source_identity"]["files"] == ["a.flac", "b/x.wav", "c.wav", "d.mp3"] and info["source"] == "folder"
     got = store.load_split(out, "all")
     assert list(got.track_ids) == [0, 1] and list(got.labels) == [-1, -1]
-    emb = load_pretrained(random_weights_dir, batch_size=BATCH)
+    emb = load_pretrained(small_weights_dir, batch_size=BATCH)
     for i, name in enumerate(("a.flac", "b/x.wav")):  # the single-process device path on the same file
         np.testing.assert_allclose(got.embeddings[i], emb.embed_file(folder / name), rtol=0, atol=1e-6)
     assert {(r["track_id"], os.path.basename(r["path"]), r["kind"]) for r in summary.skipped} == \
@@ -229,7 +229,7 @@ def test_folder_of_audio_files(tmp_path, random_weights_dir):
     # The local runner finishes the same store: same identity, same shards.
     os.remove(folder / "a0.wav")
     os.remove(store.shard_path(out, "all", 1))
-    local = extract(str(folder), out=out, weights=random_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0,
+    local = extract(str(folder), out=out, weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0,
                     progress=False, log=lambda m: None)
     assert local.computed == {"all": [1]} and local.reused == {"all": [0]}
     np.testing.assert_allclose(store.load_split(out, "all").embeddings[1], got.embeddings[1], rtol=0, atol=1e-6)
@@ -281,7 +281,7 @@ def test_cli_without_apache_beam_is_one_clear_line(monkeypatch, capsys, tmp_path
 
 
 @pytest.mark.slow
-def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, random_weights_dir, monkeypatch):
+def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, small_weights_dir, monkeypatch):
     """In-process runner (workers=0) so the patched DoFn is the one that runs; shard 1 fails once."""
     import soundfile as sf
 
@@ -300,7 +300,7 @@ def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, random_wei
 
     monkeypatch.setattr(beam_extract.EmbedShards, "process", failing)
     out = str(tmp_path / "emb")
-    kwargs = dict(out=out, weights=random_weights_dir, beam_runner="direct", beam_workers=0, batch_size=BATCH,
+    kwargs = dict(out=out, weights=small_weights_dir, beam_runner="direct", beam_workers=0, batch_size=BATCH,
                   shard_size=1, log=lambda m: None)
     with pytest.raises(RuntimeError) as e:
         extract(str(folder), **kwargs)
@@ -318,7 +318,7 @@ def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, random_wei
     import shutil
 
     moved = str(tmp_path / "weights_moved")
-    shutil.copytree(random_weights_dir, moved)
+    shutil.copytree(small_weights_dir, moved)
     os.remove(store.shard_path(out, "all", 2))
     resumed = extract(str(folder), **{**kwargs, "weights": moved})
     assert resumed.computed == {"all": [2]} and resumed.reused == {"all": [0, 1]}
@@ -328,7 +328,7 @@ def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, random_wei
 
 
 @pytest.mark.slow
-def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_process(mini, random_weights_dir,
+def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_process(mini, small_weights_dir,
                                                                                         tmp_path):
     """fma/small_waveform (log-mel + int16 waveform) on the in-process runner (workers=0): build, then extract."""
     from vggish_jax.datasets import fma
@@ -353,10 +353,10 @@ def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_
     for name, prec in (("single64", "float64"), ("single32", "float32")):
         outs[name] = str(tmp_path / name)
         single_extract("fma/small_waveform", data_dir=str(tmp_path / "single"), out=outs[name],
-                       weights=random_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0, precision=prec,
+                       weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0, precision=prec,
                        progress=False)
     outs["beam64"] = str(tmp_path / "beam64")
-    kwargs = dict(data_dir=str(tmp_path / "beam"), weights=random_weights_dir, beam_runner="direct", beam_workers=0,
+    kwargs = dict(data_dir=str(tmp_path / "beam"), weights=small_weights_dir, beam_runner="direct", beam_workers=0,
                   batch_size=BATCH, shard_size=SHARD, log=lambda m: None)
     extract("fma/small_waveform", out=outs["beam64"], precision="float64", **kwargs)
     _assert_same_embeddings(outs["beam64"], outs["single64"], atol=1e-6)

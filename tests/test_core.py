@@ -35,9 +35,9 @@ def genres(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def embedder(random_weights_dir):
+def embedder(small_weights_dir):
     from vggish_jax.pipeline.embed import load_pretrained
-    return load_pretrained(random_weights_dir, batch_size=BATCH)
+    return load_pretrained(small_weights_dir, batch_size=BATCH)
 
 
 def _run(source_dir, out, weights, **kw):
@@ -88,13 +88,13 @@ def test_labels_csv_with_splits_and_groups(genres, embedder, tmp_path):
         extract(None, labels=str(bad), out=str(tmp_path / "x"), weights=embedder, workers=0, progress=False)
 
 
-def test_cli_extract_of_a_folder_needs_no_data_dir(genres, random_weights_dir, tmp_path, capsys, monkeypatch,
+def test_cli_extract_of_a_folder_needs_no_data_dir(genres, small_weights_dir, tmp_path, capsys, monkeypatch,
                                                    embedder):
     from vggish_jax.pipeline import embed
 
     monkeypatch.setattr(embed, "load_pretrained", lambda *a, **k: embedder)
     out = tmp_path / "emb"
-    assert cli.main(["extract", "--dataset", str(genres), "--weights", random_weights_dir, "--out", str(out),
+    assert cli.main(["extract", "--dataset", str(genres), "--weights", small_weights_dir, "--out", str(out),
                      "--workers", "0", "--no-progress", "--shard-size", "4"]) == 0
     captured = capsys.readouterr()
     assert "3 classes (blues 2, jazz 1, rock 3)" in captured.err and "all=6" in captured.out
@@ -128,7 +128,7 @@ def test_damaged_shard_and_info_are_named_and_recomputed(genres, embedder, tmp_p
     assert again.computed == {"all": [0]}
 
 
-def test_a_second_writer_is_refused_and_moved_weights_resume(genres, random_weights_dir, embedder, tmp_path):
+def test_a_second_writer_is_refused_and_moved_weights_resume(genres, small_weights_dir, embedder, tmp_path):
     out = tmp_path / "emb"
     os.makedirs(out)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -142,7 +142,7 @@ def test_a_second_writer_is_refused_and_moved_weights_resume(genres, random_weig
         holder.kill()
         holder.wait()
     weights = str(tmp_path / "weights")
-    shutil.copytree(random_weights_dir, weights)
+    shutil.copytree(small_weights_dir, weights)
     _run(genres, out, weights, batch_size=BATCH)  # the stale lock is taken over
     os.remove(store.shard_path(str(out), "all", 2))
     moved = str(tmp_path / "weights_moved")

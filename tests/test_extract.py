@@ -34,13 +34,13 @@ def fma_dirs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(fma_dirs, random_weights_dir, tmp_path_factory):
+def reference(fma_dirs, small_weights_dir, tmp_path_factory):
     """An uninterrupted extraction, in-process."""
     from vggish_jax.pipeline.extract import extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path_factory.mktemp("ref") / "emb")
-    summary = extract("fma/small", data_dir=data_dir, out=out, weights=random_weights_dir, batch_size=BATCH,
+    summary = extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
                       shard_size=SHARD, workers=0, progress=False)
     return out, summary
 
@@ -72,26 +72,26 @@ def test_reference_run_covers_every_kept_clip(reference, fma_dirs):
     assert summary.reused == {s: [] for s in SPLITS}
 
 
-def test_embeddings_are_the_model_applied_to_the_stored_log_mels(reference, fma_dirs, random_weights_dir):
+def test_embeddings_are_the_model_applied_to_the_stored_log_mels(reference, fma_dirs, small_weights_dir):
     from vggish_jax.datasets import fma
     from vggish_jax.pipeline.embed import load_pretrained
 
     _, data_dir = fma_dirs
     ds = fma.builder("fma/small", data_dir=data_dir).as_data_source("validation")
-    emb = load_pretrained(random_weights_dir, batch_size=BATCH)
+    emb = load_pretrained(small_weights_dir, batch_size=BATCH)
     got = store.load_split(reference[0], "validation")
     for i in (0, 2):
         want = emb.embed_examples(ds[i]["mel"])
         np.testing.assert_allclose(got.embeddings[i], want, rtol=1e-5, atol=1e-5)
 
 
-def test_info_json_records_settings_and_skips(reference, fma_dirs, random_weights_dir):
+def test_info_json_records_settings_and_skips(reference, fma_dirs, small_weights_dir):
     mini, _ = fma_dirs
     info = store.read_info(reference[0])
     assert info["complete"] is True and info["dataset"] == "fma/small"
     assert info["label_names"] == list(mini.genres)
     assert info["final_relu"] is False and info["postprocess"] is False
-    assert info["weights"] == os.path.abspath(random_weights_dir)
+    assert info["weights"] == os.path.abspath(small_weights_dir)
     assert info["weights_metadata"]["source"] == "random"
     assert info["frontend"]["num_mel_bins"] == 64 and info["frontend"]["sample_rate"] == 16000
     assert _skipped_ids(info["skipped"]) == set(mini.bad)
@@ -99,14 +99,14 @@ def test_info_json_records_settings_and_skips(reference, fma_dirs, random_weight
     assert info["num_clips"] == {s: 3 for s in SPLITS}
 
 
-def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs, random_weights_dir, tmp_path):
+def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs, small_weights_dir, tmp_path):
     from vggish_jax.pipeline.extract import extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path / "emb")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "vggish_jax.cli", "extract", "--dataset", "fma/small", "--data-dir", data_dir,
-           "--weights", random_weights_dir, "--out", out, "--batch-size", str(BATCH), "--shard-size", str(SHARD),
+           "--weights", small_weights_dir, "--out", out, "--batch-size", str(BATCH), "--shard-size", str(SHARD),
            "--workers", "0", "--no-progress"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     finished = kill_after_first_shard(proc, out, lambda p: p.send_signal(signal.SIGKILL), timeout=240)
@@ -115,7 +115,7 @@ def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs,
     assert store.read_info(out)["complete"] is False
     mtimes = {p: os.stat(p).st_mtime_ns for p in finished}
 
-    summary = extract("fma/small", data_dir=data_dir, out=out, weights=random_weights_dir, batch_size=BATCH,
+    summary = extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
                       shard_size=SHARD, workers=0, progress=False)
     reused = {store.shard_path(out, s, i) for s, idx in summary.reused.items() for i in idx}
     computed = {store.shard_path(out, s, i) for s, idx in summary.computed.items() for i in idx}
@@ -126,28 +126,28 @@ def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs,
     info, ref_info = store.read_info(out), store.read_info(reference[0])
     assert info == ref_info
 
-    again = extract("fma/small", data_dir=data_dir, out=out, weights=random_weights_dir, batch_size=BATCH,
+    again = extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
                     shard_size=SHARD, workers=0, progress=False)
     assert sum(map(len, again.computed.values())) == 0 and sum(map(len, again.reused.values())) == 6
 
 
-def test_other_settings_into_the_same_directory_are_refused(reference, fma_dirs, random_weights_dir):
+def test_other_settings_into_the_same_directory_are_refused(reference, fma_dirs, small_weights_dir):
     from vggish_jax.pipeline.extract import extract
 
     _, data_dir = fma_dirs
     with pytest.raises(ValueError, match=r"final_relu: True \(weights .*\) vs False \(.*info.json\)"):
-        extract("fma/small", data_dir=data_dir, out=reference[0], weights=random_weights_dir, batch_size=BATCH,
+        extract("fma/small", data_dir=data_dir, out=reference[0], weights=small_weights_dir, batch_size=BATCH,
                 shard_size=SHARD, final_relu=True, workers=0, progress=False)
 
 
-def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, random_weights_dir, tmp_path):
+def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, small_weights_dir, tmp_path):
     from vggish_jax.pipeline.extract import extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path / "emb_audio")
     # float64 device frontend: within 1e-5 of the NumPy oracle that made the stored log-mels
     summary = extract("fma/small", data_dir=str(tmp_path / "unused"), manual_dir=mini.manual_dir, out=out,
-                      weights=random_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=1, from_audio=True,
+                      weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=1, from_audio=True,
                       precision="float64", progress=False)
     assert _skipped_ids(summary.skipped) == set(mini.bad)
     for split in SPLITS:
@@ -159,7 +159,7 @@ def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, 
     assert info["source"] == "audio" and _skipped_ids(info["skipped"]) == set(mini.bad)
 
 
-def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random_weights_dir, tmp_path):
+def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, small_weights_dir, tmp_path):
     from vggish_jax.models.vggish import pretrained, postprocess
     from vggish_jax.pipeline.embed import Embedder
     from vggish_jax.pipeline.extract import extract
@@ -168,7 +168,7 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, random
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.standard_normal((128, 128)))
     pca = postprocess.PCAParams(q.astype(np.float32), rng.standard_normal(128).astype(np.float32) * 0.01)
-    weights, _, _ = pretrained.load(random_weights_dir)
+    weights, _, _ = pretrained.load(small_weights_dir)
     out = str(tmp_path / "emb_pp")
     extract("fma/small", data_dir=data_dir, out=out, weights=Embedder(weights, pca=pca, batch_size=BATCH),
             shard_size=SHARD, postprocess=True, workers=0, progress=False)
@@ -238,7 +238,7 @@ def test_assign_shards_is_a_deterministic_disjoint_cover():
         assign_shards(shards, 2, 2)
 
 
-def test_split_over_processes_makes_the_one_process_shard_set(reference, fma_dirs, random_weights_dir, tmp_path):
+def test_split_over_processes_makes_the_one_process_shard_set(reference, fma_dirs, small_weights_dir, tmp_path):
     """Simulated multi-host: process 0 of 3 is stopped early, then 2 processes finish the same set of shards."""
     from vggish_jax.pipeline.extract import extract
 
@@ -246,7 +246,7 @@ def test_split_over_processes_makes_the_one_process_shard_set(reference, fma_dir
     out = str(tmp_path / "emb")
 
     def run(index, count):
-        return extract("fma/small", data_dir=data_dir, out=out, weights=random_weights_dir, batch_size=BATCH,
+        return extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
                        shard_size=SHARD, workers=0, progress=False, process_index=index, process_count=count)
 
     def computed(summary):
@@ -279,18 +279,18 @@ for out, kw in ((out_mel, {}), (out_audio, {"from_audio": True, "manual_dir": ma
 
 
 @pytest.mark.slow
-def test_four_devices_give_the_one_device_embeddings(reference, fma_dirs, random_weights_dir, tmp_path):
+def test_four_devices_give_the_one_device_embeddings(reference, fma_dirs, small_weights_dir, tmp_path):
     """Stored mels and the waveform path, batches sharded over 4 fake CPU devices vs 1 (max abs diff <= 1e-5)."""
     from vggish_jax.pipeline.extract import extract
 
     mini, data_dir = fma_dirs
     one_audio = str(tmp_path / "one_audio")
-    extract("fma/small", data_dir=data_dir, manual_dir=mini.manual_dir, out=one_audio, weights=random_weights_dir,
+    extract("fma/small", data_dir=data_dir, manual_dir=mini.manual_dir, out=one_audio, weights=small_weights_dir,
             batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True, progress=False)
     four_mel, four_audio = str(tmp_path / "four_mel"), str(tmp_path / "four_audio")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
                XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _FOUR_DEVICES, data_dir, mini.manual_dir, random_weights_dir,
+    proc = subprocess.run([sys.executable, "-c", _FOUR_DEVICES, data_dir, mini.manual_dir, small_weights_dir,
                            four_mel, four_audio], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for one, four in ((reference[0], four_mel), (one_audio, four_audio)):

@@ -29,9 +29,9 @@ def songs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def embedder(random_weights_dir):
+def embedder(small_weights_dir):
     from vggish_jax.pipeline.embed import load_pretrained
-    return load_pretrained(random_weights_dir, batch_size=4)
+    return load_pretrained(small_weights_dir, batch_size=4)
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def _shards(out):
     return sorted(p for p in glob.glob(os.path.join(out_paths(out)[2], "*", "shard-*.npz")) if ".tmp" not in p)
 
 
-def test_ctrl_c_and_errors_keep_finished_files(songs, random_weights_dir, embedder, reuse_embedder, tmp_path,
+def test_ctrl_c_and_errors_keep_finished_files(songs, small_weights_dir, embedder, reuse_embedder, tmp_path,
                                                monkeypatch, capsys):
     real = type(embedder).iter_files
     for exc, code in ((KeyboardInterrupt, 130), (RuntimeError("disk on fire"), 2)):
@@ -63,12 +63,12 @@ def test_ctrl_c_and_errors_keep_finished_files(songs, random_weights_dir, embedd
 
         monkeypatch.setattr(type(embedder), "iter_files", stop_on_the_third_file)
         out = tmp_path / f"{code}.npz"
-        assert cli.main(_embed_cmd(songs[:4], random_weights_dir, str(out))) == code
+        assert cli.main(_embed_cmd(songs[:4], small_weights_dir, str(out))) == code
         with np.load(out) as z:
             assert z.files == songs[:2]
         assert json.load(open(str(out)[:-4] + ".json"))["complete"] is False
         monkeypatch.setattr(type(embedder), "iter_files", real)
-        assert cli.main(_embed_cmd(songs[:4], random_weights_dir, str(out))) == 0
+        assert cli.main(_embed_cmd(songs[:4], small_weights_dir, str(out))) == 0
         assert "2 of 4 files already in" in capsys.readouterr().err
         with np.load(out) as z:
             assert z.files == songs[:4]
@@ -78,7 +78,7 @@ def test_ctrl_c_and_errors_keep_finished_files(songs, random_weights_dir, embedd
             assert all(meta["start_s"][k] == pytest.approx(np.arange(z[k].shape[0]) * 0.96) for k in songs[:4])
 
 
-def test_keys_are_resolved_paths_and_a_changed_file_is_embedded_again(embedder, random_weights_dir,
+def test_keys_are_resolved_paths_and_a_changed_file_is_embedded_again(embedder, small_weights_dir,
                                                                      reuse_embedder, tmp_path, monkeypatch, capsys):
     """`cd a && embed song.wav` then `cd b && embed song.wav` are two files; a rewritten file is not kept stale."""
     for name, seed in (("a", 1), ("b", 2)):
@@ -87,7 +87,7 @@ def test_keys_are_resolved_paths_and_a_changed_file_is_embedded_again(embedder, 
     out = str(tmp_path / "o.npz")
     for name in ("a", "b"):
         monkeypatch.chdir(tmp_path / name)
-        assert cli.main(_embed_cmd(["song.wav"], random_weights_dir, out)) == 0
+        assert cli.main(_embed_cmd(["song.wav"], small_weights_dir, out)) == 0
     a, b = str(tmp_path / "a" / "song.wav"), str(tmp_path / "b" / "song.wav")
     with np.load(out) as z:
         assert z.files == [b, a]  # this run's file first, then what the output held
@@ -96,18 +96,18 @@ def test_keys_are_resolved_paths_and_a_changed_file_is_embedded_again(embedder, 
         old_b = z[b]
     capsys.readouterr()
     sf.write(b, tone_mix(1.2, 16000, seed=3), 16000)  # same path, new content
-    assert cli.main(_embed_cmd(["song.wav"], random_weights_dir, out)) == 0
+    assert cli.main(_embed_cmd(["song.wav"], small_weights_dir, out)) == 0
     assert "already in" not in capsys.readouterr().err
     with np.load(out) as z:
         assert sorted(z.files) == sorted([a, b])
         np.testing.assert_array_equal(z[b], embedder.embed_file(b))
         assert not np.array_equal(z[b], old_b)
-    assert cli.main(_embed_cmd(["song.wav"], random_weights_dir, out)) == 0  # unchanged now: kept
+    assert cli.main(_embed_cmd(["song.wav"], small_weights_dir, out)) == 0  # unchanged now: kept
     assert "1 of 1 files already in" in capsys.readouterr().err
 
 
 def test_a_second_writer_is_refused_naming_the_holder_and_a_stale_lock_is_taken_over(
-        songs, random_weights_dir, reuse_embedder, tmp_path, capsys):
+        songs, small_weights_dir, reuse_embedder, tmp_path, capsys):
     out = str(tmp_path / "o.npz")
     root = out_paths(out)[2]
     os.makedirs(root)
@@ -117,7 +117,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_stale_lock_is_taken_
 
         with open(os.path.join(root, ".lock-0"), "w") as f:
             json.dump({"pid": holder.pid, "host": socket.gethostname()}, f)
-        assert cli.main(_embed_cmd(songs[:1], random_weights_dir, out)) == 2
+        assert cli.main(_embed_cmd(songs[:1], small_weights_dir, out)) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"pid {holder.pid}" in err[0] and out in err[0] and "Traceback" not in err[0]
         assert not os.path.exists(out) and not _shards(out)  # refused before any work
@@ -125,16 +125,16 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_stale_lock_is_taken_
         holder.kill()
         holder.wait()
     # The holder is dead now: its lock is stale and taken over.
-    assert cli.main(_embed_cmd(songs[:1], random_weights_dir, out)) == 0
+    assert cli.main(_embed_cmd(songs[:1], small_weights_dir, out)) == 0
     with np.load(out) as z:
         assert z.files == songs[:1]
     assert not os.path.exists(os.path.join(root, ".lock-0"))  # released at the end
 
 
-def test_damaged_output_shard_and_info_are_named_and_recomputed(songs, random_weights_dir, embedder,
+def test_damaged_output_shard_and_info_are_named_and_recomputed(songs, small_weights_dir, embedder,
                                                                 reuse_embedder, tmp_path, capsys):
     out = str(tmp_path / "o.npz")
-    assert cli.main(_embed_cmd(songs[:3], random_weights_dir, out)) == 0
+    assert cli.main(_embed_cmd(songs[:3], small_weights_dir, out)) == 0
     with np.load(out) as z:
         ref = {k: z[k] for k in z.files}
     shards = _shards(out)
@@ -149,7 +149,7 @@ def test_damaged_output_shard_and_info_are_named_and_recomputed(songs, random_we
     with open(os.path.join(root, store.INFO), "w") as f:
         f.write('{"complete": tr')
     kept = {p: os.stat(p).st_mtime_ns for p in (shards[0], shards[2])}
-    assert cli.main(_embed_cmd(songs[:3], random_weights_dir, out)) == 0
+    assert cli.main(_embed_cmd(songs[:3], small_weights_dir, out)) == 0
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert any(shards[1] in line and "damaged" in line for line in err.splitlines()), err
@@ -164,15 +164,15 @@ def test_damaged_output_shard_and_info_are_named_and_recomputed(songs, random_we
     assert store.read_info(root)["complete"] is True
 
 
-def test_dtype_is_part_of_the_identity(songs, random_weights_dir, embedder, tmp_path, monkeypatch, capsys):
+def test_dtype_is_part_of_the_identity(songs, small_weights_dir, embedder, tmp_path, monkeypatch, capsys):
     from vggish_jax.pipeline import embed
 
     out = str(tmp_path / "o.npz")
     monkeypatch.setattr(embed, "load_pretrained", lambda *a, **k: embedder)
-    assert cli.main(_embed_cmd(songs[:1], random_weights_dir, out)) == 0
+    assert cli.main(_embed_cmd(songs[:1], small_weights_dir, out)) == 0
     monkeypatch.undo()  # a real bfloat16 model: refused before it embeds anything
     capsys.readouterr()
-    assert cli.main(_embed_cmd(songs[1:2], random_weights_dir, out, "--dtype", "bfloat16")) == 2
+    assert cli.main(_embed_cmd(songs[1:2], small_weights_dir, out, "--dtype", "bfloat16")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and out in err[0] and "dtype: 'bfloat16'" in err[0] and "'float32'" in err[0], err
     with np.load(out) as z:
@@ -197,14 +197,14 @@ def _kill_after_first_shard(proc, out, sig):
 
 
 @pytest.mark.slow  # three real runs (two of them fresh processes that load and compile the model)
-def test_sigkill_then_sigterm_then_finish_equals_one_run(songs, random_weights_dir, reuse_embedder, tmp_path, capsys):
+def test_sigkill_then_sigterm_then_finish_equals_one_run(songs, small_weights_dir, reuse_embedder, tmp_path, capsys):
     out = str(tmp_path / "o.npz")
     # SIGKILL once the first shard is on disk: no cleanup runs, the shards stay.
-    proc = _start(_embed_cmd(songs, random_weights_dir, out))
+    proc = _start(_embed_cmd(songs, small_weights_dir, out))
     assert _kill_after_first_shard(proc, out, signal.SIGKILL) == -signal.SIGKILL
     assert not os.path.exists(out) and _shards(out)
     # SIGTERM on the rerun: it resumes, then builds OUT.npz from what it has before exiting.
-    proc = _start(_embed_cmd(songs, random_weights_dir, out))
+    proc = _start(_embed_cmd(songs, small_weights_dir, out))
     code = _kill_after_first_shard(proc, out, signal.SIGTERM)
     err = proc.stderr.read()
     assert "Traceback" not in err
@@ -212,9 +212,9 @@ def test_sigkill_then_sigterm_then_finish_equals_one_run(songs, random_weights_d
     assert json.load(open(out[:-4] + ".json"))["complete"] is False
     assert "already in" in err and os.path.exists(out)
     # The third run completes it; the result equals one uninterrupted run.
-    assert cli.main(_embed_cmd(songs, random_weights_dir, out)) == 0
+    assert cli.main(_embed_cmd(songs, small_weights_dir, out)) == 0
     ref = str(tmp_path / "ref.npz")
-    assert cli.main(_embed_cmd(songs, random_weights_dir, ref)) == 0
+    assert cli.main(_embed_cmd(songs, small_weights_dir, ref)) == 0
     with np.load(out) as a, np.load(ref) as b:
         assert sorted(a.files) == sorted(b.files) == sorted(songs)
         for k in songs:
@@ -222,7 +222,7 @@ def test_sigkill_then_sigterm_then_finish_equals_one_run(songs, random_weights_d
     assert json.load(open(out[:-4] + ".json"))["complete"] is True
 
 
-def test_an_output_from_before_the_store_keeps_its_files(songs, random_weights_dir, embedder, reuse_embedder,
+def test_an_output_from_before_the_store_keeps_its_files(songs, small_weights_dir, embedder, reuse_embedder,
                                                           tmp_path, capsys):
     """OUT.npz + OUT.json of an older vggish-jax (no OUT.store): its files stay; files asked for again are
     embedded again (their size and mtime were never recorded)."""
@@ -233,7 +233,7 @@ def test_an_output_from_before_the_store_keeps_its_files(songs, random_weights_d
     np.savez(out, **{"/music/gone.wav": gone, songs[0]: np.zeros((1, 128), np.float32)})
     with open(out[:-4] + ".json", "w") as f:
         json.dump({spec_lib.KEY: embedder.spec.to_dict(), "complete": True}, f)
-    assert cli.main(_embed_cmd(songs[:2], random_weights_dir, out)) == 0
+    assert cli.main(_embed_cmd(songs[:2], small_weights_dir, out)) == 0
     with np.load(out) as z:
         assert z.files == [songs[0], songs[1], "/music/gone.wav"]
         np.testing.assert_array_equal(z["/music/gone.wav"], gone)
@@ -244,7 +244,7 @@ def test_an_output_from_before_the_store_keeps_its_files(songs, random_weights_d
     with open(other[:-4] + ".json", "w") as f:
         json.dump({spec_lib.KEY: embedder.spec.replace(final_relu=True).to_dict()}, f)
     capsys.readouterr()
-    assert cli.main(_embed_cmd(songs[:1], random_weights_dir, other)) == 2
+    assert cli.main(_embed_cmd(songs[:1], small_weights_dir, other)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and other in err[0] and "final_relu" in err[0]
     with np.load(other) as z:
@@ -252,19 +252,19 @@ def test_an_output_from_before_the_store_keeps_its_files(songs, random_weights_d
 
 
 @pytest.mark.slow  # two real processes that each load and compile the model
-def test_two_concurrent_writers_lose_no_file(songs, random_weights_dir, tmp_path):
+def test_two_concurrent_writers_lose_no_file(songs, small_weights_dir, tmp_path):
     """Issue 18's reproduction: two `embed` runs on two halves of a folder into one --out at once. The second
     is refused while the first holds the store (one line naming its pid), or runs after it; after rerunning
     whichever was refused, the output holds every file of both halves."""
     out = str(tmp_path / "o.npz")
     halves = (songs[:6], songs[6:])
-    procs = [_start(_embed_cmd(h, random_weights_dir, out)) for h in halves]
+    procs = [_start(_embed_cmd(h, small_weights_dir, out)) for h in halves]
     results = [(p.wait(300), p.stderr.read()) for p in procs]
     for (code, err), half in zip(results, halves):
         assert "Traceback" not in err
         if code != 0:
             lines = [line for line in err.splitlines() if "error" in line]
             assert code == 2 and len(lines) == 1 and "another run is writing it (pid" in lines[0], err
-            assert cli.main(_embed_cmd(half, random_weights_dir, out)) == 0
+            assert cli.main(_embed_cmd(half, small_weights_dir, out)) == 0
     with np.load(out) as z:
         assert sorted(z.files) == sorted(songs)

@@ -102,11 +102,11 @@ def _shards(out: str) -> dict[str, dict[str, np.ndarray]]:
 
 
 @pytest.mark.slow
-def test_two_processes_write_one_processs_shards(mini_build, random_weights_dir, tmp_path):
+def test_two_processes_write_one_processs_shards(mini_build, small_weights_dir, tmp_path):
     """`extract` on 2 processes on localhost (process 0 given the flags, process 1 the JAX_* variables):
     together they write exactly the shards 1 process writes, and info.json completes."""
     base = [sys.executable, "-m", "vggish_jax.cli", "extract", "--dataset", "fma/small", "--data-dir", mini_build,
-            "--weights", random_weights_dir, "--batch-size", "2", "--shard-size", "1", "--workers", "0",
+            "--weights", small_weights_dir, "--batch-size", "2", "--shard-size", "1", "--workers", "0",
             "--no-progress"]
     env = {k: v for k, v in os.environ.items() if k not in distributed.ENV.values()}
     env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
