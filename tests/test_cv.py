@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from conftest import tone_mix
+from vggish_jax import cli
 from vggish_jax.classify import compare as cc, cv
 from vggish_jax.pipeline import store
 
@@ -97,7 +98,7 @@ def test_compare_cv_equals_sklearn_cross_val_score(tmp_path):
 
     root = write_store(tmp_path / "emb", {"train": 12, "validation": 4, "test": 4}, sep=0.08)
     out = tmp_path / "cv"
-    report = cc.compare(root, str(out), feature_sets=("mean_std",), classifiers=("LR", "NB"), jobs=1, cv=4,
+    report = cc.compare(root, str(out), feature_sets=("mean_std",), classifiers=("LR", "NB"), jobs=1, folds=4,
                         log=lambda m: None)
     pooled = [store.load_split(root, s) for s in ("train", "validation")]
     x = mean_std([c for p in pooled for c in p.embeddings])
@@ -134,13 +135,27 @@ def test_store_without_splits_is_cross_validated_by_default(tmp_path):
     assert report["cells"][0]["accuracy_mean"] >= 0.9  # well separated classes
 
 
+def test_cli_cv_errors_are_one_line(tmp_path, capsys):
+    root = write_store(tmp_path / "emb", {"all": 10})
+    args = ["compare", "--embeddings", root, "--out", str(tmp_path / "out"), "--features", "mean_std",
+            "--classifiers", "LR", "--jobs", "1"]
+    assert cli.main(args + ["--cv", "11"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{root}: --cv 11: class 'a' has only 10 clips, fewer than the 11 folds; use --cv 10" in err
+    no_labels = write_store(tmp_path / "nolabels", {"all": 10})
+    info = store.read_info(no_labels)
+    store.write_info(no_labels, {**info, "label_names": []})  # a folder without class subfolders
+    assert cli.main(["compare", "--embeddings", no_labels, *args[3:], "--cv", "2"]) == 2
+    assert "has no class labels" in capsys.readouterr().err
+
+
 @pytest.mark.slow  # ~20 s: two JAX heads trained (and compiled) per fold
 def test_jax_heads_early_stop_on_an_inner_part_of_each_fold(tmp_path):
     from vggish_jax.classify import frame_head
 
     root = write_store(tmp_path / "emb", {"all": 8}, sep=2.0)
     report = cc.compare(root, str(tmp_path / "out"), feature_sets=("mean_std", "frames"),
-                        classifiers=("JAX-MLP", "JAX-frames"), jobs=1, cv=2, log=lambda m: None,
+                        classifiers=("JAX-MLP", "JAX-frames"), jobs=1, folds=2, log=lambda m: None,
                         frame_head_config=frame_head.FrameHeadConfig(members=1, max_epochs=10, patience=3))
     cells = {c["classifier"]: c for c in report["cells"]}
     assert set(cells) == {"JAX-MLP", "JAX-frames"}
@@ -170,7 +185,7 @@ def csv_store(tmp_path_factory, small_weights_dir):
 
 def test_compare_cv_keeps_a_csv_group_in_one_fold(csv_store, tmp_path):
     emb, group_of = csv_store
-    report = cc.compare(emb, str(tmp_path / "out"), feature_sets=("mean_std",), classifiers=("LR",), jobs=1, cv=3,
+    report = cc.compare(emb, str(tmp_path / "out"), feature_sets=("mean_std",), classifiers=("LR",), jobs=1, folds=3,
                         log=lambda m: None)
     assert report["cv"]["grouped"] and report["cv"]["groups"] == 9
     keys = store.load_split(emb, "all").keys
@@ -179,5 +194,5 @@ def test_compare_cv_keeps_a_csv_group_in_one_fold(csv_store, tmp_path):
         folds_of.setdefault(group_of[key], set()).add(fold)
     assert len(folds_of) == 9 and all(len(f) == 1 for f in folds_of.values())
     with pytest.raises(cv.FoldError, match=r"needs at least 10 groups, but the clips come from 9 groups"):
-        cc.compare(emb, str(tmp_path / "out2"), feature_sets=("mean_std",), classifiers=("LR",), jobs=1, cv=10,
+        cc.compare(emb, str(tmp_path / "out2"), feature_sets=("mean_std",), classifiers=("LR",), jobs=1, folds=10,
                    log=lambda m: None)

@@ -21,11 +21,14 @@ Single-label stores are scored by accuracy and macro-F1; multi-label stores (lab
 e.g. AudioSet's music_genre_multilabel) by mAP and macro ROC-AUC over the classes, every classifier one-vs-rest.
 The model is selected on the validation accuracy (mAP). The flattened feature set keeps a store's typical clip
 length in examples (the median over its training clips: 31 for FMA's 30-s clips, 10 for AudioSet's 10-s ones).
+A store without train/validation/test (a labelled folder, a CSV without splits) is cross-validated instead
+(`--cv K`, vggish_jax.classify.cv): every cell's mean and std over K held-out folds.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import platform
 import sys
@@ -35,7 +38,7 @@ import warnings
 import numpy as np
 
 from vggish_jax import atomic
-from vggish_jax.classify import features
+from vggish_jax.classify import cv, features
 from vggish_jax.datasets import decode
 from vggish_jax.pipeline import store
 
@@ -284,29 +287,28 @@ def check_complete(embeddings_dir: str, info: dict, allow_incomplete: bool, log)
 
 def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classifiers=PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS,
             data_dir: str | None = None, jobs: int = -1, seed: int = 0, save_head: bool = True,
-            allow_incomplete: bool = False, frame_head_config=None, cv: int | None = None,
+            allow_incomplete: bool = False, frame_head_config=None, folds: int | None = None,
             log=lambda m: print(m, file=sys.stderr)) -> dict:
     """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report.
 
     An unfinished extraction (info.json without "complete": true) is refused unless `allow_incomplete`;
     then the report and table say so. The trained JAX heads are saved under out/head (JAX-MLP) and
-    out/head_frames (JAX-frames). With `cv` K (on by default, K=5, for a store without a
-    train/validation/test split) every cell is scored on K folds instead (vggish_jax.classify.cv).
+    out/head_frames (JAX-frames). With `folds` K (on by default, K=5, for a store without a
+    train/validation/test split) every cell is scored on K held-out folds instead (`_compare_cv`).
     """
     from joblib import Parallel, delayed
-
-    from vggish_jax.classify import cv as cv_mode  # imports this module
 
     t_start = time.perf_counter()
     info = store.read_info(embeddings_dir)
     complete = check_complete(embeddings_dir, info, allow_incomplete, log)
     label_names = list(info["label_names"])
-    names = cv_mode.store_splits(embeddings_dir, info)
-    if cv is None and not set(SPLITS) <= set(names):
-        cv = cv_mode.DEFAULT_K
-        log(f"{embeddings_dir}: splits {', '.join(names)}, no train/validation/test: running {cv}-fold "
-            f"cross-validation (--cv {cv}){' on all but test' if 'test' in names else ''}")
-    use = SPLITS if cv is None else cv_mode.pooled_splits(names)
+    names = cv.store_splits(embeddings_dir, info)
+    k = folds
+    if k is None and not set(SPLITS) <= set(names):
+        k = cv.DEFAULT_K
+        log(f"{embeddings_dir}: splits {', '.join(names)}, no train/validation/test: running {k}-fold "
+            f"cross-validation (--cv {k}){' on all but test' if 'test' in names else ''}")
+    use = SPLITS if k is None else cv.pooled_splits(names)
     splits = {s: store.load_split(embeddings_dir, s) for s in use}
     multilabel = np.ndim(splits[use[0]].labels) == 2
     mels = waves = None
@@ -325,10 +327,9 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
             log("musicnn: skipped (needs a *_waveform build, e.g. --dataset fma/small_waveform, and --data-dir)")
     data = build_features(splits, mels, waves)
     feature_sets = [f for f in feature_sets if f in data]
-    if cv is not None:
-        return cv_mode.compare_cv(embeddings_dir, out, k=cv, info=info, complete=complete, splits=splits, data=data,
-                                  feature_sets=feature_sets, classifiers=classifiers, jobs=jobs, seed=seed,
-                                  frame_head_config=frame_head_config, log=log)
+    if k is not None:
+        return _compare_cv(embeddings_dir, out, k, info, complete, splits, data, feature_sets, classifiers, jobs=jobs,
+                           seed=seed, frame_head_config=frame_head_config, log=log)
     sk = [c for c in classifiers if c not in JAX_HEADS]
     cells = [(f, c) for f in feature_sets if f != "frames" for c in sk]
     log(f"{len(cells)} cells on {', '.join(f'{s} {len(splits[s])}' for s in SPLITS)} clips, jobs={jobs}")
@@ -355,8 +356,7 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
         "split_sizes": {s: len(splits[s]) for s in SPLITS}, "label_names": label_names, "seed": seed,
         "class_counts": {s: class_counts(splits[s].labels, len(label_names)).tolist() for s in SPLITS},
         "feature_sets": feature_sets, "classifiers": list(classifiers), "versions": _versions(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()}, "jobs": jobs,
+        "machine": _machine(), "jobs": jobs,
         "wall_seconds": time.perf_counter() - t_start,
         "best": {k: best[k] for k in ("feature_set", "classifier", "validation_score", *metrics)},
         "cells": [{k: v for k, v in r.items() if k != "test_predictions"} for r in results],
@@ -372,6 +372,57 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     return report
 
 
+def _fold_cell(feature_set: str, classifier: str, x, y: np.ndarray, train: np.ndarray, test: np.ndarray,
+               seed: int) -> dict:
+    """One sklearn cell on one fold: fitted on the fold's training part, scored on its held-out part."""
+    return run_cell(feature_set, classifier, Data(*cv.fold_data(x, y, train, test)), seed, evaluate=("test",))
+
+
+def _compare_cv(embeddings_dir: str, out: str, k: int, info: dict, complete: bool, splits: dict[str, store.Split],
+                data: dict[str, Data], feature_sets, classifiers, *, jobs: int, seed: int, frame_head_config,
+                log) -> dict:
+    """`compare` on K folds of the pooled `splits` (vggish_jax.classify.cv): every cell scored on each held-out
+    fold; table.md, table.json and plots as in split mode, cells as mean ± std."""
+    from joblib import Parallel, delayed
+
+    t_start = time.perf_counter()
+    label_names = list(info["label_names"])
+    plan = cv.make_plan(embeddings_dir, info, splits, k, seed)
+    pooled = {f: cv.pool(data[f].x, data[f].y, plan.names) for f in feature_sets}
+    cells = [(f, c) for f in feature_sets if f != "frames" for c in classifiers if c not in JAX_HEADS]
+    log(plan.describe(len(cells), jobs))
+    flat = Parallel(n_jobs=jobs, verbose=0)(delayed(_fold_cell)(f, c, *pooled[f], tr, te, seed)
+                                            for f, c in cells for tr, te in plan.folds)
+    runs = {fc: flat[i * k:(i + 1) * k] for i, fc in enumerate(cells)}
+    spec = store.spec_of(info, os.path.join(embeddings_dir, store.INFO))
+    meta = {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec}
+    for head, fs in JAX_HEADS.items():
+        if head in classifiers and fs in feature_sets and not (head == "JAX-MLP" and plan.multilabel):
+            train = run_jax_head if head == "JAX-MLP" else functools.partial(run_frame_head, cfg=frame_head_config,
+                                                                             log=log)
+            runs[(fs, head)] = [train(Data(*cv.head_fold_data(*pooled[fs], tr, te, plan)), label_names, seed, meta)[0]
+                                for tr, te in plan.folds]  # no head is saved: there is one per fold
+    other = {s: store.load_split(embeddings_dir, s).labels for s in cv.store_splits(embeddings_dir, info)
+             if s not in splits}  # not used, only counted: the class balance covers the whole store
+    labels = {**{s: sp.labels for s, sp in splits.items()}, **other}
+    report = {
+        "embeddings": os.path.abspath(embeddings_dir), "dataset": info.get("dataset"),
+        "extraction_complete": complete, "final_relu": info.get("final_relu"), "postprocess": info.get("postprocess"),
+        "embedding_spec": spec.to_dict(), "label_names": label_names, "seed": seed,
+        "class_counts": {s: class_counts(y, len(label_names)).tolist() for s, y in labels.items()},
+        "feature_sets": list(feature_sets), "classifiers": list(classifiers), "versions": _versions(),
+        "machine": _machine(), "jobs": jobs}
+    report, best = cv.finish_report(report, plan, runs, {s: len(y) for s, y in other.items()})
+    report["wall_seconds"] = time.perf_counter() - t_start
+    os.makedirs(out, exist_ok=True)
+    atomic.write_json(os.path.join(out, "table.json"), report)
+    atomic.write_text(os.path.join(out, "table.md"), cv.render_markdown(report))
+    pred = cv.pooled_predictions(runs[(best["feature_set"], best["classifier"])], plan)
+    _plots(out, {**best, "test_predictions": pred}, plan.labels, label_names, report,
+           held_out=f"held out, pooled over {k} folds")
+    return report
+
+
 def class_counts(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Clips per class (multi-label: clips carrying the class)."""
     labels = np.asarray(labels)
@@ -380,7 +431,6 @@ def class_counts(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 def render_markdown(report: dict) -> str:
     if "cv" in report:
-        from vggish_jax.classify import cv
         return cv.render_markdown(report)
     fs = report["feature_sets"]
     multilabel = report.get("multilabel", False)
@@ -483,6 +533,11 @@ def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str], rep
     plt.close(fig)
 
 
+def _machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count()}
+
+
 def _versions() -> dict:
     import jax
     import sklearn
@@ -520,7 +575,7 @@ def run(args) -> int:
     from vggish_jax import preflight
     preflight.output_dir(args.out)  # before hours of fitting
     report = compare(args.embeddings, args.out, feature_sets=fs, classifiers=clfs, data_dir=args.data_dir,
-                     jobs=args.jobs, seed=args.seed, allow_incomplete=args.allow_incomplete, cv=args.cv)
+                     jobs=args.jobs, seed=args.seed, allow_incomplete=args.allow_incomplete, folds=args.cv)
     print(render_markdown(report))
     print(f"wrote {args.out}/table.md, table.json and plots (confusion or per-class AP, class balance)")
     return 0

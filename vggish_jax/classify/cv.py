@@ -6,19 +6,17 @@ or are picked on validation (the JAX heads) get an inner validation part carved 
 part the same way; the sklearn cells fit on the whole training part. A store without train/validation/test
 is cross-validated as a whole; a store with a test split is cross-validated on its other splits and its test
 split is not used. The best cell is the highest mean held-out score: selected and scored on the same folds,
-so its mean is optimistic (the other cells' numbers are fair).
+so its mean is optimistic (the other cells' numbers are fair). `compare.compare` runs the cells; this module
+makes the folds and the report.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-import platform
-import time
 import warnings
 
 import numpy as np
 
-from vggish_jax import atomic
-from vggish_jax.classify import compare as cc
 from vggish_jax.pipeline import store
 
 DEFAULT_K = 5  # when a store has no train/validation/test split
@@ -124,36 +122,81 @@ def pooled_groups(info: dict, splits: dict[str, store.Split]) -> np.ndarray | No
                        for t in sp.track_ids])
 
 
-def _take(x, idx: np.ndarray):
+def take(x, idx: np.ndarray):
+    """Rows `idx` of a feature matrix or of a list of per-clip frame arrays."""
     return [x[i] for i in idx] if isinstance(x, list) else x[idx]
 
 
-def pool(data: cc.Data, names: list[str]) -> tuple[np.ndarray | list, np.ndarray]:
-    """One feature matrix (or list of frame arrays) and label array over the splits `names`, in order."""
-    xs = [data.x[s] for s in names]
-    x = [c for part in xs for c in part] if isinstance(xs[0], list) else np.concatenate(xs)
-    return x, np.concatenate([data.y[s] for s in names])
+def pool(x: dict, y: dict, names: list[str]) -> tuple[np.ndarray | list, np.ndarray]:
+    """One feature matrix (or list of frame arrays) and one label array over the splits `names`, in order."""
+    xs = [x[s] for s in names]
+    return ([c for part in xs for c in part] if isinstance(xs[0], list) else np.concatenate(xs),
+            np.concatenate([y[s] for s in names]))
 
 
-def _sklearn_fold(feature_set: str, classifier: str, x, y, train: np.ndarray, test: np.ndarray, seed: int) -> dict:
-    """One cell on one fold: fitted on the fold's training part, scored on its held-out part."""
-    data = cc.Data({"train": _take(x, train), "test": _take(x, test)}, {"train": y[train], "test": y[test]})
-    return cc.run_cell(feature_set, classifier, data, seed, evaluate=("test",))
+@dataclasses.dataclass
+class Plan:
+    """The folds of one cross-validated table."""
+    k: int
+    seed: int
+    names: list[str]  # the store's splits pooled, in order
+    sizes: list[int]  # their clips
+    labels: np.ndarray  # of the pooled clips
+    groups: np.ndarray | None
+    folds: list[tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def multilabel(self) -> bool:
+        return self.labels.ndim == 2
+
+    @property
+    def metrics(self) -> tuple[str, str]:
+        return ("mAP", "roc_auc") if self.multilabel else ("accuracy", "macro_f1")
+
+    @property
+    def n_groups(self) -> int | None:
+        return None if self.groups is None else len(set(_group_ids(self.groups)))
+
+    def describe(self, cells: int, jobs: int) -> str:
+        grouped = f" grouped by {self.n_groups} groups" if self.groups is not None else ""
+        return (f"{self.k}-fold cross-validation{grouped} of {cells} cells on {len(self.labels)} clips "
+                f"({', '.join(self.names)}), jobs={jobs}")
 
 
-def _head_fold(classifier: str, x, y, train, test, groups, k, seed, label_names, meta, frame_head_config, log):
-    """A JAX head on one fold: trained on the fit part, early-stopped on the inner validation part."""
-    fit, val = inner_split(y[train], k, None if groups is None else groups[train], seed)
+def make_plan(embeddings_dir: str, info: dict, splits: dict[str, store.Split], k: int, seed: int = 0) -> Plan:
+    """The K folds of the pooled `splits`, grouped by info.json's groups when it has them; a store that cannot
+    be folded so is refused in one line naming it."""
+    names = list(splits)
+    labels = np.concatenate([splits[s].labels for s in names])
+    label_names = list(info.get("label_names") or [])
+    if not label_names or (labels.ndim == 1 and (labels < 0).any()):
+        raise FoldError(f"{embeddings_dir}: has no class labels (a folder without one subfolder per class?); "
+                        f"extract a folder with one subfolder per class, or a --labels CSV")
+    groups = pooled_groups(info, splits)
+    try:
+        return Plan(k, seed, names, [len(splits[s]) for s in names], labels, groups,
+                    folds(labels, k, groups, seed, label_names))
+    except FoldError as e:
+        raise FoldError(f"{embeddings_dir}: {e}") from None
+
+
+def fold_data(x, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[dict, dict]:
+    """(x, y) by split for one fold: the sklearn cells fit on all of 'train' and are scored on 'test'."""
+    return {"train": take(x, train), "test": take(x, test)}, {"train": y[train], "test": y[test]}
+
+
+def head_fold_data(x, y: np.ndarray, train: np.ndarray, test: np.ndarray, plan: Plan) -> tuple[dict, dict]:
+    """(x, y) by split for a JAX head on one fold: 'validation' (for early stopping) carved from the fold's
+    training part by `inner_split`, 'train' the rest, 'test' the held-out fold."""
+    fit, val = inner_split(y[train], plan.k, None if plan.groups is None else plan.groups[train], plan.seed)
     fit, val = train[fit], train[val]
-    data = cc.Data({"train": _take(x, fit), "validation": _take(x, val), "test": _take(x, test)},
-                   {"train": y[fit], "validation": y[val], "test": y[test]})
-    if classifier == "JAX-MLP":
-        return cc.run_jax_head(data, label_names, seed, meta)[0]
-    return cc.run_frame_head(data, label_names, seed, meta, frame_head_config, log)[0]
+    return ({"train": take(x, fit), "validation": take(x, val), "test": take(x, test)},
+            {"train": y[fit], "validation": y[val], "test": y[test]})
 
 
-def _aggregate(feature_set: str, classifier: str, runs: list[dict], metrics: tuple[str, str]) -> dict:
-    """Per cell: the per-fold held-out scores, their mean and std (over folds, ddof 0), summed times."""
+def aggregate(feature_set: str, classifier: str, runs: list[dict], metrics: tuple[str, str]) -> dict:
+    """One cell from its per-fold runs: the held-out scores per fold, their mean and std (ddof 0), times summed;
+    a cell that failed on any fold is failed."""
     cell = {"feature_set": feature_set, "classifier": classifier,
             "fit_seconds": sum(r["fit_seconds"] for r in runs), "wall_seconds": sum(r["wall_seconds"] for r in runs)}
     failed = [r["error"] for r in runs if r.get("error")]
@@ -166,87 +209,39 @@ def _aggregate(feature_set: str, classifier: str, runs: list[dict], metrics: tup
     return cell
 
 
-def compare_cv(embeddings_dir: str, out: str, *, k: int, info: dict, complete: bool,
-               splits: dict[str, store.Split], data: dict[str, cc.Data], feature_sets, classifiers,
-               jobs: int = -1, seed: int = 0, frame_head_config=None, log=print) -> dict:
-    """Every cell of the table on K folds of the pooled `splits` (features already built per split in `data`);
-    writes table.md, table.json and plots into `out` and returns the report."""
-    from joblib import Parallel, delayed
-
-    t_start = time.perf_counter()
-    label_names = list(info["label_names"])
-    names = list(splits)
-    labels = np.concatenate([splits[s].labels for s in names])
-    multilabel = labels.ndim == 2
-    if not label_names or (not multilabel and (labels < 0).any()):
-        raise FoldError(f"{embeddings_dir}: has no class labels (a folder without one subfolder per class?); "
-                        f"extract a folder with one subfolder per class, or a --labels CSV")
-    groups = pooled_groups(info, splits)
-    try:
-        fold_list = folds(labels, k, groups, seed, label_names)
-    except FoldError as e:
-        raise FoldError(f"{embeddings_dir}: {e}") from None
-    metrics = ("mAP", "roc_auc") if multilabel else ("accuracy", "macro_f1")
-    pooled = {f: pool(data[f], names) for f in feature_sets}
-    sk = [c for c in classifiers if c not in cc.JAX_HEADS]
-    cells = [(f, c) for f in feature_sets if f != "frames" for c in sk]
-    log(f"{k}-fold cross-validation{' grouped by ' + str(len(set(_group_ids(groups)))) + ' groups' if groups is not None else ''}"
-        f" of {len(cells)} cells on {len(labels)} clips ({', '.join(names)}), jobs={jobs}")
-    flat = Parallel(n_jobs=jobs, verbose=0)(
-        delayed(_sklearn_fold)(f, c, *pooled[f], tr, te, seed) for f, c in cells for tr, te in fold_list)
-    runs = {fc: flat[i * k:(i + 1) * k] for i, fc in enumerate(cells)}
-    spec = store.spec_of(info, os.path.join(embeddings_dir, store.INFO))
-    meta = {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec}
-    for head, fs in cc.JAX_HEADS.items():
-        if head in classifiers and fs in feature_sets and not (head == "JAX-MLP" and multilabel):
-            runs[(fs, head)] = [_head_fold(head, *pooled[fs], tr, te, groups, k, seed, label_names, meta,
-                                           frame_head_config, log) for tr, te in fold_list]
-    results = [_aggregate(f, c, r, metrics) for (f, c), r in runs.items()]
-    ok = [r for r in results if not r.get("error")]
+def finish_report(report: dict, plan: Plan, runs: dict[tuple[str, str], list[dict]],
+                  not_used: dict[str, int]) -> tuple[dict, dict]:
+    """`report` (the split mode's store and run fields) completed with the folds, the cells and the best cell
+    (the highest mean held-out score); returns it and the best cell."""
+    m1, m2 = plan.metrics
+    cells = [aggregate(f, c, r, plan.metrics) for (f, c), r in runs.items()]
+    ok = [c for c in cells if not c.get("error")]
     if not ok:
-        raise FoldError(f"{embeddings_dir}: every cell failed on some fold (e.g. {results[0].get('error')}); "
+        raise FoldError(f"{report['embeddings']}: every cell failed on some fold (e.g. {cells[0].get('error')}); "
                         f"choose other --classifiers/--features")
-    best = max(ok, key=lambda r: r[f"{metrics[0]}_mean"])  # selected on the folds that score it: optimistic
-    fold_of_clip = np.zeros(len(labels), np.int64)
-    for j, (_, te) in enumerate(fold_list):
+    best = max(ok, key=lambda c: c[f"{m1}_mean"])  # selected on the folds that score it: optimistic
+    fold_of_clip = np.zeros(len(plan.labels), np.int64)
+    for j, (_, te) in enumerate(plan.folds):
         fold_of_clip[te] = j
-    other = {s: store.load_split(embeddings_dir, s).labels for s in store_splits(embeddings_dir, info)
-             if s not in splits}  # only counted, for the class balance over the whole store
-    counts = {s: cc.class_counts(y, len(label_names)).tolist()
-              for s, y in {**{s: sp.labels for s, sp in splits.items()}, **other}.items()}
-    report = {
-        "embeddings": os.path.abspath(embeddings_dir), "dataset": info.get("dataset"),
-        "extraction_complete": complete, "multilabel": multilabel, "metric": metrics[0],
-        "final_relu": info.get("final_relu"), "postprocess": info.get("postprocess"),
-        "embedding_spec": spec.to_dict(), "split_sizes": {s: len(splits[s]) for s in names},
-        "cv": {"k": k, "seed": seed, "pooled_splits": names, "not_used": {s: len(y) for s, y in other.items()},
-               "grouped": groups is not None,
-               "groups": None if groups is None else len(set(_group_ids(groups))),
-               "fold_sizes": [len(te) for _, te in fold_list], "fold_of_clip": fold_of_clip.tolist(),
+    report.update({
+        "multilabel": plan.multilabel, "metric": m1,
+        "split_sizes": dict(zip(plan.names, plan.sizes)),
+        "cv": {"k": plan.k, "seed": plan.seed, "pooled_splits": plan.names, "not_used": not_used,
+               "grouped": plan.groups is not None, "groups": plan.n_groups,
+               "fold_sizes": [len(te) for _, te in plan.folds], "fold_of_clip": fold_of_clip.tolist(),
                "std": "over folds, ddof 0",
                "inner_validation": f"JAX heads: 1 of max(K, {MIN_INNER_PARTS}) parts of each fold's training part"},
-        "label_names": label_names, "seed": seed, "class_counts": counts,
-        "feature_sets": list(feature_sets), "classifiers": list(classifiers), "versions": cc._versions(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()}, "jobs": jobs, "wall_seconds": time.perf_counter() - t_start,
-        "best": {k_: best[k_] for k_ in ("feature_set", "classifier", *(f"{m}_{s}" for m in metrics
-                                                                       for s in ("mean", "std")))},
-        "cells": results,
-    }
-    os.makedirs(out, exist_ok=True)
-    atomic.write_json(os.path.join(out, "table.json"), report)
-    atomic.write_text(os.path.join(out, "table.md"), render_markdown(report))
-    pred = _pooled_predictions(runs[(best["feature_set"], best["classifier"])], fold_list, len(labels))
-    cc._plots(out, {**best, "test_predictions": pred}, labels, label_names, report,
-              held_out=f"held out, pooled over {k} folds")
-    return report
+        "best": {k: best[k] for k in ("feature_set", "classifier", f"{m1}_mean", f"{m1}_std", f"{m2}_mean",
+                                      f"{m2}_std")},
+        "cells": cells})
+    return report, best
 
 
-def _pooled_predictions(runs: list[dict], fold_list, n: int) -> np.ndarray:
+def pooled_predictions(runs: list[dict], plan: Plan) -> np.ndarray:
     """Each clip's prediction (multi-label: class scores) from the fold that held it out."""
     first = np.asarray(runs[0]["test_predictions"])
-    pred = np.zeros((n,) + first.shape[1:], first.dtype if first.ndim == 1 else np.float64)
-    for r, (_, te) in zip(runs, fold_list):
+    pred = np.zeros((len(plan.labels),) + first.shape[1:], first.dtype if first.ndim == 1 else np.float64)
+    for r, (_, te) in zip(runs, plan.folds):
         pred[te] = np.asarray(r["test_predictions"])
     return pred
 
@@ -259,7 +254,9 @@ def render_markdown(report: dict) -> str:
     fs = report["feature_sets"]
     cells = {(c["feature_set"], c["classifier"]): c for c in report["cells"]}
     b = report["best"]
-    how = f"grouped by the store's groups ({cv['groups']} groups, none in two folds)" if cv["grouped"] else "stratified"
+    how = "stratified" + (" on each clip's rarest class" if report["multilabel"] else "")
+    if cv["grouped"]:
+        how += f", grouped by the store's groups ({cv['groups']} groups, none in two folds)"
     unused = "; ".join(f"the {s} split ({n} clips) is not used" for s, n in cv["not_used"].items())
     lines = [f"# Genre classification: {report['dataset']} (final_relu={report['final_relu']}, "
              f"postprocess={report['postprocess']}), {cv['k']}-fold cross-validation", "",
