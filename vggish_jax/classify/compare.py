@@ -419,7 +419,7 @@ def _compare_cv(embeddings_dir: str, out: str, k: int, info: dict, complete: boo
     atomic.write_text(os.path.join(out, "table.md"), cv.render_markdown(report))
     pred = cv.pooled_predictions(runs[(best["feature_set"], best["classifier"])], plan)
     _plots(out, {**best, "test_predictions": pred}, plan.labels, label_names, report,
-           held_out=f"held out, pooled over {k} folds")
+           held_out=f"held-out ({k} folds pooled)")
     return report
 
 
