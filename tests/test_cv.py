@@ -139,6 +139,8 @@ def test_cli_cv_errors_are_one_line(tmp_path, capsys):
     root = write_store(tmp_path / "emb", {"all": 10})
     args = ["compare", "--embeddings", root, "--out", str(tmp_path / "out"), "--features", "mean_std",
             "--classifiers", "LR", "--jobs", "1"]
+    assert cli.main(args + ["--cv", "1"]) == 2
+    assert "--cv 1: cross-validation needs K >= 2 folds" in capsys.readouterr().err
     assert cli.main(args + ["--cv", "11"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"{root}: --cv 11: class 'a' has only 10 clips, fewer than the 11 folds; use --cv 10" in err

@@ -572,6 +572,9 @@ def run(args) -> int:
                          f"{PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS}")
     if args.jobs == 0:
         raise ValueError("--jobs 0 runs nothing; give a number of parallel cells, or -1 for all cores")
+    if args.cv is not None and args.cv < 2:
+        raise ValueError(f"--cv {args.cv}: cross-validation needs K >= 2 folds; leave --cv out to use the store's "
+                         f"train/validation/test split")
     from vggish_jax import preflight
     preflight.output_dir(args.out)  # before hours of fitting
     report = compare(args.embeddings, args.out, feature_sets=fs, classifiers=clfs, data_dir=args.data_dir,
