@@ -21,11 +21,14 @@ Single-label stores are scored by accuracy and macro-F1; multi-label stores (lab
 e.g. AudioSet's music_genre_multilabel) by mAP and macro ROC-AUC over the classes, every classifier one-vs-rest.
 The model is selected on the validation accuracy (mAP). The flattened feature set keeps a store's typical clip
 length in examples (the median over its training clips: 31 for FMA's 30-s clips, 10 for AudioSet's 10-s ones).
+A store without train/validation/test (a labelled folder, a CSV without splits) is cross-validated instead
+(`--cv K`, vggish_jax.classify.cv): every cell's mean and std over K held-out folds.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import platform
 import sys
@@ -35,7 +38,7 @@ import warnings
 import numpy as np
 
 from vggish_jax import atomic
-from vggish_jax.classify import features
+from vggish_jax.classify import cv, features
 from vggish_jax.datasets import decode
 from vggish_jax.pipeline import store
 
@@ -99,23 +102,26 @@ class Data:
 
     @property
     def multilabel(self) -> bool:
-        return np.ndim(self.y["train"]) == 2
+        return np.ndim(next(iter(self.y.values()))) == 2
 
 
 def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.ndarray]] | None = None,
                    waveforms: dict[str, list[np.ndarray]] | None = None) -> dict[str, Data]:
     """{feature_set: Data} from per-split embeddings (and log-mels for MFCC, 16 kHz waveforms for MusiCNN,
-    aligned by clip)."""
-    y = {s: embeddings[s].labels for s in SPLITS}
-    n = clip_examples(embeddings["train"].embeddings)
-    flat = {s: features.flatten(embeddings[s].embeddings, n) for s in SPLITS}
+    aligned by clip), for whatever splits `embeddings` has."""
+    names = list(embeddings)
+    y = {s: embeddings[s].labels for s in names}
+    # The flattened length: the training clips' typical length (all clips' when there is no train split).
+    n = clip_examples(embeddings["train"].embeddings if "train" in embeddings else
+                      [c for s in names for c in embeddings[s].embeddings])
+    flat = {s: features.flatten(embeddings[s].embeddings, n) for s in names}
     out = {"embedding": Data(flat, y), "embedding+pca128": Data(flat, y),
-           "frames": Data({s: embeddings[s].embeddings for s in SPLITS}, y),
-           "mean_std": Data({s: features.mean_std(embeddings[s].embeddings) for s in SPLITS}, y)}
+           "frames": Data({s: embeddings[s].embeddings for s in names}, y),
+           "mean_std": Data({s: features.mean_std(embeddings[s].embeddings) for s in names}, y)}
     if mels is not None:
-        out["mfcc"] = Data({s: np.stack([features.mfcc_stats(m) for m in mels[s]]) for s in SPLITS}, y)
+        out["mfcc"] = Data({s: np.stack([features.mfcc_stats(m) for m in mels[s]]) for s in names}, y)
     if waveforms is not None:
-        out["musicnn"] = Data({s: musicnn_features(waveforms[s]) for s in SPLITS}, y)
+        out["musicnn"] = Data({s: musicnn_features(waveforms[s]) for s in names}, y)
     return out
 
 
@@ -149,9 +155,11 @@ def fit_cell(feature_set: str, classifier: str, x_train: np.ndarray, y_train: np
     return model
 
 
-def run_cell(feature_set: str, classifier: str, data: Data, seed: int = 0) -> dict:
-    """Fit and score one cell. A model that cannot be fitted (e.g. QDA with more dimensions than clips per
-    class, which old sklearn only warned about) is reported as failed with the reason, not dropped."""
+def run_cell(feature_set: str, classifier: str, data: Data, seed: int = 0,
+             evaluate: tuple[str, ...] = ("validation", "test")) -> dict:
+    """Fit and score one cell on the `evaluate` splits. A model that cannot be fitted (e.g. QDA with more
+    dimensions than clips per class, which old sklearn only warned about) is reported as failed with the
+    reason, not dropped."""
     t0 = time.perf_counter()
     try:
         model = fit_cell(feature_set, classifier, data.x["train"], data.y["train"], seed)
@@ -163,9 +171,9 @@ def run_cell(feature_set: str, classifier: str, data: Data, seed: int = 0) -> di
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if data.multilabel:
-            out = {s: class_scores(model, data.x[s]) for s in ("validation", "test")}
+            out = {s: class_scores(model, data.x[s]) for s in evaluate}
         else:
-            out = {s: model.predict(data.x[s]) for s in ("validation", "test")}
+            out = {s: model.predict(data.x[s]) for s in evaluate}
     return {"feature_set": feature_set, "classifier": classifier, "fit_seconds": fit_s,
             "wall_seconds": time.perf_counter() - t0,
             **scores(out, data)}
@@ -185,12 +193,12 @@ def _metric_keys(multilabel: bool) -> tuple[str, ...]:
 
 
 def scores(out: dict[str, np.ndarray], data: Data) -> dict:
-    """Metrics of predictions (single-label: class indices) or per-class scores (multi-label) on validation
-    and test; `validation_score` (accuracy or mAP) is what model selection compares."""
+    """Metrics of predictions (single-label: class indices) or per-class scores (multi-label) on the splits in
+    `out` (validation and test); `validation_score` (accuracy or mAP) is what model selection compares."""
     from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
     r = {}
-    for s in ("validation", "test"):
+    for s in out:
         y, p = data.y[s], np.asarray(out[s])
         if data.multilabel:
             keep = (y.sum(0) > 0) & (y.sum(0) < len(y))  # AP and AUC need a positive (and a negative)
@@ -200,7 +208,7 @@ def scores(out: dict[str, np.ndarray], data: Data) -> dict:
             r[f"{s}_accuracy"] = float(np.mean(p == y))
             r[f"{s}_macro_f1"] = float(f1_score(y, p, average="macro", labels=np.unique(np.concatenate([y, p])),
                                                 zero_division=0))
-    r["validation_score"] = r["validation_mAP" if data.multilabel else "validation_accuracy"]
+    r["validation_score"] = r.get("validation_mAP" if data.multilabel else "validation_accuracy")
     r["test_predictions"] = np.asarray(out["test"]).tolist()
     return r
 
@@ -242,7 +250,7 @@ def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key
 
     sources = fma.data_sources(fma.prepare(dataset, data_dir=data_dir, workers=0))
     out = {}
-    for s in SPLITS:
+    for s in track_ids:
         ds = sources[s]
         by_id = {}
         for i in range(len(ds)):
@@ -279,13 +287,14 @@ def check_complete(embeddings_dir: str, info: dict, allow_incomplete: bool, log)
 
 def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classifiers=PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS,
             data_dir: str | None = None, jobs: int = -1, seed: int = 0, save_head: bool = True,
-            allow_incomplete: bool = False, frame_head_config=None,
+            allow_incomplete: bool = False, frame_head_config=None, folds: int | None = None,
             log=lambda m: print(m, file=sys.stderr)) -> dict:
     """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report.
 
     An unfinished extraction (info.json without "complete": true) is refused unless `allow_incomplete`;
     then the report and table say so. The trained JAX heads are saved under out/head (JAX-MLP) and
-    out/head_frames (JAX-frames).
+    out/head_frames (JAX-frames). With `folds` K (on by default, K=5, for a store without a
+    train/validation/test split) every cell is scored on K held-out folds instead (`_compare_cv`).
     """
     from joblib import Parallel, delayed
 
@@ -293,10 +302,17 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     info = store.read_info(embeddings_dir)
     complete = check_complete(embeddings_dir, info, allow_incomplete, log)
     label_names = list(info["label_names"])
-    splits = {s: store.load_split(embeddings_dir, s) for s in SPLITS}
-    multilabel = np.ndim(splits["train"].labels) == 2
+    names = cv.store_splits(embeddings_dir, info)
+    k = folds
+    if k is None and not set(SPLITS) <= set(names):
+        k = cv.DEFAULT_K
+        log(f"{embeddings_dir}: splits {', '.join(names)}, no train/validation/test: running {k}-fold "
+            f"cross-validation (--cv {k}){' on all but test' if 'test' in names else ''}")
+    use = SPLITS if k is None else cv.pooled_splits(names)
+    splits = {s: store.load_split(embeddings_dir, s) for s in use}
+    multilabel = np.ndim(splits[use[0]].labels) == 2
     mels = waves = None
-    ids = {s: splits[s].track_ids for s in SPLITS}
+    ids = {s: splits[s].track_ids for s in use}
     dataset = info.get("dataset", "fma/small")
     fma_store = str(dataset).startswith("fma/")
     if "mfcc" in feature_sets:
@@ -311,6 +327,9 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
             log("musicnn: skipped (needs a *_waveform build, e.g. --dataset fma/small_waveform, and --data-dir)")
     data = build_features(splits, mels, waves)
     feature_sets = [f for f in feature_sets if f in data]
+    if k is not None:
+        return _compare_cv(embeddings_dir, out, k, info, complete, splits, data, feature_sets, classifiers, jobs=jobs,
+                           seed=seed, frame_head_config=frame_head_config, log=log)
     sk = [c for c in classifiers if c not in JAX_HEADS]
     cells = [(f, c) for f in feature_sets if f != "frames" for c in sk]
     log(f"{len(cells)} cells on {', '.join(f'{s} {len(splits[s])}' for s in SPLITS)} clips, jobs={jobs}")
@@ -337,8 +356,7 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
         "split_sizes": {s: len(splits[s]) for s in SPLITS}, "label_names": label_names, "seed": seed,
         "class_counts": {s: class_counts(splits[s].labels, len(label_names)).tolist() for s in SPLITS},
         "feature_sets": feature_sets, "classifiers": list(classifiers), "versions": _versions(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()}, "jobs": jobs,
+        "machine": _machine(), "jobs": jobs,
         "wall_seconds": time.perf_counter() - t_start,
         "best": {k: best[k] for k in ("feature_set", "classifier", "validation_score", *metrics)},
         "cells": [{k: v for k, v in r.items() if k != "test_predictions"} for r in results],
@@ -354,6 +372,57 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     return report
 
 
+def _fold_cell(feature_set: str, classifier: str, x, y: np.ndarray, train: np.ndarray, test: np.ndarray,
+               seed: int) -> dict:
+    """One sklearn cell on one fold: fitted on the fold's training part, scored on its held-out part."""
+    return run_cell(feature_set, classifier, Data(*cv.fold_data(x, y, train, test)), seed, evaluate=("test",))
+
+
+def _compare_cv(embeddings_dir: str, out: str, k: int, info: dict, complete: bool, splits: dict[str, store.Split],
+                data: dict[str, Data], feature_sets, classifiers, *, jobs: int, seed: int, frame_head_config,
+                log) -> dict:
+    """`compare` on K folds of the pooled `splits` (vggish_jax.classify.cv): every cell scored on each held-out
+    fold; table.md, table.json and plots as in split mode, cells as mean ± std."""
+    from joblib import Parallel, delayed
+
+    t_start = time.perf_counter()
+    label_names = list(info["label_names"])
+    plan = cv.make_plan(embeddings_dir, info, splits, k, seed)
+    pooled = {f: cv.pool(data[f].x, data[f].y, plan.names) for f in feature_sets}
+    cells = [(f, c) for f in feature_sets if f != "frames" for c in classifiers if c not in JAX_HEADS]
+    log(plan.describe(len(cells), jobs))
+    flat = Parallel(n_jobs=jobs, verbose=0)(delayed(_fold_cell)(f, c, *pooled[f], tr, te, seed)
+                                            for f, c in cells for tr, te in plan.folds)
+    runs = {fc: flat[i * k:(i + 1) * k] for i, fc in enumerate(cells)}
+    spec = store.spec_of(info, os.path.join(embeddings_dir, store.INFO))
+    meta = {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec}
+    for head, fs in JAX_HEADS.items():
+        if head in classifiers and fs in feature_sets and not (head == "JAX-MLP" and plan.multilabel):
+            train = run_jax_head if head == "JAX-MLP" else functools.partial(run_frame_head, cfg=frame_head_config,
+                                                                             log=log)
+            runs[(fs, head)] = [train(Data(*cv.head_fold_data(*pooled[fs], tr, te, plan)), label_names, seed, meta)[0]
+                                for tr, te in plan.folds]  # no head is saved: there is one per fold
+    other = {s: store.load_split(embeddings_dir, s).labels for s in cv.store_splits(embeddings_dir, info)
+             if s not in splits}  # not used, only counted: the class balance covers the whole store
+    labels = {**{s: sp.labels for s, sp in splits.items()}, **other}
+    report = {
+        "embeddings": os.path.abspath(embeddings_dir), "dataset": info.get("dataset"),
+        "extraction_complete": complete, "final_relu": info.get("final_relu"), "postprocess": info.get("postprocess"),
+        "embedding_spec": spec.to_dict(), "label_names": label_names, "seed": seed,
+        "class_counts": {s: class_counts(y, len(label_names)).tolist() for s, y in labels.items()},
+        "feature_sets": list(feature_sets), "classifiers": list(classifiers), "versions": _versions(),
+        "machine": _machine(), "jobs": jobs}
+    report, best = cv.finish_report(report, plan, runs, {s: len(y) for s, y in other.items()})
+    report["wall_seconds"] = time.perf_counter() - t_start
+    os.makedirs(out, exist_ok=True)
+    atomic.write_json(os.path.join(out, "table.json"), report)
+    atomic.write_text(os.path.join(out, "table.md"), cv.render_markdown(report))
+    pred = cv.pooled_predictions(runs[(best["feature_set"], best["classifier"])], plan)
+    _plots(out, {**best, "test_predictions": pred}, plan.labels, label_names, report,
+           held_out=f"held-out ({k} folds pooled)")
+    return report
+
+
 def class_counts(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Clips per class (multi-label: clips carrying the class)."""
     labels = np.asarray(labels)
@@ -361,6 +430,8 @@ def class_counts(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def render_markdown(report: dict) -> str:
+    if "cv" in report:
+        return cv.render_markdown(report)
     fs = report["feature_sets"]
     multilabel = report.get("multilabel", False)
     m1, m2 = ("mAP", "roc_auc") if multilabel else ("accuracy", "macro_f1")
@@ -411,9 +482,11 @@ def _per_class_bars(values, label_names, ylabel: str, title: str, size, path: st
     plt.close(fig)
 
 
-def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str], report: dict) -> None:
+def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str], report: dict,
+           held_out: str = "test") -> None:
     """confusion_best.png + per_genre_accuracy.png (single-label) or per_class_ap.png (multi-label) for the
-    model chosen on validation, and class_balance.png (clips per class and split, the paper's Figure 2)."""
+    best model on its `held_out` predictions, and class_balance.png (clips per class and split, the paper's
+    Figure 2)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -425,7 +498,7 @@ def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str], rep
     title = f"{best['classifier']} on {best['feature_set']}"
     if np.ndim(y_test) == 2:
         ap = [average_precision_score(y_test[:, c], pred[:, c]) if y_test[:, c].any() else np.nan for c in range(k)]
-        _per_class_bars(ap, label_names, "test average precision", f"per-class AP: {title}", size,
+        _per_class_bars(ap, label_names, f"{held_out} average precision", f"per-class AP: {title}", size,
                         os.path.join(out, "per_class_ap.png"))
     else:
         cm = confusion_matrix(y_test, pred, labels=range(k))
@@ -439,12 +512,12 @@ def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str], rep
                     ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7 if k > 10 else 8)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"test confusion: {title}")
+        ax.set_title(f"{held_out} confusion: {title}")
         fig.tight_layout()
         fig.savefig(os.path.join(out, "confusion_best.png"), dpi=120)
         plt.close(fig)
         per_genre = cm.diagonal() / np.maximum(cm.sum(axis=1), 1)
-        _per_class_bars(per_genre, label_names, "test accuracy (recall)", f"per-genre accuracy: {title}", size,
+        _per_class_bars(per_genre, label_names, f"{held_out} accuracy (recall)", f"per-genre accuracy: {title}", size,
                         os.path.join(out, "per_genre_accuracy.png"))
     counts = report["class_counts"]
     fig, ax = plt.subplots(figsize=size)
@@ -458,6 +531,11 @@ def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str], rep
     fig.tight_layout()
     fig.savefig(os.path.join(out, "class_balance.png"), dpi=120)
     plt.close(fig)
+
+
+def _machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count()}
 
 
 def _versions() -> dict:
@@ -477,6 +555,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifiers", default=",".join(PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS))
     p.add_argument("--jobs", type=int, default=-1, help="parallel cells (-1: all cores)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cv", type=int, default=None, metavar="K",
+                   help="score every cell on K stratified folds (grouped by the store's groups, e.g. artists, when "
+                        "it has them) and report mean and std; on by default (K=5) for a store without a "
+                        "train/validation/test split; on a store with one, folds of train+validation, test unused")
     p.add_argument("--allow-incomplete", action="store_true",
                    help="run on an unfinished extraction (info.json \"complete\": false); the table says so")
 
@@ -490,10 +572,13 @@ def run(args) -> int:
                          f"{PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS}")
     if args.jobs == 0:
         raise ValueError("--jobs 0 runs nothing; give a number of parallel cells, or -1 for all cores")
+    if args.cv is not None and args.cv < 2:
+        raise ValueError(f"--cv {args.cv}: cross-validation needs K >= 2 folds; leave --cv out to use the store's "
+                         f"train/validation/test split")
     from vggish_jax import preflight
     preflight.output_dir(args.out)  # before hours of fitting
     report = compare(args.embeddings, args.out, feature_sets=fs, classifiers=clfs, data_dir=args.data_dir,
-                     jobs=args.jobs, seed=args.seed, allow_incomplete=args.allow_incomplete)
+                     jobs=args.jobs, seed=args.seed, allow_incomplete=args.allow_incomplete, folds=args.cv)
     print(render_markdown(report))
     print(f"wrote {args.out}/table.md, table.json and plots (confusion or per-class AP, class balance)")
     return 0

@@ -20,6 +20,9 @@ def add_arguments(p):
     p.add_argument("--labels", default=None,
                    help="a CSV of labelled audio files to embed instead of --dataset: columns path,label and "
                         "optionally split, group (paths relative to the CSV)")
+    p.add_argument("--split", choices=["gtzan-filtered"], default=None,
+                   help="a GTZAN folder as --dataset: train/validation/test from GTZAN's fault-filtered lists "
+                        "(Kereliuk, Sturm & Larsen 2015); without it a folder is one split 'all' (compare --cv K)")
     p.add_argument("--data-dir", default=None,
                    help="TFDS data directory of an FMA dataset (built here if missing); not needed for a folder")
     p.add_argument("--manual-dir", default=None,
@@ -74,7 +77,7 @@ def run(args) -> int:
                       precision=args.frontend_precision, progress=not args.no_progress,
                       beam_runner=args.beam_runner if beam else None, beam_workers=args.beam_workers,
                       beam_options=args.beam_options, labels=args.labels,
-                      task=args.task, classes=[c.strip() for c in args.classes.split(",")] if args.classes else None)
+                      task=args.task, split=args.split, classes=[c.strip() for c in args.classes.split(",")] if args.classes else None)
     if not summary.complete:
         print(f"wrote this process's shards to {summary.out}; the extraction completes when every process has "
               f"finished (rerun the same command to complete it)")

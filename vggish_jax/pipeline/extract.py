@@ -25,12 +25,19 @@ load = store.load  # one split of a finished store
 def open_source(dataset: str | None, *, data_dir: str | None = None, manual_dir: str | None = None,
                 from_audio: bool = False, workers: int | None = None, download: bool = False,
                 beam_runner=None, beam_options=None, labels: str | None = None, task: str = "music_genre",
-                classes: list[str] | None = None):
-    """The source named by --dataset: an FMA config (its TFDS build, or its mp3s), a folder of audio files or
-    'audioset' (the released embeddings under `manual_dir`, labelled for `task`); or, with `labels`, a CSV of
-    labelled files."""
-    from vggish_jax.pipeline.sources import fma as fma_source, folder, labels_csv
+                classes: list[str] | None = None, split: str | None = None):
+    """The source named by --dataset: an FMA config (its TFDS build, or its mp3s), a folder of audio files
+    (with `split` 'gtzan-filtered', a GTZAN folder split by the fault-filtered lists) or 'audioset' (the
+    released embeddings under `manual_dir`, labelled for `task`); or, with `labels`, a CSV of labelled files."""
+    from vggish_jax.pipeline.sources import fma as fma_source, folder, gtzan, labels_csv
 
+    if split is not None:
+        if split != gtzan.SPLIT:
+            raise ValueError(f"--split {split}: the one named split is {gtzan.SPLIT} (for a GTZAN folder)")
+        if labels is not None or not dataset or dataset.startswith("fma/") or not os.path.isdir(dataset):
+            raise ValueError(f"--split {split} applies to a folder with GTZAN's layout (--dataset GENRES_DIR); "
+                             f"{labels or dataset} is not one: drop --split")
+        return gtzan.GtzanFiltered(folder.Folder(dataset))
     if labels is not None:
         return labels_csv.LabelsCsv(labels)
     if dataset == "audioset":
@@ -73,7 +80,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
             from_audio: bool = False, download: bool = False, precision: str = "float32",
             process_index: int | None = None, process_count: int | None = None, progress: bool = True,
             beam_runner: str | None = None, beam_workers: int = 2, beam_options=None, labels: str | None = None,
-            task: str = "music_genre", classes: list[str] | None = None,
+            task: str = "music_genre", classes: list[str] | None = None, split: str | None = None,
             log: Callable[[str], None] | None = None) -> Summary:
     """Embed all splits of `dataset` (an FMA config or a folder of audio files) into `out`; resume if it has shards.
 
@@ -83,7 +90,8 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
     CPUs - 1). process_index/process_count default to jax's. beam_runner: run the shards as an Apache Beam
     pipeline instead ('direct' = `beam_workers` local processes; see `beam_runner.make`). labels: a CSV of
     labelled files (path,label[,split][,group]) to embed instead of `dataset`. task, classes: for
-    dataset='audioset' ('music_genre', 'music_genre_multilabel'; a subset of the 25 top-level genres).
+    dataset='audioset' ('music_genre', 'music_genre_multilabel'; a subset of the 25 top-level genres). split:
+    'gtzan-filtered' for a GTZAN folder (train/validation/test from GTZAN's fault-filtered lists).
     """
     from vggish_jax.datasets import decode
     from vggish_jax.pipeline.embed import Embedder, load_pretrained
@@ -117,7 +125,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
         raise ValueError(f"{weights_dir}: these weights have no PCA params, so --postprocess is impossible; "
                          f"convert them with --torch-pca/--tf-pca or drop --postprocess")
     source = open_source(dataset, data_dir=data_dir, manual_dir=manual_dir, from_audio=from_audio, workers=workers,
-                         download=download, labels=labels, task=task, classes=classes,
+                         download=download, labels=labels, task=task, classes=classes, split=split,
                          **(dict(beam_runner=runner, beam_options=options) if beam else {}))
     if hasattr(source, "describe"):
         log(source.describe())

@@ -2,7 +2,8 @@
 
 Labels come from first-level subfolders when every audio file lies in one (GTZAN's `genres/blues/x.wav`
 layout): classes are the subfolder names, sorted. Otherwise every label is -1 (unknown). Unreadable
-subfolders and entries are reported as skips, not silently left out.
+subfolders and entries are reported as skips, not silently left out. A folder with GTZAN's layout and file
+names (`gtzan`) can be split by GTZAN's fault-filtered lists instead (sources.gtzan).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Iterator
 
 from vggish_jax import audio, skips
 from vggish_jax.audio import AUDIO_EXTENSIONS
-from vggish_jax.pipeline.sources import Clip, file_key
+from vggish_jax.pipeline.sources import Clip, file_key, gtzan
 
 
 class Folder:
@@ -35,6 +36,7 @@ class Folder:
             self.labels = [self.label_names.index(p[0]) for p in parts]
         else:
             self.label_names, self.labels = [], [-1] * len(files)
+        self.gtzan = gtzan.is_gtzan(self.files)
 
     def describe(self) -> str:
         """One line: the classes found and their file counts (or why there are none)."""
@@ -42,7 +44,9 @@ class Folder:
             return (f"{self.folder}: {len(self.files)} audio files, no class labels (labels come from first-level "
                     f"subfolders when every file lies in one)")
         counts = ", ".join(f"{n} {self.labels.count(i)}" for i, n in enumerate(self.label_names))
-        return f"{self.folder}: {len(self.files)} audio files in {len(self.label_names)} classes ({counts})"
+        hint = (f"; GTZAN's layout: --split {gtzan.SPLIT} gives its fault-filtered train/validation/test split"
+                if self.gtzan else "")
+        return f"{self.folder}: {len(self.files)} audio files in {len(self.label_names)} classes ({counts}){hint}"
 
     def identity(self) -> dict:
         # The sorted list numbers the clips: a file added or removed would shift the shards of a resume.

@@ -1,0 +1,288 @@
+"""Cross-validated comparison (`compare --cv K`): every cell of the table scored on K held-out folds.
+
+`folds` gives sklearn's StratifiedKFold, or StratifiedGroupKFold when the store records a group per clip
+(`info["groups"]`, e.g. an artist from a labels CSV), so no group lands in two folds. Models that early-stop
+or are picked on validation (the JAX heads) get an inner validation part carved from each fold's training
+part the same way; the sklearn cells fit on the whole training part. A store without train/validation/test
+is cross-validated as a whole; a store with a test split is cross-validated on its other splits and its test
+split is not used. The best cell is the highest mean held-out score: selected and scored on the same folds,
+so its mean is optimistic (the other cells' numbers are fair). `compare.compare` runs the cells; this module
+makes the folds and the report.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+
+import numpy as np
+
+from vggish_jax.pipeline import store
+
+DEFAULT_K = 5  # when a store has no train/validation/test split
+MIN_INNER_PARTS = 4  # the inner validation part is 1/max(K, 4) of a fold's training part
+
+
+class FoldError(ValueError):
+    """K folds cannot be made from these labels/groups; the message is one line and says what to use."""
+
+
+def _strata(labels: np.ndarray) -> np.ndarray:
+    """What the folds stratify on: the class; multi-label: the rarest class a clip carries (-1: none)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        return labels
+    counts = labels.sum(0)
+    rank = np.where(labels > 0, counts[None, :], np.iinfo(np.int64).max)
+    return np.where(labels.any(1), rank.argmin(1), -1)
+
+
+def _group_ids(groups) -> np.ndarray | None:
+    """Groups as strings; a clip without one ('') is a group of its own."""
+    if groups is None:
+        return None
+    return np.asarray([g if g else f"\0clip {i}" for i, g in enumerate(map(str, groups))])
+
+
+def _splitter(k: int, grouped: bool, seed: int):
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    return (StratifiedGroupKFold if grouped else StratifiedKFold)(n_splits=k, shuffle=True, random_state=seed)
+
+
+def check(labels, k: int, groups=None, label_names=None) -> None:
+    """Refuse, in one line with what to use instead, K folds that cannot each hold out every class."""
+    labels = np.asarray(labels)
+    if k < 2:
+        raise FoldError(f"--cv {k}: cross-validation needs K >= 2 folds")
+    if groups is not None:
+        n_groups = len(set(_group_ids(groups)))
+        if n_groups < k:
+            raise FoldError(f"--cv {k} needs at least {k} groups, but the clips come from {n_groups} groups (the "
+                            f"labels CSV's group column); use --cv {n_groups} or fewer" if n_groups >= 2 else
+                            f"--cv {k} needs at least 2 groups, but every clip is in one group; drop the CSV's "
+                            f"group column or give the clips their real groups")
+    counts = labels.sum(0) if labels.ndim == 2 else np.bincount(labels[labels >= 0])
+    present = [(int(n), c) for c, n in enumerate(counts) if n > 0]
+    if not present:
+        raise FoldError("no clip has a class label; extract a folder with one subfolder per class, or a --labels CSV")
+    n, c = min(present)
+    if n < k:
+        name = label_names[c] if label_names is not None and c < len(label_names) else c
+        fix = f"use --cv {n} or fewer" if n >= 2 else "add clips of it or leave it out of the store"
+        raise FoldError(f"--cv {k}: class {name!r} has only {n} clip{'s' * (n != 1)}, fewer than the {k} folds; {fix}")
+
+
+def folds(labels, k: int, groups=None, seed: int = 0, label_names=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K (train_idx, test_idx) pairs: stratified by class, and grouped (no group in two folds) when `groups`
+    (one per clip; '' = a group of its own) are given. Every clip is held out exactly once."""
+    labels = np.asarray(labels)
+    check(labels, k, groups, label_names)
+    gids = _group_ids(groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "least populated class has fewer members than n_splits"
+        return list(_splitter(k, gids is not None, seed).split(np.zeros(len(labels)), _strata(labels), gids))
+
+
+def inner_split(labels, k: int, groups=None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(fit_idx, validation_idx) within one fold's training part: one of max(K, 4) parts made as `folds`
+    makes them (grouped when `groups` are given, at most one part per group), held out for validation."""
+    labels = np.asarray(labels)
+    gids = _group_ids(groups)
+    parts = max(k, MIN_INNER_PARTS)
+    if gids is not None:
+        parts = min(parts, len(set(gids)))
+    parts = min(parts, len(labels))
+    if parts < 2:
+        raise FoldError(f"a fold's training part has too few clips or groups ({len(labels)} clips) to hold out "
+                        f"a validation part; use fewer folds (--cv)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return next(iter(_splitter(parts, gids is not None, seed).split(np.zeros(len(labels)), _strata(labels),
+                                                                         gids)))
+
+
+def store_splits(root: str, info: dict) -> list[str]:
+    """The splits of a store: info.json's, else the folders holding shards."""
+    names = list(info.get("splits") or {})
+    return names or sorted(d for d in os.listdir(root) if store.shard_paths(root, d))
+
+
+def pooled_splits(names: list[str]) -> list[str]:
+    """The splits cross-validated: all but `test` (left untouched) when the store has one, else all."""
+    return [s for s in names if s != "test"] if "test" in names else list(names)
+
+
+def pooled_groups(info: dict, splits: dict[str, store.Split]) -> np.ndarray | None:
+    """The group of every pooled clip (by split, then track_id = position in the source's split), or None."""
+    groups = info.get("groups") or {}
+    if not any(groups.get(s) for s in splits):
+        return None
+    return np.asarray([str(groups[s][int(t)]) if groups.get(s) else "" for s, sp in splits.items()
+                       for t in sp.track_ids])
+
+
+def take(x, idx: np.ndarray):
+    """Rows `idx` of a feature matrix or of a list of per-clip frame arrays."""
+    return [x[i] for i in idx] if isinstance(x, list) else x[idx]
+
+
+def pool(x: dict, y: dict, names: list[str]) -> tuple[np.ndarray | list, np.ndarray]:
+    """One feature matrix (or list of frame arrays) and one label array over the splits `names`, in order."""
+    xs = [x[s] for s in names]
+    return ([c for part in xs for c in part] if isinstance(xs[0], list) else np.concatenate(xs),
+            np.concatenate([y[s] for s in names]))
+
+
+@dataclasses.dataclass
+class Plan:
+    """The folds of one cross-validated table."""
+    k: int
+    seed: int
+    names: list[str]  # the store's splits pooled, in order
+    sizes: list[int]  # their clips
+    labels: np.ndarray  # of the pooled clips
+    groups: np.ndarray | None
+    folds: list[tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def multilabel(self) -> bool:
+        return self.labels.ndim == 2
+
+    @property
+    def metrics(self) -> tuple[str, str]:
+        return ("mAP", "roc_auc") if self.multilabel else ("accuracy", "macro_f1")
+
+    @property
+    def n_groups(self) -> int | None:
+        return None if self.groups is None else len(set(_group_ids(self.groups)))
+
+    def describe(self, cells: int, jobs: int) -> str:
+        grouped = f" grouped by {self.n_groups} groups" if self.groups is not None else ""
+        return (f"{self.k}-fold cross-validation{grouped} of {cells} cells on {len(self.labels)} clips "
+                f"({', '.join(self.names)}), jobs={jobs}")
+
+
+def make_plan(embeddings_dir: str, info: dict, splits: dict[str, store.Split], k: int, seed: int = 0) -> Plan:
+    """The K folds of the pooled `splits`, grouped by info.json's groups when it has them; a store that cannot
+    be folded so is refused in one line naming it."""
+    names = list(splits)
+    labels = np.concatenate([splits[s].labels for s in names])
+    label_names = list(info.get("label_names") or [])
+    if not label_names or (labels.ndim == 1 and (labels < 0).any()):
+        raise FoldError(f"{embeddings_dir}: has no class labels (a folder without one subfolder per class?); "
+                        f"extract a folder with one subfolder per class, or a --labels CSV")
+    groups = pooled_groups(info, splits)
+    try:
+        return Plan(k, seed, names, [len(splits[s]) for s in names], labels, groups,
+                    folds(labels, k, groups, seed, label_names))
+    except FoldError as e:
+        raise FoldError(f"{embeddings_dir}: {e}") from None
+
+
+def fold_data(x, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[dict, dict]:
+    """(x, y) by split for one fold: the sklearn cells fit on all of 'train' and are scored on 'test'."""
+    return {"train": take(x, train), "test": take(x, test)}, {"train": y[train], "test": y[test]}
+
+
+def head_fold_data(x, y: np.ndarray, train: np.ndarray, test: np.ndarray, plan: Plan) -> tuple[dict, dict]:
+    """(x, y) by split for a JAX head on one fold: 'validation' (for early stopping) carved from the fold's
+    training part by `inner_split`, 'train' the rest, 'test' the held-out fold."""
+    fit, val = inner_split(y[train], plan.k, None if plan.groups is None else plan.groups[train], plan.seed)
+    fit, val = train[fit], train[val]
+    return ({"train": take(x, fit), "validation": take(x, val), "test": take(x, test)},
+            {"train": y[fit], "validation": y[val], "test": y[test]})
+
+
+def aggregate(feature_set: str, classifier: str, runs: list[dict], metrics: tuple[str, str]) -> dict:
+    """One cell from its per-fold runs: the held-out scores per fold, their mean and std (ddof 0), times summed;
+    a cell that failed on any fold is failed."""
+    cell = {"feature_set": feature_set, "classifier": classifier,
+            "fit_seconds": sum(r["fit_seconds"] for r in runs), "wall_seconds": sum(r["wall_seconds"] for r in runs)}
+    failed = [r["error"] for r in runs if r.get("error")]
+    for m in metrics:
+        v = None if failed else [float(r[f"test_{m}"]) for r in runs]
+        cell.update({f"{m}_folds": v, f"{m}_mean": None if v is None else float(np.mean(v)),
+                     f"{m}_std": None if v is None else float(np.std(v))})
+    if failed:
+        cell["error"] = f"{len(failed)} of {len(runs)} folds: {failed[0]}"
+    return cell
+
+
+def finish_report(report: dict, plan: Plan, runs: dict[tuple[str, str], list[dict]],
+                  not_used: dict[str, int]) -> tuple[dict, dict]:
+    """`report` (the split mode's store and run fields) completed with the folds, the cells and the best cell
+    (the highest mean held-out score); returns it and the best cell."""
+    m1, m2 = plan.metrics
+    cells = [aggregate(f, c, r, plan.metrics) for (f, c), r in runs.items()]
+    ok = [c for c in cells if not c.get("error")]
+    if not ok:
+        raise FoldError(f"{report['embeddings']}: every cell failed on some fold (e.g. {cells[0].get('error')}); "
+                        f"choose other --classifiers/--features")
+    best = max(ok, key=lambda c: c[f"{m1}_mean"])  # selected on the folds that score it: optimistic
+    fold_of_clip = np.zeros(len(plan.labels), np.int64)
+    for j, (_, te) in enumerate(plan.folds):
+        fold_of_clip[te] = j
+    report.update({
+        "multilabel": plan.multilabel, "metric": m1,
+        "split_sizes": dict(zip(plan.names, plan.sizes)),
+        "cv": {"k": plan.k, "seed": plan.seed, "pooled_splits": plan.names, "not_used": not_used,
+               "grouped": plan.groups is not None, "groups": plan.n_groups,
+               "fold_sizes": [len(te) for _, te in plan.folds], "fold_of_clip": fold_of_clip.tolist(),
+               "std": "over folds, ddof 0",
+               "inner_validation": f"JAX heads: 1 of max(K, {MIN_INNER_PARTS}) parts of each fold's training part"},
+        "best": {k: best[k] for k in ("feature_set", "classifier", f"{m1}_mean", f"{m1}_std", f"{m2}_mean",
+                                      f"{m2}_std")},
+        "cells": cells})
+    return report, best
+
+
+def pooled_predictions(runs: list[dict], plan: Plan) -> np.ndarray:
+    """Each clip's prediction (multi-label: class scores) from the fold that held it out."""
+    first = np.asarray(runs[0]["test_predictions"])
+    pred = np.zeros((len(plan.labels),) + first.shape[1:], first.dtype if first.ndim == 1 else np.float64)
+    for r, (_, te) in zip(runs, plan.folds):
+        pred[te] = np.asarray(r["test_predictions"])
+    return pred
+
+
+def render_markdown(report: dict) -> str:
+    """The split mode's table with "mean ± std" over the held-out folds in each cell."""
+    cv = report["cv"]
+    m1, m2 = ("mAP", "roc_auc") if report["multilabel"] else ("accuracy", "macro_f1")
+    n1, n2 = m1, m2.replace("_", "-")
+    fs = report["feature_sets"]
+    cells = {(c["feature_set"], c["classifier"]): c for c in report["cells"]}
+    b = report["best"]
+    how = "stratified" + (" on each clip's rarest class" if report["multilabel"] else "")
+    if cv["grouped"]:
+        how += f", grouped by the store's groups ({cv['groups']} groups, none in two folds)"
+    unused = "; ".join(f"the {s} split ({n} clips) is not used" for s, n in cv["not_used"].items())
+    lines = [f"# Genre classification: {report['dataset']} (final_relu={report['final_relu']}, "
+             f"postprocess={report['postprocess']}), {cv['k']}-fold cross-validation", "",
+             f"{cv['k']}-fold cross-validation, {how}, over {' + '.join(cv['pooled_splits'])} "
+             f"({sum(cv['fold_sizes'])} clips, folds of {', '.join(map(str, cv['fold_sizes']))}){'; ' + unused if unused else ''}. "
+             f"Cells: held-out {n1} / held-out {n2}, mean ± std over the {cv['k']} folds (per-fold scores in "
+             f"table.json). Highest mean held-out {n1}: **{b['classifier']} on {b['feature_set']}** "
+             f"({n1} {b[m1 + '_mean']:.4f} ± {b[m1 + '_std']:.4f}, {n2} {b[m2 + '_mean']:.4f} ± {b[m2 + '_std']:.4f}).",
+             "",
+             "With cross-validation the best cell is selected on the same folds that score it, so its mean is "
+             "optimistic; the other cells' numbers are fair estimates. The sklearn models fit on each fold's "
+             "training part; the JAX heads early-stop on a validation part carved from it.", "",
+             "| classifier | " + " | ".join(fs) + " |", "|---" * (len(fs) + 1) + "|"]
+    if not report.get("extraction_complete", True):
+        lines[1:1] = ["", "**INCOMPLETE EXTRACTION** (run with --allow-incomplete): the embeddings did not finish; "
+                          "these numbers are not comparable to a full run."]
+    for clf in report["classifiers"]:
+        row = []
+        for f in fs:
+            c = cells.get((f, clf))
+            row.append("-" if c is None else "failed" if c.get("error") else
+                       f"{c[m1 + '_mean']:.4f} ± {c[m1 + '_std']:.4f} / {c[m2 + '_mean']:.4f} ± {c[m2 + '_std']:.4f}")
+        if any(r != "-" for r in row):
+            lines.append(f"| {clf} | " + " | ".join(row) + " |")
+    lines += [""] + [f"- failed: {c['classifier']} on {c['feature_set']}: {c['error']}"
+                     for c in report["cells"] if c.get("error")]
+    lines += ["", f"Total wall time {report['wall_seconds']:.1f} s with jobs={report['jobs']} on "
+              f"{report['machine']['cpus']} CPUs."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,98 @@
+"""GTZAN's fault-filtered train/validation/test split (Kereliuk, Sturm & Larsen 2015) for a GTZAN folder.
+
+A folder has GTZAN's layout when its audio files lie in exactly GTZAN's 10 genre subfolders, each named
+`<genre>.000NN.<ext>` after its folder. `extract --split gtzan-filtered` then takes the three splits from the
+lists shipped in vggish_jax/assets/gtzan (SOURCE.md: paper, repository, commit, licence), matched on the file
+stem so GTZAN's .au files and .wav conversions both work. Files not in the lists are left out and counted;
+a listed file that is absent is a `missing` skip with its path.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import re
+from typing import Iterator
+
+from vggish_jax import skips
+from vggish_jax.pipeline.sources import Clip, file_key
+
+GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
+SPLIT = "gtzan-filtered"  # the --split name
+LISTS = {"train": "train_filtered.txt", "validation": "valid_filtered.txt", "test": "test_filtered.txt"}
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "assets",
+                      "gtzan")
+_NAME = re.compile(r"([a-z]+)\.\d{5}")
+
+
+def stem(relpath: str) -> str:
+    """'blues/blues.00012' for blues/blues.00012.au (or .wav): how a file is matched against the lists."""
+    return os.path.splitext(relpath.replace(os.sep, "/"))[0]
+
+
+def is_gtzan(files: list[str]) -> bool:
+    """True when `files` (paths relative to the folder) have GTZAN's layout and names."""
+    parts = [f.split(os.sep) for f in files]
+    if not parts or any(len(p) != 2 for p in parts) or {p[0] for p in parts} != set(GENRES):
+        return False
+    return all((m := _NAME.fullmatch(os.path.splitext(name)[0])) and m.group(1) == genre for genre, name in parts)
+
+
+def filtered_lists() -> dict[str, list[str]]:
+    """{split: [stems]} of the fault-filtered split, as shipped."""
+    out = {}
+    for split, name in LISTS.items():
+        with open(os.path.join(ASSETS, name)) as f:
+            out[split] = [stem(line.strip()) for line in f if line.strip()]
+    return out
+
+
+class GtzanFiltered:
+    """A GTZAN folder (a `Folder` source with GTZAN's layout) split by the fault-filtered lists."""
+    payload = "audio"
+    multilabel = False
+    spec = None
+    label_names = list(GENRES)
+
+    def __init__(self, folder):
+        if not getattr(folder, "gtzan", False):
+            raise ValueError(f"{folder.folder}: --split {SPLIT} needs GTZAN's layout (the 10 genre folders "
+                             f"{', '.join(GENRES)} holding only <genre>.000NN files), which this folder does not "
+                             f"have; drop --split (compare --cv K then makes folds)")
+        self.folder = folder.folder
+        by_stem: dict[str, str] = {}
+        for f in folder.files:  # sorted: of two copies (x.au, x.wav) the first is used, the other left out
+            by_stem.setdefault(stem(f), f)
+        ext = collections.Counter(os.path.splitext(f)[1] for f in folder.files).most_common(1)[0][0]
+        self._rows: dict[str, list[str]] = {}
+        self._skipped = list(folder.skipped())
+        for split, stems in filtered_lists().items():
+            self._rows[split] = [by_stem[s] for s in stems if s in by_stem]
+            for s in stems:
+                if s not in by_stem:
+                    path = os.path.join(self.folder, *s.split("/")) + ext
+                    self._skipped.append(skips.Skip(
+                        "missing", path, f"{path}: listed in GTZAN's fault-filtered {split} split but not in "
+                                         f"{self.folder}; put the file back (GTZAN has all 1000), or extract "
+                                         f"without --split and use compare --cv K"))
+        self.missing = len(self._skipped) - len(folder.skipped())
+        self.left_out = len(folder.files) - sum(map(len, self._rows.values()))
+
+    def describe(self) -> str:
+        return (f"{self.folder}: GTZAN, split {SPLIT} (Kereliuk, Sturm & Larsen 2015): "
+                f"{', '.join(f'{s} {len(r)}' for s, r in self._rows.items())} files; {self.left_out} files not in "
+                f"the lists left out; {self.missing} listed files missing (skipped)")
+
+    def identity(self) -> dict:
+        return {"source": SPLIT, "files": [f for rows in self._rows.values() for f in rows]}
+
+    def splits(self) -> dict[str, int]:
+        return {s: len(r) for s, r in self._rows.items()}
+
+    def skipped(self) -> list[skips.Skip]:
+        return list(self._skipped)
+
+    def clips(self, split: str, indices: range) -> Iterator[Clip]:
+        for i in indices:
+            rel = self._rows[split][i]
+            path = os.path.join(self.folder, rel)
+            yield Clip(i, file_key(path), GENRES.index(stem(rel).split("/")[0]), path=path)
