@@ -3,7 +3,6 @@ cross_val_score on the same folds' recipe."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
