@@ -74,8 +74,9 @@ def record(out: str, stage: str, seconds: float, **facts) -> None:
 
     path = paths(out)["run"]
     run = read_json(path) or {}
-    run.setdefault("stages", {})[stage] = {"seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                           time.gmtime()), **facts}
+    finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run.setdefault("stages", {})[stage] = {"seconds": seconds, "finished": finished, "machine": machine(),
+                                           "versions": versions(), **facts}
     atomic.write_json(path, run)
 
 
@@ -131,6 +132,9 @@ def stage_finetune(a) -> dict:
     if a.weights:
         backbone, _, meta = pretrained.load(a.weights)
     cfg = finetune_config(a, meta)
+    if cfg.init == "pretrained" and meta and cfg.width_divisor != pretrained.width_divisor_of(meta):
+        raise ValueError(f"{a.weights}: these weights have width_divisor {pretrained.width_divisor_of(meta)}, not "
+                         f"{cfg.width_divisor}; drop --width-divisor (or use --set init=random)")
     if cfg.init == "pretrained" and backbone is None:
         raise ValueError("the finetune stage needs --weights (or --set init=random)")
     builder = fma.prepare(a.dataset, data_dir=a.data_dir, manual_dir=a.manual_dir, workers=a.workers)
@@ -173,8 +177,8 @@ def plot_val_accuracy(epochs: list[dict], path: str) -> dict:
     return {"epoch": [int(x) for x in line.get_xdata()], "val_accuracy": [float(y) for y in line.get_ydata()]}
 
 
-def confusion_figures(out: str, table: dict) -> dict | None:
-    """fig2 (class balance) and fig6 (test confusion of the headline model) through the table's own plots.
+def confusion_figure(out: str, table: dict) -> dict | None:
+    """fig6, the test confusion matrix of the headline model, drawn by the table's own plotting function.
 
     table.json keeps no predictions, so the headline cell is fitted again with the table's function; the
     model is deterministic, so its test accuracy must equal the table's (checked). Without the headline cell
@@ -199,7 +203,6 @@ def confusion_figures(out: str, table: dict) -> dict | None:
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         cc._plots(tmp, cell, splits["test"].labels, table["label_names"], table)
         os.replace(os.path.join(tmp, "confusion_best.png"), os.path.join(out, f"fig6_confusion_{name}.png"))
-        os.replace(os.path.join(tmp, "class_balance.png"), os.path.join(out, "fig2_class_balance.png"))
     return {"feature_set": fs, "classifier": clf, "file": f"fig6_confusion_{name}.png",
             "headline": (fs, clf) == HEADLINE}
 
@@ -230,7 +233,7 @@ def provenance(run: dict, table: dict | None, data_note: str | None) -> list[str
                          f"{meta.get('width_divisor', 1)}.")
     if table is not None:
         n = sum(table["split_sizes"].values())
-        if str(table.get("dataset")) != "fma/small" or n < PAPER_CLIPS:
+        if not str(table.get("dataset")).startswith("fma/small") or n < PAPER_CLIPS:
             lines.append(f"**Data: {table.get('dataset')} with {n} clips, not the full FMA-small the paper used "
                          f"({PAPER_CLIPS} clips): the numbers are not comparable with the paper's.**")
     if data_note:
@@ -265,7 +268,9 @@ def stage_report(a) -> dict:
     run = read_json(p["run"]) or {}
     table = read_json(os.path.join(p["table"], "table.json"))
     epochs, test = metrics_rows(p["finetune"])
-    fig6 = confusion_figures(a.out, table) if table else None
+    if table:  # Figure 2 is the table's class-balance plot (clips per genre and split)
+        shutil.copyfile(os.path.join(p["table"], "class_balance.png"), os.path.join(a.out, "fig2_class_balance.png"))
+    fig6 = confusion_figure(a.out, table) if table else None
     fig7 = plot_val_accuracy(epochs, os.path.join(a.out, "fig7_val_accuracy.png")) if epochs else None
     cells = {(c["feature_set"], c["classifier"]): c for c in (table or {}).get("cells", []) if not c.get("error")}
     best_val = max((r["val_accuracy"] for r in epochs), default=None)
@@ -285,28 +290,42 @@ def stage_report(a) -> dict:
         b = table["best"]
         rows.append(f"| ours, best on validation: `{b['classifier']}` on `{b['feature_set']}` | - | "
                     f"{pct(b['test_accuracy'])} | {pct(b['validation_accuracy'])} |")
-    lines = ["# The seed paper on FMA-small: its numbers beside ours", "", "\n\n".join(provenance(run, table, a.data_note)), "",
+    lines = ["# The seed paper on FMA-small: its numbers beside ours", "",
+             "\n\n".join(provenance(run, table, a.data_note)), "",
              "Test accuracy (%) on the official test split; validation accuracy (%) is what our model selection "
              "saw (fine-tuning: the best epoch, whose checkpoint is scored on test). `-`: not run.", "",
              "| model | paper test | ours test | ours validation |", "|---|---|---|---|", *rows, ""]
-    lines += ["Figures: `fig2_class_balance.png` (clips per genre and split, the paper's Figure 2)"]
+    lines += ["Rows: the paper's classifiers with FMA's baseline settings (SVC gamma 'auto'; `vggish_jax.classify."
+              "compare`); MFCC is 20 MFCCs of our 64-band VGGish log-mels, 7 statistics each, which need not be the "
+              "paper's MFCC features; fine-tuning follows `vggish_jax/train/config.py` with the final ReLU.", ""]
+    figs = ["`fig2_class_balance.png` (clips per genre and split, the paper's Figure 2)"] if table else []
     if fig6:
-        lines[-1] += (f", `{fig6['file']}` (test confusion matrix of `{fig6['classifier']}` on `{fig6['feature_set']}`"
-                      + ("; our reading of the paper's Figure 6 as the headline model's confusion matrix)"
-                         if fig6["headline"] else "; the headline model was not in the table, so the model "
-                                                  "chosen on validation is shown)"))
+        figs.append(f"`{fig6['file']}` (test confusion matrix of `{fig6['classifier']}` on `{fig6['feature_set']}`; "
+                    + ("our reading of the paper's Figure 6 as the headline model's confusion matrix)"
+                       if fig6["headline"] else
+                       "the headline model was not in the table, so the model chosen on validation is shown)"))
     if epochs:
-        lines[-1] += f", `fig7_val_accuracy.png` (validation accuracy per epoch, {len(epochs)} epochs; Figure 7)"
-    lines[-1] += ". Full table: `table/table.md`; fine-tuning: `finetune/metrics.jsonl`."
+        figs.append(f"`fig7_val_accuracy.png` (validation accuracy per epoch, {len(epochs)} epochs; Figure 7)")
+    lines.append(f"Figures: {', '.join(figs) or 'none (no table, no fine-tuning yet)'}. Full table: `table/table.md`; "
+                 f"fine-tuning: `finetune/metrics.jsonl`.")
     sizes = {"table (embeddings)": (table or {}).get("split_sizes"),
              "fine-tuning": run.get("stages", {}).get("finetune", {}).get("split_sizes")}
     lines += ["", "## Split sizes (clips)", "", "| used by | train | validation | test |", "|---|---|---|---|"]
     lines += [f"| {k} | {v.get('train')} | {v.get('validation')} | {v.get('test')} |" for k, v in sizes.items() if v]
-    lines += ["", "## Wall time per stage (latest run of each)", "", "| stage | seconds | finished (UTC) |",
-              "|---|---|---|"]
+    lines += ["", "## Wall time per stage (latest run of each; extract's first run includes the dataset build)", "",
+              "| stage | seconds | finished (UTC) |", "|---|---|---|"]
     lines += [f"| {s} | {e['seconds']:.1f} | {e['finished']} |" for s, e in run.get("stages", {}).items()]
-    lines += ["", "## Machine and versions", "", f"- machine: {machine()}",
-              "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items())]
+    stages = {**run.get("stages", {}), "report": {"machine": machine(), "versions": versions()}}
+    lines += ["", "## Machine and versions", ""]
+    for what in ("machine", "versions"):  # as each stage recorded them (one line when they all agree)
+        seen = {}
+        for st, e in stages.items():
+            if what not in e:
+                continue
+            v = e.get(what) if what == "machine" else ", ".join(f"{k} {x}" for k, x in e.get(what, {}).items())
+            seen.setdefault(v, []).append(st)
+        for v, sts in seen.items():
+            lines.append(f"- {what}" + ("" if len(seen) == 1 else f" ({', '.join(sts)})") + f": {v}")
     if table:
         lines.append(f"- table: classifiers {', '.join(table['classifiers'])}; feature sets "
                      f"{', '.join(table['feature_sets'])}; seed {table['seed']}; final_relu {table['final_relu']}")
