@@ -143,7 +143,7 @@ def stage_finetune(a) -> dict:
     result = train(cfg, sources, len(labels), paths(a.out)["finetune"], backbone=backbone, weights_metadata=meta,
                    label_names=labels, log=log)
     return {"test_accuracy": result.get("test_accuracy"), "split_sizes": {s: len(v) for s, v in sources.items()},
-            "init": cfg.init, "epochs": cfg.epochs, "width_divisor": cfg.width_divisor,
+            "dataset": a.dataset, "init": cfg.init, "epochs": cfg.epochs, "width_divisor": cfg.width_divisor,
             "paper_head": cfg.head == "flatten" and cfg.examples_per_clip == 31 and cfg.head_hidden == 256,
             "weights_metadata": weights_metadata(a.weights, meta) if meta and cfg.init == "pretrained" else None}
 
@@ -231,10 +231,12 @@ def provenance(run: dict, table: dict | None, data_note: str | None) -> list[str
             lines.append(f"Weights for {WHAT_USES[st]}: source `{src}`, sha256 "
                          f"`{str(meta.get('weights_sha256', '?'))[:16]}...`, width_divisor "
                          f"{meta.get('width_divisor', 1)}.")
-    if table is not None:
-        n = sum(table["split_sizes"].values())
-        if not str(table.get("dataset")).startswith("fma/small") or n < PAPER_CLIPS:
-            lines.append(f"**Data: {table.get('dataset')} with {n} clips, not the full FMA-small the paper used "
+    sizes = (table or {}).get("split_sizes") or stages.get("finetune", {}).get("split_sizes")
+    dataset = (table or {}).get("dataset") or stages.get("finetune", {}).get("dataset")
+    if sizes:
+        n = sum(sizes.values())
+        if not str(dataset).startswith("fma/small") or n < PAPER_CLIPS:
+            lines.append(f"**Data: {dataset} with {n} clips, not the full FMA-small the paper used "
                          f"({PAPER_CLIPS} clips): the numbers are not comparable with the paper's.**")
     if data_note:
         lines.append(f"Data note: {data_note}")
@@ -305,7 +307,7 @@ def stage_report(a) -> dict:
                        if fig6["headline"] else
                        "the headline model was not in the table, so the model chosen on validation is shown)"))
     if epochs:
-        figs.append(f"`fig7_val_accuracy.png` (validation accuracy per epoch, {len(epochs)} epochs; Figure 7)")
+        figs.append(f"`fig7_val_accuracy.png` (validation accuracy per epoch, {len(epochs)} epoch(s); Figure 7)")
     lines.append(f"Figures: {', '.join(figs) or 'none (no table, no fine-tuning yet)'}. Full table: `table/table.md`; "
                  f"fine-tuning: `finetune/metrics.jsonl`.")
     sizes = {"table (embeddings)": (table or {}).get("split_sizes"),

@@ -3,7 +3,6 @@ experiments/fma_paper.py on a generated mini-FMA with a small random VGGish, and
 on the TensorFlow-written mini AudioSet release."""
 from __future__ import annotations
 
-import glob
 import json
 import os
 import struct
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from audioset_fixture import manual_dir
-from conftest import SMALL_WIDTH_DIVISOR
+from conftest import SMALL_WIDTH_DIVISOR, finished_shards
 from mini_fma import make_mini_fma
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +105,7 @@ def test_fma_paper_end_to_end_on_mini_fma_and_a_rerun_reuses_the_store(tmp_path,
     assert set(run["stages"]) == {"extract", "table", "finetune", "report"}
 
     # A second run reuses the store: no shard is rewritten.
-    shards = sorted(glob.glob(os.path.join(out, "embeddings", "*", "shard-*.npz")))
+    shards = finished_shards(os.path.join(out, "embeddings"))
     assert shards
     before = {p: os.stat(p).st_mtime_ns for p in shards}
     run_script("fma_paper.py", *common, "--stages", "extract,report", "--classifiers", "LR,SVCrbf,NB")
