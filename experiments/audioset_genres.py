@@ -126,6 +126,9 @@ def main(argv=None) -> int:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         p.error(f"unknown tasks {unknown}; choose from {', '.join(TASKS)}")
+    if a.ship and not ("genre25" in tasks and "JAX-frames" in a.classifiers.split(",") and "frames" in a.features.split(",")):
+        p.error("--ship copies genre25's JAX-frames head: keep genre25 in --tasks, JAX-frames in --classifiers "
+                "and frames in --features")
     run(a.manual_dir, a.out, tasks, [c for c in a.classifiers.split(",") if c], [f for f in a.features.split(",") if f],
         a.jobs, a.members, lambda m: print(m, file=sys.stderr, flush=True))
     if a.ship:
