@@ -223,8 +223,9 @@ def compute(files: Mapping[str, list[str]], sets=SETS, *, cache_dir: str, worker
                 cache["musicnn"][p] = Entry(stamps[p], features.mean_std([f])[0])
         pending.clear()
 
-    def save() -> None:
-        flush()
+    def save(run_tagger: bool = True) -> None:
+        if run_tagger:
+            flush()
         for s in sets:
             write_cache(cache_dir, s, {p: cache[s][p] for p in paths if p in cache[s]}, DIMS[s])
 
@@ -242,11 +243,15 @@ def compute(files: Mapping[str, list[str]], sets=SETS, *, cache_dir: str, worker
                     flush()
             if i % CHECKPOINT_CLIPS == 0:
                 save()
+        if todo:
+            save()
+    except BaseException:
+        if todo:  # keep what is finished (a crashed worker, Ctrl-C), then fail as asked
+            save(run_tagger=False)
+        raise
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    if todo:
-        save()
     skipped = {}
     for p in paths:
         s = next((cache[name][p].skip for name in sets if cache[name][p].skip is not None), None)

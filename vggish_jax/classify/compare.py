@@ -248,14 +248,15 @@ def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key
     return out
 
 
-def _from_files(embeddings_dir, out, info, splits, sets, data_dir, manual_dir, jobs, log):
+def _from_files(out, info, splits, sets, data_dir, manual_dir, jobs, log):
     """(feature set -> split -> matrix, Skips of the clips to drop from every set, stats with the keep masks)
     for the sets computed from the clips' audio files (audio_features); a store without files logs why."""
     if not sets:
         return {}, [], {}
     try:
-        files = audio_features.store_files(info, {s: splits[s].keys for s in SPLITS}, data_dir=data_dir,
-                                           manual_dir=manual_dir)
+        # a store written without keys has none, or (written directly) an empty array: no clip is named
+        keys = {s: sp.keys if sp.keys is not None and len(sp.keys) == len(sp) else None for s, sp in splits.items()}
+        files = audio_features.store_files(info, keys, data_dir=data_dir, manual_dir=manual_dir)
     except audio_features.NoAudio as e:
         log(f"{', '.join(sets)}: skipped ({e})")
         return {}, [], {}
@@ -270,7 +271,8 @@ def _from_files(embeddings_dir, out, info, splits, sets, data_dir, manual_dir, j
 def _subset(split: store.Split, keep: np.ndarray) -> store.Split:
     """The clips of a split where `keep` is true."""
     return store.Split(split.track_ids[keep], split.labels[keep],
-                       [e for e, k in zip(split.embeddings, keep) if k], None if split.keys is None else split.keys[keep])
+                       [e for e, k in zip(split.embeddings, keep) if k],
+                       None if split.keys is None else split.keys[keep])
 
 
 class IncompleteExtraction(RuntimeError):
@@ -292,8 +294,8 @@ def check_complete(embeddings_dir: str, info: dict, allow_incomplete: bool, log)
 
 
 def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classifiers=PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS,
-            data_dir: str | None = None, manual_dir: str | None = None, jobs: int = -1, seed: int = 0, save_head: bool = True,
-            allow_incomplete: bool = False, frame_head_config=None,
+            data_dir: str | None = None, jobs: int = -1, seed: int = 0, save_head: bool = True,
+            allow_incomplete: bool = False, frame_head_config=None, manual_dir: str | None = None,
             log=lambda m: print(m, file=sys.stderr)) -> dict:
     """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report.
 
@@ -326,9 +328,9 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
             log(f"musicnn: skipped ({dataset} stores log-mels, not audio: build and extract {dataset}_waveform)")
         else:
             from_files.append("musicnn")
-    computed, dropped, audio_stats = _from_files(embeddings_dir, out, info, splits, from_files, data_dir,
+    computed, dropped, audio_stats = _from_files(out, info, splits, from_files, data_dir,
                                                  manual_dir, jobs, log)
-    splits = {s: _subset(splits[s], audio_stats["keep"][s]) for s in SPLITS} if dropped else splits
+    splits = {s: _subset(sp, audio_stats["keep"][s]) for s, sp in splits.items()} if dropped else splits
     data = build_features(splits, mels, waves, computed)
     feature_sets = [f for f in feature_sets if f in data]
     sk = [c for c in classifiers if c not in JAX_HEADS]
