@@ -50,7 +50,7 @@ def labelled(tmp_path_factory, small_weights_dir):
     out = str(tmp_path_factory.mktemp("store") / "emb")
     assert cli.main(["extract", "--labels", str(root / "labels.csv"), "--out", out, "--weights", small_weights_dir,
                      "--workers", "0", "--no-progress"]) == 0
-    return out, sorted(split_of), split_of
+    return out, sorted(split_of), split_of, str(root)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_table_has_file_features_equal_to_independent_ones(labelled, first_run):
     from vggish_jax.models.musicnn import frontend as mf
     from vggish_jax.models.musicnn import tagger
 
-    _, files, _ = labelled
+    _, files, _, _ = labelled
     out, report, _ = first_run
     assert report["feature_sets"] == ["mean_std", "mfcc", "musicnn"]
     cells = {(c["feature_set"], c["classifier"]): c for c in report["cells"]}
@@ -129,6 +129,23 @@ def test_a_process_pool_gives_the_same_vectors(labelled, first_run, tmp_path):
     np.testing.assert_array_equal(r.x["mfcc"]["some"], np.stack([want[p] for p in files]))
 
 
+def test_a_labelled_folder_store_names_its_files(labelled, first_run, tmp_path, small_weights_dir, monkeypatch):
+    """`extract --dataset DIR` keys clips by path too: its files are found, and the cache (by path) serves them."""
+    from vggish_jax.pipeline import store
+
+    _, files, _, root = labelled
+    out = str(tmp_path / "folder")
+    assert cli.main(["extract", "--dataset", root, "--out", out, "--weights", small_weights_dir, "--workers", "0",
+                     "--no-progress"]) == 0
+    got = af.store_files(store.read_info(out), {"all": store.load_split(out, "all").keys})
+    assert sorted(got["all"]) == files
+    calls = counting_load(monkeypatch)
+    r = af.compute(got, cache_dir=os.path.join(first_run[0], "features"), log=lambda m: None)
+    want = cached(first_run[0], "musicnn")
+    assert calls == [] and r.cached == len(files)
+    np.testing.assert_array_equal(r.x["musicnn"]["all"], np.stack([want[p] for p in got["all"]]))
+
+
 def copy_cache(src_out: str, dst_out: str) -> None:
     shutil.copytree(os.path.join(src_out, "features"), os.path.join(dst_out, "features"))
 
@@ -146,7 +163,7 @@ def counting_load(monkeypatch) -> list[str]:
 
 
 def test_cache_is_reused_and_a_touched_file_recomputed(labelled, first_run, tmp_path, monkeypatch):
-    store, files, _ = labelled
+    store, files, _, _ = labelled
     out = str(tmp_path / "again")
     copy_cache(first_run[0], out)
     calls = counting_load(monkeypatch)
@@ -160,28 +177,33 @@ def test_cache_is_reused_and_a_touched_file_recomputed(labelled, first_run, tmp_
     old = cached(out, "mfcc")
     st = os.stat(files[0])
     os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    report = cc.compare(store, out, **{**kw, "feature_sets": ("mfcc",)})  # MusiCNN's cache works alike: spare its run
+    try:  # MusiCNN's cache works alike: spare its run
+        report = cc.compare(store, out, **{**kw, "feature_sets": ("mfcc",)})
+    finally:  # the other tests' caches stay valid
+        os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns))
     assert calls == [files[0]] and report["audio_features"] == {"from_files": ["mfcc"], "decoded": 1,
                                                                 "cached": len(files) - 1}
     np.testing.assert_array_equal(cached(out, "mfcc")[files[0]], old[files[0]])
 
 
 def test_undecodable_file_is_dropped_from_every_row(labelled, first_run, tmp_path):
-    store, files, split_of = labelled
+    store, files, split_of, _ = labelled
     bad = next(p for p in files if split_of[p] == "test")
     out = str(tmp_path / "bad")
     copy_cache(first_run[0], out)
     with open(bad, "rb") as f:
         original = f.read()
+    st = os.stat(bad)
     lines = []
     try:
         with open(bad, "wb") as f:
             f.write(b"not audio at all" * 64)
         report = cc.compare(store, out, feature_sets=("mean_std", "mfcc", "musicnn"), classifiers=("LR",),
                             jobs=1, log=lines.append)
-    finally:
+    finally:  # the same bytes and stamp again: the other tests' caches stay valid
         with open(bad, "wb") as f:
             f.write(original)
+        os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
     mentions = [ln for ln in lines if bad in ln]
     assert len(mentions) == 1 and mentions[0].startswith("skipped ") and "cannot decode" in mentions[0]
     assert [(s["kind"], s["path"]) for s in report["skipped"]] == [("undecodable", bad)]

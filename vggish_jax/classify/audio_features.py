@@ -243,6 +243,7 @@ def compute(files: Mapping[str, list[str]], sets=SETS, *, cache_dir: str, worker
                     flush()
             if i % CHECKPOINT_CLIPS == 0:
                 save()
+                log(f"{', '.join(sets)}: {i} of {len(todo)} files done (saved in {cache_dir})")
         if todo:
             save()
     except BaseException:
