@@ -167,8 +167,10 @@ def test_cache_is_reused_and_a_touched_file_recomputed(labelled, first_run, tmp_
     out = str(tmp_path / "again")
     copy_cache(first_run[0], out)
     calls = counting_load(monkeypatch)
-    kw = dict(feature_sets=("mfcc", "musicnn"), classifiers=("LR",), jobs=1, log=lambda m: None)
-    report = cc.compare(store, out, **kw)
+    assert cli.main(["compare", "--embeddings", store, "--out", out, "--features", "mfcc,musicnn",
+                     "--classifiers", "LR", "--jobs", "1"]) == 0
+    with open(os.path.join(out, "table.json")) as f:
+        report = json.load(f)
     assert calls == [] and report["audio_features"] == {"from_files": ["mfcc", "musicnn"], "decoded": 0,
                                                          "cached": len(files)}
     before = {c["feature_set"]: c["test_accuracy"] for c in first_run[1]["cells"] if c["classifier"] == "LR"}
@@ -178,7 +180,7 @@ def test_cache_is_reused_and_a_touched_file_recomputed(labelled, first_run, tmp_
     st = os.stat(files[0])
     os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     try:  # MusiCNN's cache works alike: spare its run
-        report = cc.compare(store, out, **{**kw, "feature_sets": ("mfcc",)})
+        report = cc.compare(store, out, feature_sets=("mfcc",), classifiers=("LR",), jobs=1, log=lambda m: None)
     finally:  # the other tests' caches stay valid
         os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns))
     assert calls == [files[0]] and report["audio_features"] == {"from_files": ["mfcc"], "decoded": 1,
@@ -250,3 +252,16 @@ def test_compare_says_what_is_missing_for_a_store_without_audio(tmp_path):
     assert report["feature_sets"] == ["mean_std"] and report["skipped"] == []
     said = [ln for ln in lines if ln.startswith("mfcc, musicnn: skipped (its clips are not audio files")]
     assert len(said) == 1 and "'vidtrain0:30'" in said[0]
+
+
+def test_a_vanished_file_is_reported_missing_and_not_cached(labelled, first_run, tmp_path):
+    files = labelled[1]
+    gone = str(tmp_path / "gone" / "song.wav")
+    cache = str(tmp_path / "features")
+    shutil.copytree(os.path.join(first_run[0], "features"), cache)
+    r = af.compute({"train": [files[0], gone], "test": [files[1]]}, ("mfcc",), cache_dir=cache, log=lambda m: None)
+    assert [(s.kind, s.path) for s in r.skipped] == [("missing", gone)] and gone in r.skipped[0].line()
+    assert r.keep["train"].tolist() == [True, False] and r.keep["test"].tolist() == [True]
+    assert r.x["mfcc"]["train"].shape == (1, 140) and r.decoded == 1
+    with np.load(os.path.join(cache, "mfcc.npz")) as z:  # retried next time: it may come back
+        assert gone not in z["skip_paths"] and sorted(z["paths"]) == sorted(files[:2])
