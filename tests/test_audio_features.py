@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from tests.mini_fma import genre_clip
+from mini_fma import genre_clip
 from vggish_jax import audio, cli
 from vggish_jax.classify import audio_features as af
 from vggish_jax.classify import compare as cc
@@ -25,6 +25,7 @@ SR = 22050  # not 16 kHz, so the resampler is part of what is checked
 GENRES = {"blues": 0, "jazz": 3, "rock": 6}  # genre_clip indices far apart
 PER_SPLIT = {"train": 2, "validation": 1, "test": 1}
 CLASSIFIERS = ("LR", "kNN")
+GENRES_FMA = ("Electronic", "Folk", "Rock")
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +266,34 @@ def test_a_vanished_file_is_reported_missing_and_not_cached(labelled, first_run,
     assert r.x["mfcc"]["train"].shape == (1, 140) and r.decoded == 1
     with np.load(os.path.join(cache, "mfcc.npz")) as z:  # retried next time: it may come back
         assert gone not in z["skip_paths"] and sorted(z["paths"]) == sorted(files[:2])
+
+
+@pytest.mark.slow
+def test_fma_from_audio_store_gives_the_tfds_builds_mfcc(tmp_path, small_weights_dir):
+    """FMA extracted --from-audio: compare finds the mp3s with --manual-dir, and its mfcc vectors equal the
+    ones compare makes from the TFDS build's stored log-mels (the same definition, the same audio)."""
+    from mini_fma import make_mini_fma
+
+    from vggish_jax.classify import features
+    from vggish_jax.datasets import fma_metadata
+    from vggish_jax.pipeline import store
+
+    mini = make_mini_fma(tmp_path / "manual", per_genre_per_split=(2, 1, 1), seconds=3.0, genres=GENRES_FMA,
+                         corrupt=False, short=False, known_bad=False)
+    data, emb = str(tmp_path / "data"), str(tmp_path / "emb")
+    common = ["--dataset", "fma/small", "--data-dir", data, "--manual-dir", mini.manual_dir, "--weights",
+              small_weights_dir, "--workers", "0", "--no-progress"]
+    assert cli.main(["extract", *common, "--out", emb, "--from-audio"]) == 0
+    out = str(tmp_path / "cmp")
+    lines = []
+    report = cc.compare(emb, out, feature_sets=("mean_std", "mfcc", "musicnn"), classifiers=("LR",), jobs=1,
+                        manual_dir=mini.manual_dir, log=lines.append)
+    assert report["feature_sets"] == ["mean_std", "mfcc", "musicnn"] and report["skipped"] == [], lines
+    assert cli.main(["extract", *common, "--out", str(tmp_path / "emb_tfds")]) == 0  # builds the TFDS dataset
+    splits = {s: store.load_split(emb, s) for s in cc.SPLITS}
+    mels = cc.load_mels(data, "fma/small", {s: splits[s].track_ids for s in cc.SPLITS})
+    vectors = cached(out, "mfcc")
+    for s in cc.SPLITS:
+        for tid, mel in zip(splits[s].track_ids, mels[s]):
+            path = fma_metadata.audio_path(mini.audio_root, int(tid))
+            np.testing.assert_allclose(vectors[path], features.mfcc_stats(mel), rtol=1e-6, atol=1e-6)
