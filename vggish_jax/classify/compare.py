@@ -8,10 +8,14 @@ Pipeline); validation and test are only ever predicted. The best model is chosen
   embedding          31 x 128 = 3968-d flattened VGGish embeddings (vggish_jax.classify.features.flatten)
   embedding+pca128   the same, scaled, then PCA to 128 dims fitted on train
   mean_std           mean and std of the frame embeddings (256-d)
-  mfcc               MFCC statistics from the log-mels (needs the TFDS dataset: --data-dir)
-  musicnn            mean+std of MusiCNN's 200-d penultimate features over 3-s patches (needs a *_waveform
-                     build, e.g. `extract --dataset fma/small_waveform`, and --data-dir); clips shorter than
-                     one patch are repeated to fill it, as musicnn's training did ("repeat-pad")
+  mfcc               MFCC statistics from the log-mels: of an FMA TFDS build (--data-dir), or computed from the
+                     audio files of a folder, --labels CSV or --from-audio store (classify.audio_features)
+  musicnn            mean+std of MusiCNN's 200-d penultimate features over 3-s patches: of a *_waveform build
+                     (e.g. `extract --dataset fma/small_waveform`, and --data-dir), or from the audio files as
+                     for mfcc; clips shorter than one patch are repeated to fill it, as musicnn's training did
+                     ("repeat-pad")
+Vectors computed from files are cached in <out>/features/; a file that no longer decodes drops its clip from
+every feature set (listed under "skipped" in table.json), so every row compares the same clips.
   frames             the frame embeddings themselves, for JAX-frames only
 Extra models beyond the paper: HGB (HistGradientBoostingClassifier, standing in for XGBoost), JAX-MLP
 (vggish_jax.classify.heads, early-stopped on validation; on mean_std only) and JAX-frames
@@ -38,8 +42,7 @@ import warnings
 import numpy as np
 
 from vggish_jax import atomic
-from vggish_jax.classify import cv, features
-from vggish_jax.datasets import decode
+from vggish_jax.classify import audio_features, cv, features
 from vggish_jax.pipeline import store
 
 PAPER_CLASSIFIERS = ("LR", "kNN", "SVCrbf", "SVCpoly1", "linSVC1", "linSVC2", "DT", "RF", "AdaBoost", "MLP1",
@@ -106,9 +109,11 @@ class Data:
 
 
 def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.ndarray]] | None = None,
-                   waveforms: dict[str, list[np.ndarray]] | None = None) -> dict[str, Data]:
+                   waveforms: dict[str, list[np.ndarray]] | None = None,
+                   computed: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, Data]:
     """{feature_set: Data} from per-split embeddings (and log-mels for MFCC, 16 kHz waveforms for MusiCNN,
-    aligned by clip), for whatever splits `embeddings` has."""
+    aligned by clip; `computed`: feature set -> split -> matrix made elsewhere, e.g. from the audio files), for
+    whatever splits `embeddings` has."""
     names = list(embeddings)
     y = {s: embeddings[s].labels for s in names}
     # The flattened length: the training clips' typical length (all clips' when there is no train split).
@@ -121,29 +126,14 @@ def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.n
     if mels is not None:
         out["mfcc"] = Data({s: np.stack([features.mfcc_stats(m) for m in mels[s]]) for s in names}, y)
     if waveforms is not None:
-        out["musicnn"] = Data({s: musicnn_features(waveforms[s]) for s in names}, y)
+        out["musicnn"] = Data({s: audio_features.musicnn_features(waveforms[s]) for s in names}, y)
+    out.update({name: Data(x, y) for name, x in (computed or {}).items()})
     return out
 
 
 def clip_examples(clips: list[np.ndarray]) -> int:
     """The typical clip length in examples (median over clips), at most the paper's 31."""
     return int(min(features.EXAMPLES_PER_CLIP, max(1, np.median([len(c) for c in clips])))) if clips else 1
-
-
-def musicnn_features(waveforms: list[np.ndarray]) -> np.ndarray:
-    """[clips, 400]: mean and std over patches of MusiCNN's penultimate features of 16 kHz waveforms."""
-    from vggish_jax.models.musicnn import frontend as mf
-    from vggish_jax.models.musicnn import tagger as musicnn
-
-    tagger = musicnn.default()
-    rows = []
-    for w in waveforms:
-        w = np.asarray(w)
-        x = decode.from_int16(w).astype(np.float32) if np.issubdtype(w.dtype, np.integer) else w.astype(np.float32)
-        if x.shape[0] < mf.min_samples():
-            x = x[np.arange(mf.min_samples()) % max(1, x.shape[0])]
-        rows.append(tagger.run(mf.patches(mf.log_mel(x)))["penultimate"])
-    return features.mean_std(rows)
 
 
 def fit_cell(feature_set: str, classifier: str, x_train: np.ndarray, y_train: np.ndarray, seed: int = 0):
@@ -267,6 +257,33 @@ def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key
     return out
 
 
+def _from_files(out, info, splits, sets, data_dir, manual_dir, jobs, log):
+    """(feature set -> split -> matrix, Skips of the clips to drop from every set, stats with the keep masks)
+    for the sets computed from the clips' audio files (audio_features); a store without files logs why."""
+    if not sets:
+        return {}, [], {}
+    try:
+        # a store written without keys has none, or (written directly) an empty array: no clip is named
+        keys = {s: sp.keys if sp.keys is not None and len(sp.keys) == len(sp) else None for s, sp in splits.items()}
+        files = audio_features.store_files(info, keys, data_dir=data_dir, manual_dir=manual_dir)
+    except audio_features.NoAudio as e:
+        log(f"{', '.join(sets)}: skipped ({e})")
+        return {}, [], {}
+    r = audio_features.compute(files, sets, cache_dir=os.path.join(out, "features"),
+                               workers=(os.cpu_count() or 1) if jobs < 0 else jobs, log=log)
+    for s in r.skipped:
+        log(s.line())
+    stats = {"from_files": list(sets), "decoded": r.decoded, "cached": r.cached, "keep": r.keep}
+    return r.x, r.skipped, stats
+
+
+def _subset(split: store.Split, keep: np.ndarray) -> store.Split:
+    """The clips of a split where `keep` is true."""
+    return store.Split(split.track_ids[keep], split.labels[keep],
+                       [e for e, k in zip(split.embeddings, keep) if k],
+                       None if split.keys is None else split.keys[keep])
+
+
 class IncompleteExtraction(RuntimeError):
     """The embeddings directory is from an extraction that did not finish."""
 
@@ -288,6 +305,7 @@ def check_complete(embeddings_dir: str, info: dict, allow_incomplete: bool, log)
 def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classifiers=PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS,
             data_dir: str | None = None, jobs: int = -1, seed: int = 0, save_head: bool = True,
             allow_incomplete: bool = False, frame_head_config=None, folds: int | None = None,
+            manual_dir: str | None = None,
             log=lambda m: print(m, file=sys.stderr)) -> dict:
     """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report.
 
@@ -314,22 +332,30 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     mels = waves = None
     ids = {s: splits[s].track_ids for s in use}
     dataset = info.get("dataset", "fma/small")
-    fma_store = str(dataset).startswith("fma/")
+    tfds_store = str(dataset).startswith("fma/") and info.get("source", "tfds") == "tfds"
+    from_files = []  # feature sets computed from the clips' audio files
     if "mfcc" in feature_sets:
-        if data_dir and fma_store:
+        if data_dir and tfds_store:
             mels = load_mels(data_dir, dataset, ids)
         else:
-            log("mfcc: skipped (needs the TFDS dataset's log-mels: an FMA store and --data-dir)")
+            from_files.append("mfcc")
     if "musicnn" in feature_sets:
-        if data_dir and fma_store and dataset.endswith("_waveform"):
+        if data_dir and tfds_store and dataset.endswith("_waveform"):
             waves = load_mels(data_dir, dataset, ids, key="waveform")
+        elif data_dir and tfds_store:
+            log(f"musicnn: skipped ({dataset} stores log-mels, not audio: build and extract {dataset}_waveform)")
         else:
-            log("musicnn: skipped (needs a *_waveform build, e.g. --dataset fma/small_waveform, and --data-dir)")
-    data = build_features(splits, mels, waves)
+            from_files.append("musicnn")
+    computed, dropped, audio_stats = _from_files(out, info, splits, from_files, data_dir,
+                                                 manual_dir, jobs, log)
+    splits = {s: _subset(sp, audio_stats["keep"][s]) for s, sp in splits.items()} if dropped else splits
+    data = build_features(splits, mels, waves, computed)
     feature_sets = [f for f in feature_sets if f in data]
     if k is not None:
+        files = {"skipped": [d.to_dict() for d in dropped],
+                 "audio_features": {k: v for k, v in audio_stats.items() if k != "keep"}}
         return _compare_cv(embeddings_dir, out, k, info, complete, splits, data, feature_sets, classifiers, jobs=jobs,
-                           seed=seed, frame_head_config=frame_head_config, log=log)
+                           seed=seed, frame_head_config=frame_head_config, log=log, extra=files)
     sk = [c for c in classifiers if c not in JAX_HEADS]
     cells = [(f, c) for f in feature_sets if f != "frames" for c in sk]
     log(f"{len(cells)} cells on {', '.join(f'{s} {len(splits[s])}' for s in SPLITS)} clips, jobs={jobs}")
@@ -356,6 +382,8 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
         "split_sizes": {s: len(splits[s]) for s in SPLITS}, "label_names": label_names, "seed": seed,
         "class_counts": {s: class_counts(splits[s].labels, len(label_names)).tolist() for s in SPLITS},
         "feature_sets": feature_sets, "classifiers": list(classifiers), "versions": _versions(),
+        "skipped": [d.to_dict() for d in dropped],
+        "audio_features": {k: v for k, v in audio_stats.items() if k != "keep"},
         "machine": _machine(), "jobs": jobs,
         "wall_seconds": time.perf_counter() - t_start,
         "best": {k: best[k] for k in ("feature_set", "classifier", "validation_score", *metrics)},
@@ -380,7 +408,7 @@ def _fold_cell(feature_set: str, classifier: str, x, y: np.ndarray, train: np.nd
 
 def _compare_cv(embeddings_dir: str, out: str, k: int, info: dict, complete: bool, splits: dict[str, store.Split],
                 data: dict[str, Data], feature_sets, classifiers, *, jobs: int, seed: int, frame_head_config,
-                log) -> dict:
+                log, extra: dict | None = None) -> dict:
     """`compare` on K folds of the pooled `splits` (vggish_jax.classify.cv): every cell scored on each held-out
     fold; table.md, table.json and plots as in split mode, cells as mean ± std."""
     from joblib import Parallel, delayed
@@ -411,7 +439,7 @@ def _compare_cv(embeddings_dir: str, out: str, k: int, info: dict, complete: boo
         "embedding_spec": spec.to_dict(), "label_names": label_names, "seed": seed,
         "class_counts": {s: class_counts(y, len(label_names)).tolist() for s, y in labels.items()},
         "feature_sets": list(feature_sets), "classifiers": list(classifiers), "versions": _versions(),
-        "machine": _machine(), "jobs": jobs}
+        "machine": _machine(), "jobs": jobs, **(extra or {})}
     report, best = cv.finish_report(report, plan, runs, {s: len(y) for s, y in other.items()})
     report["wall_seconds"] = time.perf_counter() - t_start
     os.makedirs(out, exist_ok=True)
@@ -551,6 +579,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embeddings", required=True, help="directory written by `vggish-jax extract`")
     p.add_argument("--out", required=True, help="results directory (table.md, table.json, plots, head/)")
     p.add_argument("--data-dir", help="TFDS data dir of the same dataset, for the MFCC baseline")
+    p.add_argument("--manual-dir", help="an FMA store made --from-audio: the folder holding fma_<subset>, whose "
+                                        "mp3s mfcc and musicnn are computed from")
     p.add_argument("--features", default=",".join(FEATURE_SETS), help="comma-separated feature sets")
     p.add_argument("--classifiers", default=",".join(PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS))
     p.add_argument("--jobs", type=int, default=-1, help="parallel cells (-1: all cores)")
@@ -578,7 +608,8 @@ def run(args) -> int:
     from vggish_jax import preflight
     preflight.output_dir(args.out)  # before hours of fitting
     report = compare(args.embeddings, args.out, feature_sets=fs, classifiers=clfs, data_dir=args.data_dir,
-                     jobs=args.jobs, seed=args.seed, allow_incomplete=args.allow_incomplete, folds=args.cv)
+                     manual_dir=args.manual_dir, jobs=args.jobs, seed=args.seed,
+                     allow_incomplete=args.allow_incomplete, folds=args.cv)
     print(render_markdown(report))
     print(f"wrote {args.out}/table.md, table.json and plots (confusion or per-class AP, class balance)")
     return 0
