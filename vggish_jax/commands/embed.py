@@ -6,6 +6,7 @@ import sys
 from tqdm import tqdm
 
 from vggish_jax.cli import nonnegative_int, positive_int
+from vggish_jax.pipeline import placement
 
 
 ON_STOP = "finished work is kept; rerun the same command to resume"
@@ -24,6 +25,9 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=positive_int, default=64, help="examples per device call")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--workers", type=nonnegative_int, default=2, help="decode threads")
+    p.add_argument("--resample", choices=placement.RESAMPLE_CHOICES, default="auto",
+                   help="where files not at 16 kHz are resampled: host (decode workers), device (after a "
+                        "native-rate decode), or auto (default: device on GPU/TPU, host on CPU)")
     p.add_argument("--flush-every", type=positive_int, default=16,
                    help="files per part saved while running (a kill loses at most this many; a rerun resumes)")
 
@@ -42,7 +46,8 @@ def run(args) -> int:
     files, notes, unreadable = audio.expand_inputs(args.files)
     for line in notes:  # unreadable entries are reported with the other skips
         print(line, file=sys.stderr)
-    embedder = load_pretrained(args.weights, final_relu=args.final_relu, dtype=args.dtype, batch_size=args.batch_size)
+    embedder = load_pretrained(args.weights, final_relu=args.final_relu, dtype=args.dtype, batch_size=args.batch_size,
+                               resample=args.resample)
     if args.postprocess and embedder.pca is None:
         raise ValueError(f"{os.path.abspath(args.weights)}: these weights have no PCA params, so --postprocess is "
                          f"impossible; convert them with --torch-pca/--tf-pca or drop --postprocess")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from vggish_jax import distributed
 from vggish_jax.cli import nonnegative_int, positive_int
+from vggish_jax.pipeline import placement
 
 
 ON_STOP = "finished work is kept; rerun the same command to resume"
@@ -36,6 +37,9 @@ def add_arguments(p):
                    help="examples per device call (default 62: two 30-s clips; measured faster than 64 on XLA:CPU)")
     p.add_argument("--shard-size", type=positive_int, default=128, help="clips per shard (the unit of resumption)")
     p.add_argument("--workers", type=nonnegative_int, default=None, help="decode processes (default: CPUs - 1)")
+    p.add_argument("--resample", choices=placement.RESAMPLE_CHOICES, default="auto",
+                   help="where files not at 16 kHz are resampled: host (decode workers), device (after a "
+                        "native-rate decode), or auto (default: device on GPU/TPU, host on CPU)")
     p.add_argument("--final-relu", dest="final_relu", action="store_true", default=None,
                    help="ReLU after the last layer (torchvggish / the paper); default: as recorded with the weights")
     p.add_argument("--no-final-relu", dest="final_relu", action="store_false", help="no final ReLU (current TF)")
@@ -77,7 +81,7 @@ def run(args) -> int:
                       precision=args.frontend_precision, progress=not args.no_progress,
                       beam_runner=args.beam_runner if beam else None, beam_workers=args.beam_workers,
                       beam_options=args.beam_options, labels=args.labels,
-                      task=args.task, split=args.split, classes=[c.strip() for c in args.classes.split(",")] if args.classes else None)
+                      task=args.task, split=args.split, resample=args.resample, classes=[c.strip() for c in args.classes.split(",")] if args.classes else None)
     if not summary.complete:
         print(f"wrote this process's shards to {summary.out}; the extraction completes when every process has "
               f"finished (rerun the same command to complete it)")

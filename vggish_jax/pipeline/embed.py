@@ -22,7 +22,7 @@ from vggish_jax import audio, compilation_cache, skips
 from vggish_jax.datasets import decode
 from vggish_jax.models.vggish import modeling, params as params_lib, postprocess as post, pretrained
 from vggish_jax.models.vggish.frontend import DEFAULT
-from vggish_jax.pipeline import host, segments as seg
+from vggish_jax.pipeline import host, placement, resample_jax, segments as seg
 from vggish_jax.pipeline.device import AudioEmbedder
 from vggish_jax.models.vggish.frontend import file_examples  # noqa: F401  (re-exported)
 from vggish_jax.pipeline.host import load_clip  # noqa: F401  (re-exported)
@@ -37,14 +37,17 @@ class Embedder:
     `model` is a VGGish module (e.g. `VGGish.from_pretrained(dir)`, whose spec and PCA params it takes) or
     a parameter dict in the reference layout. `precision` and `formulation` choose the device frontend (see
     models.vggish.frontend_jax). `batch_size` is about how many examples go through the model per call;
-    `mesh` defaults to every device. Files longer than `stream_seconds` are streamed in blocks.
+    `mesh` defaults to every device. Files longer than `stream_seconds` are streamed in blocks. `resample`
+    ('auto', 'host', 'device'): where files not at 16 kHz are resampled (`pipeline.placement`; auto: on the
+    device on GPU/TPU, on the host on CPU). It is not part of the spec: the two agree to float rounding.
     """
 
     def __init__(self, model: nnx.Module | dict, *, pca: post.PCAParams | None = None, final_relu: bool = False,
                  dtype=jnp.float32, batch_size: int = 64, metadata: dict | None = None, source: str = "params",
                  precision: str | None = None, formulation: str = "auto", mesh=None,
-                 stream_seconds: float = 300.0, weights_dir: str | None = None):
+                 stream_seconds: float = 300.0, weights_dir: str | None = None, resample: str = "auto"):
         compilation_cache.enable()
+        self.resample_on_device = placement.resample_on_device(resample)
         if isinstance(model, nnx.Module):
             pca = pca if pca is not None else model.pca
             final_relu, dtype = model.final_relu, model.conv1.dtype
@@ -106,8 +109,11 @@ class Embedder:
 
     def _iter(self, paths, pad: bool, workers: int, processes: bool = False) -> Iterator[tuple[str, object]]:
         """(path, [n, 128] or its BAD_INPUT exception) in input order; other exceptions raise."""
-        decode_one = functools.partial(host.decode_for_stream, pad=pad, stream_seconds=self.stream_seconds)
+        decode_one = functools.partial(host.decode_for_stream, pad=pad, stream_seconds=self.stream_seconds,
+                                       resample=not self.resample_on_device)
         decoded = _prefetch((os.fspath(p) for p in paths), decode_one, workers, processes)
+        if self.resample_on_device:  # workers decoded only; the device resamples (host.Native -> 16 kHz)
+            decoded = resample_jax.to_16k(decoded)
 
         def items():
             for path, value in decoded:
@@ -163,11 +169,12 @@ def _prefetch(items: Iterable, fn: Callable, workers: int, processes: bool = Fal
 
 def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = None, dtype: str = "float32",
                     batch_size: int = 64, precision: str | None = None, formulation: str = "auto",
-                    mesh=None) -> Embedder:
-    """An Embedder from a weights directory written by `vggish-jax convert` (or `pretrained.save`)."""
+                    mesh=None, resample: str = "auto") -> Embedder:
+    """An Embedder from a weights directory written by `vggish-jax convert` (or `pretrained.save`);
+    `resample`: where files not at 16 kHz are resampled (see Embedder)."""
     model, meta = modeling.load_pretrained_model(directory, final_relu=final_relu, dtype=jnp.dtype(dtype))
     return Embedder(model, batch_size=batch_size, metadata=meta, precision=precision, formulation=formulation,
-                    mesh=mesh, weights_dir=os.path.abspath(os.fspath(directory)))
+                    mesh=mesh, weights_dir=os.path.abspath(os.fspath(directory)), resample=resample)
 
 
 @functools.lru_cache(maxsize=4)

@@ -81,7 +81,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
             process_index: int | None = None, process_count: int | None = None, progress: bool = True,
             beam_runner: str | None = None, beam_workers: int = 2, beam_options=None, labels: str | None = None,
             task: str = "music_genre", classes: list[str] | None = None, split: str | None = None,
-            log: Callable[[str], None] | None = None) -> Summary:
+            resample: str = "auto", log: Callable[[str], None] | None = None) -> Summary:
     """Embed all splits of `dataset` (an FMA config or a folder of audio files) into `out`; resume if it has shards.
 
     weights: a weights directory (`vggish-jax convert`) or an Embedder (local runs). batch_size: examples per
@@ -92,6 +92,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
     labelled files (path,label[,split][,group]) to embed instead of `dataset`. task, classes: for
     dataset='audioset' ('music_genre', 'music_genre_multilabel'; a subset of the 25 top-level genres). split:
     'gtzan-filtered' for a GTZAN folder (train/validation/test from GTZAN's fault-filtered lists).
+    resample: where audio files not at 16 kHz are resampled ('auto', 'host', 'device': `pipeline.placement`).
     """
     from vggish_jax.datasets import decode
     from vggish_jax.pipeline.embed import Embedder, load_pretrained
@@ -108,7 +109,8 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
             raise ValueError("the Beam pipeline loads the weights on every worker: pass a weights directory, not "
                              "an Embedder")
     workers = decode.default_workers() if workers is None else workers
-    load_kwargs = dict(final_relu=final_relu, dtype=dtype, batch_size=batch_size, precision=precision)
+    load_kwargs = dict(final_relu=final_relu, dtype=dtype, batch_size=batch_size, precision=precision,
+                       resample=resample)
     if weights is None:  # enough for a source of stored embeddings (payload 'embedding'): no model runs
         from vggish_jax.pipeline.sources.fma import is_fma
 

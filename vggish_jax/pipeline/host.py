@@ -29,6 +29,14 @@ def load_clip(path: str | os.PathLike, *, pad: bool = False, cfg: FrontendConfig
 BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # a file's own problem; anything else is a bug
 
 
+class Native:
+    """What `decode_for_stream(..., resample=False)` returns for a file not at 16 kHz: its mono float32
+    samples at their own rate, resampled later on the device (`resample_jax.to_16k`). Pickles."""
+
+    def __init__(self, wave: np.ndarray, sample_rate: int, path: str, pad: bool):
+        self.wave, self.sample_rate, self.path, self.pad = wave, sample_rate, path, pad
+
+
 class Long:
     """What `decode_for_stream` returns for a file longer than its limit: the caller streams it in blocks
     (`audio.stream`) instead of holding it whole. Pickles, so it comes back from worker processes."""
@@ -51,19 +59,27 @@ def skip_of(path: str, e: BaseException) -> skips.Skip:
 
 
 def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None = 300.0,
-                      block_seconds: float = 60.0) -> np.ndarray | Exception | Long:
+                      block_seconds: float = 60.0, resample: bool = True) -> np.ndarray | Exception | Long | Native:
     """A file as 16 kHz mono float32 (as `load_clip`), or its BAD_INPUT exception (returned, so it comes back
     from a worker process; `skip_of` makes it a Skip), or `Long(path)` once more than `stream_seconds` have
-    been decoded (None: no limit), so a worker never holds a long file whole."""
+    been decoded (None: no limit), so a worker never holds a long file whole. resample=False: a file not at
+    16 kHz comes back as `Native` (decoded only; the device resamples it). Long files are streamed on the
+    host either way: `audio.stream` resamples block by block with the filter's context."""
     name = os.fspath(path)
     try:
+        rate = DEFAULT.sample_rate
+        if not resample:
+            with audio._open(name) as f:
+                rate = f.samplerate
         blocks, n = [], 0
-        for block in audio.stream(name, DEFAULT.sample_rate, block_seconds):
+        for block in audio.stream(name, rate, block_seconds):
             blocks.append(block)
             n += block.shape[0]
-            if stream_seconds is not None and n > stream_seconds * DEFAULT.sample_rate:
+            if stream_seconds is not None and n > stream_seconds * rate:
                 return Long(name)
         wave = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+        if rate != DEFAULT.sample_rate:
+            return Native(wave, rate, name, pad)  # the length check follows the resampling
         return frontend.fit_to_examples(wave, pad=pad, name=name)
     except BAD_INPUT as e:  # one file's problem (anything else is a bug and raises)
         return e

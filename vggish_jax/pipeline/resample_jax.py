@@ -2,7 +2,13 @@
 
 `audio.polyphase_matrix(up, down)` writes resample_poly as frames X[g] = x[g*D + r_min:][:R] times a fixed
 matrix M [R, U]; here the frames are never materialised: a 1-d convolution with stride D and U output
-channels (kernel M^T) computes X @ M directly. Used by the benchmark to decide where resampling runs.
+channels (kernel M^T) computes X @ M directly.
+
+`to_16k` is the parent's side of device resampling (`pipeline.placement`): decode workers return
+`host.Native` waveforms at their own rate, and each is zero-padded to a length bucket (`padded_length`: 8
+per octave, so a folder of different lengths compiles a handful of shapes per rate, not one per file) and
+resampled here. Zero padding cannot change the kept outputs: the unpadded resampler also reads zeros past
+the end, so the first n_out samples are the same sums of the same inputs.
 """
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vggish_jax import audio
+from vggish_jax.models.vggish import frontend
+from vggish_jax.pipeline import host
 
 
 @functools.partial(jax.jit, static_argnames=("up", "down", "dtype"))
@@ -45,3 +53,54 @@ def resample(x, sr_in: int, sr_out: int = audio.TARGET_SR, dtype=jnp.float32) ->
 def host_resample_batch(x: np.ndarray, sr_in: int, sr_out: int = audio.TARGET_SR) -> np.ndarray:
     """The host reference for a batch: audio.resample per row."""
     return np.stack([audio.resample(row, sr_in, sr_out) for row in np.asarray(x, np.float32)])
+
+
+def padded_length(n: int, per_octave: int = 8, minimum: int = 1 << 14) -> int:
+    """The length bucket of an n-sample input: n rounded up to a multiple of 2^k / per_octave within its
+    octave (at most 1 / per_octave wasted), at least `minimum`."""
+    if n <= minimum:
+        return minimum
+    step = max(1, 1 << ((n - 1).bit_length() - per_octave.bit_length()))
+    return -(-n // step) * step
+
+
+def resample_padded(x: np.ndarray, sr_in: int, sr_out: int = audio.TARGET_SR) -> jax.Array:
+    """A mono waveform resampled on the device after zero-padding it to its length bucket: an asynchronous
+    device array holding the padded result; its first `audio._out_len(len(x), up, down)` samples are the
+    resampled `x` (what `audio.resample(x, sr_in)` gives, up to float rounding)."""
+    x = np.asarray(x, np.float32)
+    padded = np.zeros(padded_length(x.shape[0]), np.float32)
+    padded[: x.shape[0]] = x
+    return resample(padded, sr_in, sr_out)
+
+
+def _start(value: host.Native):
+    """Dispatch one Native waveform's resampling; returns a callable giving the 16 kHz result (or its error)."""
+    up, down = audio._ratio(value.sample_rate, audio.TARGET_SR)
+    n_out = audio._out_len(value.wave.shape[0], up, down)
+    if audio._matrix_size(up, down) > audio._MAX_MATRIX:  # an odd rate: the host's exact fallback
+        y = audio.resample(value.wave, value.sample_rate)
+        return lambda: _fit(y, value)
+    y = resample_padded(value.wave, value.sample_rate)
+    return lambda: _fit(np.asarray(y[:n_out]), value)
+
+
+def _fit(y: np.ndarray, value: host.Native):
+    try:
+        return frontend.fit_to_examples(y, pad=value.pad, name=value.path)
+    except frontend.TooShortError as e:
+        return e  # that file's result, as the host path returns it
+
+
+def to_16k(items):
+    """(key, value) pairs -> the same with every `host.Native` value resampled to 16 kHz on the device (or
+    its TooShortError); other values pass through. One file is dispatched ahead of the one yielded, so the
+    device resamples the next file while the caller works on this one."""
+    pending = None
+    for key, value in items:
+        started = (key, _start(value)) if isinstance(value, host.Native) else (key, lambda v=value: v)
+        if pending is not None:
+            yield pending[0], pending[1]()
+        pending = started
+    if pending is not None:
+        yield pending[0], pending[1]()

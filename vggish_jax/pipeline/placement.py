@@ -1,0 +1,24 @@
+"""Where resampling to 16 kHz runs: on the host, in the decode workers, or on the device, in the parent.
+
+The one rule (`resample_on_device`): "auto" resamples on the device when JAX's default backend is an
+accelerator and on the host otherwise. Why: from mp3 the host is the bound (decode + resample per clip),
+and resampling is about a third of that host work, so on a GPU/TPU host it moves to the otherwise idle
+device; on CPU the "device" is the same cores, where the host polyphase matmul (float64 BLAS) measured
+faster than XLA's strided convolution (results/resample-placement-2core-cpu.json), so the host keeps it.
+Imports no jax at module level, so the CLI can name the choices cheaply.
+"""
+from __future__ import annotations
+
+RESAMPLE_CHOICES = ("auto", "host", "device")
+ACCELERATOR_BACKENDS = ("gpu", "cuda", "rocm", "tpu")
+
+
+def resample_on_device(setting: str = "auto") -> bool:
+    """True when files not at 16 kHz are resampled on the device (see the module doc for the auto rule)."""
+    if setting not in RESAMPLE_CHOICES:
+        raise ValueError(f"resample={setting!r}: choose one of {', '.join(RESAMPLE_CHOICES)}")
+    if setting != "auto":
+        return setting == "device"
+    import jax
+
+    return jax.default_backend() in ACCELERATOR_BACKENDS
