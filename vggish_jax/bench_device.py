@@ -13,7 +13,8 @@ JSON is rewritten after every section, so a killed run still leaves what it meas
 - stored_int16: the same from 16 kHz int16 clips (what the `*_waveform` stores hold: no decode) against
   model-only on the same clips' log-mels;
 - mp3: mp3 files -> embeddings with one decode process per core, against the decode-only rate of the same
-  processes (the host bound); also through `Embedder.iter_files`;
+  processes (the host bound), with resampling in those processes (host) and on the device (they only
+  decode: `pipeline.placement`; its decode-only rate too); also through `Embedder.iter_files` (resample=auto);
 - finetune: one training step of VGGish + the paper's head (`train.model.GenreClassifier`, flatten head,
   Adam) in float32 and bfloat16: clips/s and MFU (a step is 3x the forward FLOPs);
 - compile_cache: time to the first embedding in a fresh process, cache off vs a warm persistent cache.
@@ -196,15 +197,19 @@ def _encode_mp3(args) -> str:
 
 
 def section_mp3(sizes: Sizes, kind: str) -> dict:
-    """mp3 -> embeddings with one decode process per core vs those processes decoding alone."""
+    """mp3 -> embeddings with one decode process per core vs those processes decoding alone; resampling on
+    the host (in the decode processes) and on the device (`pipeline.placement`: they decode only)."""
+    import functools
+
     from vggish_jax.datasets import decode
-    from vggish_jax.pipeline import host
+    from vggish_jax.pipeline import host, resample_jax
     from vggish_jax.pipeline.device import AudioEmbedder
     from vggish_jax.pipeline.embed import Embedder
 
     cores = os.cpu_count() or 1
     reps = min(sizes.repeats, 2)  # each pass decodes every clip: seconds, not milliseconds
     dev = AudioEmbedder(_model(sizes, "float32"), examples_per_call=sizes.examples_per_call)
+    decode_native = functools.partial(host.decode_for_stream, resample=False, stream_seconds=None)
     with tempfile.TemporaryDirectory() as d:
         pool = decode.process_pool(cores)
         try:
@@ -213,11 +218,18 @@ def section_mp3(sizes: Sizes, kind: str) -> dict:
             paths = [files[i % len(files)] for i in range(sizes.mp3_clips)]
             list(pool.map(host.decode_16k, files))  # workers started, imports done
             t_decode = timed(lambda: list(pool.map(host.decode_16k, paths)), reps)
+            t_native = timed(lambda: list(pool.map(decode_native, paths)), reps)  # what the host does with
+            # resampling on the device (pickling 44.1 kHz samples back instead of 16 kHz ones included)
 
-            def e2e():
-                decoded = decode.ordered_map(host.decode_16k, paths, pool, 2 * cores + 2)
-                return list(dev.embed_stream(zip(paths, decoded)))
-            t_e2e = timed(e2e, reps)
+            def e2e(on_device: bool):
+                if on_device:
+                    decoded = resample_jax.to_16k(zip(paths, decode.ordered_map(decode_native, paths, pool,
+                                                                                2 * cores + 2)))
+                else:
+                    decoded = zip(paths, decode.ordered_map(host.decode_16k, paths, pool, 2 * cores + 2))
+                return list(dev.embed_stream(decoded))
+            t_e2e = timed(lambda: e2e(False), reps)
+            t_e2e_dev = timed(lambda: e2e(True), reps)
         finally:
             pool.shutdown()
         if sizes.width_divisor == 1:  # Embedder builds only the full-width model from params
@@ -226,15 +238,21 @@ def section_mp3(sizes: Sizes, kind: str) -> dict:
             emb = Embedder(params.to_dict(_model(sizes, "float32")), batch_size=sizes.examples_per_call)
             t_lib = timed(lambda: list(emb.iter_files(paths, workers=cores, processes=True)), reps)
     n = len(paths)
-    decode_rate, e2e_rate = (n / t["median_s"] for t in (t_decode, t_e2e))
+    decode_rate, native_rate, e2e_rate, e2e_dev_rate = (n / t["median_s"] for t in (t_decode, t_native, t_e2e,
+                                                                                      t_e2e_dev))
     lib = {"skipped": "width-divided model"}
     if sizes.width_divisor == 1:
-        lib = {**t_lib, "clips_per_second": n / t_lib["median_s"], "vs_decode_only": n / t_lib["median_s"] / decode_rate}
+        lib = {**t_lib, "clips_per_second": n / t_lib["median_s"], "vs_decode_only": n / t_lib["median_s"] / decode_rate,
+               "resample": "device" if emb.resample_on_device else "host"}
     return {"clips": n, "distinct_files": len(files), "clip_seconds": sizes.clip_seconds,
             "source": "44.1 kHz stereo mp3", "decode_processes": cores,
             "decode_only": {**t_decode, "clips_per_second": decode_rate},
+            "decode_native_only": {**t_native, "clips_per_second": native_rate},
             "end_to_end": {**t_e2e, "clips_per_second": e2e_rate},
-            "embedder_iter_files": lib, "end_to_end_vs_decode_only": e2e_rate / decode_rate}
+            "end_to_end_device_resample": {**t_e2e_dev, "clips_per_second": e2e_dev_rate},
+            "embedder_iter_files": lib, "end_to_end_vs_decode_only": e2e_rate / decode_rate,
+            "end_to_end_device_resample_vs_decode_only": e2e_dev_rate / decode_rate,
+            "end_to_end_device_resample_vs_decode_native_only": e2e_dev_rate / native_rate}
 
 
 def section_finetune(sizes: Sizes, kind: str, deadline: float) -> dict:
@@ -387,6 +405,9 @@ def summarize(report: dict) -> dict:
         s["mp3_decode_only_clips_per_second"] = sec["mp3"]["decode_only"]["clips_per_second"]
         s["mp3_end_to_end_clips_per_second"] = sec["mp3"]["end_to_end"]["clips_per_second"]
         s["mp3_end_to_end_vs_decode_only"] = sec["mp3"]["end_to_end_vs_decode_only"]
+        s["mp3_decode_native_only_clips_per_second"] = sec["mp3"]["decode_native_only"]["clips_per_second"]
+        s["mp3_end_to_end_device_resample_clips_per_second"] = sec["mp3"]["end_to_end_device_resample"]["clips_per_second"]
+        s["mp3_end_to_end_device_resample_vs_decode_only"] = sec["mp3"]["end_to_end_device_resample_vs_decode_only"]
         s["mp3_embedder_vs_decode_only"] = sec["mp3"]["embedder_iter_files"].get("vs_decode_only")
     for dtype in ("float32", "bfloat16"):
         best = _best({b: {**v, "per_second": v["clips_per_second"]} for b, v in sec.get("finetune", {}).get(dtype, {}).items()
