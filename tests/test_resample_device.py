@@ -3,8 +3,8 @@
 Oracles: the host path (`audio.resample`, float64 BLAS sums) for embeddings, through `Embedder.embed_files`
 and the `embed` CLI with the small same-shaped VGGish; scipy's resample_poly with the same filter for the
 padded, bucketed device resampler. Tolerance: host and device resampling differ by float32 rounding (~2e-6
-in the waveform here, 1e-5 is the bound test_resample_jax holds); on the small random VGGish that moves
-embeddings by < 1e-5 of their scale (experiments/resample_placement.py measures the full-size model).
+in the waveform here, 1e-5 is the bound test_resample_jax holds), which moves embeddings by ~1e-5 of
+their scale at most (RTOL below).
 """
 import json
 
@@ -18,8 +18,9 @@ from vggish_jax.models.vggish import frontend
 from vggish_jax.pipeline import host, placement, resample_jax
 from vggish_jax.pipeline.embed import load_pretrained
 
-RTOL = 2e-5  # of each file's largest |embedding|: float32 rounding of the resampler, through the model
-# (measured 1.3e-6 on the full-size model: results/resample-placement-2core-cpu.json)
+RTOL = 5e-5  # of each file's largest |embedding|: float32 rounding of the resampler, through the model
+# (measured: 1.3e-6 on the full-size model and the bundled clip, results/resample-placement-2core-cpu.json;
+# up to 1.4e-5 on pure sines through the small model, where near-empty mel bands amplify it most)
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> None:
@@ -54,6 +55,17 @@ def test_device_path_pads_a_short_resampled_clip_like_the_host(embedders, tmp_pa
     with pytest.raises(frontend.TooShortError, match="short44k.wav"):
         embedders["device"].embed_file(path)
     _close(embedders["host"].embed_file(path, pad=True), embedders["device"].embed_file(path, pad=True))
+
+
+def test_a_rate_too_odd_for_the_device_is_resampled_on_the_host_there_too(embedders, tmp_path, monkeypatch):
+    import soundfile as sf
+
+    path = str(tmp_path / "odd.wav")
+    sf.write(path, 0.3 * np.sin(np.arange(24000) / 5.0).astype(np.float32), 16001)  # 16001/16000: a huge matrix
+    calls = []
+    monkeypatch.setattr(resample_jax, "resample_padded", lambda *a: calls.append(a))
+    _close(embedders["host"].embed_file(path), embedders["device"].embed_file(path))
+    assert calls == []
 
 
 def test_embed_cli_resample_device_equals_host(small_weights_dir, audio_files, tmp_path):

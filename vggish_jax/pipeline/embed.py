@@ -1,6 +1,7 @@
 """Audio files -> VGGish embeddings through the one device function (vggish_jax.pipeline.device).
 
-The host only decodes and resamples (`pipeline.host`, in background threads or jax-free processes); the
+The host only decodes and resamples (`pipeline.host`, in background threads or jax-free processes; with
+resampling on the device, `pipeline.placement`, it only decodes and `resample_jax.to_16k` resamples); the
 device runs the jitted frontend + VGGish on fixed-shape, bucketed batches sharded over every device, with
 batches in flight while the host prepares the next. A file longer than `stream_seconds` is not decoded
 whole: it is read in blocks straight into the device stream, so memory does not grow with its length.
