@@ -53,6 +53,14 @@ def write_store(src: AudioSetSource, root: str) -> dict:
     return info
 
 
+def cache_cells(directory: str) -> None:
+    """Memoise compare's sklearn cells on disk (joblib.Memory, keyed by the cell's data, classifier and seed), so
+    a rerun that changes only the JAX heads does not refit the slow grid (HGB, LinearSVC on 1280-d frames)."""
+    from joblib import Memory
+
+    cc.run_cell = Memory(directory, verbose=0).cache(cc.run_cell)
+
+
 def run(manual_dir: str, out: str, tasks, classifiers, feature_sets, jobs: int, members: int, log) -> dict:
     results = {}
     for task in tasks:
@@ -121,7 +129,10 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=-1)
     p.add_argument("--members", type=int, default=5, help="networks in the JAX-frames ensemble")
     p.add_argument("--ship", help="copy genre25's JAX-frames head here with provenance.json")
+    p.add_argument("--cache", help="folder memoising the sklearn cells across runs (identical data only)")
     a = p.parse_args(argv)
+    if a.cache:
+        cache_cells(a.cache)
     tasks = [t for t in a.tasks.split(",") if t]
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:

@@ -185,12 +185,12 @@ def _metric_keys(multilabel: bool) -> tuple[str, ...]:
 
 
 def scores(out: dict[str, np.ndarray], data: Data) -> dict:
-    """Metrics of predictions (single-label: class indices) or per-class scores (multi-label) on validation
-    and test; `validation_score` (accuracy or mAP) is what model selection compares."""
+    """Metrics of predictions (single-label: class indices) or per-class scores (multi-label) on the splits in
+    `out` (validation, test); `validation_score` (accuracy or mAP) is what model selection compares."""
     from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
     r = {}
-    for s in ("validation", "test"):
+    for s in [s for s in ("validation", "test") if s in out]:
         y, p = data.y[s], np.asarray(out[s])
         if data.multilabel:
             keep = (y.sum(0) > 0) & (y.sum(0) < len(y))  # AP and AUC need a positive (and a negative)
@@ -200,7 +200,7 @@ def scores(out: dict[str, np.ndarray], data: Data) -> dict:
             r[f"{s}_accuracy"] = float(np.mean(p == y))
             r[f"{s}_macro_f1"] = float(f1_score(y, p, average="macro", labels=np.unique(np.concatenate([y, p])),
                                                 zero_division=0))
-    r["validation_score"] = r["validation_mAP" if data.multilabel else "validation_accuracy"]
+    r["validation_score"] = r.get("validation_mAP" if data.multilabel else "validation_accuracy")
     r["test_predictions"] = np.asarray(out["test"]).tolist()
     return r
 
@@ -220,19 +220,54 @@ def run_jax_head(data: Data, label_names, seed: int = 0, meta: dict | None = Non
     return cell, head
 
 
-def run_frame_head(data: Data, label_names, seed: int = 0, meta: dict | None = None, cfg=None, log=None):
-    """The frame-level ensemble head (frame_head) as a table cell."""
+def with_extra(clips, y, extra, n_classes: int):
+    """Training clips and targets plus `extra` (clips, soft target rows): one-hot rows for the labelled clips."""
+    if extra is None or not len(extra[0]):
+        return list(clips), y
+    return list(clips) + list(extra[0]), np.concatenate([np.eye(n_classes, dtype=np.float32)[y], extra[1]])
+
+
+def run_frame_head(data: Data, label_names, seed: int = 0, meta: dict | None = None, cfg=None, log=None, extra=None):
+    """The frame-level ensemble head (frame_head) as a table cell; `extra` (clips, soft targets) only trains."""
     from vggish_jax.classify import frame_head
 
     t0 = time.perf_counter()
     cfg = cfg or frame_head.FrameHeadConfig(seed=seed)
-    head = frame_head.train_frame_head(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"],
+    clips, y = with_extra(data.x["train"], data.y["train"], None if data.multilabel else extra, len(label_names))
+    head = frame_head.train_frame_head(clips, y, data.x["validation"], data.y["validation"],
                                        label_names, cfg, multilabel=data.multilabel, log=log, **(meta or {}))
     probs = {s: head.predict_proba(data.x[s]) for s in ("validation", "test")}
     out = probs if data.multilabel else {s: p.argmax(-1) for s, p in probs.items()}
     cell = {"feature_set": "frames", "classifier": "JAX-frames", "fit_seconds": time.perf_counter() - t0,
             "wall_seconds": time.perf_counter() - t0, **scores(out, data),
-            "best_epochs": [m["best_epoch"] for m in head.info["members"]]}
+            "best_epochs": [m["best_epoch"] for m in head.info["members"]], "train_clips": len(clips)}
+    return cell, head
+
+
+def refit_best(best: dict, data: dict, trained: dict, label_names, seed: int = 0, extra=None, log=None):
+    """The model chosen on validation refitted on train + validation (JAX heads: each network for the epochs
+    validation chose), then test scored once. Returns (cell, refitted JAX head or None)."""
+    from vggish_jax.classify import frame_head, heads
+
+    d, clf = data[best["feature_set"]], best["classifier"]
+    x = list(d.x["train"]) + list(d.x["validation"]) if clf == "JAX-frames" else \
+        np.concatenate([d.x["train"], d.x["validation"]])
+    y = np.concatenate([d.y["train"], d.y["validation"]])
+    t0, head = time.perf_counter(), None
+    if clf == "JAX-frames":
+        x, y = with_extra(x, y, None if d.multilabel else extra, len(label_names))
+        head = frame_head.refit(trained["head_frames"], x, y, log=log)
+        p = head.predict_proba(d.x["test"])
+        pred = p if d.multilabel else p.argmax(-1)
+    elif clf == "JAX-MLP":
+        head = heads.refit(trained["head"], x, y)
+        pred = head.predict_proba_features(d.x["test"]).argmax(-1)
+    else:
+        model = fit_cell(best["feature_set"], clf, x, y, seed)
+        pred = class_scores(model, d.x["test"]) if d.multilabel else model.predict(d.x["test"])
+    cell = {"feature_set": best["feature_set"], "classifier": clf, "train_clips": len(x),
+            "fit_seconds": time.perf_counter() - t0, **scores({"test": pred}, d)}
+    cell.pop("validation_score")
     return cell, head
 
 
@@ -279,13 +314,15 @@ def check_complete(embeddings_dir: str, info: dict, allow_incomplete: bool, log)
 
 def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classifiers=PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS,
             data_dir: str | None = None, jobs: int = -1, seed: int = 0, save_head: bool = True,
-            allow_incomplete: bool = False, frame_head_config=None,
+            allow_incomplete: bool = False, frame_head_config=None, refit: bool = False, extra_train=None,
             log=lambda m: print(m, file=sys.stderr)) -> dict:
     """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report.
 
     An unfinished extraction (info.json without "complete": true) is refused unless `allow_incomplete`;
     then the report and table say so. The trained JAX heads are saved under out/head (JAX-MLP) and
-    out/head_frames (JAX-frames).
+    out/head_frames (JAX-frames). `refit`: the chosen model is also refitted on train + validation and scored
+    once on test (report["refit"]; a refitted JAX head is saved as out/<head>_refit). `extra_train` (clips, soft
+    target rows) is added to JAX-frames' training data only (single-label stores).
     """
     from joblib import Parallel, delayed
 
@@ -322,7 +359,8 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
         cell, trained["head"] = run_jax_head(data["mean_std"], label_names, seed, meta)
         results.append(cell)
     if "JAX-frames" in classifiers and "frames" in feature_sets:
-        cell, trained["head_frames"] = run_frame_head(data["frames"], label_names, seed, meta, frame_head_config, log)
+        cell, trained["head_frames"] = run_frame_head(data["frames"], label_names, seed, meta, frame_head_config, log,
+                                                      extra_train)
         results.append(cell)
     ok = [r for r in results if r.get("validation_score") is not None]
     best = max(ok, key=lambda r: r["validation_score"])  # chosen on validation only
@@ -343,6 +381,11 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
         "best": {k: best[k] for k in ("feature_set", "classifier", "validation_score", *metrics)},
         "cells": [{k: v for k, v in r.items() if k != "test_predictions"} for r in results],
     }
+    if refit:
+        cell, head = refit_best(best, data, trained, label_names, seed, extra_train, log)
+        report["refit"] = {k: v for k, v in cell.items() if k != "test_predictions"}
+        if head is not None:
+            trained[("head_frames" if best["classifier"] == "JAX-frames" else "head") + "_refit"] = head
     os.makedirs(out, exist_ok=True)
     atomic.write_json(os.path.join(out, "table.json"), report)
     atomic.write_text(os.path.join(out, "table.md"), render_markdown(report))
@@ -350,7 +393,7 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     if save_head:
         from vggish_jax.classify import frame_head, heads
         for name, head in trained.items():
-            (frame_head.save if name == "head_frames" else heads.save_head)(os.path.join(out, name), head)
+            (frame_head.save if name.startswith("head_frames") else heads.save_head)(os.path.join(out, name), head)
     return report
 
 
@@ -389,6 +432,10 @@ def render_markdown(report: dict) -> str:
                 row.append(f"{c['test_' + m1]:.4f} / {c['test_' + m2]:.4f} ({c['validation_' + m1]:.4f})")
         if any(r != "-" for r in row):
             lines.append(f"| {clf} | " + " | ".join(row) + " |")
+    if report.get("refit"):
+        r = report["refit"]
+        lines[2] += (f" Refitted on train + validation ({r['train_clips']} clips): test {m1} {r['test_' + m1]:.4f}, "
+                     f"test {m2.replace('_', '-')} {r['test_' + m2]:.4f}.")
     failed = [c for c in report["cells"] if c.get("error")]
     lines += [""] + [f"- failed: {c['classifier']} on {c['feature_set']}: {c['error']}" for c in failed]
     lines += ["", f"Total wall time {report['wall_seconds']:.1f} s with jobs={report['jobs']} on "
@@ -477,6 +524,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifiers", default=",".join(PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS))
     p.add_argument("--jobs", type=int, default=-1, help="parallel cells (-1: all cores)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--refit", action="store_true",
+                   help="also refit the model chosen on validation on train + validation and score it on test once")
     p.add_argument("--allow-incomplete", action="store_true",
                    help="run on an unfinished extraction (info.json \"complete\": false); the table says so")
 
@@ -493,7 +542,8 @@ def run(args) -> int:
     from vggish_jax import preflight
     preflight.output_dir(args.out)  # before hours of fitting
     report = compare(args.embeddings, args.out, feature_sets=fs, classifiers=clfs, data_dir=args.data_dir,
-                     jobs=args.jobs, seed=args.seed, allow_incomplete=args.allow_incomplete)
+                     jobs=args.jobs, seed=args.seed, allow_incomplete=args.allow_incomplete,
+                     refit=getattr(args, "refit", False))
     print(render_markdown(report))
     print(f"wrote {args.out}/table.md, table.json and plots (confusion or per-class AP, class balance)")
     return 0
