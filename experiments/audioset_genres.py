@@ -60,7 +60,7 @@ def write_store(src: AudioSetSource, root: str) -> dict:
     info = {"dataset": f"audioset_v1/{src.task_name}", "label_names": src.label_names, "multilabel": src.multilabel,
             "final_relu": False, "postprocess": True, "embedding_spec": src.spec.to_dict(), "source": src.identity(),
             "splits": {s: {"clips": n} for s, n in sizes.items()},
-            "skipped": [s.to_dict() for s in src.skipped()], "complete": True}
+            "skipped": [s.to_dict() for s in src.skipped()], "groups": src.groups, "complete": True}
     store.write_info(root, info)
     return info
 
@@ -117,7 +117,7 @@ def select_and_refit(root: str, task_out: str, table: dict, src: AudioSetSource,
                if os.path.isdir(os.path.join(task_out, n))}
     head_of = {"JAX-frames": trained.get("head_frames"), "JAX-MLP": trained.get("head")}
     cv = []
-    groups = src.groups("train") + src.groups("validation")
+    groups = src.groups["train"] + src.groups["validation"]
     y = np.concatenate([splits["train"].labels, splits["validation"].labels])
     if k > 1 and not table["multilabel"]:  # folds need videos and, for stratification, one class with k clips
         k = min(k, len(set(groups)), int(np.bincount(y).max()))

@@ -52,9 +52,10 @@ class AudioSetSource:
             yield Clip(index=i, key=segs[i].key, label=labels[i] if self.multilabel else int(labels[i]),
                        data=segs[i].embedding)
 
-    def groups(self, split: str) -> list[str]:
-        """The video id of each clip of `split`, in clip order (for folds that keep a video on one side)."""
-        return [s.video_id for s in self._data.splits[split][0]]
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        """Per split, the video id of each clip in clip order (folds keep a video on one side)."""
+        return {split: [s.video_id for s in segs] for split, (segs, _) in self._data.splits.items()}
 
     def extra_train(self):
         """(clips [n, 128] uint8, soft targets [n, C], video ids): the single-label task's extra training clips
