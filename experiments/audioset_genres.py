@@ -199,8 +199,8 @@ def ship_head(task_out: str, dest: str, task: str = "genre25") -> dict:
     prov = {"task": task, "what": "JAX-frames head (vggish_jax.classify.frame_head) on AudioSet's 25 top-level "
                                   "music genres, single-label segments, refitted on train + validation",
             "data": "AudioSet v1 released embeddings (Google, CC BY 4.0): balanced-train split by video id into "
-                    "train/validation (plus its segments of two or more genres as soft-target training clips); "
-                    "test = eval",
+                    "train/validation" + (" (plus its segments of two or more genres as soft-target training clips)"
+                                          if final["extra_train_clips"] else "") + "; test = eval",
             "made_by": "experiments/audioset_genres.py", "split_sizes": table["split_sizes"],
             "extra_train_clips": final["extra_train_clips"], "selected_by": final["selected_by"],
             "cv": final["cv"], "selected": selected,
@@ -218,7 +218,7 @@ def ship_head(task_out: str, dest: str, task: str = "genre25") -> dict:
 def report(results: dict) -> str:
     lines = ["# AudioSet music genres from the released VGGish embeddings", "",
              f"Machine: {platform.platform()}, {os.cpu_count()} CPUs. Train/validation: balanced-train split by "
-             f"video id (+ extra soft-target training clips for JAX-frames); test: eval. Selection never sees the "
+             f"video id; test: eval. Selection never sees the "
              f"test split: the table's best on validation, then grouped CV over train + validation among the "
              f"validation finalists; the final model is refitted on train + validation and scored on test once.", "",
              "| task | clips train/val/test (+extra) | best on validation: val / test | final model (selected by) | "
