@@ -74,6 +74,10 @@ def cache_cells(directory: str) -> None:
     cc.run_cell = Memory(directory, verbose=0).cache(cc.run_cell)
 
 
+def key(cell: dict) -> tuple[str, str]:
+    return cell["classifier"], cell["feature_set"]
+
+
 def finalists(table: dict, n: int) -> list[dict]:
     """The `n` cells best on validation (ties: table order), failed cells left out."""
     ok = [c for c in table["cells"] if c.get("validation_score") is not None]
@@ -136,8 +140,7 @@ def select_and_refit(root: str, task_out: str, table: dict, src: AudioSetSource,
     chosen = max(cv, key=lambda c: c["cv_mean"]) if cv else table["best"]
 
     def refitted(cell):
-        if (cell["classifier"], cell["feature_set"]) == (table["best"]["classifier"], table["best"]["feature_set"]) \
-                and table.get("refit"):
+        if key(cell) == key(table["best"]) and table.get("refit"):
             return table["refit"]  # compare refitted this one already (its head is saved)
         fitted, head = cc.refit_best(cell, data, trained, table["label_names"], seed, extra, log)
         fitted.pop("test_predictions", None)
@@ -149,8 +152,7 @@ def select_and_refit(root: str, task_out: str, table: dict, src: AudioSetSource,
     final = {"selected_by": f"grouped stratified {k}-fold CV over train + validation among the {len(cv)} best on "
                             f"validation" if cv else "validation",
              "classifier": chosen["classifier"], "feature_set": chosen["feature_set"],
-             "validation_score": next(c["validation_score"] for c in table["cells"]
-                                      if (c["classifier"], c["feature_set"]) == (chosen["classifier"], chosen["feature_set"])),
+             "validation_score": next(c["validation_score"] for c in table["cells"] if key(c) == key(chosen)),
              "cv": cv, "refit": refitted(chosen), "extra_train_clips": len(extra[0]) if extra else 0}
     if chosen["classifier"] != "JAX-frames" and "head_frames" in trained:  # the head predict ships, refitted too
         final["jax_frames_refit"] = refitted({"classifier": "JAX-frames", "feature_set": "frames"})
@@ -170,7 +172,7 @@ def run(manual_dir: str, out: str, tasks, classifiers, feature_sets, jobs: int, 
         for s in src.skipped():
             log(s.line())
         extra = src.extra_train() if use_extra and not src.multilabel else None
-        log(f"{task}: {info['splits']} clips" + (f", {len(extra[0])} extra soft-target training clips" if extra else ""))
+        log(f"{task}: {info['splits']} clips" + (f", {len(extra[0])} extra soft-target clips" if extra else ""))
         task_out = os.path.join(out, task)
         table = cc.compare(root, task_out, feature_sets=feature_sets, classifiers=classifiers, jobs=jobs,
                            frame_head_config=cfg, refit=True, extra_train=extra, log=log)
@@ -226,7 +228,7 @@ def report(results: dict) -> str:
     for task, r in results.items():
         b, sz, f = r["best"], r["split_sizes"], r["final"]
         m1, m2 = ("mAP", "roc_auc") if r["multilabel"] else ("accuracy", "macro_f1")
-        cv = next((c for c in f["cv"] if (c["classifier"], c["feature_set"]) == (f["classifier"], f["feature_set"])), None)
+        cv = next((c for c in f["cv"] if key(c) == key(f)), None)
         cv_text = f"{cv['cv_mean']:.4f} +- {cv['cv_std']:.4f}" if cv else "-"
         lines.append(f"| {task} | {sz['train']}/{sz['validation']}/{sz['test']} (+{f['extra_train_clips']}) | "
                      f"{b['classifier']} on {b['feature_set']}: {b['validation_' + m1]:.4f} / {b['test_' + m1]:.4f} | "

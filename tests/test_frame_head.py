@@ -68,7 +68,8 @@ def test_a_head_saved_before_pooling_was_configurable_mean_pools(tmp_path):
     del meta["pooling"]
     json.dump(meta, open(tmp_path / "head.json", "w"))
     clip = np.random.default_rng(2).normal(size=(5, 128))
-    np.testing.assert_allclose(heads.load_head(str(tmp_path)).predict_proba([clip])[0], written_out(head, clip), atol=2e-5)
+    loaded = heads.load_head(str(tmp_path))
+    np.testing.assert_allclose(loaded.predict_proba([clip])[0], written_out(head, clip), atol=2e-5)
 
 
 def test_unknown_pooling_is_refused_with_the_choices():
@@ -143,7 +144,8 @@ def test_jax_heads_refit_for_the_epochs_validation_chose():
 
     from vggish_jax.classify import features
     x = {k: features.mean_std(c) for k, c in (("train", train), ("val", val), ("test", test))}
-    mlp = heads.train_head(x["train"], y_train, x["val"], y_val, list("abcd"), heads.HeadConfig(max_epochs=30, patience=5))
+    mlp = heads.train_head(x["train"], y_train, x["val"], y_val, list("abcd"),
+                           heads.HeadConfig(max_epochs=30, patience=5))
     new = heads.refit(mlp, np.concatenate([x["train"], x["val"]]), np.concatenate([y_train, y_val]))
     assert len(new.info["history"]) == mlp.info["best_epoch"] + 1
     assert np.mean(new.predict_proba_features(x["test"]).argmax(-1) == y_test) >= 0.9

@@ -20,8 +20,9 @@ Extra models beyond the paper: HGB (HistGradientBoostingClassifier, standing in 
 Single-label stores are scored by accuracy and macro-F1; multi-label stores (labels [clips, classes] multi-hot,
 e.g. AudioSet's music_genre_multilabel) by mAP and macro ROC-AUC over the classes, every classifier one-vs-rest.
 The model is selected on the validation accuracy (mAP); `--refit` also refits the chosen one on train +
-validation (JAX heads for the epochs validation chose) and scores test once (table.json "refit"). The flattened feature set keeps a store's typical clip
-length in examples (the median over its training clips: 31 for FMA's 30-s clips, 10 for AudioSet's 10-s ones).
+validation (JAX heads for the epochs validation chose) and scores test once (table.json "refit"). The
+flattened feature set keeps a store's typical clip length in examples (the median over its training clips: 31
+for FMA's 30-s clips, 10 for AudioSet's 10-s ones).
 """
 from __future__ import annotations
 

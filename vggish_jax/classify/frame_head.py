@@ -237,7 +237,8 @@ def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | N
         updates, state = opt.update(grads, state, layers)
         return optax.apply_updates(layers, updates), state, value
 
-    out_fn = jax.jit(lambda p, x, m: (jax.nn.sigmoid if multilabel else jax.nn.softmax)(_apply_jax(p, x, m, cfg.pooling)))
+    squash = jax.nn.sigmoid if multilabel else jax.nn.softmax
+    out_fn = jax.jit(lambda p, x, m: squash(_apply_jax(p, x, m, cfg.pooling)))
     members, histories, member_probs = [], [], []
     for j in range(cfg.members):
         seed = cfg.seed * 1000 + j
