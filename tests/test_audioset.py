@@ -162,7 +162,10 @@ def test_experiment_script_end_to_end_on_the_fixture(release, tmp_path):
     assert "| genre25 |" in (out / "report.md").read_text()
     from vggish_jax.classify import heads
     assert len(heads.load_head(str(ship)).label_names) == 25
-    assert json.load(open(ship / "provenance.json"))["task"] == "genre25"
+    prov = json.load(open(ship / "provenance.json"))
+    assert prov["task"] == "genre25" and prov["split_sizes"]["train"] + prov["split_sizes"]["validation"] == 9
+    final = json.load(open(out / "genre25" / "final.json"))  # chosen without test, refitted on train + validation
+    assert final["refit"]["train_clips"] >= 9 and "test_accuracy" in final["refit"]
 
 
 def test_extract_cli_writes_the_release_into_a_store_through_the_core(release, tmp_path, capsys):

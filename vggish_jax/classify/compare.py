@@ -23,10 +23,12 @@ Extra models beyond the paper: HGB (HistGradientBoostingClassifier, standing in 
 
 Single-label stores are scored by accuracy and macro-F1; multi-label stores (labels [clips, classes] multi-hot,
 e.g. AudioSet's music_genre_multilabel) by mAP and macro ROC-AUC over the classes, every classifier one-vs-rest.
-The model is selected on the validation accuracy (mAP). The flattened feature set keeps a store's typical clip
-length in examples (the median over its training clips: 31 for FMA's 30-s clips, 10 for AudioSet's 10-s ones).
-A store without train/validation/test (a labelled folder, a CSV without splits) is cross-validated instead
-(`--cv K`, vggish_jax.classify.cv): every cell's mean and std over K held-out folds.
+The model is selected on the validation accuracy (mAP); `--refit` also refits the chosen one on train +
+validation (JAX heads for the epochs validation chose) and scores test once (table.json "refit"). The
+flattened feature set keeps a store's typical clip length in examples (the median over its training clips: 31
+for FMA's 30-s clips, 10 for AudioSet's 10-s ones). A store without train/validation/test (a labelled folder,
+a CSV without splits) is cross-validated instead (`--cv K`, vggish_jax.classify.cv): every cell's mean and std
+over K held-out folds.
 """
 from __future__ import annotations
 
@@ -218,19 +220,54 @@ def run_jax_head(data: Data, label_names, seed: int = 0, meta: dict | None = Non
     return cell, head
 
 
-def run_frame_head(data: Data, label_names, seed: int = 0, meta: dict | None = None, cfg=None, log=None):
-    """The frame-level ensemble head (frame_head) as a table cell."""
+def with_extra(clips, y, extra, n_classes: int):
+    """Training clips and targets plus `extra` (clips, soft target rows): one-hot rows for the labelled clips."""
+    if extra is None or not len(extra[0]):
+        return list(clips), y
+    return list(clips) + list(extra[0]), np.concatenate([np.eye(n_classes, dtype=np.float32)[y], extra[1]])
+
+
+def run_frame_head(data: Data, label_names, seed: int = 0, meta: dict | None = None, cfg=None, log=None, extra=None):
+    """The frame-level ensemble head (frame_head) as a table cell; `extra` (clips, soft targets) only trains."""
     from vggish_jax.classify import frame_head
 
     t0 = time.perf_counter()
     cfg = cfg or frame_head.FrameHeadConfig(seed=seed)
-    head = frame_head.train_frame_head(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"],
+    clips, y = with_extra(data.x["train"], data.y["train"], None if data.multilabel else extra, len(label_names))
+    head = frame_head.train_frame_head(clips, y, data.x["validation"], data.y["validation"],
                                        label_names, cfg, multilabel=data.multilabel, log=log, **(meta or {}))
     probs = {s: head.predict_proba(data.x[s]) for s in ("validation", "test")}
     out = probs if data.multilabel else {s: p.argmax(-1) for s, p in probs.items()}
     cell = {"feature_set": "frames", "classifier": "JAX-frames", "fit_seconds": time.perf_counter() - t0,
             "wall_seconds": time.perf_counter() - t0, **scores(out, data),
-            "best_epochs": [m["best_epoch"] for m in head.info["members"]]}
+            "best_epochs": [m["best_epoch"] for m in head.info["members"]], "train_clips": len(clips)}
+    return cell, head
+
+
+def refit_best(best: dict, data: dict, trained: dict, label_names, seed: int = 0, extra=None, log=None):
+    """The model chosen on validation refitted on train + validation (JAX heads: each network for the epochs
+    validation chose), then test scored once. Returns (cell, refitted JAX head or None)."""
+    from vggish_jax.classify import frame_head, heads
+
+    d, clf = data[best["feature_set"]], best["classifier"]
+    x = list(d.x["train"]) + list(d.x["validation"]) if clf == "JAX-frames" else \
+        np.concatenate([d.x["train"], d.x["validation"]])
+    y = np.concatenate([d.y["train"], d.y["validation"]])
+    t0, head = time.perf_counter(), None
+    if clf == "JAX-frames":
+        x, y = with_extra(x, y, None if d.multilabel else extra, len(label_names))
+        head = frame_head.refit(trained["head_frames"], x, y, log=log)
+        p = head.predict_proba(d.x["test"])
+        pred = p if d.multilabel else p.argmax(-1)
+    elif clf == "JAX-MLP":
+        head = heads.refit(trained["head"], x, y)
+        pred = head.predict_proba_features(d.x["test"]).argmax(-1)
+    else:
+        model = fit_cell(best["feature_set"], clf, x, y, seed)
+        pred = class_scores(model, d.x["test"]) if d.multilabel else model.predict(d.x["test"])
+    cell = {"feature_set": best["feature_set"], "classifier": clf, "train_clips": len(x),
+            "fit_seconds": time.perf_counter() - t0, **scores({"test": pred}, d)}
+    cell.pop("validation_score")
     return cell, head
 
 
@@ -305,7 +342,7 @@ def check_complete(embeddings_dir: str, info: dict, allow_incomplete: bool, log)
 def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classifiers=PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS,
             data_dir: str | None = None, jobs: int = -1, seed: int = 0, save_head: bool = True,
             allow_incomplete: bool = False, frame_head_config=None, folds: int | None = None,
-            manual_dir: str | None = None,
+            manual_dir: str | None = None, refit: bool = False, extra_train=None,
             log=lambda m: print(m, file=sys.stderr)) -> dict:
     """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report.
 
@@ -313,6 +350,9 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     then the report and table say so. The trained JAX heads are saved under out/head (JAX-MLP) and
     out/head_frames (JAX-frames). With `folds` K (on by default, K=5, for a store without a
     train/validation/test split) every cell is scored on K held-out folds instead (`_compare_cv`).
+    `refit`: the chosen model is also refitted on train + validation and scored once on test (report["refit"];
+    a refitted JAX head is saved as out/<head>_refit). `extra_train` (clips, soft target rows) is added to
+    JAX-frames' training data only (single-label stores).
     """
     from joblib import Parallel, delayed
 
@@ -367,7 +407,8 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
         cell, trained["head"] = run_jax_head(data["mean_std"], label_names, seed, meta)
         results.append(cell)
     if "JAX-frames" in classifiers and "frames" in feature_sets:
-        cell, trained["head_frames"] = run_frame_head(data["frames"], label_names, seed, meta, frame_head_config, log)
+        cell, trained["head_frames"] = run_frame_head(data["frames"], label_names, seed, meta, frame_head_config, log,
+                                                      extra_train)
         results.append(cell)
     ok = [r for r in results if r.get("validation_score") is not None]
     best = max(ok, key=lambda r: r["validation_score"])  # chosen on validation only
@@ -389,6 +430,11 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
         "best": {k: best[k] for k in ("feature_set", "classifier", "validation_score", *metrics)},
         "cells": [{k: v for k, v in r.items() if k != "test_predictions"} for r in results],
     }
+    if refit:
+        cell, head = refit_best(best, data, trained, label_names, seed, extra_train, log)
+        report["refit"] = {k: v for k, v in cell.items() if k != "test_predictions"}
+        if head is not None:
+            trained[("head_frames" if best["classifier"] == "JAX-frames" else "head") + "_refit"] = head
     os.makedirs(out, exist_ok=True)
     atomic.write_json(os.path.join(out, "table.json"), report)
     atomic.write_text(os.path.join(out, "table.md"), render_markdown(report))
@@ -396,7 +442,7 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     if save_head:
         from vggish_jax.classify import frame_head, heads
         for name, head in trained.items():
-            (frame_head.save if name == "head_frames" else heads.save_head)(os.path.join(out, name), head)
+            (frame_head.save if name.startswith("head_frames") else heads.save_head)(os.path.join(out, name), head)
     return report
 
 
@@ -488,6 +534,10 @@ def render_markdown(report: dict) -> str:
                 row.append(f"{c['test_' + m1]:.4f} / {c['test_' + m2]:.4f} ({c['validation_' + m1]:.4f})")
         if any(r != "-" for r in row):
             lines.append(f"| {clf} | " + " | ".join(row) + " |")
+    if report.get("refit"):
+        r = report["refit"]
+        lines[2] += (f" Refitted on train + validation ({r['train_clips']} clips): test {m1} {r['test_' + m1]:.4f}, "
+                     f"test {m2.replace('_', '-')} {r['test_' + m2]:.4f}.")
     failed = [c for c in report["cells"] if c.get("error")]
     lines += [""] + [f"- failed: {c['classifier']} on {c['feature_set']}: {c['error']}" for c in failed]
     lines += ["", f"Total wall time {report['wall_seconds']:.1f} s with jobs={report['jobs']} on "
@@ -589,6 +639,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="score every cell on K stratified folds (grouped by the store's groups, e.g. artists, when "
                         "it has them) and report mean and std; on by default (K=5) for a store without a "
                         "train/validation/test split; on a store with one, folds of train+validation, test unused")
+    p.add_argument("--refit", action="store_true",
+                   help="also refit the model chosen on validation on train + validation and score it on test once")
     p.add_argument("--allow-incomplete", action="store_true",
                    help="run on an unfinished extraction (info.json \"complete\": false); the table says so")
 
@@ -609,7 +661,7 @@ def run(args) -> int:
     preflight.output_dir(args.out)  # before hours of fitting
     report = compare(args.embeddings, args.out, feature_sets=fs, classifiers=clfs, data_dir=args.data_dir,
                      manual_dir=args.manual_dir, jobs=args.jobs, seed=args.seed,
-                     allow_incomplete=args.allow_incomplete, folds=args.cv)
+                     allow_incomplete=args.allow_incomplete, folds=args.cv, refit=args.refit)
     print(render_markdown(report))
     print(f"wrote {args.out}/table.md, table.json and plots (confusion or per-class AP, class balance)")
     return 0

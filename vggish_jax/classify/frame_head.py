@@ -1,12 +1,16 @@
-"""A frame-level genre head: an MLP applied to every 0.96-s embedding, mean-pooled over the clip, then a linear
-classifier; an ensemble of such networks (different seeds) averages their probabilities.
+"""A frame-level genre head: an MLP applied to every 0.96-s embedding, pooled over the clip (mean, mean+max,
+mean+std or attention), then a linear classifier; an ensemble of such networks (different seeds) averages their
+probabilities.
 
-Trained with JAX/optax on padded [clips, T, 128] batches (a mask keeps padding out of the pool), with dropout
-and mixup (convex mixes of two clips and their targets), early-stopped per member on the validation metric
-(accuracy, or mAP when multi-label). Single-label uses softmax, multi-label a sigmoid per class.
+Trained with JAX/optax on padded [clips, T, 128] batches (a mask keeps padding out of the pool), with dropout,
+mixup (convex mixes of two clips and their targets) and optional label smoothing, early-stopped per member on
+the validation metric (accuracy, or mAP when multi-label). Single-label uses softmax and accepts soft target rows
+(a clip of two genres: half each); multi-label a sigmoid per class. `refit` retrains a chosen recipe on more
+data (train + validation) for the epochs validation picked.
 
-On disk (DIR): head.npz (frame mean/scale, each member's layers as m{j}_layer{i}_kernel/bias) + head.json
-(kind "frames", label names, multilabel, the EmbeddingSpec of the training embeddings, config, history).
+On disk (DIR): head.npz (frame mean/scale, each member's layers as m{j}_layer{i}_kernel/bias; with attention
+pooling the scorer is the layer before the classifier) + head.json (kind "frames", pooling (absent: mean),
+label names, multilabel, the EmbeddingSpec of the training embeddings, config, history).
 `forward_numpy` is the inference path in plain NumPy (used for prediction, so it needs no jit per clip length).
 """
 from __future__ import annotations
@@ -22,18 +26,27 @@ from vggish_jax import atomic, spec as spec_lib
 KIND = "frames"
 
 
+POOLINGS = ("mean", "mean_max", "mean_std", "attention")
+
+
 @dataclasses.dataclass(frozen=True)
 class FrameHeadConfig:
     hidden: tuple[int, ...] = (256, 256)
+    pooling: str = "mean"  # one of POOLINGS: how a clip's frame activations become one vector
     learning_rate: float = 1e-3
     weight_decay: float = 1e-3
     dropout: float = 0.5
     mixup: float = 0.4  # Beta(a, a) mixing; 0 turns it off
+    label_smoothing: float = 0.0  # single-label: this much target mass spread evenly over the classes
     batch_size: int = 64
     max_epochs: int = 100
     patience: int = 15
     members: int = 5
     seed: int = 0
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; choose from {', '.join(POOLINGS)}")
 
 
 @dataclasses.dataclass
@@ -41,12 +54,13 @@ class FrameHead:
     label_names: list[str]
     mean: np.ndarray  # [128] frame statistics of the training split
     scale: np.ndarray
-    members: list[list[dict]]  # per member: layers {'kernel', 'bias'}; the last one is the classifier
+    members: list[list[dict]]  # per member: layers {'kernel', 'bias'}; see `_split_layers`
     multilabel: bool = False
     spec: spec_lib.EmbeddingSpec | None = None
     weights: str | None = None
     final_relu: bool = False
     info: dict = dataclasses.field(default_factory=dict)
+    pooling: str = "mean"
     feature = KIND
 
     def predict_proba(self, clips: list[np.ndarray]) -> np.ndarray:
@@ -54,17 +68,76 @@ class FrameHead:
         return np.stack([forward_numpy(self, c) for c in clips]) if clips else np.zeros((0, len(self.label_names)))
 
 
+def _split_layers(layers, pooling: str):
+    """(frame MLP layers, attention scorer or None, classifier): attention pooling keeps its scorer ([H, 1]) just
+    before the classifier."""
+    if pooling == "attention":
+        return layers[:-2], layers[-2], layers[-1]
+    return layers[:-1], None, layers[-1]
+
+
+def pool(xp, h, m, pooling: str, att=None):
+    """[..., T, H] frame activations (ReLU outputs, >= 0) and a [..., T] 0/1 mask -> [..., P] clip vector.
+
+    `xp` is numpy or jax.numpy: the NumPy inference path and JAX training share this one definition.
+    """
+    mk = m[..., None]
+    count = xp.maximum(m.sum(-1, keepdims=True), 1)
+    mean = (h * mk).sum(-2) / count
+    if pooling == "mean":
+        return mean
+    if pooling == "mean_max":  # activations are >= 0, so zeroed padding never wins the max over a real frame
+        return xp.concatenate([mean, (h * mk).max(-2)], -1)
+    if pooling == "mean_std":
+        var = (((h - mean[..., None, :]) ** 2) * mk).sum(-2) / count
+        return xp.concatenate([mean, xp.sqrt(var + 1e-6)], -1)
+    s = (h @ att["kernel"])[..., 0] + att["bias"][0]
+    s = xp.where(m > 0, s, -1e9)
+    w = xp.exp(s - s.max(-1, keepdims=True)) * m
+    return (h * (w / w.sum(-1, keepdims=True))[..., None]).sum(-2)
+
+
+def pooled_width(hidden: int, pooling: str) -> int:
+    return 2 * hidden if pooling in ("mean_max", "mean_std") else hidden
+
+
 def forward_numpy(head: FrameHead, frames: np.ndarray) -> np.ndarray:
     """[n, 128] -> [classes]: the ensemble's mean probability for one clip."""
     x = (np.asarray(frames, np.float32) - head.mean) / head.scale
     out = []
     for layers in head.members:
+        hidden, att, clf = _split_layers(layers, head.pooling)
         h = x
-        for layer in layers[:-1]:
+        for layer in hidden:
             h = np.maximum(h @ layer["kernel"] + layer["bias"], 0)
-        z = h.mean(0) @ layers[-1]["kernel"] + layers[-1]["bias"]
+        z = pool(np, h, np.ones(len(h), np.float32), head.pooling, att) @ clf["kernel"] + clf["bias"]
         out.append(1 / (1 + np.exp(-z)) if head.multilabel else _softmax(z))
     return np.mean(out, 0)
+
+
+def forward_jax(head: FrameHead, clips: list[np.ndarray]) -> np.ndarray:
+    """[clips, classes] ensemble probabilities through the batched, masked JAX path that training uses."""
+    import jax
+    import jax.numpy as jnp
+
+    x, m = pad_clips([(np.asarray(c, np.float32) - head.mean) / head.scale for c in clips])
+    probs = [(jax.nn.sigmoid if head.multilabel else jax.nn.softmax)(_apply_jax(layers, x, m, head.pooling))
+             for layers in head.members]
+    return np.asarray(jnp.mean(jnp.stack(probs), 0))
+
+
+def _apply_jax(layers, x, m, pooling: str, key=None, dropout: float = 0.0):
+    """[clips, T, D] padded frames, [clips, T] mask -> [clips, classes] logits (dropout when given a key)."""
+    import jax
+    import jax.numpy as jnp
+
+    hidden, att, clf = _split_layers(layers, pooling)
+    for layer in hidden:
+        x = jax.nn.relu(x @ layer["kernel"] + layer["bias"])
+        if key is not None and dropout:
+            key, sub = jax.random.split(key)
+            x = x * jax.random.bernoulli(sub, 1 - dropout, x.shape) / (1 - dropout)
+    return pool(jnp, x, m, pooling, att) @ clf["kernel"] + clf["bias"]
 
 
 def _softmax(z):
@@ -93,30 +166,54 @@ def score(y: np.ndarray, probs: np.ndarray, multilabel: bool) -> float:
     return float(average_precision_score(y[:, keep], probs[:, keep], average="macro"))
 
 
-def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray], y_val, label_names,
-                     cfg: FrameHeadConfig = FrameHeadConfig(), multilabel: bool = False, log=None, **meta) -> FrameHead:
-    """Fit `cfg.members` networks on train only; validation picks each member's epoch. History in .info."""
+def targets_of(y, n_classes: int, multilabel: bool, label_smoothing: float = 0.0) -> np.ndarray:
+    """[clips, classes] float targets: multi-hot rows (multi-label); one-hot of class indices, or given soft rows
+    (single-label, each summing to 1: e.g. a clip of two genres, half each), smoothed by `label_smoothing`."""
+    y = np.asarray(y)
+    if multilabel:
+        return y.astype(np.float32)
+    t = y.astype(np.float32) if y.ndim == 2 else np.eye(n_classes, dtype=np.float32)[y]
+    return (1 - label_smoothing) * t + label_smoothing / n_classes
+
+
+def _init_member(key, sizes, pooling: str):
+    """He-initialised frame MLP (sizes[:-1]), the attention scorer if any, and the classifier on the pooled vector."""
     import jax
     import jax.numpy as jnp
+
+    def dense(key, a, b, gain=2.0):
+        return {"kernel": jax.random.normal(key, (a, b)) * np.sqrt(gain / a), "bias": jnp.zeros(b)}
+
+    keys = jax.random.split(key, len(sizes))
+    layers = [dense(k, a, b) for k, a, b in zip(keys, sizes[:-2], sizes[1:-1])]
+    if pooling == "attention":
+        layers.append(dense(keys[-2], sizes[-2], 1, gain=1.0))
+    return layers + [dense(keys[-1], pooled_width(sizes[-2], pooling), sizes[-1])]
+
+
+def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | None, y_val, label_names,
+                     cfg: FrameHeadConfig = FrameHeadConfig(), multilabel: bool = False, log=None,
+                     epochs: list[int] | None = None, **meta) -> FrameHead:
+    """Fit `cfg.members` networks on train only; validation picks each member's epoch. History in .info.
+
+    `y_train`: class indices, or (single-label) soft target rows [clips, classes]; multi-hot when multilabel.
+    With `epochs` (one count per member) and no validation, each member trains exactly that many epochs: the
+    refit of a head whose epochs validation chose (see `refit`).
+    """
+    import jax
     import optax
 
-    y_train, y_val = np.asarray(y_train), np.asarray(y_val)
+    if (val is None) != (epochs is not None):
+        raise ValueError("give either validation clips (early stopping) or fixed epochs per member, not both")
     frames = np.concatenate([np.asarray(c, np.float32) for c in train])
     mean, scale = frames.mean(0), frames.std(0) + 1e-6
     xt, mt = pad_clips([(np.asarray(c, np.float32) - mean) / scale for c in train])
-    xv, mv = pad_clips([(np.asarray(c, np.float32) - mean) / scale for c in val], xt.shape[1])
+    if val is not None:
+        y_val = np.asarray(y_val)
+        xv, mv = pad_clips([(np.asarray(c, np.float32) - mean) / scale for c in val], xt.shape[1])
     n_classes = len(label_names)
-    targets = y_train.astype(np.float32) if multilabel else np.eye(n_classes, dtype=np.float32)[y_train]
+    targets = targets_of(y_train, n_classes, multilabel, cfg.label_smoothing)
     sizes = (xt.shape[-1], *cfg.hidden, n_classes)
-
-    def apply(layers, x, m, key=None):
-        for layer in layers[:-1]:
-            x = jax.nn.relu(x @ layer["kernel"] + layer["bias"])
-            if key is not None and cfg.dropout:
-                key, sub = jax.random.split(key)
-                x = x * jax.random.bernoulli(sub, 1 - cfg.dropout, x.shape) / (1 - cfg.dropout)
-        pooled = (x * m[..., None]).sum(1) / jnp.maximum(m.sum(1, keepdims=True), 1)
-        return pooled @ layers[-1]["kernel"] + layers[-1]["bias"]
 
     def loss(z, t):
         if multilabel:
@@ -133,25 +230,24 @@ def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray], y_
             perm = jax.random.permutation(k_perm, xb.shape[0])
             # Mix the pooled inputs' sources: frames of both clips, each weighted, masks kept per position.
             xb = lam[:, None, None] * xb + (1 - lam[:, None, None]) * xb[perm]
-            mb = jnp.maximum(mb, mb[perm])
+            mb = jax.numpy.maximum(mb, mb[perm])
             tb = lam[:, None] * tb + (1 - lam[:, None]) * tb[perm]
-        value, grads = jax.value_and_grad(lambda p: loss(apply(p, xb, mb, k_drop), tb))(layers)
+        value, grads = jax.value_and_grad(
+            lambda p: loss(_apply_jax(p, xb, mb, cfg.pooling, k_drop, cfg.dropout), tb))(layers)
         updates, state = opt.update(grads, state, layers)
         return optax.apply_updates(layers, updates), state, value
 
-    out_fn = jax.jit(lambda p, x, m: jax.nn.sigmoid(apply(p, x, m)) if multilabel else jax.nn.softmax(apply(p, x, m)))
+    squash = jax.nn.sigmoid if multilabel else jax.nn.softmax
+    out_fn = jax.jit(lambda p, x, m: squash(_apply_jax(p, x, m, cfg.pooling)))
     members, histories, member_probs = [], [], []
     for j in range(cfg.members):
         seed = cfg.seed * 1000 + j
-        key = jax.random.PRNGKey(seed)
-        layers = []
-        for a, b in zip(sizes[:-1], sizes[1:]):
-            key, sub = jax.random.split(key)
-            layers.append({"kernel": jax.random.normal(sub, (a, b)) * np.sqrt(2.0 / a), "bias": jnp.zeros(b)})
+        key, init = jax.random.split(jax.random.PRNGKey(seed))
+        layers = _init_member(init, sizes, cfg.pooling)
         state = opt.init(layers)
         rng = np.random.default_rng(seed)
         best, history = (-1.0, 0, layers, None), []
-        for epoch in range(cfg.max_epochs):
+        for epoch in range(cfg.max_epochs if epochs is None else epochs[j]):
             order = rng.permutation(len(xt))
             losses = []
             for i in range(0, len(order) - cfg.batch_size + 1 if len(order) >= cfg.batch_size else 1, cfg.batch_size):
@@ -159,22 +255,40 @@ def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray], y_
                 key, sub = jax.random.split(key)
                 layers, state, value = step(layers, state, xt[idx], mt[idx], targets[idx], sub)
                 losses.append(float(value))
+            row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+            history.append(row)
+            if val is None:
+                best = (None, epoch, layers, None)
+                continue
             probs = np.asarray(out_fn(layers, xv, mv))
-            val = score(y_val, probs, multilabel)
-            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_score": val})
-            if val > best[0]:
-                best = (val, epoch, layers, probs)
+            row["val_score"] = score(y_val, probs, multilabel)
+            if row["val_score"] > best[0]:
+                best = (row["val_score"], epoch, layers, probs)
             elif epoch - best[1] >= cfg.patience:
                 break
         if log:
-            log(f"frame head member {j}: best epoch {best[1]}, validation {best[0]:.4f}")
+            log(f"frame head member {j}: best epoch {best[1]}" + ("" if val is None else f", validation {best[0]:.4f}"))
         members.append(jax.tree.map(np.asarray, best[2]))
         member_probs.append(best[3])
         histories.append({"best_epoch": best[1], "best_val_score": best[0], "history": history})
-    ensemble_val = score(y_val, np.mean(member_probs, 0), multilabel)
-    info = {"members": histories, "ensemble_val_score": ensemble_val, "config": dataclasses.asdict(cfg),
-            "metric": "mAP" if multilabel else "accuracy"}
-    return FrameHead(list(label_names), mean, scale, members, multilabel, info=info, **meta)
+    info = {"members": histories, "config": dataclasses.asdict(cfg), "metric": "mAP" if multilabel else "accuracy",
+            "train_clips": len(train)}
+    if val is not None:
+        info["ensemble_val_score"] = score(y_val, np.mean(member_probs, 0), multilabel)
+    else:
+        info["refit_epochs"] = list(epochs)
+    return FrameHead(list(label_names), mean, scale, members, multilabel, info=info, pooling=cfg.pooling, **meta)
+
+
+def refit(head: FrameHead, clips: list[np.ndarray], y, log=None) -> FrameHead:
+    """`head`'s recipe refitted on `clips` (e.g. train + validation): the same config, each member trained for
+    the number of epochs validation chose for it (best epoch + 1), nothing held out."""
+    cfg = FrameHeadConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in head.info["config"].items()})
+    epochs = [m["best_epoch"] + 1 for m in head.info["members"]]
+    new = train_frame_head(clips, y, None, None, head.label_names, cfg, head.multilabel, log, epochs=epochs,
+                           spec=head.spec, weights=head.weights, final_relu=head.final_relu)
+    new.info["selected_on_validation"] = {k: head.info[k] for k in ("ensemble_val_score", "members") if k in head.info}
+    return new
 
 
 def save(directory: str, head: FrameHead) -> str:
@@ -187,7 +301,7 @@ def save(directory: str, head: FrameHead) -> str:
     atomic.savez(os.path.join(directory, "head.npz"), **arrays)
     meta = {"kind": KIND, "label_names": head.label_names, "multilabel": head.multilabel, "feature": KIND,
             "num_members": len(head.members), "num_layers": len(head.members[0]), "weights": head.weights,
-            "final_relu": head.final_relu, "info": head.info}
+            "final_relu": head.final_relu, "info": head.info, "pooling": head.pooling}
     if head.spec is not None:
         meta[spec_lib.KEY] = head.spec.to_dict()
     atomic.write_json(os.path.join(directory, "head.json"), meta)
@@ -202,8 +316,10 @@ def load(directory: str, meta: dict) -> FrameHead:
                     for i in range(meta["num_layers"])] for j in range(meta["num_members"])]
         mean, scale = z["mean"], z["scale"]
     spec = spec_lib.read(meta, js) if spec_lib.KEY in meta else None
+    # Heads saved before pooling was configurable carry no "pooling": they mean-pool.
     return FrameHead(meta["label_names"], mean, scale, members, bool(meta.get("multilabel")), spec=spec,
-                     weights=meta.get("weights"), final_relu=bool(meta.get("final_relu")), info=meta.get("info", {}))
+                     weights=meta.get("weights"), final_relu=bool(meta.get("final_relu")), info=meta.get("info", {}),
+                     pooling=meta.get("pooling", "mean"))
 
 
 def read_meta(directory: str) -> dict:

@@ -78,12 +78,18 @@ class Head:
         return self.predict_proba_features(features.mean_std(clips))
 
 
-def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = HeadConfig(), **meta) -> Head:
-    """Fit on train only; the validation split picks the epoch. Returns the best Head (history in .info)."""
-    x_train, x_val = np.asarray(x_train, np.float32), np.asarray(x_val, np.float32)
-    y_train, y_val = np.asarray(y_train), np.asarray(y_val)
+def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = HeadConfig(), epochs: int | None = None,
+               **meta) -> Head:
+    """Fit on train only; the validation split picks the epoch. Returns the best Head (history in .info).
+    With `epochs` and no validation (x_val None) it trains exactly that many epochs (see `refit`)."""
+    if (x_val is None) != (epochs is not None):
+        raise ValueError("give either validation features (early stopping) or a fixed number of epochs")
+    x_train = np.asarray(x_train, np.float32)
+    y_train = np.asarray(y_train)
     mean, scale = x_train.mean(0), x_train.std(0) + 1e-6
-    xt, xv = jnp.asarray((x_train - mean) / scale), jnp.asarray((x_val - mean) / scale)
+    xt = jnp.asarray((x_train - mean) / scale)
+    if x_val is not None:
+        xv, y_val = jnp.asarray((np.asarray(x_val, np.float32) - mean) / scale), np.asarray(y_val)
     n_classes = len(label_names)
     key = jax.random.PRNGKey(cfg.seed)
     key, init_key = jax.random.split(key)
@@ -104,7 +110,7 @@ def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = He
     rng = np.random.default_rng(cfg.seed)
     best = (-1.0, 0, layers)
     history = []
-    for epoch in range(cfg.max_epochs):
+    for epoch in range(cfg.max_epochs if epochs is None else epochs):
         order = rng.permutation(xt.shape[0])
         losses = []
         for i in range(0, len(order), cfg.batch_size):
@@ -112,6 +118,10 @@ def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = He
             key, sub = jax.random.split(key)
             layers, state, loss = step(layers, state, xt[idx], jnp.asarray(y_train[idx]), sub)
             losses.append(float(loss))
+        if x_val is None:
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses))})
+            best = (None, epoch, layers)
+            continue
         val_acc = float(accuracy(layers, xv, jnp.asarray(y_val)))
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_acc})
         if val_acc > best[0]:
@@ -121,6 +131,13 @@ def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = He
     info = {"best_epoch": best[1], "best_val_accuracy": best[0], "history": history,
             "config": dataclasses.asdict(cfg)}
     return Head(list(label_names), mean, scale, jax.tree.map(np.asarray, best[2]), info=info, **meta)
+
+
+def refit(head: Head, x, y) -> Head:
+    """`head`'s recipe refitted on (x, y), e.g. train + validation, for the epochs validation chose."""
+    cfg = HeadConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in head.info["config"].items()})
+    return train_head(x, y, None, None, head.label_names, cfg, epochs=head.info["best_epoch"] + 1,
+                      feature=head.feature, final_relu=head.final_relu, weights=head.weights, spec=head.spec)
 
 
 def save_head(directory: str, head: Head) -> str:

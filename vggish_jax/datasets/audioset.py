@@ -211,6 +211,9 @@ class Dataset:
     multilabel: bool
     splits: dict  # split -> (list[Segment], labels: [n] int64 or [n, C] uint8)
     skipped: list[skips.Skip]
+    # Single-label tasks: balanced-train segments left out for carrying other genres too, as extra training
+    # clips with soft targets [n, C] float32 (see soft_segments); never from validation videos or eval.
+    extra_train: tuple = ((), None)
 
 
 def label_segments(segments, gmap: GenreMap, task: Task) -> tuple[list[Segment], np.ndarray, list[str]]:
@@ -240,6 +243,23 @@ def label_segments(segments, gmap: GenreMap, task: Task) -> tuple[list[Segment],
     return kept, y, names
 
 
+def soft_segments(segments, gmap: GenreMap, task: Task) -> tuple[list[Segment], np.ndarray]:
+    """The segments a single-label task drops although they carry a chosen genre (two or more genres, or one
+    chosen plus others), with the target mass split evenly over their chosen genres: [n, C] float32 rows."""
+    names = list(task.classes or gmap.names)
+    col = {gmap.names.index(c): i for i, c in enumerate(names)}
+    kept, rows = [], []
+    for s in segments:
+        gs = gmap.genres_of(s.labels)
+        hot = [col[g] for g in gs if g in col]
+        if hot and len(gs) > 1:
+            row = np.zeros(len(names), np.float32)
+            row[hot] = 1 / len(hot)
+            kept.append(s)
+            rows.append(row)
+    return kept, (np.stack(rows) if rows else np.zeros((0, len(names)), np.float32))
+
+
 def validation_videos(video_ids, fraction: float) -> set[str]:
     """A deterministic `fraction` of the distinct video ids (by SHA-1 rank; at least one when there are two)."""
     ids = sorted(set(video_ids), key=lambda v: (hashlib.sha1(v.encode()).hexdigest(), v))
@@ -257,11 +277,11 @@ def load(manual_dir: str, task: Task = Task()) -> Dataset:
                                f"research.google.com/audioset/download.html) beside bal_train/ and eval/")
     gmap = genre_map(os.path.join(manual_dir, ONTOLOGY), os.path.join(manual_dir, CLASS_LABELS))
     bad: list[skips.Skip] = []
-    parts = {}
+    parts, raw = {}, {}
     for which, sub in RELEASE_DIRS.items():
-        segs, b = read_dir(os.path.join(manual_dir, sub))
+        raw[which], b = read_dir(os.path.join(manual_dir, sub))
         bad += b
-        parts[which] = label_segments(segs, gmap, task)
+        parts[which] = label_segments(raw[which], gmap, task)
     names = parts["eval"][2]
     segs, y, _ = parts["balanced_train"]
     val = validation_videos([s.video_id for s in segs], task.validation_fraction)
@@ -269,4 +289,7 @@ def load(manual_dir: str, task: Task = Task()) -> Dataset:
     splits = {"train": ([s for s, v in zip(segs, is_val) if not v], y[~is_val]),
               "validation": ([s for s, v in zip(segs, is_val) if v], y[is_val]),
               "test": parts["eval"][:2]}
-    return Dataset(names, task.multilabel, splits, bad)
+    extra = ((), None)
+    if not task.multilabel:
+        extra = soft_segments([s for s in raw["balanced_train"] if s.video_id not in val], gmap, task)
+    return Dataset(names, task.multilabel, splits, bad, extra)

@@ -52,5 +52,16 @@ class AudioSetSource:
             yield Clip(index=i, key=segs[i].key, label=labels[i] if self.multilabel else int(labels[i]),
                        data=segs[i].embedding)
 
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        """Per split, the video id of each clip in clip order (folds keep a video on one side)."""
+        return {split: [s.video_id for s in segs] for split, (segs, _) in self._data.splits.items()}
+
+    def extra_train(self):
+        """(clips [n, 128] uint8, soft targets [n, C], video ids): the single-label task's extra training clips
+        (datasets.audioset.soft_segments); empty for multi-label."""
+        segs, soft = self._data.extra_train
+        return [s.embedding for s in segs], soft, [s.video_id for s in segs]
+
     def skipped(self) -> list:
         return list(self._data.skipped)
