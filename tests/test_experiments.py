@@ -157,12 +157,13 @@ def test_audioset_genres_on_the_mini_release(tmp_path):
     assert set(rows) == {"genre25", "multilabel25"}
     for task, (m1, m2) in (("genre25", ("accuracy", "macro_f1")), ("multilabel25", ("mAP", "roc_auc"))):
         table = json.load(open(os.path.join(out, task, "table.json")))
-        b, row = table["best"], rows[task]
+        final = json.load(open(os.path.join(out, task, "final.json")))
+        b, f, row = table["best"], final["refit"], rows[task]
         n = {s: len(store.load_split(os.path.join(out, "stores", task), s)) for s in ("train", "validation", "test")}
-        assert table["split_sizes"] == n and row[1] == f"{n['train']}/{n['validation']}/{n['test']}"
-        assert row[2] == f"{b['classifier']} on {b['feature_set']}"
-        assert row[3:6] == [f"{m1} {b['validation_' + m1]:.4f}", f"{m1} {b['test_' + m1]:.4f}",
-                            f"{m2.replace('_', '-')} {b['test_' + m2]:.4f}"]
+        assert table["split_sizes"] == n and row[1] == f"{n['train']}/{n['validation']}/{n['test']} (+0)"
+        assert row[2] == f"{b['classifier']} on {b['feature_set']}: {b['validation_' + m1]:.4f} / {b['test_' + m1]:.4f}"
+        assert row[3].startswith(f"{final['classifier']} on {final['feature_set']} (")
+        assert row[5] == f"{m1} {f['test_' + m1]:.4f}, {m2.replace('_', '-')} {f['test_' + m2]:.4f}"
         assert_png(os.path.join(out, task, "class_balance.png"))
     assert rows["genre25"][6] == "0.572" and rows["multilabel25"][6] == "-"
     assert_png(os.path.join(out, "genre25", "confusion_best.png"))

@@ -73,11 +73,14 @@ def check(labels, k: int, groups=None, label_names=None) -> None:
         raise FoldError(f"--cv {k}: class {name!r} has only {n} clip{'s' * (n != 1)}, fewer than the {k} folds; {fix}")
 
 
-def folds(labels, k: int, groups=None, seed: int = 0, label_names=None) -> list[tuple[np.ndarray, np.ndarray]]:
+def folds(labels, k: int, groups=None, seed: int = 0, label_names=None, strict: bool = True
+          ) -> list[tuple[np.ndarray, np.ndarray]]:
     """K (train_idx, test_idx) pairs: stratified by class, and grouped (no group in two folds) when `groups`
-    (one per clip; '' = a group of its own) are given. Every clip is held out exactly once."""
+    (one per clip; '' = a group of its own) are given. Every clip is held out exactly once. `strict`: refuse
+    (`check`) K that some class cannot fill; otherwise such a class is simply absent from some folds."""
     labels = np.asarray(labels)
-    check(labels, k, groups, label_names)
+    if strict:
+        check(labels, k, groups, label_names)
     gids = _group_ids(groups)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has fewer members than n_splits"
