@@ -201,7 +201,7 @@ def confusion_figure(out: str, table: dict) -> dict | None:
                            f"the store changed since the table was made; rerun --stages table,report")
     name = f"{fs}_{clf}".replace("+", "_")
     with tempfile.TemporaryDirectory(dir=out) as tmp:
-        cc._plots(tmp, cell, splits["test"].labels, table["label_names"], table)
+        cc.plot_results(tmp, cell, splits["test"].labels, table["label_names"], table)
         os.replace(os.path.join(tmp, "confusion_best.png"), os.path.join(out, f"fig6_confusion_{name}.png"))
     return {"feature_set": fs, "classifier": clf, "file": f"fig6_confusion_{name}.png",
             "headline": (fs, clf) == HEADLINE}

@@ -438,7 +438,7 @@ def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classif
     os.makedirs(out, exist_ok=True)
     atomic.write_json(os.path.join(out, "table.json"), report)
     atomic.write_text(os.path.join(out, "table.md"), render_markdown(report))
-    _plots(out, best, splits["test"].labels, label_names, report)
+    plot_results(out, best, splits["test"].labels, label_names, report)
     if save_head:
         from vggish_jax.classify import frame_head, heads
         for name, head in trained.items():
@@ -492,7 +492,7 @@ def _compare_cv(embeddings_dir: str, out: str, k: int, info: dict, complete: boo
     atomic.write_json(os.path.join(out, "table.json"), report)
     atomic.write_text(os.path.join(out, "table.md"), cv.render_markdown(report))
     pred = cv.pooled_predictions(runs[(best["feature_set"], best["classifier"])], plan)
-    _plots(out, {**best, "test_predictions": pred}, plan.labels, label_names, report,
+    plot_results(out, {**best, "test_predictions": pred}, plan.labels, label_names, report,
            held_out=f"held-out ({k} folds pooled)")
     return report
 
@@ -560,7 +560,7 @@ def _per_class_bars(values, label_names, ylabel: str, title: str, size, path: st
     plt.close(fig)
 
 
-def _plots(out: str, best: dict, y_test: np.ndarray, label_names: list[str], report: dict,
+def plot_results(out: str, best: dict, y_test: np.ndarray, label_names: list[str], report: dict,
            held_out: str = "test") -> None:
     """confusion_best.png + per_genre_accuracy.png (single-label) or per_class_ap.png (multi-label) for the
     best model on its `held_out` predictions, and class_balance.png (clips per class and split, the paper's
