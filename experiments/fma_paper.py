@@ -185,7 +185,7 @@ def confusion_figure(out: str, table: dict) -> dict | None:
     in the table, fig6 shows the model chosen on validation instead (named in the file name).
     """
     import numpy as np
-    from vggish_jax.classify import compare as cc
+    from vggish_jax.classify import compare as cc, tables
     from vggish_jax.pipeline import store
 
     cells = {(c["feature_set"], c["classifier"]): c for c in table["cells"] if not c.get("error")}
@@ -201,7 +201,7 @@ def confusion_figure(out: str, table: dict) -> dict | None:
                            f"the store changed since the table was made; rerun --stages table,report")
     name = f"{fs}_{clf}".replace("+", "_")
     with tempfile.TemporaryDirectory(dir=out) as tmp:
-        cc.plot_results(tmp, cell, splits["test"].labels, table["label_names"], table)
+        tables.plot_results(tmp, cell, splits["test"].labels, table["label_names"], table)
         os.replace(os.path.join(tmp, "confusion_best.png"), os.path.join(out, f"fig6_confusion_{name}.png"))
     return {"feature_set": fs, "classifier": clf, "file": f"fig6_confusion_{name}.png",
             "headline": (fs, clf) == HEADLINE}
