@@ -197,3 +197,38 @@ def test_compare_cv_keeps_a_csv_group_in_one_fold(csv_store, tmp_path):
     with pytest.raises(cv.FoldError, match=r"needs at least 10 groups, but the clips come from 9 groups"):
         cc.compare(emb, str(tmp_path / "out2"), feature_sets=("mean_std",), classifiers=("LR",), jobs=1, folds=10,
                    log=lambda m: None)
+
+
+def test_multilabel_cv_scores_map_and_auc_per_held_out_fold(tmp_path):
+    """A multi-label store (multi-hot labels) is cross-validated with one-vs-rest models and scored by mAP and
+    ROC-AUC per held-out fold; the oracle refits sklearn's own OneVsRest pipeline on the same folds and scores
+    it with sklearn's metrics over the classes that have a positive and a negative in the fold."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(len(CLASSES), 128)) * 0.3
+    hot = (rng.random((48, len(CLASSES))) < 0.35).astype(np.uint8)
+    hot[hot.sum(1) == 0, 0] = 1  # every clip carries a class
+    embs = [(hot[i] @ centres + rng.normal(size=(10, 128))).astype(np.float32) for i in range(len(hot))]
+    root = str(tmp_path / "emb")
+    store.write_shard(store.shard_path(root, "all", 0), np.arange(len(hot)), hot, embs)
+    store.write_info(root, {"label_names": CLASSES, "final_relu": True, "postprocess": False, "dataset": "synthetic",
+                            "weights": None, "complete": True, "multilabel": True})
+    report = cc.compare(root, str(tmp_path / "cv"), feature_sets=("mean_std",), classifiers=("LR",), jobs=1,
+                        folds=3, log=lambda m: None)
+    assert report["multilabel"] and report["metric"] == "mAP"
+    cell = next(c for c in report["cells"] if c["classifier"] == "LR")
+    x, fold_of = mean_std(embs), np.asarray(report["cv"]["fold_of_clip"])
+    assert sorted(np.bincount(fold_of).tolist()) == sorted(report["cv"]["fold_sizes"]) and len(fold_of) == len(hot)
+    for j in range(3):
+        tr, te = np.where(fold_of != j)[0], np.where(fold_of == j)[0]
+        model = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression())).fit(x[tr], hot[tr])
+        p, y = model.predict_proba(x[te]), hot[te]
+        keep = (y.sum(0) > 0) & (y.sum(0) < len(y))
+        assert cell["mAP_folds"][j] == pytest.approx(average_precision_score(y[:, keep], p[:, keep]), abs=1e-6)
+        assert cell["roc_auc_folds"][j] == pytest.approx(roc_auc_score(y[:, keep], p[:, keep]), abs=1e-6)
+    assert cell["mAP_mean"] == pytest.approx(np.mean(cell["mAP_folds"]))
