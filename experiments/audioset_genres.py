@@ -6,8 +6,8 @@
 
 DIR is the unpacked AudioSet v1 embeddings release (bal_train/, eval/) with ontology.json and
 class_labels_indices.csv beside them. For each task it writes the release's segments into an embeddings store
-(OUT/stores/<task>, the layout `vggish-jax extract` writes), runs the comparison table on it (OUT/<task>/:
-table.md, table.json, plots, the trained JAX heads) and finally OUT/report.md next to the baselines quoted in
+through the extraction core (OUT/stores/<task>, as `vggish-jax extract --dataset audioset`), runs the comparison
+table on it (OUT/<task>/: table.md, table.json, plots, the trained JAX heads) and finally OUT/report.md next to the baselines quoted in
 issue 19. `--extra` gives JAX-frames extra training clips on single-label tasks: balanced-train segments of two or
 more genres with soft targets (never from validation videos; test untouched). Off by default: on grouped CV
 within balanced-train it measured worse (README).
@@ -37,7 +37,7 @@ import numpy as np
 
 from vggish_jax import atomic
 from vggish_jax.classify import compare as cc, cv as cv_lib, frame_head, heads
-from vggish_jax.pipeline import store
+from vggish_jax.pipeline import extract, store
 from vggish_jax.pipeline.sources.audioset import AudioSetSource
 
 GENRES_8 = ("Pop music", "Hip hop music", "Rock music", "Country", "Folk music", "Jazz", "Classical music",
@@ -50,20 +50,12 @@ TARGETS = {"genre25": 0.62, "genre8": 0.82}
 SHARD = 2048
 
 
-def write_store(src: AudioSetSource, root: str) -> dict:
-    """The source's clips in the embeddings-store layout (what `extract --dataset audioset` writes)."""
-    sizes = src.splits()
-    for split, n in sizes.items():
-        for k, start in enumerate(range(0, max(n, 1), SHARD)):
-            clips = list(src.clips(split, range(start, min(n, start + SHARD))))
-            store.write_shard(store.shard_path(root, split, k), [c.index for c in clips], [c.label for c in clips],
-                              [c.data for c in clips])
-    info = {"dataset": f"audioset_v1/{src.task_name}", "label_names": src.label_names, "multilabel": src.multilabel,
-            "final_relu": False, "postprocess": True, "embedding_spec": src.spec.to_dict(), "source": src.identity(),
-            "splits": {s: {"clips": n} for s, n in sizes.items()},
-            "skipped": [s.to_dict() for s in src.skipped()], "groups": src.groups, "complete": True}
-    store.write_info(root, info)
-    return info
+def write_store(src: AudioSetSource, root: str, log) -> dict:
+    """The source's clips in an embeddings store through the one extraction core (what `vggish-jax extract
+    --dataset audioset` runs; a rerun resumes); returns its info.json."""
+    extract.extract(f"audioset_v1/{src.task_name}", out=root, weights=None, source=src, shard_size=SHARD,
+                    progress=False, log=log)
+    return store.read_info(root)
 
 
 def cache_cells(directory: str) -> None:
@@ -168,11 +160,11 @@ def run(manual_dir: str, out: str, tasks, classifiers, feature_sets, jobs: int, 
         t0 = time.perf_counter()
         src = AudioSetSource(manual_dir, name, classes)
         root = os.path.join(out, "stores", task)
-        info = write_store(src, root)
+        info = write_store(src, root, log)
         for s in src.skipped():
             log(s.line())
         extra = src.extra_train() if use_extra and not src.multilabel else None
-        log(f"{task}: {info['splits']} clips" + (f", {len(extra[0])} extra soft-target clips" if extra else ""))
+        log(f"{task}: {info['num_clips']} clips" + (f", {len(extra[0])} extra soft-target clips" if extra else ""))
         task_out = os.path.join(out, task)
         table = cc.compare(root, task_out, feature_sets=feature_sets, classifiers=classifiers, jobs=jobs,
                            frame_head_config=cfg, refit=True, extra_train=extra, log=log)

@@ -81,7 +81,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
             process_index: int | None = None, process_count: int | None = None, progress: bool = True,
             beam_runner: str | None = None, beam_workers: int = 2, beam_options=None, labels: str | None = None,
             task: str = "music_genre", classes: list[str] | None = None, split: str | None = None,
-            resample: str = "auto", log: Callable[[str], None] | None = None) -> Summary:
+            resample: str = "auto", source=None, log: Callable[[str], None] | None = None) -> Summary:
     """Embed all splits of `dataset` (an FMA config or a folder of audio files) into `out`; resume if it has shards.
 
     weights: a weights directory (`vggish-jax convert`) or an Embedder (local runs). batch_size: examples per
@@ -93,6 +93,8 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
     dataset='audioset' ('music_genre', 'music_genre_multilabel'; a subset of the 25 top-level genres). split:
     'gtzan-filtered' for a GTZAN folder (train/validation/test from GTZAN's fault-filtered lists).
     resample: where audio files not at 16 kHz are resampled ('auto', 'host', 'device': `pipeline.placement`).
+    source: a Source already opened by the caller (who keeps it for other uses), used instead of opening
+    `dataset`, which then only names it in info.json.
     """
     from vggish_jax.datasets import decode
     from vggish_jax.pipeline.embed import Embedder, load_pretrained
@@ -114,7 +116,8 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
     if weights is None:  # enough for a source of stored embeddings (payload 'embedding'): no model runs
         from vggish_jax.pipeline.sources.fma import is_fma
 
-        if labels is not None or is_fma(dataset) or os.path.isdir(dataset):  # audio sources, known up front
+        # Audio sources known up front (a given `source` is checked once open, below, like any other).
+        if source is None and (labels is not None or is_fma(dataset) or os.path.isdir(dataset)):
             raise ValueError(f"{labels or dataset}: holds audio, so embedding it needs --weights (a folder written "
                              f"by `vggish-jax convert`)")
         model, weights_dir = None, None
@@ -126,7 +129,7 @@ def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | No
     if postprocess and model is not None and model.pca is None:  # before a (long) dataset build
         raise ValueError(f"{weights_dir}: these weights have no PCA params, so --postprocess is impossible; "
                          f"convert them with --torch-pca/--tf-pca or drop --postprocess")
-    source = open_source(dataset, data_dir=data_dir, manual_dir=manual_dir, from_audio=from_audio, workers=workers,
+    source = source or open_source(dataset, data_dir=data_dir, manual_dir=manual_dir, from_audio=from_audio, workers=workers,
                          download=download, labels=labels, task=task, classes=classes, split=split,
                          **(dict(beam_runner=runner, beam_options=options) if beam else {}))
     if hasattr(source, "describe"):
