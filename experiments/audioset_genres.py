@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from vggish_jax import atomic
-from vggish_jax.classify import compare as cc, cv as cv_lib, frame_head, heads
+from vggish_jax.classify import compare as cc, cv as cv_lib, frame_head, heads, tables
 from vggish_jax.pipeline import extract, store
 from vggish_jax.pipeline.sources.audioset import AudioSetSource
 
@@ -188,7 +188,7 @@ def ship_head(task_out: str, dest: str, task: str = "genre25") -> dict:
     os.makedirs(dest, exist_ok=True)
     for name in ("head.npz", "head.json"):
         shutil.copy(os.path.join(task_out, "head_frames_refit", name), os.path.join(dest, name))
-    keys = ("accuracy", "macro_f1") if not table["multilabel"] else ("mAP", "roc_auc")
+    keys = tables.metric_names(table["multilabel"])
     cell = next(c for c in table["cells"] if c["classifier"] == "JAX-frames")
     prov = {"task": task, "what": "JAX-frames head (vggish_jax.classify.frame_head) on AudioSet's 25 top-level "
                                   "music genres, single-label segments, refitted on train + validation",
@@ -219,7 +219,7 @@ def report(results: dict) -> str:
              "CV | final test | baseline (issue 19) | target |", "|---|---|---|---|---|---|---|---|"]
     for task, r in results.items():
         b, sz, f = r["best"], r["split_sizes"], r["final"]
-        m1, m2 = ("mAP", "roc_auc") if r["multilabel"] else ("accuracy", "macro_f1")
+        m1, m2 = tables.metric_names(r["multilabel"])
         cv = next((c for c in f["cv"] if key(c) == key(f)), None)
         cv_text = f"{cv['cv_mean']:.4f} +- {cv['cv_std']:.4f}" if cv else "-"
         lines.append(f"| {task} | {sz['train']}/{sz['validation']}/{sz['test']} (+{f['extra_train_clips']}) | "

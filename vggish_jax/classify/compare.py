@@ -44,7 +44,8 @@ import numpy as np
 
 from vggish_jax import atomic
 from vggish_jax.classify import audio_features, cv, features
-from vggish_jax.classify.tables import class_counts, machine, plot_results, render_markdown, versions
+from vggish_jax.classify.tables import (class_counts, machine, metric_names, plot_results, render_markdown,
+                                        versions)
 from vggish_jax.pipeline import store
 
 PAPER_CLASSIFIERS = ("LR", "kNN", "SVCrbf", "SVCpoly1", "linSVC1", "linSVC2", "DT", "RF", "AdaBoost", "MLP1",
@@ -180,8 +181,7 @@ def class_scores(model, x: np.ndarray) -> np.ndarray:
 
 
 def _metric_keys(multilabel: bool) -> tuple[str, ...]:
-    names = ("mAP", "roc_auc") if multilabel else ("accuracy", "macro_f1")
-    return tuple(f"{s}_{m}" for m in names for s in ("validation", "test"))
+    return tuple(f"{s}_{m}" for m in metric_names(multilabel) for s in ("validation", "test"))
 
 
 def scores(out: dict[str, np.ndarray], data: Data) -> dict:
@@ -490,10 +490,10 @@ def _compare_cv(embeddings_dir: str, out: str, k: int, info: dict, complete: boo
     report["wall_seconds"] = time.perf_counter() - t_start
     os.makedirs(out, exist_ok=True)
     atomic.write_json(os.path.join(out, "table.json"), report)
-    atomic.write_text(os.path.join(out, "table.md"), cv.render_markdown(report))
+    atomic.write_text(os.path.join(out, "table.md"), render_markdown(report))
     pred = cv.pooled_predictions(runs[(best["feature_set"], best["classifier"])], plan)
     plot_results(out, {**best, "test_predictions": pred}, plan.labels, label_names, report,
-           held_out=f"held-out ({k} folds pooled)")
+                 held_out=f"held-out ({k} folds pooled)")
     return report
 
 

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from vggish_jax.classify.tables import metric_names
 from vggish_jax.pipeline import store
 
 DEFAULT_K = 5  # when a store has no train/validation/test split
@@ -154,7 +155,7 @@ class Plan:
 
     @property
     def metrics(self) -> tuple[str, str]:
-        return ("mAP", "roc_auc") if self.multilabel else ("accuracy", "macro_f1")
+        return metric_names(self.multilabel)
 
     @property
     def n_groups(self) -> int | None:
@@ -247,45 +248,3 @@ def pooled_predictions(runs: list[dict], plan: Plan) -> np.ndarray:
     for r, (_, te) in zip(runs, plan.folds):
         pred[te] = np.asarray(r["test_predictions"])
     return pred
-
-
-def render_markdown(report: dict) -> str:
-    """The split mode's table with "mean ± std" over the held-out folds in each cell."""
-    cv = report["cv"]
-    m1, m2 = ("mAP", "roc_auc") if report["multilabel"] else ("accuracy", "macro_f1")
-    n1, n2 = m1, m2.replace("_", "-")
-    fs = report["feature_sets"]
-    cells = {(c["feature_set"], c["classifier"]): c for c in report["cells"]}
-    b = report["best"]
-    how = "stratified" + (" on each clip's rarest class" if report["multilabel"] else "")
-    if cv["grouped"]:
-        how += f", grouped by the store's groups ({cv['groups']} groups, none in two folds)"
-    unused = "; ".join(f"the {s} split ({n} clips) is not used" for s, n in cv["not_used"].items())
-    lines = [f"# Genre classification: {report['dataset']} (final_relu={report['final_relu']}, "
-             f"postprocess={report['postprocess']}), {cv['k']}-fold cross-validation", "",
-             f"{cv['k']}-fold cross-validation, {how}, over {' + '.join(cv['pooled_splits'])} "
-             f"({sum(cv['fold_sizes'])} clips, folds of {', '.join(map(str, cv['fold_sizes']))}){'; ' + unused if unused else ''}. "
-             f"Cells: held-out {n1} / held-out {n2}, mean ± std over the {cv['k']} folds (per-fold scores in "
-             f"table.json). Highest mean held-out {n1}: **{b['classifier']} on {b['feature_set']}** "
-             f"({n1} {b[m1 + '_mean']:.4f} ± {b[m1 + '_std']:.4f}, {n2} {b[m2 + '_mean']:.4f} ± {b[m2 + '_std']:.4f}).",
-             "",
-             "With cross-validation the best cell is selected on the same folds that score it, so its mean is "
-             "optimistic; the other cells' numbers are fair estimates. The sklearn models fit on each fold's "
-             "training part; the JAX heads early-stop on a validation part carved from it.", "",
-             "| classifier | " + " | ".join(fs) + " |", "|---" * (len(fs) + 1) + "|"]
-    if not report.get("extraction_complete", True):
-        lines[1:1] = ["", "**INCOMPLETE EXTRACTION** (run with --allow-incomplete): the embeddings did not finish; "
-                          "these numbers are not comparable to a full run."]
-    for clf in report["classifiers"]:
-        row = []
-        for f in fs:
-            c = cells.get((f, clf))
-            row.append("-" if c is None else "failed" if c.get("error") else
-                       f"{c[m1 + '_mean']:.4f} ± {c[m1 + '_std']:.4f} / {c[m2 + '_mean']:.4f} ± {c[m2 + '_std']:.4f}")
-        if any(r != "-" for r in row):
-            lines.append(f"| {clf} | " + " | ".join(row) + " |")
-    lines += [""] + [f"- failed: {c['classifier']} on {c['feature_set']}: {c['error']}"
-                     for c in report["cells"] if c.get("error")]
-    lines += ["", f"Total wall time {report['wall_seconds']:.1f} s with jobs={report['jobs']} on "
-              f"{report['machine']['cpus']} CPUs."]
-    return "\n".join(lines) + "\n"

@@ -1,14 +1,12 @@
-"""The tables and figures of a comparison: table.md (split mode; cross-validated tables are rendered by
-`cv.render_markdown`), the best model's confusion matrix or per-class AP, the class balance (the paper's
-Figure 2), and the machine and library versions every table.json records."""
+"""The tables and figures of a comparison: table.md (split mode, or cross-validated: `compare --cv`), the best
+model's confusion matrix or per-class AP, the class balance (the paper's Figure 2), and the machine and
+library versions every table.json records."""
 from __future__ import annotations
 
 import os
 import platform
 
 import numpy as np
-
-from vggish_jax.classify import cv
 
 
 def class_counts(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -17,46 +15,89 @@ def class_counts(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return labels.sum(0).astype(np.int64) if labels.ndim == 2 else np.bincount(labels, minlength=n_classes)
 
 
-def render_markdown(report: dict) -> str:
-    if "cv" in report:
-        return cv.render_markdown(report)
-    fs = report["feature_sets"]
-    multilabel = report.get("multilabel", False)
-    m1, m2 = ("mAP", "roc_auc") if multilabel else ("accuracy", "macro_f1")
+def metric_names(multilabel: bool) -> tuple[str, str]:
+    """The two scores of a table: accuracy and macro-F1, or (multi-label) mAP and macro ROC-AUC."""
+    return ("mAP", "roc_auc") if multilabel else ("accuracy", "macro_f1")
+
+
+def _rows(report: dict, cell_text) -> list[str]:
+    """One markdown row per classifier with any cell: `cell_text(cell)`, "failed" or "-" per feature set."""
     cells = {(c["feature_set"], c["classifier"]): c for c in report["cells"]}
+    lines = []
+    for clf in report["classifiers"]:
+        row = []
+        for f in report["feature_sets"]:
+            c = cells.get((f, clf))
+            row.append("-" if c is None else "failed" if c.get("error") else cell_text(c))
+        if any(r != "-" for r in row):
+            lines.append(f"| {clf} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _footer(report: dict) -> list[str]:
+    """The failed cells with their reasons, then the wall time."""
+    return ([""] + [f"- failed: {c['classifier']} on {c['feature_set']}: {c['error']}"
+                    for c in report["cells"] if c.get("error")]
+            + ["", f"Total wall time {report['wall_seconds']:.1f} s with jobs={report['jobs']} on "
+                   f"{report['machine']['cpus']} CPUs."])
+
+
+def _header_row(report: dict) -> list[str]:
+    fs = report["feature_sets"]
+    return ["| classifier | " + " | ".join(fs) + " |", "|---" * (len(fs) + 1) + "|"]
+
+
+def render_markdown(report: dict) -> str:
+    """table.md: test scores per cell with validation in parentheses (cross-validated: `render_cv_markdown`)."""
+    if "cv" in report:
+        return render_cv_markdown(report)
+    m1, m2 = metric_names(report.get("multilabel", False))
     b = report["best"]
     lines = [f"# Genre classification: {report['dataset']} (final_relu={report['final_relu']}, "
              f"postprocess={report['postprocess']})", "",
              f"Splits: {report['split_sizes']}. Cells: test {m1} / test {m2.replace('_', '-')}, validation {m1} in "
              f"parentheses. Best on validation: **{b['classifier']} on {b['feature_set']}** "
              f"(validation {m1} {b['validation_' + m1]:.4f}; test {m1} {b['test_' + m1]:.4f}, "
-             f"test {m2.replace('_', '-')} {b['test_' + m2]:.4f}).", "",
-             "| classifier | " + " | ".join(fs) + " |", "|---" * (len(fs) + 1) + "|"]
+             f"test {m2.replace('_', '-')} {b['test_' + m2]:.4f}).", "", *_header_row(report)]
     if not report.get("extraction_complete", True):
         of = {s: f"{n} of {report['candidates'].get(s) or '?'}" for s, n in report["split_sizes"].items()}
         lines[1:1] = ["", f"**INCOMPLETE EXTRACTION** (run with --allow-incomplete): the embeddings did not finish; "
                           f"clips per split {of} candidates. These numbers are not comparable to a full run."]
-    for clf in report["classifiers"]:
-        row = []
-        for f in fs:
-            c = cells.get((f, clf))
-            if c is None:
-                row.append("-")
-            elif c.get("error"):
-                row.append("failed")
-            else:
-                row.append(f"{c['test_' + m1]:.4f} / {c['test_' + m2]:.4f} ({c['validation_' + m1]:.4f})")
-        if any(r != "-" for r in row):
-            lines.append(f"| {clf} | " + " | ".join(row) + " |")
+    lines += _rows(report, lambda c: f"{c['test_' + m1]:.4f} / {c['test_' + m2]:.4f} ({c['validation_' + m1]:.4f})")
     if report.get("refit"):
         r = report["refit"]
         lines[2] += (f" Refitted on train + validation ({r['train_clips']} clips): test {m1} {r['test_' + m1]:.4f}, "
                      f"test {m2.replace('_', '-')} {r['test_' + m2]:.4f}.")
-    failed = [c for c in report["cells"] if c.get("error")]
-    lines += [""] + [f"- failed: {c['classifier']} on {c['feature_set']}: {c['error']}" for c in failed]
-    lines += ["", f"Total wall time {report['wall_seconds']:.1f} s with jobs={report['jobs']} on "
-              f"{report['machine']['cpus']} CPUs."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _footer(report)) + "\n"
+
+
+def render_cv_markdown(report: dict) -> str:
+    """The split mode's table with "mean ± std" over the held-out folds in each cell."""
+    cv = report["cv"]
+    m1, m2 = metric_names(report["multilabel"])
+    n1, n2 = m1, m2.replace("_", "-")
+    b = report["best"]
+    how = "stratified" + (" on each clip's rarest class" if report["multilabel"] else "")
+    if cv["grouped"]:
+        how += f", grouped by the store's groups ({cv['groups']} groups, none in two folds)"
+    unused = "; ".join(f"the {s} split ({n} clips) is not used" for s, n in cv["not_used"].items())
+    lines = [f"# Genre classification: {report['dataset']} (final_relu={report['final_relu']}, "
+             f"postprocess={report['postprocess']}), {cv['k']}-fold cross-validation", "",
+             f"{cv['k']}-fold cross-validation, {how}, over {' + '.join(cv['pooled_splits'])} "
+             f"({sum(cv['fold_sizes'])} clips, folds of {', '.join(map(str, cv['fold_sizes']))}){'; ' + unused if unused else ''}. "
+             f"Cells: held-out {n1} / held-out {n2}, mean ± std over the {cv['k']} folds (per-fold scores in "
+             f"table.json). Highest mean held-out {n1}: **{b['classifier']} on {b['feature_set']}** "
+             f"({n1} {b[m1 + '_mean']:.4f} ± {b[m1 + '_std']:.4f}, {n2} {b[m2 + '_mean']:.4f} ± {b[m2 + '_std']:.4f}).",
+             "",
+             "With cross-validation the best cell is selected on the same folds that score it, so its mean is "
+             "optimistic; the other cells' numbers are fair estimates. The sklearn models fit on each fold's "
+             "training part; the JAX heads early-stop on a validation part carved from it.", "", *_header_row(report)]
+    if not report.get("extraction_complete", True):
+        lines[1:1] = ["", "**INCOMPLETE EXTRACTION** (run with --allow-incomplete): the embeddings did not finish; "
+                          "these numbers are not comparable to a full run."]
+    lines += _rows(report, lambda c: f"{c[m1 + '_mean']:.4f} ± {c[m1 + '_std']:.4f} / "
+                                     f"{c[m2 + '_mean']:.4f} ± {c[m2 + '_std']:.4f}")
+    return "\n".join(lines + _footer(report)) + "\n"
 
 
 def per_class_bars(values, label_names, ylabel: str, title: str, size, path: str) -> None:
