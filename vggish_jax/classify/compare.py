@@ -222,9 +222,11 @@ def run_jax_head(data: Data, label_names, seed: int = 0, meta: dict | None = Non
 
 def with_extra(clips, y, extra, n_classes: int):
     """Training clips and targets plus `extra` (clips, soft target rows): one-hot rows for the labelled clips."""
+    from vggish_jax.classify import frame_head
+
     if extra is None or not len(extra[0]):
         return list(clips), y
-    return list(clips) + list(extra[0]), np.concatenate([np.eye(n_classes, dtype=np.float32)[y], extra[1]])
+    return list(clips) + list(extra[0]), np.concatenate([frame_head.targets_of(y, n_classes, False), extra[1]])
 
 
 def run_frame_head(data: Data, label_names, seed: int = 0, meta: dict | None = None, cfg=None, log=None, extra=None):
