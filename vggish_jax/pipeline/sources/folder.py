@@ -2,7 +2,8 @@
 
 Labels come from first-level subfolders when every audio file lies in one (GTZAN's `genres/blues/x.wav`
 layout): classes are the subfolder names, sorted. Otherwise every label is -1 (unknown). Unreadable
-subfolders and entries are reported as skips, not silently left out. A folder with GTZAN's layout and file
+subfolders and entries are reported as skips, and a class subfolder without audio files as a caution, not
+silently left out. A folder with GTZAN's layout and file
 names (`gtzan`) can be split by GTZAN's fault-filtered lists instead (sources.gtzan).
 """
 from __future__ import annotations
@@ -27,8 +28,12 @@ class Folder:
                                     f"folder of audio files")
         files, self._skipped = audio.scan_folder(self.folder)  # the one folder scan
         if not files:
-            raise FileNotFoundError(f"{folder}: holds no audio files ({', '.join(AUDIO_EXTENSIONS)}); point "
-                                    f"--dataset at a folder of audio files or name an FMA config such as fma/small")
+            subs = subfolders(self.folder)
+            empty = (f": its class folder{'s' * (len(subs) > 1)} {', '.join(subs)} "
+                     f"{'are' if len(subs) > 1 else 'is'} empty" if subs else "")
+            raise FileNotFoundError(f"{folder}: holds no audio files ({', '.join(AUDIO_EXTENSIONS)}){empty}; put "
+                                    f"audio files in it, or point --dataset at a folder of audio files or name an "
+                                    f"FMA config such as fma/small")
         self.files = [os.path.relpath(p, self.folder) for p in files]
         parts = [f.split(os.sep) for f in self.files]
         if all(len(p) > 1 for p in parts):  # one class per first-level subfolder
@@ -36,10 +41,26 @@ class Folder:
             self.labels = [self.label_names.index(p[0]) for p in parts]
         else:
             self.label_names, self.labels = [], [-1] * len(files)
+        self.cautions = self._empty_classes() if self.label_names else []
         self.gtzan = gtzan.is_gtzan(self.files)
 
+    def _empty_classes(self) -> list[str]:
+        """A line per first-level subfolder that holds no audio file (one that cannot be read is a skip)."""
+        unreadable = [os.path.abspath(s.path) for s in self._skipped]
+        lines = []
+        for name in subfolders(self.folder):
+            sub = os.path.join(self.folder, name)
+            if name not in self.label_names and not any(u == sub or u.startswith(sub + os.sep) for u in unreadable):
+                lines.append(f"{sub}: a class folder with no audio files ({', '.join(AUDIO_EXTENSIONS)}), so "
+                             f"{name!r} is not a class; put its audio files in it, or remove the folder")
+        return lines
+
     def describe(self) -> str:
-        """One line: the classes found and their file counts (or why there are none)."""
+        """One line (the classes found and their file counts, or why there are none), then a `warning:` line
+        per caution."""
+        return "\n".join([self._summary()] + [f"warning: {c}" for c in self.cautions])
+
+    def _summary(self) -> str:
         if not self.label_names:
             return (f"{self.folder}: {len(self.files)} audio files, no class labels (labels come from first-level "
                     f"subfolders when every file lies in one)")
@@ -62,3 +83,11 @@ class Folder:
         for i in indices:
             path = os.path.join(self.folder, self.files[i])
             yield Clip(i, file_key(path), self.labels[i], path=path)
+
+
+def subfolders(folder: str) -> list[str]:
+    """The names of `folder`'s first-level subfolders, hidden ones left out, sorted."""
+    try:
+        return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    except OSError:
+        return []

@@ -59,6 +59,7 @@ class GtzanFiltered:
                              f"{', '.join(GENRES)} holding only <genre>.000NN files), which this folder does not "
                              f"have; drop --split (compare --cv K then makes folds)")
         self.folder = folder.folder
+        self.cautions = list(getattr(folder, "cautions", []))  # e.g. an empty subfolder beside the 10 genres
         by_stem: dict[str, str] = {}
         for f in folder.files:  # sorted: of two copies (x.au, x.wav) the first is used, the other left out
             by_stem.setdefault(stem(f), f)
@@ -78,9 +79,10 @@ class GtzanFiltered:
         self.left_out = len(folder.files) - sum(map(len, self._rows.values()))
 
     def describe(self) -> str:
-        return (f"{self.folder}: GTZAN, split {SPLIT} (Kereliuk, Sturm & Larsen 2015): "
+        line = (f"{self.folder}: GTZAN, split {SPLIT} (Kereliuk, Sturm & Larsen 2015): "
                 f"{', '.join(f'{s} {len(r)}' for s, r in self._rows.items())} files; {self.left_out} files not in "
                 f"the lists left out; {self.missing} listed files missing (skipped)")
+        return "\n".join([line] + [f"warning: {c}" for c in self.cautions])
 
     def identity(self) -> dict:
         return {"source": SPLIT, "files": [f for rows in self._rows.values() for f in rows]}
