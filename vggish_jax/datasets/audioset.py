@@ -18,8 +18,10 @@ class_labels_indices.csv) and the feature list `audio_embedding`, one 128-byte u
 """
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
+import difflib
 import glob
 import hashlib
 import json
@@ -198,6 +200,14 @@ class Task:
     classes: tuple[str, ...] | None = None  # genre names to keep (None: all 25)
     validation_fraction: float = 0.15
 
+    def __post_init__(self):
+        # A genre named twice is one class (not two columns of the same labels).
+        object.__setattr__(self, "classes", tuple(dict.fromkeys(self.classes)) if self.classes else None)
+
+    @property
+    def name(self) -> str:
+        return TASKS[self.multilabel]
+
     @classmethod
     def named(cls, name: str, classes=None, validation_fraction: float = 0.15) -> "Task":
         if name not in TASKS:
@@ -221,7 +231,10 @@ def label_segments(segments, gmap: GenreMap, task: Task) -> tuple[list[Segment],
     names = list(task.classes or gmap.names)
     unknown = [c for c in names if c not in gmap.names]
     if unknown:
-        raise ValueError(f"unknown genres {unknown}; AudioSet's top-level music genres are: {', '.join(gmap.names)}")
+        close = [m for c in unknown for m in difflib.get_close_matches(c, gmap.names, n=1, cutoff=0.4)]
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(f"unknown genres {unknown}{hint}; AudioSet's top-level music genres are: "
+                         f"{', '.join(gmap.names)}")
     col = {gmap.names.index(c): i for i, c in enumerate(names)}
     kept, labels = [], []
     for s in segments:
@@ -260,6 +273,26 @@ def soft_segments(segments, gmap: GenreMap, task: Task) -> tuple[list[Segment], 
     return kept, (np.stack(rows) if rows else np.zeros((0, len(names)), np.float32))
 
 
+def genre_counts(segments, gmap: GenreMap, multilabel: bool) -> dict[str, int]:
+    """{genre: clips a task of that one genre keeps}, for the genres with any, by name."""
+    counts: collections.Counter = collections.Counter()
+    for s in segments:
+        gs = gmap.genres_of(s.labels)
+        if multilabel or len(gs) == 1:
+            counts.update(gs)
+    return dict(sorted((gmap.names[g], n) for g, n in counts.items()))
+
+
+def no_clip_error(manual_dir: str, segments, gmap: GenreMap, task: Task) -> ReleaseError:
+    """The refusal of a task whose genres no clip of the release carries, with the genres that have clips."""
+    chosen = ", ".join(task.classes) if task.classes else "any music genre"
+    have = ", ".join(f"{g} {n}" for g, n in genre_counts(segments, gmap, task.multilabel).items()) or "none"
+    rule = "" if task.multilabel else (" (this task keeps clips with exactly one genre; --task "
+                                       "music_genre_multilabel also keeps clips with several)")
+    return ReleaseError(f"{manual_dir}: no clip of this release is labelled {chosen} for task {task.name}{rule}; "
+                        f"genres with clips for this task: {have}; choose --classes among them")
+
+
 def validation_videos(video_ids, fraction: float) -> set[str]:
     """A deterministic `fraction` of the distinct video ids (by SHA-1 rank; at least one when there are two)."""
     ids = sorted(set(video_ids), key=lambda v: (hashlib.sha1(v.encode()).hexdigest(), v))
@@ -283,6 +316,8 @@ def load(manual_dir: str, task: Task = Task()) -> Dataset:
         bad += b
         parts[which] = label_segments(raw[which], gmap, task)
     names = parts["eval"][2]
+    if not any(len(p[0]) for p in parts.values()):  # an empty store would only fail later, with less to say
+        raise no_clip_error(manual_dir, [s for segs in raw.values() for s in segs], gmap, task)
     segs, y, _ = parts["balanced_train"]
     val = validation_videos([s.video_id for s in segs], task.validation_fraction)
     is_val = np.array([s.video_id in val for s in segs], bool)
