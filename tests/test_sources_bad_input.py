@@ -62,7 +62,7 @@ def test_a_file_listed_twice_is_refused_naming_the_lines_and_first_keeps_the_fir
 
 def test_the_same_file_in_two_splits_is_a_repeat(tmp_path):
     path = _csv(tmp_path, "path,label,split\na.wav,rock,train\nb.wav,jazz,train\na.wav,rock,test\n")
-    with pytest.raises(ValueError, match=r"1 files listed more than once: a.wav on lines 2, 4 \(rock\)"):
+    with pytest.raises(ValueError, match=r"1 file listed more than once: a.wav on lines 2, 4 \(rock\)"):
         LabelsCsv(path)
 
 
@@ -99,6 +99,9 @@ def test_an_empty_class_folder_is_reported_and_a_folder_of_only_empty_classes_re
     (root / "jazz" / "j0.wav").touch()
     fixed = Folder(str(root))
     assert fixed.label_names == ["blues", "jazz", "rock"] and fixed.cautions == []
+    # The other fix, followed: the folder removed.
+    shutil.rmtree(root / "jazz")
+    assert Folder(str(root)).cautions == []
 
     empty = tmp_path / "empty"
     for g in ("blues", "rock"):

@@ -98,9 +98,9 @@ def unique_files(path: str, rows: list[Row], on_duplicate: str) -> list[Row]:
             return ", ".join(f"{r.line} ({r.label})" for r in rs)
         shown = "; ".join(f"{rs[0].path} on lines {lines(rs)}" for rs in repeated[:_SHOWN])
         more = f"; and {len(repeated) - _SHOWN} more" if len(repeated) > _SHOWN else ""
-        raise ValueError(f"{path}: {len(repeated)} files listed more than once: {shown}{more}; keep one row per "
-                         f"file (with its right label and split), or --on-duplicate first keeps each file's "
-                         f"first row")
+        raise ValueError(f"{path}: {len(repeated)} file{'s' * (len(repeated) > 1)} listed more than once: "
+                         f"{shown}{more}; keep one row per file (with its right label and split), or "
+                         f"--on-duplicate first keeps each file's first row")
     return [rs[0] for rs in by_file.values()]  # dicts keep insertion order: each file at its first row
 
 
