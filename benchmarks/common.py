@@ -96,10 +96,9 @@ def peak_flops(device_kind: str) -> dict | None:
     return next((v for k, v in PEAK_FLOPS.items() if k.lower() in device_kind.lower()), None)
 
 
-
-def load_average():
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (a busy machine slows every timing), or None where unknown."""
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
-
