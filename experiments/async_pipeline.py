@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(_child(args)))
         return 0
-    from vggish_jax.bench import machine_info
+    from benchmarks.common import machine_info
 
     result = {"what": __doc__, "settings": {k: v for k, v in vars(args).items() if k != "child"}, "runs": {}}
     for n in args.devices:

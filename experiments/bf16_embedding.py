@@ -42,7 +42,7 @@ def main(argv=None) -> int:
 
     from experiments.make_example_clip import SR, clip
     from vggish_jax import audio
-    from vggish_jax.bench import machine_info, timed
+    from benchmarks.common import machine_info, timed
     from vggish_jax.models.vggish import params
     from vggish_jax.pipeline.embed import Embedder
 

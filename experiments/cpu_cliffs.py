@@ -32,7 +32,7 @@ CHILD = r"""
 import json, re, sys, time
 import jax, jax.numpy as jnp, numpy as np
 from flax import nnx
-from vggish_jax.bench import flops_per_frame
+from benchmarks.common import flops_per_frame
 from vggish_jax.models.vggish import params
 
 def best(f, *a, n):
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    from vggish_jax.bench import machine_info
+    from benchmarks.common import machine_info
 
     report = {"machine": machine_info(), "configs": {k: CONFIGS[k] for k in args.configs.split(",")}, "rounds": []}
     for _ in range(args.rounds):

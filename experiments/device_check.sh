@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The device check in one command (vggish_jax/bench_device.py): run from the repository root on the GPU
+# The device check in one command (benchmarks/device.py): run from the repository root on the GPU
 # machine, with the wheels folder carried; writes device-check-<device>.json/.md and a log under OUT.
 #
 #   here, once:  experiments/device_check.sh --fetch-wheels        (soundfile + cffi + pycparser into wheels/)
@@ -35,4 +35,4 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export VGGISH_JAX_CACHE_DIR="${VGGISH_JAX_CACHE_DIR:-/tmp/vggish-jax-cache}"
 (nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>/dev/null || true) | tee "$OUT/device-check-nvidia-smi.txt"
 # At most 470 s: one device command may run 8 minutes, and the JSON is rewritten after every section.
-timeout 470 python3 -m vggish_jax.bench_device --out "$OUT" "$@" 2>&1 | tee "$OUT/device-check.log"
+timeout 470 python3 -m benchmarks --suite device --out "$OUT" "$@" 2>&1 | tee "$OUT/device-check.log"

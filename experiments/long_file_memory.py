@@ -35,7 +35,7 @@ def write_wav(path: str, seconds: float, sr: int = 16000, block_s: int = 600) ->
 
 
 def measure(path: str, weights: str) -> dict:
-    from vggish_jax.bench import peak_rss_mb
+    from benchmarks.common import peak_rss_mb
     from vggish_jax.pipeline.embed import load_pretrained
 
     t0 = time.perf_counter()

@@ -92,7 +92,7 @@ def main(argv=None) -> int:
 
     import jax
 
-    from vggish_jax.bench import machine_info
+    from benchmarks.common import machine_info
     from vggish_jax.models.vggish import params
     from vggish_jax.pipeline import placement
 

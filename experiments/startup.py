@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    from vggish_jax.bench import machine_info
+    from benchmarks.common import machine_info
     from vggish_jax.models.vggish import params, pretrained
 
     audio = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vggish_jax", "assets",

@@ -111,3 +111,31 @@ def pca_weights_dir(tmp_path_factory, random_weights_dir):
     d = tmp_path_factory.mktemp("pca_weights")
     checkpoint.save(d, params.random(0), pca=pca, metadata={"source": "random", "final_relu": False})
     return str(d)
+
+
+# ---- the summary names the slow tests a run left out, and how to run them ----
+
+SLOW_COMMAND = "python -m pytest -n 2 -q -m slow"
+_slow_left_out: set[str] = set()
+
+
+def pytest_deselected(items):
+    _slow_left_out.update(item.nodeid for item in items if item.get_closest_marker("slow"))
+
+
+def pytest_sessionfinish(session):
+    # An xdist worker deselects for itself: hand the count to the controller (pytest_testnodedown below).
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["slow_left_out"] = sorted(_slow_left_out)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    _slow_left_out.update(getattr(node, "workeroutput", {}).get("slow_left_out", ()))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _slow_left_out:
+        n = len(_slow_left_out)
+        terminalreporter.write_line(f"{n} slow test{'s' * (n != 1)} not run (deselected by -m 'not slow'); "
+                                    f"run them with: {SLOW_COMMAND}")

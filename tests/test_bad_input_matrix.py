@@ -483,8 +483,8 @@ def test_ctrl_c_says_what_is_true_for_each_command(world, capsys, monkeypatch, t
 
 def _embed_peak_mb(world, batch_size: int) -> float:
     """`embed` of the good file in a fresh process; returns that process's peak memory (VmHWM) in MB."""
-    code = ("import sys; from vggish_jax import cli, bench; rc = cli.main(sys.argv[1:]); "
-            "print('PEAK', bench.peak_rss_mb()); sys.exit(rc)")
+    code = ("import sys; from vggish_jax import cli; from benchmarks import common; rc = cli.main(sys.argv[1:]); "
+            "print('PEAK', common.peak_rss_mb()); sys.exit(rc)")
     env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-c", code, "embed", world["good"], "--weights", world["weights"],
                         "--out", world["dir"] + f"/bs{batch_size}.npz", "--batch-size", str(batch_size)],

@@ -1,38 +1,44 @@
-"""`vggish-jax bench`: FLOP counting from the architecture, what the timer times, that every reported rate is the
+"""`python -m benchmarks` (repository code, not installed): FLOP counting from the architecture, what the timer times, that every reported rate is the
 count over the measured median (so a table cannot drift from its timings), the summary's choices, and (slow)
 the peer section, whose embeddings must equal torchvggish's own on the same files."""
 import glob
 import json
 import os
+import subprocess
+import sys
+import tomllib
 
 import pytest
+import setuptools
 
-from vggish_jax import bench
-from vggish_jax import cli
+from benchmarks import common, throughput
+from benchmarks.__main__ import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_flops_per_frame_from_the_architecture():
     # conv MACs per layer (H x W x 9 x Cin x Cout) + dense MACs, by hand from the reference architecture
     macs = (96 * 64 * 9 * 1 * 64 + 48 * 32 * 9 * 64 * 128 + 24 * 16 * 9 * 128 * 256 + 24 * 16 * 9 * 256 * 256
             + 12 * 8 * 9 * 256 * 512 + 12 * 8 * 9 * 512 * 512 + 12288 * 4096 + 4096 * 4096 + 4096 * 128)
-    assert bench.flops_per_frame() == 2 * macs
-    assert 1.70e9 < bench.flops_per_frame() < 1.75e9
+    assert common.flops_per_frame() == 2 * macs
+    assert 1.70e9 < common.flops_per_frame() < 1.75e9
 
 
 def test_timed_excludes_the_warm_up_call_and_orders_its_statistics():
     calls = []
-    t = bench.timed(lambda: calls.append(1), 4)
+    t = common.timed(lambda: calls.append(1), 4)
     assert len(calls) == 5 and t["repeats"] == 4  # one warm-up (compilation) call, not timed
     assert t["min_s"] <= t["median_s"] <= t["max_s"]
 
 
 def test_summary_picks_the_fastest_batch_and_derives_ratios():
-    rate = lambda fps: {"frames_per_second": fps, "gflops": fps * bench.flops_per_frame() / 1e9}  # noqa: E731
+    rate = lambda fps: {"frames_per_second": fps, "gflops": fps * common.flops_per_frame() / 1e9}  # noqa: E731
     sections = {"matmul": {"jax_gflops": 200.0},
                 "embedding": {"flax": {"float32": {8: rate(12.0), 16: rate(113.0), 64: rate(104.0)}},
                               "torch": {8: rate(50.0), 32: rate(90.0)}},
                 "peer": {"vggish_jax_vs_torchvggish": 2.4, "max_relative_embedding_difference": 3e-5}}
-    s = bench.summarize(sections, {"jax_backend": "cpu"})
+    s = throughput.summarize(sections, {"jax_backend": "cpu"})
     assert s["embedding_best_batch"] == 16 and s["embedding_best_frames_per_second"] == 113.0
     assert s["embedding_fraction_of_matmul"] == pytest.approx(113.0 * 1.728e9 / 200e9, rel=1e-3)
     assert s["embedding_vs_torch"] == pytest.approx(113.0 / 90.0)
@@ -40,7 +46,7 @@ def test_summary_picks_the_fastest_batch_and_derives_ratios():
 
 
 def test_bench_quick_rates_are_counts_over_the_measured_medians(tmp_path):
-    assert cli.main(["bench", "--quick", "--sections", "matmul,frontend", "--out", str(tmp_path)]) == 0
+    assert main(["--quick", "--sections", "matmul,frontend", "--out", str(tmp_path)]) == 0
     (path,) = glob.glob(os.path.join(tmp_path, "bench-*-quick.json"))
     report = json.load(open(path))
     assert set(report["sections"]) == {"matmul", "frontend"}
@@ -58,14 +64,29 @@ def test_bench_quick_rates_are_counts_over_the_measured_medians(tmp_path):
 
 
 def test_unknown_section_is_refused(tmp_path, capsys):
-    assert cli.main(["bench", "--sections", "matmul,gpu", "--out", str(tmp_path)]) == 2
+    assert main(["--sections", "matmul,gpu", "--out", str(tmp_path)]) == 2
     assert "unknown sections ['gpu']" in capsys.readouterr().err
+
+
+def test_the_command_runs_from_the_repository_root_and_offers_both_suites():
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "--suite {cpu,device}" in r.stdout and "--dry-run" in r.stdout and "--quick" in r.stdout
+
+
+def test_the_benchmarks_are_not_installed_with_the_package():
+    """setuptools' own finder, with pyproject's [tool.setuptools.packages.find], picks what a wheel ships."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        find = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]
+    shipped = setuptools.find_namespace_packages(ROOT, include=find["include"], exclude=find.get("exclude", ()))
+    assert "vggish_jax" in shipped and "vggish_jax.models" in shipped
+    assert not [p for p in shipped if p.split(".")[0] in ("benchmarks", "experiments", "tests")], shipped
 
 
 @pytest.mark.slow
 def test_peer_section_matches_torchvggish_embeddings(tmp_path):
     pytest.importorskip("torchvggish", reason="the peer is torchvggish 0.2 (pip install -e '.[test]')")
-    r = bench.section_peer(quick=True)
+    r = throughput.section_peer(quick=True)
     assert r["files"] == 3 and len(r["seconds"]["torchvggish"]) == len(r["seconds"]["vggish_jax"]) == 1
     # same random weights through both pipelines: only resampy vs our resampler and float rounding differ
     assert r["max_relative_embedding_difference"] < 1e-3
@@ -74,7 +95,7 @@ def test_peer_section_matches_torchvggish_embeddings(tmp_path):
 
 @pytest.mark.slow
 def test_bench_quick_end_to_end_reports_the_bound_and_jax_free_workers(tmp_path):
-    assert cli.main(["bench", "--quick", "--sections", "decode,end_to_end", "--out", str(tmp_path),
+    assert main(["--quick", "--sections", "decode,end_to_end", "--out", str(tmp_path),
                      "--name", "test"]) == 0
     (path,) = glob.glob(os.path.join(tmp_path, "bench-test-*-quick.json"))
     report = json.load(open(path))

@@ -56,7 +56,7 @@ MEASURE = textwrap.dedent("""
     import sys
     import numpy as np, soundfile as sf
     from vggish_jax import predict
-    from vggish_jax.bench import peak_rss_mb as peak_mb  # this process's own peak (not the forking worker's)
+    from benchmarks.common import peak_rss_mb as peak_mb  # this process's own peak (not the forking worker's)
     path, hours = sys.argv[1], float(sys.argv[2])
     sr, minute = 22050, 22050 * 60
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """The device check: one process that measures what an accelerator does with VGGish, within a time budget.
 
-    python -m vggish_jax.bench_device --out DIR [--dry-run] [--budget-s 420]   (or `vggish-jax bench --suite device`)
+    python -m benchmarks --suite device --out DIR [--dry-run] [--budget-s 420]   (from the repository root)
 
 Sections, in order of importance (a section that would start past the budget is skipped and says so; the
 JSON is rewritten after every section, so a killed run still leaves what it measured):
@@ -29,7 +29,6 @@ runs it. Writes DIR/device-check-<device>.json and .md.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -41,8 +40,8 @@ import time
 
 import numpy as np
 
+from benchmarks.common import ROOT, child_env, flops_per_frame, machine_info, peak_flops, timed
 from vggish_jax import atomic
-from vggish_jax.bench import flops_per_frame, machine_info, peak_flops, timed
 
 EXAMPLES_PER_CLIP = 31  # a 30-s clip at the default frontend
 
@@ -67,7 +66,7 @@ FULL = Sizes(batches=(128, 512, 2048), matmul_n=8192, examples_per_call=1024, cl
 DRY = Sizes(batches=(2, 4), matmul_n=128, examples_per_call=4, clips=3, clip_seconds=2.0, mp3_files=2,
             mp3_clips=3, train_batches=(1,), width_divisor=16, repeats=1, budget_s=300.0)
 
-# Dense peaks missing from bench.PEAK_FLOPS: true-float32 (`highest`) vector rates, spec sheet.
+# Dense peaks missing from common.PEAK_FLOPS: true-float32 (`highest`) vector rates, spec sheet.
 PEAK_HIGHEST = {"H100": 66.9e12, "H200": 66.9e12, "A100": 19.5e12}
 PRECISIONS = {"float32": ("float32", "default"), "bfloat16": ("bfloat16", "default"),
               "float32_highest": ("float32", "highest")}
@@ -294,13 +293,14 @@ def section_finetune(sizes: Sizes, kind: str, deadline: float) -> dict:
 CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from vggish_jax import bench_device, compilation_cache
+from benchmarks import device
+from vggish_jax import compilation_cache
 compilation_cache.enable()
 from vggish_jax.pipeline.device import AudioEmbedder
-sizes = bench_device.DRY if sys.argv[1] == "dry" else bench_device.FULL
-dev = AudioEmbedder(bench_device._model(sizes, "float32"), examples_per_call=sizes.examples_per_call)
+sizes = device.DRY if sys.argv[1] == "dry" else device.FULL
+dev = AudioEmbedder(device._model(sizes, "float32"), examples_per_call=sizes.examples_per_call)
 t1 = time.perf_counter()
-list(dev.embed_stream(enumerate(bench_device._clips(sizes, 1))))
+list(dev.embed_stream(enumerate(device._clips(sizes, 1))))
 print("@@" + json.dumps({"setup_s": t1 - t0, "first_embedding_s": time.perf_counter() - t1}))
 """
 
@@ -309,9 +309,9 @@ def section_compile_cache(sizes: Sizes, kind: str, dry_run: bool) -> dict:
     """A fresh process's first embedding: no persistent cache, then twice with one (cold fills it, warm reads)."""
     def child(cache: str) -> dict:
         # the parent holds most of the device memory (JAX preallocates): the child takes only what it uses
-        env = dict(os.environ, VGGISH_JAX_CACHE_DIR=cache, XLA_PYTHON_CLIENT_PREALLOCATE="false")
+        env = child_env(VGGISH_JAX_CACHE_DIR=cache, XLA_PYTHON_CLIENT_PREALLOCATE="false")
         env.pop("JAX_COMPILATION_CACHE_DIR", None)
-        proc = subprocess.run([sys.executable, "-c", CHILD, "dry" if dry_run else "full"], env=env,
+        proc = subprocess.run([sys.executable, "-c", CHILD, "dry" if dry_run else "full"], env=env, cwd=ROOT,
                               capture_output=True, text=True, check=True)
         return json.loads(proc.stdout.rsplit("@@", 1)[1])
 
@@ -456,15 +456,8 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_arguments(ap) -> None:
-    ap.add_argument("--out", default="results", help="folder for device-check-<device>.json/.md")
-    ap.add_argument("--dry-run", action="store_true", help="small sizes and a width/16 VGGish: any backend, fast")
-    ap.add_argument("--budget-s", type=float, default=None,
-                    help=f"skip what would start after this many seconds (default {FULL.budget_s:.0f})")
-    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {','.join(SECTIONS)}")
-
-
 def run(args) -> int:
+    """The device check from `python -m benchmarks --suite device`'s arguments; prints the table."""
     only = tuple(x for x in args.sections.split(",") if x)
     bad = [x for x in only if x not in SECTIONS]
     if bad:
@@ -473,13 +466,3 @@ def run(args) -> int:
     print(render_markdown(report))
     print("wrote " + " and ".join(report["paths"]))
     return 0
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(ap)
-    return run(ap.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,16 +1,15 @@
 """FAD throughput: files/s of `fad` vs embedding the same files (`Embedder.embed_files`, the path `fad` uses).
 
 The ratio shows what the statistics, the distance, per-file scores and FAD-inf add on top of embedding.
-Called by the `fad` section of `vggish-jax bench`, which passes its timer (`bench.timed`: this module imports
-nothing from bench, so the two do not import each other); random weights (the speed does not depend on them).
+The `fad` section of `python -m benchmarks`; random weights (the speed does not depend on them).
 """
 from __future__ import annotations
 
 import os
 import tempfile
-from typing import Callable
-
 import numpy as np
+
+from benchmarks.common import timed
 
 
 def _clips(folder: str, n: int, seconds: float, seed: int) -> None:
@@ -24,8 +23,8 @@ def _clips(folder: str, n: int, seconds: float, seed: int) -> None:
         sf.write(os.path.join(folder, f"clip{i:03d}.mp3"), np.stack([x, x], 1).astype(np.float32), 44100)
 
 
-def run(timed: Callable[[Callable[[], object], int], dict], quick: bool = False) -> dict:
-    """`timed(fn, repeats)` -> {'median_s', ...} times each step (bench.timed)."""
+def run(quick: bool = False) -> dict:
+    """Files/s of embedding, `fad` and `fad` with FAD-inf on the same generated clips, and their ratios."""
     from vggish_jax.models.vggish import params
     from vggish_jax.pipeline.embed import Embedder
     from vggish_jax.fad import compute, sources

@@ -1,9 +1,9 @@
 """Throughput benchmarks: matmul peak, frontend, decode + resample, embedding (vs a PyTorch VGGish), mp3 ->
 embeddings end to end against its references, 1 vs N devices, training, FAD, Beam, and the peer (torchvggish
 0.2's own pipeline vs `vggish-jax embed`, whole processes). Each section runs in its own process so its peak
-RSS is its own. The accelerator check is vggish_jax/bench_device.py (`vggish-jax bench --suite device`).
+RSS is its own. The accelerator check is benchmarks/device.py (`python -m benchmarks --suite device`).
 
-    python -m vggish_jax.bench [--quick] [--out results/] [--name MACHINE]     (same as `vggish-jax bench`)
+    python -m benchmarks [--quick] [--out results/] [--name MACHINE] [--sections ...]   (from the repo root)
 
 End to end (mp3 -> embeddings through the device path) is measured against two references in the same run:
 model-only (VGGish on ready log-mels) and the sum-of-parts bound, 1 / (decode + resample, frontend and model
@@ -16,12 +16,9 @@ machine slows everything). Timings are medians of repeats after a warm-up (compi
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,60 +27,12 @@ import time
 
 import numpy as np
 
+from benchmarks.common import (ROOT, child_env, flops_per_frame, load_average, machine_info, peak_flops, timed)
+
 SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "devices", "training", "fad", "beam", "peer")
 # A full-size training step needs ~12 GB: only on request (--sections ...,training).
 DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "training")
 CLIP_SECONDS = 30.0
-
-
-def flops_per_frame(width_divisor: int = 1) -> float:
-    """Multiply-adds x 2 of one 96x64 example through VGGish, from the architecture (`width_divisor`: the
-    same-shaped small model, every hidden width divided, the 128-d output kept)."""
-    from vggish_jax.models.vggish.modeling import CONV_CHANNELS, FC_FEATURES, POOL_AFTER
-
-    h, w, c_in, macs = 96, 64, 1, 0
-    for name, c_out in CONV_CHANNELS:
-        c_out //= width_divisor
-        macs += h * w * 9 * c_in * c_out
-        c_in = c_out
-        if name in POOL_AFTER:
-            h, w = h // 2, w // 2
-    f_in = h * w * c_in
-    for name, f_out in FC_FEATURES:
-        f_out = f_out if name == "fc2" else f_out // width_divisor
-        macs += f_in * f_out
-        f_in = f_out
-    return 2.0 * macs
-
-
-def timed(fn, repeats: int) -> dict:
-    fn()  # warm-up: compilation, caches
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
-
-
-def machine_info() -> dict:
-    import jax
-
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
-    except OSError:
-        pass
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "jax": jax.__version__}
-    for mod in ("flax", "torch", "scipy", "librosa"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:
-            versions[mod] = None
-    return {"host": socket.gethostname(), "cpu_model": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-            "jax_backend": jax.default_backend(), "jax_devices": [str(d) for d in jax.devices()],
-            "device_kind": jax.devices()[0].device_kind, "load_average": _load_average(), "versions": versions}
 
 
 # ---- sections (each runs in a fresh process) ----
@@ -288,13 +237,7 @@ def section_end_to_end(quick: bool) -> dict:
         waves = [host.decode_16k(p) for p in paths]
         # 2. frontend alone, in the batches the device path uses (30-s clips fill the 31-example bucket)
         clips_per_call = dev.clips_per_call(31)
-        length = frontend.samples_for_examples(31)
-        batches = []
-        for i in range(0, n, clips_per_call):
-            b = np.zeros((clips_per_call, length), np.float32)
-            for j, w in enumerate(waves[i: i + clips_per_call]):
-                b[j, : min(length, w.shape[0])] = w[:length]
-            batches.append(b)
+        batches = _clip_batches(waves, clips_per_call, frontend.samples_for_examples(31))
         t_frontend = timed(lambda: [dev.examples(b) for b in batches], reps)
         examples = np.concatenate([dev.examples(b) for b in batches])[: n * 31].reshape(-1, 96, 64)
         # 3. model alone on those log-mels, same batch
@@ -320,10 +263,29 @@ def section_end_to_end(quick: bool) -> dict:
     per = {k: t["median_s"] / n for k, t in (("decode_resample", t_decode), ("frontend", t_frontend),
                                               ("model", t_model), ("device", t_device), ("e2e", t_e2e),
                                               ("e2e_embedder", t_lib))}
+    out["timings"] = {"decode_resample": t_decode, "frontend": t_frontend, "model": t_model, "device": t_device,
+                      "end_to_end_processes": t_e2e, "end_to_end_embedder": t_lib}
+    out.update(_end_to_end_rates(per))
+    if not quick:  # the batch-size cliff on the fused function: 1, 2 and 4 clips (31 examples each) per call
+        out["examples_per_call_sweep"] = {e: _device_rate(n, 1, e) for e in (31, 62, 124)}
+    return out
+
+
+def _clip_batches(waves: list[np.ndarray], clips_per_call: int, length: int) -> list[np.ndarray]:
+    """The clips zero-padded or cut to `length` samples, in batches of `clips_per_call` (as the device path)."""
+    batches = []
+    for i in range(0, len(waves), clips_per_call):
+        b = np.zeros((clips_per_call, length), np.float32)
+        for j, w in enumerate(waves[i: i + clips_per_call]):
+            b[j, : min(length, w.shape[0])] = w[:length]
+        batches.append(b)
+    return batches
+
+
+def _end_to_end_rates(per: dict) -> dict:
+    """Clips/s and ratios from the seconds per clip of each part, end to end and the fused device function."""
     bound = 1.0 / (per["decode_resample"] + per["frontend"] + per["model"])
-    out.update({
-        "timings": {"decode_resample": t_decode, "frontend": t_frontend, "model": t_model, "device": t_device,
-                    "end_to_end_processes": t_e2e, "end_to_end_embedder": t_lib},
+    return {
         "seconds_per_clip": per,
         "model_only_clips_per_second": 1.0 / per["model"],
         "device_clips_per_second": 1.0 / per["device"],
@@ -336,10 +298,7 @@ def section_end_to_end(quick: bool) -> dict:
         "frontend_share_of_device_time": per["frontend"] / (per["frontend"] + per["model"]),
         # Host and device on different hardware (an accelerator): the slower of the two sets the pace.
         "pipelined_bound_clips_per_second": min(1.0 / per["decode_resample"], 1.0 / per["device"]),
-    })
-    if not quick:  # the batch-size cliff on the fused function: 1, 2 and 4 clips (31 examples each) per call
-        out["examples_per_call_sweep"] = {e: _device_rate(n, 1, e) for e in (31, 62, 124)}
-    return out
+    }
 
 
 def section_devices(quick: bool) -> dict:
@@ -351,10 +310,10 @@ def section_devices(quick: bool) -> dict:
     out = {}
     counts = (1, os.cpu_count() or 1) if jax.default_backend() == "cpu" else (len(jax.devices()),)
     for count in counts:
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
-        code = (f"import json,sys; from vggish_jax import bench; "
-                f"sys.stdout.write('\\n@@' + json.dumps(bench._device_rate({n}, {reps})))")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        env = child_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
+        code = (f"import json,sys; from benchmarks import throughput; "
+                f"sys.stdout.write('\\n@@' + json.dumps(throughput._device_rate({n}, {reps})))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
         if proc.returncode != 0:
             out[count] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
         else:
@@ -407,9 +366,10 @@ def section_beam(quick: bool) -> dict:
         import apache_beam  # noqa: F401
     except ImportError:
         return {"skipped": "apache-beam not installed (pip install 'vggish-jax[beam]')"}
-    from vggish_jax.bench_beam import bench
+    from benchmarks.beam import bench
 
     return bench(quick=quick)
+
 
 # torchvggish 0.2's own pipeline as a user runs it: its wavfile_to_examples (soundfile read, resampy, its
 # NumPy log-mel) and its VGG on every file, the same random weights; a process of its own, like the CLI's.
@@ -473,13 +433,12 @@ def section_peer(quick: bool) -> dict:
             return [sys.executable, "-m", "vggish_jax.cli", "embed", "--weights", weights, "--final-relu",
                     "--out", os.path.join(d, f"j{run}.npz"), *paths]  # a new output each run: embed resumes
 
-        env = dict(os.environ, VGGISH_JAX_CACHE_DIR=os.path.join(d, "cache"))
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = child_env(VGGISH_JAX_CACHE_DIR=os.path.join(d, "cache"))
         times = {"torchvggish": [], "vggish_jax": []}
         for r in range(runs + 1):  # run 0 warms the OS file cache and the compilation cache; not timed
             for tool in times:
                 t0 = time.perf_counter()
-                subprocess.run(cmd(tool, r), check=True, capture_output=True, env=env, cwd=root)
+                subprocess.run(cmd(tool, r), check=True, capture_output=True, env=env, cwd=ROOT)
                 if r:
                     times[tool].append(time.perf_counter() - t0)
         ours = np.load(os.path.join(d, "j0.npz"))
@@ -489,51 +448,29 @@ def section_peer(quick: bool) -> dict:
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"files": n, "clip_seconds": CLIP_SECONDS, "source": "44.1 kHz stereo 16-bit wav", "runs": runs,
             "seconds": times, "median_s": med, "vggish_jax_vs_torchvggish": med["torchvggish"] / med["vggish_jax"],
-            "max_relative_embedding_difference": rel, "load_average": _load_average(),
+            "max_relative_embedding_difference": rel, "load_average": load_average(),
             "compilation_cache": "warm (run 0 filled it)"}
 
 
 def section_fad(quick: bool) -> dict:
-    from vggish_jax.fad.bench import run
+    from benchmarks.fad import run
 
-    return run(timed, quick)
+    return run(quick)
 
 
 # ---- driver ----
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. Linux: VmHWM, which (unlike ru_maxrss) does not count the memory
-    of the process that forked it, carried across exec."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-    except (OSError, StopIteration):
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _run_section(name: str, quick: bool) -> dict:
-    code = (f"import json,sys; from vggish_jax import bench; r = bench.section_{name}({quick}); "
-            f"r['peak_rss_mb'] = bench.peak_rss_mb(); "
+    code = (f"import json,sys; from benchmarks import common, throughput; "
+            f"r = throughput.section_{name}({quick}); r['peak_rss_mb'] = common.peak_rss_mb(); "
             f"sys.stdout.write('\\n@@' + json.dumps(r, default=str))")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=child_env())
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     result = json.loads(proc.stdout.rsplit("@@", 1)[1])
     result["section_wall_s"] = time.perf_counter() - t0
     return result
-
-
-# Spec-sheet dense peaks (FLOP/s) for MFU: float32 matmuls run as TF32 on these GPUs by XLA's default.
-PEAK_FLOPS = {"H100": {"float32": 494.7e12, "bfloat16": 989.4e12}, "H200": {"float32": 494.7e12, "bfloat16": 989.4e12},
-              "A100": {"float32": 156e12, "bfloat16": 312e12}, "TPU v4": {"bfloat16": 275e12},
-              "TPU v5 lite": {"bfloat16": 197e12}, "TPU v5p": {"bfloat16": 459e12}, "TPU v6": {"bfloat16": 918e12}}
-
-
-def peak_flops(device_kind: str) -> dict | None:
-    return next((v for k, v in PEAK_FLOPS.items() if k.lower() in device_kind.lower()), None)
 
 
 def summarize(r: dict, machine: dict | None = None) -> dict:
@@ -634,22 +571,9 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(ap)
-    return run(ap.parse_args(argv))
-
-
-def add_arguments(ap) -> None:
-    ap.add_argument("--quick", action="store_true", help="small sizes, few repeats (smoke run)")
-    ap.add_argument("--out", default="results", help="directory for bench-<name>-<date>.json/.md")
-    ap.add_argument("--name", default=None, help="name of this machine in the file names (default: host name)")
-    ap.add_argument("--sections", default=None,
-                    help=f"comma-separated, from {','.join(SECTIONS)} (default: all but training, which needs "
-                         f"~12 GB)")
-
-
 def run(args) -> int:
+    """The sections named by args.sections (default: all but training), each in its own process; writes
+    args.out/bench-<name>-<date>[-quick].json and .md."""
     from vggish_jax import atomic
 
     sections = [s for s in (args.sections or ",".join(DEFAULT_SECTIONS)).split(",") if s]
@@ -663,7 +587,7 @@ def run(args) -> int:
     for section in sections:
         print(f"bench: {section} ...", file=sys.stderr, flush=True)
         report["sections"][section] = _run_section(section, args.quick)
-    report["load_average_end"] = _load_average()
+    report["load_average_end"] = load_average()
     report["summary"] = summarize(report["sections"], machine)
     stem = os.path.join(args.out, f"bench-{name}-{report['date'][:10]}{'-quick' if args.quick else ''}")
     atomic.write_json(stem + ".json", report, default=str)
@@ -671,13 +595,3 @@ def run(args) -> int:
     print(render_markdown(report))
     print(f"wrote {stem}.json and {stem}.md")
     return 0
-
-
-def _load_average():
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-if __name__ == "__main__":
-    sys.exit(main())

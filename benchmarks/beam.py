@@ -1,4 +1,5 @@
-"""Benchmark: clips/s of the Beam runner with 1 and 2 local workers vs the local runner (`vggish-jax bench`)."""
+"""Benchmark: clips/s of the Beam runner with 1 and 2 local workers vs the local runner (the `beam` section of
+`python -m benchmarks`)."""
 from __future__ import annotations
 
 import os
