@@ -119,7 +119,7 @@ def test_head_early_stopping_and_roundtrip(separable, tmp_path):
     head = heads.train_head(x["train"], splits["train"].labels, x["validation"], splits["validation"].labels,
                             GENRES, cfg, final_relu=True, weights="/w")
     hist = head.info["history"]
-    best = max(range(len(hist)), key=lambda i: hist[i]["val_accuracy"])
+    best = max(range(len(hist)), key=lambda i: hist[i]["val_score"])
     assert head.info["best_epoch"] == hist[best]["epoch"]
     assert len(hist) <= head.info["best_epoch"] + cfg.patience + 1
     heads.save_head(str(tmp_path / "h"), head)
