@@ -63,8 +63,10 @@ def test_mfcc_is_an_orthonormal_dct_and_stats_shape():
 
 def test_full_table_has_every_cell_and_separable_is_solved(separable, tmp_path):
     out = str(tmp_path / "run")
-    report = cc.compare(separable, out, feature_sets=cc.FEATURE_SETS, jobs=2, log=lambda m: None,
-                        frame_head_config=frame_head.FrameHeadConfig(members=2, max_epochs=20, patience=5))
+    report = cc.compare(separable, out,
+                        cc.CompareSettings(feature_sets=cc.FEATURE_SETS, jobs=2,
+                                           frame_head=frame_head.FrameHeadConfig(members=2, max_epochs=20, patience=5)),
+                        log=lambda m: None)
     # mfcc, musicnn: no --data-dir
     assert report["feature_sets"] == ["embedding", "embedding+pca128", "mean_std", "frames"]
     got = {(c["feature_set"], c["classifier"]) for c in report["cells"]}
@@ -214,9 +216,11 @@ def test_multilabel_table_reports_map_and_auc(tmp_path):
 
     emb = write_multilabel(tmp_path / "ml")
     out = str(tmp_path / "out")
-    report = cc.compare(emb, out, feature_sets=("mean_std", "frames"), classifiers=("LR", "NB", "JAX-frames"),
-                        jobs=1, log=lambda m: None,
-                        frame_head_config=frame_head.FrameHeadConfig(members=2, max_epochs=30, patience=5))
+    report = cc.compare(emb, out,
+                        cc.CompareSettings(feature_sets=("mean_std", "frames"),
+                                           classifiers=("LR", "NB", "JAX-frames"), jobs=1,
+                                           frame_head=frame_head.FrameHeadConfig(members=2, max_epochs=30, patience=5)),
+                        log=lambda m: None)
     assert report["multilabel"] and report["metric"] == "mAP"
     cells = {c["classifier"]: c for c in report["cells"]}
     assert set(cells) == {"LR", "NB", "JAX-frames"}

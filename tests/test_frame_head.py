@@ -124,8 +124,9 @@ def test_compare_refit_fits_the_chosen_model_on_train_and_validation(tmp_path):
     """The model fitted on train never predicts 'd'; the refitted one (train + validation) does."""
     (train, y_train), (val, y_val), (test, y_test) = missing_class_problem()
     root = write_store(tmp_path / "s", {"train": (train, y_train), "validation": (val, y_val), "test": (test, y_test)})
-    r = cc.compare(root, str(tmp_path / "out"), feature_sets=("mean_std",), classifiers=("LR", "NB"), jobs=1,
-                   refit=True, log=lambda m: None)
+    r = cc.compare(root, str(tmp_path / "out"),
+                   cc.CompareSettings(feature_sets=("mean_std",), classifiers=("LR", "NB"), jobs=1, refit=True),
+                   log=lambda m: None)
     best = next(c for c in r["cells"] if c["classifier"] == r["best"]["classifier"])
     assert r["refit"]["classifier"] == best["classifier"] and r["refit"]["train_clips"] == len(train) + len(val)
     assert best["test_accuracy"] <= 0.75 and r["refit"]["test_accuracy"] >= 0.9
