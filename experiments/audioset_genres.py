@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from vggish_jax import atomic
-from vggish_jax.classify import compare as cc, cv as cv_lib, frame_head, heads, tables
+from vggish_jax.classify import compare as cc, cv as cv_lib, frame_head, heads, metrics, tables
 from vggish_jax.pipeline import extract, store
 from vggish_jax.pipeline.sources.audioset import AudioSetSource
 
@@ -100,7 +100,7 @@ def cv_score(cell: dict, data: dict, groups, extra, head, k: int, seed: int = 0)
             pred = heads.refit(head, x[tr], y[tr]).predict_proba_features(x[te]).argmax(-1)
         else:
             pred = cc.fit_cell(cell["feature_set"], clf, x[tr], y[tr], seed).predict(x[te])
-        out.append(float(np.mean(pred == y[te])))
+        out.append(metrics.accuracy(y[te], pred))
     return out
 
 
@@ -166,8 +166,10 @@ def run(manual_dir: str, out: str, tasks, classifiers, feature_sets, jobs: int, 
         extra = src.extra_train() if use_extra and not src.multilabel else None
         log(f"{task}: {info['num_clips']} clips" + (f", {len(extra[0])} extra soft-target clips" if extra else ""))
         task_out = os.path.join(out, task)
-        table = cc.compare(root, task_out, feature_sets=feature_sets, classifiers=classifiers, jobs=jobs,
-                           frame_head_config=cfg, refit=True, extra_train=extra, log=log)
+        table = cc.compare(root, task_out,
+                           cc.CompareSettings(feature_sets=feature_sets, classifiers=classifiers, jobs=jobs,
+                                              frame_head=cfg, refit=True, extra_train=extra),
+                           log=log)
         table["final"] = select_and_refit(root, task_out, table, src, extra, cv, n_finalists, cfg.seed, log)
         results[task] = table
         log(f"{task}: done in {time.perf_counter() - t0:.0f} s; final {table['final']['classifier']} on "

@@ -102,8 +102,10 @@ def stage_extract(a) -> dict:
 def stage_table(a) -> dict:
     from vggish_jax.classify import compare as cc
 
-    report = cc.compare(paths(a.out)["embeddings"], paths(a.out)["table"], feature_sets=a.features,
-                        classifiers=a.classifiers, data_dir=a.data_dir, jobs=a.jobs, seed=a.seed, log=log)
+    report = cc.compare(paths(a.out)["embeddings"], paths(a.out)["table"],
+                        cc.CompareSettings(feature_sets=a.features, classifiers=a.classifiers, data_dir=a.data_dir,
+                                           jobs=a.jobs, seed=a.seed),
+                        log=log)
     b = report["best"]
     log(f"table: best on validation {b['classifier']} on {b['feature_set']}, test accuracy {b['test_accuracy']:.4f}")
     return {"best": b, "split_sizes": report["split_sizes"]}

@@ -59,8 +59,10 @@ def first_run(labelled, tmp_path_factory):
     """One comparison with a fresh cache (decoding in this process: a pool's start-up would cost more here)."""
     out = str(tmp_path_factory.mktemp("cmp") / "run")
     lines = []
-    report = cc.compare(labelled[0], out, feature_sets=("mean_std", "mfcc", "musicnn"), classifiers=CLASSIFIERS,
-                        jobs=1, log=lines.append)
+    report = cc.compare(labelled[0], out,
+                        cc.CompareSettings(feature_sets=("mean_std", "mfcc", "musicnn"), classifiers=CLASSIFIERS,
+                                           jobs=1),
+                        log=lines.append)
     return out, report, lines
 
 
@@ -181,7 +183,8 @@ def test_cache_is_reused_and_a_touched_file_recomputed(labelled, first_run, tmp_
     st = os.stat(files[0])
     os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     try:  # MusiCNN's cache works alike: spare its run
-        report = cc.compare(store, out, feature_sets=("mfcc",), classifiers=("LR",), jobs=1, log=lambda m: None)
+        report = cc.compare(store, out, cc.CompareSettings(feature_sets=("mfcc",), classifiers=("LR",), jobs=1),
+                            log=lambda m: None)
     finally:  # the other tests' caches stay valid
         os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns))
     assert calls == [files[0]] and report["audio_features"] == {"from_files": ["mfcc"], "decoded": 1,
@@ -201,8 +204,10 @@ def test_undecodable_file_is_dropped_from_every_row(labelled, first_run, tmp_pat
     try:
         with open(bad, "wb") as f:
             f.write(b"not audio at all" * 64)
-        report = cc.compare(store, out, feature_sets=("mean_std", "mfcc", "musicnn"), classifiers=("LR",),
-                            jobs=1, log=lines.append)
+        report = cc.compare(store, out,
+                            cc.CompareSettings(feature_sets=("mean_std", "mfcc", "musicnn"), classifiers=("LR",),
+                                               jobs=1),
+                            log=lines.append)
     finally:  # the same bytes and stamp again: the other tests' caches stay valid
         with open(bad, "wb") as f:
             f.write(original)
@@ -248,8 +253,9 @@ def test_compare_says_what_is_missing_for_a_store_without_audio(tmp_path):
     store.write_info(root, {"label_names": ["a", "b"], "dataset": "audioset", "source": "audioset_v1_release",
                             "final_relu": False, "postprocess": True, "complete": True})
     lines = []
-    report = cc.compare(root, str(tmp_path / "out"), feature_sets=("mean_std", "mfcc", "musicnn"),
-                        classifiers=("LR",), jobs=1, log=lines.append)
+    report = cc.compare(root, str(tmp_path / "out"),
+                        cc.CompareSettings(feature_sets=("mean_std", "mfcc", "musicnn"), classifiers=("LR",), jobs=1),
+                        log=lines.append)
     assert report["feature_sets"] == ["mean_std"] and report["skipped"] == []
     said = [ln for ln in lines if ln.startswith("mfcc, musicnn: skipped (its clips are not audio files")]
     assert len(said) == 1 and "'vidtrain0:30'" in said[0]
@@ -286,8 +292,10 @@ def test_fma_from_audio_store_gives_the_tfds_builds_mfcc(tmp_path, small_weights
     assert cli.main(["extract", *common, "--out", emb, "--from-audio"]) == 0
     out = str(tmp_path / "cmp")
     lines = []
-    report = cc.compare(emb, out, feature_sets=("mean_std", "mfcc", "musicnn"), classifiers=("LR",), jobs=1,
-                        manual_dir=mini.manual_dir, log=lines.append)
+    report = cc.compare(emb, out,
+                        cc.CompareSettings(feature_sets=("mean_std", "mfcc", "musicnn"), classifiers=("LR",),
+                                           jobs=1, manual_dir=mini.manual_dir),
+                        log=lines.append)
     assert report["feature_sets"] == ["mean_std", "mfcc", "musicnn"] and report["skipped"] == [], lines
     assert cli.main(["extract", *common, "--out", str(tmp_path / "emb_tfds")]) == 0  # builds the TFDS dataset
     splits = {s: store.load_split(emb, s) for s in cc.SPLITS}

@@ -97,7 +97,8 @@ def test_compare_cv_equals_sklearn_cross_val_score(tmp_path):
 
     root = write_store(tmp_path / "emb", {"train": 12, "validation": 4, "test": 4}, sep=0.08)
     out = tmp_path / "cv"
-    report = cc.compare(root, str(out), feature_sets=("mean_std",), classifiers=("LR", "NB"), jobs=1, folds=4,
+    report = cc.compare(root, str(out),
+                        cc.CompareSettings(feature_sets=("mean_std",), classifiers=("LR", "NB"), jobs=1, folds=4),
                         log=lambda m: None)
     pooled = [store.load_split(root, s) for s in ("train", "validation")]
     x = mean_std([c for p in pooled for c in p.embeddings])
@@ -127,8 +128,8 @@ def test_compare_cv_equals_sklearn_cross_val_score(tmp_path):
 def test_store_without_splits_is_cross_validated_by_default(tmp_path):
     root = write_store(tmp_path / "emb", {"all": 10}, sep=2.0)
     lines = []
-    report = cc.compare(root, str(tmp_path / "out"), feature_sets=("mean_std",), classifiers=("LR",), jobs=1,
-                        log=lines.append)
+    report = cc.compare(root, str(tmp_path / "out"),
+                        cc.CompareSettings(feature_sets=("mean_std",), classifiers=("LR",), jobs=1), log=lines.append)
     assert any("no train/validation/test: running 5-fold cross-validation (--cv 5)" in m for m in lines)
     assert report["cv"]["k"] == 5 and report["cv"]["not_used"] == {} and report["cv"]["fold_sizes"] == [8] * 5
     assert report["cells"][0]["accuracy_mean"] >= 0.9  # well separated classes
@@ -155,9 +156,11 @@ def test_jax_heads_early_stop_on_an_inner_part_of_each_fold(tmp_path):
     from vggish_jax.classify import frame_head
 
     root = write_store(tmp_path / "emb", {"all": 8}, sep=2.0)
-    report = cc.compare(root, str(tmp_path / "out"), feature_sets=("mean_std", "frames"),
-                        classifiers=("JAX-MLP", "JAX-frames"), jobs=1, folds=2, log=lambda m: None,
-                        frame_head_config=frame_head.FrameHeadConfig(members=1, max_epochs=10, patience=3))
+    report = cc.compare(root, str(tmp_path / "out"),
+                        cc.CompareSettings(feature_sets=("mean_std", "frames"),
+                                           classifiers=("JAX-MLP", "JAX-frames"), jobs=1, folds=2,
+                                           frame_head=frame_head.FrameHeadConfig(members=1, max_epochs=10, patience=3)),
+                        log=lambda m: None)
     cells = {c["classifier"]: c for c in report["cells"]}
     assert set(cells) == {"JAX-MLP", "JAX-frames"}
     for c in cells.values():
@@ -186,7 +189,8 @@ def csv_store(tmp_path_factory, small_weights_dir):
 
 def test_compare_cv_keeps_a_csv_group_in_one_fold(csv_store, tmp_path):
     emb, group_of = csv_store
-    report = cc.compare(emb, str(tmp_path / "out"), feature_sets=("mean_std",), classifiers=("LR",), jobs=1, folds=3,
+    report = cc.compare(emb, str(tmp_path / "out"),
+                        cc.CompareSettings(feature_sets=("mean_std",), classifiers=("LR",), jobs=1, folds=3),
                         log=lambda m: None)
     assert report["cv"]["grouped"] and report["cv"]["groups"] == 9
     keys = store.load_split(emb, "all").keys
@@ -195,7 +199,8 @@ def test_compare_cv_keeps_a_csv_group_in_one_fold(csv_store, tmp_path):
         folds_of.setdefault(group_of[key], set()).add(fold)
     assert len(folds_of) == 9 and all(len(f) == 1 for f in folds_of.values())
     with pytest.raises(cv.FoldError, match=r"needs at least 10 groups, but the clips come from 9 groups"):
-        cc.compare(emb, str(tmp_path / "out2"), feature_sets=("mean_std",), classifiers=("LR",), jobs=1, folds=10,
+        cc.compare(emb, str(tmp_path / "out2"),
+                   cc.CompareSettings(feature_sets=("mean_std",), classifiers=("LR",), jobs=1, folds=10),
                    log=lambda m: None)
 
 
@@ -218,8 +223,9 @@ def test_multilabel_cv_scores_map_and_auc_per_held_out_fold(tmp_path):
     store.write_shard(store.shard_path(root, "all", 0), np.arange(len(hot)), hot, embs)
     store.write_info(root, {"label_names": CLASSES, "final_relu": True, "postprocess": False, "dataset": "synthetic",
                             "weights": None, "complete": True, "multilabel": True})
-    report = cc.compare(root, str(tmp_path / "cv"), feature_sets=("mean_std",), classifiers=("LR",), jobs=1,
-                        folds=3, log=lambda m: None)
+    report = cc.compare(root, str(tmp_path / "cv"),
+                        cc.CompareSettings(feature_sets=("mean_std",), classifiers=("LR",), jobs=1, folds=3),
+                        log=lambda m: None)
     assert report["multilabel"] and report["metric"] == "mAP"
     cell = next(c for c in report["cells"] if c["classifier"] == "LR")
     x, fold_of = mean_std(embs), np.asarray(report["cv"]["fold_of_clip"])

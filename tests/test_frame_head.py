@@ -124,8 +124,9 @@ def test_compare_refit_fits_the_chosen_model_on_train_and_validation(tmp_path):
     """The model fitted on train never predicts 'd'; the refitted one (train + validation) does."""
     (train, y_train), (val, y_val), (test, y_test) = missing_class_problem()
     root = write_store(tmp_path / "s", {"train": (train, y_train), "validation": (val, y_val), "test": (test, y_test)})
-    r = cc.compare(root, str(tmp_path / "out"), feature_sets=("mean_std",), classifiers=("LR", "NB"), jobs=1,
-                   refit=True, log=lambda m: None)
+    r = cc.compare(root, str(tmp_path / "out"),
+                   cc.CompareSettings(feature_sets=("mean_std",), classifiers=("LR", "NB"), jobs=1, refit=True),
+                   log=lambda m: None)
     best = next(c for c in r["cells"] if c["classifier"] == r["best"]["classifier"])
     assert r["refit"]["classifier"] == best["classifier"] and r["refit"]["train_clips"] == len(train) + len(val)
     assert best["test_accuracy"] <= 0.75 and r["refit"]["test_accuracy"] >= 0.9
@@ -149,3 +150,31 @@ def test_jax_heads_refit_for_the_epochs_validation_chose():
     new = heads.refit(mlp, np.concatenate([x["train"], x["val"]]), np.concatenate([y_train, y_val]))
     assert len(new.info["history"]) == mlp.info["best_epoch"] + 1
     assert np.mean(new.predict_proba_features(x["test"]).argmax(-1) == y_test) >= 0.9
+
+
+def test_early_stopping_scores_validation_with_the_tables_metric():
+    """A multi-label head's early-stopping score is the table's mAP on the same validation probabilities: over
+    the classes with a positive and a negative (here 'a' and 'd'; 'b' has no positive, 'c' no negative)."""
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 128))
+
+    def clips(hot):
+        return [h @ centres + rng.normal(size=(5, 128)) for h in hot]
+
+    y_train = (rng.random((40, 4)) < 0.4).astype(np.uint8)
+    y_val = (rng.random((12, 4)) < 0.4).astype(np.uint8)
+    y_val[:, 1], y_val[:, 2] = 0, 1
+    y_val[:6, 0], y_val[6:, 0], y_val[::2, 3], y_val[1::2, 3] = 1, 0, 1, 0
+    val = clips(y_val)
+    cfg = frame_head.FrameHeadConfig(hidden=(16,), members=1, max_epochs=6, patience=6, batch_size=16)
+    head = frame_head.train_frame_head(clips(y_train), y_train, val, y_val, list("abcd"), cfg, multilabel=True)
+    probs = frame_head.forward_jax(head, val)
+    want = average_precision_score(y_val[:, [0, 3]], probs[:, [0, 3]], average="macro")
+    assert head.info["members"][0]["best_val_score"] == pytest.approx(want, abs=1e-6)
+    assert head.info["ensemble_val_score"] == pytest.approx(want, abs=1e-6)
+    table = cc.scores({"test": probs}, cc.Data({}, {"test": y_val}))
+    assert table["test_mAP"] == pytest.approx(want, abs=1e-6)
+    any_positive = average_precision_score(y_val[:, [0, 2, 3]], probs[:, [0, 2, 3]], average="macro")
+    assert abs(any_positive - want) > 1e-3  # the old early-stopping rule would have stopped on another number

@@ -1,7 +1,7 @@
 """The paper's comparison table: 13 classifiers (FMA's baseline recipe) x feature sets, plus better heads.
 
-    python -m vggish_jax.classify.compare --embeddings E --out results/<run> [--data-dir D] [--jobs N]
-    (same as `vggish-jax compare ...`)
+    vggish_jax.compare("store", "results/<run>", CompareSettings(...))
+    vggish-jax compare --embeddings store --out results/<run> [--data-dir D] [--jobs N]   (vggish_jax.commands)
 
 Every model is fitted on the training split only (StandardScaler, PCA and classifier inside one sklearn
 Pipeline); validation and test are only ever predicted. The best model is chosen on validation. Feature sets:
@@ -32,7 +32,6 @@ over K held-out folds.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import os
@@ -43,7 +42,7 @@ import warnings
 import numpy as np
 
 from vggish_jax import atomic
-from vggish_jax.classify import audio_features, cv, features
+from vggish_jax.classify import audio_features, cv, features, metrics
 from vggish_jax.classify.tables import (class_counts, machine, metric_names, plot_results, render_markdown,
                                         versions)
 from vggish_jax.pipeline import store
@@ -185,22 +184,13 @@ def _metric_keys(multilabel: bool) -> tuple[str, ...]:
 
 
 def scores(out: dict[str, np.ndarray], data: Data) -> dict:
-    """Metrics of predictions (single-label: class indices) or per-class scores (multi-label) on the splits in
-    `out` (validation and test); `validation_score` (accuracy or mAP) is what model selection compares."""
-    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
-
+    """Metrics (classify.metrics) of predictions (single-label: class indices) or per-class scores (multi-label)
+    on the splits in `out` (validation and test); `validation_score` (accuracy or mAP) is what model selection
+    compares."""
     r = {}
     for s in out:
-        y, p = data.y[s], np.asarray(out[s])
-        if data.multilabel:
-            keep = (y.sum(0) > 0) & (y.sum(0) < len(y))  # AP and AUC need a positive (and a negative)
-            r[f"{s}_mAP"] = float(average_precision_score(y[:, keep], p[:, keep], average="macro"))
-            r[f"{s}_roc_auc"] = float(roc_auc_score(y[:, keep], p[:, keep], average="macro"))
-        else:
-            r[f"{s}_accuracy"] = float(np.mean(p == y))
-            r[f"{s}_macro_f1"] = float(f1_score(y, p, average="macro", labels=np.unique(np.concatenate([y, p])),
-                                                zero_division=0))
-    r["validation_score"] = r.get("validation_mAP" if data.multilabel else "validation_accuracy")
+        r.update({f"{s}_{m}": v for m, v in metrics.score_pair(data.y[s], out[s]).items()})
+    r["validation_score"] = r.get(f"validation_{metric_names(data.multilabel)[0]}")
     r["test_predictions"] = np.asarray(out["test"]).tolist()
     return r
 
@@ -341,111 +331,208 @@ def check_complete(embeddings_dir: str, info: dict, allow_incomplete: bool, log)
     return False
 
 
-def compare(embeddings_dir: str, out: str, *, feature_sets=FEATURE_SETS, classifiers=PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS,
-            data_dir: str | None = None, jobs: int = -1, seed: int = 0, save_head: bool = True,
-            allow_incomplete: bool = False, frame_head_config=None, folds: int | None = None,
-            manual_dir: str | None = None, refit: bool = False, extra_train=None,
-            log=lambda m: print(m, file=sys.stderr)) -> dict:
+@dataclasses.dataclass(frozen=True)
+class CompareSettings:
+    """How `compare` builds a table; every field has the CLI's default.
+
+    What is compared: `feature_sets` x `classifiers` (names from FEATURE_SETS, PAPER_CLASSIFIERS and
+    EXTRA_CLASSIFIERS). How it is scored: `folds` K cross-validates every cell (None: the store's
+    train/validation/test split, or DEFAULT_K folds for a store without one); `refit` also refits the model
+    chosen on validation on train + validation and scores test once; `seed` seeds every model and the folds.
+    Where mfcc and musicnn come from: `data_dir` (an FMA TFDS build), `manual_dir` (the mp3s of a store
+    extracted --from-audio). The JAX heads: `frame_head` (None: FrameHeadConfig(seed=seed)), `extra_train`
+    (clips, soft target rows) added to JAX-frames' training data only. Running: `jobs` parallel cells (-1: all
+    cores); `allow_incomplete` compares on an unfinished extraction (the table says so).
+    """
+    feature_sets: tuple[str, ...] = FEATURE_SETS
+    classifiers: tuple[str, ...] = PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS
+    folds: int | None = None
+    refit: bool = False
+    seed: int = 0
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    frame_head: object = None  # frame_head.FrameHeadConfig | None (not imported here: it pulls in JAX)
+    extra_train: tuple | None = None
+    jobs: int = -1
+    allow_incomplete: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "feature_sets", tuple(self.feature_sets))
+        object.__setattr__(self, "classifiers", tuple(self.classifiers))
+        known = PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS
+        unknown = [f for f in self.feature_sets if f not in FEATURE_SETS] + \
+                  [c for c in self.classifiers if c not in known]
+        if unknown:
+            raise ValueError(f"unknown feature sets/classifiers {unknown}; choose from {', '.join(FEATURE_SETS)} "
+                             f"and {', '.join(known)}")
+        if self.jobs == 0:
+            raise ValueError("--jobs 0 runs nothing; give a number of parallel cells, or -1 for all cores")
+        if self.folds is not None and self.folds < 2:
+            raise ValueError(f"--cv {self.folds}: cross-validation needs K >= 2 folds; leave --cv out to use the "
+                             f"store's train/validation/test split")
+
+
+@dataclasses.dataclass
+class _Inputs:
+    """A store loaded for one comparison: its info, the clips per split and every feature set's matrices."""
+    store_dir: str
+    info: dict
+    complete: bool
+    splits: dict[str, store.Split]
+    data: dict[str, Data]
+    feature_sets: list[str]  # those asked for that could be built
+    files: dict  # table.json's "skipped" (clips whose audio did not decode) and "audio_features"
+    started: float
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.info["label_names"])
+
+    @property
+    def spec(self):
+        return store.spec_of(self.info, os.path.join(self.store_dir, store.INFO))
+
+    @property
+    def meta(self) -> dict:
+        """What a trained JAX head records about its embeddings."""
+        return {"final_relu": self.spec.final_relu, "weights": self.info.get("weights"), "spec": self.spec}
+
+    def store_fields(self, settings: CompareSettings) -> dict:
+        """table.json's fields about the store and the run, shared by split and cross-validated tables."""
+        return {"embeddings": os.path.abspath(self.store_dir), "dataset": self.info.get("dataset"),
+                "extraction_complete": self.complete, "final_relu": self.info.get("final_relu"),
+                "postprocess": self.info.get("postprocess"), "embedding_spec": self.spec.to_dict(),
+                "label_names": self.label_names, "seed": settings.seed, "feature_sets": list(self.feature_sets),
+                "classifiers": list(settings.classifiers), "versions": versions(), "machine": machine(),
+                "jobs": settings.jobs, **self.files}
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def compare(embeddings_dir: str, out: str, settings: CompareSettings | None = None, log=None) -> dict:
     """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report.
 
-    An unfinished extraction (info.json without "complete": true) is refused unless `allow_incomplete`;
-    then the report and table say so. The trained JAX heads are saved under out/head (JAX-MLP) and
-    out/head_frames (JAX-frames). With `folds` K (on by default, K=5, for a store without a
-    train/validation/test split) every cell is scored on K held-out folds instead (`_compare_cv`).
-    `refit`: the chosen model is also refitted on train + validation and scored once on test (report["refit"];
-    a refitted JAX head is saved as out/<head>_refit). `extra_train` (clips, soft target rows) is added to
-    JAX-frames' training data only (single-label stores).
+    An unfinished extraction (info.json without "complete": true) is refused unless
+    `settings.allow_incomplete`; then the report and table say so. The trained JAX heads are saved under
+    out/head (JAX-MLP) and out/head_frames (JAX-frames; refitted ones as out/<head>_refit). A store without a
+    train/validation/test split (or `settings.folds` K) is cross-validated (`_compare_cv`). `log` gets
+    progress lines (default: stderr).
     """
-    from joblib import Parallel, delayed
-
-    t_start = time.perf_counter()
+    settings, log, started = settings or CompareSettings(), log or _stderr, time.perf_counter()
     info = store.read_info(embeddings_dir)
-    complete = check_complete(embeddings_dir, info, allow_incomplete, log)
-    label_names = list(info["label_names"])
+    complete = check_complete(embeddings_dir, info, settings.allow_incomplete, log)
     names = cv.store_splits(embeddings_dir, info)
-    k = folds
+    k = settings.folds
     if k is None and not set(SPLITS) <= set(names):
         k = cv.DEFAULT_K
         log(f"{embeddings_dir}: splits {', '.join(names)}, no train/validation/test: running {k}-fold "
             f"cross-validation (--cv {k}){' on all but test' if 'test' in names else ''}")
-    use = SPLITS if k is None else cv.pooled_splits(names)
-    splits = {s: store.load_split(embeddings_dir, s) for s in use}
-    multilabel = np.ndim(splits[use[0]].labels) == 2
+    splits = {s: store.load_split(embeddings_dir, s) for s in (SPLITS if k is None else cv.pooled_splits(names))}
+    inputs = _load_features(_Inputs(embeddings_dir, info, complete, splits, {}, [], {}, started), out, settings, log)
+    if k is not None:
+        return _compare_cv(inputs, out, k, settings, log)
+    return _compare_split(inputs, out, settings, log)
+
+
+def _load_features(inputs: _Inputs, out: str, settings: CompareSettings, log) -> _Inputs:
+    """`inputs` with every asked-for feature set that can be built: log-mels / waveforms of an FMA TFDS build,
+    or mfcc and musicnn computed from the clips' audio files (cached in out/features; clips that do not decode
+    are dropped from every set)."""
+    info, splits, want = inputs.info, inputs.splits, settings.feature_sets
     mels = waves = None
-    ids = {s: splits[s].track_ids for s in use}
+    ids = {s: sp.track_ids for s, sp in splits.items()}
     dataset = info.get("dataset", "fma/small")
-    tfds_store = str(dataset).startswith("fma/") and info.get("source", "tfds") == "tfds"
+    tfds = settings.data_dir and str(dataset).startswith("fma/") and info.get("source", "tfds") == "tfds"
     from_files = []  # feature sets computed from the clips' audio files
-    if "mfcc" in feature_sets:
-        if data_dir and tfds_store:
-            mels = load_mels(data_dir, dataset, ids)
+    if "mfcc" in want:
+        if tfds:
+            mels = load_mels(settings.data_dir, dataset, ids)
         else:
             from_files.append("mfcc")
-    if "musicnn" in feature_sets:
-        if data_dir and tfds_store and dataset.endswith("_waveform"):
-            waves = load_mels(data_dir, dataset, ids, key="waveform")
-        elif data_dir and tfds_store:
+    if "musicnn" in want:
+        if tfds and dataset.endswith("_waveform"):
+            waves = load_mels(settings.data_dir, dataset, ids, key="waveform")
+        elif tfds:
             log(f"musicnn: skipped ({dataset} stores log-mels, not audio: build and extract {dataset}_waveform)")
         else:
             from_files.append("musicnn")
-    computed, dropped, audio_stats = _from_files(out, info, splits, from_files, data_dir,
-                                                 manual_dir, jobs, log)
-    splits = {s: _subset(sp, audio_stats["keep"][s]) for s, sp in splits.items()} if dropped else splits
+    computed, dropped, stats = _from_files(out, info, splits, from_files, settings.data_dir, settings.manual_dir,
+                                           settings.jobs, log)
+    splits = {s: _subset(sp, stats["keep"][s]) for s, sp in splits.items()} if dropped else splits
     data = build_features(splits, mels, waves, computed)
-    feature_sets = [f for f in feature_sets if f in data]
-    if k is not None:
-        files = {"skipped": [d.to_dict() for d in dropped],
-                 "audio_features": {k: v for k, v in audio_stats.items() if k != "keep"}}
-        return _compare_cv(embeddings_dir, out, k, info, complete, splits, data, feature_sets, classifiers, jobs=jobs,
-                           seed=seed, frame_head_config=frame_head_config, log=log, extra=files)
-    sk = [c for c in classifiers if c not in JAX_HEADS]
-    cells = [(f, c) for f in feature_sets if f != "frames" for c in sk]
-    log(f"{len(cells)} cells on {', '.join(f'{s} {len(splits[s])}' for s in SPLITS)} clips, jobs={jobs}")
-    results = Parallel(n_jobs=jobs, verbose=0)(delayed(run_cell)(f, c, data[f], seed) for f, c in cells)
-    spec = store.spec_of(info, os.path.join(embeddings_dir, store.INFO))
-    meta = {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec}
+    files = {"skipped": [d.to_dict() for d in dropped],
+             "audio_features": {k: v for k, v in stats.items() if k != "keep"}}
+    return dataclasses.replace(inputs, splits=splits, data=data, feature_sets=[f for f in want if f in data],
+                               files=files)
+
+
+def _split_cells(inputs: _Inputs, settings: CompareSettings, log) -> tuple[list[dict], dict]:
+    """Every cell fitted on train and scored on validation and test; returns the cells and the trained JAX
+    heads by the folder they are saved in."""
+    from joblib import Parallel, delayed
+
+    data, fs, clfs, seed = inputs.data, inputs.feature_sets, settings.classifiers, settings.seed
+    cells = [(f, c) for f in fs if f != "frames" for c in clfs if c not in JAX_HEADS]
+    log(f"{len(cells)} cells on {', '.join(f'{s} {len(inputs.splits[s])}' for s in SPLITS)} clips, "
+        f"jobs={settings.jobs}")
+    results = Parallel(n_jobs=settings.jobs, verbose=0)(delayed(run_cell)(f, c, data[f], seed) for f, c in cells)
     trained = {}
-    if "JAX-MLP" in classifiers and "mean_std" in feature_sets and not multilabel:
-        cell, trained["head"] = run_jax_head(data["mean_std"], label_names, seed, meta)
+    if "JAX-MLP" in clfs and "mean_std" in fs and not data["mean_std"].multilabel:
+        cell, trained["head"] = run_jax_head(data["mean_std"], inputs.label_names, seed, inputs.meta)
         results.append(cell)
-    if "JAX-frames" in classifiers and "frames" in feature_sets:
-        cell, trained["head_frames"] = run_frame_head(data["frames"], label_names, seed, meta, frame_head_config, log,
-                                                      extra_train)
+    if "JAX-frames" in clfs and "frames" in fs:
+        cell, trained["head_frames"] = run_frame_head(data["frames"], inputs.label_names, seed, inputs.meta,
+                                                      settings.frame_head, log, settings.extra_train)
         results.append(cell)
-    ok = [r for r in results if r.get("validation_score") is not None]
-    best = max(ok, key=lambda r: r["validation_score"])  # chosen on validation only
-    metrics = _metric_keys(multilabel)
+    return results, trained
+
+
+def _public(cell: dict, y_test: np.ndarray, n_classes: int) -> dict:
+    """A cell as table.json keeps it: without its predictions; single-label with its test confusion matrix
+    (rows true class, columns predicted), from which its accuracy and macro-F1 can be recomputed."""
+    r = {k: v for k, v in cell.items() if k != "test_predictions"}
+    if cell.get("test_predictions") is not None and np.ndim(y_test) == 1:
+        r["test_confusion"] = metrics.confusion(y_test, cell["test_predictions"], n_classes).tolist()
+    return r
+
+
+def _compare_split(inputs: _Inputs, out: str, settings: CompareSettings, log) -> dict:
+    """`compare` on the store's train/validation/test split: the best cell chosen on validation."""
+    results, trained = _split_cells(inputs, settings, log)
+    best = max([r for r in results if r.get("validation_score") is not None],
+               key=lambda r: r["validation_score"])  # chosen on validation only
+    splits, names = inputs.splits, inputs.label_names
+    multilabel = np.ndim(splits["test"].labels) == 2
+    y_test = splits["test"].labels
     report = {
-        "embeddings": os.path.abspath(embeddings_dir), "dataset": info.get("dataset"),
-        "extraction_complete": complete, "multilabel": multilabel,
-        "metric": "mAP" if multilabel else "accuracy",
-        "candidates": {s: v.get("candidates") for s, v in info.get("splits", {}).items() if isinstance(v, dict)},
-        "final_relu": info.get("final_relu"), "postprocess": info.get("postprocess"),
-        "embedding_spec": spec.to_dict(),
-        "split_sizes": {s: len(splits[s]) for s in SPLITS}, "label_names": label_names, "seed": seed,
-        "class_counts": {s: class_counts(splits[s].labels, len(label_names)).tolist() for s in SPLITS},
-        "feature_sets": feature_sets, "classifiers": list(classifiers), "versions": versions(),
-        "skipped": [d.to_dict() for d in dropped],
-        "audio_features": {k: v for k, v in audio_stats.items() if k != "keep"},
-        "machine": machine(), "jobs": jobs,
-        "wall_seconds": time.perf_counter() - t_start,
-        "best": {k: best[k] for k in ("feature_set", "classifier", "validation_score", *metrics)},
-        "cells": [{k: v for k, v in r.items() if k != "test_predictions"} for r in results],
-    }
-    if refit:
-        cell, head = refit_best(best, data, trained, label_names, seed, extra_train, log)
-        report["refit"] = {k: v for k, v in cell.items() if k != "test_predictions"}
+        **inputs.store_fields(settings), "multilabel": multilabel, "metric": metrics.names(multilabel)[0],
+        "candidates": {s: v.get("candidates") for s, v in inputs.info.get("splits", {}).items()
+                       if isinstance(v, dict)},
+        "split_sizes": {s: len(splits[s]) for s in SPLITS},
+        "class_counts": {s: class_counts(splits[s].labels, len(names)).tolist() for s in SPLITS},
+        "best": {k: best[k] for k in ("feature_set", "classifier", "validation_score", *_metric_keys(multilabel))},
+        "cells": [_public(r, y_test, len(names)) for r in results]}
+    if settings.refit:
+        cell, head = refit_best(best, inputs.data, trained, names, settings.seed, settings.extra_train, log)
+        report["refit"] = _public(cell, y_test, len(names))
         if head is not None:
             trained[("head_frames" if best["classifier"] == "JAX-frames" else "head") + "_refit"] = head
+    report["wall_seconds"] = time.perf_counter() - inputs.started
+    _write(out, report, best, y_test)
+    from vggish_jax.classify import frame_head, heads
+    for name, head in trained.items():
+        (frame_head.save if name.startswith("head_frames") else heads.save_head)(os.path.join(out, name), head)
+    return report
+
+
+def _write(out: str, report: dict, best: dict, y_held_out: np.ndarray, held_out: str = "test") -> None:
+    """table.json, table.md and the figures of the best cell's `held_out` predictions."""
     os.makedirs(out, exist_ok=True)
     atomic.write_json(os.path.join(out, "table.json"), report)
     atomic.write_text(os.path.join(out, "table.md"), render_markdown(report))
-    plot_results(out, best, splits["test"].labels, label_names, report)
-    if save_head:
-        from vggish_jax.classify import frame_head, heads
-        for name, head in trained.items():
-            (frame_head.save if name.startswith("head_frames") else heads.save_head)(os.path.join(out, name), head)
-    return report
+    plot_results(out, best, y_held_out, report["label_names"], report, held_out=held_out)
 
 
 def _fold_cell(feature_set: str, classifier: str, x, y: np.ndarray, train: np.ndarray, test: np.ndarray,
@@ -454,98 +541,40 @@ def _fold_cell(feature_set: str, classifier: str, x, y: np.ndarray, train: np.nd
     return run_cell(feature_set, classifier, Data(*cv.fold_data(x, y, train, test)), seed, evaluate=("test",))
 
 
-def _compare_cv(embeddings_dir: str, out: str, k: int, info: dict, complete: bool, splits: dict[str, store.Split],
-                data: dict[str, Data], feature_sets, classifiers, *, jobs: int, seed: int, frame_head_config,
-                log, extra: dict | None = None) -> dict:
-    """`compare` on K folds of the pooled `splits` (vggish_jax.classify.cv): every cell scored on each held-out
-    fold; table.md, table.json and plots as in split mode, cells as mean ± std."""
+def _cv_runs(inputs: _Inputs, plan: cv.Plan, settings: CompareSettings, log) -> dict[tuple[str, str], list[dict]]:
+    """Every cell's per-fold runs: sklearn cells fitted on each fold's training part, JAX heads early-stopped on
+    an inner part of it (no head is saved: there is one per fold)."""
     from joblib import Parallel, delayed
 
-    t_start = time.perf_counter()
-    label_names = list(info["label_names"])
-    plan = cv.make_plan(embeddings_dir, info, splits, k, seed)
-    pooled = {f: cv.pool(data[f].x, data[f].y, plan.names) for f in feature_sets}
-    cells = [(f, c) for f in feature_sets if f != "frames" for c in classifiers if c not in JAX_HEADS]
-    log(plan.describe(len(cells), jobs))
-    flat = Parallel(n_jobs=jobs, verbose=0)(delayed(_fold_cell)(f, c, *pooled[f], tr, te, seed)
-                                            for f, c in cells for tr, te in plan.folds)
+    fs, clfs, seed, k = inputs.feature_sets, settings.classifiers, settings.seed, plan.k
+    pooled = {f: cv.pool(inputs.data[f].x, inputs.data[f].y, plan.names) for f in fs}
+    cells = [(f, c) for f in fs if f != "frames" for c in clfs if c not in JAX_HEADS]
+    log(plan.describe(len(cells), settings.jobs))
+    flat = Parallel(n_jobs=settings.jobs, verbose=0)(delayed(_fold_cell)(f, c, *pooled[f], tr, te, seed)
+                                                     for f, c in cells for tr, te in plan.folds)
     runs = {fc: flat[i * k:(i + 1) * k] for i, fc in enumerate(cells)}
-    spec = store.spec_of(info, os.path.join(embeddings_dir, store.INFO))
-    meta = {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec}
-    for head, fs in JAX_HEADS.items():
-        if head in classifiers and fs in feature_sets and not (head == "JAX-MLP" and plan.multilabel):
-            train = run_jax_head if head == "JAX-MLP" else functools.partial(run_frame_head, cfg=frame_head_config,
-                                                                             log=log)
-            runs[(fs, head)] = [train(Data(*cv.head_fold_data(*pooled[fs], tr, te, plan)), label_names, seed, meta)[0]
-                                for tr, te in plan.folds]  # no head is saved: there is one per fold
-    other = {s: store.load_split(embeddings_dir, s).labels for s in cv.store_splits(embeddings_dir, info)
+    for head, f in JAX_HEADS.items():
+        if head in clfs and f in fs and not (head == "JAX-MLP" and plan.multilabel):
+            train = run_jax_head if head == "JAX-MLP" else functools.partial(
+                run_frame_head, cfg=settings.frame_head, log=log)
+            runs[(f, head)] = [train(Data(*cv.head_fold_data(*pooled[f], tr, te, plan)), inputs.label_names, seed,
+                                     inputs.meta)[0] for tr, te in plan.folds]
+    return runs
+
+
+def _compare_cv(inputs: _Inputs, out: str, k: int, settings: CompareSettings, log) -> dict:
+    """`compare` on K folds of the pooled splits (vggish_jax.classify.cv): every cell scored on each held-out
+    fold; table.md, table.json and plots as in split mode, cells as mean ± std."""
+    store_dir, info, splits = inputs.store_dir, inputs.info, inputs.splits
+    plan = cv.make_plan(store_dir, info, splits, k, settings.seed)
+    runs = _cv_runs(inputs, plan, settings, log)
+    other = {s: store.load_split(store_dir, s).labels for s in cv.store_splits(store_dir, info)
              if s not in splits}  # not used, only counted: the class balance covers the whole store
     labels = {**{s: sp.labels for s, sp in splits.items()}, **other}
-    report = {
-        "embeddings": os.path.abspath(embeddings_dir), "dataset": info.get("dataset"),
-        "extraction_complete": complete, "final_relu": info.get("final_relu"), "postprocess": info.get("postprocess"),
-        "embedding_spec": spec.to_dict(), "label_names": label_names, "seed": seed,
-        "class_counts": {s: class_counts(y, len(label_names)).tolist() for s, y in labels.items()},
-        "feature_sets": list(feature_sets), "classifiers": list(classifiers), "versions": versions(),
-        "machine": machine(), "jobs": jobs, **(extra or {})}
+    report = {**inputs.store_fields(settings),
+              "class_counts": {s: class_counts(y, len(inputs.label_names)).tolist() for s, y in labels.items()}}
     report, best = cv.finish_report(report, plan, runs, {s: len(y) for s, y in other.items()})
-    report["wall_seconds"] = time.perf_counter() - t_start
-    os.makedirs(out, exist_ok=True)
-    atomic.write_json(os.path.join(out, "table.json"), report)
-    atomic.write_text(os.path.join(out, "table.md"), render_markdown(report))
+    report["wall_seconds"] = time.perf_counter() - inputs.started
     pred = cv.pooled_predictions(runs[(best["feature_set"], best["classifier"])], plan)
-    plot_results(out, {**best, "test_predictions": pred}, plan.labels, label_names, report,
-                 held_out=f"held-out ({k} folds pooled)")
+    _write(out, report, {**best, "test_predictions": pred}, plan.labels, held_out=f"held-out ({k} folds pooled)")
     return report
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--embeddings", required=True, help="directory written by `vggish-jax extract`")
-    p.add_argument("--out", required=True, help="results directory (table.md, table.json, plots, head/)")
-    p.add_argument("--data-dir", help="TFDS data dir of the same dataset, for the MFCC baseline")
-    p.add_argument("--manual-dir", help="an FMA store made --from-audio: the folder holding fma_<subset>, whose "
-                                        "mp3s mfcc and musicnn are computed from")
-    p.add_argument("--features", default=",".join(FEATURE_SETS), help="comma-separated feature sets")
-    p.add_argument("--classifiers", default=",".join(PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS))
-    p.add_argument("--jobs", type=int, default=-1, help="parallel cells (-1: all cores)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cv", type=int, default=None, metavar="K",
-                   help="score every cell on K stratified folds (grouped by the store's groups, e.g. artists, when "
-                        "it has them) and report mean and std; on by default (K=5) for a store without a "
-                        "train/validation/test split; on a store with one, folds of train+validation, test unused")
-    p.add_argument("--refit", action="store_true",
-                   help="also refit the model chosen on validation on train + validation and score it on test once")
-    p.add_argument("--allow-incomplete", action="store_true",
-                   help="run on an unfinished extraction (info.json \"complete\": false); the table says so")
-
-
-def run(args) -> int:
-    fs = [f for f in args.features.split(",") if f]
-    clfs = [c for c in args.classifiers.split(",") if c]
-    unknown = [f for f in fs if f not in FEATURE_SETS] + [c for c in clfs if c not in PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS]
-    if unknown:
-        raise ValueError(f"unknown feature sets/classifiers {unknown}; choose from {FEATURE_SETS} and "
-                         f"{PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS}")
-    if args.jobs == 0:
-        raise ValueError("--jobs 0 runs nothing; give a number of parallel cells, or -1 for all cores")
-    if args.cv is not None and args.cv < 2:
-        raise ValueError(f"--cv {args.cv}: cross-validation needs K >= 2 folds; leave --cv out to use the store's "
-                         f"train/validation/test split")
-    from vggish_jax import preflight
-    preflight.output_dir(args.out)  # before hours of fitting
-    report = compare(args.embeddings, args.out, feature_sets=fs, classifiers=clfs, data_dir=args.data_dir,
-                     manual_dir=args.manual_dir, jobs=args.jobs, seed=args.seed,
-                     allow_incomplete=args.allow_incomplete, folds=args.cv, refit=args.refit)
-    print(render_markdown(report))
-    print(f"wrote {args.out}/table.md, table.json and plots (confusion or per-class AP, class balance)")
-    return 0
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@
 The store must have been made as the head's training embeddings were (their EmbeddingSpecs must agree: the
 release's embeddings and those of converted weights are never mixed) and label the same classes; then the
 head predicts the split and is scored like the comparison table: accuracy + macro-F1, or mAP + ROC-AUC when
-the store is multi-label.
+the store is multi-label (classify.metrics: the table's class rule).
 """
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ import os
 import numpy as np
 
 from vggish_jax import spec as spec_lib
-from vggish_jax.classify import heads
+from vggish_jax.classify import heads, metrics
 from vggish_jax.pipeline import store
 
 
 def evaluate_head(head_dir: str, store_dir: str, split: str = "test") -> dict:
-    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
-
     head = heads.load_head(head_dir)
     head_json = os.path.join(head_dir, "head.json")
     info = store.read_info(store_dir)
@@ -37,15 +35,7 @@ def evaluate_head(head_dir: str, store_dir: str, split: str = "test") -> dict:
     y = np.asarray(data.labels)
     r = {"head": os.path.abspath(head_dir), "embeddings": os.path.abspath(store_dir), "split": split,
          "clips": len(y), "label_names": names}
-    if y.ndim == 2:
-        keep = (y.sum(0) > 0) & (y.sum(0) < len(y))
-        r.update(mAP=float(average_precision_score(y[:, keep], probs[:, keep], average="macro")),
-                 roc_auc=float(roc_auc_score(y[:, keep], probs[:, keep], average="macro")))
-    else:
-        pred = probs.argmax(-1)
-        r.update(accuracy=float(np.mean(pred == y)),
-                 macro_f1=float(f1_score(y, pred, average="macro", labels=np.unique(np.concatenate([y, pred])),
-                                         zero_division=0)))
+    r.update(metrics.score_pair(y, probs if y.ndim == 2 else probs.argmax(-1)))
     return r
 
 

@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from vggish_jax import atomic, spec as spec_lib
+from vggish_jax.classify import fit, metrics
 
 KIND = "frames"
 
@@ -156,16 +157,6 @@ def pad_clips(clips: list[np.ndarray], length: int | None = None) -> tuple[np.nd
     return x, m
 
 
-def score(y: np.ndarray, probs: np.ndarray, multilabel: bool) -> float:
-    """The selection metric: accuracy, or (multi-label) mAP over classes with a positive."""
-    if not multilabel:
-        return float(np.mean(probs.argmax(-1) == y))
-    from sklearn.metrics import average_precision_score
-
-    keep = y.sum(0) > 0
-    return float(average_precision_score(y[:, keep], probs[:, keep], average="macro"))
-
-
 def targets_of(y, n_classes: int, multilabel: bool, label_smoothing: float = 0.0) -> np.ndarray:
     """[clips, classes] float targets: multi-hot rows (multi-label); one-hot of class indices, or given soft rows
     (single-label, each summing to 1: e.g. a clip of two genres, half each), smoothed by `label_smoothing`."""
@@ -191,36 +182,18 @@ def _init_member(key, sizes, pooling: str):
     return layers + [dense(keys[-1], pooled_width(sizes[-2], pooling), sizes[-1])]
 
 
-def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | None, y_val, label_names,
-                     cfg: FrameHeadConfig = FrameHeadConfig(), multilabel: bool = False, log=None,
-                     epochs: list[int] | None = None, **meta) -> FrameHead:
-    """Fit `cfg.members` networks on train only; validation picks each member's epoch. History in .info.
-
-    `y_train`: class indices, or (single-label) soft target rows [clips, classes]; multi-hot when multilabel.
-    With `epochs` (one count per member) and no validation, each member trains exactly that many epochs: the
-    refit of a head whose epochs validation chose (see `refit`).
-    """
-    import jax
+def _loss(multilabel: bool):
     import optax
 
-    if (val is None) != (epochs is not None):
-        raise ValueError("give either validation clips (early stopping) or fixed epochs per member, not both")
-    frames = np.concatenate([np.asarray(c, np.float32) for c in train])
-    mean, scale = frames.mean(0), frames.std(0) + 1e-6
-    xt, mt = pad_clips([(np.asarray(c, np.float32) - mean) / scale for c in train])
-    if val is not None:
-        y_val = np.asarray(y_val)
-        xv, mv = pad_clips([(np.asarray(c, np.float32) - mean) / scale for c in val], xt.shape[1])
-    n_classes = len(label_names)
-    targets = targets_of(y_train, n_classes, multilabel, cfg.label_smoothing)
-    sizes = (xt.shape[-1], *cfg.hidden, n_classes)
+    if multilabel:
+        return lambda z, t: optax.sigmoid_binary_cross_entropy(z, t).sum(-1).mean()
+    return lambda z, t: optax.softmax_cross_entropy(z, t).mean()
 
-    def loss(z, t):
-        if multilabel:
-            return optax.sigmoid_binary_cross_entropy(z, t).sum(-1).mean()
-        return optax.softmax_cross_entropy(z, t).mean()
 
-    opt = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
+def _make_step(cfg: FrameHeadConfig, opt, loss):
+    """The jitted minibatch update: mixup of the batch's clips (when cfg.mixup), dropout, AdamW."""
+    import jax
+    import optax
 
     @jax.jit
     def step(layers, state, xb, mb, tb, key):
@@ -237,44 +210,60 @@ def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | N
         updates, state = opt.update(grads, state, layers)
         return optax.apply_updates(layers, updates), state, value
 
-    squash = jax.nn.sigmoid if multilabel else jax.nn.softmax
-    out_fn = jax.jit(lambda p, x, m: squash(_apply_jax(p, x, m, cfg.pooling)))
+    return step
+
+
+def _standardised(clips, mean, scale, length: int | None = None):
+    return pad_clips([(np.asarray(c, np.float32) - mean) / scale for c in clips], length)
+
+
+def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | None, y_val, label_names,
+                     cfg: FrameHeadConfig = FrameHeadConfig(), multilabel: bool = False, log=None,
+                     epochs: list[int] | None = None, **meta) -> FrameHead:
+    """Fit `cfg.members` networks on train only; validation picks each member's epoch by the table's metric
+    (classify.fit: accuracy, or mAP over the classes with a positive and a negative). History in .info.
+
+    `y_train`: class indices, or (single-label) soft target rows [clips, classes]; multi-hot when multilabel.
+    With `epochs` (one count per member) and no validation, each member trains exactly that many epochs: the
+    refit of a head whose epochs validation chose (see `refit`).
+    """
+    import jax
+    import optax
+
+    if (val is None) != (epochs is not None):
+        raise ValueError("give either validation clips (early stopping) or fixed epochs per member, not both")
+    frames = np.concatenate([np.asarray(c, np.float32) for c in train])
+    mean, scale = frames.mean(0), frames.std(0) + 1e-6
+    xt, mt = _standardised(train, mean, scale)
+    targets = targets_of(y_train, len(label_names), multilabel, cfg.label_smoothing)
+    sizes = (xt.shape[-1], *cfg.hidden, len(label_names))
+    opt = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
+    step = _make_step(cfg, opt, _loss(multilabel))
+    validation = None
+    if val is not None:
+        xv, mv = _standardised(val, mean, scale, xt.shape[1])
+        squash = jax.nn.sigmoid if multilabel else jax.nn.softmax
+        out_fn = jax.jit(lambda p: squash(_apply_jax(p, xv, mv, cfg.pooling)))
+        validation = fit.Validation(out_fn, np.asarray(y_val), cfg.patience)
     members, histories, member_probs = [], [], []
     for j in range(cfg.members):
         seed = cfg.seed * 1000 + j
         key, init = jax.random.split(jax.random.PRNGKey(seed))
         layers = _init_member(init, sizes, cfg.pooling)
-        state = opt.init(layers)
-        rng = np.random.default_rng(seed)
-        best, history = (-1.0, 0, layers, None), []
-        for epoch in range(cfg.max_epochs if epochs is None else epochs[j]):
-            order = rng.permutation(len(xt))
-            losses = []
-            for i in range(0, len(order) - cfg.batch_size + 1 if len(order) >= cfg.batch_size else 1, cfg.batch_size):
-                idx = order[i: i + cfg.batch_size]
-                key, sub = jax.random.split(key)
-                layers, state, value = step(layers, state, xt[idx], mt[idx], targets[idx], sub)
-                losses.append(float(value))
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
-            history.append(row)
-            if val is None:
-                best = (None, epoch, layers, None)
-                continue
-            probs = np.asarray(out_fn(layers, xv, mv))
-            row["val_score"] = score(y_val, probs, multilabel)
-            if row["val_score"] > best[0]:
-                best = (row["val_score"], epoch, layers, probs)
-            elif epoch - best[1] >= cfg.patience:
-                break
+        r = fit.fit(layers, opt.init(layers), step, lambda idx: (xt[idx], mt[idx], targets[idx]), len(xt),
+                    batch_size=cfg.batch_size, epochs=cfg.max_epochs if epochs is None else epochs[j], seed=seed,
+                    key=key, validation=validation, drop_last=True)
         if log:
-            log(f"frame head member {j}: best epoch {best[1]}" + ("" if val is None else f", validation {best[0]:.4f}"))
-        members.append(jax.tree.map(np.asarray, best[2]))
-        member_probs.append(best[3])
-        histories.append({"best_epoch": best[1], "best_val_score": best[0], "history": history})
-    info = {"members": histories, "config": dataclasses.asdict(cfg), "metric": "mAP" if multilabel else "accuracy",
+            log(f"frame head member {j}: best epoch {r.best_epoch}" +
+                ("" if val is None else f", validation {r.best_score:.4f}"))
+        members.append(r.params)
+        member_probs.append(r.best_probs)
+        histories.append({"best_epoch": r.best_epoch, "best_val_score": r.best_score, "history": r.history})
+    info = {"members": histories, "config": dataclasses.asdict(cfg), "metric": metrics.names(multilabel)[0],
             "train_clips": len(train)}
-    if val is not None:
-        info["ensemble_val_score"] = score(y_val, np.mean(member_probs, 0), multilabel)
+    if val is not None:  # (None when no epoch scored a number: no class with a positive and a negative)
+        info["ensemble_val_score"] = None if any(p is None for p in member_probs) else \
+            metrics.selection(y_val, np.mean(member_probs, 0))
     else:
         info["refit_epochs"] = list(epochs)
     return FrameHead(list(label_names), mean, scale, members, multilabel, info=info, pooling=cfg.pooling, **meta)

@@ -2,7 +2,7 @@
 
 The head standardises mean+std pooled embeddings with training-set statistics, then applies an MLP (no hidden
 layer = multinomial logistic regression), trained by minibatch AdamW with dropout; the
-epoch with the best validation accuracy is kept (early stopping with patience).
+epoch with the best validation accuracy is kept (classify.fit) (early stopping with patience).
 
 On disk (DIR): head.npz (scaler mean/scale and every layer's kernel/bias) + head.json (label names,
 feature, the EmbeddingSpec of the embeddings it was trained on (weights hash, final_relu, postprocess, ...),
@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from vggish_jax import atomic, spec as spec_lib
-from vggish_jax.classify import features
+from vggish_jax.classify import features, fit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,22 +80,18 @@ class Head:
 
 def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = HeadConfig(), epochs: int | None = None,
                **meta) -> Head:
-    """Fit on train only; the validation split picks the epoch. Returns the best Head (history in .info).
-    With `epochs` and no validation (x_val None) it trains exactly that many epochs (see `refit`)."""
+    """Fit on train only; the validation split picks the epoch by validation accuracy (classify.fit, the
+    table's metric). Returns the best Head (history in .info). With `epochs` and no validation (x_val None) it
+    trains exactly that many epochs (see `refit`)."""
     if (x_val is None) != (epochs is not None):
         raise ValueError("give either validation features (early stopping) or a fixed number of epochs")
     x_train = np.asarray(x_train, np.float32)
-    y_train = np.asarray(y_train)
+    y_train = jnp.asarray(np.asarray(y_train))
     mean, scale = x_train.mean(0), x_train.std(0) + 1e-6
     xt = jnp.asarray((x_train - mean) / scale)
-    if x_val is not None:
-        xv, y_val = jnp.asarray((np.asarray(x_val, np.float32) - mean) / scale), np.asarray(y_val)
-    n_classes = len(label_names)
-    key = jax.random.PRNGKey(cfg.seed)
-    key, init_key = jax.random.split(key)
-    layers = _init(init_key, (xt.shape[1], *cfg.hidden, n_classes))
+    key, init_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    layers = _init(init_key, (xt.shape[1], *cfg.hidden, len(label_names)))
     opt = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
-    state = opt.init(layers)
 
     @jax.jit
     def step(layers, state, xb, yb, key):
@@ -106,31 +102,17 @@ def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = He
         updates, state = opt.update(grads, state, layers)
         return optax.apply_updates(layers, updates), state, loss
 
-    accuracy = jax.jit(lambda p, x, y: (jnp.argmax(_apply(p, x), -1) == y).mean())
-    rng = np.random.default_rng(cfg.seed)
-    best = (-1.0, 0, layers)
-    history = []
-    for epoch in range(cfg.max_epochs if epochs is None else epochs):
-        order = rng.permutation(xt.shape[0])
-        losses = []
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i: i + cfg.batch_size]
-            key, sub = jax.random.split(key)
-            layers, state, loss = step(layers, state, xt[idx], jnp.asarray(y_train[idx]), sub)
-            losses.append(float(loss))
-        if x_val is None:
-            history.append({"epoch": epoch, "train_loss": float(np.mean(losses))})
-            best = (None, epoch, layers)
-            continue
-        val_acc = float(accuracy(layers, xv, jnp.asarray(y_val)))
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_acc})
-        if val_acc > best[0]:
-            best = (val_acc, epoch, layers)
-        elif epoch - best[1] >= cfg.patience:
-            break
-    info = {"best_epoch": best[1], "best_val_accuracy": best[0], "history": history,
+    validation = None
+    if x_val is not None:
+        xv = jnp.asarray((np.asarray(x_val, np.float32) - mean) / scale)
+        probs = jax.jit(lambda p: jax.nn.softmax(_apply(p, xv), -1))
+        validation = fit.Validation(probs, np.asarray(y_val), cfg.patience)
+    r = fit.fit(layers, opt.init(layers), step, lambda idx: (xt[idx], y_train[idx]), xt.shape[0],
+                batch_size=cfg.batch_size, epochs=cfg.max_epochs if epochs is None else epochs, seed=cfg.seed,
+                key=key, validation=validation)
+    info = {"best_epoch": r.best_epoch, "best_val_score": r.best_score, "metric": "accuracy", "history": r.history,
             "config": dataclasses.asdict(cfg)}
-    return Head(list(label_names), mean, scale, jax.tree.map(np.asarray, best[2]), info=info, **meta)
+    return Head(list(label_names), mean, scale, r.params, info=info, **meta)
 
 
 def refit(head: Head, x, y) -> Head:

@@ -1,2 +1,52 @@
-"""`vggish-jax compare`: the classifier comparison table (vggish_jax/classify/compare.py)."""
-from vggish_jax.classify.compare import add_arguments, run  # noqa: F401
+"""`vggish-jax compare`: the classifier comparison table (vggish_jax.classify.compare)."""
+from __future__ import annotations
+
+import argparse
+
+from vggish_jax.classify.compare import EXTRA_CLASSIFIERS, FEATURE_SETS, PAPER_CLASSIFIERS
+
+CLASSIFIERS = PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embeddings", required=True, help="the store written by `vggish-jax extract` (required)")
+    p.add_argument("--out", required=True,
+                   help="results folder: table.md, table.json, figures, the trained heads (required)")
+    p.add_argument("--data-dir", help="TFDS data folder of the same FMA build, for the mfcc and musicnn feature "
+                                      "sets (default: none: computed from the clips' audio files)")
+    p.add_argument("--manual-dir", help="for an FMA store extracted --from-audio: the folder holding "
+                                        "fma_<subset>, whose mp3s mfcc and musicnn are computed from (default: none)")
+    p.add_argument("--features", default=",".join(FEATURE_SETS),
+                   help=f"comma-separated feature sets (default: {','.join(FEATURE_SETS)})")
+    p.add_argument("--classifiers", default=",".join(CLASSIFIERS),
+                   help=f"comma-separated classifiers (default: {','.join(CLASSIFIERS)})")
+    p.add_argument("--jobs", type=int, default=-1, help="cells fitted in parallel, -1 for all cores (default: -1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every model and of the folds (default: 0)")
+    p.add_argument("--cv", type=int, default=None, metavar="K",
+                   help="score every cell on K stratified folds (grouped by the store's groups, e.g. artists, when "
+                        "it has them) and report mean and std; on a store with a test split, folds of "
+                        "train+validation, test unused (default: 5 for a store without a train/validation/test "
+                        "split, else off)")
+    p.add_argument("--refit", action="store_true",
+                   help="also refit the model chosen on validation on train + validation and score it on test "
+                        "once (default: off)")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="run on an unfinished extraction (info.json \"complete\": false); the table says so "
+                        "(default: refuse)")
+
+
+def run(args) -> int:
+    from vggish_jax import preflight
+    from vggish_jax.classify.compare import CompareSettings, compare
+    from vggish_jax.classify.tables import render_markdown
+
+    settings = CompareSettings(
+        feature_sets=tuple(f for f in args.features.split(",") if f),
+        classifiers=tuple(c for c in args.classifiers.split(",") if c), folds=args.cv, refit=args.refit,
+        seed=args.seed, data_dir=args.data_dir, manual_dir=args.manual_dir, jobs=args.jobs,
+        allow_incomplete=args.allow_incomplete)
+    preflight.output_dir(args.out)  # before hours of fitting
+    report = compare(args.embeddings, args.out, settings)
+    print(render_markdown(report))
+    print(f"wrote {args.out}/table.md, table.json and plots (confusion or per-class AP, class balance)")
+    return 0

@@ -1,0 +1,71 @@
+"""The JAX heads' one fit loop: minibatch epochs, early-stopped on the validation score of classify.metrics.
+
+Both heads (heads.py on pooled features, frame_head.py on padded frames) pass their own jitted `step` and a
+`batch(idx)` that slices their arrays; this loop owns the epoch order, the PRNG keys, the history and the
+choice of the best epoch, so both stop on the same metric the table reports (`metrics.selection`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from vggish_jax.classify import metrics
+
+
+@dataclasses.dataclass
+class Fitted:
+    params: object  # the chosen epoch's parameters (NumPy leaves)
+    best_epoch: int
+    best_score: float | None  # None without validation (or when no epoch scored a number)
+    history: list[dict]  # per epoch: epoch, train_loss (and val_score)
+    best_probs: np.ndarray | None  # validation probabilities at the best epoch
+
+
+@dataclasses.dataclass(frozen=True)
+class Validation:
+    """Early stopping: `probs(params)` -> [clips, classes] validation probabilities, scored against `y`."""
+    probs: Callable
+    y: np.ndarray
+    patience: int
+
+
+def batch_starts(n: int, batch_size: int, drop_last: bool) -> range:
+    """Start index of each minibatch; `drop_last` skips a short final batch (one batch when n < batch_size)."""
+    if drop_last:
+        return range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size)
+    return range(0, n, batch_size)
+
+
+def fit(params, opt_state, step: Callable, batch: Callable, n: int, *, batch_size: int, epochs: int, seed: int,
+        key, validation: Validation | None = None, drop_last: bool = False) -> Fitted:
+    """Train for up to `epochs` epochs over `n` examples: each epoch a fresh permutation (NumPy, `seed`),
+    `step(params, opt_state, *batch(idx), key) -> (params, opt_state, loss)` per minibatch with a new split
+    of `key`. With `validation` the best-scoring epoch is kept and training stops `patience` epochs after it;
+    without, the last epoch is kept (a refit for a known number of epochs)."""
+    import jax
+
+    rng = np.random.default_rng(seed)
+    best_score, best_epoch, best_params, best_probs = -np.inf, 0, params, None
+    history = []
+    for epoch in range(epochs):
+        order = rng.permutation(n)
+        losses = []
+        for i in batch_starts(n, batch_size, drop_last):
+            key, sub = jax.random.split(key)
+            params, opt_state, loss = step(params, opt_state, *batch(order[i: i + batch_size]), sub)
+            losses.append(float(loss))
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        history.append(row)
+        if validation is None:
+            best_epoch, best_params = epoch, params
+            continue
+        probs = np.asarray(validation.probs(params))
+        row["val_score"] = metrics.selection(validation.y, probs)
+        if row["val_score"] > best_score:
+            best_score, best_epoch, best_params, best_probs = row["val_score"], epoch, params, probs
+        elif epoch - best_epoch >= validation.patience:
+            break
+    return Fitted(jax.tree.map(np.asarray, best_params), best_epoch,
+                  None if best_probs is None else float(best_score), history, best_probs)
