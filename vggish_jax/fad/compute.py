@@ -21,9 +21,9 @@ Conventions (what the three common implementations do, read from their source; o
 
 Default: raw output without the final ReLU, because all three tools agree on it, so numbers compare with
 published FADs computed with any of them. This differs from our weights' recorded default for torchvggish
-conversions (final ReLU on): FAD overrides it unless `final_relu` is given. Silent files (every frame embeds
-as digital silence) are skipped and reported, like unreadable and too-short ones: an empty or silent
-generation is a failure to report, not a sample. Zero-padding short files (fadtk) adds near-silent frames
+conversions (final ReLU on): FAD overrides it unless `final_relu` is given. Silent files (the project's
+one rule, `audio.silence`: peak below -60 dBFS) are skipped and reported, like unreadable and too-short ones:
+an empty or silent generation is a failure to report, not a sample. Zero-padding short files (fadtk) adds near-silent frames
 to the statistics, so it is opt-in.
 """
 from __future__ import annotations
@@ -32,7 +32,8 @@ import os
 import sys
 from typing import Callable
 
-from vggish_jax import audio, skips, spec as spec_lib
+from vggish_jax import skips, spec as spec_lib
+from vggish_jax.audio import cautions as audio_cautions, silence
 from vggish_jax.fad import frechet, score, sources, stats as stats_lib
 from vggish_jax.fad.sources import EmbeddingSet, SourceError
 
@@ -67,7 +68,7 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
         from tqdm import tqdm
 
         with tqdm(total=total, unit="file", desc="fad: embed", disable=not progress or None, file=sys.stderr,
-                  dynamic_ncols=True) as bar, audio.collect_cautions() as cautions:
+                  dynamic_ncols=True) as bar, audio_cautions.collect_cautions() as cautions:
             sources.embed_audio(audio_sets, embedder, pad=pad, workers=workers, progress=bar.update)
         warnings += [c.to_dict() for c in cautions]
         _check_specs(sets, embedder, final_relu)
@@ -154,7 +155,7 @@ def convention(spec: spec_lib.EmbeddingSpec | None, pad: bool) -> dict:
         "statistics": "frame level: all 0.96-s frames of all files; unbiased covariance; float64",
         "resampling": "to 16 kHz mono with resampy's kaiser_best filter design (scipy polyphase)",
         "short_files": "zero-padded to one 0.975-s example" if pad else "skipped and reported",
-        "silent_files": "skipped and reported",
+        "silent_files": f"peak below {silence.SILENCE_PEAK_DBFS:.0f} dBFS: skipped and reported",
         "sqrt": "eigh of S_ref^(1/2) S_gen S_ref^(1/2) (or scipy sqrtm, see numerics.method)",
     }
 
