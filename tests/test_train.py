@@ -251,3 +251,11 @@ def test_freeze_conv_grad_accum_and_bf16_compute():
     for k in before:
         changed = not np.array_equal(after2[k], before[k])
         assert changed == ("conv" not in k), k  # convs frozen; fc layers and head trained
+
+
+def test_examples_per_clip_is_the_frontends_count_for_a_30_s_clip():
+    """The paper's 31 x 128 = 3968-d head input: a 30-s clip at 16 kHz holds (480000 - 400) // 160 + 1 = 2998
+    frames of 25 ms every 10 ms, so (2998 - 96) // 96 + 1 = 31 whole examples of 96 frames."""
+    cfg = Config()
+    assert cfg.max_clip_samples == 30 * 16000
+    assert cfg.examples_per_clip == ((30 * 16000 - 400) // 160 + 1 - 96) // 96 + 1 == 31

@@ -21,7 +21,8 @@ from vggish_jax.audio.resampling import (MAX_MATRIX, TARGET_SR, lowpass, matrix_
 from vggish_jax.audio.silence import SILENCE_PEAK_DBFS, is_silent, require_audible
 
 # The old private names, still used by pipeline/ (host, resample_jax) and some tests.
-_open, _ratio, _lowpass, _out_len, _matrix_size, _MAX_MATRIX = open_audio, ratio, lowpass, out_len, matrix_size, MAX_MATRIX
+_open, _ratio, _lowpass, _out_len = open_audio, ratio, lowpass, out_len
+_matrix_size, _MAX_MATRIX = matrix_size, MAX_MATRIX
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioError", "MAX_MATRIX", "SILENCE_PEAK_DBFS", "SilentAudioError", "TARGET_SR",
            "TruncatedError", "UnreadableError", "check_finite", "collect_cautions", "expand_inputs",
