@@ -22,10 +22,11 @@ import time
 import jax
 import numpy as np
 
+import vggish_jax
 from vggish_jax import audio
 from vggish_jax.models.vggish import frontend, frontend_jax
 
-EXAMPLE_CLIP = os.path.join(os.path.dirname(audio.__file__), "assets", "example.mp3")
+EXAMPLE_CLIP = os.path.join(os.path.dirname(vggish_jax.__file__), "assets", "example.mp3")
 
 
 def signals(seconds: float = 8.0, sr: int = 16000) -> dict[str, np.ndarray]:

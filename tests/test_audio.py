@@ -1,15 +1,15 @@
-"""Decoding, downmixing, resampling, block streaming and bad-input errors."""
+"""Decoding, downmixing, resampling, block streaming, the silence rule and bad-input errors."""
 import numpy as np
 import pytest
 import soundfile as sf
 
-from vggish_jax import audio
+from vggish_jax.audio import cautions, decode, errors, inputs, resampling, silence
 from conftest import tone_mix
 
 
 @pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3"])
 def test_load_formats_downmix_and_resample(audio_files, ext):
-    x, sr = audio.load(audio_files[ext], target_sr=16000)
+    x, sr = decode.load(audio_files[ext], target_sr=16000)
     assert sr == 16000 and x.dtype == np.float32 and x.ndim == 1
     # mp3 adds encoder delay/padding; the others are within a few samples of 3.2 s.
     assert abs(x.shape[0] - 3.2 * 16000) < (2000 if ext == "mp3" else 2)
@@ -17,7 +17,7 @@ def test_load_formats_downmix_and_resample(audio_files, ext):
 
 def test_wav_roundtrip_is_the_channel_mean(audio_files):
     raw, sr = sf.read(audio_files["wav"], dtype="float32")
-    x, sr2 = audio.load(audio_files["wav"])
+    x, sr2 = decode.load(audio_files["wav"])
     assert sr2 == sr == 44100
     np.testing.assert_allclose(x, raw.mean(axis=1), atol=1e-7)
 
@@ -26,7 +26,7 @@ def test_wav_roundtrip_is_the_channel_mean(audio_files):
 def test_resample_passband_and_stopband(freq, gain):
     sr = 44100
     x = np.sin(2 * np.pi * freq * np.arange(sr) / sr).astype(np.float32)
-    y = audio.resample(x, sr, 16000)
+    y = resampling.resample(x, sr, 16000)
     assert y.shape == (16000,)
     core = y[1000:-1000]  # away from the edge transients
     assert np.sqrt(2) * core.std() == pytest.approx(gain, abs=0.01)
@@ -39,7 +39,7 @@ def test_resample_matches_resampy_kaiser_best_in_log_mel():
     resampy = pytest.importorskip("resampy", reason="oracle needs resampy (in the test extra)")
     from vggish_jax.models.vggish import frontend
     x = (0.3 * np.random.default_rng(0).standard_normal(3 * 44100)).astype(np.float32)
-    ours = frontend.waveform_to_examples(audio.resample(x, 44100, 16000), 16000)
+    ours = frontend.waveform_to_examples(resampling.resample(x, 44100, 16000), 16000)
     ref = frontend.waveform_to_examples(resampy.resample(x, 44100, 16000, filter="kaiser_best"), 16000)
     assert np.abs(ours - ref).max() < 0.01
 
@@ -47,12 +47,12 @@ def test_resample_matches_resampy_kaiser_best_in_log_mel():
 @pytest.mark.parametrize("sr", [44100, 48000, 22050, 11025, 8000, 96000])
 @pytest.mark.parametrize("seconds", [0.0001, 0.31, 2.07])
 def test_matmul_polyphase_resampler_equals_scipy_resample_poly(sr, seconds):
-    """audio.resample (dense-matmul polyphase) vs scipy's upfirdn, same filter."""
+    """resampling.resample (dense-matmul polyphase) vs scipy's upfirdn, same filter."""
     from scipy import signal
     x = np.random.default_rng(sr).standard_normal(max(1, int(sr * seconds))).astype(np.float32)
-    up, down = audio._ratio(sr, 16000)
-    want = signal.resample_poly(x, up, down, window=audio._lowpass(up, down))
-    got = audio.resample(x, sr, 16000)
+    up, down = resampling.ratio(sr, 16000)
+    want = signal.resample_poly(x, up, down, window=resampling.lowpass(up, down))
+    got = resampling.resample(x, sr, 16000)
     assert got.dtype == np.float32 and got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
@@ -61,8 +61,8 @@ def test_matmul_polyphase_resampler_equals_scipy_resample_poly(sr, seconds):
 def test_stream_equals_whole_file(tmp_path, sr):
     path = tmp_path / f"x{sr}.wav"
     sf.write(path, tone_mix(5.3, sr, channels=2), sr, subtype="FLOAT")
-    whole, _ = audio.load(path, 16000)
-    blocks = list(audio.stream(path, 16000, block_seconds=0.7))
+    whole, _ = decode.load(path, 16000)
+    blocks = list(decode.stream(path, 16000, block_seconds=0.7))
     assert len(blocks) > 5
     streamed = np.concatenate(blocks)
     assert streamed.shape == whole.shape
@@ -76,8 +76,8 @@ def test_stream_equals_whole_file(tmp_path, sr):
     ("nan", "NaN"),
 ])
 def test_bad_files_raise_one_clear_line(audio_files, kind, message):
-    with pytest.raises(audio.AudioError) as err:
-        audio.load(audio_files[kind])
+    with pytest.raises(errors.AudioError) as err:
+        decode.load(audio_files[kind])
     text = str(err.value)
     assert audio_files[kind] in text and message in text and "\n" not in text
 
@@ -99,22 +99,22 @@ def test_truncated_file_is_refused_with_decoded_and_declared_lengths(cut_mp3):
     with sf.SoundFile(cut) as f:
         decoded = f.read(dtype="float32").shape[0]  # what decodes, read whole
     assert decoded < declared * 0.6
-    for read in (lambda: audio.load(cut, 16000), lambda: list(audio.stream(cut, 16000, block_seconds=3.0))):
-        with pytest.raises(audio.TruncatedError) as err:
+    for read in (lambda: decode.load(cut, 16000), lambda: list(decode.stream(cut, 16000, block_seconds=3.0))):
+        with pytest.raises(errors.TruncatedError) as err:
             read()
         assert f"{cut}: truncated: {decoded} of the {declared} frames its header declares decode" in str(err.value)
         assert err.value.kind == "truncated" and err.value.skip(cut).kind == "truncated"
-    audio.load(whole, 16000)  # the whole file passes the same check
+    decode.load(whole, 16000)  # the whole file passes the same check
 
 
 def test_keep_truncated_uses_the_part_that_decodes_and_says_so(cut_mp3):
     _, cut = cut_mp3
     with sf.SoundFile(cut) as f:
         raw = f.read(dtype="float32")
-    with audio.collect_cautions() as cautions:
-        x, sr = audio.load(cut, keep_truncated=True)
+    with cautions.collect_cautions() as got:
+        x, sr = decode.load(cut, keep_truncated=True)
     np.testing.assert_array_equal(x, raw)
-    assert [(c.kind, c.path) for c in cautions] == [("truncated_kept", cut)]
+    assert [(c.kind, c.path) for c in got] == [("truncated_kept", cut)]
 
 
 def test_over_range_is_reported_once_with_its_peak(tmp_path, capsys):
@@ -123,11 +123,11 @@ def test_over_range_is_reported_once_with_its_peak(tmp_path, capsys):
     quiet = str(tmp_path / "ok.wav")
     sf.write(quiet, 1.2 * tone_mix(2.0, 16000), 16000, subtype="FLOAT")  # a little over 1: decoder overshoot
     peak = float(np.abs(sf.read(path, dtype="float32")[0]).max())
-    with audio.collect_cautions() as cautions:
-        list(audio.stream(path, 16000, block_seconds=0.5))
-        list(audio.stream(quiet, 16000, block_seconds=0.5))
+    with cautions.collect_cautions() as got:
+        list(decode.stream(path, 16000, block_seconds=0.5))
+        list(decode.stream(quiet, 16000, block_seconds=0.5))
     err = capsys.readouterr().err
-    assert [c.kind for c in cautions] == ["over_range"] and f"peak at {peak:.4g}" in cautions[0].reason
+    assert [c.kind for c in got] == ["over_range"] and f"peak at {peak:.4g}" in got[0].reason
     assert err.count("warning:") == 1 and err.startswith(f"warning: {path}: samples peak at")
 
 
@@ -135,7 +135,7 @@ def test_scan_folder_sorted_skips_hidden_names(tmp_path):
     for rel in ["b/2.wav", "1.flac", "._1.flac", ".cache/3.wav", "notes.txt"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    files, bad = audio.scan_folder(tmp_path)
+    files, bad = inputs.scan_folder(tmp_path)
     assert files == [str(tmp_path / "1.flac"), str(tmp_path / "b" / "2.wav")] and bad == []
 
 
@@ -146,13 +146,62 @@ def test_non_regular_files_and_broken_links_are_named_as_such(tmp_path):
     os.mkfifo(fifo)
     os.symlink(tmp_path / "gone.wav", link)
     for path, why in [(fifo, r"is a FIFO \(named pipe\), not a regular file"), (link, "broken symbolic link")]:
-        with pytest.raises(audio.UnreadableError, match=why):
-            audio.load(path)
+        with pytest.raises(errors.UnreadableError, match=why):
+            decode.load(path)
 
 
 def test_a_newline_in_a_file_name_stays_on_one_line(tmp_path):
     path = tmp_path / "a\nb.mp3"
     path.write_text("not audio\n" * 40)
-    with pytest.raises(audio.AudioError) as err:
-        audio.load(path)
+    with pytest.raises(errors.AudioError) as err:
+        decode.load(path)
     assert "\n" not in str(err.value) and str(tmp_path / "a\\nb.mp3") in str(err.value)
+
+
+@pytest.mark.parametrize("db", [-80.0, -61.0, -59.0, -20.0, 0.0])
+def test_silence_rule_is_a_peak_below_minus_60_dbfs(tmp_path, db):
+    """A tone at fs/4 samples 0, A, 0, -A: its peak is exactly A, so its level is 20 log10(A) dBFS."""
+    a = 10.0 ** (db / 20.0)
+    x = (a * np.tile([0.0, 1.0, 0.0, -1.0], 4000)).astype(np.float64)
+    assert silence.peak_dbfs(x) == pytest.approx(db, abs=1e-9)
+    assert silence.is_silent(x) == (db < -60.0)
+    path = str(tmp_path / "tone.wav")
+    sf.write(path, x.astype(np.float32), 16000, subtype="FLOAT")
+    if db < -60.0:
+        with pytest.raises(errors.SilentAudioError, match=rf"tone.wav: silent or nearly so \(peak {db:.0f} dBFS, "
+                                                            r"below -60 dBFS\); no genre"):
+            silence.require_audible(path)
+    else:
+        silence.require_audible(path)
+    assert silence.peak_dbfs(np.zeros(10)) == -np.inf and silence.is_silent(np.zeros(10))
+
+
+def test_fad_uses_the_same_silence_rule(tmp_path):
+    """fad's silent files are exactly those the rule calls silent: a -70 dBFS noise is skipped (it does not
+    embed as digital silence), a -50 dBFS one is kept; an undecodable file is left to the embedder."""
+    from vggish_jax.fad import sources
+
+    rng = np.random.default_rng(0)
+    paths = {}
+    for name, db in (("quiet", -70), ("soft", -50), ("zero", None)):
+        x = rng.uniform(-1, 1, 32000) if db is not None else np.zeros(32000)
+        x = x / np.abs(x).max() * 10 ** (db / 20) if db is not None else x
+        paths[name] = str(tmp_path / f"{name}.wav")
+        sf.write(paths[name], x.astype(np.float32), 16000, subtype="FLOAT")
+    paths["bad"] = str(tmp_path / "bad.mp3")
+    open(paths["bad"], "wb").write(b"not audio")
+    got = sources.silent_files(list(paths.values()), workers=2)
+    assert sorted(got) == sorted([paths["quiet"], paths["zero"]])
+    assert "peak -70 dBFS" in got[paths["quiet"]] and "not counted in the statistics" in got[paths["quiet"]]
+    assert "digital silence" in got[paths["zero"]]
+
+
+def test_audio_imports_no_jax():
+    """Decode worker processes import vggish_jax.audio: it must not pull in jax (seconds and memory each)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vggish_jax.audio, vggish_jax.audio.silence\n"
+            "print(sorted(m for m in ('jax', 'flax', 'orbax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -5,11 +5,12 @@ import os
 import numpy as np
 import pytest
 
+import vggish_jax
 from vggish_jax import audio
 from vggish_jax.models.vggish import frontend, frontend_jax
 from conftest import tone_mix
 
-EXAMPLE_MP3 = os.path.join(os.path.dirname(audio.__file__), "assets", "example.mp3")
+EXAMPLE_MP3 = os.path.join(os.path.dirname(vggish_jax.__file__), "assets", "example.mp3")
 
 TOL = 1e-4  # float64 frontend (the bound the issue set)
 FLOAT32_TOL = 1e-3  # float32, the default: measured worst case ~3e-4 in quiet bands beside loud tones

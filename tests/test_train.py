@@ -15,6 +15,12 @@ from vggish_jax.train.loop import train
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def metric_rows(workdir) -> list[dict]:
+    """metrics.jsonl without its wall-clock 'seconds' (the one field no two runs share)."""
+    rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     d = tmp_path_factory.mktemp("ft_full")
@@ -53,6 +59,7 @@ def test_resume_on_another_device_count_follows_the_same_trajectory(uninterrupte
     workdir, full = uninterrupted
     run_devices(8, tmp_path / "w", tmp_path / "stopped.npz", TINY.epochs, stop=6)  # mid epoch 2, after a checkpoint
     resumed = train(TINY, synthetic_sources(), 4, str(tmp_path / "w"), log=lambda m: None)
+    assert (resumed["resumed_from_step"], resumed["steps_run"]) == (6, 2)
     a, b = flat_params(full["params"]), flat_params(resumed["params"])
     # Six of the eight steps ran on 8 devices: the all-reduce order differs, and Adam's normalised update can
     # turn that float noise in a near-zero gradient into a visible change of a rare element (seen: 1.5e-5).
@@ -87,12 +94,13 @@ def test_killed_run_resumes_exactly(uninterrupted, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    checkpointed = max(int(p.name) for p in latest.iterdir() if p.name.isdigit())
     resumed = train(TINY, synthetic_sources(), 4, str(w), log=lambda m: None)
+    assert (resumed["resumed_from_step"], resumed["steps_run"]) == (checkpointed, 8 - checkpointed)
     a, b = flat_params(full["params"]), flat_params(resumed["params"])
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6, err_msg=k)
-    assert [json.loads(l) for l in open(w / "metrics.jsonl")][-1]["test_accuracy"] == \
-        pytest.approx([json.loads(l) for l in open(workdir / "metrics.jsonl")][-1]["test_accuracy"])
+    assert metric_rows(w) == metric_rows(workdir)
 
 
 @pytest.mark.slow
@@ -102,9 +110,70 @@ def test_resume_with_a_loader_worker_process_follows_the_same_trajectory(uninter
     workdir, full = uninterrupted
     train(TINY, synthetic_sources(), 4, str(tmp_path / "w"), log=lambda m: None, stop_after_steps=3)
     resumed = train(TINY.replace(loader_workers=1), synthetic_sources(), 4, str(tmp_path / "w"), log=lambda m: None)
+    assert (resumed["resumed_from_step"], resumed["steps_run"]) == (2, 6)  # checkpoint_every=2
     a, b = flat_params(full["params"]), flat_params(resumed["params"])
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.slow
+def test_resume_starts_at_the_checkpoint_and_runs_only_the_steps_after_it(uninterrupted, tmp_path):
+    """Training is deterministic, so ending where an uninterrupted run ends does not show that the checkpoint
+    was used: the resumed run must say where it started and run only the remaining steps."""
+    workdir, full = uninterrupted
+    stopped = train(TINY, synthetic_sources(), 4, str(tmp_path / "w"), log=lambda m: None, stop_after_steps=3)
+    assert (stopped["stopped_at_step"], stopped["resumed_from_step"], stopped["steps_run"]) == (3, None, 3)
+    logged = []
+    resumed = train(TINY, synthetic_sources(), 4, str(tmp_path / "w"), log=logged.append)
+    assert logged[0] == f"resumed from step 2 ({tmp_path / 'w'})"  # the last checkpoint (checkpoint_every=2)
+    assert (resumed["resumed_from_step"], resumed["steps_run"], resumed["step"]) == (2, 6, 8)
+    assert metric_rows(tmp_path / "w") == metric_rows(workdir)
+
+
+@pytest.mark.slow
+def test_kill_between_an_epochs_checkpoint_and_its_metrics_line_leaves_the_same_log(uninterrupted, tmp_path):
+    """A SIGKILL after the epoch-end checkpoint but before its metrics line is written (simulated by
+    removing that line): the resumed run starts after the epoch and rebuilds its line from the checkpoint."""
+    workdir, _ = uninterrupted
+    w = tmp_path / "w"
+    train(TINY, synthetic_sources(), 4, str(w), log=lambda m: None, stop_after_steps=4)  # end of epoch 1
+    lines = open(w / "metrics.jsonl").readlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1]
+    (w / "metrics.jsonl").write_text("")
+    resumed = train(TINY, synthetic_sources(), 4, str(w), log=lambda m: None)
+    assert (resumed["resumed_from_step"], resumed["steps_run"]) == (4, 4)
+    assert metric_rows(w) == metric_rows(workdir)
+    assert json.loads(open(w / "metrics.jsonl").readline()) == json.loads(lines[0])  # seconds too: the saved line
+
+
+@pytest.mark.slow
+def test_resume_with_changed_settings_is_refused_unless_allowed(tmp_path):
+    w = str(tmp_path / "w")
+    train(TINY, synthetic_sources(), 4, w, log=lambda m: None, stop_after_steps=3)
+    changed = TINY.replace(learning_rate=0.1, batch_size=4, loader_workers=0, prefetch=2)  # the last two: free
+    with pytest.raises(ValueError, match=r"config.json: the checkpoint \(step 2\) was made with other settings "
+                                         r"\(batch_size=8 there, 4 now; learning_rate=0.003 there, 0.1 now\); "
+                                         r".*--allow-changed-settings") as e:
+        train(changed, synthetic_sources(), 4, w, log=lambda m: None)
+    assert "\n" not in str(e.value)
+    r = train(changed, synthetic_sources(), 4, w, log=lambda m: None, allow_changed_settings=True)
+    assert (r["resumed_from_step"], r["steps_run"], r["step"]) == (2, 14, 16)  # 8 steps per epoch at batch 4
+    cfg = json.load(open(os.path.join(w, "config.json")))
+    assert (cfg["learning_rate"], cfg["batch_size"]) == (0.003, 8)  # the first run's record is kept
+    assert cfg["history"] == [{"resumed_at_step": 2, "changed": {"batch_size": [8, 4], "learning_rate": [0.003, 0.1]}}]
+    again = train(changed, synthetic_sources(), 4, w, log=lambda m: None)  # the settings in effect: no change
+    assert (again["resumed_from_step"], again["steps_run"]) == (16, 0)
+    with pytest.raises(ValueError, match=r"learning_rate=0.1 there, 0.003 now"):
+        train(TINY.replace(batch_size=4), synthetic_sources(), 4, w, log=lambda m: None)
+
+
+def test_finetune_flag_allow_changed_settings():
+    from vggish_jax import cli
+
+    parser = cli.build_parser(["finetune"])
+    base = ["finetune", "--data-dir", "d", "--workdir", "w"]
+    assert parser.parse_args(base).allow_changed_settings is False
+    assert parser.parse_args(base + ["--allow-changed-settings"]).allow_changed_settings is True
 
 
 def test_bad_configs_fail_clearly(tmp_path):
@@ -251,3 +320,11 @@ def test_freeze_conv_grad_accum_and_bf16_compute():
     for k in before:
         changed = not np.array_equal(after2[k], before[k])
         assert changed == ("conv" not in k), k  # convs frozen; fc layers and head trained
+
+
+def test_examples_per_clip_is_the_frontends_count_for_a_30_s_clip():
+    """The paper's 31 x 128 = 3968-d head input: a 30-s clip at 16 kHz holds (480000 - 400) // 160 + 1 = 2998
+    frames of 25 ms every 10 ms, so (2998 - 96) // 96 + 1 = 31 whole examples of 96 frames."""
+    cfg = Config()
+    assert cfg.max_clip_samples == 30 * 16000
+    assert cfg.examples_per_clip == ((30 * 16000 - 400) // 160 + 1 - 96) // 96 + 1 == 31

@@ -18,6 +18,10 @@ def add_arguments(p):
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. epochs=20 freeze_conv=true dtype=bfloat16 final_relu=false "
                         "(see vggish_jax/train/config.py)")
+    p.add_argument("--allow-changed-settings", action="store_true",
+                   help="resume a --workdir whose checkpoint was made with other --set values, going on with the "
+                        "new ones (recorded in config.json's history; settings that shape the model are still "
+                        "refused) (default: off)")
     p.add_argument("--workers", type=nonnegative_int, default=None, help="decode processes when the dataset is built")
     distributed.add_arguments(p)
 
@@ -44,7 +48,7 @@ def run(args) -> int:
     builder = fma.prepare(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir, workers=args.workers)
     labels = list(fma.label_names(builder))
     result = train(cfg, fma.data_sources(builder), len(labels), args.workdir, backbone=backbone,
-                   weights_metadata=meta, label_names=labels)
+                   weights_metadata=meta, label_names=labels, allow_changed_settings=args.allow_changed_settings)
     if "test_accuracy" in result:
         print(f"test accuracy {result['test_accuracy']:.4f} (best validation checkpoint); see {args.workdir}/metrics.jsonl")
     return 0

@@ -18,7 +18,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from vggish_jax import audio
+from vggish_jax.audio import decode as audio_decode
+from vggish_jax.audio.errors import AudioError
 from vggish_jax.models.vggish import frontend
 from vggish_jax.models.vggish.frontend import file_examples
 
@@ -33,10 +34,10 @@ def decode_clip(path: str, waveform: bool = False) -> dict | str:
     try:
         if not waveform:
             return {"mel": file_examples(path)}
-        wave = to_int16(np.concatenate(list(audio.stream(path, frontend.DEFAULT.sample_rate))))
+        wave = to_int16(np.concatenate(list(audio_decode.stream(path, frontend.DEFAULT.sample_rate))))
         mel = frontend.waveform_to_examples(from_int16(wave), frontend.DEFAULT.sample_rate, name=path)
         return {"mel": mel, "waveform": wave}
-    except (audio.AudioError, frontend.TooShortError) as e:
+    except (AudioError, frontend.TooShortError) as e:
         return str(e)
     except Exception as e:  # a decoder crash on one file must not stop the whole build
         return f"{path}: cannot decode ({type(e).__name__}: {e}); the file is corrupt"

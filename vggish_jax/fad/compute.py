@@ -21,10 +21,10 @@ Conventions (what the three common implementations do, read from their source; o
 
 Default: raw output without the final ReLU, because all three tools agree on it, so numbers compare with
 published FADs computed with any of them. This differs from our weights' recorded default for torchvggish
-conversions (final ReLU on): FAD overrides it unless `final_relu` is given. Silent files (every frame embeds
-as digital silence) are skipped and reported, like unreadable and too-short ones: an empty or silent
-generation is a failure to report, not a sample. Zero-padding short files (fadtk) adds near-silent frames
-to the statistics, so it is opt-in.
+conversions (final ReLU on): FAD overrides it unless `final_relu` is given. Silent files (the project's
+one rule, `audio.silence`: peak below -60 dBFS) are skipped and reported, like unreadable and too-short ones:
+an empty or silent generation is a failure to report, not a sample. Zero-padding short files (fadtk) adds
+near-silent frames to the statistics, so it is opt-in.
 """
 from __future__ import annotations
 
@@ -32,9 +32,11 @@ import os
 import sys
 from typing import Callable
 
-from vggish_jax import audio, skips, spec as spec_lib
+from vggish_jax import skips, spec as spec_lib
+from vggish_jax.audio import cautions as audio_cautions, silence
 from vggish_jax.fad import frechet, score, sources, stats as stats_lib
 from vggish_jax.fad.sources import EmbeddingSet, SourceError
+from vggish_jax.models.vggish import frontend
 
 
 def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None, pad: bool = False,
@@ -54,23 +56,10 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
         raise ValueError(f"unknown method {method!r}; choose from {frechet.METHODS}")
     if steps < 2 or bootstrap < 0 or not 0 < ci_level < 1:
         raise ValueError(f"need steps >= 2, bootstrap >= 0 and 0 < ci_level < 1; got {steps}, {bootstrap}, {ci_level}")
-    warnings: list = []  # skips.Caution dicts: over-range audio, sets with few frames
     ref_set = _cached_ref(ref, ref_stats, pad) if ref_stats and os.path.exists(ref_stats) else None
     sets = [ref_set or _open(ref, "REF"), _open(gen, "GEN")]
-    audio_sets = [s for s in sets if s.kind == "audio"]
-    embedder = None
-    if audio_sets:
-        embedder = _embedder(weights, final_relu, batch_size, [s.source for s in audio_sets])
-    _check_specs(sets, embedder, final_relu)  # before any embedding: a mismatch costs nothing
-    if audio_sets:
-        total = sum(len(s.audio_paths) for s in audio_sets)
-        from tqdm import tqdm
-
-        with tqdm(total=total, unit="file", desc="fad: embed", disable=not progress or None, file=sys.stderr,
-                  dynamic_ncols=True) as bar, audio.collect_cautions() as cautions:
-            sources.embed_audio(audio_sets, embedder, pad=pad, workers=workers, progress=bar.update)
-        warnings += [c.to_dict() for c in cautions]
-        _check_specs(sets, embedder, final_relu)
+    # skips.Caution dicts: over-range audio, sets with few frames
+    warnings = _embed_audio_sets(sets, weights, final_relu, batch_size, pad, workers, progress)
     ref_set, gen_set = sets
     for s in sets:
         for reason in s.skipped.values():
@@ -107,28 +96,46 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
     }
     if gen_set.files is None:
         result["notes"] = "GEN is statistics: per-file scores and FAD-inf need GEN's frames"
-    else:
-        if per_file:
-            result["per_file"] = score.per_file_scores(ref_st, gen_set.files)
-        if fad_inf and gen_st.count < 4:
-            result["notes"] = f"FAD-inf needs at least 4 GEN frames, GEN has {gen_st.count}"
-        elif fad_inf:
-            with _bar(bootstrap + 1, "fad: FAD-inf", progress) as bar:
-                inf = score.fad_inf(ref_st, list(gen_set.files.values()), steps=steps, min_n=min_n,
-                                    bootstrap=bootstrap, ci_level=ci_level, seed=seed, replace=replace,
-                                    progress=bar.update)
-            result["fad_inf"] = _checked_fad_inf(inf.to_dict(), gen_st.count, log)
+        return result
+    if per_file:
+        result["per_file"] = score.per_file_scores(ref_st, gen_set.files)
+    if fad_inf and gen_st.count < 4:
+        result["notes"] = f"FAD-inf needs at least 4 GEN frames, GEN has {gen_st.count}"
+    elif fad_inf:
+        with _bar(bootstrap + 1, "fad: FAD-inf", progress) as bar:
+            inf = score.fad_inf(ref_st, list(gen_set.files.values()), steps=steps, min_n=min_n,
+                                bootstrap=bootstrap, ci_level=ci_level, seed=seed, replace=replace,
+                                progress=bar.update)
+        result["fad_inf"] = _checked_fad_inf(inf.to_dict(), gen_st.count, log)
     return result
+
+
+def _embed_audio_sets(sets: list[EmbeddingSet], weights, final_relu, batch_size: int, pad: bool, workers: int,
+                      progress: bool) -> list[dict]:
+    """Embed the sets that are audio (in place), checking specs before and after; the Cautions raised."""
+    audio_sets = [s for s in sets if s.kind == "audio"]
+    embedder = None
+    if audio_sets:
+        embedder = _embedder(weights, final_relu, batch_size, [s.source for s in audio_sets])
+    _check_specs(sets, embedder, final_relu)  # before any embedding: a mismatch costs nothing
+    if not audio_sets:
+        return []
+    total = sum(len(s.audio_paths) for s in audio_sets)
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="file", desc="fad: embed", disable=not progress or None, file=sys.stderr,
+              dynamic_ncols=True) as bar, audio_cautions.collect_cautions() as cautions:
+        sources.embed_audio(audio_sets, embedder, pad=pad, workers=workers, progress=bar.update)
+    _check_specs(sets, embedder, final_relu)
+    return [c.to_dict() for c in cautions]
 
 
 def few_frames(role: str, source: str, frames: int, dim: int) -> str | None:
     """A note when a set has fewer frames than dimensions: its covariance is singular, and FAD (which grows
     like c / frames) is then mostly small-sample bias."""
-    from vggish_jax.models.vggish.frontend import DEFAULT
-
     if frames >= dim:
         return None
-    minutes = dim * DEFAULT.example_hop_samples / DEFAULT.sample_rate / 60
+    minutes = dim * frontend.example_hop_seconds() / 60
     return (f"{role} {source} has {frames} frames in {dim} dimensions, so its covariance is singular and the FAD "
             f"is dominated by small-sample bias, not by the audio; use more audio (at least {dim} frames, "
             f"{minutes:.0f} minutes; thousands for a stable FAD)")
@@ -148,13 +155,15 @@ def _checked_fad_inf(inf: dict, frames: int, log) -> dict:
 
 
 def convention(spec: spec_lib.EmbeddingSpec | None, pad: bool) -> dict:
+    hop, length = frontend.example_hop_seconds(), frontend.example_seconds()
     return {
         "embedding": (f"VGGish raw {'uint8 PCA' if spec and spec.postprocess else '128-d'} output, "
                       f"final_relu={spec.final_relu if spec else None}"),
-        "statistics": "frame level: all 0.96-s frames of all files; unbiased covariance; float64",
+        "statistics": f"frame level: all frames (one every {hop:.2f} s) of all files; unbiased covariance; "
+                      f"float64",
         "resampling": "to 16 kHz mono with resampy's kaiser_best filter design (scipy polyphase)",
-        "short_files": "zero-padded to one 0.975-s example" if pad else "skipped and reported",
-        "silent_files": "skipped and reported",
+        "short_files": f"zero-padded to one {length:.3f}-s example" if pad else "skipped and reported",
+        "silent_files": f"peak below {silence.SILENCE_PEAK_DBFS:.0f} dBFS: skipped and reported",
         "sqrt": "eigh of S_ref^(1/2) S_gen S_ref^(1/2) (or scipy sqrtm, see numerics.method)",
     }
 

@@ -11,6 +11,7 @@ Stores and statistics carry the EmbeddingSpec they were made with; mixing specs 
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -19,16 +20,13 @@ from typing import Callable
 
 import numpy as np
 
-from vggish_jax import audio, spec as spec_lib
-from vggish_jax.audio import AUDIO_EXTENSIONS
+from vggish_jax import spec as spec_lib
+from vggish_jax.audio import errors as audio_errors, silence
+from vggish_jax.audio.inputs import AUDIO_EXTENSIONS, scan_folder
 from vggish_jax.pipeline import store
 from vggish_jax.fad import stats as stats_lib
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list", ".csv", ".tsv")
-# A file is "silent" when every frame's embedding is this close (max abs, relative to the embedding of
-# digital silence) to that of digital silence: VGGish cannot tell it from silence, since log(mel + 0.01)
-# flattens anything far below the offset.
-SILENCE_TOL = 1e-3
 
 
 class SourceError(ValueError):
@@ -92,7 +90,7 @@ def audio_paths(source: str) -> list[str]:
 def audio_inputs(source: str) -> tuple[list[str], dict[str, str]]:
     """(audio_paths, {unreadable subfolder: one-line reason}) of a REF/GEN argument."""
     if os.path.isdir(source):
-        found, bad = audio.scan_folder(source)
+        found, bad = scan_folder(source)
         if not found:
             raise SourceError(f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder"
                               + (f" that could be read ({len(bad)} subfolders unreadable)" if bad else ""))
@@ -138,44 +136,41 @@ def embed_audio(sets: list[EmbeddingSet], embedder, *, pad: bool, workers: int,
                 progress: Callable[[int], None] | None = None) -> None:
     """Embed the audio of all sets in one pass (in place): files, skipped (unreadable, too short, silent), spec."""
     paths = list(dict.fromkeys(p for s in sets for p in s.audio_paths))  # one call: full batches across sets
-    results, errors = embedder.embed_files(paths, pad=pad, workers=workers, progress=progress)
-    silent = _Silence(embedder)
+    silent = silent_files(paths, workers)
+    if progress is not None and silent:
+        progress(len(silent))
+    results, errors = embedder.embed_files([p for p in paths if p not in silent], pad=pad, workers=workers,
+                                           progress=progress)
     for s in sets:
         s.files = {}
         for path in s.audio_paths:
-            if path in errors or path not in results:
+            if path in silent:
+                s.skipped[path] = silent[path]
+            elif path in errors or path not in results:
                 s.skipped[path] = errors.get(path, f"{path}: not embedded")
-            elif silent.matches(results[path]):
-                s.skipped[path] = (f"{path}: silent (every 0.96-s frame embeds as digital silence); "
-                                   f"not counted in the statistics; drop the file or check the generator")
             else:
                 s.files[path] = results[path]
         s.spec, s.spec_from = embedder.spec, "the weights given with --weights"
 
 
-class _Silence:
-    """Is a file's every frame the embedding of digital silence? The model runs on silence only when a file
-    has all frames alike (what silence gives), so ordinary sets cost no extra batch."""
+def silent_files(paths: list[str], workers: int = 1) -> dict[str, str]:
+    """{path: one-line reason} for the files the project's silence rule (`audio.silence`) calls silent.
 
-    def __init__(self, embedder):
-        self.embedder, self.row = embedder, None
+    Reads each file only up to its first second that is not silent, so ordinary audio costs about a second
+    of decoding. Files that cannot be decoded are left to the embedder, which reports them.
+    """
+    def check(path: str) -> str | None:
+        try:
+            silence.require_audible(path, block_seconds=1.0, consequence="not counted in the statistics")
+        except audio_errors.SilentAudioError as e:
+            return str(e)
+        except audio_errors.AudioError:  # the embedder reports it
+            pass
+        return None
 
-    def matches(self, e: np.ndarray) -> bool:
-        if e.shape[0] == 0:
-            return False
-        scale = max(1.0, float(np.abs(e).max()))
-        if float(np.abs(e - e[0]).max()) > SILENCE_TOL * scale:
-            return False
-        if self.row is None:
-            self.row = np.asarray(self.embedder.embed_examples(_silence_example()), np.float32)[0]
-        return float(np.abs(e - self.row).max()) <= SILENCE_TOL * max(1.0, float(np.abs(self.row).max()))
-
-
-def _silence_example() -> np.ndarray:
-    from vggish_jax.models.vggish import frontend
-
-    cfg = frontend.DEFAULT
-    return np.full((1, cfg.example_frames, cfg.num_mel_bins), np.log(cfg.log_offset), np.float32)
+    with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+        reasons = list(pool.map(check, paths))
+    return {p: r for p, r in zip(paths, reasons) if r is not None}
 
 
 def _extract_root(folder: str) -> tuple[str, list[str] | None] | None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from vggish_jax import atomic, spec as spec_lib
 from vggish_jax.fad.frechet import one_blas_thread
+from vggish_jax.models.vggish import frontend
 
 FORMAT = "vggish-jax fad stats 1"
 
@@ -64,7 +65,8 @@ class Accumulator:
 
     def stats(self, spec: spec_lib.EmbeddingSpec | None = None, meta: dict | None = None) -> Stats:
         if self.n < 2:
-            raise StatsError(f"{self.n} embedding frame{'s' if self.n != 1 else ''} (each 0.96 s of audio), but a "
+            hop = frontend.example_hop_seconds()
+            raise StatsError(f"{self.n} embedding frame{'s' if self.n != 1 else ''} (each {hop:.2f} s of audio), but a "
                              f"covariance needs at least 2 and a stable FAD far more than the embedding size "
                              f"(128); give more audio")
         cov = self.m2 / (self.n - 1)

@@ -1,8 +1,16 @@
 """Fine-tuning configuration. Defaults reproduce the paper's recipe (Adam 1e-3, batch 8, 11 epochs, a
-3968 -> 256 -> classes head on the 31 x 128 flattened embeddings); augmentation is off by default."""
+(examples x 128) -> 256 -> classes head on the flattened embeddings of a 30-s clip, 31 x 128 = 3968-d);
+augmentation is off by default."""
 from __future__ import annotations
 
 import dataclasses
+
+from vggish_jax.models.vggish import frontend
+
+# FMA's clips (the paper's input) are 30 s; how many whole examples that holds is the frontend's one rule.
+CLIP_SECONDS = 30
+CLIP_SAMPLES = CLIP_SECONDS * frontend.DEFAULT.sample_rate
+EXAMPLES_PER_CLIP = int(frontend.num_examples(CLIP_SAMPLES))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,9 +27,9 @@ class Config:
     freeze_conv: bool = False  # train only the fully connected layers and the head
     dtype: str = "float32"  # compute dtype of VGGish: float32 | bfloat16 (params stay float32)
     grad_accum: int = 1  # optimizer steps every N batches (global batch x N per update)
-    head: str = "flatten"  # flatten (the paper's 31 x 128 -> 256 -> classes) | frame_mean (frame logits averaged)
+    head: str = "flatten"  # flatten (the paper's examples x 128 -> 256 -> classes) | frame_mean (frame logits averaged)
     head_hidden: int = 256
-    examples_per_clip: int = 31
+    examples_per_clip: int = EXAMPLES_PER_CLIP
     # None: the value recorded in the weights' metadata.json (init=random: True, the paper's recipe).
     final_relu: bool | None = None
     width_divisor: int = 1  # > 1: a same-shaped smaller VGGish (tests); 1 = the real one
@@ -36,7 +44,7 @@ class Config:
     frontend_precision: str = "auto"  # of the device frontend: auto | float32 | float64 (see frontend_jax)
     # Augmentation, all on device and a function of (seed, step). The first three need waveform input.
     random_crop: bool = False  # crop start drawn per clip at sample resolution inside its first max_clip_samples
-    max_clip_samples: int = 480_000  # with random_crop: samples of each clip sent to the device (30 s)
+    max_clip_samples: int = CLIP_SAMPLES  # with random_crop: samples of each clip sent to the device
     gain_db: float = 0.0  # > 0: a gain drawn per clip, uniform in [-gain_db, +gain_db] dB
     mixup_alpha: float = 0.0  # > 0: mixup, each clip mixed with a random partner, weight ~ Beta(alpha, alpha)
     spec_augment: bool = False  # one random time mask (<= 20 frames) and frequency mask (<= 8 bins) per example

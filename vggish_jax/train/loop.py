@@ -1,12 +1,14 @@
 """The fine-tuning loop: mesh, jitted steps, orbax checkpoints (latest + best), resume, metrics, curves.
 
 Workdir layout: config.json (every setting as resolved, and the EmbeddingSpec of the backbone: a resumed run
-with other weights or final_relu is refused); metrics.jsonl (one line per epoch, then one for the test split);
-learning_curve.png; ckpt/latest/<step> (every `checkpoint_every` steps and at epoch ends; resume point: the
-train state, the epoch's losses and each process's grain iterator state); ckpt/best/<step> (epoch ends, the
-best validation accuracy kept). A killed run restarted with the same workdir resumes from ckpt/latest and
-follows the same trajectory: data order, augmentation keys and dropout-free steps are all functions of (seed,
-step). Checkpoints hold plain arrays, so they restore onto any device count.
+with other weights or final_relu is refused; other settings are refused unless allowed, then listed in its
+'history'); metrics.jsonl (one line per epoch, then one for the test split); learning_curve.png;
+ckpt/latest/<step> (every `checkpoint_every` steps and at epoch ends; resume point: the train state, the
+epoch's losses, the finished epochs' metric lines and each process's grain iterator state); ckpt/best/<step>
+(epoch ends, the best validation accuracy kept). A killed run restarted with the same workdir resumes from
+ckpt/latest, rewrites metrics.jsonl to the checkpoint's lines (so a kill between a checkpoint and its line
+loses nothing) and follows the same trajectory: data order, augmentation keys and dropout-free steps are all
+functions of (seed, step). Checkpoints hold plain arrays, so they restore onto any device count.
 
 Multi-host runs join with `vggish_jax.distributed.initialize` before `train` (the commands do, from
 --coordinator/--num-processes/--process-id); this module only reads `jax.process_index()` / `process_count()`.
@@ -87,14 +89,82 @@ def waveform_samples(cfg: Config, training: bool) -> int | None:
     return max(needed, cfg.max_clip_samples) if training and cfg.random_crop else needed
 
 
+@dataclasses.dataclass
+class _Run:
+    """What one call of `train` works with: resolved settings, jitted steps, checkpoint managers, paths."""
+    cfg: Config
+    workdir: str
+    steps_per_epoch: int
+    mesh: jax.sharding.Mesh
+    train_step: object
+    eval_step: object
+    latest: ocp.CheckpointManager
+    best: ocp.CheckpointManager
+    log: object
+
+    @property
+    def metrics_path(self) -> str:
+        return os.path.join(self.workdir, "metrics.jsonl")
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.epochs * self.steps_per_epoch
+
+
+@dataclasses.dataclass
+class _State:
+    """Where training stands; everything but `batches` is saved with each latest checkpoint."""
+    step: int
+    state: tuple  # (params, optimizer state), replicated
+    batches: object  # the train batches from `step` on (a grain iterator)
+    loader: dict  # what grain's saved iterator state depends on, and the train_data index it started at
+    epoch_losses: list = dataclasses.field(default_factory=list)
+    history: list = dataclasses.field(default_factory=list)  # the metrics.jsonl record of every finished epoch
+    elapsed: float = 0.0  # training seconds before this process started
+    resumed_from: int | None = None
+
+
 def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbone: dict | None = None,
           weights_metadata: dict | None = None, label_names=None, log=print,
-          stop_after_steps: int | None = None) -> dict:
+          stop_after_steps: int | None = None, allow_changed_settings: bool = False) -> dict:
     """Fine-tune; returns the final metrics. `stop_after_steps` stops early (like a kill, after a checkpoint).
 
     backbone / weights_metadata: the VGGish params and metadata.json of a weights directory
-    (`models.vggish.pretrained.load`).
+    (`models.vggish.pretrained.load`). A resume with other settings than the checkpointed run's is refused
+    unless `allow_changed_settings` (then config.json records the change in its history).
     """
+    cfg, steps_per_epoch = _checked(cfg, sources, backbone, weights_metadata)
+    os.makedirs(workdir, exist_ok=True)
+    spec = embedding_spec(cfg, backbone, weights_metadata)
+    latest = _manager(os.path.join(workdir, "ckpt", "latest"), best=False)
+    best = _manager(os.path.join(workdir, "ckpt", "best"), best=True)
+    _write_config(os.path.join(workdir, "config.json"), cfg, num_classes, spec, label_names,
+                  resuming=latest.latest_step(), allow_changed=allow_changed_settings)
+    mesh = sharding.make_mesh()
+    graphdef, params = init_params(cfg, num_classes, backbone if cfg.init == "pretrained" else None)
+    opt = make_optimizer(cfg, steps_per_epoch, params)
+    train_step, eval_step = make_steps(graphdef, cfg, opt, num_classes)
+    repl = sharding.replicated(mesh)
+    run = _Run(cfg, workdir, steps_per_epoch, mesh,
+               jax.jit(train_step, donate_argnums=(0,), out_shardings=((repl, repl), repl)), jax.jit(eval_step),
+               latest, best, log)
+    st = _start(run, sources["train"], sharding.replicate(mesh, (params, opt.init(params))))
+    first = st.step
+    stopped = _fit(run, st, sources, stop_after_steps)
+    st.batches.close()
+    latest.wait_until_finished()
+    best.wait_until_finished()
+    if stopped:
+        return {"stopped_at_step": st.step, "params": st.state[0], "resumed_from_step": st.resumed_from,
+                "steps_run": st.step - first}
+    final = _test(run, st, sources)
+    if jax.process_index() == 0:
+        plot_learning_curve(run.metrics_path, os.path.join(workdir, "learning_curve.png"))
+    return {**final, "params": st.state[0], "resumed_from_step": st.resumed_from, "steps_run": st.step - first}
+
+
+def _checked(cfg: Config, sources: dict, backbone, weights_metadata) -> tuple[Config, int]:
+    """The resolved settings and the steps per epoch, or a one-line ValueError before anything is built."""
     cfg.check()
     sharding.check_batch(cfg.batch_size)
     for split in ("train", "validation"):
@@ -109,110 +179,146 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
         raise ValueError(f"{len(sources['train'])} training clips are fewer than one batch of {cfg.batch_size}")
     if cfg.init == "pretrained" and backbone is None:
         raise ValueError("init=pretrained needs VGGish weights (--weights DIR); or --set init=random")
-    os.makedirs(workdir, exist_ok=True)
-    spec = embedding_spec(cfg, backbone, weights_metadata)
-    latest = _manager(os.path.join(workdir, "ckpt", "latest"), best=False)
-    best = _manager(os.path.join(workdir, "ckpt", "best"), best=True)
-    config_path = os.path.join(workdir, "config.json")
-    if latest.latest_step() is not None and os.path.exists(config_path):
-        with open(config_path) as f:
-            previous = json.load(f)
-        spec_lib.require_compatible(spec, spec_lib.read(previous, config_path),
-                                    expected_from="this run's weights and settings", found_from=config_path)
-        _require_same_state(cfg, num_classes, previous, config_path)
-    if jax.process_index() == 0:
-        atomic.write_json(config_path, {
-            **dataclasses.asdict(cfg), "num_classes": num_classes, "label_names": list(label_names or []),
-            "devices": jax.device_count(), "processes": jax.process_count(), spec_lib.KEY: spec.to_dict()})
+    return cfg, steps_per_epoch
 
-    mesh = sharding.make_mesh()
-    graphdef, params = init_params(cfg, num_classes, backbone if cfg.init == "pretrained" else None)
-    opt = make_optimizer(cfg, steps_per_epoch, params)
-    state = sharding.replicate(mesh, (params, opt.init(params)))
-    train_step, eval_step = make_steps(graphdef, cfg, opt, num_classes)
-    repl = sharding.replicated(mesh)
-    train_step = jax.jit(train_step, donate_argnums=(0,), out_shardings=((repl, repl), repl))
-    eval_step = jax.jit(eval_step)
 
-    pi, pc = jax.process_index(), jax.process_count()
-    put = lambda b: sharding.shard_batch(mesh, {k: v for k, v in b.items() if k != "mask"})
-    train_data = data_lib.train_dataset(sources["train"], cfg.batch_size, cfg.examples_per_clip, cfg.seed,
+def _start(run: _Run, train_source, state) -> _State:
+    """A fresh start at step 0, or the latest checkpoint restored; metrics.jsonl rewritten to match it."""
+    cfg, pi, pc = run.cfg, jax.process_index(), jax.process_count()
+    put = lambda b: sharding.shard_batch(run.mesh, {k: v for k, v in b.items() if k != "mask"})
+    iterate = lambda ds: data_lib.iterate(ds, cfg.loader_workers, cfg.prefetch, put)
+    train_data = data_lib.train_dataset(train_source, cfg.batch_size, cfg.examples_per_clip, cfg.seed,
                                         cfg.epochs, pi, pc, waveform_samples(cfg, training=True))
     # The loader: grain iterates train_data[start:] (element j is step start + j); its state is saved with each
-    # latest checkpoint, with what it depends on (process count, worker count, start).
-    loader = {"processes": pc, "workers": cfg.loader_workers, "start": 0}
-    step, epoch_losses = 0, []
-    if latest.latest_step() is not None:
-        step = latest.latest_step()
-        state, epoch_losses, loader, batches = _restore(latest, step, state, repl, loader, train_data,
-                                                        lambda ds: data_lib.iterate(ds, cfg.loader_workers,
-                                                                                    cfg.prefetch, put))
-        log(f"resumed from step {step} ({workdir})")
+    # latest checkpoint, with what it depends on (process count, worker count, the data settings, start).
+    loader = {"processes": pc, "workers": cfg.loader_workers, "batch_size": cfg.batch_size, "seed": cfg.seed,
+              "epochs": cfg.epochs, "start": 0}
+    step = run.latest.latest_step()
+    if step is None:
+        st = _State(0, state, iterate(train_data), loader)
     else:
-        batches = data_lib.iterate(train_data, cfg.loader_workers, cfg.prefetch, put)
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
-    _truncate_metrics(metrics_path, step // steps_per_epoch)
+        st = _restore(run, step, state, loader, train_data, iterate)
+        run.log(f"resumed from step {step} ({run.workdir})")
+    if pi == 0:  # the log of exactly the epochs the checkpoint holds, as an uninterrupted run has it now
+        atomic.write_text(run.metrics_path, "".join(json.dumps(r) + "\n" for r in st.history))
+    if step is not None:
+        _save_best_if_missing(run, st)
+    return st
 
-    def save(mgr, s, extra=None):
-        items = dict(state=ocp.args.StandardSave(state),
-                     meta=ocp.args.JsonSave({"epoch_losses": epoch_losses, "loader": loader}))
-        if mgr is latest:  # where the next batch comes from
-            items["data"] = grain.checkpoint.CheckpointSave(batches)
-        mgr.save(s, args=ocp.args.Composite(**items), metrics=extra)
 
-    base_key = jax.random.PRNGKey(cfg.seed)
-    t0 = time.perf_counter()
-    while step < cfg.epochs * steps_per_epoch:
-        epoch = step // steps_per_epoch
-        for batch in batches:
-            state, m = train_step(state, batch, jax.random.fold_in(base_key, step))
-            step += 1
-            epoch_losses.append(float(m["loss"]))
-            if step % steps_per_epoch == 0:
+def _fit(run: _Run, st: _State, sources: dict, stop_after_steps: int | None) -> bool:
+    """Train to the last epoch (True: stopped early at `stop_after_steps`, after a checkpoint)."""
+    base_key = jax.random.PRNGKey(run.cfg.seed)
+    t0 = time.perf_counter() - st.elapsed
+    while st.step < run.total_steps:
+        for batch in st.batches:
+            st.state, m = run.train_step(st.state, batch, jax.random.fold_in(base_key, st.step))
+            st.step += 1
+            st.epoch_losses.append(float(m["loss"]))
+            if st.step % run.steps_per_epoch == 0:
                 break
-            if step % cfg.checkpoint_every == 0:
-                save(latest, step)
-            if stop_after_steps is not None and step >= stop_after_steps:
-                latest.wait_until_finished()
-                batches.close()
-                return {"stopped_at_step": step, "params": state[0]}
-        val_acc = evaluate(eval_step, state[0], sources["validation"], cfg, mesh)
-        record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(epoch_losses)),
-                  "val_accuracy": val_acc, "seconds": time.perf_counter() - t0}
-        epoch_losses = []
-        save(latest, step)
-        save(best, step, {"val_accuracy": val_acc})
-        if pi == 0:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-        log(f"epoch {record['epoch']}/{cfg.epochs}: train loss {record['train_loss']:.4f}, val acc {val_acc:.4f}")
-        if stop_after_steps is not None and step >= stop_after_steps:
-            latest.wait_until_finished()
-            batches.close()
-            return {"stopped_at_step": step, "params": state[0]}
-    batches.close()
-    latest.wait_until_finished()
-    best.wait_until_finished()
-    final = {"step": step}
-    if "test" in sources and len(sources["test"]):
-        best_step = best.best_step()
-        restored = best.restore(best_step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_abstract(state, repl)), meta=ocp.args.JsonRestore()))
-        final = {"split": "test", "best_step": best_step, "step": step,
-                 "test_accuracy": evaluate(eval_step, restored["state"][0], sources["test"], cfg, mesh)}
-        if pi == 0:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(final) + "\n")
-        log(f"test accuracy (best validation checkpoint, step {best_step}): {final['test_accuracy']:.4f}")
-    if pi == 0:
-        plot_learning_curve(metrics_path, os.path.join(workdir, "learning_curve.png"))
-    final["params"] = state[0]
+            if st.step % run.cfg.checkpoint_every == 0:
+                _save(run, run.latest, st, time.perf_counter() - t0)
+            if stop_after_steps is not None and st.step >= stop_after_steps:
+                return True
+        _end_epoch(run, st, sources["validation"], time.perf_counter() - t0)
+        if stop_after_steps is not None and st.step >= stop_after_steps:
+            return True
+    return False
+
+
+def _end_epoch(run: _Run, st: _State, validation, elapsed: float) -> None:
+    """Validate, checkpoint (latest, with this epoch's record; best), then append the record to metrics.jsonl.
+    A kill between the checkpoint and the append is repaired on resume, which rewrites the log from the
+    checkpoint's records."""
+    val_acc = evaluate(run.eval_step, st.state[0], validation, run.cfg, run.mesh)
+    record = {"epoch": st.step // run.steps_per_epoch, "step": st.step,
+              "train_loss": float(np.mean(st.epoch_losses)), "val_accuracy": val_acc, "seconds": elapsed}
+    st.epoch_losses = []
+    st.history.append(record)
+    _save(run, run.latest, st, elapsed)
+    _save(run, run.best, st, elapsed, {"val_accuracy": val_acc})
+    if jax.process_index() == 0:
+        with open(run.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    run.log(f"epoch {record['epoch']}/{run.cfg.epochs}: train loss {record['train_loss']:.4f}, val acc {val_acc:.4f}")
+
+
+def _save(run: _Run, mgr, st: _State, elapsed: float, metrics: dict | None = None) -> None:
+    items = dict(state=ocp.args.StandardSave(st.state),
+                 meta=ocp.args.JsonSave({"epoch_losses": st.epoch_losses, "loader": st.loader,
+                                         "history": st.history, "elapsed": elapsed}))
+    if mgr is run.latest:  # where the next batch comes from
+        items["data"] = grain.checkpoint.CheckpointSave(st.batches)
+    mgr.save(st.step, args=ocp.args.Composite(**items), metrics=metrics)
+
+
+def _save_best_if_missing(run: _Run, st: _State) -> None:
+    """A kill between an epoch end's latest and best checkpoints leaves best without that epoch: save it now.
+    Idempotent: orbax drops it again if it is not the best (it was then dropped before too)."""
+    if st.history and st.history[-1]["step"] == st.step and st.step not in run.best.all_steps():
+        _save(run, run.best, st, st.elapsed, {"val_accuracy": st.history[-1]["val_accuracy"]})
+
+
+def _test(run: _Run, st: _State, sources: dict) -> dict:
+    """Test accuracy of the best validation checkpoint, appended to metrics.jsonl ({'step'} without a test split)."""
+    if "test" not in sources or not len(sources["test"]):
+        return {"step": st.step}
+    best_step = run.best.best_step()
+    restored = run.best.restore(best_step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_abstract(st.state, sharding.replicated(run.mesh))),
+        meta=ocp.args.JsonRestore()))
+    final = {"split": "test", "best_step": best_step, "step": st.step,
+             "test_accuracy": evaluate(run.eval_step, restored["state"][0], sources["test"], run.cfg, run.mesh)}
+    if jax.process_index() == 0:
+        with open(run.metrics_path, "a") as f:
+            f.write(json.dumps(final) + "\n")
+    run.log(f"test accuracy (best validation checkpoint, step {best_step}): {final['test_accuracy']:.4f}")
     return final
 
 
 # Settings that shape the checkpointed params and optimizer state: a resume cannot change them.
 STATE_FIELDS = ("num_classes", "head", "head_hidden", "examples_per_clip", "width_divisor", "freeze_conv",
                 "grad_accum", "weight_decay")
+# Settings of how the work is run, not of what is computed: a resume may change them freely.
+RUNTIME_FIELDS = ("checkpoint_every", "prefetch", "loader_workers")
+
+
+def _write_config(config_path: str, cfg: Config, num_classes: int, spec, label_names, *, resuming: int | None,
+                  allow_changed: bool) -> None:
+    """config.json: the run's settings. On resume they must match the checkpointed run's (settings in
+    effect: the first run's, with its history of allowed changes applied); a change is refused, or with
+    `allow_changed` recorded in the history."""
+    record = {**dataclasses.asdict(cfg), "num_classes": num_classes, "label_names": list(label_names or []),
+              "devices": jax.device_count(), "processes": jax.process_count(), spec_lib.KEY: spec.to_dict()}
+    if resuming is not None and os.path.exists(config_path):
+        with open(config_path) as f:
+            previous = json.load(f)
+        spec_lib.require_compatible(spec, spec_lib.read(previous, config_path),
+                                    expected_from="this run's weights and settings", found_from=config_path)
+        effective = settings_in_effect(previous)
+        _require_same_state(cfg, num_classes, effective, config_path)
+        changed = {k: [effective.get(k), v] for k, v in dataclasses.asdict(cfg).items()
+                   if k not in RUNTIME_FIELDS and effective.get(k, v) != v}
+        if changed and not allow_changed:
+            diff = "; ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in changed.items())
+            raise ValueError(f"{config_path}: the checkpoint (step {resuming}) was made with other settings "
+                             f"({diff}); resume with the same settings, pass --allow-changed-settings to go on "
+                             f"with the new ones, or use another --workdir")
+        history = list(previous.get("history", []))
+        if changed:
+            history.append({"resumed_at_step": resuming, "changed": changed})
+        record = {**previous, "devices": record["devices"], "processes": record["processes"], "history": history}
+    if jax.process_index() == 0:
+        atomic.write_json(config_path, record)
+
+
+def settings_in_effect(config: dict) -> dict:
+    """A config.json's settings as the run uses them now: the first run's, with each resume's changes applied."""
+    out = dict(config)
+    for entry in config.get("history", []):
+        out.update({k: new for k, (_, new) in entry["changed"].items()})
+    return out
 
 
 def _require_same_state(cfg: Config, num_classes: int, previous: dict, config_path: str) -> None:
@@ -223,17 +329,18 @@ def _require_same_state(cfg: Config, num_classes: int, previous: dict, config_pa
                          f"resume with the same settings or use another --workdir")
 
 
-def _restore(mgr, step: int, state, repl, loader: dict, train_data, iterate):
-    """The checkpointed train state and epoch losses, and the train batches from step `step` on.
+def _restore(run: _Run, step: int, state, loader: dict, train_data, iterate) -> _State:
+    """The checkpointed train state, epoch losses and metric records, and the train batches from `step` on.
 
     grain's saved iterator state fits only the pipeline that wrote it (one file per process; another worker
     count nests it differently). With the same pipeline it is restored; otherwise the iterator starts afresh
     at train_data[step:], which holds the same batches, since element k is a function of (seed, k).
     """
-    meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    meta = run.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     saved = meta.get("loader") or {}
-    same = {k: saved.get(k) for k in ("processes", "workers")} == {k: loader[k] for k in ("processes", "workers")}
-    items = dict(state=ocp.args.StandardRestore(_abstract(state, repl)), meta=ocp.args.JsonRestore())
+    same = all(saved.get(k) == v for k, v in loader.items() if k != "start")
+    items = dict(state=ocp.args.StandardRestore(_abstract(state, sharding.replicated(run.mesh))),
+                 meta=ocp.args.JsonRestore())
     if same:
         loader = {**loader, "start": saved["start"]}
         batches = iterate(train_data[loader["start"]:])
@@ -241,8 +348,13 @@ def _restore(mgr, step: int, state, repl, loader: dict, train_data, iterate):
     else:
         loader = {**loader, "start": step}
         batches = iterate(train_data[step:])
-    restored = mgr.restore(step, args=ocp.args.Composite(**items))
-    return restored["state"], restored["meta"]["epoch_losses"], loader, batches
+    restored = run.latest.restore(step, args=ocp.args.Composite(**items))
+    meta = restored["meta"]
+    history = meta.get("history")
+    if history is None:  # a checkpoint from before records were saved with it: keep the log's lines up to it
+        history = _logged_epochs(run.metrics_path, step // run.steps_per_epoch)
+    return _State(step, restored["state"], batches, loader, meta["epoch_losses"], history,
+                  float(meta.get("elapsed", 0.0)), resumed_from=step)
 
 
 def evaluate(eval_step, params, source, cfg: Config, mesh) -> float:
@@ -258,13 +370,13 @@ def evaluate(eval_step, params, source, cfg: Config, mesh) -> float:
     return correct / max(count, 1.0)
 
 
-def _truncate_metrics(path: str, epochs_done: int) -> None:
-    """On resume, drop metric lines of epochs after the checkpoint (they will be recomputed identically)."""
+def _logged_epochs(path: str, epochs_done: int) -> list[dict]:
+    """The records of metrics.jsonl for epochs up to `epochs_done` (later ones will be recomputed)."""
     if not os.path.exists(path):
-        return
+        return []
     with open(path) as f:
-        lines = [l for l in f if l.strip() and json.loads(l).get("epoch", 10**9) <= epochs_done]
-    atomic.write_text(path, "".join(lines))
+        rows = [json.loads(l) for l in f if l.strip()]
+    return [r for r in rows if r.get("epoch", 10**9) <= epochs_done]
 
 
 def plot_learning_curve(metrics_path: str, out: str) -> None:

@@ -1,7 +1,8 @@
 """VGGish backbone + a clip head. Two heads (Config.head):
 
-- "flatten" (default, the paper's): the 31 x 128 frame embeddings in time order flattened (3968-d) -> 256 ->
-  classes; clips are cropped or cyclically padded to 31 examples by the input pipeline.
+- "flatten" (default, the paper's): the examples_per_clip x 128 frame embeddings in time order flattened
+  (31 x 128 = 3968-d for a 30-s clip) -> 256 -> classes; clips are cropped or cyclically padded to
+  examples_per_clip examples by the input pipeline.
 - "frame_mean": the same 128 -> 256 -> classes MLP applied to every frame embedding, frame logits averaged
   over the clip; fewer head parameters and no dependence on the frame position.
 """
@@ -12,10 +13,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vggish_jax.models.vggish.modeling import VGGish
+from vggish_jax.train.config import EXAMPLES_PER_CLIP
 
 
 class GenreClassifier(nnx.Module):
-    def __init__(self, num_classes: int, *, examples_per_clip: int = 31, hidden: int = 256, final_relu: bool = True,
+    def __init__(self, num_classes: int, *, examples_per_clip: int = EXAMPLES_PER_CLIP, hidden: int = 256,
+                 final_relu: bool = True,
                  dtype=jnp.float32, width_divisor: int = 1, head: str = "flatten", rngs: nnx.Rngs):
         if head not in ("flatten", "frame_mean"):
             raise ValueError(f"head must be flatten or frame_mean, got {head!r}")
@@ -25,7 +28,7 @@ class GenreClassifier(nnx.Module):
         self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
 
     def __call__(self, mel: jax.Array) -> jax.Array:
-        """[batch, 31, 96, 64] -> [batch, classes] logits (float32)."""
+        """[batch, examples, 96, 64] -> [batch, classes] logits (float32)."""
         b, n = mel.shape[:2]
         emb = self.backbone(mel.reshape(b * n, *mel.shape[2:])).astype(jnp.float32)
         if self.head == "frame_mean":

@@ -1,0 +1,53 @@
+"""Cautions: a file used as given but with something the user should know (truncated and kept, over-range).
+
+Each is printed once as a `warning: ...` line and handed to every active `collect_cautions` list, so a
+command can list them in its report; decode worker processes send theirs back (`with_cautions`).
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from typing import Iterator
+
+from vggish_jax import skips
+
+_CAUTION_SINKS: list[list[skips.Caution]] = []
+_SINKS_LOCK = threading.Lock()
+
+
+def report_caution(c: skips.Caution) -> None:
+    """Print one `warning: ...` line to stderr and hand the record to every active `collect_cautions`."""
+    print(c.line(), file=sys.stderr, flush=True)
+    with _SINKS_LOCK:
+        for sink in _CAUTION_SINKS:
+            sink.append(c)
+
+
+def forward_cautions(cautions: list[skips.Caution]) -> None:
+    """Hand Cautions reported (and already printed) in another process to this process's collectors."""
+    with _SINKS_LOCK:
+        for sink in _CAUTION_SINKS:
+            sink.extend(cautions)
+
+
+def with_cautions(fn, item):
+    """(fn(item), the Cautions it reported): what a decode worker process returns, so the parent can
+    `forward_cautions` them into its report (a process's collectors cannot see another's)."""
+    with collect_cautions() as cautions:
+        value = fn(item)
+    return value, list(cautions)
+
+
+@contextlib.contextmanager
+def collect_cautions() -> Iterator[list[skips.Caution]]:
+    """A list that receives every Caution reported in this process (any thread) while the block runs, so a
+    command can list them in its report. Decode worker processes send theirs back (`with_cautions`)."""
+    sink: list[skips.Caution] = []
+    with _SINKS_LOCK:
+        _CAUTION_SINKS.append(sink)
+    try:
+        yield sink
+    finally:
+        with _SINKS_LOCK:
+            _CAUTION_SINKS.remove(sink)

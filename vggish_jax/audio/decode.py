@@ -1,0 +1,140 @@
+"""Decoding a file to float32 mono: whole (`load`) or in blocks (`stream`), resampled to a target rate.
+
+A file whose data ends well before its header says is truncated (refused unless `keep_truncated`); float
+audio far above full scale is used as given with a caution (`cautions.report_caution`).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Iterator
+
+import numpy as np
+
+from vggish_jax import skips
+from vggish_jax.audio import cautions, files, resampling
+from vggish_jax.audio.errors import AudioError, TruncatedError
+from vggish_jax.audio.resampling import TARGET_SR
+
+
+def to_mono(x: np.ndarray) -> np.ndarray:
+    """[samples] or [samples, channels] -> [samples] float32 (channels averaged)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1, dtype=np.float32)
+    elif x.ndim != 1:
+        raise AudioError(f"expected audio of shape [samples] or [samples, channels], got {x.shape}")
+    return x
+
+
+def check_finite(x: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(x)):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise AudioError(f"{name}: {bad} NaN/inf samples; the audio is corrupt, re-encode or drop the file")
+
+
+# A decoded length this far below the header's is a truncated file, not mp3 rounding or a fuzzy estimate.
+TRUNCATION_SECONDS, TRUNCATION_FRACTION = 1.0, 0.02
+
+
+def _check_length(path: str, declared: int, decoded: int, sr: int, keep_truncated: bool) -> None:
+    missing = declared - decoded
+    if missing <= max(TRUNCATION_SECONDS * sr, TRUNCATION_FRACTION * declared):
+        return
+    what = (f"{path}: truncated: {decoded} of the {declared} frames its header declares decode "
+            f"({decoded / sr:.1f} s of {declared / sr:.1f} s)")
+    if not keep_truncated:
+        raise TruncatedError(f"{what}; re-download it, or to use the part that decodes, re-encode that part (e.g. "
+                             f"ffmpeg -i IN OUT.wav)")
+    cautions.report_caution(skips.Caution("truncated_kept", path, f"{what}; only that part was used (keep_truncated)"))
+
+
+# Float audio whose peak exceeds this (+6 dBFS) is almost surely mis-scaled (e.g. int16 values stored as
+# float); decoders and resamplers overshoot full scale only slightly.
+OVER_RANGE_PEAK = 2.0
+
+
+def _check_peak(path: str, peak: float) -> None:
+    if peak > OVER_RANGE_PEAK:
+        cautions.report_caution(skips.Caution(
+            "over_range", path, f"{path}: samples peak at {peak:.4g} ({20 * math.log10(peak):+.0f} dBFS), far "
+                                f"above full scale 1.0; used as given, so results are unlike those of the same "
+                                f"audio at a normal level: rescale the file to [-1, 1] if that was not intended"))
+
+
+def load(path: str | os.PathLike, target_sr: int | None = None, *,
+         keep_truncated: bool = False) -> tuple[np.ndarray, int]:
+    """Decode a whole file to float32 mono; resample to `target_sr` if given. Returns (waveform, rate).
+
+    A truncated file raises TruncatedError unless `keep_truncated`; over-range float audio is reported
+    (`report_caution`) and used as given.
+    """
+    path = os.fspath(path)
+    with files.open_audio(path) as f:
+        sr, declared = f.samplerate, f.frames
+        x = files.read_frames(f, path)
+    if x.shape[0] == 0:
+        raise AudioError(f"{path}: contains no audio samples; re-download or drop it")
+    check_finite(x, path)
+    _check_length(path, declared, x.shape[0], sr, keep_truncated)
+    _check_peak(path, float(np.abs(x).max()))
+    x = to_mono(x)
+    if target_sr is not None and target_sr != sr:
+        return resampling.resample(x, sr, target_sr), target_sr
+    return x, sr
+
+
+def stream(path: str | os.PathLike, target_sr: int = TARGET_SR, block_seconds: float = 60.0, *,
+           keep_truncated: bool = False) -> Iterator[np.ndarray]:
+    """Yield consecutive float32 mono blocks at `target_sr` whose concatenation equals `load(path, target_sr)`.
+
+    Only about one block of decoded audio is held at a time. Blocks are cut at input positions that map to
+    whole output samples, and each is resampled with enough context on both sides that the polyphase
+    filter sees the same neighbourhood as a whole-file resample; the results agree to float rounding.
+    A truncated file raises TruncatedError when its end is reached (after the blocks that decoded), unless
+    `keep_truncated`; over-range audio is reported once, with its peak, when the file is done.
+    """
+    path = os.fspath(path)
+    peak = 0.0
+    with files.open_audio(path) as f:
+        sr = f.samplerate
+        up, down = resampling.ratio(sr, target_sr)
+        # Context on each side: the filter's reach, rounded up to whole multiples of `down`.
+        context = down * (-(-resampling.filter_half_len_in(up, down) // down) + 2)
+        step = max(down, int(block_seconds * sr) // down * down)
+        total = declared = f.frames
+        # Read front to back, never seeking (mp3 seeks are approximate, and wrong in a truncated file): `buf`
+        # holds input frames [buf_lo, buf_lo + len(buf)), enough for the current block and its context.
+        buf, buf_lo, start = np.zeros((0, f.channels), np.float32), 0, 0
+        while start < total:
+            lo = max(0, start - context)
+            hi = min(total, start + step + context)
+            want = hi - (buf_lo + buf.shape[0])
+            if want > 0:
+                new = files.read_frames(f, path, want, at=buf_lo + buf.shape[0])
+                check_finite(new, path)
+                if new.shape[0]:
+                    peak = max(peak, float(np.abs(new).max()))
+                buf = np.concatenate([buf, new]) if buf.shape[0] else new
+                if new.shape[0] < want:  # the data ends before the header says: this is where
+                    total = buf_lo + buf.shape[0]
+                    _check_length(path, declared, total, sr, keep_truncated)
+                    if total == 0:
+                        raise AudioError(f"{path}: contains no audio samples; re-download or drop it")
+                    if start >= total:
+                        break
+                    hi = total
+            x = to_mono(buf[lo - buf_lo: hi - buf_lo])
+            if up == down:
+                yield x[start - lo: start - lo + step]
+            else:
+                y = resampling.resample_by(x, up, down)
+                # Output index of `start` within this block; lo and start are multiples of `down`.
+                skip = (start - lo) // down * up
+                end = min(start + step, total)
+                n_out = resampling.out_len(end, up, down) - resampling.out_len(start, up, down)
+                yield y[skip: skip + n_out]
+            start += step
+            keep_from = max(0, start - context)  # the next block's `lo`
+            buf, buf_lo = buf[keep_from - buf_lo:], keep_from
+    _check_peak(path, peak)

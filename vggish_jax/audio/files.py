@@ -1,0 +1,117 @@
+"""Opening and reading an audio file (soundfile): the true reason a path cannot be read, and no decoder chatter."""
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+import tempfile
+import threading
+
+import numpy as np
+import soundfile as sf
+
+from vggish_jax.audio.errors import AudioError, UnreadableError
+
+
+def open_audio(path: str | os.PathLike) -> sf.SoundFile:
+    """An open SoundFile with at least one frame, or AudioError / UnreadableError saying why not."""
+    path = os.fspath(path)
+    _check_readable_file(path)
+    try:
+        with without_decoder_notes():
+            f = sf.SoundFile(path)
+    except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError with terse text
+        # libsndfile says "File does not exist" for any file it cannot recognise: do not quote that.
+        raise AudioError(f"{path}: cannot decode it (no wav/flac/ogg/mp3 audio found); the file is corrupt, "
+                         f"truncated or not audio despite its name: re-encode or drop it") from e
+    if f.frames == 0:
+        f.close()
+        raise AudioError(f"{path}: contains no audio samples; re-download or drop it")
+    return f
+
+
+def _check_readable_file(path: str) -> None:
+    """The true reason a path cannot be read as a file, before libsndfile gives its own vaguer one."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise UnreadableError(f"{path}: broken symbolic link (points to {os.readlink(path)}, which does not "
+                                  f"exist); fix or remove the link") from None
+        raise AudioError(f"{path}: no such file; check the path") from None
+    except PermissionError:
+        raise UnreadableError(f"{path}: permission denied (a folder on its path cannot be searched); fix the "
+                              f"permissions (chmod a+rx on the folders) or run as a user who can read it") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AudioError(f"{path}: is a folder, not an audio file; pass the folder itself to a command "
+                         f"(it takes the audio files inside) or give the files")
+    if not stat.S_ISREG(st.st_mode):
+        what = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise UnreadableError(f"{path}: is {what}, not a regular file; copy the audio to a regular file and pass that")
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        raise UnreadableError(f"{path}: permission denied (no read permission); fix it (chmod a+r) or run as a "
+                              f"user who can read it") from None
+    if st.st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes); re-download or drop it")
+
+
+def read_frames(f: sf.SoundFile, path: str, frames: int = -1, at: int | None = None) -> np.ndarray:
+    """Decode up to `frames` frames [samples, channels] float32 (fewer at the end of what decodes)."""
+    try:
+        # Only mpg123 writes to fd 2 while decoding; other formats need no redirect.
+        with without_decoder_notes() if f.format == "MP3" else contextlib.nullcontext():
+            return f.read(frames, dtype="float32", always_2d=True)
+    except Exception as e:
+        where = "part-way" if at is None else f"at sample {at}"
+        raise AudioError(f"{path}: decoding failed {where} ({type(e).__name__}: {e}); the file is corrupt: "
+                         f"re-encode or drop it") from e
+
+
+# mpg123 (inside libsndfile) writes these straight to file descriptor 2 when it meets damaged data.
+_DECODER_CHATTER = (b"Note: ", b"Warning: ", b"[src/libmpg123/", b"[libmpg123/")
+_FD2 = {"lock": threading.Lock(), "depth": 0, "saved": None, "tmp": None}
+
+
+@contextlib.contextmanager
+def without_decoder_notes():
+    """Drop the lines mpg123 writes to fd 2 while a damaged or non-mp3 file is opened or decoded ("Note:
+    Illegal Audio-MPEG-Header ...", "[src/libmpg123/parse.c...] error: Giving up resync"): our one-line error
+    or skip says what is wrong.
+
+    fd 2 is redirected to a temporary file while any thread is inside (a count, so parallel decoders are not
+    serialised); the last one out restores it and passes on everything else written meanwhile.
+    """
+    st = _FD2
+    with st["lock"]:
+        if st["depth"] == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):
+                saved = None
+            if saved is not None:
+                tmp = tempfile.TemporaryFile()
+                os.dup2(tmp.fileno(), 2)
+                st["saved"], st["tmp"] = saved, tmp
+        st["depth"] += 1
+    try:
+        yield
+    finally:
+        with st["lock"]:
+            st["depth"] -= 1
+            if st["depth"] == 0 and st["saved"] is not None:
+                with contextlib.suppress(Exception):
+                    sys.stderr.flush()
+                saved, tmp = st["saved"], st["tmp"]
+                st["saved"] = st["tmp"] = None
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                kept = [ln for ln in tmp.read().splitlines(keepends=True) if not ln.startswith(_DECODER_CHATTER)]
+                tmp.close()
+                if kept:
+                    os.write(2, b"".join(kept))
