@@ -111,7 +111,10 @@ def frechet_distance(mu1, cov1, mu2, cov2, *, method: str = "eigh", eps: float =
         raise FrechetError(f"unknown method {method!r}; choose from {METHODS}")
     trace_term = float(np.trace(cov1) + np.trace(cov2) - 2.0 * tr_sqrt)
     d = mean_term + trace_term
-    return FrechetResult(max(d, 0.0), mean_term, trace_term, tr_sqrt, imag, method, used_eps, max(-d, 0.0))
+    # d is a difference of traces of size tr(S1) + tr(S2): within that many ulps of 0 it is rounding, either sign
+    noise = mu1.shape[0] * np.finfo(np.float64).eps * float(np.trace(cov1) + np.trace(cov2))
+    distance = 0.0 if abs(d) <= noise else max(d, 0.0)
+    return FrechetResult(distance, mean_term, trace_term, tr_sqrt, imag, method, used_eps, max(-d, 0.0))
 
 
 def _trace_sqrtm(cov1, cov2, eps, max_imag) -> tuple[float, float, float]:
