@@ -4,7 +4,7 @@ import pytest
 import jax.numpy as jnp
 from flax import nnx
 
-from vggish_jax.models.vggish import params as params_lib
+from vggish_jax.models.vggish import modeling, params as params_lib
 from vggish_jax.models.vggish.modeling import VGGish, num_params
 
 torch = pytest.importorskip("torch", reason="the parity oracle needs torch (pip install -e '.[test]')")
@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch", reason="the parity oracle needs torch (pip 
 
 @pytest.fixture(scope="module")
 def weights():
-    return params_lib.random(1)
+    return modeling.random(1)
 
 
 def torch_forward(p: dict, x: np.ndarray, final_relu: bool) -> np.ndarray:
@@ -33,7 +33,7 @@ def torch_forward(p: dict, x: np.ndarray, final_relu: bool) -> np.ndarray:
 
 
 def test_param_count_and_shapes(weights):
-    model = params_lib.build(weights)
+    model = modeling.build(weights)
     assert num_params(model) == 72_141_184
     assert weights["conv1"]["kernel"].shape == (3, 3, 1, 64)
     assert weights["fc1_1"]["kernel"].shape == (6 * 4 * 512, 4096)
@@ -44,7 +44,7 @@ def test_param_count_and_shapes(weights):
 @pytest.mark.parametrize("final_relu", [False, True])
 def test_matches_torch_forward(weights, final_relu):
     x = np.random.default_rng(0).standard_normal((2, 96, 64)).astype(np.float32)
-    got = np.asarray(params_lib.build(weights, final_relu=final_relu)(x))
+    got = np.asarray(modeling.build(weights, final_relu=final_relu)(x))
     want = torch_forward(weights, x, final_relu)
     assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
     if final_relu:
@@ -58,7 +58,7 @@ def test_flatten_is_h_w_c_order(weights):
     k = np.zeros_like(p["fc1_1"]["kernel"])
     k[h * 4 * 512 + w * 512 + c, 0] = 1.0
     p["fc1_1"] = {"kernel": k, "bias": np.zeros(4096, np.float32)}
-    model = params_lib.build(p)
+    model = modeling.build(p)
     x = np.random.default_rng(1).standard_normal((1, 96, 64)).astype(np.float32)
     feats = np.asarray(model.features(x)).reshape(6, 4, 512)
     hidden = np.asarray(nnx.relu(model.fc1_1(model.features(x))))
@@ -68,8 +68,8 @@ def test_flatten_is_h_w_c_order(weights):
 
 def test_bfloat16_compute_is_close(weights):
     x = np.random.default_rng(2).standard_normal((4, 96, 64)).astype(np.float32)
-    f32 = np.asarray(params_lib.build(weights)(x))
-    bf16 = params_lib.build(weights, dtype=jnp.bfloat16)(x)
+    f32 = np.asarray(modeling.build(weights)(x))
+    bf16 = modeling.build(weights, dtype=jnp.bfloat16)(x)
     assert bf16.dtype == jnp.bfloat16
     err = np.abs(np.asarray(bf16, np.float32) - f32).max() / np.abs(f32).max()
     assert err < 0.05
@@ -79,21 +79,30 @@ def test_bad_params_name_the_tensor(weights):
     bad = {k: dict(v) for k, v in weights.items()}
     bad["conv3_2"]["kernel"] = bad["conv3_2"]["kernel"][..., :100]
     with pytest.raises(params_lib.WeightsError, match=r"conv3_2/kernel has shape \(3, 3, 256, 100\)"):
-        params_lib.build(bad)
+        modeling.build(bad)
     missing = {k: v for k, v in weights.items() if k != "fc2"}
     with pytest.raises(params_lib.WeightsError, match="missing tensors.*fc2/bias"):
-        params_lib.build(missing)
+        modeling.build(missing)
     nan = {k: dict(v) for k, v in weights.items()}
     nan["fc2"]["bias"] = np.full(128, np.nan, np.float32)
     with pytest.raises(params_lib.WeightsError, match="fc2/bias contains NaN"):
-        params_lib.build(nan)
+        modeling.build(nan)
 
 
 def test_random_init_differs_by_seed_and_is_usable():
-    a, b = params_lib.random(0), params_lib.random(1)
+    a, b = modeling.random(0), modeling.random(1)
     assert not np.allclose(a["conv1"]["kernel"], b["conv1"]["kernel"])
     # Usable for smoke runs and benchmarks: distinct inputs give distinct, finite, non-degenerate embeddings.
     x = np.random.default_rng(3).standard_normal((4, 96, 64)).astype(np.float32)
-    e = np.asarray(params_lib.build(a)(x))
+    e = np.asarray(modeling.build(a)(x))
     assert np.isfinite(e).all() and e.std() > 0
     assert np.abs(e[0] - e[1]).max() > 1e-3 * np.abs(e).max()
+
+
+@pytest.mark.parametrize("width_divisor", [1, 8])
+def test_layout_written_out_matches_the_module(width_divisor):
+    """params.param_shapes (the layout written out, used to check every weight file) is what the NNX module holds."""
+    from vggish_jax.models import loading
+
+    held = loading.shapes(lambda: VGGish(width_divisor=width_divisor), nnx.Param)
+    assert params_lib.param_shapes(width_divisor) == held

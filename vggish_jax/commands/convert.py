@@ -30,27 +30,30 @@ def add_arguments(p):
 def run(args) -> int:
     import os
 
-    from vggish_jax.models.vggish import pretrained
-    from weights_convert import verify
-    from weights_convert.convert import convert, recover
+    from vggish_jax import preflight
+    from vggish_jax.models.vggish import params
+    from vggish_jax.models.vggish.convert import core, verify
 
     no_source = all(v is None for v in (args.torch_weights, args.tf_checkpoint, args.download, args.random))
     if no_source and args.verify:
+        if args.torch_pca or args.tf_pca:
+            raise ValueError(f"--verify without a source checks {args.out} as it is; a PCA file is used only "
+                             f"when converting: add its source (--torch-weights, --tf-checkpoint or --random)")
         out = args.out
     else:
         # Up front: the reader it needs, the target (never replace weights silently) and every input file.
         _require_reader(args)
-        if os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-            recover(os.path.abspath(args.out))  # a convert killed half-way: old weights back, debris removed
-        pretrained.require_new_target(args.out, overwrite=args.overwrite)
         for flag in ("torch_weights", "torch_pca", "tf_checkpoint", "tf_pca"):
             path = getattr(args, flag)
             if path is not None and not os.path.exists(path) and not os.path.exists(path + ".index"):
                 raise FileNotFoundError(f"{path}: no such file (--{flag.replace('_', '-')}); check the path")
-        out = convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,
-                      tf_checkpoint=args.tf_checkpoint, tf_pca=args.tf_pca, download_source=args.download,
-                      random_seed=args.random, final_relu=args.final_relu)
-        _, pca, meta = pretrained.load(out)
+        preflight.output_dir(args.out)  # before the lock beside it is made
+        with core.writing(args.out):  # one convert per --out; a killed one's debris cleaned up first
+            params.require_new_target(args.out, overwrite=args.overwrite)
+            out = core.convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,
+                               tf_checkpoint=args.tf_checkpoint, tf_pca=args.tf_pca, download_source=args.download,
+                               random_seed=args.random, final_relu=args.final_relu)
+        _, pca, meta = params.load(out)
         print(f"wrote {out} (source={meta['source']}, final_relu={meta['final_relu']}, pca={'yes' if pca else 'no'})")
     if not (args.verify or args.download):
         return 0

@@ -1,7 +1,8 @@
 """One conversion entry point: published files (or random init) -> a vggish-jax weights directory.
 
 The new weights are written to a hidden folder beside `out` and swapped in only when complete, so a kill
-or a full disk half-way leaves the weights already in `out` usable.
+or a full disk half-way leaves the weights already in `out` usable. A lock beside `out` (`lock_path`) keeps
+two conversions from writing one folder at once: the second is refused with one line naming the first.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import tempfile
 
 import numpy as np
 
-from vggish_jax.models.vggish import pretrained, params as params_lib
-from weights_convert import download, tf_slim, torchvggish
+from vggish_jax import atomic
+from vggish_jax.models.vggish import modeling, params as params_lib
+from vggish_jax.models.vggish.convert import download, formats, tf_slim, torchvggish
+from vggish_jax.models.vggish.postprocess import PCAParams
 
 
 def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None = None,
@@ -23,56 +26,85 @@ def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None
             random_seed: int | None = None, final_relu: bool | None = None) -> str:
     """Write converted weights to `out`; exactly one source: torch files, TF files, a download, or random.
 
-    download_source: 'torch' or 'tf' fetches the published files into the cache (see weights_convert.download).
+    A PCA file (torch_pca or tf_pca, either format, with any source but a download, which fetches its own)
+    is read and saved with the weights; metadata.json records the files that were used and nothing else.
+    download_source: 'torch' or 'tf' fetches the published files into the cache (see convert.download).
     final_relu: the default recorded with the weights (torchvggish applies one, current TF does not).
     """
     sources = [torch_weights is not None, tf_checkpoint is not None, download_source is not None,
                random_seed is not None]
     if sum(sources) != 1:
         raise ValueError("give exactly one source: --torch-weights, --tf-checkpoint, --download or --random")
-    if download_source == "torch":
-        torch_weights, torch_pca = download.fetch("torch_weights"), download.fetch("torch_pca")
-    elif download_source == "tf":
-        tf_checkpoint, tf_pca = download.fetch("tf_checkpoint"), download.fetch("tf_pca")
-    elif download_source is not None:
-        raise ValueError(f"--download takes 'torch' or 'tf', got {download_source!r}")
+    if torch_pca is not None and tf_pca is not None:
+        raise ValueError(f"give one PCA file, not both --torch-pca {torch_pca} and --tf-pca {tf_pca}")
+    pca_file = torch_pca if torch_pca is not None else tf_pca
+    if download_source is not None:
+        if pca_file is not None:
+            raise ValueError(f"--download {download_source} fetches its own PCA file; drop "
+                             f"--{'torch' if torch_pca else 'tf'}-pca {pca_file}, or convert local files instead")
+        if download_source not in ("torch", "tf"):
+            raise ValueError(f"--download takes 'torch' or 'tf', got {download_source!r}")
+        if download_source == "torch":
+            torch_weights, pca_file = download.fetch("torch_weights"), download.fetch("torch_pca")
+        else:
+            tf_checkpoint, pca_file = download.fetch("tf_checkpoint"), download.fetch("tf_pca")
 
-    hashes, pca = {}, None
     if torch_weights is not None:
         p = torchvggish.params_from_state_dict(torchvggish.load_pth(torch_weights), torch_weights)
-        params_lib.validate(p, torch_weights)
-        hashes[os.path.basename(torch_weights)] = download.sha256(torch_weights)
-        if torch_pca is not None:
-            pca = torchvggish.pca_from_state_dict(torchvggish.load_pth(torch_pca), torch_pca)
-            hashes[os.path.basename(torch_pca)] = download.sha256(torch_pca)
-        source, relu_default = "torchvggish", True
+        source, relu_default, weights_file = "torchvggish", True, torch_weights
     elif tf_checkpoint is not None:
         p = tf_slim.params_from_variables(tf_slim.read_checkpoint(tf_checkpoint), tf_checkpoint)
-        params_lib.validate(p, tf_checkpoint)
-        if os.path.isfile(tf_checkpoint):
-            hashes[os.path.basename(tf_checkpoint)] = download.sha256(tf_checkpoint)
-        if tf_pca is not None:
-            pca = tf_slim.load_pca_npz(tf_pca)
-            hashes[os.path.basename(tf_pca)] = download.sha256(tf_pca)
-        source, relu_default = "tensorflow", False
+        source, relu_default, weights_file = "tensorflow", False, tf_checkpoint
     else:
-        p, source, relu_default = params_lib.random(random_seed), "random", False
-    meta = {"source": source, "hashes": hashes, "final_relu": relu_default if final_relu is None else final_relu,
-            "files": {k: os.path.abspath(v) for k, v in (("weights", torch_weights or tf_checkpoint),
-                                                          ("pca", torch_pca or tf_pca)) if v}}
+        p, source, relu_default, weights_file = modeling.random(random_seed), "random", False, None
+    pca = read_pca(pca_file) if pca_file is not None else None
+    used = {k: v for k, v in (("weights", weights_file), ("pca", pca_file)) if v is not None}
+    meta = {"source": source, "final_relu": relu_default if final_relu is None else final_relu,
+            "files": {k: os.path.abspath(v) for k, v in used.items()},
+            "hashes": {os.path.basename(v): download.sha256(v) for v in used.values() if os.path.isfile(v)}}
     if random_seed is not None:
         meta["seed"] = random_seed
     return save_beside(out, p, pca=pca, metadata=meta)
 
 
-def save_beside(out: str, params: dict, *, pca=None, metadata: dict) -> str:
-    """pretrained.save into a new folder next to `out`, then swap it in (old weights kept until then)."""
-    from vggish_jax import atomic, preflight
+def read_pca(path: str) -> PCAParams:
+    """PCA params from TF's .npz or torchvggish's .pth, whichever `path` holds (a flag's name does not
+    decide it: both are the same numbers); any other file is refused naming it."""
+    found = formats.require(path, ("npz", "torch"), "a VGGish PCA file",
+                            "pass vggish_pca_params.npz (TF) or vggish_pca_params-970ea276.pth (torchvggish)")
+    if found == "npz":
+        return tf_slim.load_pca_npz(path)
+    return torchvggish.pca_from_state_dict(torchvggish.load_pth(path), path)
 
+
+def lock_path(out: str) -> str:
+    """The lock file beside `out` (not in it: `out` itself is renamed by the swap)."""
     out = os.path.abspath(out)
+    return os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.lock")
+
+
+@contextlib.contextmanager
+def writing(out: str):
+    """Hold `out`'s lock (refused with one line while another convert holds it) and clean up after a
+    convert killed half-way, in that order: never another writer's unfinished files."""
+    out = os.path.abspath(out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with atomic.exclusive(lock_path(out), out):
+        recover(out)
+        yield out
+
+
+def save_beside(out: str, params: dict, *, pca=None, metadata: dict) -> str:
+    """params.save into a new folder next to `out`, then swap it in (old weights kept until then), holding
+    `out`'s lock throughout."""
+    with writing(out) as out:
+        return _save_and_swap(out, params, pca, metadata)
+
+
+def _save_and_swap(out: str, params: dict, pca, metadata: dict) -> str:
+    from vggish_jax import preflight
+
     parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    recover(out)
     need = sum(np.asarray(a).nbytes for a in _leaves(params)) + (pca.eigen_vectors.nbytes + pca.means.nbytes
                                                                  if pca is not None else 0)
     free = shutil.disk_usage(parent).free
@@ -83,7 +115,7 @@ def save_beside(out: str, params: dict, *, pca=None, metadata: dict) -> str:
     os.chmod(new, 0o777 & ~atomic.umask())
     try:
         with _quiet_orbax():
-            pretrained.save(new, params, pca=pca, metadata=metadata)
+            params_lib.save(new, params, pca=pca, metadata=metadata)
     except BaseException as e:
         shutil.rmtree(new, ignore_errors=True)
         if "No space left on device" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
