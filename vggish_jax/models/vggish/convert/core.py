@@ -49,6 +49,7 @@ def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None
         else:
             tf_checkpoint, pca_file = download.fetch("tf_checkpoint"), download.fetch("tf_pca")
 
+    pca = read_pca(pca_file) if pca_file is not None else None  # first: small, and a wrong file fails fast
     if torch_weights is not None:
         p = torchvggish.params_from_state_dict(torchvggish.load_pth(torch_weights), torch_weights)
         source, relu_default, weights_file = "torchvggish", True, torch_weights
@@ -57,7 +58,6 @@ def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None
         source, relu_default, weights_file = "tensorflow", False, tf_checkpoint
     else:
         p, source, relu_default, weights_file = modeling.random(random_seed), "random", False, None
-    pca = read_pca(pca_file) if pca_file is not None else None
     used = {k: v for k, v in (("weights", weights_file), ("pca", pca_file)) if v is not None}
     meta = {"source": source, "final_relu": relu_default if final_relu is None else final_relu,
             "files": {k: os.path.abspath(v) for k, v in used.items()},
