@@ -1,4 +1,8 @@
-"""Flax VGGish: shapes, parameter count, and layout parity against an independent PyTorch forward pass."""
+"""Flax VGGish: shapes, parameter count, layout parity against an independent PyTorch forward pass, and the
+safetensors model folder (save_pretrained / from_pretrained)."""
+import json
+import os
+
 import numpy as np
 import pytest
 import jax.numpy as jnp
@@ -106,3 +110,70 @@ def test_layout_written_out_matches_the_module(width_divisor):
 
     held = loading.shapes(lambda: VGGish(width_divisor=width_divisor), nnx.Param)
     assert params_lib.param_shapes(width_divisor) == held
+
+
+@pytest.fixture(scope="module")
+def hub_round_trip(tmp_path_factory):
+    """A converted (orbax) weights folder with PCA, and the same model saved by save_pretrained."""
+    from vggish_jax.models.vggish import modeling, postprocess
+
+    d = tmp_path_factory.mktemp("hub")
+    rng = np.random.default_rng(5)
+    pca = postprocess.PCAParams(np.linalg.qr(rng.standard_normal((128, 128)))[0], rng.standard_normal(128))
+    orbax_dir = params_lib.save(d / "orbax", modeling.random(6, width_divisor=8), pca=pca,
+                                metadata={"source": "random", "seed": 6, "final_relu": True})
+    model = VGGish.from_pretrained(orbax_dir)
+    return orbax_dir, model, model.save_pretrained(d / "hub")
+
+
+def test_save_pretrained_round_trip_is_exact(hub_round_trip):
+    pytest.importorskip("safetensors", reason="the [hub] extra")
+    from vggish_jax.models.vggish import modeling
+
+    orbax_dir, model, hub_dir = hub_round_trip
+    assert sorted(os.listdir(hub_dir)) == ["README.md", "config.json", "model.safetensors"]
+    again = VGGish.from_pretrained(hub_dir)
+    want, got = params_lib.load(orbax_dir)[0], modeling.to_dict(again)
+    assert max(float(np.abs(got[l][k] - want[l][k]).max()) for l in want for k in want[l]) == 0.0
+    np.testing.assert_array_equal(again.pca.eigen_vectors, model.pca.eigen_vectors)
+    np.testing.assert_array_equal(again.pca.means, model.pca.means)
+    assert again.spec == model.spec and again.final_relu is True and again.width_divisor == 8
+    x = np.random.default_rng(7).standard_normal((2, 96, 64)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(model(x)))
+    config = json.load(open(os.path.join(hub_dir, "config.json")))
+    assert config["source"] == "random" and config["spec"] == model.spec.to_dict()
+    assert config["weights_sha256"] in open(os.path.join(hub_dir, "README.md")).read()
+
+
+def test_saved_file_is_plain_safetensors(hub_round_trip):
+    """Another reader (safetensors' own NumPy loader) opens it: float32 tensors in the documented names."""
+    st = pytest.importorskip("safetensors.numpy", reason="the [hub] extra")
+    orbax_dir, _, hub_dir = hub_round_trip
+    tensors = st.load_file(os.path.join(hub_dir, "model.safetensors"))
+    want = params_lib.load(orbax_dir)[0]
+    assert set(tensors) == {f"{l}.{k}" for l in want for k in want[l]} | {"pca.eigen_vectors", "pca.means"}
+    np.testing.assert_array_equal(tensors["conv3_2.kernel"], want["conv3_2"]["kernel"])
+    assert all(t.dtype == np.float32 for t in tensors.values())
+
+
+def test_tampered_or_wrong_shaped_safetensors_is_one_line(hub_round_trip, tmp_path):
+    st = pytest.importorskip("safetensors.numpy", reason="the [hub] extra")
+    import shutil
+
+    _, _, hub_dir = hub_round_trip
+    path = tmp_path / "h" / "model.safetensors"
+    shutil.copytree(hub_dir, tmp_path / "h")
+    tensors = st.load_file(path)
+    tensors["fc2.bias"] = tensors["fc2.bias"] + 1e-3  # edited after saving
+    st.save_file(tensors, path)
+    with pytest.raises(params_lib.WeightsError, match=rf"^{path}: its weights are not the ones config.json records") as e:
+        VGGish.from_pretrained(tmp_path / "h")
+    assert "\n" not in str(e.value)
+    tensors["conv2.kernel"] = tensors["conv2.kernel"][..., :3]  # wrong shape
+    st.save_file(tensors, path)
+    with pytest.raises(params_lib.WeightsError, match=rf"^{path}: tensor conv2/kernel has shape \(3, 3, 8, 3\)"):
+        VGGish.from_pretrained(tmp_path / "h")
+    path.write_bytes(path.read_bytes()[:1000])  # truncated
+    with pytest.raises(params_lib.WeightsError, match=rf"^{path}: not a readable safetensors file") as e:
+        VGGish.from_pretrained(tmp_path / "h")
+    assert "\n" not in str(e.value)

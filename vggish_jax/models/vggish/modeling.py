@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 
 from vggish_jax.models import loading
-from vggish_jax.models.vggish import params as params_lib
+from vggish_jax.models.vggish import hub, params as params_lib
 from vggish_jax.models.vggish.params import (  # noqa: F401  (the layout's names, re-exported for the model's users)
     CONV_CHANNELS, EMBEDDING_SIZE, FC_FEATURES, FLAT_SHAPE, POOL_AFTER, WeightsError, param_shapes)
 
@@ -61,22 +61,36 @@ class VGGish(nnx.Module):
     @classmethod
     def from_pretrained(cls, weights_dir: str | os.PathLike, *, final_relu: bool | None = None,
                         dtype=jnp.float32) -> "VGGish":
-        """The model in a weights directory written by `vggish-jax convert`, with `.spec` (how its raw
-        embeddings are made) and `.pca` attached. `final_relu` overrides what the weights record."""
+        """The model in a weights directory written by `vggish-jax convert` or by `save_pretrained`, with
+        `.spec` (how its raw embeddings are made) and `.pca` attached. `final_relu` overrides what the
+        weights record."""
         return load_pretrained_model(weights_dir, final_relu=final_relu, dtype=dtype)[0]
 
-    def attach(self, *, spec: "EmbeddingSpec | None" = None, pca: "PCAParams | None" = None) -> None:
-        """Record this model's EmbeddingSpec and PCA params (outside the graph; see the module doc)."""
-        _ATTACHED[self] = (spec, pca)
+    def save_pretrained(self, directory: str | os.PathLike) -> str:
+        """Write this model as model.safetensors + config.json (its spec and where its weights came from) +
+        a README.md model card (hub.py); `from_pretrained(directory)` reads it back exactly."""
+        from vggish_jax.spec import EmbeddingSpec, params_sha256
+
+        p = to_dict(self)
+        spec = self.spec or EmbeddingSpec.create(weights_sha256=params_sha256(p), final_relu=self.final_relu)
+        config = {**_ATTACHED.get(self, (None, None, {}))[2], "final_relu": bool(self.final_relu),
+                  "spec": spec.to_dict()}
+        return hub.save(directory, p, pca=self.pca, config=config)
+
+    def attach(self, *, spec: "EmbeddingSpec | None" = None, pca: "PCAParams | None" = None,
+               provenance: dict | None = None) -> None:
+        """Record this model's EmbeddingSpec, PCA params and where its weights came from (the source and
+        file hashes convert recorded) outside the graph; see the module doc."""
+        _ATTACHED[self] = (spec, pca, dict(provenance or {}))
 
     @property
     def spec(self) -> "EmbeddingSpec | None":
         """How this model's raw embeddings are made (from_pretrained attaches it; None if never attached)."""
-        return _ATTACHED.get(self, (None, None))[0]
+        return _ATTACHED.get(self, (None, None, {}))[0]
 
     @property
     def pca(self) -> "PCAParams | None":
-        return _ATTACHED.get(self, (None, None))[1]
+        return _ATTACHED.get(self, (None, None, {}))[1]
 
     def features(self, x: jax.Array) -> jax.Array:
         """Conv stack: [batch, 96, 64(, 1)] -> flattened [batch, 12288] (H, W, C order)."""
@@ -96,7 +110,7 @@ class VGGish(nnx.Module):
         return nnx.relu(x) if self.final_relu else x
 
 
-# model -> (spec, pca): weak, so a dropped model takes its record with it.
+# model -> (spec, pca, provenance): weak, so a dropped model takes its record with it.
 _ATTACHED: "weakref.WeakKeyDictionary[VGGish, tuple]" = weakref.WeakKeyDictionary()
 
 
@@ -135,7 +149,7 @@ def load_pretrained_model(directory: str | os.PathLike, *, final_relu: bool | No
                           dtype=jnp.float32) -> tuple[VGGish, dict]:
     """(VGGish with its spec and PCA params attached, weights metadata) from a weights directory; the
     tensors must have the layout of the width_divisor the metadata records."""
-    p, pca, meta = params_lib.load(directory)
+    p, pca, meta = (hub.load if hub.is_hub_folder(directory) else params_lib.load)(directory)
     name = os.fspath(directory)
     if meta.get("model", "vggish") != "vggish":
         raise WeightsError(f"{name}: holds {meta['model']} weights, not VGGish")
@@ -146,5 +160,6 @@ def load_pretrained_model(directory: str | os.PathLike, *, final_relu: bool | No
     except WeightsError as e:
         raise WeightsError(f"{e}, as {os.path.join(name, params_lib.METADATA)} records; convert the weights "
                            f"again with `vggish-jax convert ... --out {name} --overwrite`") from None
-    model.attach(spec=params_lib.spec_of(meta, final_relu=relu, dtype=jnp.dtype(dtype).name), pca=pca)
+    model.attach(spec=params_lib.spec_of(meta, final_relu=relu, dtype=jnp.dtype(dtype).name), pca=pca,
+                 provenance={k: meta[k] for k in ("source", "hashes", "seed") if k in meta})
     return model, meta
