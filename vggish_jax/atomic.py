@@ -90,8 +90,13 @@ def exclusive(lock: str | os.PathLike, what: str) -> Iterator[None]:
         yield
         return
     tmp = f"{lock}.{os.getpid()}-{threading.get_ident()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
+    try:
+        with open(tmp, "w") as f:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
+    except OSError as e:  # a full disk fails at close, with no file name: name the lock
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise OSError(e.errno, e.strerror, e.filename or tmp) from e
     try:
         for _ in range(3):
             try:

@@ -48,6 +48,8 @@ def run(args) -> int:
             if path is not None and not os.path.exists(path) and not os.path.exists(path + ".index"):
                 raise FileNotFoundError(f"{path}: no such file (--{flag.replace('_', '-')}); check the path")
         preflight.output_dir(args.out)  # before the lock beside it is made
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        core.require_space(args.out)
         with core.writing(args.out):  # one convert per --out; a killed one's debris cleaned up first
             params.require_new_target(args.out, overwrite=args.overwrite)
             out = core.convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,

@@ -97,20 +97,32 @@ def writing(out: str):
 def save_beside(out: str, params: dict, *, pca=None, metadata: dict) -> str:
     """params.save into a new folder next to `out`, then swap it in (old weights kept until then), holding
     `out`'s lock throughout."""
+    out = os.path.abspath(out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    require_space(out, sum(np.asarray(a).nbytes for a in _leaves(params)))  # before the lock file is written
     with writing(out) as out:
         return _save_and_swap(out, params, pca, metadata)
 
 
-def _save_and_swap(out: str, params: dict, pca, metadata: dict) -> str:
+def require_space(out: str, need: int | None = None) -> None:
+    """Refuse, before anything is written, an `out` whose disk cannot take `need` bytes of weights (default:
+    the published VGGish's float32 params and PCA, what every source converts to)."""
     from vggish_jax import preflight
 
-    parent = os.path.dirname(out)
-    need = sum(np.asarray(a).nbytes for a in _leaves(params)) + (pca.eigen_vectors.nbytes + pca.means.nbytes
-                                                                 if pca is not None else 0)
+    if need is None:
+        need = 4 * (sum(int(np.prod(s)) for d in params_lib.param_shapes().values() for s in d.values())
+                    + params_lib.EMBEDDING_SIZE * (params_lib.EMBEDDING_SIZE + 1))
+    parent = os.path.dirname(os.path.abspath(out))
     free = shutil.disk_usage(parent).free
     if free < need * 1.1 + (1 << 20):
         raise preflight.OutputError(f"{parent}: {free / 1e6:.0f} MB free, but the weights need about "
                                     f"{need / 1e6:.0f} MB; free some space or choose another --out")
+
+
+def _save_and_swap(out: str, params: dict, pca, metadata: dict) -> str:
+    parent = os.path.dirname(out)
+    require_space(out, sum(np.asarray(a).nbytes for a in _leaves(params))
+                  + (pca.eigen_vectors.nbytes + pca.means.nbytes if pca is not None else 0))
     new = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.new-")
     os.chmod(new, 0o777 & ~atomic.umask())
     try:
