@@ -13,8 +13,9 @@ def add_arguments(p):
     src.add_argument("--download", choices=["torch", "tf"],
                      help="fetch the published files (needs internet); runs --verify afterwards")
     src.add_argument("--random", type=int, metavar="SEED", help="random initialisation (tests, benchmarks)")
-    p.add_argument("--torch-pca", metavar="PTH", help="torchvggish vggish_pca_params-970ea276.pth")
-    p.add_argument("--tf-pca", metavar="NPZ", help="TF vggish_pca_params.npz")
+    p.add_argument("--torch-pca", metavar="PTH", help="torchvggish vggish_pca_params-970ea276.pth, saved with the "
+                   "weights of any source but --download (read by its content; either PCA file fits either flag)")
+    p.add_argument("--tf-pca", metavar="NPZ", help="TF vggish_pca_params.npz (as --torch-pca; give one of the two)")
     p.add_argument("--out", required=True, help="weights directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace the weights already in --out")
     p.add_argument("--verify", action="store_true",
