@@ -46,7 +46,7 @@ def bench(quick: bool = False, workers: tuple[int, ...] = (1, 2), repeats: int |
     import statistics
     import tempfile
 
-    from vggish_jax.models.vggish import params, pretrained
+    from vggish_jax.models.vggish import modeling, params
     from vggish_jax.pipeline.extract import extract
 
     n, seconds, shard = (4, 30.0, 2) if quick else (24, 30.0, 4)
@@ -60,7 +60,7 @@ def bench(quick: bool = False, workers: tuple[int, ...] = (1, 2), repeats: int |
     with tempfile.TemporaryDirectory() as d:
         manual = _bench_fma(d, n, seconds)
         weights = os.path.join(d, "weights")
-        pretrained.save(weights, params.random(0), metadata={"source": "random", "seed": 0})
+        params.save(weights, modeling.random(0), metadata={"source": "random", "seed": 0})
         common = dict(data_dir=os.path.join(d, "data"), manual_dir=manual, weights=weights, batch_size=64,
                       shard_size=shard, from_audio=True)
         ref = None

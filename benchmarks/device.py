@@ -232,9 +232,9 @@ def section_mp3(sizes: Sizes, kind: str) -> dict:
         finally:
             pool.shutdown()
         if sizes.width_divisor == 1:  # Embedder builds only the full-width model from params
-            from vggish_jax.models.vggish import params
+            from vggish_jax.models.vggish import modeling
 
-            emb = Embedder(params.to_dict(_model(sizes, "float32")), batch_size=sizes.examples_per_call)
+            emb = Embedder(modeling.to_dict(_model(sizes, "float32")), batch_size=sizes.examples_per_call)
             t_lib = timed(lambda: list(emb.iter_files(paths, workers=cores, processes=True)), reps)
     n = len(paths)
     decode_rate, native_rate, e2e_rate, e2e_dev_rate = (n / t["median_s"] for t in (t_decode, t_native, t_e2e,

@@ -25,13 +25,13 @@ def _clips(folder: str, n: int, seconds: float, seed: int) -> None:
 
 def run(quick: bool = False) -> dict:
     """Files/s of embedding, `fad` and `fad` with FAD-inf on the same generated clips, and their ratios."""
-    from vggish_jax.models.vggish import params
+    from vggish_jax.models.vggish import modeling
     from vggish_jax.pipeline.embed import Embedder
     from vggish_jax.fad import compute, sources
 
     n, seconds, repeats = (4, 10.0, 1) if quick else (16, 30.0, 2)
     workers = os.cpu_count() or 1
-    emb = Embedder(params.random(0), batch_size=64)
+    emb = Embedder(modeling.random(0), batch_size=64)
     with tempfile.TemporaryDirectory() as d:
         ref, gen = os.path.join(d, "ref"), os.path.join(d, "gen")
         _clips(ref, n // 2, seconds, 0)

@@ -161,16 +161,16 @@ def section_embedding(quick: bool) -> dict:
     import jax.numpy as jnp
     from flax import nnx
 
-    from vggish_jax.models.vggish import params
+    from vggish_jax.models.vggish import modeling
 
-    p = params.random(0)
+    p = modeling.random(0)
     fpf = flops_per_frame()
     batches = (1, 32) if quick else EMBED_BATCHES
     # bfloat16 matmuls/convs are emulated on most CPUs (slow); fewer sizes keep the full run in minutes.
     bf16_batches = (1, 32) if quick else (1, 32, 128)
     out = {"flops_per_frame": fpf, "flax": {"float32": {}, "bfloat16": {}}, "torch": {}}
     for dtype in ("float32", "bfloat16"):
-        graphdef, state = nnx.split(params.build(p, dtype=jnp.dtype(dtype)))
+        graphdef, state = nnx.split(modeling.build(p, dtype=jnp.dtype(dtype)))
         fwd = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
         for b in (batches if dtype == "float32" else bf16_batches):
             x = jax.device_put(np.random.default_rng(0).standard_normal((b, 96, 64)).astype(np.float32))
@@ -195,11 +195,11 @@ def section_embedding(quick: bool) -> dict:
 
 def _device_rate(n: int, reps: int, examples_per_call: int | None = None) -> dict:
     """The fused device function (frontend + VGGish) on n in-memory 30-s clips: clips/s and frames/s."""
-    from vggish_jax.models.vggish import params
+    from vggish_jax.models.vggish import modeling
     from vggish_jax.pipeline.device import AudioEmbedder
 
     kw = {} if examples_per_call is None else {"examples_per_call": examples_per_call}
-    dev = AudioEmbedder(params.build(params.random(0)), **kw)
+    dev = AudioEmbedder(modeling.build(modeling.random(0)), **kw)
     waves = [_clip(seed=i) for i in range(n)]
     t = timed(lambda: list(dev.embed_stream(enumerate(waves))), reps)
     frames = n * 31
@@ -211,7 +211,7 @@ def _device_rate(n: int, reps: int, examples_per_call: int | None = None) -> dic
 def section_end_to_end(quick: bool) -> dict:
     """mp3 files -> embeddings, against model-only and the sum-of-parts bound, all measured here."""
     from vggish_jax.datasets import decode
-    from vggish_jax.models.vggish import params
+    from vggish_jax.models.vggish import modeling
     from vggish_jax.models.vggish import frontend
     from vggish_jax.pipeline import host
     from vggish_jax.pipeline.device import AudioEmbedder
@@ -221,8 +221,8 @@ def section_end_to_end(quick: bool) -> dict:
     reps = 1 if quick else 2
     cores = os.cpu_count() or 1
     workers = decode.default_workers()
-    p = params.random(0)
-    dev = AudioEmbedder(params.build(p))
+    p = modeling.random(0)
+    dev = AudioEmbedder(modeling.build(p))
     out = {"clips": n, "clip_seconds": CLIP_SECONDS, "cores": cores, "decode_workers": workers,
            "examples_per_call": dev.examples_per_call, "devices": dev.num_devices}
     with tempfile.TemporaryDirectory() as d:
@@ -327,9 +327,9 @@ def section_training(quick: bool) -> dict:
     import optax
     from flax import nnx
 
-    from vggish_jax.models.vggish import params
+    from vggish_jax.models.vggish import modeling
 
-    model = params.build(params.random(0))
+    model = modeling.build(modeling.random(0))
     graphdef, state = nnx.split(model)
     key = jax.random.PRNGKey(0)
     head = {"w1": jax.random.normal(key, (31 * 128, 256)) * 0.02, "b1": jnp.zeros(256),
@@ -412,10 +412,10 @@ def section_peer(quick: bool) -> dict:
         return {"skipped": "torchvggish not installed (pip install 'vggish-jax[test]')"}
     import soundfile as sf
 
-    from vggish_jax.models.vggish import params, pretrained
+    from vggish_jax.models.vggish import modeling, params
 
     n, runs = (3, 1) if quick else (16, 2)
-    p = params.random(0)
+    p = modeling.random(0)
     with tempfile.TemporaryDirectory() as d:
         paths = []
         for i in range(n):
@@ -425,7 +425,7 @@ def section_peer(quick: bool) -> dict:
             paths.append(os.path.join(d, f"clip{i:02d}.wav"))
             sf.write(paths[-1], np.stack([x, 0.8 * x], 1).astype(np.float32), 44100, subtype="PCM_16")
         weights = os.path.join(d, "w")
-        pretrained.save(weights, p, metadata={"source": "random", "seed": 0})
+        params.save(weights, p, metadata={"source": "random", "seed": 0})
         torch.save(_torch_state(p), os.path.join(d, "w.pth"))
         def cmd(tool: str, run: int) -> list[str]:
             if tool == "torchvggish":

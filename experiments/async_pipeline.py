@@ -31,7 +31,7 @@ def _child(args) -> dict:
     import soundfile as sf
     import jax
 
-    from vggish_jax.models.vggish import params
+    from vggish_jax.models.vggish import modeling
     from vggish_jax.pipeline import host
     from vggish_jax.pipeline.embed import Embedder, _prefetch
 
@@ -43,7 +43,7 @@ def _child(args) -> dict:
         x = 0.3 * np.sin(2 * np.pi * (200 + 40 * i) * t) + 0.05 * rng.standard_normal(t.size)
         paths.append(os.path.join(d, f"clip{i}.wav"))
         sf.write(paths[-1], np.stack([x, 0.5 * x], axis=1).astype(np.float32), 44100)
-    emb = Embedder(params.random(0), batch_size=args.batch_size)
+    emb = Embedder(modeling.random(0), batch_size=args.batch_size)
     waves = [host.load_clip(p) for p in paths]
     list(emb.iter_files(paths, workers=args.workers))  # compile every shape once
 

@@ -43,10 +43,10 @@ def main(argv=None) -> int:
     from experiments.make_example_clip import SR, clip
     from vggish_jax import audio
     from benchmarks.common import machine_info, timed
-    from vggish_jax.models.vggish import params
+    from vggish_jax.models.vggish import modeling
     from vggish_jax.pipeline.embed import Embedder
 
-    p = params.random(0)
+    p = modeling.random(0)
     emb = {d: Embedder(p, dtype=getattr(jnp, d), final_relu=False) for d in ("float32", "bfloat16")}
     example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vggish_jax", "assets",
                            "example.mp3")
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
 
     clf = LogisticRegression(max_iter=2000).fit(f32[half], tempo_of[half])
     report = {
-        "machine": machine_info(), "weights": "random (params.random(0))", "final_relu": False,
+        "machine": machine_info(), "weights": "random (modeling.random(0))", "final_relu": False,
         "example_clip": {"frames": int(ex["float32"].shape[0]),
                          "relative_error_median": float(np.median(rel_err(ex["bfloat16"], ex["float32"]))),
                          "relative_error_max": float(rel_err(ex["bfloat16"], ex["float32"]).max())},

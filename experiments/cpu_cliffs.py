@@ -33,7 +33,7 @@ import json, re, sys, time
 import jax, jax.numpy as jnp, numpy as np
 from flax import nnx
 from benchmarks.common import flops_per_frame
-from vggish_jax.models.vggish import params
+from vggish_jax.models.vggish import modeling
 
 def best(f, *a, n):
     jax.block_until_ready(f(*a))
@@ -45,7 +45,7 @@ def best(f, *a, n):
 a = jnp.asarray(np.random.default_rng(0).standard_normal((2048, 2048)), jnp.float32)
 mm = jax.jit(lambda x: x @ x)
 out = {"matmul_gflops": 2 * 2048 ** 3 / best(mm, a, n=5) / 1e9, "batches": {}}
-g, s = nnx.split(params.build(params.random(0)))
+g, s = nnx.split(modeling.build(modeling.random(0)))
 fwd = jax.jit(lambda s, x: nnx.merge(g, s)(x))
 fpf = flops_per_frame()
 for b in map(int, sys.argv[1].split(",")):

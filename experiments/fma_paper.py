@@ -55,10 +55,10 @@ def paths(out: str) -> dict:
 
 def weights_metadata(weights: str, meta: dict | None = None) -> dict:
     """The weights' metadata.json as the report needs it (its file listing left out)."""
-    from vggish_jax.models.vggish import pretrained
+    from vggish_jax.models.vggish import params
 
     if meta is None:
-        path = os.path.join(weights, pretrained.METADATA)
+        path = os.path.join(weights, params.METADATA)
         try:
             with open(path) as f:
                 meta = json.load(f)
@@ -113,10 +113,10 @@ def stage_table(a) -> dict:
 
 def finetune_config(a, meta: dict | None):
     """The paper's recipe (train/config.py's defaults) with its final ReLU, the weights' width, then the flags."""
-    from vggish_jax.models.vggish import pretrained
+    from vggish_jax.models.vggish import params
     from vggish_jax.train.config import Config, parse_overrides
 
-    width = a.width_divisor or (pretrained.width_divisor_of(meta) if meta else 1)
+    width = a.width_divisor or (params.width_divisor_of(meta) if meta else 1)
     cfg = Config(final_relu=True, width_divisor=width)
     if a.epochs is not None:
         cfg = cfg.replace(epochs=a.epochs)
@@ -127,15 +127,15 @@ def finetune_config(a, meta: dict | None):
 
 def stage_finetune(a) -> dict:
     from vggish_jax.datasets import fma
-    from vggish_jax.models.vggish import pretrained
+    from vggish_jax.models.vggish import params
     from vggish_jax.train.loop import train
 
     backbone = meta = None
     if a.weights:
-        backbone, _, meta = pretrained.load(a.weights)
+        backbone, _, meta = params.load(a.weights)
     cfg = finetune_config(a, meta)
-    if cfg.init == "pretrained" and meta and cfg.width_divisor != pretrained.width_divisor_of(meta):
-        raise ValueError(f"{a.weights}: these weights have width_divisor {pretrained.width_divisor_of(meta)}, not "
+    if cfg.init == "pretrained" and meta and cfg.width_divisor != params.width_divisor_of(meta):
+        raise ValueError(f"{a.weights}: these weights have width_divisor {params.width_divisor_of(meta)}, not "
                          f"{cfg.width_divisor}; drop --width-divisor (or use --set init=random)")
     if cfg.init == "pretrained" and backbone is None:
         raise ValueError("the finetune stage needs --weights (or --set init=random)")

@@ -56,9 +56,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as d:
         weights = args.weights
         if weights is None:
-            from vggish_jax.models.vggish import params, pretrained
+            from vggish_jax.models.vggish import modeling, params
 
-            weights = pretrained.save(os.path.join(d, "w"), params.random(0, width_divisor=8))
+            weights = params.save(os.path.join(d, "w"), modeling.random(0, width_divisor=8))
         wav = args.keep or os.path.join(d, "long.wav")
         if not os.path.exists(wav):
             write_wav(wav, args.seconds)

@@ -93,10 +93,10 @@ def main(argv=None) -> int:
     import jax
 
     from benchmarks.common import machine_info
-    from vggish_jax.models.vggish import params
+    from vggish_jax.models.vggish import modeling
     from vggish_jax.pipeline import placement
 
-    model_params = params.random(0)
+    model_params = modeling.random(0)
     with tempfile.TemporaryDirectory() as d:
         report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine_info(),
                   "backend": jax.default_backend(), "auto_resamples_on_device": placement.resample_on_device("auto"),

@@ -51,13 +51,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     from benchmarks.common import machine_info
-    from vggish_jax.models.vggish import params, pretrained
+    from vggish_jax.models.vggish import modeling, params
 
     audio = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vggish_jax", "assets",
                          "example.mp3")
     with tempfile.TemporaryDirectory() as d:
         weights, cache = os.path.join(d, "w"), os.path.join(d, "cache")
-        pretrained.save(weights, params.random(0), metadata={"source": "random", "seed": 0})
+        params.save(weights, modeling.random(0), metadata={"source": "random", "seed": 0})
         one_run(weights, audio, cache)  # fills the cache (and the OS file cache for both modes)
         runs = {"off": [], "warm": []}
         for _ in range(args.runs):

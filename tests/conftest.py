@@ -46,10 +46,10 @@ def kill_after_first_shard(proc, out: str, kill, timeout: float) -> list[str]:
 
 @pytest.fixture(scope="session")
 def random_weights_dir(tmp_path_factory):
-    from vggish_jax.models.vggish import pretrained, params
+    from vggish_jax.models.vggish import modeling, params
 
     d = tmp_path_factory.mktemp("weights")
-    pretrained.save(d, params.random(0), metadata={"source": "random", "seed": 0})
+    params.save(d, modeling.random(0), metadata={"source": "random", "seed": 0})
     return str(d)
 
 
@@ -60,13 +60,13 @@ SMALL_WIDTH_DIVISOR = 8  # a VGGish with every hidden width / 8: same layers and
 def small_weights_dir(tmp_path_factory):
     """A converted small same-shaped VGGish (width_divisor 8, random weights) with random orthonormal PCA
     params: what pipeline and CLI tests use instead of the 72M-parameter model."""
-    from vggish_jax.models.vggish import params, postprocess, pretrained
+    from vggish_jax.models.vggish import modeling, params, postprocess
 
     rng = np.random.default_rng(0)
     eigen_vectors = np.linalg.qr(rng.standard_normal((128, 128)))[0]
     pca = postprocess.PCAParams(eigen_vectors, 0.1 * rng.standard_normal(128))
     d = tmp_path_factory.mktemp("small_weights")
-    pretrained.save(d, params.random(0, width_divisor=SMALL_WIDTH_DIVISOR), pca=pca,
+    params.save(d, modeling.random(0, width_divisor=SMALL_WIDTH_DIVISOR), pca=pca,
                     metadata={"source": "random", "seed": 0})
     return str(d)
 
@@ -101,7 +101,7 @@ def audio_files(tmp_path_factory):
 def pca_weights_dir(tmp_path_factory, random_weights_dir):
     """Random VGGish weights + PCA params that spread this model's embeddings over the uint8 range."""
     from vggish_jax import audio
-    from vggish_jax.models.vggish import frontend, params, postprocess as post, pretrained as checkpoint
+    from vggish_jax.models.vggish import frontend, modeling, params as checkpoint, postprocess as post
     from vggish_jax.pipeline.embed import load_pretrained
     from vggish_jax.predict import EXAMPLE_CLIP
 
@@ -109,7 +109,7 @@ def pca_weights_dir(tmp_path_factory, random_weights_dir):
         frontend.waveform_to_examples(*audio.load(EXAMPLE_CLIP)))
     pca = post.PCAParams(np.diag(1.0 / (emb.std(0) + 1e-3)), emb.mean(0))
     d = tmp_path_factory.mktemp("pca_weights")
-    checkpoint.save(d, params.random(0), pca=pca, metadata={"source": "random", "final_relu": False})
+    checkpoint.save(d, modeling.random(0), pca=pca, metadata={"source": "random", "final_relu": False})
     return str(d)
 
 

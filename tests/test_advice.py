@@ -10,7 +10,7 @@ import pytest
 from vggish_jax import cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SOURCES = [p for d in ("vggish_jax", "weights_convert", "experiments") for p in sorted((ROOT / d).rglob("*.py"))]
+SOURCES = [p for d in ("vggish_jax", "experiments") for p in sorted((ROOT / d).rglob("*.py"))]
 
 
 def _strings(tree):

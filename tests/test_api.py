@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import vggish_jax
-from vggish_jax.models.vggish import frontend, params as params_lib, pretrained
+from vggish_jax.models.vggish import frontend, modeling, params
 from vggish_jax.models.vggish.params import WeightsError
 from vggish_jax.pipeline import device, embed as embed_lib
 
@@ -34,7 +34,7 @@ def _stereo_16k(seconds=4.3, seed=0):
 def test_embed_equals_googles_frontend_and_a_pytorch_forward(model, small_weights_dir):
     x = _stereo_16k()
     got = vggish_jax.embed(x, 16000, model)
-    p, pca, meta = pretrained.load(small_weights_dir)
+    p, pca, meta = params.load(small_weights_dir)
     examples = vggish_input.waveform_to_examples(x.astype(np.float64), 16000, return_tensor=False)
     want = torch_forward(p, examples.astype(np.float32), final_relu=False)
     assert got.values.shape == want.shape == (4, 128) and got.values.dtype == np.float32
@@ -79,7 +79,7 @@ def test_any_rate_channels_and_array_type(model):
 
 
 def test_models_and_embedders_share_compilations(tmp_path, small_weights_dir):
-    other = pretrained.save(tmp_path / "w2", params_lib.random(5, width_divisor=8))
+    other = params.save(tmp_path / "w2", modeling.random(5, width_divisor=8))
     x = _stereo_16k(2.5)
     a = vggish_jax.VGGish.from_pretrained(small_weights_dir)
     vggish_jax.embed(x, 16000, a)
@@ -92,18 +92,18 @@ def test_models_and_embedders_share_compilations(tmp_path, small_weights_dir):
 
 
 def test_embed_file_loads_a_weights_directory_once(tmp_path, audio_files):
-    d = pretrained.save(tmp_path / "w", params_lib.random(2, width_divisor=8))
+    d = params.save(tmp_path / "w", modeling.random(2, width_divisor=8))
     first = embed_lib.cached_embedder(d)
     a = embed_lib.embed_file(audio_files["wav"], weights=d)
     assert embed_lib.cached_embedder(d) is first
-    pretrained.save(d, params_lib.random(3, width_divisor=8))  # converted again: loaded again
+    params.save(d, modeling.random(3, width_divisor=8))  # converted again: loaded again
     assert embed_lib.cached_embedder(d) is not first
     assert not np.allclose(embed_lib.embed_file(audio_files["wav"], weights=d), a)
 
 
 def test_width_divisor_is_recorded_and_checked(tmp_path):
-    d = pretrained.save(tmp_path / "w", params_lib.random(0, width_divisor=4))
-    meta_path = os.path.join(d, pretrained.METADATA)
+    d = params.save(tmp_path / "w", modeling.random(0, width_divisor=4))
+    meta_path = os.path.join(d, params.METADATA)
     meta = json.load(open(meta_path))
     assert meta["width_divisor"] == 4
     assert vggish_jax.VGGish.from_pretrained(d).conv4_2.out_features == 128

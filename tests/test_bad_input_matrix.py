@@ -16,7 +16,7 @@ import soundfile as sf
 
 from vggish_jax import cli
 from conftest import tone_mix
-from vggish_jax.models.vggish import pretrained as checkpoint
+from vggish_jax.models.vggish import params as checkpoint
 
 
 def run_cli(capsys, argv):
@@ -313,7 +313,7 @@ def test_legacy_truncated_weights_one_line_in_a_real_process(tmp_path, audio_fil
 def test_convert_names_the_missing_reader_before_downloading(tmp_path, monkeypatch, capsys, argv, missing):
     import importlib.util
 
-    from weights_convert import download
+    from vggish_jax.models.vggish.convert import download
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))

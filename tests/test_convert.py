@@ -13,14 +13,14 @@ import pytest
 from vggish_jax import cli, load_pretrained
 from vggish_jax.models.vggish import postprocess as post
 from vggish_jax.models.vggish.params import WeightsError
-from weights_convert import download, tf_slim, torchvggish
-from weights_convert.convert import convert
+from vggish_jax.models.vggish.convert import download, tf_slim, torchvggish
+from vggish_jax.models.vggish.convert.core import convert
 
 torch = pytest.importorskip("torch", reason="the parity oracle needs torch (pip install -e '.[test]')")
 tv = pytest.importorskip("torchvggish.torchvggish", reason="the oracle is torchvggish 0.2 (pip install -e '.[test]')")
 import published_formats  # noqa: E402
 
-TF_NAMES = {  # TF-slim variable -> torchvggish key, spelled out independently of weights_convert
+TF_NAMES = {  # TF-slim variable -> torchvggish key, spelled out independently of the converter
     "vggish/conv1/weights": "features.0.weight", "vggish/conv1/biases": "features.0.bias",
     "vggish/conv2/weights": "features.3.weight", "vggish/conv2/biases": "features.3.bias",
     "vggish/conv3/conv3_1/weights": "features.6.weight", "vggish/conv3/conv3_1/biases": "features.6.bias",
@@ -114,8 +114,8 @@ def test_tf_slim_variables_parity(torch_files, examples, tmp_path):
         v = state[key]
         variables[tf_name] = v.transpose(2, 3, 1, 0) if v.ndim == 4 else (v.T if v.ndim == 2 else v)
     p = tf_slim.params_from_variables(variables)
-    from vggish_jax.models.vggish import pretrained
-    pretrained.save(tmp_path / "w", p)
+    from vggish_jax.models.vggish import params as params_lib
+    params_lib.save(tmp_path / "w", p)
     got = load_pretrained(tmp_path / "w", final_relu=True, batch_size=8).embed_examples(examples)
     assert np.abs(got - torch_embed(model, examples)).max() <= 1e-4
 
@@ -178,30 +178,30 @@ def test_bad_pca_files(tmp_path):
 
 
 def _small(seed):
-    """A small tree in place of VGGish (pretrained.save/load do not check the architecture): fast to write."""
+    """A small tree in place of VGGish (params_lib.save/load do not check the architecture): fast to write."""
     rng = np.random.default_rng(seed)
     return {f"layer{i}": {"kernel": rng.normal(size=(64, 64)).astype(np.float32)} for i in range(3)}
 
 
 def _content(directory):
     """sha256 of the weights' content as loaded (not as recorded), and the seed recorded with them."""
-    from vggish_jax.models.vggish import pretrained
+    from vggish_jax.models.vggish import params as params_lib
     from vggish_jax.spec import params_sha256
 
-    params, _, meta = pretrained.load(directory)
+    params, _, meta = params_lib.load(directory)
     return params_sha256(params), meta["seed"]
 
 
 def test_convert_stopped_half_way_keeps_the_old_weights(tmp_path, monkeypatch):
     """The new weights are written beside --out and swapped in at the end: a stop while writing them (here
     Ctrl-C after orbax wrote part of them) leaves the old weights loadable, and nothing else behind."""
-    from vggish_jax.models.vggish import pretrained
-    from weights_convert.convert import save_beside
+    from vggish_jax.models.vggish import params as params_lib
+    from vggish_jax.models.vggish.convert.core import save_beside
 
     out = str(tmp_path / "w")
     save_beside(out, _small(0), metadata={"source": "random", "seed": 0})
     before = _content(out)
-    real_save = pretrained.save
+    real_save = params_lib.save
 
     def save_then_stop(directory, *a, **k):
         real_save(directory, *a, **k)
@@ -209,12 +209,12 @@ def test_convert_stopped_half_way_keeps_the_old_weights(tmp_path, monkeypatch):
         os.truncate(biggest, 10)  # a half-written file
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pretrained, "save", save_then_stop)
+    monkeypatch.setattr(params_lib, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         save_beside(out, _small(1), metadata={"source": "random", "seed": 1})
     assert _content(out) == before and before[1] == 0
     assert sorted(os.listdir(tmp_path)) == ["w"]
-    monkeypatch.setattr(pretrained, "save", real_save)
+    monkeypatch.setattr(params_lib, "save", real_save)
     save_beside(out, _small(1), metadata={"source": "random", "seed": 1})  # and a finished one replaces them
     assert _content(out)[1] == 1 and sorted(os.listdir(tmp_path)) == ["w"]
 
@@ -222,7 +222,7 @@ def test_convert_stopped_half_way_keeps_the_old_weights(tmp_path, monkeypatch):
 def test_convert_killed_between_the_renames_gets_its_old_weights_back(tmp_path, capsys):
     """A SIGKILL after the old weights were moved aside and before the new ones took their place: the next
     convert puts the old ones back (and then refuses to replace them without --overwrite)."""
-    from weights_convert.convert import save_beside
+    from vggish_jax.models.vggish.convert.core import save_beside
 
     out = tmp_path / "w"
     save_beside(str(out), _small(0), metadata={"source": "random", "seed": 0})
@@ -239,7 +239,7 @@ def test_convert_killed_between_the_renames_gets_its_old_weights_back(tmp_path, 
 
 def test_converted_files_respect_the_umask(tmp_path):
     """Not mkstemp's private 0600: a user sharing weights with umask 027 gives the group read access."""
-    from weights_convert.convert import save_beside
+    from vggish_jax.models.vggish.convert.core import save_beside
 
     old = os.umask(0o027)
     try:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from vggish_jax.models.vggish.params import WeightsError
-from weights_convert import torchvggish
-from weights_convert.convert import convert
+from vggish_jax.models.vggish.convert import torchvggish
+from vggish_jax.models.vggish.convert.core import convert
 
 torch = pytest.importorskip("torch", reason="reading .pth files needs torch (pip install -e '.[test]')")
 import published_formats  # noqa: E402
@@ -91,7 +91,7 @@ def test_truncated_pca_file_is_called_corrupt_not_refused(tmp_path, legacy):
 
 
 def test_pca_npz_with_pickled_objects_is_refused_and_nothing_runs(tmp_path):
-    from weights_convert import tf_slim
+    from vggish_jax.models.vggish.convert import tf_slim
     marker = tmp_path / "pwned"
     path = tmp_path / "vggish_pca_params.npz"
     np.savez(path, pca_eigen_vectors=np.eye(128), pca_means=np.array([_System(marker)], dtype=object))

@@ -12,7 +12,7 @@ import pytest
 
 from vggish_jax import load_pretrained
 from vggish_jax.models.vggish import postprocess as post
-from weights_convert import download, tf_slim
+from vggish_jax.models.vggish.convert import download, tf_slim
 
 FIXTURE = os.environ.get("VGGISH_JAX_TF_FIXTURE")
 REQUIRED = os.environ.get("VGGISH_JAX_REQUIRE_TF_FIXTURE") == "1"

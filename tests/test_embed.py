@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vggish_jax import audio, cli, skips
-from vggish_jax.models.vggish import pretrained, frontend, postprocess as post
+from vggish_jax.models.vggish import frontend, params, postprocess as post
 from vggish_jax.pipeline.embed import file_examples, load_pretrained
 from vggish_jax.models.vggish.params import WeightsError
 
@@ -61,12 +61,12 @@ def test_final_relu_flag(small_weights_dir, embedder, audio_files):
 
 
 def test_postprocess_needs_pca_and_applies_it(tmp_path, embedder, audio_files):
-    from vggish_jax.models.vggish import params
-    pretrained.save(tmp_path / "nopca", params.random(0, width_divisor=8))
+    from vggish_jax.models.vggish import modeling
+    params.save(tmp_path / "nopca", modeling.random(0, width_divisor=8))
     with pytest.raises(WeightsError, match="no PCA params"):
         load_pretrained(tmp_path / "nopca", batch_size=4).embed_file(audio_files["wav"], postprocess=True)
     pca = post.PCAParams(np.eye(128), np.zeros(128))
-    pretrained.save(tmp_path / "w", params.random(0, width_divisor=8), pca=pca)
+    params.save(tmp_path / "w", modeling.random(0, width_divisor=8), pca=pca)
     with_pca = load_pretrained(tmp_path / "w", batch_size=4)
     q = with_pca.embed_file(audio_files["wav"], postprocess=True)
     assert q.dtype == np.uint8

@@ -160,7 +160,7 @@ def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, 
 
 
 def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, small_weights_dir, tmp_path):
-    from vggish_jax.models.vggish import pretrained, postprocess
+    from vggish_jax.models.vggish import params, postprocess
     from vggish_jax.pipeline.embed import Embedder
     from vggish_jax.pipeline.extract import extract
 
@@ -168,7 +168,7 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, small_
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.standard_normal((128, 128)))
     pca = postprocess.PCAParams(q.astype(np.float32), rng.standard_normal(128).astype(np.float32) * 0.01)
-    weights, _, _ = pretrained.load(small_weights_dir)
+    weights, _, _ = params.load(small_weights_dir)
     out = str(tmp_path / "emb_pp")
     extract("fma/small", data_dir=data_dir, out=out, weights=Embedder(weights, pca=pca, batch_size=BATCH),
             shard_size=SHARD, postprocess=True, workers=0, progress=False)
@@ -198,13 +198,13 @@ def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
 def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_path):
     """Issue 13.1: identity is the weights' content hash, not the folder path."""
     from vggish_jax import spec
-    from vggish_jax.models.vggish import params, pretrained
+    from vggish_jax.models.vggish import modeling, params
     from vggish_jax.pipeline.extract import extract
 
     _, data_dir = fma_dirs
     weights, out = str(tmp_path / "weights"), str(tmp_path / "emb")
-    pretrained.save(weights, params.random(0), metadata={"source": "random", "seed": 0})
-    first = json.load(open(os.path.join(weights, pretrained.METADATA)))["weights_sha256"]
+    params.save(weights, modeling.random(0), metadata={"source": "random", "seed": 0})
+    first = json.load(open(os.path.join(weights, params.METADATA)))["weights_sha256"]
     extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
             workers=0, progress=False)
     info = store.read_info(out)
@@ -212,8 +212,8 @@ def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_
     os.remove(store.shard_path(out, "test", 1))  # as if killed before the last shard
     kept = {p: os.stat(p).st_mtime_ns for p in finished_shards(out)}
 
-    pretrained.save(weights, params.random(1), metadata={"source": "random", "seed": 1})
-    second = json.load(open(os.path.join(weights, pretrained.METADATA)))["weights_sha256"]
+    params.save(weights, modeling.random(1), metadata={"source": "random", "seed": 1})
+    second = json.load(open(os.path.join(weights, params.METADATA)))["weights_sha256"]
     assert second != first
     with pytest.raises(spec.SpecMismatch) as e:
         extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,

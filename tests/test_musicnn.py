@@ -13,7 +13,7 @@ import pytest
 from vggish_jax.models.musicnn import frontend as mf
 from vggish_jax.models.musicnn.modeling import MusiCNN, from_flat
 from vggish_jax.predict import MUSICNN_WEIGHTS
-from weights_convert import musicnn as convert
+from vggish_jax.models.musicnn import convert
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 

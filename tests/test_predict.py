@@ -75,7 +75,7 @@ def _head_dir(tmp_path, weights_dir, spec, name="head"):
 
 
 def test_head_on_uint8_pca_features_gets_uint8_pca_features(tmp_path, pca_weights_dir, audio_files, capsys):
-    from vggish_jax.models.vggish import postprocess as post, pretrained as checkpoint
+    from vggish_jax.models.vggish import params as checkpoint, postprocess as post
     from vggish_jax.pipeline.embed import file_examples, load_pretrained
 
     emb = load_pretrained(pca_weights_dir)

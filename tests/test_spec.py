@@ -2,24 +2,24 @@
 import numpy as np
 import pytest
 
-from vggish_jax.models.vggish import pretrained, params
+from vggish_jax.models.vggish import modeling, params
 from vggish_jax.spec import EmbeddingSpec, SpecMismatch, params_sha256, require_compatible
 
 
 def test_weights_identity_is_content_not_path(tmp_path):
-    p0, p1 = params.random(0, width_divisor=8), params.random(1, width_divisor=8)  # small: same code path
-    pretrained.save(tmp_path / "a", p0)
-    pretrained.save(tmp_path / "b", p0)
-    pretrained.save(tmp_path / "c", p1)
-    sha = {k: pretrained.load(tmp_path / k)[2]["weights_sha256"] for k in "abc"}
+    p0, p1 = modeling.random(0, width_divisor=8), modeling.random(1, width_divisor=8)  # small: same code path
+    params.save(tmp_path / "a", p0)
+    params.save(tmp_path / "b", p0)
+    params.save(tmp_path / "c", p1)
+    sha = {k: params.load(tmp_path / k)[2]["weights_sha256"] for k in "abc"}
     assert sha["a"] == sha["b"] != sha["c"]
     # One changed bit of one tensor changes the hash.
     p2 = {k: {kk: vv.copy() for kk, vv in v.items()} for k, v in p0.items()}
     p2["fc2"]["bias"].view(np.uint32)[0] ^= 1
     assert params_sha256(p2) != sha["a"]
     # The same weights converted over a folder that held others: the recorded identity follows the content.
-    pretrained.save(tmp_path / "c", p0)
-    assert pretrained.load(tmp_path / "c")[2]["weights_sha256"] == sha["a"]
+    params.save(tmp_path / "c", p0)
+    assert params.load(tmp_path / "c")[2]["weights_sha256"] == sha["a"]
 
 
 def test_round_trip_and_mismatch_message():

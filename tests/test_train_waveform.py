@@ -161,14 +161,14 @@ def test_finetune_cli_on_mini_fma_waveforms(tmp_path, capsys):
 
     from mini_fma import make_mini_fma
     from vggish_jax import cli
-    from vggish_jax.models.vggish import pretrained
+    from vggish_jax.models.vggish import params
     from vggish_jax.models.vggish import VGGish
 
     mini = make_mini_fma(tmp_path / "manual", per_genre_per_split=(2, 1, 1), seconds=1.2, seed=2,
                          genres=("Electronic", "Rock"), corrupt=False, short=False, known_bad=False)
     backbone = nnx.to_pure_dict(nnx.state(VGGish(width_divisor=16, rngs=nnx.Rngs(5)), nnx.Param))
-    weights = pretrained.save(tmp_path / "weights", backbone, metadata={"source": "tensorflow", "final_relu": False})
-    sha = pretrained.load(weights)[2]["weights_sha256"]
+    weights = params.save(tmp_path / "weights", backbone, metadata={"source": "tensorflow", "final_relu": False})
+    sha = params.load(weights)[2]["weights_sha256"]
     args = ["finetune", "--dataset", "fma/small_waveform", "--data-dir", str(tmp_path / "data"), "--workers", "0",
             "--manual-dir", mini.manual_dir, "--workdir", str(tmp_path / "work"), "--weights", weights,
             "--set", "width_divisor=16", "examples_per_clip=1", "epochs=1", "head_hidden=8", "batch_size=2",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from vggish_jax import cli
-from vggish_jax.models.vggish import params as params_lib, pretrained
-from weights_convert import verify
+from vggish_jax.models.vggish import modeling, params as params_lib
+from vggish_jax.models.vggish.convert import verify
 
 torch = pytest.importorskip("torch", reason="the oracle needs torch (pip install -e '.[test]')")
 tv = pytest.importorskip("torchvggish", reason="the oracle is torchvggish 0.2 (pip install -e '.[test]')")
@@ -23,7 +23,7 @@ def weights(tmp_path_factory):
     d = tmp_path_factory.mktemp("verify") / "w"
     pca = published_formats.random_pca(5)
     from vggish_jax.models.vggish.postprocess import PCAParams
-    pretrained.save(d, params_lib.random(3), pca=PCAParams(pca["pca_eigen_vectors"], pca["pca_means"]))
+    params_lib.save(d, modeling.random(3), pca=PCAParams(pca["pca_eigen_vectors"], pca["pca_means"]))
     return str(d), pca
 
 
@@ -35,7 +35,7 @@ def results(weights):
 @pytest.fixture(scope="module")
 def oracle_model(weights):
     """torchvggish's own VGG module holding the same weights."""
-    params, _, _ = pretrained.load(weights[0])
+    params, _, _ = params_lib.load(weights[0])
     model = tvm.VGG(tvm.make_layers(), postprocess=False).eval()
     convs = ["conv1", "conv2", "conv3_1", "conv3_2", "conv4_1", "conv4_2"]
     conv_modules = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
@@ -98,12 +98,12 @@ def test_random_weights_fail_with_numbers_and_scaled_weights_pass(weights, resul
     assert "expected 126 / 89.3" in out and "expected -0.0333 / 0.38" in out
 
     # fc2 is affine in its parameters: rescale it so the 16-kHz check's embedding stats hit the published ones
-    params, _, _ = pretrained.load(d)
+    params, _, _ = params_lib.load(d)
     (m, s), (m_want, s_want) = results[0].embedding, verify.CHECKS[0].embedding
     a = s_want / s
     params["fc2"]["kernel"] = params["fc2"]["kernel"] * a
     params["fc2"]["bias"] = params["fc2"]["bias"] * a + (m_want - a * m)
-    pretrained.save(tmp_path / "w", params)  # no PCA: the postprocessed stats are not checked
+    params_lib.save(tmp_path / "w", params)  # no PCA: the postprocessed stats are not checked
     [r] = verify.run(tmp_path / "w", checks=verify.CHECKS[:1])
     assert r.passed and r.postprocessed is None
     np.testing.assert_allclose(r.embedding, (m_want, s_want), rtol=1e-3)
@@ -113,7 +113,7 @@ def test_random_weights_fail_with_numbers_and_scaled_weights_pass(weights, resul
 @pytest.mark.slow
 def test_download_converts_then_verifies(tmp_path, monkeypatch, capsys):
     """`convert --download torch` fetches (here from file:// URLs), checks the hash prefix, converts, verifies."""
-    from weights_convert import download
+    from vggish_jax.models.vggish.convert import download
     torch.manual_seed(4)
     published_formats.save(tvm.VGG(tvm.make_layers(), postprocess=False).state_dict(), tmp_path / "w.pth")
     published_formats.save(published_formats.random_pca(6, (128, 1)), tmp_path / "pca.pth")

@@ -17,8 +17,8 @@ import re, sys, numpy as np, jax
 from flax import nnx
 from vggish_jax import xla_flags
 xla_flags.apply()
-from vggish_jax.models.vggish import params
-g, s = nnx.split(params.build(params.random(0)))
+from vggish_jax.models.vggish import modeling
+g, s = nnx.split(modeling.build(modeling.random(0)))
 f = jax.jit(lambda s, x: nnx.merge(g, s)(x))
 x = np.random.default_rng(0).standard_normal((8, 96, 64)).astype(np.float32)
 hlo = f.lower(s, x).compile().as_text()

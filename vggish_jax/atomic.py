@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import socket
 import tempfile
 import threading
 from typing import Any, Iterator
@@ -69,3 +70,74 @@ def savez(path: str | os.PathLike, compressed: bool = False, **arrays) -> None:
     """np.savez to exactly `path` (no '.npz' appended), atomically."""
     with replacing(path, "wb") as f:
         (np.savez_compressed if compressed else np.savez)(f, **arrays)
+
+
+class BusyError(RuntimeError):
+    """Another live process holds a lock (the message names it)."""
+
+
+_HELD = threading.local()  # lock paths this thread holds: taking one again inside is a no-op
+
+
+@contextlib.contextmanager
+def exclusive(lock: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold the lock file `lock` (holder's pid and host written in it) while `what` is written. A second
+    writer gets one BusyError line naming the holder; a lock left by a dead process on this host is taken
+    over. Re-entering it in the thread that holds it is allowed."""
+    lock = os.path.abspath(os.fspath(lock))
+    held = _HELD.__dict__.setdefault("paths", set())
+    if lock in held:
+        yield
+        return
+    tmp = f"{lock}.{os.getpid()}-{threading.get_ident()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
+    except OSError as e:  # a full disk fails at close, with no file name: name the lock
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise OSError(e.errno, e.strerror, e.filename or tmp) from e
+    try:
+        for _ in range(3):
+            try:
+                os.link(tmp, lock)  # atomic, and the lock appears with its holder already written in it
+                break
+            except FileExistsError:
+                holder = _live_holder(lock)
+                if holder is None:  # stale (a dead pid on this host): take it over
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(lock)
+                    continue
+                raise BusyError(f"{what}: another process is writing it (pid {holder['pid']} on "
+                                f"{holder['host']}, lock {lock}); wait for it to finish, or delete the lock if "
+                                f"that process is gone") from None
+        else:
+            raise BusyError(f"{lock}: cannot take the lock; delete it if no other process writes {what}")
+    finally:
+        os.remove(tmp)
+    held.add(lock)
+    try:
+        yield
+    finally:
+        held.discard(lock)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(lock)
+
+
+def _live_holder(lock: str) -> dict | None:
+    """The holder recorded in `lock`, or None when it is a dead process on this host (or unreadable)."""
+    try:
+        with open(lock) as f:
+            holder = json.load(f)
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, someone else's
+    return {"pid": pid, "host": host}
+

@@ -13,8 +13,9 @@ def add_arguments(p):
     src.add_argument("--download", choices=["torch", "tf"],
                      help="fetch the published files (needs internet); runs --verify afterwards")
     src.add_argument("--random", type=int, metavar="SEED", help="random initialisation (tests, benchmarks)")
-    p.add_argument("--torch-pca", metavar="PTH", help="torchvggish vggish_pca_params-970ea276.pth")
-    p.add_argument("--tf-pca", metavar="NPZ", help="TF vggish_pca_params.npz")
+    p.add_argument("--torch-pca", metavar="PTH", help="torchvggish vggish_pca_params-970ea276.pth, saved with the "
+                   "weights of any source but --download (read by its content; either PCA file fits either flag)")
+    p.add_argument("--tf-pca", metavar="NPZ", help="TF vggish_pca_params.npz (as --torch-pca; give one of the two)")
     p.add_argument("--out", required=True, help="weights directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace the weights already in --out")
     p.add_argument("--verify", action="store_true",
@@ -30,27 +31,32 @@ def add_arguments(p):
 def run(args) -> int:
     import os
 
-    from vggish_jax.models.vggish import pretrained
-    from weights_convert import verify
-    from weights_convert.convert import convert, recover
+    from vggish_jax import preflight
+    from vggish_jax.models.vggish import params
+    from vggish_jax.models.vggish.convert import core, verify
 
     no_source = all(v is None for v in (args.torch_weights, args.tf_checkpoint, args.download, args.random))
     if no_source and args.verify:
+        if args.torch_pca or args.tf_pca:
+            raise ValueError(f"--verify without a source checks {args.out} as it is; a PCA file is used only "
+                             f"when converting: add its source (--torch-weights, --tf-checkpoint or --random)")
         out = args.out
     else:
         # Up front: the reader it needs, the target (never replace weights silently) and every input file.
         _require_reader(args)
-        if os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-            recover(os.path.abspath(args.out))  # a convert killed half-way: old weights back, debris removed
-        pretrained.require_new_target(args.out, overwrite=args.overwrite)
         for flag in ("torch_weights", "torch_pca", "tf_checkpoint", "tf_pca"):
             path = getattr(args, flag)
             if path is not None and not os.path.exists(path) and not os.path.exists(path + ".index"):
                 raise FileNotFoundError(f"{path}: no such file (--{flag.replace('_', '-')}); check the path")
-        out = convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,
-                      tf_checkpoint=args.tf_checkpoint, tf_pca=args.tf_pca, download_source=args.download,
-                      random_seed=args.random, final_relu=args.final_relu)
-        _, pca, meta = pretrained.load(out)
+        preflight.output_dir(args.out)  # before the lock beside it is made
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        core.require_space(args.out)
+        with core.writing(args.out):  # one convert per --out; a killed one's debris cleaned up first
+            params.require_new_target(args.out, overwrite=args.overwrite)
+            out = core.convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,
+                               tf_checkpoint=args.tf_checkpoint, tf_pca=args.tf_pca, download_source=args.download,
+                               random_seed=args.random, final_relu=args.final_relu)
+        _, pca, meta = params.load(out)
         print(f"wrote {out} (source={meta['source']}, final_relu={meta['final_relu']}, pca={'yes' if pca else 'no'})")
     if not (args.verify or args.download):
         return 0

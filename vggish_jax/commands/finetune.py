@@ -28,7 +28,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from vggish_jax import preflight
-    from vggish_jax.models.vggish import pretrained
+    from vggish_jax.models.vggish import params
     from vggish_jax.datasets import fma
     from vggish_jax.train.config import Config, parse_overrides
     from vggish_jax.train.loop import train
@@ -42,7 +42,7 @@ def run(args) -> int:
     if cfg.init == "pretrained":
         if not args.weights:
             raise ValueError("--weights DIR is needed to fine-tune pretrained VGGish (or --set init=random)")
-        backbone, _, meta = pretrained.load(args.weights)
+        backbone, _, meta = params.load(args.weights)
         if meta.get("model", "vggish") != "vggish":
             raise ValueError(f"{args.weights}: holds {meta['model']} weights, not VGGish")
     builder = fma.prepare(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir, workers=args.workers)

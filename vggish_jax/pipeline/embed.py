@@ -21,7 +21,7 @@ from flax import nnx
 
 from vggish_jax import audio, compilation_cache, skips
 from vggish_jax.datasets import decode
-from vggish_jax.models.vggish import modeling, params as params_lib, postprocess as post, pretrained
+from vggish_jax.models.vggish import modeling, params as params_lib, postprocess as post
 from vggish_jax.models.vggish.frontend import DEFAULT
 from vggish_jax.pipeline import host, placement, resample_jax, segments as seg
 from vggish_jax.pipeline.device import AudioEmbedder
@@ -53,8 +53,8 @@ class Embedder:
             pca = pca if pca is not None else model.pca
             final_relu, dtype = model.final_relu, model.conv1.dtype
         else:
-            model = params_lib.build(model, final_relu=final_relu, dtype=dtype, source=source,
-                                     width_divisor=pretrained.width_divisor_of_params(model) or 1)
+            model = modeling.build(model, final_relu=final_relu, dtype=dtype, source=source,
+                                     width_divisor=params_lib.width_divisor_of_params(model) or 1)
         self.model, self.pca, self.final_relu, self.batch_size = model, pca, final_relu, batch_size
         self.dtype = jnp.dtype(dtype)
         self.metadata = dict(metadata or {})
@@ -68,7 +68,7 @@ class Embedder:
         attached = getattr(self.model, "spec", None)
         sha = attached.weights_sha256 if attached is not None else self.metadata.get("weights_sha256")
         if sha is None:  # built from in-memory params: hash what the model holds
-            sha = self.metadata["weights_sha256"] = params_sha256(params_lib.to_dict(self.model))
+            sha = self.metadata["weights_sha256"] = params_sha256(modeling.to_dict(self.model))
         return EmbeddingSpec.create(weights_sha256=sha, final_relu=self.final_relu, dtype=self.dtype.name,
                                     frontend=DEFAULT, frontend_precision=self.device.precision)
 
@@ -171,7 +171,7 @@ def _prefetch(items: Iterable, fn: Callable, workers: int, processes: bool = Fal
 def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = None, dtype: str = "float32",
                     batch_size: int = 64, precision: str | None = None, formulation: str = "auto",
                     mesh=None, resample: str = "auto") -> Embedder:
-    """An Embedder from a weights directory written by `vggish-jax convert` (or `pretrained.save`);
+    """An Embedder from a weights directory written by `vggish-jax convert` (or `params.save`);
     `resample`: where files not at 16 kHz are resampled (see Embedder)."""
     model, meta = modeling.load_pretrained_model(directory, final_relu=final_relu, dtype=jnp.dtype(dtype))
     return Embedder(model, batch_size=batch_size, metadata=meta, precision=precision, formulation=formulation,
@@ -188,7 +188,7 @@ def cached_embedder(directory: str | os.PathLike, **load_kwargs) -> Embedder:
     `embed_file(path, weights=dir)` calls neither reload the weights nor recompile."""
     directory = os.path.abspath(os.fspath(directory))
     try:
-        st = os.stat(os.path.join(directory, pretrained.METADATA))
+        st = os.stat(os.path.join(directory, params_lib.METADATA))
         stamp = (st.st_mtime_ns, st.st_size)
     except OSError:
         stamp = ()  # load_pretrained names what is missing

@@ -16,7 +16,7 @@ import numpy as np
 from flax import nnx
 
 from vggish_jax import audio
-from vggish_jax.models.vggish import frontend, params as params_lib, postprocess as post
+from vggish_jax.models.vggish import frontend, modeling, params as params_lib, postprocess as post
 from vggish_jax.pipeline.device import AudioEmbedder
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
@@ -43,7 +43,7 @@ def _device_for(model: nnx.Module) -> tuple[AudioEmbedder, EmbeddingSpec]:
     device = AudioEmbedder(model)
     spec = model.spec
     if spec is None or (hit is not None):  # not loaded from a weights directory, or trained since: hash it
-        spec = EmbeddingSpec.create(weights_sha256=params_sha256(params_lib.to_dict(model)),
+        spec = EmbeddingSpec.create(weights_sha256=params_sha256(modeling.to_dict(model)),
                                     final_relu=model.final_relu, dtype=np.dtype(model.conv1.dtype).name,
                                     frontend=frontend.DEFAULT)
     spec = spec.replace(frontend_precision=device.precision)

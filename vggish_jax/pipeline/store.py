@@ -212,7 +212,7 @@ def spec_of(info: Mapping[str, Any], source: str) -> spec_lib.EmbeddingSpec:
         return spec_lib.read(info, source)
     sha = (info.get("weights_metadata") or {}).get("weights_sha256")
     if sha is None and info.get("weights"):
-        try:  # the JSON `pretrained.save` writes beside the checkpoint
+        try:  # the JSON `params.save` writes beside the checkpoint
             with open(os.path.join(info["weights"], "metadata.json")) as f:
                 sha = json.load(f).get("weights_sha256")
         except (OSError, ValueError, AttributeError):

@@ -28,7 +28,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from vggish_jax import atomic, spec as spec_lib
-from vggish_jax.models.vggish import frontend, pretrained
+from vggish_jax.models.vggish import frontend, params as params_lib
 from vggish_jax.train import augment, data as data_lib, sharding
 from vggish_jax.train.config import Config
 from vggish_jax.train.model import GenreClassifier
@@ -65,8 +65,8 @@ def init_params(cfg: Config, num_classes: int, backbone: dict | None):
 
 def resolve(cfg: Config, weights_metadata: dict | None, input_kind: str) -> Config:
     """The settings a run actually uses: final_relu from the weights' metadata unless set, the input kind."""
-    if cfg.init == "pretrained":  # the weights' own record (pretrained.final_relu_of) unless set
-        final_relu = pretrained.final_relu_of(weights_metadata or {}, cfg.final_relu)
+    if cfg.init == "pretrained":  # the weights' own record (params_lib.final_relu_of) unless set
+        final_relu = params_lib.final_relu_of(weights_metadata or {}, cfg.final_relu)
     else:  # random init: the paper's ReLU unless set
         final_relu = True if cfg.final_relu is None else cfg.final_relu
     return cfg.replace(final_relu=final_relu, input=input_kind)
@@ -130,7 +130,7 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
     """Fine-tune; returns the final metrics. `stop_after_steps` stops early (like a kill, after a checkpoint).
 
     backbone / weights_metadata: the VGGish params and metadata.json of a weights directory
-    (`models.vggish.pretrained.load`). A resume with other settings than the checkpointed run's is refused
+    (`models.vggish.params.load`). A resume with other settings than the checkpointed run's is refused
     unless `allow_changed_settings` (then config.json records the change in its history).
     """
     cfg, steps_per_epoch = _checked(cfg, sources, backbone, weights_metadata)

@@ -27,19 +27,13 @@ import numpy as np
 from flax import nnx
 
 from vggish_jax.models import loading
-from vggish_jax.models.vggish import pretrained
-from vggish_jax.models.vggish.pretrained import WeightsError
+from vggish_jax.models.vggish import hub, params as params_lib
+from vggish_jax.models.vggish.params import (  # noqa: F401  (the layout's names, re-exported for the model's users)
+    CONV_CHANNELS, EMBEDDING_SIZE, FC_FEATURES, FLAT_SHAPE, POOL_AFTER, WeightsError, param_shapes)
 
 if TYPE_CHECKING:
     from vggish_jax.models.vggish.postprocess import PCAParams
     from vggish_jax.spec import EmbeddingSpec
-
-CONV_CHANNELS = (("conv1", 64), ("conv2", 128), ("conv3_1", 256), ("conv3_2", 256), ("conv4_1", 512), ("conv4_2", 512))
-POOL_AFTER = frozenset({"conv1", "conv2", "conv3_2", "conv4_2"})
-FC_FEATURES = (("fc1_1", 4096), ("fc1_2", 4096), ("fc2", 128))
-FLAT_SHAPE = (6, 4, 512)
-EMBEDDING_SIZE = 128
-
 
 class VGGish(nnx.Module):
     def __init__(self, *, final_relu: bool = False, dtype: jnp.dtype = jnp.float32,
@@ -67,22 +61,36 @@ class VGGish(nnx.Module):
     @classmethod
     def from_pretrained(cls, weights_dir: str | os.PathLike, *, final_relu: bool | None = None,
                         dtype=jnp.float32) -> "VGGish":
-        """The model in a weights directory written by `vggish-jax convert`, with `.spec` (how its raw
-        embeddings are made) and `.pca` attached. `final_relu` overrides what the weights record."""
+        """The model in a weights directory written by `vggish-jax convert` or by `save_pretrained`, with
+        `.spec` (how its raw embeddings are made) and `.pca` attached. `final_relu` overrides what the
+        weights record."""
         return load_pretrained_model(weights_dir, final_relu=final_relu, dtype=dtype)[0]
 
-    def attach(self, *, spec: "EmbeddingSpec | None" = None, pca: "PCAParams | None" = None) -> None:
-        """Record this model's EmbeddingSpec and PCA params (outside the graph; see the module doc)."""
-        _ATTACHED[self] = (spec, pca)
+    def save_pretrained(self, directory: str | os.PathLike) -> str:
+        """Write this model as model.safetensors + config.json (its spec and where its weights came from) +
+        a README.md model card (hub.py); `from_pretrained(directory)` reads it back exactly."""
+        from vggish_jax.spec import EmbeddingSpec, params_sha256
+
+        p = to_dict(self)
+        spec = self.spec or EmbeddingSpec.create(weights_sha256=params_sha256(p), final_relu=self.final_relu)
+        config = {**_ATTACHED.get(self, (None, None, {}))[2], "final_relu": bool(self.final_relu),
+                  "spec": spec.to_dict()}
+        return hub.save(directory, p, pca=self.pca, config=config)
+
+    def attach(self, *, spec: "EmbeddingSpec | None" = None, pca: "PCAParams | None" = None,
+               provenance: dict | None = None) -> None:
+        """Record this model's EmbeddingSpec, PCA params and where its weights came from (the source and
+        file hashes convert recorded) outside the graph; see the module doc."""
+        _ATTACHED[self] = (spec, pca, dict(provenance or {}))
 
     @property
     def spec(self) -> "EmbeddingSpec | None":
         """How this model's raw embeddings are made (from_pretrained attaches it; None if never attached)."""
-        return _ATTACHED.get(self, (None, None))[0]
+        return _ATTACHED.get(self, (None, None, {}))[0]
 
     @property
     def pca(self) -> "PCAParams | None":
-        return _ATTACHED.get(self, (None, None))[1]
+        return _ATTACHED.get(self, (None, None, {}))[1]
 
     def features(self, x: jax.Array) -> jax.Array:
         """Conv stack: [batch, 96, 64(, 1)] -> flattened [batch, 12288] (H, W, C order)."""
@@ -102,7 +110,7 @@ class VGGish(nnx.Module):
         return nnx.relu(x) if self.final_relu else x
 
 
-# model -> (spec, pca): weak, so a dropped model takes its record with it.
+# model -> (spec, pca, provenance): weak, so a dropped model takes its record with it.
 _ATTACHED: "weakref.WeakKeyDictionary[VGGish, tuple]" = weakref.WeakKeyDictionary()
 
 
@@ -117,37 +125,21 @@ def num_params(model: nnx.Module) -> int:
     return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-def param_shapes(width_divisor: int = 1) -> dict:
-    """{layer: {'kernel': shape, 'bias': shape}} of the reference layout (or of a width_divisor model),
-    without allocating weights."""
-    return loading.shapes(lambda: VGGish(width_divisor=width_divisor, rngs=nnx.Rngs(0)), nnx.Param)
+def to_dict(model: VGGish) -> dict:
+    """Model parameters as a nested dict of numpy arrays (the params.py layout)."""
+    return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 
-def validate(params: dict, source: str = "params", width_divisor: int = 1) -> None:
-    """Check names and shapes against the reference layout (of a `width_divisor` model); raise WeightsError
-    naming the first bad tensor."""
-    expected = param_shapes(width_divisor)
-    missing = sorted(f"{l}/{k}" for l, d in expected.items() for k in d if k not in params.get(l, {}))
-    extra = sorted(f"{l}/{k}" for l, d in params.items() for k in (d if isinstance(d, dict) else {"": 0})
-                   if k not in expected.get(l, {}))
-    if missing:
-        raise WeightsError(f"{source}: missing tensors {missing}")
-    if extra:
-        raise WeightsError(f"{source}: unexpected tensors {extra}")
-    for layer, d in expected.items():
-        for k, shape in d.items():
-            got = tuple(np.shape(params[layer][k]))
-            if got != shape:
-                what = "" if width_divisor == 1 else f" (of a width_divisor={width_divisor} VGGish)"
-                raise WeightsError(f"{source}: tensor {layer}/{k} has shape {got}, expected {shape}{what}")
-            if not np.all(np.isfinite(np.asarray(params[layer][k], dtype=np.float32))):
-                raise WeightsError(f"{source}: tensor {layer}/{k} contains NaN/inf; the weight file is corrupt")
+def random(seed: int = 0, width_divisor: int = 1) -> dict:
+    """Randomly initialised parameters in the reference layout (tests, benchmarks, smoke runs); a
+    width_divisor > 1 gives the same-shaped small model."""
+    return to_dict(VGGish(width_divisor=width_divisor, rngs=nnx.Rngs(seed)))
 
 
 def build(params: dict, *, final_relu: bool = False, dtype=jnp.float32, source: str = "params",
           width_divisor: int = 1) -> VGGish:
-    """A VGGish model holding `params` (validated first against the `width_divisor` layout)."""
-    validate(params, source, width_divisor)
+    """A VGGish model holding `params` (checked first by params.validate against the `width_divisor` layout)."""
+    params_lib.validate(params, source, width_divisor)
     return loading.from_pure_dict(
         lambda: VGGish(final_relu=final_relu, dtype=dtype, width_divisor=width_divisor, rngs=nnx.Rngs(0)),
         params, nnx.Param)
@@ -157,17 +149,17 @@ def load_pretrained_model(directory: str | os.PathLike, *, final_relu: bool | No
                           dtype=jnp.float32) -> tuple[VGGish, dict]:
     """(VGGish with its spec and PCA params attached, weights metadata) from a weights directory; the
     tensors must have the layout of the width_divisor the metadata records."""
-    p, pca, meta = pretrained.load(directory)
+    p, pca, meta = (hub.load if hub.is_hub_folder(directory) else params_lib.load)(directory)
     name = os.fspath(directory)
     if meta.get("model", "vggish") != "vggish":
         raise WeightsError(f"{name}: holds {meta['model']} weights, not VGGish")
-    divisor = pretrained.width_divisor_of(meta)
+    relu = params_lib.final_relu_of(meta, final_relu)
     try:
-        validate(p, os.path.join(name, pretrained.TREE), divisor)
+        model = build(p, final_relu=relu, dtype=dtype, source=os.path.join(name, params_lib.TREE),
+                      width_divisor=params_lib.width_divisor_of(meta))
     except WeightsError as e:
-        raise WeightsError(f"{e}, as {os.path.join(name, pretrained.METADATA)} records; convert the weights "
+        raise WeightsError(f"{e}, as {os.path.join(name, params_lib.METADATA)} records; convert the weights "
                            f"again with `vggish-jax convert ... --out {name} --overwrite`") from None
-    relu = pretrained.final_relu_of(meta, final_relu)
-    model = build(p, final_relu=relu, dtype=dtype, source=name, width_divisor=divisor)
-    model.attach(spec=pretrained.spec_of(meta, final_relu=relu, dtype=jnp.dtype(dtype).name), pca=pca)
+    model.attach(spec=params_lib.spec_of(meta, final_relu=relu, dtype=jnp.dtype(dtype).name), pca=pca,
+                 provenance={k: meta[k] for k in ("source", "hashes", "seed") if k in meta})
     return model, meta

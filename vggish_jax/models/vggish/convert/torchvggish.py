@@ -7,6 +7,10 @@ checks this against torchvggish's own `VGG` module. The published PCA file (vggi
 written in 2019 by a torch 1.x legacy torch.save under NumPy 1.x) is a dict of two NumPy float64 arrays, not
 tensors: 'pca_eigen_vectors' [128, 128] and 'pca_means' with 128 values (torchvggish reshapes it to a column,
 so [128] and [128, 1] are both read).
+
+Also read: a state dict nested under 'state_dict' or 'model' (training checkpoints), and half-precision
+tensors (float16/bfloat16, widened to float32; NumPy has no bfloat16). Keys that are not VGGish tensors are
+refused by name rather than dropped.
 """
 from __future__ import annotations
 
@@ -15,13 +19,15 @@ import re
 
 import numpy as np
 
-from vggish_jax.models.vggish.modeling import param_shapes
+from vggish_jax.models.vggish import params as params_lib
+from vggish_jax.models.vggish.convert import formats
 from vggish_jax.models.vggish.params import WeightsError
 from vggish_jax.models.vggish.postprocess import PCAParams
 
 CONV_KEYS = {"conv1": "features.0", "conv2": "features.3", "conv3_1": "features.6", "conv3_2": "features.8",
              "conv4_1": "features.11", "conv4_2": "features.13"}
 FC_KEYS = {"fc1_1": "embeddings.0", "fc1_2": "embeddings.2", "fc2": "embeddings.4"}
+NESTED = ("state_dict", "model")  # where training checkpoints keep the state dict
 
 
 def _array_globals() -> list:
@@ -59,6 +65,8 @@ def load_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: reading .pth files needs torch; pip install 'vggish-jax[torch]'") from e
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: no such file; download it or pass --download")
+    formats.require(path, ("torch",), "a PyTorch .pth file", "pass torchvggish's vggish-10086976.pth / "
+                    "vggish_pca_params-970ea276.pth (or a TF vggish_pca_params.npz as --tf-pca)")
     try:
         with torch.serialization.safe_globals(_array_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -70,9 +78,22 @@ def load_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 f"tensor or array, so loading it could run code; it is not a VGGish weights file as published") from e
         raise WeightsError(f"{path}: not a readable PyTorch state dict ({type(e).__name__}: "
                            f"{_first_line(e)}); the file is truncated or corrupt, download it again") from e
+    for key in NESTED:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a state dict, found {type(state).__name__}")
-    return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for k, v in state.items()}
+    return {k: _to_numpy(v, torch) for k, v in state.items()}
+
+
+def _to_numpy(v, torch):
+    if not hasattr(v, "detach"):
+        return v if isinstance(v, dict) else np.asarray(v)
+    v = v.detach().cpu()
+    if v.is_floating_point() and v.dtype not in (torch.float32, torch.float64):
+        v = v.float()  # float16/bfloat16 checkpoints; the converted weights are float32 anyway
+    return v.numpy()
 
 
 def _first_line(e: Exception) -> str:
@@ -81,13 +102,14 @@ def _first_line(e: Exception) -> str:
 
 
 def params_from_state_dict(state: dict[str, np.ndarray], source: str = "state dict") -> dict:
-    """torchvggish state dict -> {'conv1': {'kernel' HWIO, 'bias'}, ..., 'fc2': {'kernel' [in, out], 'bias'}}."""
+    """torchvggish state dict -> {'conv1': {'kernel' HWIO, 'bias'}, ..., 'fc2': {'kernel' [in, out], 'bias'}},
+    checked by params.validate (naming the torch tensors). Keys that are not VGGish tensors are refused."""
     def get(key):
         if key not in state:
             raise WeightsError(f"{source}: missing tensor {key!r}; is this a torchvggish VGGish state dict?")
         return np.asarray(state[key], np.float32)
 
-    expected = param_shapes()
+    keys = {**CONV_KEYS, **FC_KEYS}
     params = {}
     for name, key in CONV_KEYS.items():
         w = get(f"{key}.weight")
@@ -99,12 +121,12 @@ def params_from_state_dict(state: dict[str, np.ndarray], source: str = "state di
         if w.ndim != 2:
             raise WeightsError(f"{source}: tensor {key}.weight has shape {w.shape}, expected 2-d [out, in]")
         params[name] = {"kernel": np.ascontiguousarray(w.T), "bias": get(f"{key}.bias")}
-    keys = {**CONV_KEYS, **FC_KEYS}
-    for name, d in params.items():
-        for part, torch_part in (("kernel", "weight"), ("bias", "bias")):
-            if d[part].shape != expected[name][part]:
-                raise WeightsError(f"{source}: tensor {keys[name]}.{torch_part} does not fit VGGish {name}/{part} "
-                                   f"(converted shape {d[part].shape}, expected {expected[name][part]})")
+    extra = sorted(set(state) - {f"{k}.{part}" for k in keys.values() for part in ("weight", "bias")})
+    if extra:
+        raise WeightsError(f"{source}: unexpected keys {extra}, not VGGish tensors; pass a torchvggish VGGish "
+                           f"state dict (features.*, embeddings.*) such as vggish-10086976.pth")
+    part = {"kernel": "weight", "bias": "bias"}
+    params_lib.validate(params, source, name_of=lambda layer, k: f"{keys[layer]}.{part[k]}")
     return params
 
 

@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from vggish_jax.models.vggish import params as params_lib
+from vggish_jax.models.vggish.convert import formats
 from vggish_jax.models.vggish.params import WeightsError
 from vggish_jax.models.vggish.postprocess import PCAParams
 
@@ -44,17 +46,22 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def params_from_variables(variables: dict[str, np.ndarray], source: str = "checkpoint") -> dict:
+    """TF-slim variables -> our layout, checked by params.validate (naming the TF variables)."""
     params: dict = {}
-    for (layer, part), name in variable_names().items():
+    names = variable_names()
+    for (layer, part), name in names.items():
         if name not in variables:
             raise WeightsError(f"{source}: missing variable {name!r}; is this the VGGish TF-slim checkpoint?")
         params.setdefault(layer, {})[part] = np.asarray(variables[name], np.float32)
+    params_lib.validate(params, source, name_of=lambda layer, part: names[layer, part])
     return params
 
 
 def load_pca_npz(path: str | os.PathLike) -> PCAParams:
     """vggish_pca_params.npz -> PCAParams. Loaded with allow_pickle=False: pickled objects are refused, never run."""
     path = os.fspath(path)
+    formats.require(path, ("npz",), "a NumPy .npz archive", "pass TF's vggish_pca_params.npz "
+                    "(or torchvggish's vggish_pca_params-970ea276.pth as --torch-pca)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

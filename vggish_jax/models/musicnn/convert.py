@@ -1,6 +1,6 @@
 """The `musicnn` 0.1.0 wheel's MSD_musicnn TF1 checkpoint -> vggish_jax/assets/msd_musicnn.npz.
 
-    python -m weights_convert.musicnn --wheel musicnn-0.1.0-py3-none-any.whl --out vggish_jax/assets/msd_musicnn.npz
+    python -m vggish_jax.models.musicnn.convert --wheel musicnn-0.1.0-py3-none-any.whl --out vggish_jax/assets/msd_musicnn.npz
     (or --from-pip: `pip download --no-deps musicnn==0.1.0` first, needs the registry)
 
 Needs TensorFlow to read the checkpoint (the `musicnn-convert` extra); the mapping itself is plain NumPy.

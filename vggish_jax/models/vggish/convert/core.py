@@ -1,0 +1,178 @@
+"""One conversion entry point: published files (or random init) -> a vggish-jax weights directory.
+
+The new weights are written to a hidden folder beside `out` and swapped in only when complete, so a kill
+or a full disk half-way leaves the weights already in `out` usable. A lock beside `out` (`lock_path`) keeps
+two conversions from writing one folder at once: the second is refused with one line naming the first.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from vggish_jax import atomic
+from vggish_jax.models.vggish import modeling, params as params_lib
+from vggish_jax.models.vggish.convert import download, formats, tf_slim, torchvggish
+from vggish_jax.models.vggish.postprocess import PCAParams
+
+
+def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None = None,
+            tf_checkpoint: str | None = None, tf_pca: str | None = None, download_source: str | None = None,
+            random_seed: int | None = None, final_relu: bool | None = None) -> str:
+    """Write converted weights to `out`; exactly one source: torch files, TF files, a download, or random.
+
+    A PCA file (torch_pca or tf_pca, either format, with any source but a download, which fetches its own)
+    is read and saved with the weights; metadata.json records the files that were used and nothing else.
+    download_source: 'torch' or 'tf' fetches the published files into the cache (see convert.download).
+    final_relu: the default recorded with the weights (torchvggish applies one, current TF does not).
+    """
+    sources = [torch_weights is not None, tf_checkpoint is not None, download_source is not None,
+               random_seed is not None]
+    if sum(sources) != 1:
+        raise ValueError("give exactly one source: --torch-weights, --tf-checkpoint, --download or --random")
+    if torch_pca is not None and tf_pca is not None:
+        raise ValueError(f"give one PCA file, not both --torch-pca {torch_pca} and --tf-pca {tf_pca}")
+    pca_file = torch_pca if torch_pca is not None else tf_pca
+    if download_source is not None:
+        if pca_file is not None:
+            raise ValueError(f"--download {download_source} fetches its own PCA file; drop "
+                             f"--{'torch' if torch_pca else 'tf'}-pca {pca_file}, or convert local files instead")
+        if download_source not in ("torch", "tf"):
+            raise ValueError(f"--download takes 'torch' or 'tf', got {download_source!r}")
+        if download_source == "torch":
+            torch_weights, pca_file = download.fetch("torch_weights"), download.fetch("torch_pca")
+        else:
+            tf_checkpoint, pca_file = download.fetch("tf_checkpoint"), download.fetch("tf_pca")
+
+    pca = read_pca(pca_file) if pca_file is not None else None  # first: small, and a wrong file fails fast
+    if torch_weights is not None:
+        p = torchvggish.params_from_state_dict(torchvggish.load_pth(torch_weights), torch_weights)
+        source, relu_default, weights_file = "torchvggish", True, torch_weights
+    elif tf_checkpoint is not None:
+        p = tf_slim.params_from_variables(tf_slim.read_checkpoint(tf_checkpoint), tf_checkpoint)
+        source, relu_default, weights_file = "tensorflow", False, tf_checkpoint
+    else:
+        p, source, relu_default, weights_file = modeling.random(random_seed), "random", False, None
+    used = {k: v for k, v in (("weights", weights_file), ("pca", pca_file)) if v is not None}
+    meta = {"source": source, "final_relu": relu_default if final_relu is None else final_relu,
+            "files": {k: os.path.abspath(v) for k, v in used.items()},
+            "hashes": {os.path.basename(v): download.sha256(v) for v in used.values() if os.path.isfile(v)}}
+    if random_seed is not None:
+        meta["seed"] = random_seed
+    return save_beside(out, p, pca=pca, metadata=meta)
+
+
+def read_pca(path: str) -> PCAParams:
+    """PCA params from TF's .npz or torchvggish's .pth, whichever `path` holds (a flag's name does not
+    decide it: both are the same numbers); any other file is refused naming it."""
+    found = formats.require(path, ("npz", "torch"), "a VGGish PCA file",
+                            "pass vggish_pca_params.npz (TF) or vggish_pca_params-970ea276.pth (torchvggish)")
+    if found == "npz":
+        return tf_slim.load_pca_npz(path)
+    return torchvggish.pca_from_state_dict(torchvggish.load_pth(path), path)
+
+
+def lock_path(out: str) -> str:
+    """The lock file beside `out` (not in it: `out` itself is renamed by the swap)."""
+    out = os.path.abspath(out)
+    return os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.lock")
+
+
+@contextlib.contextmanager
+def writing(out: str):
+    """Hold `out`'s lock (refused with one line while another convert holds it) and clean up after a
+    convert killed half-way, in that order: never another writer's unfinished files."""
+    out = os.path.abspath(out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with atomic.exclusive(lock_path(out), out):
+        recover(out)
+        yield out
+
+
+def save_beside(out: str, params: dict, *, pca=None, metadata: dict) -> str:
+    """params.save into a new folder next to `out`, then swap it in (old weights kept until then), holding
+    `out`'s lock throughout."""
+    out = os.path.abspath(out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    require_space(out, sum(np.asarray(a).nbytes for a in _leaves(params)))  # before the lock file is written
+    with writing(out) as out:
+        return _save_and_swap(out, params, pca, metadata)
+
+
+def require_space(out: str, need: int | None = None) -> None:
+    """Refuse, before anything is written, an `out` whose disk cannot take `need` bytes of weights (default:
+    the published VGGish's float32 params and PCA, what every source converts to)."""
+    from vggish_jax import preflight
+
+    if need is None:
+        need = 4 * (sum(int(np.prod(s)) for d in params_lib.param_shapes().values() for s in d.values())
+                    + params_lib.EMBEDDING_SIZE * (params_lib.EMBEDDING_SIZE + 1))
+    parent = os.path.dirname(os.path.abspath(out))
+    free = shutil.disk_usage(parent).free
+    if free < need * 1.1 + (1 << 20):
+        raise preflight.OutputError(f"{parent}: {free / 1e6:.0f} MB free, but the weights need about "
+                                    f"{need / 1e6:.0f} MB; free some space or choose another --out")
+
+
+def _save_and_swap(out: str, params: dict, pca, metadata: dict) -> str:
+    parent = os.path.dirname(out)
+    require_space(out, sum(np.asarray(a).nbytes for a in _leaves(params))
+                  + (pca.eigen_vectors.nbytes + pca.means.nbytes if pca is not None else 0))
+    new = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.new-")
+    os.chmod(new, 0o777 & ~atomic.umask())
+    try:
+        with _quiet_orbax():
+            params_lib.save(new, params, pca=pca, metadata=metadata)
+    except BaseException as e:
+        shutil.rmtree(new, ignore_errors=True)
+        if "No space left on device" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), out) from None
+        raise
+    old = None
+    if os.path.lexists(out):
+        old = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.old-")
+        os.rename(out, os.path.join(old, "weights"))
+    os.rename(new, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def recover(out: str) -> None:
+    """Clean up after a convert killed half-way: put back old weights moved aside just before the swap
+    (killed between the two renames), and remove unfinished new ones."""
+    parent, name = os.path.split(out)
+    for entry in sorted(os.listdir(parent)):
+        path = os.path.join(parent, entry)
+        if entry.startswith(f".{name}.old-") and os.path.isdir(path):
+            if not os.path.lexists(out) and os.path.isdir(os.path.join(path, "weights")):
+                os.rename(os.path.join(path, "weights"), out)
+            shutil.rmtree(path, ignore_errors=True)
+        elif entry.startswith(f".{name}.new-") and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        for v in tree.values():
+            yield from _leaves(v)
+    else:
+        yield tree
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """orbax logs each failed background write with a traceback (absl ERROR) before raising; the one-line
+    error from the raised exception is enough."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,56 @@
+"""What a file given to `convert` is, from its first bytes, so a wrong file is named as what it is.
+
+torch.load and np.load report a CSV or a text file as a pickling error (np.load even as "pickled data"),
+which would read as a corrupt or malicious download. Checking the first bytes first keeps those apart.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+
+from vggish_jax.models.vggish.params import WeightsError
+
+_PICKLE = b"\x80"  # pickle protocol 2+ (torch's legacy serialisation starts with one)
+_ZIP = b"PK\x03\x04"
+_NPY = b"\x93NUMPY"
+
+
+def kind(path: str | os.PathLike) -> str:
+    """'npz', 'torch' (legacy pickle or zip archive), 'npy', 'empty', 'text' or 'unknown'."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "empty"
+    if head.startswith(_NPY):
+        return "npy"
+    if head.startswith(_PICKLE):
+        return "torch"
+    if head.startswith(_ZIP):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "torch"  # a truncated archive: torch.load names it as truncated
+        if names and all(n.endswith(".npy") for n in names):
+            return "npz"
+        return "torch" if any(n.endswith("data.pkl") for n in names) else "unknown"
+    try:
+        head.decode("utf-8")
+        return "text"
+    except UnicodeDecodeError:
+        return "unknown"
+
+
+_DESCRIBE = {"npz": "a NumPy .npz archive", "torch": "a PyTorch file", "npy": "a single NumPy .npy array",
+             "empty": "empty", "text": "a text file (CSV or similar)", "unknown": "of an unknown format"}
+
+
+def require(path: str | os.PathLike, allowed: tuple[str, ...], what: str, fix: str) -> str:
+    """The kind of `path` if it is one of `allowed`; else one WeightsError naming the file and what it is."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such file; check the path")
+    found = kind(path)
+    if found not in allowed:
+        raise WeightsError(f"{path}: is {_DESCRIBE[found]}, not {what}; {fix}")
+    return found
