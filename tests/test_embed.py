@@ -133,7 +133,7 @@ def test_long_file_streams_in_blocks_and_equals_the_whole_file(small_weights_dir
     streamed.stream_seconds = 10.0  # so this 75-s file takes the block path (60-s blocks)
     whole = load_pretrained(small_weights_dir, batch_size=8)
     (p, got), = streamed.iter_files([path], workers=1)
-    want = whole.embed_waveform(audio.load(path, 16000)[0])  # decoded whole, one waveform
+    want = whole._embed_16k(audio.load(path, 16000)[0])  # decoded whole, one waveform
     assert got.shape == want.shape == (78, 128)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 

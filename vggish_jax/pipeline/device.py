@@ -152,8 +152,8 @@ class AudioEmbedder:
         b = max(1, self.examples_per_call // bucket)
         return b + (-b % self.num_devices)
 
-    def embed_waveform(self, wave: np.ndarray) -> np.ndarray:
-        """One 16 kHz waveform (at least one example long) -> [n, 128]."""
+    def _embed_16k(self, wave: np.ndarray) -> np.ndarray:
+        """One 16 kHz waveform (at least one example long; not checked: see `pipeline.waveform`) -> [n, 128]."""
         key, out = next(self.embed_stream([(0, wave)]))
         return out
 
