@@ -209,3 +209,26 @@ def test_stored_embeddings_pass_through_unchanged_with_multi_hot_labels(tmp_path
     assert info["multilabel"] is True and spec_lib.read(info, out) == src.spec
     again = run_local(job, None, process_index=0, process_count=1, progress=False, log=lambda m: None)
     assert again.computed == {"train": [], "test": []} and again.reused == {"train": [0, 1], "test": [0]}
+
+
+@pytest.mark.parametrize("error, kind", [
+    ("unreadable", "unreadable"), ("truncated", "truncated"), ("silent", "silent"), ("too_short", "too_short"),
+    ("waveform", "invalid"), ("waveform_short", "too_short"), ("no_such_file", "missing"),
+    ("says_permission_denied", "undecodable"),  # the kind is the error's class, never read from its text
+])
+def test_skip_kinds_come_from_the_error_not_its_text(tmp_path, error, kind):
+    from vggish_jax import audio
+    from vggish_jax.models.vggish import frontend
+    from vggish_jax.pipeline import host, waveform
+
+    path = tmp_path / "x.wav"
+    path.write_bytes(b"not audio")
+    e = {"unreadable": audio.UnreadableError("x: is a FIFO"), "truncated": audio.TruncatedError("x: cut"),
+         "silent": audio.SilentAudioError("x: silent"), "too_short": frontend.TooShortError("x: short"),
+         "waveform": waveform.WaveformError("bad shape"), "waveform_short": waveform.WaveformTooShort("short"),
+         "no_such_file": audio.AudioError("decoder failed"),
+         "says_permission_denied": audio.AudioError("x: permission denied, no such file, shorter than one")}[error]
+    where = str(tmp_path / "gone.wav") if error == "no_such_file" else str(path)
+    s = host.skip_of(where, e)
+    assert (s.kind, s.path, s.reason) == (kind, where, str(e))
+    assert host.skip_of("fma:3", audio.AudioError("corrupt block"), on_disk=False).kind == "undecodable"
