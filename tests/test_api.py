@@ -202,7 +202,8 @@ def test_embed_files_in_order_with_skips_and_the_oracle(model, audio_files, smal
     out = list(vggish_jax.embed_files(paths, model, workers=1))
     assert [p for p, _ in out] == paths
     wav, missing, short, mono = (e for _, e in out)
-    assert isinstance(missing, vggish_jax.Skip) and missing.kind == "missing" and audio_files["missing"] in missing.reason
+    assert isinstance(missing, vggish_jax.Skip) and missing.kind == "missing"
+    assert audio_files["missing"] in missing.reason
     assert isinstance(short, vggish_jax.Skip) and short.kind == "too_short"
     p, _, _ = pretrained.load(small_weights_dir)
     for e, path in ((wav, audio_files["wav"]), (mono, audio_files["mono22k"])):
@@ -220,7 +221,7 @@ def test_embed_files_in_order_with_skips_and_the_oracle(model, audio_files, smal
 @pytest.mark.parametrize("one", ["one.wav", pytest.param("path", id="PathLike")])
 def test_embed_files_refuses_a_single_path(model, tmp_path, one):
     path = tmp_path / "one.wav" if one == "path" else one
-    with pytest.raises(TypeError, match=r"embed_files takes a list of files, got the single path .*one.wav.*pass \[path\]"):
+    with pytest.raises(TypeError, match=r"takes a list of files, got the single path .*one.wav.*pass \[path\]"):
         vggish_jax.embed_files(path, model)
 
 

@@ -66,7 +66,7 @@ def single(mini, small_weights_dir, tmp_path_factory):
     data_dir, out = str(root / "data"), str(root / "emb")
     fma.prepare("fma/small", data_dir=data_dir, manual_dir=mini.manual_dir, workers=0)
     run_extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD,
-            workers=0, progress=False)
+                workers=0, progress=False)
     return data_dir, out
 
 
@@ -75,8 +75,9 @@ def single_audio(mini, small_weights_dir, tmp_path_factory):
     """The single-process `--from-audio` extraction (device frontend on the decoded mp3s, float32)."""
     root = tmp_path_factory.mktemp("beam_single_audio")
     out = str(root / "emb")
-    run_extract("fma/small", data_dir=str(root / "data"), manual_dir=mini.manual_dir, out=out, weights=small_weights_dir,
-            batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True, progress=False)
+    run_extract("fma/small", data_dir=str(root / "data"), manual_dir=mini.manual_dir, out=out,
+                weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True,
+                progress=False)
     return out
 
 
@@ -230,7 +231,7 @@ def test_folder_of_audio_files(tmp_path, small_weights_dir):
     os.remove(folder / "a0.wav")
     os.remove(store.shard_path(out, "all", 1))
     local = run_extract(str(folder), out=out, weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0,
-                    progress=False, log=lambda m: None)
+                        progress=False, log=lambda m: None)
     assert local.computed == {"all": [1]} and local.reused == {"all": [0]}
     np.testing.assert_allclose(store.load_split(out, "all").embeddings[1], got.embeddings[1], rtol=0, atol=1e-6)
 

@@ -180,7 +180,7 @@ def csv_store(tmp_path_factory, small_weights_dir):
     (root / "labels.csv").write_text("path,label,group\n" + "".join(",".join(r) + "\n" for r in rows))
     out = str(root / "emb")
     run_extract(None, labels=str(root / "labels.csv"), out=out, weights=small_weights_dir, workers=0, progress=False,
-            log=lambda m: None)
+                log=lambda m: None)
     return out, {str(root / r[0]): r[2] for r in rows}
 
 

@@ -41,7 +41,7 @@ def reference(fma_dirs, small_weights_dir, tmp_path_factory):
     mini, data_dir = fma_dirs
     out = str(tmp_path_factory.mktemp("ref") / "emb")
     summary = run_extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
-                      shard_size=SHARD, workers=0, progress=False)
+                          shard_size=SHARD, workers=0, progress=False)
     return out, summary
 
 
@@ -116,7 +116,7 @@ def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs,
     mtimes = {p: os.stat(p).st_mtime_ns for p in finished}
 
     summary = run_extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
-                      shard_size=SHARD, workers=0, progress=False)
+                          shard_size=SHARD, workers=0, progress=False)
     reused = {store.shard_path(out, s, i) for s, idx in summary.reused.items() for i in idx}
     computed = {store.shard_path(out, s, i) for s, idx in summary.computed.items() for i in idx}
     assert reused == set(finished) and not reused & computed and len(reused | computed) == 6
@@ -127,7 +127,7 @@ def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs,
     assert info == ref_info
 
     again = run_extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
-                    shard_size=SHARD, workers=0, progress=False)
+                        shard_size=SHARD, workers=0, progress=False)
     assert sum(map(len, again.computed.values())) == 0 and sum(map(len, again.reused.values())) == 6
 
 
@@ -137,7 +137,7 @@ def test_other_settings_into_the_same_directory_are_refused(reference, fma_dirs,
     _, data_dir = fma_dirs
     with pytest.raises(ValueError, match=r"final_relu: True \(weights .*\) vs False \(.*info.json\)"):
         run_extract("fma/small", data_dir=data_dir, out=reference[0], weights=small_weights_dir, batch_size=BATCH,
-                shard_size=SHARD, final_relu=True, workers=0, progress=False)
+                    shard_size=SHARD, final_relu=True, workers=0, progress=False)
 
 
 def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, small_weights_dir, tmp_path):
@@ -147,8 +147,8 @@ def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, 
     out = str(tmp_path / "emb_audio")
     # float64 device frontend: within 1e-5 of the NumPy oracle that made the stored log-mels
     summary = run_extract("fma/small", data_dir=str(tmp_path / "unused"), manual_dir=mini.manual_dir, out=out,
-                      weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=1, from_audio=True,
-                      precision="float64", progress=False)
+                          weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=1, from_audio=True,
+                          precision="float64", progress=False)
     assert _skipped_ids(summary.skipped) == set(mini.bad)
     for split in SPLITS:
         x, y = store.load_split(out, split), store.load_split(reference[0], split)
@@ -209,7 +209,7 @@ def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_
     pretrained.save(weights, params.random(0), metadata={"source": "random", "seed": 0})
     first = json.load(open(os.path.join(weights, pretrained.METADATA)))["weights_sha256"]
     run_extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
-            workers=0, progress=False)
+                workers=0, progress=False)
     info = store.read_info(out)
     assert info[spec.KEY]["weights_sha256"] == first and info[spec.KEY]["postprocess"] is None
     os.remove(store.shard_path(out, "test", 1))  # as if killed before the last shard
@@ -220,7 +220,7 @@ def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_
     assert second != first
     with pytest.raises(spec.SpecMismatch) as e:
         run_extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
-                workers=0, progress=False)
+                    workers=0, progress=False)
     msg = str(e.value)
     assert "\n" not in msg and os.path.abspath(weights) in msg and os.path.join(out, "info.json") in msg
     assert first[:12] in msg and second[:12] in msg and "weights_sha256" in msg
@@ -250,7 +250,7 @@ def test_split_over_processes_makes_the_one_process_shard_set(reference, fma_dir
 
     def run(index, count):
         return run_extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
-                       shard_size=SHARD, workers=0, progress=False, process_index=index, process_count=count)
+                           shard_size=SHARD, workers=0, progress=False, process_index=index, process_count=count)
 
     def computed(summary):
         return {(s, i) for s, idx in summary.computed.items() for i in idx}
@@ -270,14 +270,16 @@ def test_split_over_processes_makes_the_one_process_shard_set(reference, fma_dir
 
 
 _FOUR_DEVICES = """
-import json, sys
+import sys
 import jax
-from conftest import run_extract
+import vggish_jax
+from vggish_jax.pipeline.extract import open_source
 assert jax.device_count() == 4, jax.devices()
 data_dir, manual_dir, weights, out_mel, out_audio = sys.argv[1:]
+model = vggish_jax.VGGish.from_pretrained(weights)
+settings = vggish_jax.ExtractSettings(batch_size=2, shard_size=2, workers=0, progress=False, weights_dir=weights)
 for out, kw in ((out_mel, {}), (out_audio, {"from_audio": True, "manual_dir": manual_dir})):
-    run_extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=2, shard_size=2, workers=0,
-            progress=False, **kw)
+    vggish_jax.extract(open_source("fma/small", data_dir=data_dir, **kw), out, model, settings)
 """
 
 
@@ -289,7 +291,7 @@ def test_four_devices_give_the_one_device_embeddings(reference, fma_dirs, small_
     mini, data_dir = fma_dirs
     one_audio = str(tmp_path / "one_audio")
     run_extract("fma/small", data_dir=data_dir, manual_dir=mini.manual_dir, out=one_audio, weights=small_weights_dir,
-            batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True, progress=False)
+                batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True, progress=False)
     four_mel, four_audio = str(tmp_path / "four_mel"), str(tmp_path / "four_audio")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
                XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
