@@ -47,7 +47,7 @@ def bench(quick: bool = False, workers: tuple[int, ...] = (1, 2), repeats: int |
     import tempfile
 
     from vggish_jax.models.vggish import modeling, params
-    from vggish_jax.pipeline.extract import extract
+    from vggish_jax.pipeline import extract as ex
 
     n, seconds, shard = (4, 30.0, 2) if quick else (24, 30.0, 4)
     repeats = repeats or (1 if quick else 2)
@@ -61,19 +61,20 @@ def bench(quick: bool = False, workers: tuple[int, ...] = (1, 2), repeats: int |
         manual = _bench_fma(d, n, seconds)
         weights = os.path.join(d, "weights")
         params.save(weights, modeling.random(0), metadata={"source": "random", "seed": 0})
-        common = dict(data_dir=os.path.join(d, "data"), manual_dir=manual, weights=weights, batch_size=64,
-                      shard_size=shard, from_audio=True)
+        source = ex.open_source("fma/small", data_dir=os.path.join(d, "data"), manual_dir=manual, from_audio=True)
+        model = ex.load_model(weights)
+        common = dict(weights_dir=weights, batch_size=64, shard_size=shard, log=lambda m: None)
         ref = None
         for r in range(repeats):
             for v in variants[r % len(variants):] + variants[:r % len(variants)]:
                 dest = os.path.join(d, f"{v}-{r}")
                 t0 = time.perf_counter()
                 if v == "single_process":
-                    extract("fma/small", out=dest, workers=1, progress=False, log=lambda m: None, **common)
+                    ex.extract(source, dest, model, ex.ExtractSettings(workers=1, progress=False, **common))
                 else:
                     k = int(v.split("_")[1])
-                    run = extract("fma/small", out=dest, beam_runner="direct", beam_workers=k, log=lambda m: None,
-                                  **common)
+                    run = ex.extract(source, dest, model, ex.ExtractSettings(beam=ex.BeamSettings("direct", k),
+                                                                             **common))
                     pipeline[v].append(run.seconds)
                 walls[v].append(time.perf_counter() - t0)
                 got = store.load_split(dest, "train")

@@ -53,8 +53,7 @@ SHARD = 2048
 def write_store(src: AudioSetSource, root: str, log) -> dict:
     """The source's clips in an embeddings store through the one extraction core (what `vggish-jax extract
     --dataset audioset` runs; a rerun resumes); returns its info.json."""
-    extract.extract(f"audioset_v1/{src.task_name}", out=root, weights=None, source=src, shard_size=SHARD,
-                    progress=False, log=log)
+    extract.extract(src, root, None, extract.ExtractSettings(shard_size=SHARD, progress=False, log=log))
     return store.read_info(root)
 
 

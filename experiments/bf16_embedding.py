@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     # a set: tempo classes 90/120/150 bpm, seeds vary the drums; 30 s each (31 frames)
     tempos = (90, 120, 150)
     waves = [audio.resample(clip(30.0, bpm=tempos[i % 3], seed=i), SR) for i in range(args.clips)]
-    sets = {d: [e.embed_waveform(w) for w in waves] for d, e in emb.items()}
+    sets = {d: [e._embed_16k(w) for w in waves] for d, e in emb.items()}
     frames = {d: np.concatenate(v) for d, v in sets.items()}
     clip_of = np.concatenate([np.full(len(v), i) for i, v in enumerate(sets["float32"])])
     tempo_of = np.asarray([i % 3 for i in range(args.clips)])[clip_of]

@@ -88,11 +88,13 @@ def read_json(path: str):
 
 
 def stage_extract(a) -> dict:
-    from vggish_jax.pipeline.extract import extract
+    from vggish_jax.pipeline import extract as ex
 
-    s = extract(a.dataset, out=paths(a.out)["embeddings"], weights=a.weights, data_dir=a.data_dir,
-                manual_dir=a.manual_dir, batch_size=a.batch_size, shard_size=a.shard_size, workers=a.workers,
-                final_relu=True, progress=not a.no_progress, log=log)
+    model = ex.load_model(a.weights, final_relu=True, dataset=a.dataset)
+    source = ex.open_source(a.dataset, data_dir=a.data_dir, manual_dir=a.manual_dir, workers=a.workers)
+    s = ex.extract(source, paths(a.out)["embeddings"], model, ex.ExtractSettings(
+        batch_size=a.batch_size, shard_size=a.shard_size, workers=a.workers, weights_dir=a.weights,
+        progress=not a.no_progress, log=log))
     computed, reused = (sum(len(v) for v in d.values()) for d in (s.computed, s.reused))
     log(f"extract: {computed} shards computed, {reused} reused; clips {s.num_clips}, {len(s.skipped)} skipped")
     return {"computed_shards": computed, "reused_shards": reused, "clips": s.num_clips, "skipped": len(s.skipped),

@@ -44,6 +44,35 @@ def kill_after_first_shard(proc, out: str, kill, timeout: float) -> list[str]:
     return finished_shards(out)
 
 
+_SOURCE_KEYS = ("data_dir", "manual_dir", "from_audio", "download", "labels", "task", "classes", "split")
+
+
+def run_extract(dataset, *, out, weights=None, final_relu=None, dtype="float32", precision="float32",
+                beam_runner=None, beam_workers=2, beam_options=None, **kw):
+    """`vggish_jax.extract(source, out, model, settings)` from the keywords the extraction tests vary: the
+    source by `pipeline.extract.open_source`, the model a VGGish module, a weights directory (loaded by
+    `load_model`) or None, everything else ExtractSettings (frontend_precision = `precision`)."""
+    import vggish_jax
+    from vggish_jax.pipeline import extract as ex
+
+    opened = {k: kw.pop(k) for k in _SOURCE_KEYS if k in kw}
+    if isinstance(weights, (str, os.PathLike)):
+        weights_dir = os.fspath(weights)
+        model = ex.load_model(weights_dir, final_relu=final_relu, dtype=dtype, postprocess=kw.get("postprocess", False))
+    else:
+        weights_dir, model = None, weights
+    beam = None
+    if beam_runner or beam_options:  # the Beam run, and an FMA dataset built with Beam, as the CLI does
+        from vggish_jax.pipeline import beam_runner as runners
+
+        beam = ex.BeamSettings(beam_runner, beam_workers, beam_options)
+        runner, options = runners.make(beam_runner, beam_workers, beam_options)
+        opened.update(beam_runner=runner, beam_options=options)
+    source = ex.open_source(dataset, **opened)
+    settings = vggish_jax.ExtractSettings(weights_dir=weights_dir, frontend_precision=precision, beam=beam, **kw)
+    return vggish_jax.extract(source, out, model, settings)
+
+
 @pytest.fixture(scope="session")
 def random_weights_dir(tmp_path_factory):
     from vggish_jax.models.vggish import modeling, params

@@ -18,7 +18,7 @@ from conftest import finished_shards, kill_after_first_shard  # noqa: E402
 from mini_fma import make_mini_fma  # noqa: E402
 from vggish_jax.pipeline import store  # noqa: E402
 from vggish_jax.pipeline import beam_extract, beam_runner, core  # noqa: E402
-from vggish_jax.pipeline.extract import extract  # noqa: E402
+from conftest import run_extract  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPLITS = ("train", "validation", "test")
@@ -65,8 +65,8 @@ def single(mini, small_weights_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("beam_single")
     data_dir, out = str(root / "data"), str(root / "emb")
     fma.prepare("fma/small", data_dir=data_dir, manual_dir=mini.manual_dir, workers=0)
-    extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD,
-            workers=0, progress=False)
+    run_extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD,
+                workers=0, progress=False)
     return data_dir, out
 
 
@@ -75,8 +75,9 @@ def single_audio(mini, small_weights_dir, tmp_path_factory):
     """The single-process `--from-audio` extraction (device frontend on the decoded mp3s, float32)."""
     root = tmp_path_factory.mktemp("beam_single_audio")
     out = str(root / "emb")
-    extract("fma/small", data_dir=str(root / "data"), manual_dir=mini.manual_dir, out=out, weights=small_weights_dir,
-            batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True, progress=False)
+    run_extract("fma/small", data_dir=str(root / "data"), manual_dir=mini.manual_dir, out=out,
+                weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True,
+                progress=False)
     return out
 
 
@@ -207,7 +208,7 @@ def test_folder_of_audio_files(tmp_path, small_weights_dir):
     out = str(tmp_path / "emb")
     kwargs = dict(out=out, weights=small_weights_dir, beam_runner="direct", beam_workers=1, batch_size=BATCH,
                   shard_size=SHARD, log=lambda m: None)
-    summary = extract(str(folder), **kwargs)
+    summary = run_extract(str(folder), **kwargs)
     info = store.read_info(out)
     assert info["source_identity"]["files"] == ["a.flac", "b/x.wav", "c.wav", "d.mp3"] and info["source"] == "folder"
     got = store.load_split(out, "all")
@@ -220,17 +221,17 @@ def test_folder_of_audio_files(tmp_path, small_weights_dir):
     c = summary.counters
     assert c["vggish_jax:clips_skipped_too_short"] == 1 and c["vggish_jax:clips_skipped_undecodable"] == 1
     assert c["vggish_jax:clips_embedded"] == 2 and c["vggish_jax:shards_written"] == 2
-    again = extract(str(folder), **kwargs)
+    again = run_extract(str(folder), **kwargs)
     assert again.computed == {"all": []} and again.reused == {"all": [0, 1]} and again.skipped == summary.skipped
     # A file added since renumbers the clips: resuming into the same output would mix two numberings.
     sf.write(folder / "a0.wav", tone_mix(1.5, 16000, seed=4), 16000)
     with pytest.raises(ValueError, match=r"other settings \(files: added \['a0.wav'\], removed \[\]\)"):
-        extract(str(folder), **kwargs)
+        run_extract(str(folder), **kwargs)
     # The local runner finishes the same store: same identity, same shards.
     os.remove(folder / "a0.wav")
     os.remove(store.shard_path(out, "all", 1))
-    local = extract(str(folder), out=out, weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0,
-                    progress=False, log=lambda m: None)
+    local = run_extract(str(folder), out=out, weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=0,
+                        progress=False, log=lambda m: None)
     assert local.computed == {"all": [1]} and local.reused == {"all": [0]}
     np.testing.assert_allclose(store.load_split(out, "all").embeddings[1], got.embeddings[1], rtol=0, atol=1e-6)
 
@@ -303,14 +304,14 @@ def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, small_weig
     kwargs = dict(out=out, weights=small_weights_dir, beam_runner="direct", beam_workers=0, batch_size=BATCH,
                   shard_size=1, log=lambda m: None)
     with pytest.raises(RuntimeError) as e:
-        extract(str(folder), **kwargs)
+        run_extract(str(folder), **kwargs)
     msg = str(e.value)
     assert "\n" not in msg and "disk full (simulated)" in msg and "rerun the same command" in msg
     assert not os.path.exists(store.shard_path(out, "all", 1)) and store.read_info(out)["complete"] is False
     before = {p: os.stat(p).st_mtime_ns for p in finished_shards(out)}
 
     monkeypatch.setattr(beam_extract.EmbedShards, "process", real)
-    summary = extract(str(folder), **kwargs)
+    summary = run_extract(str(folder), **kwargs)
     assert summary.computed["all"] == sorted(set(range(3)) - {int(p[-9:-4]) for p in before})
     assert {p: os.stat(p).st_mtime_ns for p in before} == before and len(finished_shards(out)) == 3
     assert store.read_info(out)["complete"] is True
@@ -320,11 +321,11 @@ def test_a_failing_worker_is_one_line_and_a_rerun_completes(tmp_path, small_weig
     moved = str(tmp_path / "weights_moved")
     shutil.copytree(small_weights_dir, moved)
     os.remove(store.shard_path(out, "all", 2))
-    resumed = extract(str(folder), **{**kwargs, "weights": moved})
+    resumed = run_extract(str(folder), **{**kwargs, "weights": moved})
     assert resumed.computed == {"all": [2]} and resumed.reused == {"all": [0, 1]}
     assert store.read_info(out)["complete"] is True
     with pytest.raises(FileNotFoundError, match="no such folder"):
-        extract(str(tmp_path / "nope"), **kwargs)
+        run_extract(str(tmp_path / "nope"), **kwargs)
 
 
 @pytest.mark.slow
@@ -348,7 +349,7 @@ def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_
     assert fma.skip_report(b) == fma.skip_report(ref)
     # Extraction from the waveform build: Beam's workers run the single-process device path on the stored
     # int16 audio, with --frontend-precision passed through (and recorded: a rerun with another is refused).
-    single_extract = extract
+    single_extract = run_extract
     outs = {}
     for name, prec in (("single64", "float64"), ("single32", "float32")):
         outs[name] = str(tmp_path / name)
@@ -358,7 +359,7 @@ def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_
     outs["beam64"] = str(tmp_path / "beam64")
     kwargs = dict(data_dir=str(tmp_path / "beam"), weights=small_weights_dir, beam_runner="direct", beam_workers=0,
                   batch_size=BATCH, shard_size=SHARD, log=lambda m: None)
-    extract("fma/small_waveform", out=outs["beam64"], precision="float64", **kwargs)
+    run_extract("fma/small_waveform", out=outs["beam64"], precision="float64", **kwargs)
     _assert_same_embeddings(outs["beam64"], outs["single64"], atol=1e-6)
     gap = max(float(np.abs(e - f).max()) for split in SPLITS
               for e, f in zip(store.load_split(outs["beam64"], split).embeddings,
@@ -367,4 +368,4 @@ def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_
     info, ref = store.read_info(outs["beam64"]), store.read_info(outs["single64"])
     assert info["frontend_precision"] == ref["frontend_precision"] == "float64"
     with pytest.raises(ValueError, match="frontend_precision"):
-        extract("fma/small_waveform", out=outs["beam64"], precision="float32", **kwargs)
+        run_extract("fma/small_waveform", out=outs["beam64"], precision="float32", **kwargs)

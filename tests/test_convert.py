@@ -10,7 +10,8 @@ import pickle
 import numpy as np
 import pytest
 
-from vggish_jax import cli, load_pretrained
+from vggish_jax import cli
+from vggish_jax.pipeline.embed import load_pretrained
 from vggish_jax.models.vggish import postprocess as post
 from vggish_jax.models.vggish.params import WeightsError
 from vggish_jax.models.vggish.convert import download, tf_slim, torchvggish

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from vggish_jax import load_pretrained
+from vggish_jax.pipeline.embed import load_pretrained
 from vggish_jax.models.vggish import postprocess as post
 from vggish_jax.models.vggish.convert import download, tf_slim
 

@@ -17,7 +17,7 @@ import soundfile as sf
 from conftest import finished_shards, tone_mix
 from vggish_jax import cli, spec as spec_lib
 from vggish_jax.pipeline import core, store
-from vggish_jax.pipeline.extract import extract
+from vggish_jax.pipeline.extract import ExtractSettings, extract, load_model
 from vggish_jax.pipeline.sources.folder import Folder
 
 BATCH = 2
@@ -40,9 +40,11 @@ def embedder(small_weights_dir):
     return load_pretrained(small_weights_dir, batch_size=BATCH)
 
 
-def _run(source_dir, out, weights, **kw):
-    return extract(str(source_dir), out=str(out), weights=weights, shard_size=2, workers=0, progress=False,
-                   log=kw.pop("log", lambda m: None), **kw)
+def _run(source_dir, out, model, weights_dir=None, **kw):
+    """The public extract on a folder named by its path (the string spec `open_source` resolves)."""
+    settings = ExtractSettings(**{"shard_size": 2, "workers": 0, "progress": False, "batch_size": BATCH,
+                                  "weights_dir": weights_dir, "log": lambda m: None, **kw})
+    return extract(str(source_dir), str(out), model, settings)
 
 
 def test_folder_classes_come_from_first_level_subfolders(genres, embedder, tmp_path):
@@ -50,7 +52,7 @@ def test_folder_classes_come_from_first_level_subfolders(genres, embedder, tmp_p
     assert src.label_names == ["blues", "jazz", "rock"] and src.splits() == {"all": 6}
     assert src.describe().endswith("6 audio files in 3 classes (blues 2, jazz 1, rock 3)")
     lines = []
-    summary = _run(genres, tmp_path / "emb", embedder, log=lines.append)
+    summary = _run(genres, tmp_path / "emb", embedder.model, log=lines.append)
     assert any("3 classes (blues 2, jazz 1, rock 3)" in line for line in lines)
     got = store.load_split(str(tmp_path / "emb"), "all")
     assert list(got.labels) == [0, 0, 1, 2, 2, 2] and list(got.track_ids) == list(range(6))
@@ -74,8 +76,8 @@ def test_labels_csv_with_splits_and_groups(genres, embedder, tmp_path):
     csv_path = genres / "labels.csv"
     csv_path.write_text("path,label,split,group\n" + "".join(",".join(r) + "\n" for r in rows))
     out = tmp_path / "emb"
-    summary = extract(None, labels=str(csv_path), out=str(out), weights=embedder, shard_size=2, workers=0,
-                      progress=False, log=lambda m: None)
+    summary = extract(str(csv_path), str(out), embedder.model,  # a CSV path: the labels source
+                      ExtractSettings(shard_size=2, workers=0, progress=False, log=lambda m: None))
     assert summary.num_clips == {"train": 2, "test": 2}
     info = store.read_info(str(out))
     assert info["label_names"] == ["blues", "jazz", "rock"] and info["groups"] == {"train": ["a1", "a2"],
@@ -85,14 +87,14 @@ def test_labels_csv_with_splits_and_groups(genres, embedder, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("file,genre\nx.wav,rock\n")
     with pytest.raises(ValueError, match=r"bad.csv: a labels CSV needs a header with columns path,label"):
-        extract(None, labels=str(bad), out=str(tmp_path / "x"), weights=embedder, workers=0, progress=False)
+        extract(str(bad), str(tmp_path / "x"), embedder.model, ExtractSettings(workers=0, progress=False))
 
 
 def test_cli_extract_of_a_folder_needs_no_data_dir(genres, small_weights_dir, tmp_path, capsys, monkeypatch,
                                                    embedder):
-    from vggish_jax.pipeline import embed
+    from vggish_jax.pipeline import extract as ex
 
-    monkeypatch.setattr(embed, "load_pretrained", lambda *a, **k: embedder)
+    monkeypatch.setattr(ex, "load_model", lambda *a, **k: embedder.model)  # no second load
     out = tmp_path / "emb"
     assert cli.main(["extract", "--dataset", str(genres), "--weights", small_weights_dir, "--out", str(out),
                      "--workers", "0", "--no-progress", "--shard-size", "4"]) == 0
@@ -103,7 +105,7 @@ def test_cli_extract_of_a_folder_needs_no_data_dir(genres, small_weights_dir, tm
 
 def test_damaged_shard_and_info_are_named_and_recomputed(genres, embedder, tmp_path):
     out = tmp_path / "emb"
-    _run(genres, out, embedder)
+    _run(genres, out, embedder.model)
     ref = store.load_split(str(out), "all")
     shards = finished_shards(str(out))
     with open(shards[1], "r+b") as f:
@@ -111,7 +113,7 @@ def test_damaged_shard_and_info_are_named_and_recomputed(genres, embedder, tmp_p
     (out / store.INFO).write_text("{not json")
     kept = {p: os.stat(p).st_mtime_ns for p in (shards[0], shards[2])}
     lines = []
-    summary = _run(genres, out, embedder, log=lines.append)
+    summary = _run(genres, out, embedder.model, log=lines.append)
     assert summary.computed == {"all": [1]} and summary.reused == {"all": [0, 2]}
     assert any(shards[1] in line and "damaged" in line and "recomputing" in line for line in lines), lines
     assert any(str(out / store.INFO) in line and "damaged" in line for line in lines), lines
@@ -124,7 +126,7 @@ def test_damaged_shard_and_info_are_named_and_recomputed(genres, embedder, tmp_p
     z = dict(np.load(shards[0]))
     store.write_shard(shards[0], z["track_ids"], z["labels"], [z["embeddings"][i:i + 1] for i in range(2)],
                       keys=z["keys"], identity="0" * 64)
-    again = _run(genres, out, embedder)
+    again = _run(genres, out, embedder.model)
     assert again.computed == {"all": [0]}
 
 
@@ -135,7 +137,7 @@ def test_a_second_writer_is_refused_and_moved_weights_resume(genres, small_weigh
     try:
         (out / ".lock-0").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
         with pytest.raises(store.StoreError) as e:
-            _run(genres, out, embedder)
+            _run(genres, out, embedder.model)
         assert f"pid {holder.pid}" in str(e.value) and "\n" not in str(e.value)
         assert not finished_shards(str(out))
     finally:
@@ -143,14 +145,14 @@ def test_a_second_writer_is_refused_and_moved_weights_resume(genres, small_weigh
         holder.wait()
     weights = str(tmp_path / "weights")
     shutil.copytree(small_weights_dir, weights)
-    _run(genres, out, weights, batch_size=BATCH)  # the stale lock is taken over
+    _run(genres, out, load_model(weights), weights)  # the stale lock is taken over
     os.remove(store.shard_path(str(out), "all", 2))
     moved = str(tmp_path / "weights_moved")
     os.rename(weights, moved)
-    resumed = _run(genres, out, moved, batch_size=BATCH)
+    resumed = _run(genres, out, load_model(moved), moved)
     assert resumed.computed == {"all": [2]} and resumed.complete
     with pytest.raises(spec_lib.SpecMismatch, match=r"dtype: 'bfloat16' \(weights .*\) vs 'float32'"):
-        _run(genres, out, moved, batch_size=BATCH, dtype="bfloat16")
+        _run(genres, out, load_model(moved, dtype="bfloat16"), moved)
 
 
 def test_plan_and_shard_identity_do_not_depend_on_paths(genres, tmp_path):
@@ -209,3 +211,26 @@ def test_stored_embeddings_pass_through_unchanged_with_multi_hot_labels(tmp_path
     assert info["multilabel"] is True and spec_lib.read(info, out) == src.spec
     again = run_local(job, None, process_index=0, process_count=1, progress=False, log=lambda m: None)
     assert again.computed == {"train": [], "test": []} and again.reused == {"train": [0, 1], "test": [0]}
+
+
+@pytest.mark.parametrize("error, kind", [
+    ("unreadable", "unreadable"), ("truncated", "truncated"), ("silent", "silent"), ("too_short", "too_short"),
+    ("waveform", "invalid"), ("waveform_short", "too_short"), ("no_such_file", "missing"),
+    ("says_permission_denied", "undecodable"),  # the kind is the error's class, never read from its text
+])
+def test_skip_kinds_come_from_the_error_not_its_text(tmp_path, error, kind):
+    from vggish_jax import audio
+    from vggish_jax.models.vggish import frontend
+    from vggish_jax.pipeline import host, waveform
+
+    path = tmp_path / "x.wav"
+    path.write_bytes(b"not audio")
+    e = {"unreadable": audio.UnreadableError("x: is a FIFO"), "truncated": audio.TruncatedError("x: cut"),
+         "silent": audio.SilentAudioError("x: silent"), "too_short": frontend.TooShortError("x: short"),
+         "waveform": waveform.WaveformError("bad shape"), "waveform_short": waveform.WaveformTooShort("short"),
+         "no_such_file": audio.AudioError("decoder failed"),
+         "says_permission_denied": audio.AudioError("x: permission denied, no such file, shorter than one")}[error]
+    where = str(tmp_path / "gone.wav") if error == "no_such_file" else str(path)
+    s = host.skip_of(where, e)
+    assert (s.kind, s.path, s.reason) == (kind, where, str(e))
+    assert host.skip_of("fma:3", audio.AudioError("corrupt block"), on_disk=False).kind == "undecodable"

@@ -171,7 +171,7 @@ def test_jax_heads_early_stop_on_an_inner_part_of_each_fold(tmp_path):
 @pytest.fixture(scope="module")
 def csv_store(tmp_path_factory, small_weights_dir):
     """A labels CSV (path,label,group) of 18 short tones, 3 classes, 9 artists, embedded by the small VGGish."""
-    from vggish_jax.pipeline.extract import extract
+    from conftest import run_extract
 
     root = tmp_path_factory.mktemp("csv")
     rows = []
@@ -182,8 +182,8 @@ def csv_store(tmp_path_factory, small_weights_dir):
         rows.append((name, ["x", "y", "z"][c], f"artist{i // 2}"))
     (root / "labels.csv").write_text("path,label,group\n" + "".join(",".join(r) + "\n" for r in rows))
     out = str(root / "emb")
-    extract(None, labels=str(root / "labels.csv"), out=out, weights=small_weights_dir, workers=0, progress=False,
-            log=lambda m: None)
+    run_extract(None, labels=str(root / "labels.csv"), out=out, weights=small_weights_dir, workers=0, progress=False,
+                log=lambda m: None)
     return out, {str(root / r[0]): r[2] for r in rows}
 
 

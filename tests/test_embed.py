@@ -133,7 +133,7 @@ def test_long_file_streams_in_blocks_and_equals_the_whole_file(small_weights_dir
     streamed.stream_seconds = 10.0  # so this 75-s file takes the block path (60-s blocks)
     whole = load_pretrained(small_weights_dir, batch_size=8)
     (p, got), = streamed.iter_files([path], workers=1)
-    want = whole.embed_waveform(audio.load(path, 16000)[0])  # decoded whole, one waveform
+    want = whole._embed_16k(audio.load(path, 16000)[0])  # decoded whole, one waveform
     assert got.shape == want.shape == (78, 128)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
@@ -198,3 +198,34 @@ def test_peak_memory_does_not_grow_with_file_length(small_weights_dir, tmp_path)
         peaks[seconds] = out["peak_rss_mb"]
     # Held whole, the 100 extra minutes would add at least their float32 waveform: 100 * 60 * 16000 * 4 B = 366 MiB.
     assert peaks[7200] - peaks[1200] < 60, peaks
+
+
+def test_one_reader_for_embed_outputs_and_extract_stores(embedder, audio_files, small_weights_dir, tmp_path):
+    """`pipeline.stored.read` gives the same rows, start times and spec from `embed`'s OUT.npz and from an
+    extract store of the same files; the rows are the NumPy-oracle log-mels through the same model."""
+    import shutil
+
+    from vggish_jax.pipeline import stored
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for key in ("wav", "mono22k"):
+        shutil.copy(audio_files[key], folder / f"{key}.wav")
+    files = sorted(str(p) for p in folder.iterdir())
+    npz, store_dir = str(tmp_path / "e.npz"), str(tmp_path / "store")
+    assert cli.main(["embed", *files, "--weights", small_weights_dir, "--out", npz, "--batch-size", "4"]) == 0
+    assert cli.main(["extract", "--dataset", str(folder), "--weights", small_weights_dir, "--out", store_dir,
+                     "--workers", "0", "--no-progress", "--batch-size", "4"]) == 0
+    a, b = stored.read(npz), stored.read(store_dir)
+    assert (a.kind, b.kind) == ("embed", "extract") and a.spec == b.spec
+    assert list(a.embeddings) == files and list(b.embeddings) == ["all/0", "all/1"]
+    for f, (ea, eb) in zip(files, zip(a.embeddings.values(), b.embeddings.values())):
+        want = embedder.embed_examples(frontend.waveform_to_examples(*audio.load(f)))
+        np.testing.assert_allclose(ea.values, want, rtol=0, atol=2e-3 * np.abs(want).max())
+        np.testing.assert_allclose(eb.values, ea.values, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(ea.start_s, 0.96 * np.arange(want.shape[0]), atol=1e-6)
+        np.testing.assert_allclose(eb.start_s, ea.start_s, atol=1e-6)
+    with pytest.raises(stored.StoredError, match=r"x.npz: no x.json next to it.*rerun `vggish-jax embed"):
+        stored.read(str(tmp_path / "x.npz"))
+    with pytest.raises(stored.StoredError, match=r"neither an `embed` output"):
+        stored.read(str(folder))

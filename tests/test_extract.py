@@ -36,12 +36,12 @@ def fma_dirs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(fma_dirs, small_weights_dir, tmp_path_factory):
     """An uninterrupted extraction, in-process."""
-    from vggish_jax.pipeline.extract import extract
+    from conftest import run_extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path_factory.mktemp("ref") / "emb")
-    summary = extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
-                      shard_size=SHARD, workers=0, progress=False)
+    summary = run_extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
+                          shard_size=SHARD, workers=0, progress=False)
     return out, summary
 
 
@@ -100,7 +100,7 @@ def test_info_json_records_settings_and_skips(reference, fma_dirs, small_weights
 
 
 def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs, small_weights_dir, tmp_path):
-    from vggish_jax.pipeline.extract import extract
+    from conftest import run_extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path / "emb")
@@ -115,8 +115,8 @@ def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs,
     assert store.read_info(out)["complete"] is False
     mtimes = {p: os.stat(p).st_mtime_ns for p in finished}
 
-    summary = extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
-                      shard_size=SHARD, workers=0, progress=False)
+    summary = run_extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
+                          shard_size=SHARD, workers=0, progress=False)
     reused = {store.shard_path(out, s, i) for s, idx in summary.reused.items() for i in idx}
     computed = {store.shard_path(out, s, i) for s, idx in summary.computed.items() for i in idx}
     assert reused == set(finished) and not reused & computed and len(reused | computed) == 6
@@ -126,29 +126,29 @@ def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs,
     info, ref_info = store.read_info(out), store.read_info(reference[0])
     assert info == ref_info
 
-    again = extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
-                    shard_size=SHARD, workers=0, progress=False)
+    again = run_extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
+                        shard_size=SHARD, workers=0, progress=False)
     assert sum(map(len, again.computed.values())) == 0 and sum(map(len, again.reused.values())) == 6
 
 
 def test_other_settings_into_the_same_directory_are_refused(reference, fma_dirs, small_weights_dir):
-    from vggish_jax.pipeline.extract import extract
+    from conftest import run_extract
 
     _, data_dir = fma_dirs
     with pytest.raises(ValueError, match=r"final_relu: True \(weights .*\) vs False \(.*info.json\)"):
-        extract("fma/small", data_dir=data_dir, out=reference[0], weights=small_weights_dir, batch_size=BATCH,
-                shard_size=SHARD, final_relu=True, workers=0, progress=False)
+        run_extract("fma/small", data_dir=data_dir, out=reference[0], weights=small_weights_dir, batch_size=BATCH,
+                    shard_size=SHARD, final_relu=True, workers=0, progress=False)
 
 
 def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, small_weights_dir, tmp_path):
-    from vggish_jax.pipeline.extract import extract
+    from conftest import run_extract
 
     mini, data_dir = fma_dirs
     out = str(tmp_path / "emb_audio")
     # float64 device frontend: within 1e-5 of the NumPy oracle that made the stored log-mels
-    summary = extract("fma/small", data_dir=str(tmp_path / "unused"), manual_dir=mini.manual_dir, out=out,
-                      weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=1, from_audio=True,
-                      precision="float64", progress=False)
+    summary = run_extract("fma/small", data_dir=str(tmp_path / "unused"), manual_dir=mini.manual_dir, out=out,
+                          weights=small_weights_dir, batch_size=BATCH, shard_size=SHARD, workers=1, from_audio=True,
+                          precision="float64", progress=False)
     assert _skipped_ids(summary.skipped) == set(mini.bad)
     for split in SPLITS:
         x, y = store.load_split(out, split), store.load_split(reference[0], split)
@@ -160,18 +160,19 @@ def test_from_audio_decodes_in_worker_processes_and_agrees(reference, fma_dirs, 
 
 
 def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, small_weights_dir, tmp_path):
-    from vggish_jax.models.vggish import params, postprocess
-    from vggish_jax.pipeline.embed import Embedder
-    from vggish_jax.pipeline.extract import extract
+    from vggish_jax import VGGish
+    from vggish_jax.models.vggish import postprocess
+    from conftest import run_extract
 
     _, data_dir = fma_dirs
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.standard_normal((128, 128)))
     pca = postprocess.PCAParams(q.astype(np.float32), rng.standard_normal(128).astype(np.float32) * 0.01)
-    weights, _, _ = params.load(small_weights_dir)
+    model = VGGish.from_pretrained(small_weights_dir)
+    model.attach(spec=model.spec, pca=pca)  # the same weights, other PCA params
     out = str(tmp_path / "emb_pp")
-    extract("fma/small", data_dir=data_dir, out=out, weights=Embedder(weights, pca=pca, batch_size=BATCH),
-            shard_size=SHARD, postprocess=True, workers=0, progress=False)
+    run_extract("fma/small", data_dir=data_dir, out=out, weights=model, batch_size=BATCH, shard_size=SHARD,
+                postprocess=True, workers=0, progress=False)
     got, raw = store.load_split(out, "test"), store.load_split(reference[0], "test")
     for g, r in zip(got.embeddings, raw.embeddings):
         assert g.dtype == np.uint8
@@ -179,8 +180,10 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, small_
     assert store.read_info(out)["postprocess"] is True
 
     with pytest.raises(ValueError, match="no PCA params"):
-        extract("fma/small", data_dir=data_dir, out=str(tmp_path / "x"), weights=Embedder(weights),
-                postprocess=True, workers=0, progress=False)
+        no_pca = VGGish.from_pretrained(small_weights_dir)
+        no_pca.attach(spec=no_pca.spec, pca=None)
+        run_extract("fma/small", data_dir=data_dir, out=str(tmp_path / "x"), weights=no_pca, postprocess=True,
+                    workers=0, progress=False)
 
 
 def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
@@ -199,14 +202,14 @@ def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_
     """Issue 13.1: identity is the weights' content hash, not the folder path."""
     from vggish_jax import spec
     from vggish_jax.models.vggish import modeling, params
-    from vggish_jax.pipeline.extract import extract
+    from conftest import run_extract
 
     _, data_dir = fma_dirs
     weights, out = str(tmp_path / "weights"), str(tmp_path / "emb")
     params.save(weights, modeling.random(0), metadata={"source": "random", "seed": 0})
     first = json.load(open(os.path.join(weights, params.METADATA)))["weights_sha256"]
-    extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
-            workers=0, progress=False)
+    run_extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
+                workers=0, progress=False)
     info = store.read_info(out)
     assert info[spec.KEY]["weights_sha256"] == first and info[spec.KEY]["postprocess"] is None
     os.remove(store.shard_path(out, "test", 1))  # as if killed before the last shard
@@ -216,8 +219,8 @@ def test_other_weights_converted_into_the_same_folder_are_refused(fma_dirs, tmp_
     second = json.load(open(os.path.join(weights, params.METADATA)))["weights_sha256"]
     assert second != first
     with pytest.raises(spec.SpecMismatch) as e:
-        extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
-                workers=0, progress=False)
+        run_extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=BATCH, shard_size=SHARD,
+                    workers=0, progress=False)
     msg = str(e.value)
     assert "\n" not in msg and os.path.abspath(weights) in msg and os.path.join(out, "info.json") in msg
     assert first[:12] in msg and second[:12] in msg and "weights_sha256" in msg
@@ -240,14 +243,14 @@ def test_assign_shards_is_a_deterministic_disjoint_cover():
 
 def test_split_over_processes_makes_the_one_process_shard_set(reference, fma_dirs, small_weights_dir, tmp_path):
     """Simulated multi-host: process 0 of 3 is stopped early, then 2 processes finish the same set of shards."""
-    from vggish_jax.pipeline.extract import extract
+    from conftest import run_extract
 
     _, data_dir = fma_dirs
     out = str(tmp_path / "emb")
 
     def run(index, count):
-        return extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
-                       shard_size=SHARD, workers=0, progress=False, process_index=index, process_count=count)
+        return run_extract("fma/small", data_dir=data_dir, out=out, weights=small_weights_dir, batch_size=BATCH,
+                           shard_size=SHARD, workers=0, progress=False, process_index=index, process_count=count)
 
     def computed(summary):
         return {(s, i) for s, idx in summary.computed.items() for i in idx}
@@ -267,26 +270,28 @@ def test_split_over_processes_makes_the_one_process_shard_set(reference, fma_dir
 
 
 _FOUR_DEVICES = """
-import json, sys
+import sys
 import jax
-from vggish_jax.pipeline.extract import extract
+import vggish_jax
+from vggish_jax.pipeline.extract import open_source
 assert jax.device_count() == 4, jax.devices()
 data_dir, manual_dir, weights, out_mel, out_audio = sys.argv[1:]
+model = vggish_jax.VGGish.from_pretrained(weights)
+settings = vggish_jax.ExtractSettings(batch_size=2, shard_size=2, workers=0, progress=False, weights_dir=weights)
 for out, kw in ((out_mel, {}), (out_audio, {"from_audio": True, "manual_dir": manual_dir})):
-    extract("fma/small", data_dir=data_dir, out=out, weights=weights, batch_size=2, shard_size=2, workers=0,
-            progress=False, **kw)
+    vggish_jax.extract(open_source("fma/small", data_dir=data_dir, **kw), out, model, settings)
 """
 
 
 @pytest.mark.slow
 def test_four_devices_give_the_one_device_embeddings(reference, fma_dirs, small_weights_dir, tmp_path):
     """Stored mels and the waveform path, batches sharded over 4 fake CPU devices vs 1 (max abs diff <= 1e-5)."""
-    from vggish_jax.pipeline.extract import extract
+    from conftest import run_extract
 
     mini, data_dir = fma_dirs
     one_audio = str(tmp_path / "one_audio")
-    extract("fma/small", data_dir=data_dir, manual_dir=mini.manual_dir, out=one_audio, weights=small_weights_dir,
-            batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True, progress=False)
+    run_extract("fma/small", data_dir=data_dir, manual_dir=mini.manual_dir, out=one_audio, weights=small_weights_dir,
+                batch_size=BATCH, shard_size=SHARD, workers=0, from_audio=True, progress=False)
     four_mel, four_audio = str(tmp_path / "four_mel"), str(tmp_path / "four_audio")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
                XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")

@@ -1,13 +1,14 @@
 """vggish-jax: Google's VGGish audio embedding in JAX/Flax, and a genre pipeline built on it.
 
 Public API (imported on first use, so `import vggish_jax.audio` in a decode worker stays free of jax):
-    VGGish.from_pretrained(dir)    -> the Flax NNX model, its EmbeddingSpec (.spec) and PCA params (.pca) attached
-    embed(waveform, sr, model)     -> Embeddings: values [n, 128], start_s [n] (row i covers start_s .. +0.975 s), spec
-    load_pretrained(dir)           -> Embedder (the batch/file API: streaming, every device)
-    embed_file(path, weights=dir)  -> [n, 128] embeddings
-    embed_files(paths, weights=dir)-> ({path: [n, 128]}, {path: error})
-    waveform_to_examples(x, sr)    -> [n, 96, 64] log-mel examples (NumPy reference frontend)
-    EmbeddingSpec                  -> the record of how an embedding was made
+    VGGish.from_pretrained(dir)          -> the Flax NNX model, its EmbeddingSpec (.spec) and PCA params (.pca)
+    embed(waveform, sr, model)           -> Embeddings: values [n, 128], start_s [n] (row i covers start_s ..
+                                            +0.975 s), spec
+    embed_files(paths, model)            -> (path, Embeddings or Skip) per file, in input order
+    extract(source, out, model, settings)-> a resumable store of a dataset's embeddings (ExtractSettings)
+    compare(store, out, settings)        -> the classifier comparison of a store (CompareSettings)
+    waveform_to_examples(x, sr)          -> [n, 96, 64] log-mel examples (NumPy reference frontend)
+    Skip, EmbeddingSpec                  -> the record of an input left out, of how an embedding was made
 
 Layout: models/<name>/ (modeling, params, frontend, pretrained weights), pipeline/ (embed, extract, store),
 classify/ (features, heads, the comparison), datasets/ (FMA), train/ (fine-tuning), commands/ (the CLI).
@@ -18,11 +19,13 @@ _EXPORTS = {
     "VGGish": "vggish_jax.models.vggish.modeling",
     "embed": "vggish_jax.pipeline.embeddings",
     "Embeddings": "vggish_jax.pipeline.embeddings",
-    "Embedder": "vggish_jax.pipeline.embed",
-    "embed_file": "vggish_jax.pipeline.embed",
-    "embed_files": "vggish_jax.pipeline.embed",
-    "load_pretrained": "vggish_jax.pipeline.embed",
-    "waveform_to_examples": "vggish_jax.models.vggish.frontend",
+    "embed_files": "vggish_jax.pipeline.embeddings",
+    "extract": "vggish_jax.pipeline.extract",
+    "ExtractSettings": "vggish_jax.pipeline.extract",
+    "compare": "vggish_jax.classify.compare",
+    "CompareSettings": "vggish_jax.classify.compare",
+    "waveform_to_examples": "vggish_jax.pipeline.waveform",
+    "Skip": "vggish_jax.skips",
     "EmbeddingSpec": "vggish_jax.spec",
 }
 

@@ -72,16 +72,27 @@ def run(args) -> int:
         beam_runner.require_beam()
     else:
         distributed.initialize(args)  # before any other JAX call
-    from vggish_jax.pipeline.extract import extract
+    from vggish_jax.datasets import decode
+    from vggish_jax.pipeline import extract as ex
 
-    summary = extract(args.dataset, data_dir=args.data_dir, out=args.out, weights=args.weights,
-                      manual_dir=args.manual_dir, batch_size=args.batch_size, shard_size=args.shard_size,
-                      workers=args.workers, final_relu=args.final_relu, postprocess=args.postprocess,
-                      dtype=args.dtype, from_audio=args.from_audio, download=args.download,
-                      precision=args.frontend_precision, progress=not args.no_progress,
-                      beam_runner=args.beam_runner if beam else None, beam_workers=args.beam_workers,
-                      beam_options=args.beam_options, labels=args.labels,
-                      task=args.task, split=args.split, resample=args.resample, classes=[c.strip() for c in args.classes.split(",")] if args.classes else None)
+    # The model first: bad weights, or --postprocess without PCA, fail before a (long) dataset build.
+    model = ex.load_model(args.weights, final_relu=args.final_relu, dtype=args.dtype, postprocess=args.postprocess,
+                          dataset=args.dataset, labels=args.labels)
+    workers = decode.default_workers() if args.workers is None else args.workers
+    build = {}
+    if beam:
+        runner, options = beam_runner.make(args.beam_runner, args.beam_workers, args.beam_options)
+        build = dict(beam_runner=runner, beam_options=options)
+    source = ex.open_source(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir,
+                            from_audio=args.from_audio, workers=workers, download=args.download, labels=args.labels,
+                            task=args.task, split=args.split,
+                            classes=[c.strip() for c in args.classes.split(",")] if args.classes else None, **build)
+    settings = ex.ExtractSettings(
+        postprocess=args.postprocess, shard_size=args.shard_size, batch_size=args.batch_size, workers=workers,
+        resample=args.resample, frontend_precision=args.frontend_precision, weights_dir=args.weights,
+        progress=not args.no_progress,
+        beam=ex.BeamSettings(args.beam_runner, args.beam_workers, args.beam_options) if beam else None)
+    summary = ex.extract(source, args.out, model, settings)
     if not summary.complete:
         print(f"wrote this process's shards to {summary.out}; the extraction completes when every process has "
               f"finished (rerun the same command to complete it)")

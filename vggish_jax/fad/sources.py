@@ -23,7 +23,7 @@ import numpy as np
 from vggish_jax import spec as spec_lib
 from vggish_jax.audio import errors as audio_errors, silence
 from vggish_jax.audio.inputs import AUDIO_EXTENSIONS, scan_folder
-from vggish_jax.pipeline import store
+from vggish_jax.pipeline import store, stored
 from vggish_jax.fad import stats as stats_lib
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list", ".csv", ".tsv")
@@ -185,20 +185,10 @@ def _extract_root(folder: str) -> tuple[str, list[str] | None] | None:
 
 def _load_extract(role: str, source: str) -> EmbeddingSet:
     root, splits = _extract_root(source)
-    info = store.read_info(root)
-    info_path = os.path.join(root, store.INFO)
-    if not info.get("complete", False):
-        raise SourceError(f"{root}: extraction did not finish; rerun the same extract command first")
-    spec = _extract_spec(info, info_path)
-    splits = splits or sorted(info.get("splits") or [])
-    files: dict[str, np.ndarray] = {}
-    for split in splits:
-        data = store.load_split(root, split)
-        for tid, e in zip(data.track_ids, data.embeddings):
-            files[f"{split}/{int(tid)}"] = _float_frames(e, info_path)
-    skipped = {f"{d.get('split', '?')}/{d.get('track_id', '?')}": str(d.get("reason", "skipped by extract"))
-               for d in info.get("skipped", []) if not splits or d.get("split") in splits}
-    return EmbeddingSet(role, source, "extract", files=files, skipped=skipped, spec=spec, spec_from=info_path)
+    got = stored.read(root, splits)  # the one reader of stored embeddings
+    spec = _extract_spec(got.meta, got.spec_from)
+    files = {k: _float_frames(e.values, got.spec_from) for k, e in got.embeddings.items()}
+    return EmbeddingSet(role, source, "extract", files=files, skipped=got.skipped, spec=spec, spec_from=got.spec_from)
 
 
 def _extract_spec(info: dict, info_path: str) -> spec_lib.EmbeddingSpec:
@@ -209,21 +199,9 @@ def _extract_spec(info: dict, info_path: str) -> spec_lib.EmbeddingSpec:
 
 
 def _load_embed(role: str, source: str) -> EmbeddingSet:
-    sidecar = source[:-4] + ".json"
-    if not os.path.isfile(sidecar):
-        raise SourceError(f"{source}: no {os.path.basename(sidecar)} next to it, so how it was embedded is "
-                          f"unknown; rerun `vggish-jax embed FILES --weights DIR --out OUT.npz` (it writes both)")
-    with open(sidecar) as f:
-        meta = json.load(f)
-    spec = spec_lib.read(meta, sidecar)
-    try:
-        with np.load(source, allow_pickle=False) as z:
-            files = {k: _float_frames(z[k], source) for k in z.files}
-    except (OSError, ValueError) as e:
-        raise SourceError(f"{source}: cannot read the embeddings ({e}); rerun "
-                          f"`vggish-jax embed FILES --weights DIR --out OUT.npz`") from e
-    skipped = {p: str(r) for p, r in (meta.get("errors") or {}).items()}
-    return EmbeddingSet(role, source, "embed", files=files, skipped=skipped, spec=spec, spec_from=sidecar)
+    got = stored.read_npz(source)  # the one reader of stored embeddings
+    files = {k: _float_frames(e.values, source) for k, e in got.embeddings.items()}
+    return EmbeddingSet(role, source, "embed", files=files, skipped=got.skipped, spec=got.spec, spec_from=got.spec_from)
 
 
 def _float_frames(e: np.ndarray, where: str) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 
 from vggish_jax import audio, skips, spec as spec_lib
 from vggish_jax.models.vggish import frontend
-from vggish_jax.pipeline import store
+from vggish_jax.pipeline import host, store
 from vggish_jax.pipeline.sources import Source, file_stamp
 
 FORMAT_VERSION = 3
@@ -225,25 +225,13 @@ def _embed(job: Job, clips: list, model) -> list:
         return list(np.split(emb, counts))
     if payload == "waveform":
         out = dict(model.device.embed_stream((c.index, c.data) for c in clips))
-        return [out[c.index] if isinstance(out[c.index], np.ndarray) else as_skip(c.key, out[c.index])
-                for c in clips]
+        return [out[c.index] if isinstance(out[c.index], np.ndarray)
+                else host.skip_of(c.key, out[c.index], on_disk=False) for c in clips]
     if payload == "audio":
         found = list(model.iter_files([c.path for c in clips], pad=job.pad, workers=max(1, job.workers),
                                       processes=job.processes and job.workers > 0))
-        return [e if isinstance(e, np.ndarray) else as_skip(c.path, e) for c, (_, e) in zip(clips, found)]
+        return [e if isinstance(e, np.ndarray) else host.skip_of(c.path, e) for c, (_, e) in zip(clips, found)]
     raise ValueError(f"unknown payload {payload!r}")
-
-
-def as_skip(path: str, err) -> skips.Skip:
-    """A Skip from what the device layer reports (a Skip, or the one-line error text of older versions)."""
-    if isinstance(err, skips.Skip):
-        return err
-    text = str(err)
-    low = text.lower()
-    kind = ("too_short" if "shorter than one" in low
-            else "unreadable" if "permission denied" in low or "not a regular file" in low
-            else "missing" if "no such file" in low or "does not exist" in low else "undecodable")
-    return skips.Skip(kind, str(path), text)
 
 
 def _skip_dict(s) -> dict:

@@ -152,8 +152,8 @@ class AudioEmbedder:
         b = max(1, self.examples_per_call // bucket)
         return b + (-b % self.num_devices)
 
-    def embed_waveform(self, wave: np.ndarray) -> np.ndarray:
-        """One 16 kHz waveform (at least one example long) -> [n, 128]."""
+    def _embed_16k(self, wave: np.ndarray) -> np.ndarray:
+        """One 16 kHz waveform (at least one example long; not checked: see `pipeline.waveform`) -> [n, 128]."""
         key, out = next(self.embed_stream([(0, wave)]))
         return out
 
@@ -170,79 +170,93 @@ class AudioEmbedder:
         """
         if max_pending is None:
             max_pending = 2 * max(self.clips_per_call(b) for b in self.buckets)
-        order: collections.deque[_Clip] = collections.deque()
-        queues: dict[int, list] = {b: [] for b in self.buckets}  # bucket -> [(clip, part index, segment)]
-        inflight: collections.deque = collections.deque()  # (part, embeddings, mask) dispatched, not fetched
-
-        def collect() -> None:
-            part, emb, mask = inflight.popleft()
-            emb, mask = np.asarray(emb), np.asarray(mask)
-            for j, (clip, index, _) in enumerate(part):
-                clip.parts[index] = emb[j][mask[j]]
-                clip.missing -= 1
-
-        def run(bucket: int) -> None:
-            todo, queues[bucket] = queues[bucket], []
-            full = self.clips_per_call(bucket)
-            length = frontend.samples_for_examples(bucket, self.cfg)
-            for i in range(0, len(todo), full):
-                part = todo[i: i + full]
-                size = batching.padded_size(len(part), full, self.num_devices)
-                batch = np.zeros((size, length), part[0][2].dtype)
-                lengths = np.zeros(size, np.int32)
-                for j, (_, _, s) in enumerate(part):
-                    batch[j, : s.shape[0]] = s
-                    lengths[j] = s.shape[0]
-                inflight.append((part, *self._dispatch(batch, lengths)))
-                while len(inflight) > self.depth:
-                    collect()
-
-        def add(clip: _Clip, s: np.ndarray) -> None:
-            b = seg.bucket_for(frontend.num_examples(s.shape[0], self.cfg), self.buckets)
-            queues[b].append((clip, len(clip.parts), s))
-            clip.parts.append(None)
-            clip.missing += 1
-            if len(queues[b]) >= self.clips_per_call(b):
-                run(b)
-
-        def finish(clip: _Clip) -> None:
-            """Run what `clip` waits on until it is done."""
-            for b in self.buckets:
-                if any(c is clip for c, _, _ in queues[b]):
-                    run(b)
-            while clip.missing and inflight:
-                collect()
-
-        def ready() -> Iterator[tuple[Hashable, object]]:
-            while order and order[0].done():
-                clip = order.popleft()
-                yield clip.key, clip.value()
-
+        stream = _Stream(self)
         for key, wave in items:
-            if isinstance(wave, np.ndarray):
-                clip = _Clip(key)
-                order.append(clip)
-                for s in seg.cut(wave, self.buckets[-1], self.cfg):
-                    add(clip, s)
-                clip.closed = True
-            elif isinstance(wave, seg.Blocks):
-                clip = _Clip(key)
-                order.append(clip)
-                try:
-                    for s in seg.cut_stream(wave.blocks, self.buckets[-1], self.cfg):
-                        add(clip, s)
-                except Exception as e:  # the stream's own failure (a corrupt block): this clip's result
-                    clip.error = e
-                clip.closed = True
-            else:
-                order.append(_Clip(key, wave))
-            yield from ready()
-            while len(order) > max_pending:  # the oldest clip waits on part-full batches: run them
-                finish(order[0])
-                yield from ready()
-        for b in self.buckets:
-            if queues[b]:
-                run(b)
-        while inflight:
-            collect()
-        yield from ready()
+            stream.take(key, wave)
+            yield from stream.ready()
+            while len(stream.order) > max_pending:  # the oldest clip waits on part-full batches: run them
+                stream.finish(stream.order[0])
+                yield from stream.ready()
+        stream.flush()
+        yield from stream.ready()
+
+
+class _Stream:
+    """The state of one `AudioEmbedder.embed_stream`: clips in input order, segments queued per bucket,
+    batches dispatched and not yet fetched."""
+
+    def __init__(self, emb: AudioEmbedder):
+        self.emb = emb
+        self.order: collections.deque[_Clip] = collections.deque()
+        self.queues: dict[int, list] = {b: [] for b in emb.buckets}  # bucket -> [(clip, part index, segment)]
+        self.inflight: collections.deque = collections.deque()  # (part, embeddings, mask)
+
+    def take(self, key, wave) -> None:
+        """Open a clip for `wave` (an array, a Blocks stream, or an error passed through) and queue its segments."""
+        emb = self.emb
+        clip = _Clip(key) if isinstance(wave, (np.ndarray, seg.Blocks)) else _Clip(key, wave)
+        self.order.append(clip)
+        if isinstance(wave, np.ndarray):
+            for s in seg.cut(wave, emb.buckets[-1], emb.cfg):
+                self.add(clip, s)
+        elif isinstance(wave, seg.Blocks):
+            try:
+                for s in seg.cut_stream(wave.blocks, emb.buckets[-1], emb.cfg):
+                    self.add(clip, s)
+            except Exception as e:  # the stream's own failure (a corrupt block): this clip's result
+                clip.error = e
+        clip.closed = True
+
+    def collect(self) -> None:
+        part, emb, mask = self.inflight.popleft()
+        emb, mask = np.asarray(emb), np.asarray(mask)
+        for j, (clip, index, _) in enumerate(part):
+            clip.parts[index] = emb[j][mask[j]]
+            clip.missing -= 1
+
+    def run(self, bucket: int) -> None:
+        """Dispatch every queued segment of `bucket`, in full batches and a part-full last one."""
+        emb = self.emb
+        todo, self.queues[bucket] = self.queues[bucket], []
+        full = emb.clips_per_call(bucket)
+        length = frontend.samples_for_examples(bucket, emb.cfg)
+        for i in range(0, len(todo), full):
+            part = todo[i: i + full]
+            size = batching.padded_size(len(part), full, emb.num_devices)
+            batch = np.zeros((size, length), part[0][2].dtype)
+            lengths = np.zeros(size, np.int32)
+            for j, (_, _, s) in enumerate(part):
+                batch[j, : s.shape[0]] = s
+                lengths[j] = s.shape[0]
+            self.inflight.append((part, *emb._dispatch(batch, lengths)))
+            while len(self.inflight) > emb.depth:
+                self.collect()
+
+    def add(self, clip: _Clip, s: np.ndarray) -> None:
+        b = seg.bucket_for(frontend.num_examples(s.shape[0], self.emb.cfg), self.emb.buckets)
+        self.queues[b].append((clip, len(clip.parts), s))
+        clip.parts.append(None)
+        clip.missing += 1
+        if len(self.queues[b]) >= self.emb.clips_per_call(b):
+            self.run(b)
+
+    def finish(self, clip: _Clip) -> None:
+        """Run what `clip` waits on until it is done."""
+        for b in self.emb.buckets:
+            if any(c is clip for c, _, _ in self.queues[b]):
+                self.run(b)
+        while clip.missing and self.inflight:
+            self.collect()
+
+    def flush(self) -> None:
+        """Run every queued segment and fetch every batch in flight."""
+        for b in self.emb.buckets:
+            if self.queues[b]:
+                self.run(b)
+        while self.inflight:
+            self.collect()
+
+    def ready(self) -> Iterator[tuple[Hashable, object]]:
+        while self.order and self.order[0].done():
+            clip = self.order.popleft()
+            yield clip.key, clip.value()

@@ -1,5 +1,8 @@
 """Audio files -> VGGish embeddings through the one device function (vggish_jax.pipeline.device).
 
+Internal machinery: the public face is `pipeline.embeddings` (vggish_jax.embed / embed_files), which runs
+on the Embedder here; the extraction core, fad, predict and the benchmarks use Embedder directly.
+
 The host only decodes and resamples (`pipeline.host`, in background threads or jax-free processes; with
 resampling on the device, `pipeline.placement`, it only decodes and `resample_jax.to_16k` resamples); the
 device runs the jitted frontend + VGGish on fixed-shape, bucketed batches sharded over every device, with
@@ -23,7 +26,7 @@ from vggish_jax import audio, compilation_cache, skips
 from vggish_jax.datasets import decode
 from vggish_jax.models.vggish import modeling, params as params_lib, postprocess as post
 from vggish_jax.models.vggish.frontend import DEFAULT
-from vggish_jax.pipeline import host, placement, resample_jax, segments as seg
+from vggish_jax.pipeline import host, placement, resample_jax, segments as seg, waveform as waveform_lib
 from vggish_jax.pipeline.device import AudioEmbedder
 from vggish_jax.models.vggish.frontend import file_examples  # noqa: F401  (re-exported)
 from vggish_jax.pipeline.host import load_clip  # noqa: F401  (re-exported)
@@ -76,9 +79,10 @@ class Embedder:
         """[n, 96, 64] log-mel -> [n, 128] float32 raw embeddings (sharded fixed-size batches)."""
         return self.device.embed_examples(examples, self.batch_size)
 
-    def embed_waveform(self, waveform: np.ndarray) -> np.ndarray:
-        """One 16 kHz mono waveform (at least 0.975 s) -> [n, 128] float32 raw embeddings."""
-        return self.device.embed_waveform(np.asarray(waveform))
+    def _embed_16k(self, waveform: np.ndarray) -> np.ndarray:
+        """One 16 kHz waveform (at least 0.975 s) -> [n, 128] float32 raw embeddings. Private: the rate is
+        assumed; the public `vggish_jax.embed(waveform, sample_rate, model)` takes it."""
+        return self.device._embed_16k(waveform_lib.to_16k(waveform, DEFAULT.sample_rate))
 
     def postprocess(self, embeddings: np.ndarray, rounding: str = "truncate") -> np.ndarray:
         if self.pca is None:
@@ -185,7 +189,7 @@ def _cached(directory: str, stamp: tuple, kwargs: tuple) -> Embedder:
 
 def cached_embedder(directory: str | os.PathLike, **load_kwargs) -> Embedder:
     """`load_pretrained`, loaded once per (directory, its metadata file's mtime and size, options): repeated
-    `embed_file(path, weights=dir)` calls neither reload the weights nor recompile."""
+    calls neither reload the weights nor recompile."""
     directory = os.path.abspath(os.fspath(directory))
     try:
         st = os.stat(os.path.join(directory, params_lib.METADATA))
@@ -193,17 +197,3 @@ def cached_embedder(directory: str | os.PathLike, **load_kwargs) -> Embedder:
     except OSError:
         stamp = ()  # load_pretrained names what is missing
     return _cached(directory, stamp, tuple(sorted(load_kwargs.items())))
-
-
-def embed_file(path, *, weights, postprocess: bool = False, pad: bool = False, **load_kwargs) -> np.ndarray:
-    """One file -> [n, 128] embeddings. `weights` is a weights directory (loaded once and kept: see
-    `cached_embedder`) or an Embedder."""
-    emb = weights if isinstance(weights, Embedder) else cached_embedder(weights, **load_kwargs)
-    return emb.embed_file(path, postprocess=postprocess, pad=pad)
-
-
-def embed_files(paths, *, weights, postprocess: bool = False, pad: bool = False, batch_size: int = 64,
-                workers: int = 2, on_error: str = "skip", **load_kwargs):
-    """Many files -> ({path: [n, 128]}, {path: error}). `weights` is a weights directory or an Embedder."""
-    emb = weights if isinstance(weights, Embedder) else cached_embedder(weights, batch_size=batch_size, **load_kwargs)
-    return emb.embed_files(paths, postprocess=postprocess, pad=pad, workers=workers, on_error=on_error)

@@ -1,23 +1,27 @@
-"""`vggish_jax.embed(waveform, sample_rate, model)`: one array in, embeddings with their timing out.
+"""The public embedding face: `embed` (one in-memory waveform) and `embed_files` (many files), both -> Embeddings.
 
-The model-level entry point: `model` is a VGGish module (`VGGish.from_pretrained(dir)`) or an Embedder.
-The waveform may have any sample rate, be mono [samples] or [samples, channels], NumPy or JAX; it is mixed
-to mono and resampled to 16 kHz on the host (`audio`), then embedded by the device path every Embedder uses
-(`device.AudioEmbedder`: bucketed, sharded over every device, one compilation per bucket shared by all
-models of one shape), so a long recording is embedded in bounded device memory.
+`model` is a VGGish module (`VGGish.from_pretrained(dir)`). The waveform is checked once
+(`pipeline.waveform`: sample rate, layout, integer scaling, NaN, length), mixed to mono and resampled to
+16 kHz on the host, then embedded by the device path every Embedder uses (`device.AudioEmbedder`: bucketed,
+sharded over every device, one compilation per bucket shared by all models of one shape), so a long
+recording is embedded in bounded device memory. `embed_files` batches many files' examples together on
+every device (`embed.Embedder.iter_files`), decoding ahead in worker threads.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import weakref
+from typing import Iterable, Iterator
 
 import jax
 import numpy as np
 from flax import nnx
 
-from vggish_jax import audio
-from vggish_jax.models.vggish import frontend, modeling, params as params_lib, postprocess as post
-from vggish_jax.pipeline.device import AudioEmbedder
+from vggish_jax import skips
+from vggish_jax.models.vggish import frontend, modeling, params as params_lib
+from vggish_jax.pipeline import waveform as waveform_lib
+from vggish_jax.pipeline.embed import Embedder
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 
@@ -30,48 +34,72 @@ class Embeddings:
     spec: EmbeddingSpec
 
 
-# model -> (its state's leaves when cached, AudioEmbedder, spec); weak, so a dropped model frees its entry.
+# model -> (its state's leaves when cached, Embedder, spec); weak, so a dropped model frees its entry.
 _CACHE: "weakref.WeakKeyDictionary[nnx.Module, tuple]" = weakref.WeakKeyDictionary()
 
 
-def _device_for(model: nnx.Module) -> tuple[AudioEmbedder, EmbeddingSpec]:
-    """The AudioEmbedder (and spec) of `model`, made once and remade only when its parameters change."""
+def _embedder_for(model) -> tuple:
+    """(Embedder, spec) of a VGGish module, made once and remade only when its parameters change."""
+    if not isinstance(model, modeling.VGGish):
+        raise TypeError(f"model must be a VGGish module (vggish_jax.VGGish.from_pretrained(weights_dir)), got "
+                        f"{type(model).__name__}")
     leaves = jax.tree.leaves(nnx.state(model))
     hit = _CACHE.get(model)
     if hit is not None and len(hit[0]) == len(leaves) and all(a is b for a, b in zip(hit[0], leaves)):
         return hit[1], hit[2]
-    device = AudioEmbedder(model)
+    emb = Embedder(model)
     spec = model.spec
-    if spec is None or (hit is not None):  # not loaded from a weights directory, or trained since: hash it
+    if spec is None or hit is not None:  # not loaded from a weights directory, or trained since: hash it
         spec = EmbeddingSpec.create(weights_sha256=params_sha256(modeling.to_dict(model)),
                                     final_relu=model.final_relu, dtype=np.dtype(model.conv1.dtype).name,
                                     frontend=frontend.DEFAULT)
-    spec = spec.replace(frontend_precision=device.precision)
-    _CACHE[model] = (leaves, device, spec)
-    return device, spec
+    spec = spec.replace(frontend_precision=emb.device.precision)
+    _CACHE[model] = (leaves, emb, spec)
+    return emb, spec
+
+
+def _check_pca(model, postprocess: bool) -> None:
+    if postprocess and model.pca is None:
+        raise params_lib.WeightsError("this model has no PCA params; load weights converted with "
+                                      "--torch-pca/--tf-pca (VGGish.from_pretrained) to postprocess")
+
+
+def _result(values: np.ndarray, spec: EmbeddingSpec, pca, postprocess: bool) -> Embeddings:
+    from vggish_jax.models.vggish import postprocess as post
+
+    if postprocess:
+        values, spec = post.postprocess(values, pca), spec.replace(postprocess=True)
+    start_s = np.arange(values.shape[0]) * frontend.example_hop_seconds()
+    return Embeddings(values=values, start_s=start_s, spec=spec)
 
 
 def embed(waveform, sample_rate: int, model, *, postprocess: bool = False, pad: bool = False) -> Embeddings:
-    """Embed one waveform (any rate; [samples] or [samples, channels]; NumPy or JAX) with `model` (a VGGish
-    module or an Embedder). `postprocess` applies the model's PCA + uint8 quantisation (TF's truncation).
-    A clip shorter than one example (0.975 s) raises frontend.TooShortError unless `pad`."""
-    from vggish_jax.pipeline.embed import Embedder  # the batch/file API, for its device and PCA
+    """Embed one waveform with `model` (a VGGish module). waveform: NumPy or JAX, [samples], [samples,
+    channels] or [channels, samples], float or integer samples (scaled by their full range), at
+    `sample_rate` Hz (any rate; resampled to 16 kHz). `postprocess` applies the model's PCA + uint8
+    quantisation (TF's truncation). A clip shorter than one example (0.975 s) raises (a
+    frontend.TooShortError) unless `pad`; every other bad input raises waveform.WaveformError, one line."""
+    x = waveform_lib.to_16k(waveform, sample_rate, pad=pad)
+    emb, spec = _embedder_for(model)
+    _check_pca(model, postprocess)
+    return _result(emb._embed_16k(x), spec, model.pca, postprocess)
 
-    if isinstance(model, Embedder):
-        device, spec, pca = model.device, model.spec, model.pca
-    else:
-        (device, spec), pca = _device_for(model), model.pca
-    x = audio.to_mono(np.asarray(waveform, np.float32))
-    audio.check_finite(x, "waveform")
-    cfg = device.cfg
-    if sample_rate != cfg.sample_rate:
-        x = audio.resample(x, sample_rate, cfg.sample_rate)
-    x = frontend.fit_to_examples(x, pad=pad, cfg=cfg)
-    values = device.embed_waveform(x)
-    if postprocess:
-        if pca is None:
-            raise params_lib.WeightsError("this model has no PCA params; load weights converted with "
-                                          "--torch-pca/--tf-pca (VGGish.from_pretrained) to postprocess")
-        values, spec = post.postprocess(values, pca), spec.replace(postprocess=True)
-    start_s = np.arange(values.shape[0]) * frontend.example_hop_seconds(cfg)
-    return Embeddings(values=values, start_s=start_s, spec=spec)
+
+def embed_files(paths: Iterable[str | os.PathLike], model, *, postprocess: bool = False, pad: bool = False,
+                workers: int = 2) -> Iterator[tuple[str, Embeddings | skips.Skip]]:
+    """Embed audio files with `model` (a VGGish module): (path, Embeddings or its skips.Skip) per file, in
+    input order, each as soon as it is done. Examples of many files share each device batch; files are
+    decoded `workers` threads ahead. A missing, unreadable, corrupt or too-short file (without `pad`)
+    yields a Skip whose reason names the file and a fix."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise TypeError(f"embed_files takes a list of files, got the single path {os.fsdecode(paths)!r}; pass "
+                        f"[path] (or use vggish_jax.embed for an in-memory waveform)")
+    emb, spec = _embedder_for(model)
+    _check_pca(model, postprocess)
+    paths = [os.fspath(p) for p in paths]
+
+    def results():
+        for path, value in emb.iter_files(paths, pad=pad, workers=workers):
+            yield path, value if isinstance(value, skips.Skip) else _result(value, spec, model.pca, postprocess)
+
+    return results()

@@ -1,8 +1,11 @@
-"""Embed every clip of a dataset into a store (vggish_jax.pipeline.store), resumably: the local runner.
+"""Embed every clip of a source into a store (vggish_jax.pipeline.store), resumably: the local runner.
 
-`extract(dataset, ...)` opens the source (`sources.fma` for 'fma/...', `sources.folder` for a folder) and
-the model, builds the core's Job and runs its shards here, on every local device, with decode worker
-processes that import no jax; with `beam_runner` it hands the same Job to `pipeline.beam_extract`.
+    source = open_source("fma/small", data_dir=D)          # or a folder, a labels CSV, audioset, a Source
+    model = VGGish.from_pretrained(W)                      # None for a source of stored embeddings (AudioSet)
+    summary = extract(source, "out_store", model, ExtractSettings(shard_size=128))
+
+`extract` builds the core's Job and runs its shards here, on every local device, with decode worker
+processes that import no jax; with `settings.beam` it hands the same Job to `pipeline.beam_extract`.
 
 Several processes (`jax.distributed` initialised, or `process_index`/`process_count` given) each run their
 round-robin part of the plan (`core.assign`) and process 0 completes info.json once every shard of every
@@ -10,6 +13,8 @@ process exists; rerunning the same command on any number of processes computes o
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 from typing import Callable
@@ -22,15 +27,61 @@ from vggish_jax.pipeline.core import Summary, assign, plan  # noqa: F401  (the r
 load = store.load  # one split of a finished store
 
 
-def open_source(dataset: str | None, *, data_dir: str | None = None, manual_dir: str | None = None,
+@dataclasses.dataclass(frozen=True)
+class BeamSettings:
+    """Run the shards as an Apache Beam pipeline: `runner` 'direct' (`workers` local processes) or a Beam
+    runner name; `options`: Beam pipeline options passed through (see `beam_runner.make`)."""
+    runner: str | None = "direct"
+    workers: int = 2
+    options: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractSettings:
+    """How `extract` runs. The model's own choices (final_relu, dtype) live on the VGGish module.
+
+    postprocess: store PCA + uint8 rows (needs the model's PCA params). shard_size: clips per shard (the
+    unit of resumption). batch_size: examples per device call. workers: decode processes (None: CPUs - 1).
+    pad: zero-pad clips shorter than one example instead of skipping them. resample: where audio not at
+    16 kHz is resampled ('auto', 'host', 'device': `pipeline.placement`). frontend_precision: the device
+    frontend's ('float64' is within 1e-5 of the NumPy oracle). weights_dir: the directory the model came
+    from: recorded in info.json, and what each Beam worker loads. progress: a progress bar.
+    process_index/process_count: this process's part of a multi-process run (default: jax's). beam: run
+    as an Apache Beam pipeline. log: where progress lines go (default stderr).
+    """
+    postprocess: bool = False
+    shard_size: int = 128
+    batch_size: int = 64
+    workers: int | None = None
+    pad: bool = False
+    resample: str = "auto"
+    frontend_precision: str = "float32"
+    weights_dir: str | None = None
+    progress: bool = True
+    process_index: int | None = None
+    process_count: int | None = None
+    beam: BeamSettings | None = None
+    log: Callable[[str], None] | None = None
+
+    def __post_init__(self):
+        if self.shard_size < 1 or self.batch_size < 1:
+            raise ValueError(f"shard_size and batch_size must be >= 1, got {self.shard_size} and {self.batch_size}")
+
+
+def open_source(dataset: str | os.PathLike | None, *, data_dir: str | None = None, manual_dir: str | None = None,
                 from_audio: bool = False, workers: int | None = None, download: bool = False,
                 beam_runner=None, beam_options=None, labels: str | None = None, task: str = "music_genre",
                 classes: list[str] | None = None, split: str | None = None):
-    """The source named by --dataset: an FMA config (its TFDS build, or its mp3s), a folder of audio files
-    (with `split` 'gtzan-filtered', a GTZAN folder split by the fault-filtered lists) or 'audioset' (the
-    released embeddings under `manual_dir`, labelled for `task`); or, with `labels`, a CSV of labelled files."""
+    """The one way a named dataset becomes a Source: an FMA config (its TFDS build, or with `from_audio` its
+    mp3s), a folder of audio files (with `split` 'gtzan-filtered', a GTZAN folder split by the
+    fault-filtered lists), a labels CSV (path,label[,split][,group]; or `labels`), or 'audioset' (the
+    released embeddings under `manual_dir`, labelled for `task`). beam_runner/options build an FMA dataset
+    with Beam."""
     from vggish_jax.pipeline.sources import fma as fma_source, folder, gtzan, labels_csv
 
+    dataset = None if dataset is None else os.fspath(dataset)
+    if labels is None and dataset and dataset.lower().endswith(".csv") and os.path.isfile(dataset):
+        labels = dataset
     if split is not None:
         if split != gtzan.SPLIT:
             raise ValueError(f"--split {split}: the one named split is {gtzan.SPLIT} (for a GTZAN folder)")
@@ -63,6 +114,54 @@ def open_source(dataset: str | None, *, data_dir: str | None = None, manual_dir:
                               beam_runner=beam_runner, beam_options=beam_options)
 
 
+def holds_audio(dataset: str | None, labels: str | None = None) -> bool:
+    """Whether a named dataset (as `open_source` takes it) holds audio, so embedding it needs a model; known
+    before opening it (an FMA build can take hours)."""
+    from vggish_jax.pipeline.sources.fma import is_fma
+
+    return labels is not None or bool(dataset) and (is_fma(dataset) or os.path.isdir(dataset)
+                                                     or dataset.lower().endswith(".csv"))
+
+
+def load_model(weights_dir: str | os.PathLike | None, *, final_relu: bool | None = None, dtype: str = "float32",
+               postprocess: bool = False, dataset: str | None = None, labels: str | None = None):
+    """The VGGish module of `weights_dir` for `extract`, checked before any (long) dataset build: None
+    (no weights) only for a dataset that holds embeddings already; PCA params present for `postprocess`."""
+    if weights_dir is None:
+        if holds_audio(dataset, labels):
+            raise ValueError(f"{labels or dataset}: holds audio, so embedding it needs --weights (a folder written "
+                             f"by `vggish-jax convert`)")
+        return None
+    import jax.numpy as jnp
+
+    from vggish_jax.models.vggish.modeling import VGGish
+
+    weights_dir = os.path.abspath(os.fspath(weights_dir))
+    model = VGGish.from_pretrained(weights_dir, final_relu=final_relu, dtype=jnp.dtype(dtype))
+    _require_pca(model, postprocess, weights_dir)
+    return model
+
+
+def _require_pca(model, postprocess: bool, name: str | None) -> None:
+    if postprocess and model.pca is None:
+        raise ValueError(f"{name or 'the model'}: these weights have no PCA params, so --postprocess is impossible; "
+                         f"convert them with --torch-pca/--tf-pca or drop --postprocess")
+
+
+def resolve_source(source):
+    """`extract`'s source: a Source as it is, or a folder / labels CSV path opened by `open_source`."""
+    return open_source(source) if isinstance(source, (str, os.PathLike)) else source
+
+
+def source_name(source) -> str:
+    """How info.json names a source (compare's tables show it): its folder, CSV, FMA config or AudioSet task."""
+    for attr in ("folder", "path", "dataset"):
+        if getattr(source, attr, None):
+            return str(getattr(source, attr))
+    task = getattr(source, "task_name", None)
+    return f"audioset_v1/{task}" if task else str(source.identity().get("source", "source"))
+
+
 def make_job(out: str, source, model, *, postprocess: bool, shard_size: int, weights_dir: str, dataset: str,
              workers: int = 0, processes: bool = True, pad: bool = False) -> core.Job:
     """The core's Job for `source` embedded by `model` (an Embedder) into the store `out`."""
@@ -74,86 +173,77 @@ def make_job(out: str, source, model, *, postprocess: bool, shard_size: int, wei
                     spec_from=f"weights {weights_dir}")
 
 
-def extract(dataset: str = "fma/small", *, out: str, weights, data_dir: str | None = None,
-            manual_dir: str | None = None, batch_size: int = 64, shard_size: int = 128, workers: int | None = None,
-            final_relu: bool | None = None, postprocess: bool = False, dtype: str = "float32",
-            from_audio: bool = False, download: bool = False, precision: str = "float32",
-            process_index: int | None = None, process_count: int | None = None, progress: bool = True,
-            beam_runner: str | None = None, beam_workers: int = 2, beam_options=None, labels: str | None = None,
-            task: str = "music_genre", classes: list[str] | None = None, split: str | None = None,
-            resample: str = "auto", source=None, log: Callable[[str], None] | None = None) -> Summary:
-    """Embed all splits of `dataset` (an FMA config or a folder of audio files) into `out`; resume if it has shards.
-
-    weights: a weights directory (`vggish-jax convert`) or an Embedder (local runs). batch_size: examples per
-    device call (an Embedder given as `weights` keeps its own). precision: the device frontend's, for
-    waveform sources ("float64" is within 1e-5 of the NumPy oracle). workers: decode processes (default:
-    CPUs - 1). process_index/process_count default to jax's. beam_runner: run the shards as an Apache Beam
-    pipeline instead ('direct' = `beam_workers` local processes; see `beam_runner.make`). labels: a CSV of
-    labelled files (path,label[,split][,group]) to embed instead of `dataset`. task, classes: for
-    dataset='audioset' ('music_genre', 'music_genre_multilabel'; a subset of the 25 top-level genres). split:
-    'gtzan-filtered' for a GTZAN folder (train/validation/test from GTZAN's fault-filtered lists).
-    resample: where audio files not at 16 kHz are resampled ('auto', 'host', 'device': `pipeline.placement`).
-    source: a Source already opened by the caller (who keeps it for other uses), used instead of opening
-    `dataset`, which then only names it in info.json.
-    """
-    from vggish_jax.datasets import decode
-    from vggish_jax.pipeline.embed import Embedder, load_pretrained
-
-    log = log or (lambda m: print(m, file=sys.stderr))
-    if shard_size < 1 or batch_size < 1:
-        raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
-    beam = beam_runner is not None or beam_options is not None
-    if beam:
-        from vggish_jax.pipeline import beam_extract, beam_runner as runners
-
-        runner, options = runners.make(beam_runner, beam_workers, beam_options)
-        if weights is not None and not isinstance(weights, (str, os.PathLike)):
-            raise ValueError("the Beam pipeline loads the weights on every worker: pass a weights directory, not "
-                             "an Embedder")
-    workers = decode.default_workers() if workers is None else workers
-    load_kwargs = dict(final_relu=final_relu, dtype=dtype, batch_size=batch_size, precision=precision,
-                       resample=resample)
-    if weights is None:  # enough for a source of stored embeddings (payload 'embedding'): no model runs
-        from vggish_jax.pipeline.sources.fma import is_fma
-
-        # Audio sources known up front (a given `source` is checked once open, below, like any other).
-        if source is None and (labels is not None or is_fma(dataset) or os.path.isdir(dataset)):
-            raise ValueError(f"{labels or dataset}: holds audio, so embedding it needs --weights (a folder written "
-                             f"by `vggish-jax convert`)")
-        model, weights_dir = None, None
-    elif isinstance(weights, Embedder):
-        model, weights_dir = weights, weights.weights_dir or "<in-memory Embedder>"
-    else:
-        weights_dir = os.path.abspath(os.fspath(weights))
-        model = load_pretrained(weights_dir, **load_kwargs)  # bad weights fail here, in one line
-    if postprocess and model is not None and model.pca is None:  # before a (long) dataset build
-        raise ValueError(f"{weights_dir}: these weights have no PCA params, so --postprocess is impossible; "
-                         f"convert them with --torch-pca/--tf-pca or drop --postprocess")
-    source = source or open_source(dataset, data_dir=data_dir, manual_dir=manual_dir, from_audio=from_audio, workers=workers,
-                         download=download, labels=labels, task=task, classes=classes, split=split,
-                         **(dict(beam_runner=runner, beam_options=options) if beam else {}))
+def extract(source, out: str | os.PathLike, model=None, settings: ExtractSettings | None = None) -> Summary:
+    """Embed every split of `source` (a Source, e.g. from `open_source`, or a folder / labels CSV path) with
+    `model` (a VGGish module; None for a source of stored embeddings) into the store `out`; resumes a store
+    that has shards of the same job and refuses one made differently. `settings`: ExtractSettings."""
+    settings = settings or ExtractSettings()
+    log = settings.log or (lambda m: print(m, file=sys.stderr))
+    source = resolve_source(source)
     if hasattr(source, "describe"):
         log(source.describe())
-    dataset = getattr(source, "folder", None) or getattr(source, "path", None) or dataset
-    if source.payload == "embedding":
-        model = weights_dir = None
-        job = core.Job(os.path.abspath(out), source, source.spec, shard_size,
-                       record={"dataset": dataset, "source": source.identity()["source"]},
-                       spec_from=f"the {dataset} source")
-    elif model is None:
-        raise ValueError(f"{dataset}: holds audio, so embedding it needs --weights (a folder written by "
-                         f"`vggish-jax convert`)")
-    else:
-        job = make_job(out, source, model, postprocess=postprocess, shard_size=shard_size, weights_dir=weights_dir,
-                       dataset=dataset, workers=2 if beam else workers, processes=not beam)  # Beam: threads
+    job, embedder = _job(source, os.path.abspath(os.fspath(out)), model, settings)
     if getattr(source, "groups", None) and any(g for gs in source.groups.values() for g in gs):
         job.record["groups"] = source.groups  # per split, by clip position (= track_ids)
-    if beam:
-        load_kwargs["final_relu"] = getattr(model, "final_relu", final_relu)
-        del model  # the workers load their own
-        return beam_extract.run(job, weights_dir, load_kwargs, runner, options, log=log)
-    return run_local(job, model, process_index=process_index, process_count=process_count, progress=progress,
-                     log=log)
+    if settings.beam is not None:
+        return _run_beam(job, model, settings, log)
+    return run_local(job, embedder, process_index=settings.process_index, process_count=settings.process_count,
+                     progress=settings.progress, log=log)
+
+
+def _job(source, out: str, model, settings: ExtractSettings) -> tuple[core.Job, object]:
+    """(the core's Job, the Embedder that runs it; None for stored embeddings)."""
+    from vggish_jax.datasets import decode
+    from vggish_jax.pipeline.embed import Embedder
+
+    name = source_name(source)
+    if source.payload == "embedding":
+        job = core.Job(out, source, source.spec, settings.shard_size, record={"dataset": name,
+                       "source": source.identity()["source"]}, spec_from=f"the {name} source")
+        return job, None
+    if model is None:
+        raise ValueError(f"{name}: holds audio, so embedding it needs a model (--weights: a folder written by "
+                         f"`vggish-jax convert`)")
+    weights_dir = os.path.abspath(settings.weights_dir) if settings.weights_dir else None
+    _require_pca(model, settings.postprocess, weights_dir)
+    embedder = Embedder(model, batch_size=settings.batch_size, precision=settings.frontend_precision,
+                        resample=settings.resample, weights_dir=weights_dir, metadata=_metadata(weights_dir))
+    workers = decode.default_workers() if settings.workers is None else settings.workers
+    beam = settings.beam is not None
+    job = make_job(out, source, embedder, postprocess=settings.postprocess, shard_size=settings.shard_size,
+                   weights_dir=weights_dir or "<in-memory model>", dataset=name, workers=2 if beam else workers,
+                   processes=not beam, pad=settings.pad)  # Beam: decode threads inside its workers
+    return job, embedder
+
+
+def _metadata(weights_dir: str | None) -> dict:
+    """metadata.json of the weights directory (recorded in info.json), {} without one."""
+    from vggish_jax.models.vggish import params
+
+    try:
+        with open(os.path.join(weights_dir, params.METADATA)) as f:
+            return json.load(f)
+    except (TypeError, OSError, ValueError):
+        return {}
+
+
+def _run_beam(job: core.Job, model, settings: ExtractSettings, log) -> Summary:
+    """The job as an Apache Beam pipeline: every worker loads the weights from settings.weights_dir."""
+    import numpy as np
+
+    from vggish_jax.pipeline import beam_extract, beam_runner as runners
+
+    beam = settings.beam
+    runner, options = runners.make(beam.runner, beam.workers, beam.options)
+    if job.source.payload == "embedding":
+        return beam_extract.run(job, None, {}, runner, options, log=log)
+    if settings.weights_dir is None:
+        raise ValueError("the Beam pipeline loads the weights on every worker: set ExtractSettings(weights_dir=...) "
+                         "to the directory the model was loaded from")
+    load_kwargs = dict(final_relu=model.final_relu, dtype=np.dtype(model.conv1.dtype).name,
+                       batch_size=settings.batch_size, precision=settings.frontend_precision,
+                       resample=settings.resample)
+    return beam_extract.run(job, os.path.abspath(settings.weights_dir), load_kwargs, runner, options, log=log)
 
 
 def run_local(job: core.Job, model, *, process_index: int | None = None, process_count: int | None = None,

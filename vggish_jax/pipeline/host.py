@@ -45,17 +45,21 @@ class Long:
         self.path = path
 
 
-def skip_of(path: str, e: BaseException) -> skips.Skip:
-    """The Skip record of a file that failed to load with `e`."""
-    if isinstance(e, frontend.TooShortError):
-        kind = "too_short"
-    elif isinstance(e, audio.SilentAudioError):
-        kind = "silent"
-    elif not os.path.lexists(path):
-        kind = "missing"
-    else:
-        kind = getattr(e, "kind", "undecodable")
-    return skips.Skip(kind, path, str(e))
+# Exceptions without a `kind` attribute (audio.AudioError and pipeline.waveform.WaveformError carry theirs),
+# by class: the kind is data, never read back out of the message.
+_KIND_OF_CLASS = ((frontend.TooShortError, "too_short"), (FileNotFoundError, "missing"),
+                  (PermissionError, "unreadable"), (IsADirectoryError, "unreadable"))
+
+
+def skip_of(path: str, e: BaseException | skips.Skip, *, on_disk: bool = True) -> skips.Skip:
+    """The Skip record of an input that failed with `e` (a Skip already made is returned as it is);
+    on_disk=False for an input that is not a file (`path` is then its key)."""
+    if isinstance(e, skips.Skip):
+        return e
+    kind = getattr(e, "kind", None) or next((k for cls, k in _KIND_OF_CLASS if isinstance(e, cls)), "undecodable")
+    if kind == "undecodable" and on_disk and not os.path.lexists(path):
+        kind = "missing"  # gone from disk: a fact of the file system, whatever the decoder said
+    return skips.Skip(kind, os.fspath(path), str(e))
 
 
 def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None = 300.0,
