@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from vggish_jax import compilation_cache, xla_flags
+from vggish_jax import compilation_cache, settings_file, xla_flags
 from vggish_jax.skips import one_line
 
 # What a stopped run leaves, for commands that do not say (ON_STOP in their module).
@@ -41,23 +41,6 @@ HELP = {
     "finetune": "fine-tune VGGish + a genre head on FMA, data-parallel over all devices, resumable",
     "fad": "Fréchet Audio Distance of GEN against REF (audio, stored embeddings or statistics), FAD-inf, per-file",
 }
-
-
-def _int_at_least(minimum: int, what: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
-        return value
-    parse.__doc__ = f"argparse type: an integer >= {minimum} ({what}), refused at parse time with one line."
-    return parse
-
-
-positive_int = _int_at_least(1, "batch sizes, counts")
-nonnegative_int = _int_at_least(0, "worker counts, where 0 means in-process")
 
 
 class Terminated(KeyboardInterrupt):
@@ -110,12 +93,29 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         p.argv = list(argv)
         if name == chosen:
             importlib.import_module(module).add_arguments(p)
+            parser.chosen = p
     return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line, over the --config file's values where it gives one (a one-line ValueError or
+    FileNotFoundError for a file it cannot use)."""
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        parser.chosen.set_defaults(**settings_file.read(args.config, parser.chosen, args.command))
+        args = parser.parse_args(argv)  # the flags given again win over the file's values, now the defaults
+    args.default_batch_size = parser.chosen.get_default("batch_size")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except (ValueError, OSError) as e:
+        print(f"vggish-jax {next((a for a in argv if a in COMMANDS), '')}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
     compilation_cache.enable()
     xla_flags.apply()
     module = importlib.import_module(COMMANDS[args.command])
@@ -144,7 +144,8 @@ def _message(e: BaseException, args, on_stop: str) -> str:
     if isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in text and ("Out of memory" in text or "alloc" in text):
         size = getattr(args, "batch_size", None)
         what = f" ({text[:200]})" if text != "MemoryError" else ""
-        lower = f"lower --batch-size (it is {size}; the default is 64)" if size else "use smaller inputs"
+        lower = (f"lower --batch-size (it is {size}; the default is {args.default_batch_size})" if size
+                 else "use smaller inputs")
         return f"out of memory{what}; {lower}"
     return text
 
