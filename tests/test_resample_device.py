@@ -72,9 +72,11 @@ def test_embed_cli_resample_device_equals_host(small_weights_dir, audio_files, t
     files = [audio_files[k] for k in ("mp3", "mono22k", "corrupt")]
     outs = {}
     for w in ("host", "device"):
-        outs[w] = tmp_path / f"{w}.npz"
-        code = cli.main(["embed", *files, "--weights", small_weights_dir, "--out", str(outs[w]),
-                         "--batch-size", "4", "--resample", w])
+        outs[w] = tmp_path / w / "embeddings.npz"
+        settings = tmp_path / f"{w}.toml"
+        settings.write_text(f'resample = "{w}"\n')
+        code = cli.main(["embed", *files, "--weights", small_weights_dir, "--out", str(outs[w].parent),
+                         "--batch-size", "4", "--config", str(settings)])
         assert code == 0
     with np.load(outs["host"]) as h, np.load(outs["device"]) as d:
         assert sorted(h.files) == sorted(d.files) == sorted(files[:2])

@@ -38,7 +38,7 @@ def run(args) -> int:
     from vggish_jax.pipeline.npz_output import embed_to_npz, out_paths
 
     # Everything that can fail for a reason other than one bad file is checked before the first file.
-    os.makedirs(preflight.output_dir(args.out), exist_ok=True)
+    preflight.output_dir(args.out)  # created with the store, at the first file
     npz, sidecar, _ = out_paths(os.path.join(args.out, EMBEDDINGS + ".npz"))
     files, notes, unreadable = audio.expand_inputs(args.files)
     for line in notes:  # unreadable entries are reported with the other skips

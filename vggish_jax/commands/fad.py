@@ -52,14 +52,14 @@ def run(args) -> int:
     from vggish_jax import atomic, preflight
     from vggish_jax.fad import compute, plot
 
-    out = preflight.output_dir(args.out) if args.out else None  # before the (long) embedding
-    if out:
-        os.makedirs(out, exist_ok=True)
+    out = preflight.output_dir(args.out) if args.out else None  # checked before the (long) embedding
     result = compute.evaluate(args.ref, args.gen, weights=args.weights, final_relu=args.final_relu, pad=args.pad,
                                method=args.method, fad_inf=args.fad_inf, steps=args.steps, min_n=args.min_n,
                                bootstrap=args.bootstrap, seed=args.seed, replace=args.with_replacement,
                                ref_stats=args.ref_stats, save_gen_stats=args.save_gen_stats,
                                batch_size=args.batch_size, workers=args.workers)
+    if out:
+        os.makedirs(out, exist_ok=True)
     if out and result["fad_inf"] and result["fad_inf"]["value"] is not None:
         result["plot"] = plot.fad_inf_png(os.path.join(out, PLOT), result)
     if out:
