@@ -119,12 +119,14 @@ def test_two_processes_write_one_processs_shards(mini_build, small_weights_dir, 
     coordinator = f"127.0.0.1:{free_port()}"
     process_0 = tmp_path / "process_0.toml"
     process_0.write_text(f'shard_size = 1\ncoordinator = "{coordinator}"\nnum_processes = 2\nprocess_id = 0\n')
-    procs = [subprocess.Popen(base + ["--out", two, "--config", str(process_0)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True),
-             subprocess.Popen(base + ["--out", two, "--config", str(small_shards)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    procs = [subprocess.Popen(base + ["--out", two, "--config", str(process_0)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True),
+             subprocess.Popen(base + ["--out", two, "--config", str(small_shards)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
                               env=dict(env, JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES="2",
                                        JAX_PROCESS_ID="1"))]
-    single = subprocess.run(base + ["--out", one, "--config", str(small_shards)], env=env, capture_output=True, text=True, timeout=600)
+    single = subprocess.run(base + ["--out", one, "--config", str(small_shards)], env=env, capture_output=True,
+                            text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     try:
         results = [p.communicate(timeout=600) for p in procs]

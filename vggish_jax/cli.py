@@ -32,7 +32,7 @@ COMMANDS = {
 }
 
 HELP = {
-    "embed": "embed audio files with VGGish into an .npz",
+    "embed": "embed audio files with VGGish into OUT/embeddings.npz (resumable)",
     "extract": "embed every clip of FMA (built as a TFDS dataset) into resumable per-split shards",
     "convert": "convert published VGGish weights (torchvggish .pth, TF checkpoint) into a weights directory",
     "compare": "fit the paper's 13 classifiers (+ better heads) on extracted embeddings; write the table",

@@ -1,4 +1,5 @@
-"""`vggish-jax embed FILES_OR_FOLDERS... --weights DIR --out OUT`: OUT/embeddings.npz, resumable (pipeline.npz_output)."""
+"""`vggish-jax embed FILES_OR_FOLDERS... --weights DIR --out OUT`: OUT/embeddings.npz, resumable
+(vggish_jax.pipeline.npz_output)."""
 from __future__ import annotations
 
 import sys

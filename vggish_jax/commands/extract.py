@@ -26,7 +26,8 @@ def add_arguments(p):
                         "for a folder)")
     p.add_argument("--manual-dir", default=None, metavar="DIR",
                    help="folder with fma_metadata(.zip) and fma_<subset>(.zip), zipped or extracted (default: none)")
-    options.download(p, choices=("fma",), help="fma: download the FMA archives if --manual-dir lacks them (needs internet)")
+    options.download(p, choices=("fma",),
+                     help="fma: download the FMA archives if --manual-dir lacks them (needs internet)")
     options.weights(p, help="weights directory written by `vggish-jax convert` (needed unless the source holds "
                             "embeddings already)")
     options.out(p, help="info.json + <split>/shard-NNNNN.npz")

@@ -81,7 +81,8 @@ def workers(p) -> None:
 
 def out(p, *, help: str, required: bool = True) -> None:
     p.add_argument("--out", required=required, metavar="DIR",
-                   help=f"output folder, created if missing: {help}" + (" (required)" if required else " (default: none)"))
+                   help=f"output folder, created if missing: {help}"
+                        + (" (required)" if required else " (default: none)"))
 
 
 def postprocess(p) -> None:

@@ -5,7 +5,7 @@ A source is one of
     per line, relative to the list's folder; '#' comments), embedded through the one audio -> embedding
     path (`Embedder.embed_files`);
   * an `extract` store: its OUT folder (all splits) or one OUT/<split> folder;
-  * an `embed` output: OUT.npz with its OUT.json sidecar;
+  * an `embed` output: OUT/embeddings.npz with its embeddings.json sidecar;
   * saved statistics (`--ref-stats` / `--save-gen-stats`, vggish_jax.fad.stats).
 Stores and statistics carry the EmbeddingSpec they were made with; mixing specs is refused.
 """
@@ -217,7 +217,8 @@ def _load_embed(role: str, source: str) -> EmbeddingSet:
     sidecar = source[:-4] + ".json"
     if not os.path.isfile(sidecar):
         raise SourceError(f"{source}: no {os.path.basename(sidecar)} next to it, so how it was embedded is "
-                          f"unknown; rerun `vggish-jax embed FILES --weights DIR --out OUT.npz` (it writes both)")
+                          f"unknown; rerun `vggish-jax embed FILES --weights DIR --out OUT` (it writes "
+                          f"OUT/embeddings.npz and OUT/embeddings.json)")
     with open(sidecar) as f:
         meta = json.load(f)
     spec = spec_lib.read(meta, sidecar)
@@ -226,7 +227,7 @@ def _load_embed(role: str, source: str) -> EmbeddingSet:
             files = {k: _float_frames(z[k], source) for k in z.files}
     except (OSError, ValueError) as e:
         raise SourceError(f"{source}: cannot read the embeddings ({e}); rerun "
-                          f"`vggish-jax embed FILES --weights DIR --out OUT.npz`") from e
+                          f"`vggish-jax embed FILES --weights DIR --out OUT`") from e
     skipped = {p: str(r) for p, r in (meta.get("errors") or {}).items()}
     return EmbeddingSet(role, source, "embed", files=files, skipped=skipped, spec=spec, spec_from=sidecar)
 
