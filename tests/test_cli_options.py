@@ -116,7 +116,7 @@ def test_config_values_are_used_and_flags_win(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("batch_sise = 8\n", r"settings.toml: unknown key 'batch_sise' for `vggish-jax embed`; the keys it takes: .*"
+    ("batch_sise = 8\n", r"settings.toml: unknown key 'batch_sise' for vggish-jax embed; the keys it takes: .*"
                          r"batch_size"),
     ("batch_size = 0\n", r"settings.toml: batch_size = 0: must be 1 or more, got 0"),
     ('batch_size = "many"\n', r"settings.toml: batch_size = 'many': 'many' is not a whole number"),

@@ -82,7 +82,7 @@ def test_embed_cli_resample_device_equals_host(small_weights_dir, audio_files, t
         assert sorted(h.files) == sorted(d.files) == sorted(files[:2])
         for k in h.files:
             _close(h[k], d[k])
-    meta = json.loads((tmp_path / "device.json").read_text())
+    meta = json.loads((tmp_path / "device" / "embeddings.json").read_text())
     assert len(meta["errors"]) == 1
 
 

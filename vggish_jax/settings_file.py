@@ -54,7 +54,7 @@ def read(path: str, parser: argparse.ArgumentParser, command: str) -> dict[str, 
     found = {}
     for key, value in table.items():
         if key not in known:
-            raise ValueError(f"{path}: unknown key {key!r} for `vggish-jax {command}`; the keys it takes: "
+            raise ValueError(f"{path}: unknown key {key!r} for vggish-jax {command}; the keys it takes: "
                              f"{', '.join(sorted(known))}")
         target = known[key]
         dest = key if isinstance(target, Setting) else target.dest
