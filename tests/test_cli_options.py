@@ -107,6 +107,11 @@ def test_config_values_are_used_and_flags_win(tmp_path):
         8, False, "bfloat16", 3, "host")
     args = cli.parse_args(base + ["--batch-size", "4", "--final-relu", "--dtype", "float32"])
     assert (args.batch_size, args.final_relu, args.dtype, args.flush_every) == (4, True, "float32", 3)
+    # A required option given by the file is required no more; without it, it still is.
+    cfg_weights = _settings(tmp_path, 'weights = "/models/vggish"\n')
+    assert cli.parse_args(["embed", "a.wav", "--out", "o", "--config", cfg_weights]).weights == "/models/vggish"
+    with pytest.raises(SystemExit):
+        cli.parse_args(["embed", "a.wav", "--out", "o"])
     plain = cli.parse_args(base[:-2])
     assert (plain.batch_size, plain.final_relu, plain.flush_every, plain.resample) == (64, None, 16, "auto")
     # Lists and the multi-host settings (extract): typed like their flags.

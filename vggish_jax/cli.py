@@ -99,13 +99,21 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line, over the --config file's values where it gives one (a one-line ValueError or
-    FileNotFoundError for a file it cannot use)."""
+    FileNotFoundError for a file it cannot use). A required option the file gives is required no more."""
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if getattr(args, "config", None):
-        parser.chosen.set_defaults(**settings_file.read(args.config, parser.chosen, args.command))
-        args = parser.parse_args(argv)  # the flags given again win over the file's values, now the defaults
-    args.default_batch_size = parser.chosen.get_default("batch_size")
+    sub = getattr(parser, "chosen", None)
+    if sub is None or {"-h", "--help"} & set(argv):  # argparse says what is missing, or prints the help
+        return parser.parse_args(argv)
+    required = [a for a in sub._actions if a.required and a.option_strings]
+    for action in required:  # the first pass only finds the file
+        action.required = False
+    first = parser.parse_args(argv)
+    values = settings_file.read(first.config, sub, first.command) if getattr(first, "config", None) else {}
+    sub.set_defaults(**values)  # the file's values become the defaults, so flags given win over them
+    for action in required:
+        action.required = action.dest not in values
+    args = parser.parse_args(argv) if values or required else first
+    args.default_batch_size = sub.get_default("batch_size")
     return args
 
 
