@@ -112,21 +112,21 @@ def test_two_processes_write_one_processs_shards(mini_build, small_weights_dir, 
     small_shards = tmp_path / "shards.toml"
     small_shards.write_text("shard_size = 1\n")
     base = [sys.executable, "-m", "vggish_jax.cli", "extract", "--dataset", "fma/small", "--data-dir", mini_build,
-            "--weights", small_weights_dir, "--batch-size", "2", "--workers", "0"]
+            "--weights", small_weights_dir, "--batch-size", "2", "--workers", "0", "--config", str(small_shards)]
     env = {k: v for k, v in os.environ.items() if k not in distributed.ENV.values()}
     env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     coordinator = f"127.0.0.1:{free_port()}"
     process_0 = tmp_path / "process_0.toml"
     process_0.write_text(f'shard_size = 1\ncoordinator = "{coordinator}"\nnum_processes = 2\nprocess_id = 0\n')
+    # process 0's --config comes last, so it is the one read (argparse: the last one given wins)
     procs = [subprocess.Popen(base + ["--out", two, "--config", str(process_0)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True),
-             subprocess.Popen(base + ["--out", two, "--config", str(small_shards)], stdout=subprocess.PIPE,
+             subprocess.Popen(base + ["--out", two], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True,
                               env=dict(env, JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES="2",
                                        JAX_PROCESS_ID="1"))]
-    single = subprocess.run(base + ["--out", one, "--config", str(small_shards)], env=env, capture_output=True,
-                            text=True, timeout=600)
+    single = subprocess.run(base + ["--out", one], env=env, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     try:
         results = [p.communicate(timeout=600) for p in procs]
