@@ -49,8 +49,8 @@ def labelled(tmp_path_factory, small_weights_dir):
         w.writeheader()
         w.writerows(rows)
     out = str(tmp_path_factory.mktemp("store") / "emb")
-    assert cli.main(["extract", "--labels", str(root / "labels.csv"), "--out", out, "--weights", small_weights_dir,
-                     "--workers", "0", "--no-progress"]) == 0
+    assert cli.main(["extract", "--dataset", str(root / "labels.csv"), "--out", out, "--weights", small_weights_dir,
+                     "--workers", "0"]) == 0
     return out, sorted(split_of), split_of, str(root)
 
 
@@ -138,8 +138,8 @@ def test_a_labelled_folder_store_names_its_files(labelled, first_run, tmp_path, 
 
     _, files, _, root = labelled
     out = str(tmp_path / "folder")
-    assert cli.main(["extract", "--dataset", root, "--out", out, "--weights", small_weights_dir, "--workers", "0",
-                     "--no-progress"]) == 0
+    assert cli.main(["extract", "--dataset", root, "--out", out, "--weights", small_weights_dir, "--workers", "0"
+                     ]) == 0
     got = af.store_files(store.read_info(out), {"all": store.load_split(out, "all").keys})
     assert sorted(got["all"]) == files
     calls = counting_load(monkeypatch)
@@ -276,7 +276,7 @@ def test_a_vanished_file_is_reported_missing_and_not_cached(labelled, first_run,
 
 @pytest.mark.slow
 def test_fma_from_audio_store_gives_the_tfds_builds_mfcc(tmp_path, small_weights_dir):
-    """FMA extracted --from-audio: compare finds the mp3s with --manual-dir, and its mfcc vectors equal the
+    """FMA extracted with from_audio = true: compare finds the mp3s with --manual-dir, and its mfcc vectors equal the
     ones compare makes from the TFDS build's stored log-mels (the same definition, the same audio)."""
     from mini_fma import make_mini_fma
 
@@ -288,8 +288,9 @@ def test_fma_from_audio_store_gives_the_tfds_builds_mfcc(tmp_path, small_weights
                          corrupt=False, short=False, known_bad=False)
     data, emb = str(tmp_path / "data"), str(tmp_path / "emb")
     common = ["--dataset", "fma/small", "--data-dir", data, "--manual-dir", mini.manual_dir, "--weights",
-              small_weights_dir, "--workers", "0", "--no-progress"]
-    assert cli.main(["extract", *common, "--out", emb, "--from-audio"]) == 0
+              small_weights_dir, "--workers", "0"]
+    (tmp_path / "settings.toml").write_text("from_audio = true\n")
+    assert cli.main(["extract", *common, "--out", emb, "--config", str(tmp_path / "settings.toml")]) == 0
     out = str(tmp_path / "cmp")
     lines = []
     report = cc.compare(emb, out,

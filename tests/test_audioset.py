@@ -176,8 +176,10 @@ def test_extract_cli_writes_the_release_into_a_store_through_the_core(release, t
     from vggish_jax.pipeline.sources.audioset import AudioSetSource
 
     out = str(tmp_path / "store")
-    argv = ["extract", "--dataset", "audioset", "--manual-dir", release, "--out", out,
-            "--task", "music_genre_multilabel", "--classes", ",".join(GENRES_8), "--shard-size", "3", "--no-progress"]
+    settings = os.path.join(os.path.dirname(out), "settings.toml")
+    with open(settings, "w") as f:  # the audioset task and classes, and small shards, from a settings file
+        f.write(f'task = "music_genre_multilabel"\nclasses = {list(GENRES_8)!r}\nshard_size = 3\n'.replace("'", '"'))
+    argv = ["extract", "--dataset", "audioset", "--manual-dir", release, "--out", out, "--config", settings]
     assert cli.main(argv) == 0
     src = AudioSetSource(release, "music_genre_multilabel", GENRES_8)
     info = store.read_info(out)

@@ -96,13 +96,17 @@ def world(tmp_path_factory, random_weights_dir, audio_files):
     open(w["newline"], "w").write("not audio\n" * 50)
     w["onesec"] = str(d / "onesec.wav")  # one 0.96-s frame
     sf.write(w["onesec"], tone_mix(1.2, 16000), 16000)
+    w["shard_size_toml"] = str(d / "settings.toml")
+    open(w["shard_size_toml"], "w").write("shard_size = -2\n")
     w["pth"] = str(d / "vggish-10086976.pth")
     open(w["pth"], "wb").write(b"not really a torch file")
-    w["relu_npz"] = str(d / "relu.npz")  # an embed store made with the final ReLU (fad's default is without)
-    assert cli.main(["embed", w["music"], "--weights", w["weights"], "--out", w["relu_npz"], "--final-relu"]) == 0
+    w["relu"] = str(d / "relu")  # an embed output made with the final ReLU (fad's default is without)
+    w["relu_npz"] = os.path.join(w["relu"], "embeddings.npz")
+    assert cli.main(["embed", w["music"], "--weights", w["weights"], "--out", w["relu"], "--final-relu"]) == 0
     # A finished embed output, to check that refused runs leave it untouched.
-    w["done_npz"] = str(d / "done.npz")
-    assert cli.main(["embed", w["good"], "--weights", w["weights"], "--out", w["done_npz"], "--batch-size", "4"]) == 0
+    w["done"] = str(d / "done")
+    w["done_npz"] = os.path.join(w["done"], "embeddings.npz")
+    assert cli.main(["embed", w["good"], "--weights", w["weights"], "--out", w["done"], "--batch-size", "4"]) == 0
     # A trained head for the VGGish path of predict.
     from vggish_jax import predict
     from vggish_jax.classify import heads
@@ -120,39 +124,37 @@ def world(tmp_path_factory, random_weights_dir, audio_files):
 CASES = [
     # embed
     ("embed-folder-without-audio", lambda w: ["embed", w["empty_dir"], "--weights", w["weights"], "--out",
-                                             w["dir"] + "/e1.npz"], "nothing_here", r"no audio files.*check the path",
+                                             w["dir"] + "/e1"], "nothing_here", r"no audio files.*check the path",
      "fail", []),
     ("embed-postprocess-without-pca", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out",
-                                                w["done_npz"], "--postprocess"], "weights", r"drop --postprocess",
+                                                w["done"], "--postprocess"], "weights", r"drop --postprocess",
      "fail", ["done_npz"]),
-    ("embed-out-folder-missing", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out",
-                                           w["dir"] + "/no/such/dir/e.npz"], "/no/such/dir", r"create the folder",
-     "fail", []),
-    ("embed-out-is-a-folder", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", w["empty_dir"]],
-     "nothing_here", r"takes a file name", "fail", []),
+    ("embed-out-is-a-file", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", w["a_file"]],
+     "occupied.txt", r"is a file, not a folder; choose another --out", "fail", ["a_file"]),
     ("embed-out-under-a-file", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out",
-                                         w["a_file"] + "/e.npz"], "occupied.txt", r"is not a folder", "fail", []),
-    ("embed-out-unwritable", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "/proc/e.npz"],
+                                         w["a_file"] + "/e"], "occupied.txt", r"is a file, so \S+ cannot be created",
+     "fail", ["a_file"]),
+    ("embed-out-unwritable", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "/proc/e"],
      "/proc", r"cannot write here.*choose another --out", "fail", []),  # /proc: unwritable even for root
-    ("embed-batch-size-0", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "x.npz",
+    ("embed-batch-size-0", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "x",
                                      "--batch-size", "0"], "--batch-size", r"must be 1 or more", "fail", []),
-    ("embed-batch-size-negative", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "x.npz",
+    ("embed-batch-size-negative", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "x",
                                             "--batch-size", "-3"], "--batch-size", r"must be 1 or more", "fail", []),
-    ("embed-workers-negative", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "x.npz",
+    ("embed-workers-negative", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out", "x",
                                          "--workers", "-1"], "--workers", r"must be 0 or more", "fail", []),
     ("embed-text-renamed-mp3", lambda w: ["embed", w["text_mp3"], w["good"], "--weights", w["weights"], "--out",
-                                         w["dir"] + "/skip.npz", "--batch-size", "4"], "notes.mp3",
+                                         w["dir"] + "/skip", "--batch-size", "4"], "notes.mp3",
      r"not audio despite its name: re-encode or drop it", "skip", []),
-    ("embed-missing-weights", lambda w: ["embed", w["good"], "--weights", w["dir"] + "/nowhere", "--out", "x.npz"],
+    ("embed-missing-weights", lambda w: ["embed", w["good"], "--weights", w["dir"] + "/nowhere", "--out", "x"],
      "nowhere", r"vggish-jax convert --download torch", "fail", []),
-    ("embed-truncated-weights", lambda w: ["embed", w["good"], "--weights", w["w_trunc"], "--out", "x.npz"],
+    ("embed-truncated-weights", lambda w: ["embed", w["good"], "--weights", w["w_trunc"], "--out", "x"],
      "w_trunc/params/", r"truncated.*--overwrite", "fail", ["w_trunc"]),
-    ("embed-weights-without-manifest", lambda w: ["embed", w["good"], "--weights", w["w_manifest"], "--out", "x.npz"],
+    ("embed-weights-without-manifest", lambda w: ["embed", w["good"], "--weights", w["w_manifest"], "--out", "x"],
      "manifest.ocdbt", r"missing.*convert the weights again", "fail", []),
-    ("embed-weights-without-metadata", lambda w: ["embed", w["good"], "--weights", w["w_meta"], "--out", "x.npz"],
+    ("embed-weights-without-metadata", lambda w: ["embed", w["good"], "--weights", w["w_meta"], "--out", "x"],
      "w_meta/metadata.json", r"missing.*convert the weights again", "fail", []),
     ("embed-other-settings-into-same-out", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out",
-                                                     w["done_npz"], "--final-relu"], "done.npz",
+                                                     w["done"], "--final-relu"], "done/embeddings.npz",
      r"final_relu: True .* vs False", "fail", ["done_npz"]),
     # predict
     ("predict-top-0", lambda w: ["predict", "--example", "--top", "0"], "--top", r"must be 1 or more", "fail", []),
@@ -190,7 +192,8 @@ CASES = [
     ("extract-batch-size-0", lambda w: ["extract", "--data-dir", "d", "--weights", "w", "--out", "o",
                                        "--batch-size", "0"], "--batch-size", r"must be 1 or more", "fail", []),
     ("extract-shard-size-negative", lambda w: ["extract", "--data-dir", "d", "--weights", "w", "--out", "o",
-                                              "--shard-size", "-2"], "--shard-size", r"must be 1 or more", "fail", []),
+                                              "--config", w["shard_size_toml"]], "settings.toml: shard_size",
+     r"must be 1 or more, got -2", "fail", []),
     ("extract-missing-manual-dir", lambda w: ["extract", "--data-dir", w["dir"] + "/tfds", "--weights", w["weights"],
                                              "--out", w["dir"] + "/ex", "--manual-dir", w["dir"] + "/fma_nowhere"],
      "fma_nowhere", r"point --manual-dir at the folder", "fail", []),
@@ -218,41 +221,43 @@ CASES = [
     ("fad-missing-ref", lambda w: ["fad", w["dir"] + "/noref", w["music"], "--weights", w["weights"]], "noref",
      r"give a folder of audio", "fail", []),
     ("fad-batch-size-0", lambda w: ["fad", w["music"], w["music"], "--batch-size", "0"], "--batch-size",
-     r"must be >= 1", "fail", []),
-    ("fad-out-folder-missing", lambda w: ["fad", w["music"], w["music"], "--weights", w["weights"], "--out",
-                                         w["dir"] + "/no/such/r.json"], "/no/such", r"create it first", "fail", []),
+     r"must be 1 or more", "fail", []),
+    ("fad-out-under-a-file", lambda w: ["fad", w["music"], w["music"], "--weights", w["weights"], "--out",
+                                       w["a_file"] + "/r"], "occupied.txt", r"is a file, so \S+ cannot be created",
+     "fail", ["a_file"]),
     ("fad-weights-without-metadata", lambda w: ["fad", w["music"], w["music"], "--weights", w["w_meta"]],
      "w_meta/metadata.json", r"convert the weights again", "fail", []),
     # round 3: true reasons, truncated files, one-line messages with the fix
     ("embed-truncated-mp3", lambda w: ["embed", w["cut_mp3"], w["good"], "--weights", w["weights"], "--out",
-                                      w["dir"] + "/cut.npz", "--batch-size", "4"], "cut.mp3",
+                                      w["dir"] + "/cut", "--batch-size", "4"], "cut.mp3",
      r"truncated: \d+ of the \d+ frames its header declares decode \(1\d\.\d s of 30\.0 s\); re-download", "skip", []),
     ("predict-truncated-mp3", lambda w: ["predict", w["cut_mp3"], "--example"], "cut.mp3", r"truncated: .*re-download",
      "skip", []),
-    ("embed-fifo", lambda w: ["embed", w["fifo"], w["good"], "--weights", w["weights"], "--out", w["dir"] + "/f.npz",
+    ("embed-fifo", lambda w: ["embed", w["fifo"], w["good"], "--weights", w["weights"], "--out", w["dir"] + "/f",
                              "--batch-size", "4"], "pipe.wav", r"is a FIFO \(named pipe\), not a regular file", "skip",
      []),
     ("embed-dangling-symlink", lambda w: ["embed", w["dangling"], w["good"], "--weights", w["weights"], "--out",
-                                         w["dir"] + "/l.npz", "--batch-size", "4"], "gone.wav",
+                                         w["dir"] + "/l", "--batch-size", "4"], "gone.wav",
      r"broken symbolic link \(points to .*deleted.wav.*fix or remove the link", "skip", []),
     ("embed-newline-in-name", lambda w: ["embed", w["newline"], w["good"], "--weights", w["weights"], "--out",
-                                        w["dir"] + "/n.npz", "--batch-size", "4"], "bad\\nname.wav",
+                                        w["dir"] + "/n", "--batch-size", "4"], "bad\\nname.wav",
      r"re-encode or drop it", "skip", []),
-    ("embed-dash-file", lambda w: ["embed", "-dash.wav", "--weights", w["weights"], "--out", "x.npz"], "-dash.wav",
+    ("embed-dash-file", lambda w: ["embed", "-dash.wav", "--weights", w["weights"], "--out", "x"], "-dash.wav",
      r"put -- before file names that start with '-' \(vggish-jax embed \[options\] -- -dash.wav\)", "fail", []),
     ("predict-dash-file", lambda w: ["predict", "-dash.wav"], "-dash.wav", r"put -- before file names", "fail", []),
-    ("embed-weights-is-the-pth", lambda w: ["embed", w["good"], "--weights", w["pth"], "--out", "x.npz"],
+    ("embed-weights-is-the-pth", lambda w: ["embed", w["good"], "--weights", w["pth"], "--out", "x"],
      "vggish-10086976.pth", r"convert it first \(`vggish-jax convert --torch-weights .*--out DIR`\) and pass --weights DIR",
      "fail", []),
     ("embed-weights-is-metadata-json", lambda w: ["embed", w["good"], "--weights", w["weights"] + "/metadata.json",
-                                                 "--out", "x.npz"], "metadata.json",
+                                                 "--out", "x"], "metadata.json",
      r"pass the folder that holds it: --weights \S+weights", "fail", []),
     ("embed-weights-is-params-folder", lambda w: ["embed", w["good"], "--weights", w["weights"] + "/params", "--out",
-                                                 "x.npz"], "/params", r"pass the folder above it: --weights \S+weights",
+                                                 "x"], "/params", r"pass the folder above it: --weights \S+weights",
      "fail", []),
     ("fad-one-frame-ref", lambda w: ["fad", w["onesec"], w["music"], "--weights", w["weights"]], "onesec.wav",
      r"^vggish-jax fad: error: REF .*1 embedding frame .*give more audio", "fail", []),
-    ("fad-other-final-relu", lambda w: ["fad", w["music"], w["relu_npz"], "--weights", w["weights"]], "relu.json",
+    ("fad-other-final-relu", lambda w: ["fad", w["music"], w["relu_npz"], "--weights", w["weights"]],
+     "relu/embeddings.json",
      r"final_relu.*pass --final-relu to embed the audio the way", "fail", []),
     ("finetune-workers-negative", lambda w: ["finetune", "--data-dir", "d", "--workdir", "w", "--workers", "-2"],
      "--workers", r"must be 0 or more", "fail", []),
@@ -277,9 +282,9 @@ def test_bad_input(world, capsys, monkeypatch, tmp_path, name, argv, names, fix,
     for k in unchanged:
         assert digest(world[k]) == before[k], f"{k} changed"
     if name == "embed-text-renamed-mp3":  # the good file is written, the bad one reported in the sidecar
-        with np.load(world["dir"] + "/skip.npz") as z:
+        with np.load(world["dir"] + "/skip/embeddings.npz") as z:
             assert z.files == [world["good"]]
-        assert list(json.load(open(world["dir"] + "/skip.json"))["errors"]) == [world["text_mp3"]]
+        assert list(json.load(open(world["dir"] + "/skip/embeddings.json"))["errors"]) == [world["text_mp3"]]
 
 
 def test_folder_input_takes_its_audio_files_in_sorted_order(world, audio_files, tmp_path, capsys):
@@ -288,11 +293,11 @@ def test_folder_input_takes_its_audio_files_in_sorted_order(world, audio_files, 
     sf.write(folder / "b" / "2.wav", np.asarray(sf.read(audio_files["wav"])[0]), 44100)
     sf.write(folder / "1.flac", np.asarray(sf.read(audio_files["wav"])[0]), 44100)
     (folder / "cover.jpg").write_bytes(b"\xff\xd8")
-    out = tmp_path / "e.npz"
+    out = tmp_path / "e"
     code, _, err = run_cli(capsys, ["embed", str(folder), "--weights", world["weights"], "--out", str(out),
                                     "--batch-size", "4"])
     assert code == 0 and f"{folder}: 2 audio files" in err
-    with np.load(out) as z:
+    with np.load(out / "embeddings.npz") as z:
         assert z.files == [str(folder / "1.flac"), str(folder / "b" / "2.wav")]
 
 
@@ -301,7 +306,7 @@ def test_legacy_truncated_weights_one_line_in_a_real_process(tmp_path, audio_fil
     weights = small_weights(tmp_path / "w", truncate=True, legacy=True)
     env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-m", "vggish_jax.cli", "embed", audio_files["wav"], "--weights", weights,
-                        "--out", str(tmp_path / "x.npz")], capture_output=True, text=True, env=env, timeout=300)
+                        "--out", str(tmp_path / "x")], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "tensorstore_spec" not in r.stderr
     lines = r.stderr.strip().splitlines()
@@ -348,11 +353,13 @@ def test_over_range_audio_warns_once_in_every_command_and_is_reported(world, cap
     """Float samples x1000 are used as given, but each command prints one warning naming the file and its peak,
     and the JSON reports of predict and fad list it."""
     peak = float(np.abs(sf.read(world["loud"], dtype="float32")[0]).max())  # the oracle: the file's own samples
-    runs = {"embed": ["embed", world["loud"], "--weights", world["weights"], "--out", str(tmp_path / "l.npz"),
+    no_fad_inf = tmp_path / "settings.toml"
+    no_fad_inf.write_text("fad_inf = false\n")
+    runs = {"embed": ["embed", world["loud"], "--weights", world["weights"], "--out", str(tmp_path / "l"),
                       "--batch-size", "4"],
             "predict": ["predict", world["loud"], "--json"],
             "fad": ["fad", world["loud"], world["music"], "--weights", world["weights"], "--out",
-                    str(tmp_path / "fad.json"), "--no-fad-inf"]}
+                    str(tmp_path), "--config", str(no_fad_inf)]}
     for name, argv in runs.items():
         code, out, err = run_cli(capsys, argv)
         assert code == 0, (name, err)
@@ -379,7 +386,7 @@ def test_over_range_audio_is_listed_in_extract_info(world, small_weights_dir, tm
     sf.write(folder / "fine.wav", tone_mix(2.0, 16000), 16000)
     out = tmp_path / "store"
     assert cli.main(["extract", "--dataset", str(folder), "--weights", small_weights_dir, "--out", str(out),
-                     "--workers", str(workers), "--no-progress"]) == 0
+                     "--workers", str(workers)]) == 0
     info = json.load(open(out / "info.json"))
     assert info["num_clips"] == {"all": 2} and info["skipped"] == []
     assert [(w["kind"], w["path"]) for w in info["warnings"]] == [("over_range", os.path.realpath(loud))]
@@ -443,9 +450,11 @@ def test_fad_of_a_set_with_itself_is_zero_and_fad_inf_never_negative(world, caps
     as 0 with its size; the few frames are warned about; a negative FAD-inf intercept is not a result."""
     song = str(tmp_path / "song.wav")
     sf.write(song, tone_mix(30.0, 16000), 16000)
-    out = tmp_path / "r.json"
-    code, stdout, err = run_cli(capsys, ["fad", song, song, "--weights", world["weights"], "--out", str(out),
-                                         "--bootstrap", "5"])
+    settings = tmp_path / "settings.toml"
+    settings.write_text("bootstrap = 5\n")
+    out = tmp_path / "r" / "fad.json"
+    code, stdout, err = run_cli(capsys, ["fad", song, song, "--weights", world["weights"], "--out", str(out.parent),
+                                         "--config", str(settings)])
     assert code == 0, err
     r = json.load(open(out))
     assert r["fad"] == 0.0 and r["numerics"]["clipped"] >= 0.0
@@ -473,7 +482,7 @@ def test_ctrl_c_says_what_is_true_for_each_command(world, capsys, monkeypatch, t
     monkeypatch.setattr(patch, interrupted)
     argv = {"predict": ["predict", world["good"]],
             "fad": ["fad", world["music"], world["music"], "--weights", world["weights"]],
-            "embed": ["embed", world["good"], "--weights", world["weights"], "--out", str(tmp_path / "i.npz")]}[command]
+            "embed": ["embed", world["good"], "--weights", world["weights"], "--out", str(tmp_path / "i")]}[command]
     code, _, err = run_cli(capsys, argv)
     assert code == 130
     assert err.strip().splitlines()[-1] == f"vggish-jax {command}: interrupted; " + \
@@ -487,7 +496,7 @@ def _embed_peak_mb(world, batch_size: int) -> float:
             "print('PEAK', common.peak_rss_mb()); sys.exit(rc)")
     env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-c", code, "embed", world["good"], "--weights", world["weights"],
-                        "--out", world["dir"] + f"/bs{batch_size}.npz", "--batch-size", str(batch_size)],
+                        "--out", world["dir"] + f"/bs{batch_size}", "--batch-size", str(batch_size)],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     return float(r.stdout.split("PEAK")[-1])
@@ -508,7 +517,7 @@ def test_out_of_memory_names_the_batch_size(world, capsys, monkeypatch):
 
     monkeypatch.setattr("vggish_jax.commands.embed.run", exhausted)
     code, _, err = run_cli(capsys, ["embed", world["good"], "--weights", world["weights"], "--out",
-                                    world["dir"] + "/oom.npz", "--batch-size", "100000"])
+                                    world["dir"] + "/oom", "--batch-size", "100000"])
     lines = [line for line in err.splitlines() if "error" in line]
     assert code == 2 and "Traceback" not in err, err
     assert len(lines) == 1 and "out of memory" in lines[0] and "lower --batch-size (it is 100000" in lines[0], err
@@ -532,7 +541,7 @@ def full_disk(tmp_path):
 
 
 def test_disk_full_names_the_path_and_what_was_kept(world, capsys, full_disk):
-    out = os.path.join(full_disk, "e.npz")
+    out = os.path.join(full_disk, "e")
     code, _, err = run_cli(capsys, ["embed", world["good"], world["music"], "--weights", world["weights"],
                                     "--out", out, "--batch-size", "4"])
     lines = [line for line in err.splitlines() if "error" in line]

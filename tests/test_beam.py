@@ -51,6 +51,14 @@ def _cli(*args):
     return [sys.executable, "-m", "vggish_jax.cli", "extract", *args]
 
 
+def _settings(folder, text: str) -> str:
+    """A --config file in `folder` holding `text` (TOML lines)."""
+    path = os.path.join(str(folder), "settings.toml")
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    return path
+
+
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
     return make_mini_fma(tmp_path_factory.mktemp("beam_fma") / "manual", per_genre_per_split=1, seconds=1.2,
@@ -72,7 +80,7 @@ def single(mini, small_weights_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def single_audio(mini, small_weights_dir, tmp_path_factory):
-    """The single-process `--from-audio` extraction (device frontend on the decoded mp3s, float32)."""
+    """The single-process from_audio extraction (device frontend on the decoded mp3s, float32)."""
     root = tmp_path_factory.mktemp("beam_single_audio")
     out = str(root / "emb")
     run_extract("fma/small", data_dir=str(root / "data"), manual_dir=mini.manual_dir, out=out,
@@ -83,13 +91,15 @@ def single_audio(mini, small_weights_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def beam_cli(mini, small_weights_dir, no_tf, tmp_path_factory):
-    """`vggish-jax extract --beam-runner direct --beam-workers 2` from nothing: Beam build, then Beam extraction."""
+    """`vggish-jax extract --beam-options="--runner=direct --direct_num_workers=2"` from nothing: Beam build, then
+    Beam extraction."""
     env, _ = no_tf
     root = tmp_path_factory.mktemp("beam_cli")
     data_dir, out = str(root / "data"), str(root / "emb")
     proc = subprocess.run(_cli("--dataset", "fma/small", "--data-dir", data_dir, "--manual-dir", mini.manual_dir,
                                "--weights", small_weights_dir, "--out", out, "--batch-size", str(BATCH),
-                               "--shard-size", str(SHARD), "--beam-runner", "direct", "--beam-workers", "2"),
+                               "--config", _settings(root, f"shard_size = {SHARD}"),
+                               "--beam-options=--runner=direct --direct_num_workers=2"),
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return data_dir, out, proc.stderr
@@ -163,12 +173,13 @@ def test_tensorflow_was_never_imported(beam_cli, no_tf, tmp_path):
 @pytest.mark.slow
 def test_killed_beam_extraction_resumes_to_the_same_result(beam_cli, single_audio, mini, small_weights_dir, no_tf,
                                                           tmp_path):
-    """--from-audio: the workers decode the mp3s; kill the driver and its workers (SIGKILL), rerun."""
+    """from_audio: the workers decode the mp3s; kill the driver and its workers (SIGKILL), rerun."""
     env, markers = no_tf
     data_dir, out = beam_cli[0], str(tmp_path / "emb")
-    args = _cli("--dataset", "fma/small", "--data-dir", data_dir, "--manual-dir", mini.manual_dir, "--from-audio",
-                "--weights", small_weights_dir, "--out", out, "--batch-size", str(BATCH), "--shard-size", str(SHARD),
-                "--beam-runner", "direct", "--beam-workers", "2")
+    args = _cli("--dataset", "fma/small", "--data-dir", data_dir, "--manual-dir", mini.manual_dir,
+                "--config", _settings(tmp_path, f"from_audio = true\nshard_size = {SHARD}"),
+                "--weights", small_weights_dir, "--out", out, "--batch-size", str(BATCH),
+                "--beam-options=--runner=direct --direct_num_workers=2")
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     # SIGKILL the driver and its worker processes, as when a machine dies.
     finished = kill_after_first_shard(proc, out, lambda p: os.killpg(p.pid, signal.SIGKILL), timeout=400)
@@ -276,7 +287,7 @@ def test_cli_without_apache_beam_is_one_clear_line(monkeypatch, capsys, tmp_path
 
     monkeypatch.setitem(sys.modules, "apache_beam", None)  # as if the extra were not installed
     rc = cli.main(["extract", "--dataset", str(tmp_path), "--weights", str(tmp_path), "--out", str(tmp_path / "o"),
-                   "--beam-runner", "direct"])
+                   "--beam-options=--runner=direct"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "pip install 'vggish-jax[beam]'" in err[0]
 
@@ -348,7 +359,7 @@ def test_waveform_config_built_and_extracted_with_beam_in_process_equals_single_
             np.testing.assert_array_equal(x[i]["waveform"], y[i]["waveform"])
     assert fma.skip_report(b) == fma.skip_report(ref)
     # Extraction from the waveform build: Beam's workers run the single-process device path on the stored
-    # int16 audio, with --frontend-precision passed through (and recorded: a rerun with another is refused).
+    # int16 audio, with frontend_precision passed through (and recorded: a rerun with another is refused).
     single_extract = run_extract
     outs = {}
     for name, prec in (("single64", "float64"), ("single32", "float32")):

@@ -164,8 +164,8 @@ def test_end_to_end_on_mini_fma(tmp_path, random_weights_dir, capsys):
     mini = make_mini_fma(tmp_path / "manual", per_genre_per_split=(3, 1, 1), seconds=1.2, seed=2)
     data, emb, out = str(tmp_path / "data"), str(tmp_path / "emb"), str(tmp_path / "results")
     assert cli.main(["extract", "--dataset", "fma/small_waveform", "--data-dir", data, "--manual-dir", mini.manual_dir,
-                     "--weights", random_weights_dir, "--out", emb, "--batch-size", "8", "--workers", "0",
-                     "--no-progress"]) == 0
+                     "--weights", random_weights_dir, "--out", emb, "--batch-size", "8", "--workers", "0"
+                     ]) == 0
     assert cli.main(["compare", "--embeddings", emb, "--out", out, "--data-dir", data,
                      "--classifiers", "LR,kNN,NB,HGB,JAX-MLP", "--jobs", "2"]) == 0
     report = json.load(open(os.path.join(out, "table.json")))

@@ -96,8 +96,9 @@ def test_cli_extract_of_a_folder_needs_no_data_dir(genres, small_weights_dir, tm
 
     monkeypatch.setattr(ex, "load_model", lambda *a, **k: embedder.model)  # no second load
     out = tmp_path / "emb"
+    (tmp_path / "settings.toml").write_text("shard_size = 4\n")
     assert cli.main(["extract", "--dataset", str(genres), "--weights", small_weights_dir, "--out", str(out),
-                     "--workers", "0", "--no-progress", "--shard-size", "4"]) == 0
+                     "--workers", "0", "--config", str(tmp_path / "settings.toml")]) == 0
     captured = capsys.readouterr()
     assert "3 classes (blues 2, jazz 1, rock 3)" in captured.err and "all=6" in captured.out
     assert store.read_info(str(out))["complete"] is True

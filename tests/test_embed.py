@@ -79,9 +79,9 @@ def test_missing_weights_dir_is_a_clear_error(tmp_path):
 
 
 def test_cli_embed(small_weights_dir, audio_files, tmp_path, capsys):
-    out = tmp_path / "emb.npz"
+    out = tmp_path / "emb" / "embeddings.npz"
     files = [audio_files[k] for k in ("wav", "mp3", "corrupt", "missing", "empty", "nan")]
-    code = cli.main(["embed", *files, "--weights", small_weights_dir, "--out", str(out), "--batch-size", "4"])
+    code = cli.main(["embed", *files, "--weights", small_weights_dir, "--out", str(out.parent), "--batch-size", "4"])
     assert code == 0
     err = capsys.readouterr().err
     for bad in ("corrupt", "missing", "empty", "nan"):
@@ -89,7 +89,7 @@ def test_cli_embed(small_weights_dir, audio_files, tmp_path, capsys):
     with np.load(out) as z:
         assert sorted(z.files) == sorted([audio_files["wav"], audio_files["mp3"]])
         assert z[audio_files["wav"]].shape == (3, 128)
-    meta = json.loads((tmp_path / "emb.json").read_text())
+    meta = json.loads((tmp_path / "emb" / "embeddings.json").read_text())
     assert meta["final_relu"] is False and meta["postprocess"] is False and len(meta["errors"]) == 4
 
 
@@ -154,16 +154,16 @@ def test_embed_cli_on_4_fake_devices_equals_1_device(small_weights_dir, audio_fi
 
     files = [audio_files[k] for k in ("wav", "mono22k", "flac", "mp3", "short")]
     args = ["embed", *files, "--weights", small_weights_dir, "--batch-size", "8", "--pad"]
-    assert cli.main(args + ["--out", str(tmp_path / "one.npz")]) == 0
+    assert cli.main(args + ["--out", str(tmp_path / "one")]) == 0
     code = ("import sys, jax; from vggish_jax import cli; assert jax.device_count() == 4, jax.devices(); "
             "sys.exit(cli.main(sys.argv[1:]))")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
                PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / "four.npz")], env=env,
+    proc = subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / "four")], env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    with np.load(tmp_path / "one.npz") as one, np.load(tmp_path / "four.npz") as four:
+    with np.load(tmp_path / "one" / "embeddings.npz") as one, np.load(tmp_path / "four" / "embeddings.npz") as four:
         assert sorted(one.files) == sorted(four.files) == sorted(files)
         for f in files:
             assert one[f].shape == four[f].shape

@@ -105,9 +105,11 @@ def test_killed_run_resumes_without_recomputing_and_matches(reference, fma_dirs,
     mini, data_dir = fma_dirs
     out = str(tmp_path / "emb")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f"shard_size = {SHARD}\n")
     cmd = [sys.executable, "-m", "vggish_jax.cli", "extract", "--dataset", "fma/small", "--data-dir", data_dir,
-           "--weights", small_weights_dir, "--out", out, "--batch-size", str(BATCH), "--shard-size", str(SHARD),
-           "--workers", "0", "--no-progress"]
+           "--weights", small_weights_dir, "--out", out, "--batch-size", str(BATCH), "--config", str(settings),
+           "--workers", "0"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     finished = kill_after_first_shard(proc, out, lambda p: p.send_signal(signal.SIGKILL), timeout=240)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]

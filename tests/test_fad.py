@@ -292,9 +292,9 @@ def test_ref_statistics_are_reused_and_refused_when_spec_or_files_differ(sets, e
 @slow
 def test_embed_output_and_extract_store_give_the_same_fad(sets, embedder, tmp_path, random_weights_dir, capsys):
     want = run(sets["ref"], sets["n20"], embedder, fad_inf=False)["fad"]
-    out = str(tmp_path / "gen.npz")
-    assert cli.main(["embed", *sources.audio_paths(sets["n20"]), "--weights", random_weights_dir, "--out", out,
-                     "--no-final-relu"]) == 0
+    out = str(tmp_path / "gen" / "embeddings.npz")
+    assert cli.main(["embed", *sources.audio_paths(sets["n20"]), "--weights", random_weights_dir, "--out",
+                     os.path.dirname(out), "--no-final-relu"]) == 0
     assert run(sets["ref"], out, embedder, fad_inf=False)["fad"] == pytest.approx(want, rel=1e-5)
     # a list file of the same audio, paths relative to the list's folder
     lst = os.path.join(sets["n20"], "files.txt")
@@ -316,13 +316,15 @@ def test_embed_output_and_extract_store_give_the_same_fad(sets, embedder, tmp_pa
 
 @slow
 def test_cli_writes_json_with_top_level_fad_and_png(sets, random_weights_dir, tmp_path, capsys):
-    out = tmp_path / "r.json"
-    assert cli.main(["fad", sets["ref"], sets["n80"], "--weights", random_weights_dir, "--out", str(out),
-                     "--steps", "3", "--bootstrap", "3", "--batch-size", "16"]) == 0
+    out = tmp_path / "r" / "fad.json"
+    settings = tmp_path / "settings.toml"
+    settings.write_text("steps = 3\nbootstrap = 3\n")
+    assert cli.main(["fad", sets["ref"], sets["n80"], "--weights", random_weights_dir, "--out", str(out.parent),
+                     "--config", str(settings), "--batch-size", "16"]) == 0
     result = json.loads(out.read_text())
     assert result["gen"]["files"] == 6 and not result["gen"]["skipped"]
     assert result["fad"] > 0 and result["fad_inf"]["points"] and result["embedding_spec"]["final_relu"] is False
-    png = tmp_path / "r_fad_inf.png"
+    png = tmp_path / "r" / "fad_inf.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "FAD " in capsys.readouterr().out
 

@@ -93,7 +93,7 @@ def test_cli_extract_gtzan_filtered_then_compare(tmp_path, small_weights_dir, ca
         want[other].append(picks[1])
     out = tmp_path / "emb"
     assert cli.main(["extract", "--dataset", str(root), "--split", "gtzan-filtered", "--weights", small_weights_dir,
-                     "--out", str(out), "--workers", "0", "--no-progress"]) == 0
+                     "--out", str(out), "--workers", "0"]) == 0
     err = capsys.readouterr().err
     assert "train 10, validation 5, test 5 files; 8 files not in the lists left out; 910 listed files missing" in err
     for split, names in want.items():
@@ -111,6 +111,6 @@ def test_cli_extract_gtzan_filtered_then_compare(tmp_path, small_weights_dir, ca
     capsys.readouterr()
     (root / "blues" / "extra.wav").write_bytes((root / f"{want['train'][0]}.wav").read_bytes())
     assert cli.main(["extract", "--dataset", str(root), "--split", "gtzan-filtered", "--weights", small_weights_dir,
-                     "--out", str(tmp_path / "x"), "--workers", "0", "--no-progress"]) == 2
+                     "--out", str(tmp_path / "x"), "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "drop --split" in err

@@ -41,8 +41,18 @@ def reuse_embedder(embedder, monkeypatch):
     monkeypatch.setattr(embed, "load_pretrained", lambda *a, **k: embedder)
 
 
-def _embed_cmd(songs, weights, out, *extra):
-    return ["embed", *songs, "--weights", weights, "--out", out, "--batch-size", "4", "--flush-every", "1", *extra]
+def _out(tmp_path, name: str) -> str:
+    """The OUT/embeddings.npz that `embed --out OUT` writes (OUT = tmp_path/name)."""
+    return str(tmp_path / name / "embeddings.npz")
+
+
+def _embed_cmd(songs, weights, npz, *extra):
+    """`embed` into the folder of `npz`, one file per shard (flush_every = 1, from a settings file beside it)."""
+    folder = os.path.dirname(npz)
+    settings = folder + ".settings.toml"
+    with open(settings, "w") as f:
+        f.write("flush_every = 1\n")
+    return ["embed", *songs, "--weights", weights, "--out", folder, "--batch-size", "4", "--config", settings, *extra]
 
 
 def _shards(out):
@@ -55,15 +65,15 @@ def test_ctrl_c_and_errors_keep_finished_files(songs, small_weights_dir, embedde
     for exc, code in ((KeyboardInterrupt, 130), (RuntimeError("disk on fire"), 2)):
         calls = []
 
-        def stop_on_the_third_file(self, *a, **k):  # --flush-every 1: one file per shard, one call per shard
+        def stop_on_the_third_file(self, *a, **k):  # flush_every = 1: one file per shard, one call per shard
             calls.append(1)
             if len(calls) == 3:
                 raise exc
             yield from real(self, *a, **k)
 
         monkeypatch.setattr(type(embedder), "iter_files", stop_on_the_third_file)
-        out = tmp_path / f"{code}.npz"
-        assert cli.main(_embed_cmd(songs[:4], small_weights_dir, str(out))) == code
+        out = _out(tmp_path, str(code))
+        assert cli.main(_embed_cmd(songs[:4], small_weights_dir, out)) == code
         with np.load(out) as z:
             assert z.files == songs[:2]
         assert json.load(open(str(out)[:-4] + ".json"))["complete"] is False
@@ -84,7 +94,7 @@ def test_keys_are_resolved_paths_and_a_changed_file_is_embedded_again(embedder, 
     for name, seed in (("a", 1), ("b", 2)):
         (tmp_path / name).mkdir()
         sf.write(tmp_path / name / "song.wav", tone_mix(1.2, 16000, seed=seed), 16000)
-    out = str(tmp_path / "o.npz")
+    out = _out(tmp_path, "o")
     for name in ("a", "b"):
         monkeypatch.chdir(tmp_path / name)
         assert cli.main(_embed_cmd(["song.wav"], small_weights_dir, out)) == 0
@@ -108,7 +118,7 @@ def test_keys_are_resolved_paths_and_a_changed_file_is_embedded_again(embedder, 
 
 def test_a_second_writer_is_refused_naming_the_holder_and_a_stale_lock_is_taken_over(
         songs, small_weights_dir, reuse_embedder, tmp_path, capsys):
-    out = str(tmp_path / "o.npz")
+    out = _out(tmp_path, "o")
     root = out_paths(out)[2]
     os.makedirs(root)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -133,7 +143,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_stale_lock_is_taken_
 
 def test_damaged_output_shard_and_info_are_named_and_recomputed(songs, small_weights_dir, embedder,
                                                                 reuse_embedder, tmp_path, capsys):
-    out = str(tmp_path / "o.npz")
+    out = _out(tmp_path, "o")
     assert cli.main(_embed_cmd(songs[:3], small_weights_dir, out)) == 0
     with np.load(out) as z:
         ref = {k: z[k] for k in z.files}
@@ -167,7 +177,7 @@ def test_damaged_output_shard_and_info_are_named_and_recomputed(songs, small_wei
 def test_dtype_is_part_of_the_identity(songs, small_weights_dir, embedder, tmp_path, monkeypatch, capsys):
     from vggish_jax.pipeline import embed
 
-    out = str(tmp_path / "o.npz")
+    out = _out(tmp_path, "o")
     monkeypatch.setattr(embed, "load_pretrained", lambda *a, **k: embedder)
     assert cli.main(_embed_cmd(songs[:1], small_weights_dir, out)) == 0
     monkeypatch.undo()  # a real bfloat16 model: refused before it embeds anything
@@ -198,7 +208,7 @@ def _kill_after_first_shard(proc, out, sig):
 
 @pytest.mark.slow  # three real runs (two of them fresh processes that load and compile the model)
 def test_sigkill_then_sigterm_then_finish_equals_one_run(songs, small_weights_dir, reuse_embedder, tmp_path, capsys):
-    out = str(tmp_path / "o.npz")
+    out = _out(tmp_path, "o")
     # SIGKILL once the first shard is on disk: no cleanup runs, the shards stay.
     proc = _start(_embed_cmd(songs, small_weights_dir, out))
     assert _kill_after_first_shard(proc, out, signal.SIGKILL) == -signal.SIGKILL
@@ -213,7 +223,7 @@ def test_sigkill_then_sigterm_then_finish_equals_one_run(songs, small_weights_di
     assert "already in" in err and os.path.exists(out)
     # The third run completes it; the result equals one uninterrupted run.
     assert cli.main(_embed_cmd(songs, small_weights_dir, out)) == 0
-    ref = str(tmp_path / "ref.npz")
+    ref = _out(tmp_path, "ref")
     assert cli.main(_embed_cmd(songs, small_weights_dir, ref)) == 0
     with np.load(out) as a, np.load(ref) as b:
         assert sorted(a.files) == sorted(b.files) == sorted(songs)
@@ -228,7 +238,8 @@ def test_an_output_from_before_the_store_keeps_its_files(songs, small_weights_di
     embedded again (their size and mtime were never recorded)."""
     from vggish_jax import spec as spec_lib
 
-    out = str(tmp_path / "old.npz")
+    out = _out(tmp_path, "old")
+    os.makedirs(os.path.dirname(out))
     gone = np.full((2, 128), 7, np.float32)
     np.savez(out, **{"/music/gone.wav": gone, songs[0]: np.zeros((1, 128), np.float32)})
     with open(out[:-4] + ".json", "w") as f:
@@ -239,7 +250,8 @@ def test_an_output_from_before_the_store_keeps_its_files(songs, small_weights_di
         np.testing.assert_array_equal(z["/music/gone.wav"], gone)
         np.testing.assert_array_equal(z[songs[0]], embedder.embed_file(songs[0]))
     # One made with other settings is refused, naming it, and left as it was.
-    other = str(tmp_path / "other.npz")
+    other = _out(tmp_path, "other")
+    os.makedirs(os.path.dirname(other))
     np.savez(other, **{songs[0]: np.zeros((1, 128), np.float32)})
     with open(other[:-4] + ".json", "w") as f:
         json.dump({spec_lib.KEY: embedder.spec.replace(final_relu=True).to_dict()}, f)
@@ -256,7 +268,7 @@ def test_two_concurrent_writers_lose_no_file(songs, small_weights_dir, tmp_path)
     """Issue 18's reproduction: two `embed` runs on two halves of a folder into one --out at once. The second
     is refused while the first holds the store (one line naming its pid), or runs after it; after rerunning
     whichever was refused, the output holds every file of both halves."""
-    out = str(tmp_path / "o.npz")
+    out = _out(tmp_path, "o")
     halves = (songs[:6], songs[6:])
     procs = [_start(_embed_cmd(h, small_weights_dir, out)) for h in halves]
     results = [(p.wait(300), p.stderr.read()) for p in procs]

@@ -1,9 +1,8 @@
-"""Multi-host runs that start as README says: the flags and JAX_* variables (vggish_jax.distributed), then real
-processes on localhost (slow): their extract shards are one process's, and their training steps one
+"""Multi-host runs that start as README says: the --config settings and JAX_* variables (vggish_jax.distributed),
+then real processes on localhost (slow): their extract shards are one process's, and their training steps one
 process's steps."""
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -19,38 +18,43 @@ from vggish_jax import distributed
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def parse(argv, env=None, monkeypatch=None):
+def parse(settings, env=None, monkeypatch=None, tmp_path=None):
+    """extract's parsed command line with `settings` ({key: value}) in its --config file, under `env`."""
+    from vggish_jax import cli
+
     for k in distributed.ENV.values():
         monkeypatch.delenv(k, raising=False)
     for k, v in (env or {}).items():
         monkeypatch.setenv(k, v)
-    p = argparse.ArgumentParser()
-    distributed.add_arguments(p)
-    return p.parse_args(argv)
+    config = tmp_path / "settings.toml"
+    config.write_text("".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in settings.items()))
+    return cli.parse_args(["extract", "--out", str(tmp_path / "o"), "--config", str(config)])
 
 
-def test_flags_and_environment(monkeypatch):
-    assert distributed.settings(parse([], monkeypatch=monkeypatch)) is None
-    assert distributed.initialize(parse([], monkeypatch=monkeypatch)) is False  # single process: JAX untouched
-    flags = ["--coordinator", "10.0.0.1:1234", "--num-processes", "4", "--process-id", "3"]
-    assert distributed.settings(parse(flags, monkeypatch=monkeypatch)) == ("10.0.0.1:1234", 4, 3)
+def test_settings_and_environment(monkeypatch, tmp_path):
+    assert distributed.settings(parse({}, monkeypatch=monkeypatch, tmp_path=tmp_path)) is None
+    # single process: JAX untouched
+    assert distributed.initialize(parse({}, monkeypatch=monkeypatch, tmp_path=tmp_path)) is False
+    given = {"coordinator": "10.0.0.1:1234", "num_processes": 4, "process_id": 3}
+    assert distributed.settings(parse(given, monkeypatch=monkeypatch, tmp_path=tmp_path)) == ("10.0.0.1:1234", 4, 3)
     env = {"JAX_COORDINATOR_ADDRESS": "h:9", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}
-    assert distributed.settings(parse([], env, monkeypatch)) == ("h:9", 2, 1)
-    assert distributed.settings(parse(["--process-id", "0"], env, monkeypatch)) == ("h:9", 2, 0)  # a flag wins
+    assert distributed.settings(parse({}, env, monkeypatch, tmp_path)) == ("h:9", 2, 1)
+    # the settings file wins over the environment
+    assert distributed.settings(parse({"process_id": 0}, env, monkeypatch, tmp_path)) == ("h:9", 2, 0)
 
 
-@pytest.mark.parametrize("argv, env, message", [
+@pytest.mark.parametrize("given, env, message", [
     # The case of issue 21: only the coordinator in the environment, as jax.distributed.initialize() reads it.
-    ([], {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1234"},
-     "missing --num-processes (or $JAX_NUM_PROCESSES), --process-id (or $JAX_PROCESS_ID)"),
-    (["--num-processes", "2", "--process-id", "0"], {}, "missing --coordinator (or $JAX_COORDINATOR_ADDRESS)"),
-    (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], {}, "must be in 0 .. 1"),
-    (["--coordinator", "h:1", "--num-processes", "two", "--process-id", "0"], {}, "take whole numbers"),
-    (["--coordinator", "h", "--num-processes", "2", "--process-id", "0"], {}, "takes HOST:PORT"),
+    ({}, {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1234"},
+     "missing num_processes (or $JAX_NUM_PROCESSES), process_id (or $JAX_PROCESS_ID)"),
+    ({"num_processes": 2, "process_id": 0}, {}, "missing coordinator (or $JAX_COORDINATOR_ADDRESS)"),
+    ({"coordinator": "h:1", "num_processes": 2, "process_id": 2}, {}, "must be in 0 .. 1"),
+    ({"coordinator": "h:1"}, {"JAX_NUM_PROCESSES": "two", "JAX_PROCESS_ID": "0"}, "take whole numbers"),
+    ({"coordinator": "h", "num_processes": 2, "process_id": 0}, {}, "takes HOST:PORT"),
 ])
-def test_half_given_settings_are_refused_in_one_line(argv, env, message, monkeypatch):
+def test_half_given_settings_are_refused_in_one_line(given, env, message, monkeypatch, tmp_path):
     with pytest.raises(ValueError, match=message.replace("$", r"\$").replace("(", r"\(").replace(")", r"\)")) as e:
-        distributed.initialize(parse(argv, env, monkeypatch))
+        distributed.initialize(parse(given, env, monkeypatch, tmp_path))
     assert "\n" not in str(e.value)
 
 
@@ -65,7 +69,7 @@ def test_commands_refuse_half_given_settings(command, tmp_path, monkeypatch, cap
             "finetune": ["--workdir", str(tmp_path / "w")]}[command]
     assert cli.main([command, "--data-dir", str(tmp_path / "d"), *args]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "--num-processes" in err and "--process-id" in err
+    assert "\n" not in err and "num_processes" in err and "process_id" in err
 
 
 @pytest.mark.slow
@@ -103,19 +107,23 @@ def _shards(out: str) -> dict[str, dict[str, np.ndarray]]:
 
 @pytest.mark.slow
 def test_two_processes_write_one_processs_shards(mini_build, small_weights_dir, tmp_path):
-    """`extract` on 2 processes on localhost (process 0 given the flags, process 1 the JAX_* variables):
-    together they write exactly the shards 1 process writes, and info.json completes."""
+    """`extract` on 2 processes on localhost (process 0 given its settings in a --config file, process 1 the
+    JAX_* variables): together they write exactly the shards 1 process writes, and info.json completes."""
+    small_shards = tmp_path / "shards.toml"
+    small_shards.write_text("shard_size = 1\n")
     base = [sys.executable, "-m", "vggish_jax.cli", "extract", "--dataset", "fma/small", "--data-dir", mini_build,
-            "--weights", small_weights_dir, "--batch-size", "2", "--shard-size", "1", "--workers", "0",
-            "--no-progress"]
+            "--weights", small_weights_dir, "--batch-size", "2", "--workers", "0", "--config", str(small_shards)]
     env = {k: v for k, v in os.environ.items() if k not in distributed.ENV.values()}
     env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     coordinator = f"127.0.0.1:{free_port()}"
-    procs = [subprocess.Popen(base + ["--out", two, "--coordinator", coordinator, "--num-processes", "2",
-                                      "--process-id", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True),
-             subprocess.Popen(base + ["--out", two], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    process_0 = tmp_path / "process_0.toml"
+    process_0.write_text(f'shard_size = 1\ncoordinator = "{coordinator}"\nnum_processes = 2\nprocess_id = 0\n')
+    # process 0's --config comes last, so it is the one read (argparse: the last one given wins)
+    procs = [subprocess.Popen(base + ["--out", two, "--config", str(process_0)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True),
+             subprocess.Popen(base + ["--out", two], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
                               env=dict(env, JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES="2",
                                        JAX_PROCESS_ID="1"))]
     single = subprocess.run(base + ["--out", one], env=env, capture_output=True, text=True, timeout=600)

@@ -72,15 +72,17 @@ def test_embed_cli_resample_device_equals_host(small_weights_dir, audio_files, t
     files = [audio_files[k] for k in ("mp3", "mono22k", "corrupt")]
     outs = {}
     for w in ("host", "device"):
-        outs[w] = tmp_path / f"{w}.npz"
-        code = cli.main(["embed", *files, "--weights", small_weights_dir, "--out", str(outs[w]),
-                         "--batch-size", "4", "--resample", w])
+        outs[w] = tmp_path / w / "embeddings.npz"
+        settings = tmp_path / f"{w}.toml"
+        settings.write_text(f'resample = "{w}"\n')
+        code = cli.main(["embed", *files, "--weights", small_weights_dir, "--out", str(outs[w].parent),
+                         "--batch-size", "4", "--config", str(settings)])
         assert code == 0
     with np.load(outs["host"]) as h, np.load(outs["device"]) as d:
         assert sorted(h.files) == sorted(d.files) == sorted(files[:2])
         for k in h.files:
             _close(h[k], d[k])
-    meta = json.loads((tmp_path / "device.json").read_text())
+    meta = json.loads((tmp_path / "device" / "embeddings.json").read_text())
     assert len(meta["errors"]) == 1
 
 

@@ -113,9 +113,7 @@ if __name__ == "__main__":
 
     from vggish_jax import distributed
 
-    flags = argparse.ArgumentParser()
-    distributed.add_arguments(flags)
-    multi = distributed.initialize(flags.parse_args([]))
+    multi = distributed.initialize(argparse.Namespace())  # from the JAX_* variables, as the commands do
 
     from vggish_jax.train.loop import train
 

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from vggish_jax import compilation_cache, xla_flags
+from vggish_jax import compilation_cache, settings_file, xla_flags
 from vggish_jax.skips import one_line
 
 # What a stopped run leaves, for commands that do not say (ON_STOP in their module).
@@ -31,7 +31,7 @@ COMMANDS = {
 }
 
 HELP = {
-    "embed": "embed audio files with VGGish into an .npz",
+    "embed": "embed audio files with VGGish into OUT/embeddings.npz (resumable)",
     "extract": "embed every clip of FMA (built as a TFDS dataset) into resumable per-split shards",
     "convert": "convert published VGGish weights (torchvggish .pth, TF checkpoint) into a weights directory",
     "compare": "fit the paper's 13 classifiers (+ better heads) on extracted embeddings; write the table",
@@ -39,23 +39,6 @@ HELP = {
     "finetune": "fine-tune VGGish + a genre head on FMA, data-parallel over all devices, resumable",
     "fad": "Fréchet Audio Distance of GEN against REF (audio, stored embeddings or statistics), FAD-inf, per-file",
 }
-
-
-def _int_at_least(minimum: int, what: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
-        return value
-    parse.__doc__ = f"argparse type: an integer >= {minimum} ({what}), refused at parse time with one line."
-    return parse
-
-
-positive_int = _int_at_least(1, "batch sizes, counts")
-nonnegative_int = _int_at_least(0, "worker counts, where 0 means in-process")
 
 
 class Terminated(KeyboardInterrupt):
@@ -108,12 +91,37 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         p.argv = list(argv)
         if name == chosen:
             importlib.import_module(module).add_arguments(p)
+            parser.chosen = p
     return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line, over the --config file's values where it gives one (a one-line ValueError or
+    FileNotFoundError for a file it cannot use). A required option the file gives is required no more."""
+    parser = build_parser(argv)
+    sub = getattr(parser, "chosen", None)
+    if sub is None or {"-h", "--help"} & set(argv):  # argparse says what is missing, or prints the help
+        return parser.parse_args(argv)
+    required = [a for a in sub._actions if a.required and a.option_strings]
+    for action in required:  # the first pass only finds the file
+        action.required = False
+    first = parser.parse_args(argv)
+    values = settings_file.read(first.config, sub, first.command) if getattr(first, "config", None) else {}
+    sub.set_defaults(**values)  # the file's values become the defaults, so flags given win over them
+    for action in required:
+        action.required = action.dest not in values
+    args = parser.parse_args(argv) if values or required else first
+    args.default_batch_size = sub.get_default("batch_size")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except (ValueError, OSError) as e:
+        print(f"vggish-jax {next((a for a in argv if a in COMMANDS), '')}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
     compilation_cache.enable()
     xla_flags.apply()
     module = importlib.import_module(COMMANDS[args.command])
@@ -142,7 +150,8 @@ def _message(e: BaseException, args, on_stop: str) -> str:
     if isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in text and ("Out of memory" in text or "alloc" in text):
         size = getattr(args, "batch_size", None)
         what = f" ({text[:200]})" if text != "MemoryError" else ""
-        lower = f"lower --batch-size (it is {size}; the default is 64)" if size else "use smaller inputs"
+        lower = (f"lower --batch-size (it is {size}; the default is {args.default_batch_size})" if size
+                 else "use smaller inputs")
         return f"out of memory{what}; {lower}"
     return text
 

@@ -1,6 +1,8 @@
 """`vggish-jax convert`: published VGGish weights -> a weights directory for `embed`, `extract`, ..."""
 from __future__ import annotations
 
+from vggish_jax.commands import options
+
 
 ON_STOP = ("weights already in --out are unchanged (new ones are written beside them and swapped in only "
            "when complete); rerun the same command")
@@ -8,24 +10,21 @@ ON_STOP = ("weights already in --out are unchanged (new ones are written beside 
 
 def add_arguments(p):
     src = p.add_argument_group("source (exactly one; none with --verify checks an existing --out)")
-    src.add_argument("--torch-weights", metavar="PTH", help="torchvggish vggish-10086976.pth")
-    src.add_argument("--tf-checkpoint", metavar="CKPT", help="TF vggish_model.ckpt (needs the [tf] extra)")
-    src.add_argument("--download", choices=["torch", "tf"],
-                     help="fetch the published files (needs internet); runs --verify afterwards")
-    src.add_argument("--random", type=int, metavar="SEED", help="random initialisation (tests, benchmarks)")
-    p.add_argument("--torch-pca", metavar="PTH", help="torchvggish vggish_pca_params-970ea276.pth, saved with the "
-                   "weights of any source but --download (read by its content; either PCA file fits either flag)")
-    p.add_argument("--tf-pca", metavar="NPZ", help="TF vggish_pca_params.npz (as --torch-pca; give one of the two)")
-    p.add_argument("--out", required=True, help="weights directory to write")
+    src.add_argument("--torch-weights", metavar="PTH", help="torchvggish vggish-10086976.pth (default: none)")
+    src.add_argument("--tf-checkpoint", metavar="CKPT",
+                     help="TF vggish_model.ckpt, needs the [tf] extra (default: none)")
+    options.download(src, choices=("torch", "tf"),
+                     help="torch|tf: fetch the published files (needs internet) and run --verify afterwards")
+    src.add_argument("--random", type=options.nonnegative_int, metavar="SEED",
+                     help="random initialisation, for tests and benchmarks (default: none)")
+    p.add_argument("--torch-pca", metavar="PTH", help="torchvggish vggish_pca_params-970ea276.pth, saved with the weights of any source but --download (read by its content; either PCA file fits either flag) (default: none)")
+    p.add_argument("--tf-pca", metavar="NPZ", help="TF vggish_pca_params.npz (as --torch-pca; give one of the two) (default: none)")
+    options.out(p, help="the weights directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace the weights already in --out")
     p.add_argument("--verify", action="store_true",
                    help="run the published smoke checks (tensorflow/models vggish_smoke_test.py, TF-Hub export) on "
                         "the result and print pass/fail with the numbers; exit status 1 if any fails")
-    relu = p.add_mutually_exclusive_group()
-    relu.add_argument("--final-relu", dest="final_relu", action="store_true", default=None,
-                      help="record a final ReLU as the default (torchvggish's behaviour; default for --torch-weights)")
-    relu.add_argument("--no-final-relu", dest="final_relu", action="store_false",
-                      help="record no final ReLU (current TF; default for --tf-checkpoint)")
+    options.final_relu(p, default_means="recorded as the default: on for --torch-weights, off for --tf-checkpoint")
 
 
 def run(args) -> int:

@@ -1,13 +1,15 @@
-"""`vggish-jax embed FILES_OR_FOLDERS... --weights DIR --out OUT.npz` (resumable: vggish_jax.pipeline.npz_output)."""
+"""`vggish-jax embed FILES_OR_FOLDERS... --weights DIR --out OUT`: OUT/embeddings.npz, resumable
+(vggish_jax.pipeline.npz_output)."""
 from __future__ import annotations
 
 import sys
 
 from tqdm import tqdm
 
-from vggish_jax.cli import nonnegative_int, positive_int
-from vggish_jax.pipeline import placement
+from vggish_jax.commands import options
+from vggish_jax.settings_file import Setting
 
+EMBEDDINGS = "embeddings"  # OUT/embeddings.npz + OUT/embeddings.json (+ OUT/embeddings.store, the resumable store)
 
 ON_STOP = "finished work is kept; rerun the same command to resume"
 
@@ -15,21 +17,18 @@ ON_STOP = "finished work is kept; rerun the same command to resume"
 def add_arguments(p):
     p.add_argument("files", nargs="+",
                    help="audio files (wav, flac, ogg, mp3) or folders (their audio files, recursively)")
-    p.add_argument("--weights", required=True, help="weights directory written by `vggish-jax convert`")
-    p.add_argument("--out", required=True, help="output .npz: one [n, 128] array per file, keyed by path")
-    p.add_argument("--postprocess", action="store_true", help="apply PCA + uint8 quantisation (needs PCA params)")
-    p.add_argument("--final-relu", dest="final_relu", action="store_true", default=None,
-                   help="ReLU after the last layer (torchvggish / the paper); default: as recorded with the weights")
-    p.add_argument("--no-final-relu", dest="final_relu", action="store_false", help="no final ReLU (current TF)")
-    p.add_argument("--pad", action="store_true", help="zero-pad clips shorter than 0.975 s instead of skipping them")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="examples per device call")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    p.add_argument("--workers", type=nonnegative_int, default=2, help="decode threads")
-    p.add_argument("--resample", choices=placement.RESAMPLE_CHOICES, default="auto",
-                   help="where files not at 16 kHz are resampled: host (decode workers), device (after a "
-                        "native-rate decode), or auto (default: device on GPU/TPU, host on CPU)")
-    p.add_argument("--flush-every", type=positive_int, default=16,
-                   help="files per part saved while running (a kill loses at most this many; a rerun resumes)")
+    options.weights(p, required=True, help="weights directory written by `vggish-jax convert`")
+    options.out(p, help=f"{EMBEDDINGS}.npz (one [n, 128] array per file, keyed by path) and {EMBEDDINGS}.json "
+                        f"(how they were made, start times, skipped files)")
+    options.postprocess(p)
+    options.final_relu(p)
+    options.pad(p)
+    options.batch_size(p)
+    options.dtype(p)
+    options.workers(p)
+    options.config(p, resample=options.RESAMPLE,
+                   flush_every=Setting(16, "files per part saved while running: a kill loses at most this many, "
+                                           "a rerun resumes (default: 16)", type=options.positive_int))
 
 
 def run(args) -> int:
@@ -40,9 +39,8 @@ def run(args) -> int:
     from vggish_jax.pipeline.npz_output import embed_to_npz, out_paths
 
     # Everything that can fail for a reason other than one bad file is checked before the first file.
-    preflight.output_file(args.out)  # a folder given as --out is refused, not turned into FOLDER.npz
-    npz, sidecar, _ = out_paths(args.out)
-    preflight.output_file(npz)
+    preflight.output_dir(args.out)  # created with the store, at the first file
+    npz, sidecar, _ = out_paths(os.path.join(args.out, EMBEDDINGS + ".npz"))
     files, notes, unreadable = audio.expand_inputs(args.files)
     for line in notes:  # unreadable entries are reported with the other skips
         print(line, file=sys.stderr)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from vggish_jax import distributed
-from vggish_jax.cli import nonnegative_int
+from vggish_jax.commands import options
 
 
 ON_STOP = "finished work is kept; rerun the same command to resume"
@@ -10,20 +10,25 @@ ON_STOP = "finished work is kept; rerun the same command to resume"
 
 def add_arguments(p):
     p.add_argument("--dataset", default="fma/small",
-                   help="fma/small, ... (log-mels) or fma/small_waveform, ... (audio: the frontend runs on the device)")
-    p.add_argument("--data-dir", required=True, help="TFDS data dir (built there from --manual-dir if needed)")
-    p.add_argument("--manual-dir", help="FMA zips or extracted folders")
-    p.add_argument("--weights", help="VGGish weights directory (`vggish-jax convert`); needed unless init=random")
-    p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, learning_curve.png")
+                   help="fma/small, ... (log-mels) or fma/small_waveform, ... (audio: the frontend runs on the "
+                        "device) (default: %(default)s)")
+    p.add_argument("--data-dir", required=True, metavar="DIR",
+                   help="TFDS data directory, built there from --manual-dir if needed (required)")
+    p.add_argument("--manual-dir", default=None, metavar="DIR",
+                   help="folder with the FMA zips or extracted folders (default: none)")
+    options.weights(p, help="VGGish weights directory (`vggish-jax convert`); needed unless init=random")
+    p.add_argument("--workdir", required=True, metavar="DIR",
+                   help="checkpoints, metrics.jsonl, learning_curve.png; a rerun resumes from it (required)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. epochs=20 freeze_conv=true dtype=bfloat16 final_relu=false "
-                        "(see vggish_jax/train/config.py)")
+                   help="training config overrides, e.g. epochs=20 freeze_conv=true dtype=bfloat16 "
+                        "final_relu=false (see vggish_jax/train/config.py) (default: none)")
     p.add_argument("--allow-changed-settings", action="store_true",
                    help="resume a --workdir whose checkpoint was made with other --set values, going on with the "
                         "new ones (recorded in config.json's history; settings that shape the model are still "
                         "refused) (default: off)")
-    p.add_argument("--workers", type=nonnegative_int, default=None, help="decode processes when the dataset is built")
-    distributed.add_arguments(p)
+    options.workers(p)  # decode workers when the dataset is built
+    options.distributed(p)
+    options.config(p)
 
 
 def run(args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from vggish_jax.cli import positive_int
+from vggish_jax.commands import options
 
 
 ON_STOP = ("the predictions printed so far are complete, nothing else was saved (with --json, the document "
@@ -14,13 +14,17 @@ ON_STOP = ("the predictions printed so far are complete, nothing else was saved 
 def add_arguments(p):
     p.add_argument("files", nargs="*", help="audio files (wav, flac, ogg, mp3) or folders (their audio files, recursively)")
     p.add_argument("--example", action="store_true", help="also predict the bundled example clip")
-    p.add_argument("--top", type=positive_int, default=3, help="genres (and tags) to show per file")
+    p.add_argument("--top", type=options.positive_int, default=3, metavar="N",
+                   help="genres (and tags) shown per file (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    p.add_argument("--head", help="a head directory from `vggish-jax compare` (uses VGGish instead of MusiCNN)")
-    p.add_argument("--weights", help="VGGish weights for --head (default: the ones recorded with the head); "
-                                     "alone (weights with PCA params): the shipped AudioSet 25-genre head")
-    p.add_argument("--embeddings", help="with --head (or --weights alone: the shipped head): report the head's "
-                                        "scores on this labelled store's test split instead of predicting files")
+    p.add_argument("--head", metavar="DIR",
+                   help="a head directory from `vggish-jax compare`: VGGish + that head instead of MusiCNN "
+                        "(default: none)")
+    options.weights(p, help="VGGish weights for --head (default for --head: the ones recorded with it); alone "
+                            "(weights with PCA params): the shipped AudioSet 25-genre head")
+    p.add_argument("--embeddings", metavar="STORE",
+                   help="with --head (or --weights alone: the shipped head): report the head's scores on this "
+                        "labelled store's test split instead of predicting files (default: none)")
 
 
 def run(args) -> int:

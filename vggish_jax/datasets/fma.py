@@ -47,7 +47,7 @@ Put the FMA archives (https://github.com/mdeff/fma) in the manual directory, zip
   fma_metadata.zip (or fma_metadata/tracks.csv) and fma_small.zip (or fma_small/000/000002.mp3 ...).
 Download: curl -O https://os.unil.cloud.switch.ch/fma/fma_metadata.zip
           curl -O https://os.unil.cloud.switch.ch/fma/fma_small.zip
-or pass download=True (`--download`) where this machine has internet."""
+or pass download=True (`--download fma`) where this machine has internet."""
 
 
 @dataclasses.dataclass
@@ -262,7 +262,7 @@ def _archive(manual_dir, work_dir, name, download) -> str:
         where = manual_dir or "(no --manual-dir given)"
         raise FileNotFoundError(
             f"{name}: not found in {where}, neither zipped nor extracted; download {URL}{name} into the manual "
-            f"directory (see https://github.com/mdeff/fma) or pass --download")
+            f"directory (see https://github.com/mdeff/fma) or pass --download fma")
     return download_file(URL + name, os.path.join(work_dir, name), ARCHIVE_SHA1.get(name))
 
 

@@ -5,7 +5,7 @@ A source is one of
     per line, relative to the list's folder; '#' comments), embedded through the one audio -> embedding
     path (`Embedder.embed_files`);
   * an `extract` store: its OUT folder (all splits) or one OUT/<split> folder;
-  * an `embed` output: OUT.npz with its OUT.json sidecar;
+  * an `embed` output: OUT/embeddings.npz with its embeddings.json sidecar;
   * saved statistics (`--ref-stats` / `--save-gen-stats`, vggish_jax.fad.stats).
 Stores and statistics carry the EmbeddingSpec they were made with; mixing specs is refused.
 """
