@@ -1,12 +1,14 @@
 """The documentation says only what the code accepts: README.md and docs/*.md checked against the CLI parsers.
 
 Oracles: the real argparse parsers (built in-process from vggish_jax.cli, and from benchmarks/ when it exists),
-Python's own compiler for the ```python blocks, and the file system for links. A bad flag fed to the same
-checker must fail (test_checker_rejects_*), so the checks can fail.
+Python's own compiler for the ```python blocks, the import system for every `vggish_jax.x.y` name the pages
+mention (and every `from vggish_jax... import name` in their python blocks), and the file system for links. A
+bad flag or a removed name fed to the same checker must fail (test_checker_rejects_*), so the checks can fail.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import importlib
 import re
@@ -166,6 +168,55 @@ def test_python_blocks_compile():
         for i, (lang, body) in enumerate(FENCE.findall(path.read_text(encoding="utf-8"))):
             if lang == "python":
                 compile(body, f"{path.name}[python block {i}]", "exec")  # a SyntaxError names the block
+
+
+DOTTED = re.compile(r"\bvggish_jax(?:\.\w+)+")
+
+
+def documented_names(text: str) -> set[str]:
+    """Every dotted `vggish_jax.x.y` in the text, and `module.name` for each `from vggish_jax... import name`
+    in its python blocks."""
+    names = set(DOTTED.findall(text))
+    for lang, body in FENCE.findall(text):
+        if lang == "python":
+            for node in ast.walk(ast.parse(body)):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "vggish_jax":
+                    names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def name_error(name: str) -> str | None:
+    """None if `name` imports (its longest importable module prefix, then attributes), else why not."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                return f"{name}: {'.'.join(parts[:i])} has no {attr!r}"
+            obj = getattr(obj, attr)
+        return None
+    return f"{name}: cannot import {parts[0]}"
+
+
+def test_every_documented_python_name_exists():
+    errors = []
+    for path in markdown_files():
+        for name in sorted(documented_names(path.read_text(encoding="utf-8"))):
+            if (why := name_error(name)) is not None:
+                errors.append(f"{path.relative_to(ROOT)}: {why}")
+    assert not errors, "\n".join(errors)
+
+
+def test_checker_rejects_a_removed_name():
+    text = "`vggish_jax.load_pretrained(w)`\n```python\nfrom vggish_jax import weights_convert, embed\n```\n"
+    names = documented_names(text)
+    assert names == {"vggish_jax.load_pretrained", "vggish_jax.weights_convert", "vggish_jax.embed"}
+    names.remove("vggish_jax.embed")
+    assert all(name_error(n) for n in names)
+    assert name_error("vggish_jax.pipeline.extract.open_source") is None
 
 
 def test_readme_is_the_front_door():
