@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 import time
 
@@ -15,6 +16,19 @@ from vggish_jax import compilation_cache, xla_flags
 # run with the CLI's XLA:CPU settings.
 compilation_cache.enable()
 xla_flags.apply()
+
+
+INSTALL_TEST_EXTRA = 'pip install -e ".[test]"'
+
+
+def require(module: str, why: str):
+    """Import an oracle package of the test extra (torch, torchvggish, resampy, apache_beam); a missing one
+    fails the tests that need it with the install line, instead of skipping them unseen."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        pytest.fail(f"{module} is missing ({e}); {why}: install the test extra with {INSTALL_TEST_EXTRA}",
+                    pytrace=False)
 
 
 def tone_mix(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.ndarray:
