@@ -177,8 +177,24 @@ def pytest_testnodedown(node, error):
     _slow_left_out.update(getattr(node, "workeroutput", {}).get("slow_left_out", ()))
 
 
+# ---- ... and the TensorFlow parity tests it skipped (their fixture needs a TF venv that .ci/run builds) ----
+
+TF_PARITY_FILE = "test_convert_tf.py"
+_tf_skipped: dict[str, str] = {}  # nodeid -> skip reason; xdist replays workers' reports here
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and report.nodeid.split("::")[0].endswith(TF_PARITY_FILE):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _tf_skipped[report.nodeid] = reason.removeprefix("Skipped: ")
+
+
 def pytest_terminal_summary(terminalreporter):
     if _slow_left_out:
         n = len(_slow_left_out)
         terminalreporter.write_line(f"{n} slow test{'s' * (n != 1)} not run (deselected by -m 'not slow'); "
                                     f"run them with: {SLOW_COMMAND}")
+    if _tf_skipped:
+        n = len(_tf_skipped)
+        terminalreporter.write_line(f"{n} TensorFlow parity test{'s' * (n != 1)} skipped: "
+                                    f"{sorted(_tf_skipped.values())[0]}", yellow=True)
