@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 import time
 
@@ -15,6 +16,19 @@ from vggish_jax import compilation_cache, xla_flags
 # run with the CLI's XLA:CPU settings.
 compilation_cache.enable()
 xla_flags.apply()
+
+
+INSTALL_TEST_EXTRA = 'pip install -e ".[test]"'
+
+
+def require(module: str, why: str):
+    """Import an oracle package of the test extra (torch, torchvggish, resampy, apache_beam); a missing one
+    fails the tests that need it with the install line, instead of skipping them unseen."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        pytest.fail(f"{module} is missing ({e}); {why}: install the test extra with {INSTALL_TEST_EXTRA}",
+                    pytrace=False)
 
 
 def tone_mix(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -163,8 +177,24 @@ def pytest_testnodedown(node, error):
     _slow_left_out.update(getattr(node, "workeroutput", {}).get("slow_left_out", ()))
 
 
+# ---- ... and the TensorFlow parity tests it skipped (their fixture needs a TF venv that .ci/run builds) ----
+
+TF_PARITY_FILE = "test_convert_tf.py"
+_tf_skipped: dict[str, str] = {}  # nodeid -> skip reason; xdist replays workers' reports here
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and report.nodeid.split("::")[0].endswith(TF_PARITY_FILE):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _tf_skipped[report.nodeid] = reason.removeprefix("Skipped: ")
+
+
 def pytest_terminal_summary(terminalreporter):
     if _slow_left_out:
         n = len(_slow_left_out)
         terminalreporter.write_line(f"{n} slow test{'s' * (n != 1)} not run (deselected by -m 'not slow'); "
                                     f"run them with: {SLOW_COMMAND}")
+    if _tf_skipped:
+        n = len(_tf_skipped)
+        terminalreporter.write_line(f"{n} TensorFlow parity test{'s' * (n != 1)} skipped: "
+                                    f"{sorted(_tf_skipped.values())[0]}", yellow=True)

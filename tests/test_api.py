@@ -9,13 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import require
 import vggish_jax
 from vggish_jax.models.vggish import frontend, modeling, params
 from vggish_jax.models.vggish.params import WeightsError
 from vggish_jax.pipeline import device, embed as embed_lib, waveform as waveform_lib
 
-torch = pytest.importorskip("torch", reason="the oracle needs torch (pip install -e '.[test]')")
-vggish_input = pytest.importorskip("torchvggish.vggish_input", reason="the oracle is torchvggish 0.2 (pip install -e '.[test]')")
+torch = require("torch", "the oracle needs torch")
+vggish_input = require("torchvggish.vggish_input", "the oracle is torchvggish 0.2")
 from test_vggish_model import torch_forward  # noqa: E402  (VGGish written in PyTorch from the weight layout)
 
 

@@ -4,7 +4,7 @@ import pytest
 import soundfile as sf
 
 from vggish_jax.audio import cautions, decode, errors, inputs, resampling, silence
-from conftest import tone_mix
+from conftest import require, tone_mix
 
 
 @pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3"])
@@ -36,7 +36,7 @@ def test_resample_passband_and_stopband(freq, gain):
 
 
 def test_resample_matches_resampy_kaiser_best_in_log_mel():
-    resampy = pytest.importorskip("resampy", reason="oracle needs resampy (in the test extra)")
+    resampy = require("resampy", "oracle needs resampy (in the test extra)")
     from vggish_jax.models.vggish import frontend
     x = (0.3 * np.random.default_rng(0).standard_normal(3 * 44100)).astype(np.float32)
     ours = frontend.waveform_to_examples(resampling.resample(x, 44100, 16000), 16000)

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("apache_beam")
+from conftest import finished_shards, kill_after_first_shard, require
 
-from conftest import finished_shards, kill_after_first_shard  # noqa: E402
+require("apache_beam", "Beam runs the pipeline under test (the beam extra, in the test extra)")
 from mini_fma import make_mini_fma  # noqa: E402
 from vggish_jax.pipeline import store  # noqa: E402
 from vggish_jax.pipeline import beam_extract, beam_runner, core  # noqa: E402

@@ -9,6 +9,8 @@ import sys
 import tomllib
 
 import pytest
+
+from conftest import require
 import setuptools
 
 from benchmarks import common, throughput
@@ -85,7 +87,7 @@ def test_the_benchmarks_are_not_installed_with_the_package():
 
 @pytest.mark.slow
 def test_peer_section_matches_torchvggish_embeddings(tmp_path):
-    pytest.importorskip("torchvggish", reason="the peer is torchvggish 0.2 (pip install -e '.[test]')")
+    require("torchvggish", "the peer is torchvggish 0.2")
     r = throughput.section_peer(quick=True)
     assert r["files"] == 3 and len(r["seconds"]["torchvggish"]) == len(r["seconds"]["vggish_jax"]) == 1
     # same random weights through both pipelines: only resampy vs our resampler and float rounding differ

@@ -10,6 +10,7 @@ import pickle
 import numpy as np
 import pytest
 
+from conftest import require
 from vggish_jax import cli
 from vggish_jax.pipeline.embed import load_pretrained
 from vggish_jax.models.vggish import postprocess as post
@@ -17,8 +18,8 @@ from vggish_jax.models.vggish.params import WeightsError
 from vggish_jax.models.vggish.convert import download, tf_slim, torchvggish
 from vggish_jax.models.vggish.convert.core import convert
 
-torch = pytest.importorskip("torch", reason="the parity oracle needs torch (pip install -e '.[test]')")
-tv = pytest.importorskip("torchvggish.torchvggish", reason="the oracle is torchvggish 0.2 (pip install -e '.[test]')")
+torch = require("torch", "the parity oracle needs torch")
+tv = require("torchvggish.torchvggish", "the oracle is torchvggish 0.2")
 import published_formats  # noqa: E402
 
 TF_NAMES = {  # TF-slim variable -> torchvggish key, spelled out independently of the converter

@@ -9,11 +9,12 @@ import os
 import numpy as np
 import pytest
 
+from conftest import require
 from vggish_jax.models.vggish.params import WeightsError
 from vggish_jax.models.vggish.convert import torchvggish
 from vggish_jax.models.vggish.convert.core import convert
 
-torch = pytest.importorskip("torch", reason="reading .pth files needs torch (pip install -e '.[test]')")
+torch = require("torch", "reading .pth files needs torch")
 import published_formats  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def test_published_pca_file_formats_load(tmp_path, legacy, numpy1_names, means_s
 
 def test_weights_in_zip_format_convert(tmp_path):
     """torch >= 1.6 saves zip archives; the legacy format is what the other tests' weights use."""
-    tv = pytest.importorskip("torchvggish.torchvggish", reason="torchvggish 0.2 is in the test extra")
+    tv = require("torchvggish.torchvggish", "torchvggish 0.2 is in the test extra")
     torch.manual_seed(1)
     state = tv.VGG(tv.make_layers(), postprocess=False).state_dict()
     published_formats.save(state, tmp_path / "zip.pth", legacy=False)

@@ -11,13 +11,14 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import require
 from vggish_jax import atomic, cli
 from vggish_jax.models.vggish import params as params_lib
 from vggish_jax.models.vggish.convert import core, torchvggish
 from vggish_jax.models.vggish.params import WeightsError
 
-torch = pytest.importorskip("torch", reason="writing .pth files needs torch (pip install -e '.[test]')")
-tv = pytest.importorskip("torchvggish.torchvggish", reason="torchvggish 0.2 is in the test extra")
+torch = require("torch", "writing .pth files needs torch")
+tv = require("torchvggish.torchvggish", "torchvggish 0.2 is in the test extra")
 import published_formats  # noqa: E402
 
 

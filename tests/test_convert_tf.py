@@ -24,7 +24,7 @@ def fixture_dir():
         return FIXTURE
     why = (f"no TF reference in VGGISH_JAX_TF_FIXTURE={FIXTURE!r}" if FIXTURE else "VGGISH_JAX_TF_FIXTURE is not set")
     msg = (f"{why}: run `python tests/tf_reference.py DIR` where TensorFlow is installed and set "
-           f"VGGISH_JAX_TF_FIXTURE=DIR (.ci/run does both)")
+           f"VGGISH_JAX_TF_FIXTURE=DIR; .ci/run does both and runs them")
     if REQUIRED:
         pytest.fail(msg)
     pytest.skip(msg)

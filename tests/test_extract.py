@@ -169,16 +169,23 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, small_
     _, data_dir = fma_dirs
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.standard_normal((128, 128)))
-    pca = postprocess.PCAParams(q.astype(np.float32), rng.standard_normal(128).astype(np.float32) * 0.01)
+    raw = store.load_split(reference[0], "test")
+    scale = 3.0 / np.concatenate(raw.embeddings).std()  # PCA outputs of std 3: a large share is clipped
+    pca = postprocess.PCAParams((scale * q).astype(np.float32), rng.standard_normal(128).astype(np.float32) * 0.01)
     model = VGGish.from_pretrained(small_weights_dir)
     model.attach(spec=model.spec, pca=pca)  # the same weights, other PCA params
     out = str(tmp_path / "emb_pp")
     run_extract("fma/small", data_dir=data_dir, out=out, weights=model, batch_size=BATCH, shard_size=SHARD,
                 postprocess=True, workers=0, progress=False)
-    got, raw = store.load_split(out, "test"), store.load_split(reference[0], "test")
+    got = store.load_split(out, "test")
+    clipped = 0
     for g, r in zip(got.embeddings, raw.embeddings):
+        # TF's postprocessor written out on the stored float rows: PCA, clip to [-2, 2], 0..255, truncate
+        pcaed = (pca.eigen_vectors @ (r.astype(np.float64).T - pca.means[:, None])).T
         assert g.dtype == np.uint8
-        np.testing.assert_array_equal(g, postprocess.postprocess(r, pca))
+        np.testing.assert_array_equal(g, ((np.clip(pcaed, -2, 2) + 2) * (255 / 4)).astype(np.uint8))
+        clipped += (np.abs(pcaed) > 2).sum()
+    assert clipped > 0.2 * sum(r.size for r in raw.embeddings)
     assert store.read_info(out)["postprocess"] is True
 
     with pytest.raises(ValueError, match="no PCA params"):

@@ -8,10 +8,10 @@ gap with some margin, so a regression in either the maths or the resampler fails
 import numpy as np
 import pytest
 
+from conftest import require
 from vggish_jax.models.vggish import frontend
 
-vggish_input = pytest.importorskip("torchvggish.vggish_input",
-                                   reason="the oracle is torchvggish 0.2's vggish_input (pip install -e '.[test]')")
+vggish_input = require("torchvggish.vggish_input", "the oracle is torchvggish 0.2's vggish_input")
 
 
 def signals(sr: int, seconds: float = 3.0) -> dict[str, np.ndarray]:

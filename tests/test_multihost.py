@@ -105,37 +105,57 @@ def _shards(out: str) -> dict[str, dict[str, np.ndarray]]:
     return found
 
 
-@pytest.mark.slow
-def test_two_processes_write_one_processs_shards(mini_build, small_weights_dir, tmp_path):
-    """`extract` on 2 processes on localhost (process 0 given its settings in a --config file, process 1 the
-    JAX_* variables): together they write exactly the shards 1 process writes, and info.json completes."""
+# The CLI in a process whose every shard starts `delay` s late and whose barrier gives up after `timeout` s:
+# a slow host, without a hook in the package.
+LAGGING = ("import sys, time; from vggish_jax import cli, distributed; from vggish_jax.pipeline import core; "
+           "delay, distributed.BARRIER_TIMEOUT_S = float(sys.argv.pop(1)), float(sys.argv.pop(1)); "
+           "run_shard = core.run_shard; "
+           "core.run_shard = lambda *a, **k: (time.sleep(delay), run_shard(*a, **k))[1]; "
+           "sys.exit(cli.main(sys.argv[1:]))")
+
+
+def _extract_command(mini_build, weights, tmp_path):
     small_shards = tmp_path / "shards.toml"
     small_shards.write_text("shard_size = 1\n")
-    base = [sys.executable, "-m", "vggish_jax.cli", "extract", "--dataset", "fma/small", "--data-dir", mini_build,
-            "--weights", small_weights_dir, "--batch-size", "2", "--workers", "0", "--config", str(small_shards)]
     env = {k: v for k, v in os.environ.items() if k not in distributed.ENV.values()}
     env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    return ["extract", "--dataset", "fma/small", "--data-dir", mini_build, "--weights", weights, "--batch-size", "2",
+            "--workers", "0", "--config", str(small_shards)], env
+
+
+def _two_processes(args, env, tmp_path, out, delays=(0.0, 0.0), timeout=600.0):
+    """`extract` on 2 processes on localhost, process 0 given its settings in a --config file, process 1 the
+    JAX_* variables; each process's shards start delays[i] s late. Returns [(returncode, stdout, stderr)]."""
     coordinator = f"127.0.0.1:{free_port()}"
     process_0 = tmp_path / "process_0.toml"
     process_0.write_text(f'shard_size = 1\ncoordinator = "{coordinator}"\nnum_processes = 2\nprocess_id = 0\n')
     # process 0's --config comes last, so it is the one read (argparse: the last one given wins)
-    procs = [subprocess.Popen(base + ["--out", two, "--config", str(process_0)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True),
-             subprocess.Popen(base + ["--out", two], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True,
-                              env=dict(env, JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES="2",
-                                       JAX_PROCESS_ID="1"))]
-    single = subprocess.run(base + ["--out", one], env=env, capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
+    commands = [args + ["--out", out, "--config", str(process_0)], args + ["--out", out]]
+    envs = [env, dict(env, JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID="1")]
+    procs = [subprocess.Popen([sys.executable, "-c", LAGGING, str(delay), str(timeout), *command], env=e,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for delay, command, e in zip(delays, commands, envs)]
     try:
         results = [p.communicate(timeout=600) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for i, (p, (_, err)) in enumerate(zip(procs, results)):
-        assert p.returncode == 0, f"process {i}: {err[-3000:]}"
+    return [(p.returncode, *r) for p, r in zip(procs, results)]
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_processs_shards(mini_build, small_weights_dir, tmp_path):
+    """`extract` on 2 processes on localhost, process 1 two seconds slower per shard: together they write
+    exactly the shards 1 process writes, and process 0 waits for process 1, so ONE run ends complete."""
+    args, env = _extract_command(mini_build, small_weights_dir, tmp_path)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    single = subprocess.run([sys.executable, "-m", "vggish_jax.cli", *args, "--out", one], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    results = _two_processes(args, env, tmp_path, two, delays=(0.0, 2.0))
+    for i, (code, _, err) in enumerate(results):
+        assert code == 0, f"process {i}: {err[-3000:]}"
     want, got = _shards(one), _shards(two)
     assert len(want) >= 4 and sorted(got) == sorted(want)  # every shard, each written by one of the processes
     for name in want:
@@ -143,9 +163,24 @@ def test_two_processes_write_one_processs_shards(mini_build, small_weights_dir, 
         for key in want[name]:
             np.testing.assert_array_equal(got[name][key], want[name][key], err_msg=f"{name}: {key}")
     info = json.load(open(os.path.join(two, "info.json")))
-    if not info["complete"]:  # process 0 finished before process 1: a rerun on any count completes it
-        again = subprocess.run(base + ["--out", two], env=env, capture_output=True, text=True, timeout=600)
-        assert again.returncode == 0, again.stderr[-3000:]
-        info = json.load(open(os.path.join(two, "info.json")))
-        assert sorted(_shards(two)) == sorted(want)
-    assert info["complete"] is True
+    assert info["complete"] is True, results[0][2][-3000:]
+    assert info["num_clips"] == json.load(open(os.path.join(one, "info.json")))["num_clips"]
+    assert "rerun" not in results[0][1] + results[0][2]
+
+
+@pytest.mark.slow
+def test_a_process_past_the_barrier_timeout_leaves_the_store_incomplete(mini_build, small_weights_dir, tmp_path):
+    """Process 1 still busy when the barrier's timeout (1 s here) passes: process 0 says so, with the timeout,
+    leaves info.json incomplete and says to rerun; the rerun (one process) completes it."""
+    args, env = _extract_command(mini_build, small_weights_dir, tmp_path)
+    out = str(tmp_path / "two")
+    results = _two_processes(args, env, tmp_path, out, delays=(0.0, 4.0), timeout=1.0)
+    code, stdout, stderr = results[0]
+    assert code == 0, stderr[-3000:]
+    assert "not every process reached" in stderr and "within 1 s" in stderr, stderr[-3000:]
+    assert "rerun the same command to complete it" in stderr + stdout
+    assert json.load(open(os.path.join(out, "info.json")))["complete"] is False
+    again = subprocess.run([sys.executable, "-m", "vggish_jax.cli", *args, "--out", out], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.load(open(os.path.join(out, "info.json")))["complete"] is True

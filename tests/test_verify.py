@@ -8,12 +8,13 @@ import os
 import numpy as np
 import pytest
 
+from conftest import require
 from vggish_jax import cli
 from vggish_jax.models.vggish import modeling, params as params_lib
 from vggish_jax.models.vggish.convert import verify
 
-torch = pytest.importorskip("torch", reason="the oracle needs torch (pip install -e '.[test]')")
-tv = pytest.importorskip("torchvggish", reason="the oracle is torchvggish 0.2 (pip install -e '.[test]')")
+torch = require("torch", "the oracle needs torch")
+tv = require("torchvggish", "the oracle is torchvggish 0.2")
 from torchvggish import torchvggish as tvm, vggish_input  # noqa: E402
 import published_formats  # noqa: E402
 

@@ -5,13 +5,15 @@ import os
 
 import numpy as np
 import pytest
+
+from conftest import require
 import jax.numpy as jnp
 from flax import nnx
 
 from vggish_jax.models.vggish import modeling, params as params_lib
 from vggish_jax.models.vggish.modeling import VGGish, num_params
 
-torch = pytest.importorskip("torch", reason="the parity oracle needs torch (pip install -e '.[test]')")
+torch = require("torch", "the parity oracle needs torch")
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +129,7 @@ def hub_round_trip(tmp_path_factory):
 
 
 def test_save_pretrained_round_trip_is_exact(hub_round_trip):
-    pytest.importorskip("safetensors", reason="the [hub] extra")
+    require("safetensors", "the saved file's format")
     from vggish_jax.models.vggish import modeling
 
     orbax_dir, model, hub_dir = hub_round_trip
@@ -147,7 +149,7 @@ def test_save_pretrained_round_trip_is_exact(hub_round_trip):
 
 def test_saved_file_is_plain_safetensors(hub_round_trip):
     """Another reader (safetensors' own NumPy loader) opens it: float32 tensors in the documented names."""
-    st = pytest.importorskip("safetensors.numpy", reason="the [hub] extra")
+    st = require("safetensors.numpy", "the saved file's format")
     orbax_dir, _, hub_dir = hub_round_trip
     tensors = st.load_file(os.path.join(hub_dir, "model.safetensors"))
     want = params_lib.load(orbax_dir)[0]
@@ -157,7 +159,7 @@ def test_saved_file_is_plain_safetensors(hub_round_trip):
 
 
 def test_tampered_or_wrong_shaped_safetensors_is_one_line(hub_round_trip, tmp_path):
-    st = pytest.importorskip("safetensors.numpy", reason="the [hub] extra")
+    st = require("safetensors.numpy", "the saved file's format")
     import shutil
 
     _, _, hub_dir = hub_round_trip

@@ -8,11 +8,13 @@ three values are passed to it explicitly. Start every process with the same comm
 
 or give coordinator, num_processes and process_id in the command's --config file (the commands declare these
 settings and --distributed: vggish_jax.commands.options); the file wins over the environment.
+`barrier` lets process 0 finalize a shared store only once every process has written its part.
 """
 from __future__ import annotations
 
 import os
 
+BARRIER_TIMEOUT_S = 3600.0  # how long a finished process waits for the others before giving up
 ENV = {"coordinator": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES", "process_id": "JAX_PROCESS_ID"}
 
 
@@ -54,3 +56,22 @@ def initialize(args) -> bool:
     else:
         jax.distributed.initialize(*found)
     return True
+
+
+def barrier(name: str, timeout_s: float | None = None) -> str | None:
+    """Wait until every process of the jax.distributed run has reached `name` (the same string in each).
+
+    None once all have, or at once outside a multi-process run; else why not, in one line (a process
+    that died or is still busy after `timeout_s`, default BARRIER_TIMEOUT_S)."""
+    from jax._src import distributed as jax_distributed  # the client jax.distributed.initialize() made
+
+    client = jax_distributed.global_state.client
+    if client is None or (jax_distributed.global_state.num_processes or 1) < 2:
+        return None
+    timeout_s = BARRIER_TIMEOUT_S if timeout_s is None else timeout_s
+    try:
+        client.wait_at_barrier(name, max(1, int(timeout_s * 1000)))
+    except Exception as e:  # jax's XlaRuntimeError: DEADLINE_EXCEEDED, or a process that left the run
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return f"not every process reached {name!r} within {timeout_s:g} s ({first})"
+    return None

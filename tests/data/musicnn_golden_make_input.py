@@ -1,5 +1,5 @@
-# Provenance of tests/data/musicnn_*golden.npz (run once with librosa 0.11 in a TensorFlow venv, then
-# /work/shared/tools/musicnn_reference.py on input.npy for the original MSD_musicnn graph). Not a test.
+# Provenance of the input of tests/data/musicnn_*golden.npz (run once with librosa 0.11 in a TensorFlow venv), then
+# tests/make_musicnn_golden.py runs the original MSD_musicnn graph on input.npy and names its outputs. Not a test.
 import numpy as np, librosa
 sr = 16000
 t = np.arange(int(6.2 * sr)) / sr

@@ -8,8 +8,9 @@
 processes that import no jax; with `settings.beam` it hands the same Job to `pipeline.beam_extract`.
 
 Several processes (`jax.distributed` initialised, or `process_index`/`process_count` given) each run their
-round-robin part of the plan (`core.assign`) and process 0 completes info.json once every shard of every
-process exists; rerunning the same command on any number of processes computes only what is missing.
+round-robin part of the plan (`core.assign`), all wait at a barrier of jax.distributed's client, and process 0
+completes info.json; if a process died (the barrier timed out), rerunning the same command on any number of
+processes computes only what is missing.
 """
 from __future__ import annotations
 
@@ -246,6 +247,18 @@ def _run_beam(job: core.Job, model, settings: ExtractSettings, log) -> Summary:
     return beam_extract.run(job, os.path.abspath(settings.weights_dir), load_kwargs, runner, options, log=log)
 
 
+def _wait_for_every_process(job: core.Job, count: int, log) -> None:
+    """Under jax.distributed, wait until every process has written its shards, so that process 0 finalizes a
+    complete store in one run; a process that died or lags past the timeout is named, and the store stays
+    incomplete (finalize says to rerun)."""
+    from vggish_jax import distributed
+
+    if count > 1:
+        late = distributed.barrier(f"vggish_jax extract {job.identity_hash[:16]} {job.out}")
+        if late:
+            log(f"extract: {late}; {job.out} stays incomplete until every process has written its shards")
+
+
 def run_local(job: core.Job, model, *, process_index: int | None = None, process_count: int | None = None,
               progress: bool = True, log: Callable[[str], None] = print) -> Summary:
     """Run this process's shards of `job` here; process 0 completes info.json when every shard exists."""
@@ -274,6 +287,7 @@ def run_local(job: core.Job, model, *, process_index: int | None = None, process
                 core.run_shard(job, t, model)
                 computed[t.split].append(t.index)
                 bar.update(len(t.indices))
+        _wait_for_every_process(job, count, log)
         done = core.finalize(job, info, log=log) if index == 0 else None
     if done is None:
         if index != 0:
