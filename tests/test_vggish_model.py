@@ -5,11 +5,12 @@ import os
 
 import numpy as np
 import pytest
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from vggish_jax.models.vggish import modeling, params as params_lib
-from vggish_jax.models.vggish.modeling import VGGish, num_params
+from vggish_jax.models.vggish.modeling import VGGish
 
 torch = pytest.importorskip("torch", reason="the parity oracle needs torch (pip install -e '.[test]')")
 
@@ -34,6 +35,10 @@ def torch_forward(p: dict, x: np.ndarray, final_relu: bool) -> np.ndarray:
         if name != "fc2" or final_relu:
             t = torch.relu(t)
     return t.detach().numpy()
+
+
+def num_params(model: nnx.Module) -> int:
+    return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 def test_param_count_and_shapes(weights):

@@ -24,19 +24,6 @@ def _probe(folder: str, flag: str) -> None:
         os.remove(tmp)
 
 
-def output_file(path: str | os.PathLike, *, flag: str = "--out") -> str:
-    """Absolute path of an output file whose folder exists and is writable (the file itself may exist)."""
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
-        raise OutputError(f"{path}: is a folder; {flag} takes a file name, e.g. {os.path.join(path, 'out.npz')}")
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        what = "is not a folder" if os.path.exists(folder) else "does not exist"
-        raise OutputError(f"{folder}: {what}; create the folder first (mkdir -p) or fix {flag}")
-    _probe(folder, flag)
-    return path
-
-
 def output_dir(path: str | os.PathLike, *, flag: str = "--out") -> str:
     """Absolute path of an output folder that exists and is writable, or can be created under one that is."""
     path = os.path.abspath(os.fspath(path))

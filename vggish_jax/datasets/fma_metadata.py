@@ -117,27 +117,3 @@ def audio_path(audio_root: str | os.PathLike, track_id: int) -> str:
     """fma_<subset>/000/000002.mp3: the id zero-padded to 6 digits, in a folder named by its first 3."""
     tid = f"{int(track_id):06d}"
     return os.path.join(os.fspath(audio_root), tid[:3], tid + ".mp3")
-
-
-@dataclasses.dataclass(frozen=True)
-class Genre:
-    genre_id: int
-    parent: int
-    title: str
-    top_level: int
-
-
-def read_genres(path: str | os.PathLike) -> list[Genre]:
-    """genres.csv rows (genre_id, #tracks, parent, title, top_level)."""
-    path = os.fspath(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"genre_id", "parent", "title", "top_level"} - set(reader.fieldnames or ())
-        if missing:
-            raise MetadataError(f"{path}: missing columns {sorted(missing)}; not an FMA genres.csv")
-        return [Genre(int(r["genre_id"]), int(r["parent"]), r["title"], int(r["top_level"])) for r in reader]
-
-
-def top_level_genres(genres: list[Genre]) -> tuple[str, ...]:
-    """Titles of the root genres (parent 0), sorted: the label set of fma_medium/large."""
-    return tuple(sorted(g.title for g in genres if g.parent == 0))

@@ -89,17 +89,6 @@ def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None
         return e
 
 
-def decode_16k(path: str, pad: bool = False) -> np.ndarray | str:
-    """`load_clip` for worker pools: the waveform, or the one-line error text instead of raising, so one
-    corrupt mp3 cannot take a pool down."""
-    try:
-        return load_clip(path, pad=pad)
-    except (audio.AudioError, frontend.TooShortError) as e:
-        return str(e)
-    except Exception as e:  # a decoder crash on one file is that file's problem
-        return f"{path}: cannot decode ({type(e).__name__}: {e}); the file is corrupt"
-
-
 def imported_modules(_=None) -> list[str]:
     """The modules loaded in this process (a worker's, when submitted to a pool): proof it imports no jax."""
     import sys

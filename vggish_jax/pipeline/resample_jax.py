@@ -50,11 +50,6 @@ def resample(x, sr_in: int, sr_out: int = audio.TARGET_SR, dtype=jnp.float32) ->
     return _resample(jnp.asarray(x), up, down, jnp.dtype(dtype))
 
 
-def host_resample_batch(x: np.ndarray, sr_in: int, sr_out: int = audio.TARGET_SR) -> np.ndarray:
-    """The host reference for a batch: audio.resample per row."""
-    return np.stack([audio.resample(row, sr_in, sr_out) for row in np.asarray(x, np.float32)])
-
-
 def padded_length(n: int, per_octave: int = 8, minimum: int = 1 << 14) -> int:
     """The length bucket of an n-sample input: n rounded up to a multiple of 2^k / per_octave within its
     octave (at most 1 / per_octave wasted), at least `minimum`."""
