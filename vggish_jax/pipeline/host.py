@@ -73,7 +73,7 @@ def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None
     try:
         rate = DEFAULT.sample_rate
         if not resample:
-            with audio._open(name) as f:
+            with audio.open_audio(name) as f:
                 rate = f.samplerate
         blocks, n = [], 0
         for block in audio.stream(name, rate, block_seconds):

@@ -43,8 +43,8 @@ def resample(x, sr_in: int, sr_out: int = audio.TARGET_SR, dtype=jnp.float32) ->
     """[..., samples] at sr_in -> [..., samples'] at sr_out, equal to `audio.resample` up to float rounding."""
     if sr_in == sr_out:
         return jnp.asarray(x, dtype)
-    up, down = audio._ratio(sr_in, sr_out)
-    if audio._matrix_size(up, down) > audio._MAX_MATRIX:
+    up, down = audio.ratio(sr_in, sr_out)
+    if audio.matrix_size(up, down) > audio.MAX_MATRIX:
         raise ValueError(f"{sr_in} -> {sr_out} Hz needs a polyphase matrix too large for the device; "
                          f"resample on the host (audio.resample)")
     return _resample(jnp.asarray(x), up, down, jnp.dtype(dtype))
@@ -61,7 +61,7 @@ def padded_length(n: int, per_octave: int = 8, minimum: int = 1 << 14) -> int:
 
 def resample_padded(x: np.ndarray, sr_in: int, sr_out: int = audio.TARGET_SR) -> jax.Array:
     """A mono waveform resampled on the device after zero-padding it to its length bucket: an asynchronous
-    device array holding the padded result; its first `audio._out_len(len(x), up, down)` samples are the
+    device array holding the padded result; its first `audio.out_len(len(x), up, down)` samples are the
     resampled `x` (what `audio.resample(x, sr_in)` gives, up to float rounding)."""
     x = np.asarray(x, np.float32)
     padded = np.zeros(padded_length(x.shape[0]), np.float32)
@@ -71,9 +71,9 @@ def resample_padded(x: np.ndarray, sr_in: int, sr_out: int = audio.TARGET_SR) ->
 
 def _start(value: host.Native):
     """Dispatch one Native waveform's resampling; returns a callable giving the 16 kHz result (or its error)."""
-    up, down = audio._ratio(value.sample_rate, audio.TARGET_SR)
-    n_out = audio._out_len(value.wave.shape[0], up, down)
-    if audio._matrix_size(up, down) > audio._MAX_MATRIX:  # an odd rate: the host's exact fallback
+    up, down = audio.ratio(value.sample_rate, audio.TARGET_SR)
+    n_out = audio.out_len(value.wave.shape[0], up, down)
+    if audio.matrix_size(up, down) > audio.MAX_MATRIX:  # an odd rate: the host's exact fallback
         y = audio.resample(value.wave, value.sample_rate)
         return lambda: _fit(y, value)
     y = resample_padded(value.wave, value.sample_rate)

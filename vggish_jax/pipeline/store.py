@@ -20,7 +20,6 @@ import dataclasses
 import glob
 import json
 import os
-import socket
 import zipfile
 from typing import Any, Mapping
 
@@ -148,58 +147,8 @@ def locked(root: str, process: int = 0, what: str | None = None):
     multi-host job (jax.distributed) each hold their own lock on the shared store.
     """
     os.makedirs(root, exist_ok=True)
-    path = os.path.join(root, f".lock-{process}")
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(me, f)
-    except OSError as e:  # a full disk fails at close, with no file name: name the lock
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise OSError(e.errno, e.strerror, e.filename or tmp) from e
-    try:
-        for _ in range(3):
-            try:
-                os.link(tmp, path)  # atomic, and the lock appears with its holder already written in it
-                break
-            except FileExistsError:
-                holder = _holder(path)
-                if holder is None:  # stale (a dead pid on this host): take it over
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(path)
-                    continue
-                raise StoreError(f"{what or root}: another run is writing it (pid {holder['pid']} on "
-                                 f"{holder['host']}, lock {path}); wait for it to finish, or delete the lock if "
-                                 f"that process is gone") from None
-        else:
-            raise StoreError(f"{path}: cannot take the lock; delete it if no other run writes {root}")
-    finally:
-        os.remove(tmp)
-    try:
+    with atomic.exclusive(os.path.join(root, f".lock-{process}"), what or root, StoreError, "run"):
         yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-
-
-def _holder(path: str) -> dict | None:
-    """The live holder of a lock file, or None if it is stale (its pid is dead on this host)."""
-    try:
-        with open(path) as f:
-            holder = json.load(f)
-        pid, host = int(holder["pid"]), str(holder["host"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # unreadable: not ours to honour
-    if host != socket.gethostname():
-        return {"pid": pid, "host": host}  # cannot check another machine's processes: assume it lives
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # exists, owned by someone else
-    return {"pid": pid, "host": host}
 
 
 def spec_of(info: Mapping[str, Any], source: str) -> spec_lib.EmbeddingSpec:

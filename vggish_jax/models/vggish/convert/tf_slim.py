@@ -72,14 +72,4 @@ def load_pca_npz(path: str | os.PathLike) -> PCAParams:
         raise WeightsError(f"{path}: not a readable .npz ({type(e).__name__}); download it again") from e
     except Exception as e:
         raise WeightsError(f"{path}: not a readable .npz ({type(e).__name__}); download it again") from e
-    for key in ("pca_eigen_vectors", "pca_means"):
-        if key not in arrays:
-            raise WeightsError(f"{path}: missing array {key!r}; expected vggish_pca_params.npz "
-                               f"(pca_eigen_vectors, pca_means)")
-    ev, means = arrays["pca_eigen_vectors"], arrays["pca_means"].reshape(-1)
-    if ev.shape != (128, 128) or means.shape != (128,):
-        raise WeightsError(f"{path}: pca_eigen_vectors {ev.shape} / pca_means {means.shape}, expected (128, 128) / (128,)")
-    try:
-        return PCAParams(ev, means)
-    except ValueError as e:  # NaN/inf: name the file
-        raise WeightsError(f"{path}: {e}; download it again") from None
+    return formats.pca(arrays, path, "array {key}; expected vggish_pca_params.npz (pca_eigen_vectors, pca_means)")

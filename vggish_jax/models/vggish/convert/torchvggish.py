@@ -131,14 +131,4 @@ def params_from_state_dict(state: dict[str, np.ndarray], source: str = "state di
 
 
 def pca_from_state_dict(state: dict[str, np.ndarray], source: str = "PCA file") -> PCAParams:
-    for key in ("pca_eigen_vectors", "pca_means"):
-        if key not in state:
-            raise WeightsError(f"{source}: missing tensor {key!r}; is this torchvggish's vggish_pca_params file?")
-    ev = np.asarray(state["pca_eigen_vectors"])
-    means = np.asarray(state["pca_means"]).reshape(-1)
-    if ev.shape != (128, 128) or means.shape != (128,):
-        raise WeightsError(f"{source}: pca_eigen_vectors {ev.shape} / pca_means {means.shape}, expected (128, 128) / (128,)")
-    try:
-        return PCAParams(ev, means)
-    except ValueError as e:  # NaN/inf: name the file
-        raise WeightsError(f"{source}: {e}; download it again") from None
+    return formats.pca(state, source, "tensor {key}; is this torchvggish's vggish_pca_params file?")
