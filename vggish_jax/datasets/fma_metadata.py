@@ -1,8 +1,6 @@
 """FMA metadata (fma_metadata/tracks.csv, genres.csv): which tracks belong to a subset, their genre and split.
 
-tracks.csv has a 3-row header: row 1 names the column group ('album', 'artist', 'set', 'track'), row 2 the
-column ('genre_top', 'split', 'subset', ...), row 3 holds only 'track_id' (the index). Parsed with the csv
-module (quoted fields span lines), keeping only the four fields we need.
+tracks.csv has a 3-row header (column group, column, then 'track_id'); quoted fields span lines.
 """
 from __future__ import annotations
 
@@ -54,11 +52,8 @@ def check_subset(subset: str) -> None:
 
 
 def read_tracks(path: str | os.PathLike) -> list[Track]:
-    """Every row of tracks.csv as a Track, in file order (ascending track_id in the official file).
-
-    A truncated last row (an interrupted download or a cut-down file) is dropped; any other malformed
-    row raises MetadataError naming the file and line.
-    """
+    """Every row of tracks.csv as a Track, in file order. A truncated last row is dropped; any other malformed
+    row raises MetadataError naming the file and line."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file; it comes from fma_metadata.zip (fma_metadata/tracks.csv)")

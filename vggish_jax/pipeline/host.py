@@ -1,7 +1,4 @@
-"""Host side of the embedding pipeline: audio files -> 16 kHz waveforms (or NumPy-oracle log-mels).
-
-Imports no jax, so decode workers (threads or spawned processes) stay light.
-"""
+"""Host side of the embedding pipeline: audio files -> 16 kHz waveforms. Imports no jax (light workers)."""
 from __future__ import annotations
 
 import os
@@ -15,11 +12,8 @@ from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 
 def load_clip(path: str | os.PathLike, *, pad: bool = False, cfg: FrontendConfig = DEFAULT,
               block_seconds: float = 60.0) -> np.ndarray:
-    """A file as 16 kHz mono float32, decoded and resampled in blocks (equal to decoding it whole).
-
-    Raises audio.AudioError for unreadable audio and frontend.TooShortError for a clip shorter than one
-    example unless `pad`, which zero-pads it to one example.
-    """
+    """A file as 16 kHz mono float32, decoded in blocks. Raises audio.AudioError, or frontend.TooShortError for
+    a clip under one example unless `pad` (zero-pads it)."""
     name = os.fspath(path)
     blocks = list(audio.stream(name, cfg.sample_rate, block_seconds))
     wave = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
@@ -64,11 +58,8 @@ def skip_of(path: str, e: BaseException | skips.Skip, *, on_disk: bool = True) -
 
 def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None = 300.0,
                       block_seconds: float = 60.0, resample: bool = True) -> np.ndarray | Exception | Long | Native:
-    """A file as 16 kHz mono float32 (as `load_clip`), or its BAD_INPUT exception (returned, so it comes back
-    from a worker process; `skip_of` makes it a Skip), or `Long(path)` once more than `stream_seconds` have
-    been decoded (None: no limit), so a worker never holds a long file whole. resample=False: a file not at
-    16 kHz comes back as `Native` (decoded only; the device resamples it). Long files are streamed on the
-    host either way: `audio.stream` resamples block by block with the filter's context."""
+    """`load_clip` for workers: its BAD_INPUT exception is returned, not raised; `Long(path)` past
+    `stream_seconds` (None: no limit); with resample=False a file not at 16 kHz comes back as `Native`."""
     name = os.fspath(path)
     try:
         rate = DEFAULT.sample_rate
