@@ -1,9 +1,5 @@
 """Atomic file writes: a temporary file in the same folder, flushed, then renamed over the target.
-
-A reader (or a rerun after a kill) sees either the old file or the complete new one, never a partial one.
-The file gets the mode an ordinary `open` would give (0666 less the umask), not mkstemp's private 0600, so
-shared outputs (weights, embeddings) stay readable by whoever the umask allows. A full disk is reported
-with the path being written.
+A reader sees the old file or the complete new one. Mode 0666 less the umask (not mkstemp's 0600).
 """
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Checks that run before the first file is touched, so a bad setting fails in a second, not after hours.
-
-Each raises OutputError (a ValueError) with one line naming the path and the fix.
-"""
+"""Checks that run before the first file is touched; each raises a one-line OutputError naming the path and fix."""
 from __future__ import annotations
 
 import contextlib

@@ -1,8 +1,5 @@
 """The records of inputs a job could not use (`Skip`) or used with a caveat (`Caution`), and `one_line`.
-
-Every command prints `Skip.line()` / `Caution.line()` and every report (info.json, embed's sidecar, FAD results,
-predict's JSON) stores `.to_dict()`, so a record reads the same wherever it shows up. Imports nothing from
-the project.
+Commands print `.line()` and reports store `.to_dict()`, so a record reads the same everywhere.
 """
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
 """What a file given to `convert` is, from its first bytes, so a wrong file is named as what it is.
-
-torch.load and np.load report a CSV or a text file as a pickling error (np.load even as "pickled data"),
-which would read as a corrupt or malicious download. Checking the first bytes first keeps those apart.
+torch.load and np.load report a text file as a pickling error, which reads as a corrupt or malicious download.
 """
 from __future__ import annotations
 

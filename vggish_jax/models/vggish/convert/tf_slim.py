@@ -1,11 +1,6 @@
 """TF-slim VGGish checkpoint (tensorflow/models research/audioset/vggish) -> our parameter layout.
-
-Variable names: vggish/conv1/weights, vggish/conv1/biases, vggish/conv2/..., vggish/conv3/conv3_1/...,
-vggish/conv3/conv3_2, vggish/conv4/conv4_1, vggish/conv4/conv4_2, vggish/fc1/fc1_1, vggish/fc1/fc1_2,
-vggish/fc2. Kernels are HWIO and [in, out], as ours. The PCA file is an .npz with 'pca_eigen_vectors'
-[128, 128] and 'pca_means' [128, 1].
-
-Reading the checkpoint itself needs TensorFlow (the optional `tf` extra); the mapping does not.
+Variables vggish/<block>/[<layer>/]{weights,biases}, HWIO and [in, out] as ours; the PCA .npz holds
+'pca_eigen_vectors' [128, 128] and 'pca_means' [128, 1]. Reading the checkpoint needs TensorFlow (`tf` extra).
 """
 from __future__ import annotations
 
