@@ -102,3 +102,18 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def decode_16k(path: str, pad: bool = False) -> np.ndarray | str:
+    """`host.load_clip` for worker pools: the waveform, or the one-line error text instead of raising, so one
+    corrupt mp3 cannot take a pool down."""
+    from vggish_jax import audio
+    from vggish_jax.models.vggish import frontend
+    from vggish_jax.pipeline import host
+
+    try:
+        return host.load_clip(path, pad=pad)
+    except (audio.AudioError, frontend.TooShortError) as e:
+        return str(e)
+    except Exception as e:  # a decoder crash on one file is that file's problem
+        return f"{path}: cannot decode ({type(e).__name__}: {e}); the file is corrupt"

@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import ROOT, child_env, flops_per_frame, machine_info, peak_flops, timed
+from benchmarks.common import ROOT, child_env, decode_16k, flops_per_frame, machine_info, peak_flops, timed
 from vggish_jax import atomic
 
 EXAMPLES_PER_CLIP = 31  # a 30-s clip at the default frontend
@@ -215,8 +215,8 @@ def section_mp3(sizes: Sizes, kind: str) -> dict:
             files = list(pool.map(_encode_mp3, [(os.path.join(d, f"c{i}.mp3"), i, sizes.clip_seconds)
                                                 for i in range(sizes.mp3_files)]))
             paths = [files[i % len(files)] for i in range(sizes.mp3_clips)]
-            list(pool.map(host.decode_16k, files))  # workers started, imports done
-            t_decode = timed(lambda: list(pool.map(host.decode_16k, paths)), reps)
+            list(pool.map(decode_16k, files))  # workers started, imports done
+            t_decode = timed(lambda: list(pool.map(decode_16k, paths)), reps)
             t_native = timed(lambda: list(pool.map(decode_native, paths)), reps)  # what the host does with
             # resampling on the device (pickling 44.1 kHz samples back instead of 16 kHz ones included)
 
@@ -225,7 +225,7 @@ def section_mp3(sizes: Sizes, kind: str) -> dict:
                     decoded = resample_jax.to_16k(zip(paths, decode.ordered_map(decode_native, paths, pool,
                                                                                 2 * cores + 2)))
                 else:
-                    decoded = zip(paths, decode.ordered_map(host.decode_16k, paths, pool, 2 * cores + 2))
+                    decoded = zip(paths, decode.ordered_map(decode_16k, paths, pool, 2 * cores + 2))
                 return list(dev.embed_stream(decoded))
             t_e2e = timed(lambda: e2e(False), reps)
             t_e2e_dev = timed(lambda: e2e(True), reps)

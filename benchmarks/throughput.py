@@ -27,7 +27,8 @@ import time
 
 import numpy as np
 
-from benchmarks.common import (ROOT, child_env, flops_per_frame, load_average, machine_info, peak_flops, timed)
+from benchmarks.common import (ROOT, child_env, decode_16k, flops_per_frame, load_average, machine_info, peak_flops,
+                               timed)
 
 SECTIONS = ("matmul", "frontend", "decode", "embedding", "end_to_end", "devices", "training", "fad", "beam", "peer")
 # A full-size training step needs ~12 GB: only on request (--sections ...,training).
@@ -123,7 +124,7 @@ def section_decode(quick: bool) -> dict:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as d:
         paths = _mp3s(d, n)
-        t = timed(lambda: [host.decode_16k(p) for p in paths], reps)
+        t = timed(lambda: [decode_16k(p) for p in paths], reps)
         out = {"clips": n, "clip_seconds": CLIP_SECONDS, "source": "44.1 kHz stereo mp3",
                "one_worker_clips_per_second": n / t["median_s"], "one_worker": t}
         pool = decode.process_pool(cores)
@@ -131,7 +132,7 @@ def section_decode(quick: bool) -> dict:
             mods = pool.submit(host.imported_modules).result()
             out["worker_imports_jax"] = "jax" in mods
             out["worker_modules"] = len(mods)
-            t = timed(lambda: list(pool.map(host.decode_16k, paths)), reps)
+            t = timed(lambda: list(pool.map(decode_16k, paths)), reps)
         finally:
             pool.shutdown()
         out.update(workers=cores, pool=t, pool_clips_per_second=n / t["median_s"])
@@ -179,7 +180,7 @@ def section_embedding(quick: bool) -> dict:
                                      "gflops": b * fpf / t["median_s"] / 1e9}
     try:
         import torch
-        from vggish_jax.models.vggish.torch_reference import TorchVGGish
+        from benchmarks.torch_reference import TorchVGGish
 
         model = TorchVGGish().eval()
         with torch.inference_mode():
@@ -231,10 +232,10 @@ def section_end_to_end(quick: bool) -> dict:
         pool = decode.process_pool(cores)
         try:
             out["worker_imports_jax"] = "jax" in pool.submit(host.imported_modules).result()
-            t_decode = timed(lambda: list(pool.map(host.decode_16k, paths)), reps)
+            t_decode = timed(lambda: list(pool.map(decode_16k, paths)), reps)
         finally:
             pool.shutdown()
-        waves = [host.decode_16k(p) for p in paths]
+        waves = [decode_16k(p) for p in paths]
         # 2. frontend alone, in the batches the device path uses (30-s clips fill the 31-example bucket)
         clips_per_call = dev.clips_per_call(31)
         batches = _clip_batches(waves, clips_per_call, frontend.samples_for_examples(31))
@@ -247,7 +248,7 @@ def section_end_to_end(quick: bool) -> dict:
 
         # end to end: files -> decode workers (processes, as extract --from-audio) -> device
         def e2e_processes():
-            decoded = decode.ordered_map(host.decode_16k, paths, pool, 2 * workers + 2)
+            decoded = decode.ordered_map(decode_16k, paths, pool, 2 * workers + 2)
             return list(dev.embed_stream(zip(paths, decoded)))
 
         pool = decode.process_pool(workers)

@@ -76,7 +76,7 @@ def decoded_16k(path: str) -> np.ndarray:
     x, sr = sf.read(path, dtype="float64", always_2d=True)
     g = np.gcd(sr, 16000)
     up, down = 16000 // g, sr // g
-    return signal.resample_poly(x.mean(axis=1), up, down, window=audio._lowpass(up, down))
+    return signal.resample_poly(x.mean(axis=1), up, down, window=audio.lowpass(up, down))
 
 
 def mfcc_stats_oracle(log_mel: np.ndarray, n: int = 20) -> np.ndarray:

@@ -66,7 +66,7 @@ MEASURE = textwrap.dedent("""
             tone = 0.3 * np.sin(2 * np.pi * (220 + 10 * (m % 12)) * t)
             f.write((tone + 0.05 * rng.standard_normal(minute)).astype(np.float32))
     base = peak_mb()
-    r = predict.predict_files([path], predict.default_tagger())[0][0]
+    r = next(predict.iter_predictions([path], predict.default_tagger()))[1]
     print(f"patches={r.patches} peak_rss_mb={peak_mb():.0f} before_predict_mb={base:.0f}")
 """)
 

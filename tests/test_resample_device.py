@@ -89,11 +89,11 @@ def test_embed_cli_resample_device_equals_host(small_weights_dir, audio_files, t
 @pytest.mark.parametrize("n", [5000, 16384, 16385, 44100 + 7, 3 * 44100 + 1])
 def test_padded_resampling_keeps_the_samples_of_unpadded_resampling(n):
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
-    up, down = audio._ratio(44100, 16000)
-    want = signal.resample_poly(x, up, down, window=audio._lowpass(up, down))
+    up, down = audio.ratio(44100, 16000)
+    want = signal.resample_poly(x, up, down, window=audio.lowpass(up, down))
     padded = np.asarray(resample_jax.resample_padded(x, 44100))
     assert padded.shape[0] == -(-resample_jax.padded_length(n) * up // down) >= want.shape[0]
-    got = padded[: audio._out_len(n, up, down)]
+    got = padded[: audio.out_len(n, up, down)]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     np.testing.assert_allclose(got, audio.resample(x, 44100), rtol=0, atol=1e-5)

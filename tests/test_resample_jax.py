@@ -10,8 +10,8 @@ from vggish_jax.pipeline import resample_jax
 @pytest.mark.parametrize("sr", [44100, 48000, 22050])
 def test_device_resample_equals_scipy_resample_poly(sr):
     x = np.random.default_rng(sr).standard_normal((2, int(sr * 1.3) + 7)).astype(np.float32)
-    up, down = audio._ratio(sr, 16000)
-    want = np.stack([signal.resample_poly(row, up, down, window=audio._lowpass(up, down)) for row in x])
+    up, down = audio.ratio(sr, 16000)
+    want = np.stack([signal.resample_poly(row, up, down, window=audio.lowpass(up, down)) for row in x])
     got = np.asarray(resample_jax.resample(x, sr))
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)  # float32 sums of ~280 taps

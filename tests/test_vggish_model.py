@@ -4,14 +4,15 @@ import json
 import os
 
 import numpy as np
-import pytest
-
-from conftest import require
+import jax
 import jax.numpy as jnp
+import pytest
 from flax import nnx
 
+from conftest import require
+
 from vggish_jax.models.vggish import modeling, params as params_lib
-from vggish_jax.models.vggish.modeling import VGGish, num_params
+from vggish_jax.models.vggish.modeling import VGGish
 
 torch = require("torch", "the parity oracle needs torch")
 
@@ -36,6 +37,10 @@ def torch_forward(p: dict, x: np.ndarray, final_relu: bool) -> np.ndarray:
         if name != "fc2" or final_relu:
             t = torch.relu(t)
     return t.detach().numpy()
+
+
+def num_params(model: nnx.Module) -> int:
+    return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 def test_param_count_and_shapes(weights):

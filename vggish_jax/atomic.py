@@ -1,9 +1,5 @@
 """Atomic file writes: a temporary file in the same folder, flushed, then renamed over the target.
-
-A reader (or a rerun after a kill) sees either the old file or the complete new one, never a partial one.
-The file gets the mode an ordinary `open` would give (0666 less the umask), not mkstemp's private 0600, so
-shared outputs (weights, embeddings) stay readable by whoever the umask allows. A full disk is reported
-with the path being written.
+A reader sees the old file or the complete new one. Mode 0666 less the umask (not mkstemp's 0600).
 """
 from __future__ import annotations
 
@@ -80,9 +76,10 @@ _HELD = threading.local()  # lock paths this thread holds: taking one again insi
 
 
 @contextlib.contextmanager
-def exclusive(lock: str | os.PathLike, what: str) -> Iterator[None]:
+def exclusive(lock: str | os.PathLike, what: str, error: type[Exception] = BusyError,
+              writer: str = "process") -> Iterator[None]:
     """Hold the lock file `lock` (holder's pid and host written in it) while `what` is written. A second
-    writer gets one BusyError line naming the holder; a lock left by a dead process on this host is taken
+    writer gets one `error` line naming the holder; a lock left by a dead process on this host is taken
     over. Re-entering it in the thread that holds it is allowed."""
     lock = os.path.abspath(os.fspath(lock))
     held = _HELD.__dict__.setdefault("paths", set())
@@ -108,11 +105,11 @@ def exclusive(lock: str | os.PathLike, what: str) -> Iterator[None]:
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(lock)
                     continue
-                raise BusyError(f"{what}: another process is writing it (pid {holder['pid']} on "
-                                f"{holder['host']}, lock {lock}); wait for it to finish, or delete the lock if "
-                                f"that process is gone") from None
+                raise error(f"{what}: another {writer} is writing it (pid {holder['pid']} on "
+                            f"{holder['host']}, lock {lock}); wait for it to finish, or delete the lock if "
+                            f"that process is gone") from None
         else:
-            raise BusyError(f"{lock}: cannot take the lock; delete it if no other process writes {what}")
+            raise error(f"{lock}: cannot take the lock; delete it if no other {writer} writes {what}")
     finally:
         os.remove(tmp)
     held.add(lock)

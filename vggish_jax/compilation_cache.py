@@ -1,9 +1,5 @@
-"""JAX's persistent compilation cache, so a second `vggish-jax embed` (or any process) loads compiled programs
-from disk instead of compiling VGGish again.
-
-Where: `$VGGISH_JAX_CACHE_DIR` if set (`0`, `off`, `false`, `no` or empty turn the cache off), else
-`$XDG_CACHE_HOME/vggish-jax/jax` (default `~/.cache/vggish-jax/jax`). JAX keys each entry by the program,
-the backend, the device and the JAX/XLA versions, so a shared folder serves every machine and version.
+"""JAX's persistent compilation cache: `$VGGISH_JAX_CACHE_DIR` (`0`, `off`, `false`, `no` or empty: off), else
+`$XDG_CACHE_HOME/vggish-jax/jax` (`~/.cache/vggish-jax/jax`). Entries are keyed by program, device and versions.
 """
 from __future__ import annotations
 
@@ -29,11 +25,8 @@ def cache_dir(path: str | os.PathLike | None = None) -> str | None:
 
 
 def enable(path: str | os.PathLike | None = None) -> str | None:
-    """Point JAX's persistent compilation cache at `cache_dir(path)`; returns the folder, or None if off.
-
-    Call before the first compilation. Before JAX is imported this only sets JAX's environment variables (so
-    importing this stays cheap, and child processes inherit the cache); after, it updates JAX's config. An
-    unwritable folder only costs the speed-up: JAX warns and compiles."""
+    """Point the cache at `cache_dir(path)` (before the first compilation); returns the folder, or None if off.
+    Before JAX is imported it only sets environment variables (children inherit them); after, JAX's config."""
     jax = sys.modules.get("jax")
     if path is None:  # a cache the user configured for JAX itself wins
         chosen = jax.config.jax_compilation_cache_dir if jax is not None else os.environ.get("JAX_COMPILATION_CACHE_DIR")

@@ -1,7 +1,4 @@
-"""Fetching a URL into a file, atomically, and file digests: shared by the weights and FMA downloaders.
-
-Callers turn the OSError/URLError this raises into their own one-line message naming the offline fix.
-"""
+"""Fetching a URL into a file atomically, and file digests (callers word the one-line errors)."""
 from __future__ import annotations
 
 import hashlib

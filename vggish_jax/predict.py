@@ -90,11 +90,6 @@ def default_tagger() -> MusiCNNTagger:
     return MusiCNNTagger()
 
 
-def musicnn_embed_file(path: str | os.PathLike) -> np.ndarray:
-    """[n_patches, 200] MusiCNN penultimate-layer features of a file (one row per 3-s patch)."""
-    return default_tagger().embed(os.fspath(path))
-
-
 class HeadPredictor:
     """VGGish embeddings + a head trained by `vggish-jax compare` (vggish_jax.classify.heads).
 
@@ -167,14 +162,3 @@ def iter_predictions(paths, predictor):
             yield p, predictor.predict(p)
         except (audio.AudioError, ValueError) as e:
             yield p, str(e)
-
-
-def predict_files(paths, predictor) -> tuple[list[Prediction], dict[str, str]]:
-    """Predict each file; unreadable or silent ones are reported in the error dict, not raised."""
-    results, errors = [], {}
-    for p, r in iter_predictions(paths, predictor):
-        if isinstance(r, str):
-            errors[p] = r
-        else:
-            results.append(r)
-    return results, errors

@@ -1,7 +1,4 @@
-"""Checks that run before the first file is touched, so a bad setting fails in a second, not after hours.
-
-Each raises OutputError (a ValueError) with one line naming the path and the fix.
-"""
+"""Checks that run before the first file is touched; each raises a one-line OutputError naming the path and fix."""
 from __future__ import annotations
 
 import contextlib
@@ -22,19 +19,6 @@ def _probe(folder: str, flag: str) -> None:
     os.close(fd)
     with contextlib.suppress(OSError):
         os.remove(tmp)
-
-
-def output_file(path: str | os.PathLike, *, flag: str = "--out") -> str:
-    """Absolute path of an output file whose folder exists and is writable (the file itself may exist)."""
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
-        raise OutputError(f"{path}: is a folder; {flag} takes a file name, e.g. {os.path.join(path, 'out.npz')}")
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        what = "is not a folder" if os.path.exists(folder) else "does not exist"
-        raise OutputError(f"{folder}: {what}; create the folder first (mkdir -p) or fix {flag}")
-    _probe(folder, flag)
-    return path
 
 
 def output_dir(path: str | os.PathLike, *, flag: str = "--out") -> str:

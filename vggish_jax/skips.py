@@ -1,12 +1,10 @@
 """The records of inputs a job could not use (`Skip`) or used with a caveat (`Caution`), and `one_line`.
-
-Every command prints `Skip.line()` / `Caution.line()` and every report (info.json, embed's sidecar, FAD results,
-predict's JSON) stores `.to_dict()`, so a record reads the same wherever it shows up. Imports nothing from
-the project.
+Commands print `.line()` and reports store `.to_dict()`, so a record reads the same everywhere.
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 # Kinds in use; a new kind is a new string here, so reports can be counted by kind.
 KINDS = (
@@ -33,46 +31,40 @@ def one_line(text: object) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Skip:
+class _Record:
     kind: str
     path: str
-    reason: str  # one line naming the input, the true reason and a fix that works
+    reason: str  # one line naming the input, the true reason (or what is odd, with the number) and what to do
+    _KINDS: ClassVar[tuple[str, ...]] = ()
+    _PREFIX: ClassVar[str] = ""
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown skip kind {self.kind!r}; one of {', '.join(KINDS)}")
+        if self.kind not in self._KINDS:
+            kinds = ", ".join(self._KINDS)
+            raise ValueError(f"unknown {type(self).__name__.lower()} kind {self.kind!r}; one of {kinds}")
         # A file name with a newline must not split the one-line message.
         object.__setattr__(self, "reason", one_line(self.reason))
 
     def line(self) -> str:
-        return f"skipped {self.reason}"
+        return self._PREFIX + self.reason
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Skip":
+    def from_dict(cls, d: dict):
         return cls(d["kind"], d["path"], d["reason"])
 
 
 @dataclasses.dataclass(frozen=True)
-class Caution:
+class Skip(_Record):
+    """An input a job could not use."""
+    _KINDS: ClassVar[tuple[str, ...]] = KINDS
+    _PREFIX: ClassVar[str] = "skipped "
+
+
+@dataclasses.dataclass(frozen=True)
+class Caution(_Record):
     """An input that was used, with something the user must know about the result (one line, like Skip)."""
-    kind: str
-    path: str
-    reason: str  # one line naming the input, what is odd (with the number) and what to do
-
-    def __post_init__(self):
-        if self.kind not in CAUTION_KINDS:
-            raise ValueError(f"unknown caution kind {self.kind!r}; one of {', '.join(CAUTION_KINDS)}")
-        object.__setattr__(self, "reason", one_line(self.reason))
-
-    def line(self) -> str:
-        return f"warning: {self.reason}"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Caution":
-        return cls(d["kind"], d["path"], d["reason"])
+    _KINDS: ClassVar[tuple[str, ...]] = CAUTION_KINDS
+    _PREFIX: ClassVar[str] = "warning: "

@@ -1,11 +1,7 @@
 """EmbeddingSpec: the one record of how an embedding was made, written with every artifact and checked on use.
 
-An artifact (weights metadata, extract info.json, the embed sidecar, a head, a fine-tuning config, FAD
-statistics) stores `spec.to_dict()` under the key "embedding_spec". Whoever consumes it builds the spec of
-what it is about to do and calls `require_compatible(expected, found, ...)`, which refuses a mismatch with one
-line naming both sides. Identity of the weights is their content hash, never a path.
-
-This module imports nothing heavy (no jax), so decode workers and readers can use it.
+Stored under "embedding_spec"; consumers call `require_compatible(expected, found, ...)`, which refuses a
+mismatch with one line naming both sides. Weights are identified by content hash, never a path. No jax.
 """
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
 """XLA:CPU settings that keep VGGish off its batch-size cliffs (measured in experiments/cpu_cliffs.py).
-
-jaxlib 0.10's CPU compiler hands the whole VGGish graph to YNNPACK as ONE fusion, which runs batch 8 at ~0.14
-of the machine's matmul rate and batch 64 at ~0.6, against ~0.8 at 16 and 62. Giving YNNPACK only the dots
-(each on its own; XLA runs the convolutions) removes those cliffs. The flag is XLA:CPU's alone: GPU and TPU
-ignore it; it is set only for the jaxlib it was measured on (0.10.x).
+jaxlib 0.10.x hands the whole graph to YNNPACK as one fusion (batch 8 at ~0.14 of the matmul rate, 64 at ~0.6,
+vs ~0.8 at 16 and 62); giving it only the dots removes the cliffs. Set only for jaxlib 0.10.x; CPU only.
 """
 from __future__ import annotations
 
@@ -14,10 +11,8 @@ CPU_DEFAULT = f"{FLAG}=individual_dot"
 
 
 def apply() -> str | None:
-    """Add CPU_DEFAULT to XLA_FLAGS unless the user set that flag; returns what was added (None if nothing).
-
-    XLA reads XLA_FLAGS when its first backend starts, so call before the first computation (cli.main does).
-    `VGGISH_JAX_XLA_CPU_DEFAULTS=0` leaves XLA_FLAGS untouched."""
+    """Add CPU_DEFAULT to XLA_FLAGS (before the first computation) unless the user set that flag or
+    `VGGISH_JAX_XLA_CPU_DEFAULTS=0`; returns what was added (None if nothing)."""
     if os.environ.get("VGGISH_JAX_XLA_CPU_DEFAULTS", "1").strip().lower() in ("0", "off", "false", "no"):
         return None
     flags = os.environ.get("XLA_FLAGS", "")

@@ -7,25 +7,18 @@
   inputs      which files are audio: folders and file lists expanded (`expand_inputs`, `scan_folder`)
   silence     the one "this clip is silent" rule (`is_silent`, `require_audible`)
   cautions    warnings about files used as given, collected for a command's report
-
-The names below are the ones other parts of the package use as `audio.NAME`; new code may import the
-submodule that owns a name instead.
+Re-exported below: the names the rest of the package uses as `audio.NAME`.
 """
-from vggish_jax.audio.cautions import collect_cautions, forward_cautions, report_caution, with_cautions
+from vggish_jax.audio.cautions import collect_cautions, forward_cautions, with_cautions
 from vggish_jax.audio.decode import check_finite, load, stream, to_mono
 from vggish_jax.audio.errors import AudioError, SilentAudioError, TruncatedError, UnreadableError
 from vggish_jax.audio.files import open_audio
 from vggish_jax.audio.inputs import AUDIO_EXTENSIONS, expand_inputs, scan_folder
 from vggish_jax.audio.resampling import (MAX_MATRIX, TARGET_SR, lowpass, matrix_size, out_len, polyphase_matrix, ratio,
                                          resample)
-from vggish_jax.audio.silence import SILENCE_PEAK_DBFS, is_silent, require_audible
+from vggish_jax.audio.silence import is_silent, require_audible
 
-# The old private names, still used by pipeline/ (host, resample_jax) and some tests.
-_open, _ratio, _lowpass, _out_len = open_audio, ratio, lowpass, out_len
-_matrix_size, _MAX_MATRIX = matrix_size, MAX_MATRIX
-
-__all__ = ["AUDIO_EXTENSIONS", "AudioError", "MAX_MATRIX", "SILENCE_PEAK_DBFS", "SilentAudioError", "TARGET_SR",
-           "TruncatedError", "UnreadableError", "check_finite", "collect_cautions", "expand_inputs",
-           "forward_cautions", "is_silent", "load", "lowpass", "matrix_size", "open_audio", "out_len",
-           "polyphase_matrix", "ratio", "report_caution", "require_audible", "resample", "scan_folder", "stream",
-           "to_mono", "with_cautions"]
+__all__ = ["AUDIO_EXTENSIONS", "AudioError", "MAX_MATRIX", "SilentAudioError", "TARGET_SR", "TruncatedError",
+           "UnreadableError", "check_finite", "collect_cautions", "expand_inputs", "forward_cautions", "is_silent",
+           "load", "lowpass", "matrix_size", "open_audio", "out_len", "polyphase_matrix", "ratio", "require_audible",
+           "resample", "scan_folder", "stream", "to_mono", "with_cautions"]

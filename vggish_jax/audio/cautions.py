@@ -1,7 +1,5 @@
-"""Cautions: a file used as given but with something the user should know (truncated and kept, over-range).
-
-Each is printed once as a `warning: ...` line and handed to every active `collect_cautions` list, so a
-command can list them in its report; decode worker processes send theirs back (`with_cautions`).
+"""Cautions (a file used as given, e.g. truncated and kept, over-range): printed once as `warning: ...` and
+handed to every active `collect_cautions` list; workers send theirs back (`with_cautions`).
 """
 from __future__ import annotations
 

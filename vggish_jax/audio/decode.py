@@ -1,8 +1,4 @@
-"""Decoding a file to float32 mono: whole (`load`) or in blocks (`stream`), resampled to a target rate.
-
-A file whose data ends well before its header says is truncated (refused unless `keep_truncated`); float
-audio far above full scale is used as given with a caution (`cautions.report_caution`).
-"""
+"""Decoding a file to float32 mono: whole (`load`) or in blocks (`stream`), resampled to a target rate."""
 from __future__ import annotations
 
 import math
@@ -64,11 +60,8 @@ def _check_peak(path: str, peak: float) -> None:
 
 def load(path: str | os.PathLike, target_sr: int | None = None, *,
          keep_truncated: bool = False) -> tuple[np.ndarray, int]:
-    """Decode a whole file to float32 mono; resample to `target_sr` if given. Returns (waveform, rate).
-
-    A truncated file raises TruncatedError unless `keep_truncated`; over-range float audio is reported
-    (`report_caution`) and used as given.
-    """
+    """(float32 mono waveform, rate), resampled to `target_sr` if given. A truncated file raises TruncatedError
+    unless `keep_truncated`; over-range float audio is used as given with a caution."""
     path = os.fspath(path)
     with files.open_audio(path) as f:
         sr, declared = f.samplerate, f.frames
@@ -86,14 +79,9 @@ def load(path: str | os.PathLike, target_sr: int | None = None, *,
 
 def stream(path: str | os.PathLike, target_sr: int = TARGET_SR, block_seconds: float = 60.0, *,
            keep_truncated: bool = False) -> Iterator[np.ndarray]:
-    """Yield consecutive float32 mono blocks at `target_sr` whose concatenation equals `load(path, target_sr)`.
-
-    Only about one block of decoded audio is held at a time. Blocks are cut at input positions that map to
-    whole output samples, and each is resampled with enough context on both sides that the polyphase
-    filter sees the same neighbourhood as a whole-file resample; the results agree to float rounding.
-    A truncated file raises TruncatedError when its end is reached (after the blocks that decoded), unless
-    `keep_truncated`; over-range audio is reported once, with its peak, when the file is done.
-    """
+    """Float32 mono blocks at `target_sr` whose concatenation equals `load(path, target_sr)` to float rounding,
+    holding about one block: each is resampled with the filter's context on both sides. Truncation raises
+    at the end (after the blocks that decoded) unless `keep_truncated`."""
     path = os.fspath(path)
     peak = 0.0
     with files.open_audio(path) as f:

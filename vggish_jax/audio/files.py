@@ -78,13 +78,8 @@ _FD2 = {"lock": threading.Lock(), "depth": 0, "saved": None, "tmp": None}
 
 @contextlib.contextmanager
 def without_decoder_notes():
-    """Drop the lines mpg123 writes to fd 2 while a damaged or non-mp3 file is opened or decoded ("Note:
-    Illegal Audio-MPEG-Header ...", "[src/libmpg123/parse.c...] error: Giving up resync"): our one-line error
-    or skip says what is wrong.
-
-    fd 2 is redirected to a temporary file while any thread is inside (a count, so parallel decoders are not
-    serialised); the last one out restores it and passes on everything else written meanwhile.
-    """
+    """Drop mpg123's notes on fd 2 about a damaged file (our one-line error says it): fd 2 goes to a temporary
+    file while any thread is inside; the last one out restores it and passes on everything else."""
     st = _FD2
     with st["lock"]:
         if st["depth"] == 0:

@@ -11,13 +11,8 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", "
 
 
 def expand_inputs(paths) -> tuple[list[str], list[str], list[skips.Skip]]:
-    """Files and folders -> (audio files, notes, unreadable entries). A folder stands for its audio files,
-    recursively, sorted (`scan_folder`).
-
-    Files given directly are kept whatever their name (a bad one is reported when it is read); a folder
-    with no audio file raises AudioError, since that is a wrong path rather than a bad file. Subfolders that
-    cannot be read come back as Skips (kind 'unreadable'): a run that has any is not complete.
-    """
+    """Files and folders -> (audio files, notes, unreadable Skips). Files given are kept whatever their name; a
+    folder stands for its audio files (`scan_folder`), and one with none raises AudioError (a wrong path)."""
     files, notes, skipped = [], [], []
     for p in map(os.fspath, paths):
         if not os.path.isdir(p):
@@ -35,11 +30,8 @@ def expand_inputs(paths) -> tuple[list[str], list[str], list[skips.Skip]]:
 
 
 def scan_folder(folder: str | os.PathLike) -> tuple[list[str], list[skips.Skip]]:
-    """(audio files under `folder`, recursively, sorted by path; Skips for the folders that cannot be listed).
-
-    The one folder scan (embed, predict, fad). Hidden names (".*", e.g. macOS "._song.mp3" resource forks)
-    are not audio. A folder that cannot be read raises UnreadableError when it is `folder` itself.
-    """
+    """(audio files under `folder`, recursively, sorted; Skips for subfolders that cannot be listed). Hidden
+    names (".*", e.g. macOS "._song.mp3") are not audio; an unreadable `folder` raises UnreadableError."""
     folder = os.fspath(folder)
     bad: list[skips.Skip] = []
 

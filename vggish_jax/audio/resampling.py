@@ -1,11 +1,8 @@
 """Resampling to 16 kHz: scipy's polyphase resampler with resampy's kaiser_best filter design.
 
-`scipy.signal.resample_poly` is computed here as dense matmuls that give the same numbers ~10x faster
-(`polyphase_matrix`), driven by a low-pass FIR designed with the same parameters as resampy's `kaiser_best`
-filter, which the TF reference uses (resampy 0.4: 50 zero crossings, Kaiser beta 12.9846, roll-off 0.917347).
-scipy's default filter (10 zero crossings, beta 5) lets through enough aliasing above 8 kHz to shift quiet
-mel bands by up to ~7 in log; with this filter the README's measured gap to resampy is small.
-`experiments/resample_gap.py` measures it.
+`resample_poly` as dense matmuls (same numbers, ~10x faster) with a FIR of the TF reference's resampy 0.4
+`kaiser_best` parameters (50 zero crossings, beta 12.9846, roll-off 0.917347); scipy's default filter shifts
+quiet mel bands by up to ~7 in log (`experiments/resample_gap.py`).
 """
 from __future__ import annotations
 
@@ -49,13 +46,9 @@ MAX_MATRIX = 1 << 22  # entries of the polyphase matrix (32 MB); every common ra
 
 @functools.lru_cache(maxsize=16)
 def polyphase_matrix(up: int, down: int) -> tuple[np.ndarray, int, int]:
-    """(M [R, U] float64, D, r_min): resample_poly as one matmul per group of U outputs.
-
-    resample_poly(x, up, down, window=h) computes y[n] = up * sum_k x[k] h[n*down - k*up + half] (half: the
-    filter's centre). Output n = g*U + j (U = up*m) reads inputs g*D + r (D = down*m) with the weight
-    up*h[j*down - r*up + half], independent of the group g; so with frames X[g, :] = x[g*D + r_min:][:R],
-    y = (X @ M).ravel(). m makes U >= 128, so the matmul is wide enough for BLAS (48 -> 16 kHz has up = 1).
-    """
+    """(M [R, U] float64, D, r_min) with y = (X @ M).ravel(), X[g] = x[g*D + r_min:][:R]: resample_poly's
+    y[n] = up * sum_k x[k] h[n*down - k*up + half], where output g*U + j (U = up*m, D = down*m) weighs input
+    g*D + r by up*h[j*down - r*up + half], whatever g. m makes U >= 128, wide enough for BLAS."""
     h = lowpass(up, down) * up
     u, d, r_min, r_max, half = _matrix_shape(up, down)
     r = np.arange(r_min, r_max + 1)[:, None]

@@ -1,9 +1,5 @@
-"""The one rule for "this clip is silent": its peak sample is below SILENCE_PEAK_DBFS (-60 dBFS).
-
-Used where a silent clip would give a meaningless result: `predict` refuses it (genre scores of
-near-silence are noise) and `fad` leaves it out of the statistics (a silent generation is a failure to
-report, not a sample).
-"""
+"""The one rule for "this clip is silent": its peak sample is below SILENCE_PEAK_DBFS (-60 dBFS). `predict`
+refuses such a clip; `fad` leaves it out of the statistics and reports it."""
 from __future__ import annotations
 
 import math

@@ -1,17 +1,9 @@
 """The `mfcc` and `musicnn` feature sets computed from a store's audio files, cached beside the comparison.
 
-For a store whose clips are audio files (a folder, a labels CSV, FMA extracted `--from-audio`), each file is
-decoded once to 16 kHz mono and gives both vectors:
-  mfcc     features.mfcc_stats of the NumPy frontend's log-mel examples: the same definition as the mels of
-           an FMA TFDS build (clips shorter than one example are zero-padded to one, as `extract --pad` does)
-  musicnn  mean and std over 3-s patches of MusiCNN's 200-d penultimate features (`musicnn_features`, also
-           used on the waveforms of an FMA *_waveform build); clips shorter than one patch are repeated to fill it
-
-Decoding runs in a process pool; MusiCNN runs in the calling process on the patches the workers send back
-(so workers never import JAX). Vectors are cached in `<cache_dir>/<feature set>.npz`, keyed by file path and
-its size:mtime stamp (a changed file is recomputed), rewritten atomically every CHECKPOINT_CLIPS files so
-an interrupted run keeps what it finished. A file that cannot be decoded comes back as a Skip; the caller
-drops that clip from every feature set.
+Each file is decoded once (in worker processes, which never import JAX) to 16 kHz mono: `mfcc` is mfcc_stats
+of the NumPy log-mel examples (short clips zero-padded to one), `musicnn` the mean and std over 3-s patches of
+MusiCNN's 200-d penultimate features (short clips repeated). Cached in `<cache_dir>/<feature set>.npz` by path
+and size:mtime, rewritten every CHECKPOINT_CLIPS files; an undecodable file comes back as a Skip.
 """
 from __future__ import annotations
 
@@ -43,11 +35,8 @@ class NoAudio(ValueError):
 
 def store_files(info: Mapping, keys: Mapping[str, np.ndarray | None], *, data_dir: str | None = None,
                 manual_dir: str | None = None) -> dict[str, list[str]]:
-    """{split: [audio file of each clip]} of a store (its info.json and the per-split clip keys), or NoAudio.
-
-    Folder and CSV stores key each clip by its absolute path; an FMA store made `--from-audio` keys it as
-    `fma:<track_id>`, found again under the fma_<subset> folder in `manual_dir` (or extracted in `data_dir`).
-    """
+    """{split: [audio file of each clip]} of a store, or NoAudio. Keys are absolute paths, or `fma:<track_id>`
+    found under fma_<subset> in `manual_dir` (or extracted in `data_dir`)."""
     if any(k is None for k in keys.values()):
         raise NoAudio("the store records no clip keys (written before keys existed); re-extract it with this "
                       "version to compute them from the audio")

@@ -1,13 +1,7 @@
 """Cross-validated comparison (`compare --cv K`): every cell of the table scored on K held-out folds.
 
-`folds` gives sklearn's StratifiedKFold, or StratifiedGroupKFold when the store records a group per clip
-(`info["groups"]`, e.g. an artist from a labels CSV), so no group lands in two folds. Models that early-stop
-or are picked on validation (the JAX heads) get an inner validation part carved from each fold's training
-part the same way; the sklearn cells fit on the whole training part. A store without train/validation/test
-is cross-validated as a whole; a store with a test split is cross-validated on its other splits and its test
-split is not used. The best cell is the highest mean held-out score: selected and scored on the same folds,
-so its mean is optimistic (the other cells' numbers are fair). `compare.compare` runs the cells; this module
-makes the folds and the report.
+The JAX heads get an inner validation part carved from each fold's training part the same way; a store's test
+split, if any, is not used. The best cell is selected and scored on the same folds, so its mean is optimistic.
 """
 from __future__ import annotations
 

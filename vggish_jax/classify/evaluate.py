@@ -1,9 +1,6 @@
 """A saved head's scores on a labelled embeddings store (`vggish-jax predict --head H --embeddings STORE`).
 
-The store must have been made as the head's training embeddings were (their EmbeddingSpecs must agree: the
-release's embeddings and those of converted weights are never mixed) and label the same classes; then the
-head predicts the split and is scored like the comparison table: accuracy + macro-F1, or mAP + ROC-AUC when
-the store is multi-label (classify.metrics: the table's class rule).
+The store's EmbeddingSpec and classes must be the head's; scored as the table (classify.metrics).
 """
 from __future__ import annotations
 

@@ -1,12 +1,10 @@
 """Clip-level feature vectors built from frame-level VGGish embeddings or log-mels.
 
-- `flatten`: the paper's 31 x 128 = 3968-d vector. Clips with more than 31 examples keep the first 31; clips
-  with fewer are filled by repeating their examples cyclically (a clip with 30 examples reuses its first),
-  so every dimension still holds real audio features rather than zeros that a scaler would turn into outliers.
-- `mean_std`: the mean and standard deviation over frames (256-d): order-invariant and length-independent.
-- `mfcc_stats`: the MFCC baseline: 20 MFCCs (orthonormal DCT-II of the 64 log-mel bands of our frontend) per
-  10 ms frame, summarised over the clip by mean, std, min, max, median, skewness and kurtosis (140-d), the
-  statistics FMA's own feature set uses.
+- `flatten`: the paper's 31 x 128 = 3968-d vector; the first 31 examples, fewer repeated cyclically (no zeros
+  for a scaler to turn into outliers).
+- `mean_std`: mean and std over frames (256-d).
+- `mfcc_stats`: 20 MFCCs (orthonormal DCT-II of our 64 log-mel bands) per 10 ms frame; mean, std, min, max,
+  median, skewness, kurtosis (140-d), as FMA's feature set.
 """
 from __future__ import annotations
 

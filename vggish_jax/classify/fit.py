@@ -1,8 +1,5 @@
-"""The JAX heads' one fit loop: minibatch epochs, early-stopped on the validation score of classify.metrics.
-
-Both heads (heads.py on pooled features, frame_head.py on padded frames) pass their own jitted `step` and a
-`batch(idx)` that slices their arrays; this loop owns the epoch order, the PRNG keys, the history and the
-choice of the best epoch, so both stop on the same metric the table reports (`metrics.selection`).
+"""The JAX heads' one fit loop: minibatch epochs, early-stopped on the table's validation metric
+(`metrics.selection`). Each head passes its jitted `step` and a `batch(idx)` slicer.
 """
 from __future__ import annotations
 
@@ -40,10 +37,9 @@ def batch_starts(n: int, batch_size: int, drop_last: bool) -> range:
 
 def fit(params, opt_state, step: Callable, batch: Callable, n: int, *, batch_size: int, epochs: int, seed: int,
         key, validation: Validation | None = None, drop_last: bool = False) -> Fitted:
-    """Train for up to `epochs` epochs over `n` examples: each epoch a fresh permutation (NumPy, `seed`),
-    `step(params, opt_state, *batch(idx), key) -> (params, opt_state, loss)` per minibatch with a new split
-    of `key`. With `validation` the best-scoring epoch is kept and training stops `patience` epochs after it;
-    without, the last epoch is kept (a refit for a known number of epochs)."""
+    """Up to `epochs` epochs over `n` examples, a seeded permutation each, `step(params, opt_state, *batch(idx),
+    key) -> (params, opt_state, loss)` per minibatch. With `validation` the best epoch is kept (stop `patience`
+    after it); without, the last."""
     import jax
 
     rng = np.random.default_rng(seed)

@@ -16,7 +16,6 @@ label names, multilabel, the EmbeddingSpec of the training embeddings, config, h
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -309,8 +308,3 @@ def load(directory: str, meta: dict) -> FrameHead:
     return FrameHead(meta["label_names"], mean, scale, members, bool(meta.get("multilabel")), spec=spec,
                      weights=meta.get("weights"), final_relu=bool(meta.get("final_relu")), info=meta.get("info", {}),
                      pooling=meta.get("pooling", "mean"))
-
-
-def read_meta(directory: str) -> dict:
-    with open(os.path.join(directory, "head.json")) as f:
-        return json.load(f)

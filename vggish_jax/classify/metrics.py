@@ -1,10 +1,7 @@
 """The scores of the comparison table, its cross-validation, the heads' early stopping and `predict --head`.
 
-Single-label: accuracy and macro-F1 (the mean F1 over the classes that occur in the labels or the predictions).
-Multi-label: mean average precision and macro ROC-AUC over the *scorable* classes: those with at least one
-positive and one negative clip in the scored set (AP has no value without a positive, ROC-AUC none without a
-negative either; one rule for both keeps the two numbers about the same classes). Written in NumPy (equal to
-scikit-learn's definitions, ties included), so a head's early stopping and the table compute the same number.
+Single-label: accuracy and macro-F1 (over classes in the labels or predictions). Multi-label: mAP and macro
+ROC-AUC over the classes with a positive and a negative clip. NumPy, equal to scikit-learn's (ties included).
 """
 from __future__ import annotations
 

@@ -1,20 +1,8 @@
 """AudioSet v1's released embeddings (Google, CC BY 4.0) as genre datasets, without TensorFlow.
 
-The release (`audioset_v1_embeddings/{bal_train,eval,unbal_train}/*.tfrecord`) holds one SequenceExample per
-10-s YouTube segment: context `video_id`, `start_time_seconds`, `end_time_seconds`, `labels` (class indices of
-class_labels_indices.csv) and the feature list `audio_embedding`, one 128-byte uint8 vector per 0.96 s (VGGish
-+ PCA + uint8 from Google's production pipeline; some segments have fewer than 10 frames).
-
-- `read_tfrecord(path)`: the TFRecord framing, with both masked CRC32C checksums verified (the `tfrecord`
-  package's reader skips them, so only its protobuf classes are used). A record whose data checksum fails is
-  skipped and the file read on; a damaged length header ends that file (no later record can be located). Either
-  way a Skip names the file, and every other record is kept.
-- `genre_map(ontology, class_labels)`: each AudioSet class under "Music genre" mapped to its top-level genre
-  (the 25 children of "Music genre"; a class under two of them, e.g. Beatboxing, maps to both).
-- `load(manual_dir, task)`: segments per split with genre labels. Single-label keeps segments whose classes map
-  to exactly one of the 25 genres, and that genre among the chosen ones; multi-label keeps segments with at
-  least one chosen genre (multi-hot). train/validation come from balanced-train, split by video id (a video
-  never in both); test is eval.
+The release holds one SequenceExample per 10-s YouTube segment (`{bal_train,eval,unbal_train}/*.tfrecord`):
+`video_id`, `start_time_seconds`, `labels` (class_labels_indices.csv) and `audio_embedding`, one uint8 [128]
+vector per 0.96 s (VGGish + PCA + uint8; some segments have fewer than 10 frames).
 """
 from __future__ import annotations
 
@@ -70,7 +58,8 @@ def _masked_crc(data) -> int:
 
 
 def read_tfrecord(path: str) -> tuple[list[bytes], list[skips.Skip]]:
-    """(records, skips) of one uncompressed TFRecord file, every checksum verified."""
+    """(records, skips) of one uncompressed TFRecord file, both masked CRC32C checksums verified (the `tfrecord`
+    package skips them). A bad record is skipped; a damaged length header ends the file."""
     with open(path, "rb") as f:
         buf = f.read()
     records, bad, pos, n = [], [], 0, 0
@@ -171,7 +160,7 @@ class GenreMap:
 
 
 def genre_map(ontology_path: str, class_labels_path: str) -> GenreMap:
-    """Classes under "Music genre" mapped to the top-level genre(s) they descend from."""
+    """Classes under "Music genre" mapped to the top-level genre(s) (its 25 children) they descend from."""
     with open(ontology_path) as f:
         nodes = {n["id"]: n for n in json.load(f)}
     with open(class_labels_path, newline="") as f:
@@ -303,7 +292,9 @@ def validation_videos(video_ids, fraction: float) -> set[str]:
 
 
 def load(manual_dir: str, task: Task = Task()) -> Dataset:
-    """The task's train/validation/test segments and labels from the release in `manual_dir`."""
+    """The task's segments from the release in `manual_dir`: single-label keeps segments of exactly one of the
+    25 genres, that one chosen; multi-label, any chosen (multi-hot). train/validation split balanced-train by
+    video id; test is eval."""
     for name in (ONTOLOGY, CLASS_LABELS):
         if not os.path.exists(os.path.join(manual_dir, name)):
             raise ReleaseError(f"{os.path.join(manual_dir, name)}: missing; put AudioSet's {name} (from "

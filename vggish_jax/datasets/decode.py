@@ -1,8 +1,4 @@
-"""Decoding dataset clips in worker processes, overlapped with whoever consumes them.
-
-Kept free of tensorflow_datasets so that spawned workers import little. `decode_clip` never raises for a
-bad file: it returns the error text, so one corrupt mp3 cannot take a worker pool down.
-"""
+"""Decoding dataset clips in worker processes (no tensorflow_datasets import, so workers stay light)."""
 from __future__ import annotations
 
 import collections
@@ -25,12 +21,8 @@ from vggish_jax.models.vggish.frontend import file_examples
 
 
 def decode_clip(path: str, waveform: bool = False) -> dict | str:
-    """{'mel': [n, 96, 64] float32 (+ 'waveform': int16 at 16 kHz)} or a one-line error naming the file.
-
-    With `waveform`, 'mel' is the log-mel of the stored int16 audio (`from_int16(waveform)`), not of the
-    float audio before rounding, so a record is self-consistent: the device frontend run on its waveform
-    reproduces its mel (rounding alone moves near-silent bands by up to ~0.02).
-    """
+    """{'mel': [n, 96, 64] float32 (+ 'waveform': int16 at 16 kHz)} or a one-line error naming the file (never
+    raises). With `waveform`, 'mel' is that of the stored int16 audio, so the record is self-consistent."""
     try:
         if not waveform:
             return {"mel": file_examples(path)}
@@ -56,10 +48,8 @@ def from_int16(wave: np.ndarray) -> np.ndarray:
 
 
 def process_pool(workers: int) -> cf.Executor | None:
-    """A spawn-context process pool (fork is unsafe once JAX threads exist), or None for in-process work.
-
-    Its workers die with this process, even when it is SIGKILLed (see die_with_parent).
-    """
+    """A spawn-context process pool (fork is unsafe once JAX threads exist) whose workers die with this
+    process, or None for in-process work."""
     if workers <= 0:
         return None
     return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
@@ -67,12 +57,8 @@ def process_pool(workers: int) -> cf.Executor | None:
 
 
 def die_with_parent(parent_pid: int, poll_seconds: float = 0.5) -> None:
-    """Pool initializer: end this worker when `parent_pid` dies, however it dies.
-
-    Linux: the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG). Everywhere, also a
-    daemon thread that exits the worker once it has been re-parented (the parent's pid is no longer its
-    parent's), which also covers the case where the parent died before prctl ran.
-    """
+    """Pool initializer: end this worker when `parent_pid` dies, however it dies (Linux: PR_SET_PDEATHSIG;
+    everywhere: a thread that exits once the worker is re-parented, also if the parent died before prctl)."""
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)

@@ -1,9 +1,7 @@
-"""The FMA builder's splits as Beam PTransforms: each worker decodes + resamples + log-mels its clips.
+"""The FMA builder's splits as Beam PTransforms (used when the download config names a Beam runner).
 
-Used by `fma.Fma` when the download config names a Beam runner (TFDS switches to Beam only when
-`_split_generators` hands it a PTransform instead of a generator). Clips that fail to decode do not stop the
-pipeline: they are counted (`fma:clips_skipped`) and collected into one JSON file per split, which the builder
-reads back into its skip report once the pipeline has finished. TensorFlow is never needed.
+Clips that fail to decode are counted (`fma:clips_skipped`) and written to one JSON file per split, which the
+builder reads back into its skip report.
 """
 from __future__ import annotations
 

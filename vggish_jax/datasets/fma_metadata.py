@@ -1,8 +1,6 @@
 """FMA metadata (fma_metadata/tracks.csv, genres.csv): which tracks belong to a subset, their genre and split.
 
-tracks.csv has a 3-row header: row 1 names the column group ('album', 'artist', 'set', 'track'), row 2 the
-column ('genre_top', 'split', 'subset', ...), row 3 holds only 'track_id' (the index). Parsed with the csv
-module (quoted fields span lines), keeping only the four fields we need.
+tracks.csv has a 3-row header (column group, column, then 'track_id'); quoted fields span lines.
 """
 from __future__ import annotations
 
@@ -54,11 +52,8 @@ def check_subset(subset: str) -> None:
 
 
 def read_tracks(path: str | os.PathLike) -> list[Track]:
-    """Every row of tracks.csv as a Track, in file order (ascending track_id in the official file).
-
-    A truncated last row (an interrupted download or a cut-down file) is dropped; any other malformed
-    row raises MetadataError naming the file and line.
-    """
+    """Every row of tracks.csv as a Track, in file order. A truncated last row is dropped; any other malformed
+    row raises MetadataError naming the file and line."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file; it comes from fma_metadata.zip (fma_metadata/tracks.csv)")
@@ -117,27 +112,3 @@ def audio_path(audio_root: str | os.PathLike, track_id: int) -> str:
     """fma_<subset>/000/000002.mp3: the id zero-padded to 6 digits, in a folder named by its first 3."""
     tid = f"{int(track_id):06d}"
     return os.path.join(os.fspath(audio_root), tid[:3], tid + ".mp3")
-
-
-@dataclasses.dataclass(frozen=True)
-class Genre:
-    genre_id: int
-    parent: int
-    title: str
-    top_level: int
-
-
-def read_genres(path: str | os.PathLike) -> list[Genre]:
-    """genres.csv rows (genre_id, #tracks, parent, title, top_level)."""
-    path = os.fspath(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"genre_id", "parent", "title", "top_level"} - set(reader.fieldnames or ())
-        if missing:
-            raise MetadataError(f"{path}: missing columns {sorted(missing)}; not an FMA genres.csv")
-        return [Genre(int(r["genre_id"]), int(r["parent"]), r["title"], int(r["top_level"])) for r in reader]
-
-
-def top_level_genres(genres: list[Genre]) -> tuple[str, ...]:
-    """Titles of the root genres (parent 0), sorted: the label set of fma_medium/large."""
-    return tuple(sorted(g.title for g in genres if g.parent == 0))

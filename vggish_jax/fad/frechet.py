@@ -2,19 +2,10 @@
 
     d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))       (Dowson & Landau 1982)
 
-The cross term is the only delicate part. S1 S2 is not symmetric, and scipy's `sqrtm` of it (the route of
-google-research's fad_utils, pytorch-fid and the `frechet-audio-distance` package; microsoft/fadtk uses an
-eigen-decomposition of the same non-symmetric product, checked against sqrtm) can return non-finite values
-for near-singular products and small imaginary parts from rounding; those tools retry with eps on the
-diagonal and drop imaginary parts below 1e-3. Here the default is the symmetric form: S1 S2 is
-similar to A = S1^(1/2) S2 S1^(1/2), which is symmetric positive semi-definite, so
-
-    tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(A))
-
-with S1^(1/2) from `eigh` of S1. This is real by construction and exact for rank-deficient covariances (fewer
-frames than dimensions). What rounding leaves is negative eigenvalues of A (of S1 for the root); they are
-clipped to 0 and their size is reported as `imag`, the analogue of sqrtm's imaginary part (sqrt of a negative
-eigenvalue is imaginary). `method="sqrtm"` reproduces the common tools' route for comparison.
+scipy's `sqrtm` of the non-symmetric S1 S2 (fad_utils, pytorch-fid, frechet-audio-distance; fadtk's eig) can
+give non-finite values and rounding's imaginary parts. The default here is symmetric: S1 S2 is similar to the
+PSD A = S1^(1/2) S2 S1^(1/2), so tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(A)), real and exact for rank-deficient
+covariances; negative eigenvalues from rounding are clipped and reported as `imag`. "sqrtm" is the tools' route.
 """
 from __future__ import annotations
 
@@ -90,12 +81,8 @@ def _floor(lam: np.ndarray) -> np.ndarray:
 
 def frechet_distance(mu1, cov1, mu2, cov2, *, method: str = "eigh", eps: float = 1e-6,
                      max_imag: float = 1e-3) -> FrechetResult:
-    """Fréchet distance between N(mu1, cov1) and N(mu2, cov2), computed in float64.
-
-    method "eigh": the symmetric form above (default). "sqrtm": scipy.linalg.sqrtm of S1 S2, retried with `eps`
-    on both diagonals when the result is not finite; an imaginary part larger than `max_imag` (relative to
-    the largest |entry| of the root, min 1) raises FrechetError instead of being dropped silently.
-    """
+    """Fréchet distance between N(mu1, cov1) and N(mu2, cov2) in float64: "eigh" (default) or "sqrtm", retried
+    with `eps` on the diagonals if not finite; an imaginary part over `max_imag` (relative) raises FrechetError."""
     mu1, mu2 = _vec(mu1, "mu1"), _vec(mu2, "mu2")
     cov1, cov2 = _mat(cov1, mu1.shape[0], "cov1"), _mat(cov2, mu2.shape[0], "cov2")
     if mu1.shape != mu2.shape:

@@ -1,25 +1,13 @@
 """Scores beyond one FAD number: per-file distances to the reference, and FAD-infinity with a bootstrap CI.
 
-Per-file ("per-song FAD" in microsoft/fadtk's score_individual): the Fréchet distance between the Gaussian of
-one GEN file's frames and the REF statistics. Files far from the reference rank first; a file needs >= 2
-frames (a covariance). For k frames with centred rows Xc and R = S_ref^(1/2),
-tr sqrt(S_ref S_file) = sum of the singular values of Xc R / sqrt(k - 1), so each file costs one small SVD.
+Per-file (fadtk's score_individual): each GEN file's frames (>= 2) against REF; tr sqrt(S_ref S_file) is the
+sum of singular values of Xc S_ref^(1/2) / sqrt(k - 1), one small SVD per file.
 
-FAD-infinity (Gui et al., "Adapting Fréchet Audio Distance for Generative Music Evaluation", ICASSP 2024,
-after Chong & Forsyth's FID-infinity; fadtk's score_inf): FAD is biased upwards by about c / N for N
-frames. Compute FAD on subsets of N frames for several N, fit FAD = FAD_inf + c / N by least squares, and
-report the intercept. Subsets are drawn WITHOUT replacement (Chong & Forsyth's FID-inf code shuffles and
-takes the first N, at 15 sizes from 5000 up): each is then a true sample of N frames, so the intercept
-estimates the distance without the finite-sample bias. fadtk draws with
-replacement; such subsets are samples of the empirical distribution, so its intercept converges to the
-ordinary FAD of all frames, bias included (`replace=True` reproduces it). Measured on Gaussians with a known
-distance (16-d, 600 frames in 30 files, 20 seeds): bias of plain FAD +0.121, of FAD-inf -0.035 (sd 0.059).
-
-Confidence interval: bootstrap over GEN files (resampled with replacement, each file's frames kept together,
-since frames of one file are not independent), refitting each time; the interval is FAD-inf +- z * the
-replicates' standard deviation. It covered the true value in 19 of those 20 seeds. Percentiles of the
-replicates are not used: a replicate repeats files, which acts like fewer distinct samples and shifts its
-intercept up (by about +0.15 there), and a percentile interval covered 17 of 20.
+FAD-inf (Gui et al., ICASSP 2024, after Chong & Forsyth): fit FAD = FAD_inf + c / N over subset sizes N. Subsets
+are drawn without replacement (as Chong & Forsyth), so the intercept drops the finite-sample bias; fadtk's with
+replacement (`replace=True`) converges to plain FAD. On known Gaussians (16-d, 600 frames, 20 seeds): bias +0.121
+plain, -0.035 FAD-inf. CI: bootstrap over GEN files (frames kept together), FAD-inf +- z * sd; covered 19 of 20
+(percentiles, shifted up by repeated files, covered 17).
 """
 from __future__ import annotations
 

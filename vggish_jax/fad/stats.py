@@ -1,12 +1,8 @@
 """Frame-level Gaussian statistics of a set of embeddings, and their file format.
 
-Statistics are over all frames (0.96-s embeddings) of all files, with the unbiased covariance (divide by
-n - 1): what google-research's ComputeMeanAndCovariance, np.cov in the `frechet-audio-distance` package and
-fadtk all compute. Accumulation is in float64 with Chan et al.'s pairwise update (mean and centred sum of
-squares per file, merged), which avoids the cancellation of the sum(x x^T) - n m m^T form on long sets.
-
-File format (one .npz, no pickle): mean [d] f64, cov [d, d] f64, count (frames), num_files, and `meta`, a JSON
-string with the EmbeddingSpec (under "embedding_spec"), the convention and where the statistics came from.
+Over all frames of all files, unbiased covariance (n - 1) as google-research, frechet-audio-distance and fadtk;
+float64 with Chan et al.'s pairwise merge (no sum(x x^T) - n m m^T cancellation). File: one .npz (no pickle),
+mean [d], cov [d, d], count, num_files, and `meta` (JSON: "embedding_spec", convention, origin).
 """
 from __future__ import annotations
 

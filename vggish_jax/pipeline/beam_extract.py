@@ -1,11 +1,7 @@
 """The Apache Beam runner of the embedding core: one ParDo over the shards still missing.
 
-The driver opens the store (same identity checks as the local runner) and sends the missing shards of the
-core's plan to the workers; each worker loads the model once (`EmbedShards.setup`) and calls
-`core.run_shard` per shard, so Beam and the local runner write the same shards and either can finish the
-other's run. Bad clips are counted in Beam counters (`vggish_jax:clips_skipped`,
-`vggish_jax:clips_skipped_<kind>`) and listed in info.json. Workers need the package, the weights directory
-and the data on storage they can all read (README, "Scale out with Apache Beam"); the `beam` extra.
+Workers load the model once and call `core.run_shard`, so Beam and the local runner write the same shards.
+Bad clips are counted (`vggish_jax:clips_skipped[_<kind>]`). Workers need the package, weights and data.
 """
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
 """Apache Beam runner + options from the CLI's --beam-runner/--beam-workers/--beam-options.
 
-`direct` means Beam's in-process FnApi runner with `workers` local SDK worker processes. We build it
-ourselves instead of naming Beam's DirectRunner, because recent DirectRunners first try the Prism runner,
-a binary they download on first use (nothing is downloaded here, and offline it stalls or fails). Any other
-name (FlinkRunner, SparkRunner, DataflowRunner, PortableRunner, ...) is created by Beam from its name and
-gets every other setting from --beam-options, passed through unchanged (`--flink_master=...`,
-`--environment_type=...`, `--project=...`).
+`direct` is Beam's FnApi runner with local SDK workers, built here: recent DirectRunners first download the
+Prism runner (offline it stalls). Other names are Beam's; --beam-options pass through unchanged.
 """
 from __future__ import annotations
 
@@ -43,11 +39,8 @@ def _runner_in(flags: list[str]) -> str | None:
 
 
 def make(runner: str | None = "direct", workers: int = 2, options: str | Sequence[str] | None = None):
-    """(runner object, PipelineOptions) for beam.Pipeline(runner=..., options=...).
-
-    runner: 'direct' (local worker processes), a Beam runner name, or None to take `--runner` from options
-    (default 'direct'). workers: local SDK worker processes for 'direct' (0 = run in this process).
-    """
+    """(runner, PipelineOptions). runner: 'direct', a Beam runner name, or None (`--runner` from options, default
+    'direct'). workers: 'direct''s SDK worker processes (0: in this process)."""
     require_beam()
     from apache_beam.options.pipeline_options import PipelineOptions
 

@@ -7,13 +7,9 @@
     run_shard(job, task, model)              embed one shard's clips and write its file atomically
     finalize(job, info)                      info.json complete once every shard exists
 
-Runners (`pipeline.extract` locally and under jax.distributed, `pipeline.beam_extract` as a Beam ParDo,
-`pipeline.npz_output` for `embed`) only decide where run_shard runs, so their stores are interchangeable.
-
-Identity: a store holds one job's embeddings. The job's identity is its EmbeddingSpec (weights content hash,
-final_relu, postprocess, frontend, dtype), the device frontend's precision and the source's identity; never a
-path, so moving the weights folder keeps a resume going. info.json records it and every shard carries its
-hash, so a damaged info.json costs only the shards that do not match, and a damaged shard is recomputed.
+Runners (extract, beam_extract, npz_output) only decide where run_shard runs: their stores are interchangeable.
+A store holds one job: its identity (EmbeddingSpec, frontend precision, source identity; never a path) is in
+info.json and hashed into every shard, so a damaged file costs only the shards that do not match.
 """
 from __future__ import annotations
 
@@ -96,10 +92,7 @@ def plan(splits: dict[str, int], shard_size: int) -> list[Task]:
 
 
 def assign(tasks: list, process_index: int, process_count: int) -> list:
-    """This process's part of the ordered task list: every process_count-th, from process_index.
-
-    Deterministic and disjoint; the union over all processes is the whole list, for any process_count.
-    """
+    """This process's part of the ordered task list: every process_count-th, from process_index."""
     if process_count < 1 or not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} is not in 0..{process_count - 1}")
     return tasks[process_index::process_count]
@@ -187,10 +180,8 @@ def shard_done(job: Job, task: Task, log: Callable[[str], None] = print) -> bool
 
 
 def run_shard(job: Job, task: Task, model) -> dict:
-    """Embed the clips of `task` with `model` (an Embedder; None for payload 'embedding') and write the shard.
-
-    Returns counts for reports: {'clips', 'examples', 'skipped': [Skip dicts]}.
-    """
+    """Embed `task`'s clips with `model` (None for payload 'embedding'), write the shard; returns
+    {'clips', 'examples', 'skipped': [Skip dicts]}."""
     clips = list(job.source.clips(task.split, task.indices))
     stamps = [file_stamp(c.path) if c.path else "" for c in clips]  # before decoding: a later change is new
     with audio.collect_cautions() as cautions:  # inputs used but warned about (over-range audio, ...)

@@ -1,7 +1,4 @@
-"""Host side of the embedding pipeline: audio files -> 16 kHz waveforms (or NumPy-oracle log-mels).
-
-Imports no jax, so decode workers (threads or spawned processes) stay light.
-"""
+"""Host side of the embedding pipeline: audio files -> 16 kHz waveforms. Imports no jax (light workers)."""
 from __future__ import annotations
 
 import os
@@ -15,11 +12,8 @@ from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 
 def load_clip(path: str | os.PathLike, *, pad: bool = False, cfg: FrontendConfig = DEFAULT,
               block_seconds: float = 60.0) -> np.ndarray:
-    """A file as 16 kHz mono float32, decoded and resampled in blocks (equal to decoding it whole).
-
-    Raises audio.AudioError for unreadable audio and frontend.TooShortError for a clip shorter than one
-    example unless `pad`, which zero-pads it to one example.
-    """
+    """A file as 16 kHz mono float32, decoded in blocks. Raises audio.AudioError, or frontend.TooShortError for
+    a clip under one example unless `pad` (zero-pads it)."""
     name = os.fspath(path)
     blocks = list(audio.stream(name, cfg.sample_rate, block_seconds))
     wave = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
@@ -64,16 +58,13 @@ def skip_of(path: str, e: BaseException | skips.Skip, *, on_disk: bool = True) -
 
 def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None = 300.0,
                       block_seconds: float = 60.0, resample: bool = True) -> np.ndarray | Exception | Long | Native:
-    """A file as 16 kHz mono float32 (as `load_clip`), or its BAD_INPUT exception (returned, so it comes back
-    from a worker process; `skip_of` makes it a Skip), or `Long(path)` once more than `stream_seconds` have
-    been decoded (None: no limit), so a worker never holds a long file whole. resample=False: a file not at
-    16 kHz comes back as `Native` (decoded only; the device resamples it). Long files are streamed on the
-    host either way: `audio.stream` resamples block by block with the filter's context."""
+    """`load_clip` for workers: its BAD_INPUT exception is returned, not raised; `Long(path)` past
+    `stream_seconds` (None: no limit); with resample=False a file not at 16 kHz comes back as `Native`."""
     name = os.fspath(path)
     try:
         rate = DEFAULT.sample_rate
         if not resample:
-            with audio._open(name) as f:
+            with audio.open_audio(name) as f:
                 rate = f.samplerate
         blocks, n = [], 0
         for block in audio.stream(name, rate, block_seconds):
@@ -87,17 +78,6 @@ def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None
         return frontend.fit_to_examples(wave, pad=pad, name=name)
     except BAD_INPUT as e:  # one file's problem (anything else is a bug and raises)
         return e
-
-
-def decode_16k(path: str, pad: bool = False) -> np.ndarray | str:
-    """`load_clip` for worker pools: the waveform, or the one-line error text instead of raising, so one
-    corrupt mp3 cannot take a pool down."""
-    try:
-        return load_clip(path, pad=pad)
-    except (audio.AudioError, frontend.TooShortError) as e:
-        return str(e)
-    except Exception as e:  # a decoder crash on one file is that file's problem
-        return f"{path}: cannot decode ({type(e).__name__}: {e}); the file is corrupt"
 
 
 def imported_modules(_=None) -> list[str]:

@@ -1,14 +1,8 @@
 """Resampling on the device: the same polyphase filter as `audio.resample`, as one strided convolution.
 
-`audio.polyphase_matrix(up, down)` writes resample_poly as frames X[g] = x[g*D + r_min:][:R] times a fixed
-matrix M [R, U]; here the frames are never materialised: a 1-d convolution with stride D and U output
-channels (kernel M^T) computes X @ M directly.
-
-`to_16k` is the parent's side of device resampling (`pipeline.placement`): decode workers return
-`host.Native` waveforms at their own rate, and each is zero-padded to a length bucket (`padded_length`: 8
-per octave, so a folder of different lengths compiles a handful of shapes per rate, not one per file) and
-resampled here. Zero padding cannot change the kept outputs: the unpadded resampler also reads zeros past
-the end, so the first n_out samples are the same sums of the same inputs.
+`audio.polyphase_matrix` writes resample_poly as frames X[g] = x[g*D + r_min:][:R] times M [R, U]; a conv with
+stride D and kernel M^T computes X @ M without the frames. Inputs are zero-padded to length buckets (8 per
+octave: few compiled shapes); the kept outputs cannot change, as the resampler reads zeros past the end anyway.
 """
 from __future__ import annotations
 
@@ -43,16 +37,11 @@ def resample(x, sr_in: int, sr_out: int = audio.TARGET_SR, dtype=jnp.float32) ->
     """[..., samples] at sr_in -> [..., samples'] at sr_out, equal to `audio.resample` up to float rounding."""
     if sr_in == sr_out:
         return jnp.asarray(x, dtype)
-    up, down = audio._ratio(sr_in, sr_out)
-    if audio._matrix_size(up, down) > audio._MAX_MATRIX:
+    up, down = audio.ratio(sr_in, sr_out)
+    if audio.matrix_size(up, down) > audio.MAX_MATRIX:
         raise ValueError(f"{sr_in} -> {sr_out} Hz needs a polyphase matrix too large for the device; "
                          f"resample on the host (audio.resample)")
     return _resample(jnp.asarray(x), up, down, jnp.dtype(dtype))
-
-
-def host_resample_batch(x: np.ndarray, sr_in: int, sr_out: int = audio.TARGET_SR) -> np.ndarray:
-    """The host reference for a batch: audio.resample per row."""
-    return np.stack([audio.resample(row, sr_in, sr_out) for row in np.asarray(x, np.float32)])
 
 
 def padded_length(n: int, per_octave: int = 8, minimum: int = 1 << 14) -> int:
@@ -65,9 +54,8 @@ def padded_length(n: int, per_octave: int = 8, minimum: int = 1 << 14) -> int:
 
 
 def resample_padded(x: np.ndarray, sr_in: int, sr_out: int = audio.TARGET_SR) -> jax.Array:
-    """A mono waveform resampled on the device after zero-padding it to its length bucket: an asynchronous
-    device array holding the padded result; its first `audio._out_len(len(x), up, down)` samples are the
-    resampled `x` (what `audio.resample(x, sr_in)` gives, up to float rounding)."""
+    """A mono waveform zero-padded to its bucket and resampled on the device (async); its first
+    `audio.out_len(len(x), up, down)` samples are `audio.resample(x, sr_in)` up to float rounding."""
     x = np.asarray(x, np.float32)
     padded = np.zeros(padded_length(x.shape[0]), np.float32)
     padded[: x.shape[0]] = x
@@ -76,9 +64,9 @@ def resample_padded(x: np.ndarray, sr_in: int, sr_out: int = audio.TARGET_SR) ->
 
 def _start(value: host.Native):
     """Dispatch one Native waveform's resampling; returns a callable giving the 16 kHz result (or its error)."""
-    up, down = audio._ratio(value.sample_rate, audio.TARGET_SR)
-    n_out = audio._out_len(value.wave.shape[0], up, down)
-    if audio._matrix_size(up, down) > audio._MAX_MATRIX:  # an odd rate: the host's exact fallback
+    up, down = audio.ratio(value.sample_rate, audio.TARGET_SR)
+    n_out = audio.out_len(value.wave.shape[0], up, down)
+    if audio.matrix_size(up, down) > audio.MAX_MATRIX:  # an odd rate: the host's exact fallback
         y = audio.resample(value.wave, value.sample_rate)
         return lambda: _fit(y, value)
     y = resample_padded(value.wave, value.sample_rate)
@@ -93,9 +81,8 @@ def _fit(y: np.ndarray, value: host.Native):
 
 
 def to_16k(items):
-    """(key, value) pairs -> the same with every `host.Native` value resampled to 16 kHz on the device (or
-    its TooShortError); other values pass through. One file is dispatched ahead of the one yielded, so the
-    device resamples the next file while the caller works on this one."""
+    """(key, value) pairs with each `host.Native` value resampled to 16 kHz on the device (or its TooShortError),
+    one file dispatched ahead of the one yielded."""
     pending = None
     for key, value in items:
         started = (key, _start(value)) if isinstance(value, host.Native) else (key, lambda v=value: v)

@@ -1,18 +1,9 @@
 """Cutting 16 kHz waveforms into fixed-length, bucketed segments for the device function. Imports no jax.
 
-Bucketing: the device function is compiled once per waveform shape, so every segment is right-padded to
-one of a few lengths, counted in VGGish examples: BUCKETS = (1, 2, 4, 8, 16, 31). A bucket of n examples
-holds (n - 1) * 15360 + 15600 samples (n * 0.96 s + 15 ms). A clip whose examples fit a bucket is padded to
-the smallest one that holds it (a 30-s clip, 31 examples, fills the largest exactly); a longer file is cut
-into segments of 31 examples starting every 31 * 15360 samples (aligned to the 0.96 s example hop; each
-overlaps the next by the 240 samples an example reaches past its hop), and its last segment goes to the
-smallest bucket that holds it. Framing is causal, so each segment's examples are exactly the whole file's
-examples at those positions: concatenated they equal the whole-file result, while device memory stays
-bounded by the largest bucket. Padding is masked out on the device by the causal-framing rule.
-
-A long file need not be decoded whole: `cut_stream` cuts the same segments from consecutive blocks of it
-(`Blocks` marks such a stream for `device.AudioEmbedder.embed_stream`), holding at most one block and one
-segment of samples.
+Each segment is right-padded to a bucket of n examples, BUCKETS = (1, 2, 4, 8, 16, 31), (n - 1) * 15360 +
+15600 samples, so the device function compiles a few shapes. A longer file is cut into 31-example segments
+every 31 * 15360 samples; framing is causal, so concatenated they equal the whole-file result. `cut_stream`
+cuts the same segments from a file's blocks.
 """
 from __future__ import annotations
 

@@ -1,17 +1,11 @@
 """On-disk embeddings of a dataset, written by the embedding core (`vggish_jax.pipeline.core`), read by experiments.
 
-Layout:
-    ROOT/info.json                    the EmbeddingSpec, the source identity, label_names, multilabel, splits,
-                                      skipped (Skip records), complete
-    ROOT/<split>/shard-00000.npz      one shard: track_ids [k] int64, keys [k] str, labels [k] int64 or [k, C]
-                                      uint8, num_examples [k] int32, embeddings [sum(num_examples), D]
-                                      (float32 or uint8); besides them the core writes `identity` (the job's
-                                      identity hash), `skipped` (JSON Skip records of its bad clips) and, for
-                                      files, `stamps` (size:mtime of each file)
-    ROOT/.lock-<process>              while a job writes (pid and host of the holder)
-Clip i of a shard owns rows offsets[i]:offsets[i+1] of `embeddings`. Every file is written atomically
-(vggish_jax.atomic), so a shard either exists complete or not at all; a damaged one (a disk-full write, a
-copy cut short) is reported by `read_shard` as ShardDamaged and recomputed by the core.
+    ROOT/info.json                 EmbeddingSpec, source identity, label_names, multilabel, splits, skipped, complete
+    ROOT/<split>/shard-00000.npz   track_ids [k] int64, keys [k] str, labels [k] int64 or [k, C] uint8,
+                                   num_examples [k] int32, embeddings [sum(num_examples), D] float32 or uint8,
+                                   identity (the job's hash), skipped (JSON), for files stamps (size:mtime)
+    ROOT/.lock-<process>           while a job writes
+Files are written atomically; a damaged shard is reported as ShardDamaged and recomputed by the core.
 """
 from __future__ import annotations
 
@@ -20,7 +14,6 @@ import dataclasses
 import glob
 import json
 import os
-import socket
 import zipfile
 from typing import Any, Mapping
 
@@ -142,72 +135,15 @@ def load(root: str, split: str) -> Split:
 
 @contextlib.contextmanager
 def locked(root: str, process: int = 0, what: str | None = None):
-    """Hold ROOT/.lock-<process> while writing: a second writer is refused with one line naming the holder.
-
-    A lock left by a dead process on this host is taken over. `process` lets the processes of one
-    multi-host job (jax.distributed) each hold their own lock on the shared store.
-    """
+    """Hold ROOT/.lock-<process> while writing (`atomic.exclusive`); each process of a multi-host job holds its own."""
     os.makedirs(root, exist_ok=True)
-    path = os.path.join(root, f".lock-{process}")
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(me, f)
-    except OSError as e:  # a full disk fails at close, with no file name: name the lock
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise OSError(e.errno, e.strerror, e.filename or tmp) from e
-    try:
-        for _ in range(3):
-            try:
-                os.link(tmp, path)  # atomic, and the lock appears with its holder already written in it
-                break
-            except FileExistsError:
-                holder = _holder(path)
-                if holder is None:  # stale (a dead pid on this host): take it over
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(path)
-                    continue
-                raise StoreError(f"{what or root}: another run is writing it (pid {holder['pid']} on "
-                                 f"{holder['host']}, lock {path}); wait for it to finish, or delete the lock if "
-                                 f"that process is gone") from None
-        else:
-            raise StoreError(f"{path}: cannot take the lock; delete it if no other run writes {root}")
-    finally:
-        os.remove(tmp)
-    try:
+    with atomic.exclusive(os.path.join(root, f".lock-{process}"), what or root, StoreError, "run"):
         yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-
-
-def _holder(path: str) -> dict | None:
-    """The live holder of a lock file, or None if it is stale (its pid is dead on this host)."""
-    try:
-        with open(path) as f:
-            holder = json.load(f)
-        pid, host = int(holder["pid"]), str(holder["host"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # unreadable: not ours to honour
-    if host != socket.gethostname():
-        return {"pid": pid, "host": host}  # cannot check another machine's processes: assume it lives
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # exists, owned by someone else
-    return {"pid": pid, "host": host}
 
 
 def spec_of(info: Mapping[str, Any], source: str) -> spec_lib.EmbeddingSpec:
-    """The spec of an extraction (its info.json dict): as recorded, or rebuilt from the settings an older
-    extraction recorded (final_relu, postprocess, dtype, frontend and its precision) and the weights' content
-    hash, taken from its weights metadata or, failing that, from the metadata.json of its weights directory
-    if that can still be read. The hash stays None when neither has it; consumers that need the identity
-    refuse such a spec."""
+    """The spec of an extraction (its info.json dict): as recorded, or rebuilt from an older one's settings and
+    the weights hash from its metadata or weights folder (None when neither has it)."""
     if spec_lib.KEY in info:
         return spec_lib.read(info, source)
     sha = (info.get("weights_metadata") or {}).get("weights_sha256")

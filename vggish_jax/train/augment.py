@@ -1,11 +1,8 @@
-"""The waveform input path on the device: cyclic examples, random crop, gain, mixup, then the JAX frontend.
+"""The waveform input path inside the jitted steps: cyclic examples, random crop, gain, mixup, JAX frontend.
 
-Runs inside the jitted train and eval steps on global (sharded) arrays. Every draw comes from the step's key,
-so a resumed run repeats it exactly. A waveform batch is {'waveform': int16 [B, S] at 16 kHz, 'length':
-int32 [B] valid samples (<= S), 'label'}. Clip i becomes n examples: from its crop start c_i, example j is
-the `example_samples` samples of example (j mod k_i), where k_i counts the whole examples left after the
-crop. That is `data.fix_examples`' cyclic padding done on samples, and framing is causal, so with
-augmentation off these log-mels are the stored-mel path's (same maths, different FFT).
+Batch: {'waveform': int16 [B, S] at 16 kHz, 'length': int32 [B] valid samples, 'label'}. From crop start c_i,
+example j is example (j mod k_i) of the k_i whole ones left: `data.fix_examples`' cyclic padding on samples,
+so with augmentation off the log-mels are the stored-mel path's. Draws come from the step's key (resumable).
 """
 from __future__ import annotations
 
@@ -20,10 +17,8 @@ from vggish_jax.train.config import Config
 
 
 def draw(key: jax.Array, lengths: jax.Array, cfg: Config, fcfg: FrontendConfig = DEFAULT) -> dict[str, jax.Array]:
-    """This step's augmentation parameters per clip: crop start, linear gain, mixup weight and partner.
-
-    Keys are fold_in(key, 1..4), disjoint from SpecAugment's split(key), so turning one on moves no other.
-    """
+    """Per clip: crop start, linear gain, mixup weight and partner. Keys fold_in(key, 1..4) are disjoint from
+    SpecAugment's split(key), so turning one on moves no other."""
     b = lengths.shape[0]
     out = {"crop": jnp.zeros((b,), jnp.int32), "gain": jnp.ones((b,), jnp.float32),
            "lam": jnp.ones((b,), jnp.float32), "partner": jnp.arange(b, dtype=jnp.int32)}

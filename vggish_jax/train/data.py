@@ -1,16 +1,9 @@
-"""Input pipeline, on grain: a random-access source of clips -> fixed-shape, seeded, global batches.
+"""Input pipeline on grain: a random-access source of clips -> fixed-shape, seeded, global batches.
 
-A source is anything with len() and [i] -> {'mel': [n, 96, 64], 'label': int} and/or {'waveform': int16
-[samples] at 16 kHz, 'label': int} (the FMA TFDS `as_data_source()` splits, or a list in tests). Mel batches
-hold 'mel' [b, n, 96, 64]; waveform batches hold 'waveform' int16 [b, samples] (each clip's first `samples`,
-zero-padded) and 'length' [b] (its valid samples), which `augment` turns into examples on the device.
-
-A batch is `batch_size` clips per optimizer step, over all processes (the global batch); each process reads
-only its contiguous slice of it, so the global batch is the same for any process count. Element k of
-`train_dataset` is global step k: epoch k // steps_per_epoch visits the clips in grain's seeded shuffle of
-that epoch and drops the last incomplete batch. Because an element's content is a function of (seed, k), the
-iterator's state (saved in the orbax checkpoint) is a position, and a resumed run sees exactly the batches an
-uninterrupted one would. Evaluation visits every clip once, in order, the last batch padded and masked.
+A source has len() and [i] -> {'mel': [n, 96, 64] and/or 'waveform': int16 at 16 kHz, 'label'}. Waveform
+batches hold each clip's first `samples` zero-padded, and 'length'. `batch_size` is the global batch; each
+process reads its contiguous slice. Element k of `train_dataset` is step k, a function of (seed, k), so the
+iterator state is a position and a resume sees the same batches. Evaluation: every clip once, tail masked.
 """
 from __future__ import annotations
 

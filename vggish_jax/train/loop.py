@@ -1,17 +1,10 @@
 """The fine-tuning loop: mesh, jitted steps, orbax checkpoints (latest + best), resume, metrics, curves.
 
-Workdir layout: config.json (every setting as resolved, and the EmbeddingSpec of the backbone: a resumed run
-with other weights or final_relu is refused; other settings are refused unless allowed, then listed in its
-'history'); metrics.jsonl (one line per epoch, then one for the test split); learning_curve.png;
-ckpt/latest/<step> (every `checkpoint_every` steps and at epoch ends; resume point: the train state, the
-epoch's losses, the finished epochs' metric lines and each process's grain iterator state); ckpt/best/<step>
-(epoch ends, the best validation accuracy kept). A killed run restarted with the same workdir resumes from
-ckpt/latest, rewrites metrics.jsonl to the checkpoint's lines (so a kill between a checkpoint and its line
-loses nothing) and follows the same trajectory: data order, augmentation keys and dropout-free steps are all
-functions of (seed, step). Checkpoints hold plain arrays, so they restore onto any device count.
-
-Multi-host runs join with `vggish_jax.distributed.initialize` before `train` (the commands do, from
---coordinator/--num-processes/--process-id); this module only reads `jax.process_index()` / `process_count()`.
+Workdir: config.json (resolved settings + the backbone's EmbeddingSpec; changes on resume are refused or, if
+allowed, listed in 'history'), metrics.jsonl (a line per epoch, then test), learning_curve.png,
+ckpt/latest/<step> (resume point, with the grain iterator state) and ckpt/best/<step>. A restarted run resumes
+from ckpt/latest on the same trajectory (everything is a function of (seed, step)), on any device count.
+Multi-host runs call `vggish_jax.distributed.initialize` first.
 """
 from __future__ import annotations
 
@@ -128,11 +121,7 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
           weights_metadata: dict | None = None, label_names=None, log=print,
           stop_after_steps: int | None = None, allow_changed_settings: bool = False) -> dict:
     """Fine-tune; returns the final metrics. `stop_after_steps` stops early (like a kill, after a checkpoint).
-
-    backbone / weights_metadata: the VGGish params and metadata.json of a weights directory
-    (`models.vggish.params.load`). A resume with other settings than the checkpointed run's is refused
-    unless `allow_changed_settings` (then config.json records the change in its history).
-    """
+    backbone / weights_metadata: from `models.vggish.params.load`."""
     cfg, steps_per_epoch = _checked(cfg, sources, backbone, weights_metadata)
     os.makedirs(workdir, exist_ok=True)
     spec = embedding_spec(cfg, backbone, weights_metadata)
@@ -228,9 +217,8 @@ def _fit(run: _Run, st: _State, sources: dict, stop_after_steps: int | None) -> 
 
 
 def _end_epoch(run: _Run, st: _State, validation, elapsed: float) -> None:
-    """Validate, checkpoint (latest, with this epoch's record; best), then append the record to metrics.jsonl.
-    A kill between the checkpoint and the append is repaired on resume, which rewrites the log from the
-    checkpoint's records."""
+    """Validate, checkpoint (latest, with this epoch's record; best), then append the record to metrics.jsonl
+    (a kill in between is repaired on resume)."""
     val_acc = evaluate(run.eval_step, st.state[0], validation, run.cfg, run.mesh)
     record = {"epoch": st.step // run.steps_per_epoch, "step": st.step,
               "train_loss": float(np.mean(st.epoch_losses)), "val_accuracy": val_acc, "seconds": elapsed}
@@ -286,9 +274,8 @@ RUNTIME_FIELDS = ("checkpoint_every", "prefetch", "loader_workers")
 
 def _write_config(config_path: str, cfg: Config, num_classes: int, spec, label_names, *, resuming: int | None,
                   allow_changed: bool) -> None:
-    """config.json: the run's settings. On resume they must match the checkpointed run's (settings in
-    effect: the first run's, with its history of allowed changes applied); a change is refused, or with
-    `allow_changed` recorded in the history."""
+    """config.json; on resume a change from the settings in effect is refused, or with `allow_changed`
+    recorded in its history."""
     record = {**dataclasses.asdict(cfg), "num_classes": num_classes, "label_names": list(label_names or []),
               "devices": jax.device_count(), "processes": jax.process_count(), spec_lib.KEY: spec.to_dict()}
     if resuming is not None and os.path.exists(config_path):
@@ -330,12 +317,8 @@ def _require_same_state(cfg: Config, num_classes: int, previous: dict, config_pa
 
 
 def _restore(run: _Run, step: int, state, loader: dict, train_data, iterate) -> _State:
-    """The checkpointed train state, epoch losses and metric records, and the train batches from `step` on.
-
-    grain's saved iterator state fits only the pipeline that wrote it (one file per process; another worker
-    count nests it differently). With the same pipeline it is restored; otherwise the iterator starts afresh
-    at train_data[step:], which holds the same batches, since element k is a function of (seed, k).
-    """
+    """The checkpointed state, losses and records, and the batches from `step` on: grain's iterator state if
+    the pipeline is the same (it fits only that), else train_data[step:], which holds the same batches."""
     meta = run.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     saved = meta.get("loader") or {}
     same = all(saved.get(k) == v for k, v in loader.items() if k != "start")

@@ -1,10 +1,5 @@
-"""VGGish backbone + a clip head. Two heads (Config.head):
-
-- "flatten" (default, the paper's): the examples_per_clip x 128 frame embeddings in time order flattened
-  (31 x 128 = 3968-d for a 30-s clip) -> 256 -> classes; clips are cropped or cyclically padded to
-  examples_per_clip examples by the input pipeline.
-- "frame_mean": the same 128 -> 256 -> classes MLP applied to every frame embedding, frame logits averaged
-  over the clip; fewer head parameters and no dependence on the frame position.
+"""VGGish backbone + a clip head (Config.head): "flatten" (the paper's: the examples_per_clip x 128 embeddings
+flattened, 3968-d for 30 s, -> 256 -> classes) or "frame_mean" (128 -> 256 -> classes per frame, logits averaged).
 """
 from __future__ import annotations
 

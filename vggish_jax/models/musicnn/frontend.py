@@ -76,9 +76,7 @@ def num_patches(num_samples: int) -> int:
 def stream_patches(blocks, chunk: int = 32):
     """Consecutive 16 kHz blocks -> [k <= chunk, 187, 96] patches, equal to `patches(log_mel(whole signal))`.
 
-    Holds one block plus one patch of audio: memory does not grow with the length of the file. A patch
-    needs the samples its centred frames reach (reflect-padded at both ends of the whole signal), so the
-    last patches wait for the end of the stream.
+    Holds one block plus one patch of audio; the last patches wait for the end (reflect padding).
     """
     pad, span = N_FFT // 2, PATCH_FRAMES * HOP
     buf, start, done = np.zeros(0, np.float32), 0, 0  # start: index of buf[0] in the whole signal

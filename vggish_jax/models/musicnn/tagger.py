@@ -1,8 +1,5 @@
-"""MSD_musicnn as a tagger: the weights shipped in vggish_jax/assets, 3-s log-mel patches of a file, and the
-jitted forward pass giving the 50 Million-Song-Dataset tag probabilities and the 200-d penultimate features.
-
-Genre prediction (predict.py) and the comparison's `musicnn` feature set (classify) both build on it.
-"""
+"""MSD_musicnn as a tagger (weights in vggish_jax/assets): a file's 3-s patches -> the 50 MSD tag probabilities
+and the 200-d penultimate features."""
 from __future__ import annotations
 
 import functools

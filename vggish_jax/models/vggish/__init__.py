@@ -1,6 +1,6 @@
 """VGGish: modeling (the Flax NNX module, forward, from_pretrained), params (layout, the one validation, the
 weights folder), hub (the safetensors folder of save_pretrained), frontend (NumPy oracle), frontend_jax (jitted),
-postprocess (PCA + uint8), convert/ (published files -> a weights folder), torch_reference (a PyTorch peer).
+postprocess (PCA + uint8), convert/ (published files -> a weights folder).
 
 The model's names (VGGish, CONV_CHANNELS, param_shapes, ...) are re-exported from `modeling` on first use,
 so importing the NumPy frontend from here does not import jax or flax.
@@ -10,8 +10,7 @@ import importlib
 
 # `from vggish_jax.models.vggish import frontend` asks this package for the attribute first; answering with
 # the submodule keeps that from importing modeling (and flax) on the way.
-_SUBMODULES = frozenset({"convert", "frontend", "frontend_jax", "hub", "modeling", "params", "postprocess",
-                         "torch_reference"})
+_SUBMODULES = frozenset({"convert", "frontend", "frontend_jax", "hub", "modeling", "params", "postprocess"})
 
 
 def __getattr__(name):

@@ -121,10 +121,6 @@ def forward(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> jax.Array
     return nnx.merge(graphdef, state)(x).astype(jnp.float32)
 
 
-def num_params(model: nnx.Module) -> int:
-    return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
-
-
 def to_dict(model: VGGish) -> dict:
     """Model parameters as a nested dict of numpy arrays (the params.py layout)."""
     return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))

@@ -10,9 +10,7 @@ A weights folder:
     DIR/metadata.json {"model": "vggish", "source": ..., "hashes": {...}, "final_relu": bool,
                        "width_divisor": int, "params_files": {relative path: bytes}, ...}
 
-`load` checks the files listed in params_files before orbax reads them: a truncated or missing file is one
-clear line, not a tensorstore error (whose failing reads can also print tracebacks from orbax's threads).
-This module imports no jax or flax: the model code (modeling.py) imports it.
+`load` checks the files in params_files before orbax reads them (one line, not a tensorstore error). No jax.
 """
 from __future__ import annotations
 
@@ -232,9 +230,7 @@ def _check_listing(tree_dir: str, listing: dict | None, redo: str) -> None:
 
 
 def _silence_late_orbax_reads() -> None:
-    """After a failed restore, tensorstore reads still in flight finish on orbax's closed event loop and
-    report `RuntimeError: Event loop is closed` as unraisable exceptions (tracebacks on stderr after our
-    one-line error). Drop exactly those."""
+    """Drop the unraisable `Event loop is closed` errors of tensorstore reads that finish after a failed restore."""
     import sys
 
     previous = sys.unraisablehook

@@ -15,8 +15,6 @@ import numpy as np
 from vggish_jax import skips
 from vggish_jax.spec import EmbeddingSpec
 
-PAYLOADS = ("audio", "waveform", "mel", "embedding")
-
 
 @dataclasses.dataclass
 class Clip:

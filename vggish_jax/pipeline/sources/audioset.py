@@ -1,10 +1,5 @@
-"""AudioSet v1's released embeddings as a Source (payload 'embedding': no model runs).
-
-    src = AudioSetSource(manual_dir, task="music_genre", classes=None)
-    src.splits() -> {'train': n, 'validation': n, 'test': n};  src.clips('test', range(0, 10)) -> Clip(data=[n,128] uint8)
-
-Keys are '<video_id>:<start_s>'; the spec is datasets.audioset.RELEASE_SPEC, so the store it fills is never
-mixed with embeddings of converted weights.
+"""AudioSet v1's released embeddings as a Source (payload 'embedding': no model runs). Keys are
+'<video_id>:<start_s>'; the spec is RELEASE_SPEC, never mixed with embeddings of converted weights.
 """
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""A list of audio files as a source (what `vggish-jax embed FILES` embeds): one split, no labels.
-
-Clips are keyed by resolved absolute path, so the same name typed in two folders is two files. The split
-name is chosen by the caller: `embed` names each run's split after the files it still has to embed.
-"""
+"""A list of audio files as a source (`vggish-jax embed FILES`): one split named by the caller, no labels,
+keyed by resolved absolute path."""
 from __future__ import annotations
 
 import os

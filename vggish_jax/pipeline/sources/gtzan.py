@@ -1,10 +1,7 @@
 """GTZAN's fault-filtered train/validation/test split (Kereliuk, Sturm & Larsen 2015) for a GTZAN folder.
 
-A folder has GTZAN's layout when its audio files lie in exactly GTZAN's 10 genre subfolders, each named
-`<genre>.000NN.<ext>` after its folder. `extract --split gtzan-filtered` then takes the three splits from the
-lists shipped in vggish_jax/assets/gtzan (SOURCE.md: paper, repository, commit, licence), matched on the file
-stem so GTZAN's .au files and .wav conversions both work. Files not in the lists are left out and counted;
-a listed file that is absent is a `missing` skip with its path.
+The split lists ship in vggish_jax/assets/gtzan (SOURCE.md), matched on the file stem (.au or .wav). Files
+not listed are left out and counted; a listed file that is absent is a `missing` skip.
 """
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
 """Published VGGish weights (torchvggish .pth, TF-slim checkpoint) -> a vggish-jax weights folder.
-
-core (convert: one entry point, the swap-in write, the --out lock), torchvggish and tf_slim (each format's
-reader and name mapping), download (the published files, cached and hash-checked), verify (the published
-smoke checks on a converted folder). Entry point: `core.convert(out, torch_weights=..., ...)` or
-`vggish-jax convert`. torch and TensorFlow are imported only inside the functions that read their files.
+Entry point `core.convert`; torchvggish and tf_slim read each format (torch / TensorFlow imported only there),
+download fetches the published files, verify runs the published smoke checks.
 """

@@ -1,8 +1,6 @@
 """One conversion entry point: published files (or random init) -> a vggish-jax weights directory.
-
-The new weights are written to a hidden folder beside `out` and swapped in only when complete, so a kill
-or a full disk half-way leaves the weights already in `out` usable. A lock beside `out` (`lock_path`) keeps
-two conversions from writing one folder at once: the second is refused with one line naming the first.
+Written to a hidden folder beside `out` and swapped in when complete (a kill leaves `out` usable), under a
+lock beside `out` (`lock_path`).
 """
 from __future__ import annotations
 
@@ -24,13 +22,9 @@ from vggish_jax.models.vggish.postprocess import PCAParams
 def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None = None,
             tf_checkpoint: str | None = None, tf_pca: str | None = None, download_source: str | None = None,
             random_seed: int | None = None, final_relu: bool | None = None) -> str:
-    """Write converted weights to `out`; exactly one source: torch files, TF files, a download, or random.
-
-    A PCA file (torch_pca or tf_pca, either format, with any source but a download, which fetches its own)
-    is read and saved with the weights; metadata.json records the files that were used and nothing else.
-    download_source: 'torch' or 'tf' fetches the published files into the cache (see convert.download).
-    final_relu: the default recorded with the weights (torchvggish applies one, current TF does not).
-    """
+    """Write converted weights to `out` from exactly one source: torch files, TF files, a download ('torch' or
+    'tf'), or random. A PCA file (either format; a download fetches its own) is saved with them. final_relu: the
+    default recorded (torchvggish applies one, current TF does not)."""
     sources = [torch_weights is not None, tf_checkpoint is not None, download_source is not None,
                random_seed is not None]
     if sum(sources) != 1:

@@ -1,9 +1,6 @@
 """Fetch the published VGGish files into a cache directory and verify their SHA-256.
-
-Hashes: torchvggish's release files carry the first 8 hex digits of their SHA-256 in the file name (the
-torch.hub convention), so those prefixes are checked. The full hashes of the four published files could not
-be confirmed from this project's machines (no internet), so none is hard-coded; every conversion records the
-SHA-256 of the files it read in the weights directory's metadata.json.
+torchvggish's file names carry their SHA-256's first 8 hex digits (checked); no full hash is hard-coded (none
+could be confirmed offline), but metadata.json records the SHA-256 of every file read.
 """
 from __future__ import annotations
 

@@ -1,14 +1,15 @@
 """What a file given to `convert` is, from its first bytes, so a wrong file is named as what it is.
-
-torch.load and np.load report a CSV or a text file as a pickling error (np.load even as "pickled data"),
-which would read as a corrupt or malicious download. Checking the first bytes first keeps those apart.
+torch.load and np.load report a text file as a pickling error, which reads as a corrupt or malicious download.
 """
 from __future__ import annotations
 
 import os
 import zipfile
 
+import numpy as np
+
 from vggish_jax.models.vggish.params import WeightsError
+from vggish_jax.models.vggish.postprocess import PCAParams
 
 _PICKLE = b"\x80"  # pickle protocol 2+ (torch's legacy serialisation starts with one)
 _ZIP = b"PK\x03\x04"
@@ -54,3 +55,18 @@ def require(path: str | os.PathLike, allowed: tuple[str, ...], what: str, fix: s
     if found not in allowed:
         raise WeightsError(f"{path}: is {_DESCRIBE[found]}, not {what}; {fix}")
     return found
+
+
+def pca(arrays, source: str, missing: str) -> PCAParams:
+    """PCAParams from a published file's pca_eigen_vectors and pca_means, checked; `missing` ends the message
+    naming an absent one."""
+    for key in ("pca_eigen_vectors", "pca_means"):
+        if key not in arrays:
+            raise WeightsError(f"{source}: missing {missing.format(key=repr(key))}")
+    ev, means = np.asarray(arrays["pca_eigen_vectors"]), np.asarray(arrays["pca_means"]).reshape(-1)
+    if ev.shape != (128, 128) or means.shape != (128,):
+        raise WeightsError(f"{source}: pca_eigen_vectors {ev.shape} / pca_means {means.shape}, expected (128, 128) / (128,)")
+    try:
+        return PCAParams(ev, means)
+    except ValueError as e:  # NaN/inf: name the file
+        raise WeightsError(f"{source}: {e}; download it again") from None

@@ -1,11 +1,6 @@
 """TF-slim VGGish checkpoint (tensorflow/models research/audioset/vggish) -> our parameter layout.
-
-Variable names: vggish/conv1/weights, vggish/conv1/biases, vggish/conv2/..., vggish/conv3/conv3_1/...,
-vggish/conv3/conv3_2, vggish/conv4/conv4_1, vggish/conv4/conv4_2, vggish/fc1/fc1_1, vggish/fc1/fc1_2,
-vggish/fc2. Kernels are HWIO and [in, out], as ours. The PCA file is an .npz with 'pca_eigen_vectors'
-[128, 128] and 'pca_means' [128, 1].
-
-Reading the checkpoint itself needs TensorFlow (the optional `tf` extra); the mapping does not.
+Variables vggish/<block>/[<layer>/]{weights,biases}, HWIO and [in, out] as ours; the PCA .npz holds
+'pca_eigen_vectors' [128, 128] and 'pca_means' [128, 1]. Reading the checkpoint needs TensorFlow (`tf` extra).
 """
 from __future__ import annotations
 
@@ -72,14 +67,4 @@ def load_pca_npz(path: str | os.PathLike) -> PCAParams:
         raise WeightsError(f"{path}: not a readable .npz ({type(e).__name__}); download it again") from e
     except Exception as e:
         raise WeightsError(f"{path}: not a readable .npz ({type(e).__name__}); download it again") from e
-    for key in ("pca_eigen_vectors", "pca_means"):
-        if key not in arrays:
-            raise WeightsError(f"{path}: missing array {key!r}; expected vggish_pca_params.npz "
-                               f"(pca_eigen_vectors, pca_means)")
-    ev, means = arrays["pca_eigen_vectors"], arrays["pca_means"].reshape(-1)
-    if ev.shape != (128, 128) or means.shape != (128,):
-        raise WeightsError(f"{path}: pca_eigen_vectors {ev.shape} / pca_means {means.shape}, expected (128, 128) / (128,)")
-    try:
-        return PCAParams(ev, means)
-    except ValueError as e:  # NaN/inf: name the file
-        raise WeightsError(f"{path}: {e}; download it again") from None
+    return formats.pca(arrays, path, "array {key}; expected vggish_pca_params.npz (pca_eigen_vectors, pca_means)")

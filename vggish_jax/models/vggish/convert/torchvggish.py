@@ -1,16 +1,9 @@
 """torchvggish release v0.1 files -> our parameter layout.
 
-State-dict facts (harritaylor/torchvggish): `features` is an nn.Sequential whose Conv2d layers sit at indices
-0, 3, 6, 8, 11, 13 (OIHW kernels); `embeddings` holds Linear layers at 0, 2, 4 ([out, in] weights). Its forward
-moves channels last before flattening, so fc1's input columns are already in H, W, C order; the parity test
-checks this against torchvggish's own `VGG` module. The published PCA file (vggish_pca_params-970ea276.pth,
-written in 2019 by a torch 1.x legacy torch.save under NumPy 1.x) is a dict of two NumPy float64 arrays, not
-tensors: 'pca_eigen_vectors' [128, 128] and 'pca_means' with 128 values (torchvggish reshapes it to a column,
-so [128] and [128, 1] are both read).
-
-Also read: a state dict nested under 'state_dict' or 'model' (training checkpoints), and half-precision
-tensors (float16/bfloat16, widened to float32; NumPy has no bfloat16). Keys that are not VGGish tensors are
-refused by name rather than dropped.
+`features` Conv2d at 0, 3, 6, 8, 11, 13 (OIHW), `embeddings` Linear at 0, 2, 4 ([out, in]); its forward moves
+channels last, so fc1's columns are in H, W, C order. The PCA .pth (2019, legacy torch.save, NumPy 1.x) is a
+dict of two float64 NumPy arrays, pca_means [128] or [128, 1]. Also read: dicts under 'state_dict' / 'model',
+half-precision tensors (widened); keys that are not VGGish tensors are refused by name.
 """
 from __future__ import annotations
 
@@ -31,12 +24,8 @@ NESTED = ("state_dict", "model")  # where training checkpoints keep the state di
 
 
 def _array_globals() -> list:
-    """Exactly what torch's weights-only unpickler must accept for a pickled numeric NumPy array.
-
-    An ndarray pickles as _reconstruct(ndarray, ...) plus a dtype whose state is set afterwards. NumPy 1.x
-    writes the module as numpy.core.multiarray (the published PCA file, 2019), NumPy 2.x as
-    numpy._core.multiarray; both names are bound to the one real function.
-    """
+    """What torch's weights-only unpickler must accept for a pickled NumPy array: _reconstruct under both
+    numpy.core (NumPy 1.x, the published PCA file) and numpy._core names, ndarray and dtype."""
     try:
         from numpy._core.multiarray import _reconstruct
     except ImportError:  # NumPy 1.x
@@ -54,10 +43,8 @@ _REFUSED = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
 
 
 def load_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A .pth state dict as NumPy arrays (tensors or pickled NumPy arrays; legacy or zip serialisation).
-
-    torch.load(weights_only=True) with only the NumPy array globals added: nothing from the file runs.
-    """
+    """A .pth state dict as NumPy arrays, via torch.load(weights_only=True) plus only the NumPy array globals:
+    nothing from the file runs."""
     path = os.fspath(path)
     try:
         import torch
@@ -131,14 +118,4 @@ def params_from_state_dict(state: dict[str, np.ndarray], source: str = "state di
 
 
 def pca_from_state_dict(state: dict[str, np.ndarray], source: str = "PCA file") -> PCAParams:
-    for key in ("pca_eigen_vectors", "pca_means"):
-        if key not in state:
-            raise WeightsError(f"{source}: missing tensor {key!r}; is this torchvggish's vggish_pca_params file?")
-    ev = np.asarray(state["pca_eigen_vectors"])
-    means = np.asarray(state["pca_means"]).reshape(-1)
-    if ev.shape != (128, 128) or means.shape != (128,):
-        raise WeightsError(f"{source}: pca_eigen_vectors {ev.shape} / pca_means {means.shape}, expected (128, 128) / (128,)")
-    try:
-        return PCAParams(ev, means)
-    except ValueError as e:  # NaN/inf: name the file
-        raise WeightsError(f"{source}: {e}; download it again") from None
+    return formats.pca(state, source, "tensor {key}; is this torchvggish's vggish_pca_params file?")

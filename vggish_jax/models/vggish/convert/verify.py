@@ -14,11 +14,8 @@ the PCA-quantised ones) with the published values, as numpy.testing.assert_allcl
   44.1 kHz sine resampled by resampy; embedding -0.0333 / 0.380, rtol 0.1 (that export computes its log-mels
   with YAMNet's TF frontend; no postprocessed values).
 
-The weights are the same numbers whichever release they came from (torchvggish ported TF's checkpoint), so
-every check runs on every conversion: the post-ReLU check applies the ReLU itself. We resample with our own
-resampler (vggish_jax.audio), not resampy; the 44.1 kHz checks therefore include that small difference.
-The checks use only model-level code (the NumPy frontend, the jitted forward, the NumPy postprocessor), so
-they say whether the weights are right independently of the embedding pipeline.
+Every check runs on every conversion (the weights are the same numbers; the post-ReLU check applies the ReLU),
+with our resampler, not resampy, and only model-level code, independent of the embedding pipeline.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The torchvggish architecture (harritaylor/torchvggish) in PyTorch, written here: parity oracle and benchmark peer.
+"""The torchvggish architecture (harritaylor/torchvggish) in PyTorch, written here: the benchmark's PyTorch peer.
 
 Its layer indices give the exact state-dict keys of the published vggish-10086976.pth, and its forward moves
 channels last with two transposes before flattening, as torchvggish does.
@@ -27,8 +27,3 @@ class TorchVGGish(nn.Module):
         x = torch.transpose(x, 1, 2)
         return self.embeddings(x.contiguous().view(x.size(0), -1))
 
-
-def torch_postprocess(emb, eigen_vectors, means):
-    """torchvggish's postprocessor: PCA, clip to [-2, 2], scale to 0..255, round."""
-    pca = torch.mm(eigen_vectors, emb.t() - means.reshape(-1, 1)).t()
-    return torch.round((torch.clamp(pca, -2.0, 2.0) + 2.0) * (255.0 / 4.0))
