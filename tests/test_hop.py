@@ -143,3 +143,51 @@ def test_a_hop_off_the_frame_grid_is_refused_in_one_line(model, hop_s):
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="hop_s must be"):
         vggish_jax.ExtractSettings(hop_s=hop_s)
+
+
+def test_cli_embed_takes_hop_s_and_pad_last_from_a_config_file(model, small_weights_dir, audio_files, tmp_path,
+                                                                capsys):
+    from vggish_jax import cli
+
+    (tmp_path / "s.toml").write_text("hop_s = 0.48\npad_last = true\n")
+    out = tmp_path / "out"
+    assert cli.main(["embed", audio_files["wav"], "--weights", small_weights_dir, "--out", str(out),
+                     "--config", str(tmp_path / "s.toml")]) == 0
+    (_, want), = vggish_jax.embed_files([audio_files["wav"]], model, workers=0, hop_s=0.48, pad_last=True)
+    with np.load(out / "embeddings.npz") as z:
+        np.testing.assert_allclose(z[z.files[0]], want.values, rtol=1e-6, atol=1e-6)
+    meta = json.loads((out / "embeddings.json").read_text())
+    assert meta["hop_s"] == pytest.approx(0.48)
+    np.testing.assert_allclose(list(meta["start_s"].values())[0], want.start_s, atol=1e-6)
+    assert EmbeddingSpec.from_dict(meta["embedding_spec"]).frontend == want.spec.frontend
+    (tmp_path / "bad.toml").write_text("hop_s = 0.033\n")
+    assert cli.main(["embed", audio_files["wav"], "--weights", small_weights_dir, "--out", str(tmp_path / "o2"),
+                     "--config", str(tmp_path / "bad.toml")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "bad.toml: hop_s = 0.033: hop_s must be a positive multiple of the 10 ms frame hop" in err
+
+
+def test_extract_records_the_hop_and_a_default_store_keeps_mains_spec(model, audio_files, tmp_path):
+    from vggish_jax.pipeline import store
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for name in ("wav", "flac"):
+        os.link(audio_files[name], folder / f"clip.{name}")
+    quiet = dict(progress=False, workers=0, log=lambda m: None)
+    vggish_jax.extract(str(folder), tmp_path / "half", model,
+                       vggish_jax.ExtractSettings(hop_s=0.48, pad_last=True, **quiet))
+    vggish_jax.extract(str(folder), tmp_path / "default", model, vggish_jax.ExtractSettings(**quiet))
+    want = dict(vggish_jax.embed_files(sorted(map(str, folder.iterdir())), model, workers=0, hop_s=0.48,
+                                       pad_last=True))
+    half = store.load_split(str(tmp_path / "half"), "all")
+    np.testing.assert_allclose(np.concatenate(half.embeddings), np.concatenate([e.values for e in want.values()]),
+                               rtol=1e-6, atol=1e-6)
+    specs = {k: json.loads((tmp_path / k / "info.json").read_text())["embedding_spec"] for k in ("half", "default")}
+    assert specs["half"]["frontend"]["example_hop_frames"] == 48 and specs["half"]["frontend"]["pad_last"] is True
+    with open(os.path.join(os.path.dirname(__file__), "data", "embedding_spec_f59d08e.json")) as f:
+        main = json.load(f)
+    assert specs["default"]["frontend"] == main["frontend"] and set(specs["default"]) == set(main)
+    # The store made with one hop refuses to resume with another, naming the frontend.
+    with pytest.raises(ValueError, match="frontend"):
+        vggish_jax.extract(str(folder), tmp_path / "half", model, vggish_jax.ExtractSettings(**quiet))
