@@ -188,6 +188,12 @@ def test_extract_records_the_hop_and_a_default_store_keeps_mains_spec(model, aud
     with open(os.path.join(os.path.dirname(__file__), "data", "embedding_spec_f59d08e.json")) as f:
         main = json.load(f)
     assert specs["default"]["frontend"] == main["frontend"] and set(specs["default"]) == set(main)
+    # Readers of the store give each row its start on the store's hop.
+    from vggish_jax.pipeline import stored
+
+    rows = list(stored.read(str(tmp_path / "half")).embeddings.values())
+    assert [r.values.shape[0] for r in rows] == [e.values.shape[0] for e in want.values()]
+    np.testing.assert_allclose(rows[0].start_s, 0.48 * np.arange(rows[0].values.shape[0]), atol=1e-9)
     # The store made with one hop refuses to resume with another, naming the frontend.
     with pytest.raises(ValueError, match="frontend"):
         vggish_jax.extract(str(folder), tmp_path / "half", model, vggish_jax.ExtractSettings(**quiet))

@@ -118,6 +118,12 @@ def samples_for_examples(n_examples: int, cfg: FrontendConfig = DEFAULT) -> int:
     return (n_examples - 1) * cfg.example_hop_samples + cfg.example_samples
 
 
+def config_of(recorded) -> FrontendConfig:
+    """The FrontendConfig a spec's `frontend` pairs (or dict) record; fields it lacks keep their defaults."""
+    names = {f.name for f in dataclasses.fields(FrontendConfig)}
+    return dataclasses.replace(DEFAULT, **{k: v for k, v in dict(recorded or {}).items() if k in names})
+
+
 def example_hop_seconds(cfg: FrontendConfig = DEFAULT) -> float:
     """Seconds between the starts of consecutive examples (0.96 s by default): row i starts at i * this."""
     return cfg.example_hop_samples / cfg.sample_rate
