@@ -47,15 +47,15 @@ class EmbeddingSpec:
             postprocess = "pca_uint8_truncate"
         elif postprocess is False:
             postprocess = None
-        if dataclasses.is_dataclass(frontend):
-            frontend = dataclasses.asdict(frontend)
-        items = tuple(sorted((frontend or {}).items()))
+        items = frontend_items(frontend)
         if frontend_precision not in FRONTEND_PRECISIONS:
             raise ValueError(f"frontend_precision must be one of {FRONTEND_PRECISIONS}, got {frontend_precision!r}")
         return cls(model=model, weights_sha256=weights_sha256, final_relu=bool(final_relu),
                    postprocess=postprocess, dtype=str(dtype), frontend=items, frontend_precision=frontend_precision)
 
     def replace(self, **changes) -> "EmbeddingSpec":
+        if "frontend" in changes:
+            changes["frontend"] = frontend_items(changes["frontend"])
         if "postprocess" in changes and isinstance(changes["postprocess"], bool):
             changes["postprocess"] = "pca_uint8_truncate" if changes["postprocess"] else None
         return dataclasses.replace(self, **changes)
@@ -72,7 +72,7 @@ class EmbeddingSpec:
         if unknown:
             raise SpecMismatch(f"embedding spec has unknown fields {sorted(unknown)}; written by a newer vggish-jax?")
         d = dict(d)
-        d["frontend"] = tuple(sorted(dict(d.get("frontend") or {}).items()))
+        d["frontend"] = frontend_items(d.get("frontend"))
         return cls(**d)
 
     def differences(self, other: "EmbeddingSpec", fields=IDENTITY_FIELDS) -> dict[str, tuple[Any, Any]]:
@@ -84,6 +84,18 @@ class EmbeddingSpec:
         sha = (self.weights_sha256 or "unknown")[:12]
         return (f"{self.model} weights {sha} final_relu={self.final_relu} "
                 f"postprocess={self.postprocess or 'none'} dtype={self.dtype} frontend={self.frontend_precision}")
+
+
+def frontend_items(frontend: Any) -> tuple[tuple[str, Any], ...]:
+    """Sorted (name, value) pairs of a frontend config (a dataclass, a mapping or such pairs). `pad_last` is
+    recorded only when set, so a default run's spec is the one every earlier version stored (the hop is
+    recorded as `example_hop_frames`, which every spec already holds)."""
+    if dataclasses.is_dataclass(frontend):
+        frontend = dataclasses.asdict(frontend)
+    d = dict(frontend or {})
+    if not d.get("pad_last", True):
+        del d["pad_last"]
+    return tuple(sorted(d.items()))
 
 
 def require_compatible(expected: EmbeddingSpec, found: EmbeddingSpec, *, expected_from: str, found_from: str,

@@ -26,7 +26,7 @@ def add_arguments(p):
     options.batch_size(p)
     options.dtype(p)
     options.workers(p)
-    options.config(p, resample=options.RESAMPLE,
+    options.config(p, resample=options.RESAMPLE, hop_s=options.HOP_S, pad_last=options.PAD_LAST,
                    flush_every=Setting(16, "files per part saved while running: a kill loses at most this many, "
                                            "a rerun resumes (default: 16)", type=options.positive_int))
 
@@ -44,8 +44,10 @@ def run(args) -> int:
     files, notes, unreadable = audio.expand_inputs(args.files)
     for line in notes:  # unreadable entries are reported with the other skips
         print(line, file=sys.stderr)
+    from vggish_jax.models.vggish import frontend
+
     embedder = load_pretrained(args.weights, final_relu=args.final_relu, dtype=args.dtype, batch_size=args.batch_size,
-                               resample=args.resample)
+                               resample=args.resample, cfg=frontend.with_hop(args.hop_s, args.pad_last))
     if args.postprocess and embedder.pca is None:
         raise ValueError(f"{os.path.abspath(args.weights)}: these weights have no PCA params, so --postprocess is "
                          f"impossible; convert them with --torch-pca/--tf-pca or drop --postprocess")

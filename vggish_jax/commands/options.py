@@ -101,6 +101,24 @@ RESAMPLE = Setting("auto", "where audio not at 16 kHz is resampled: host (in the
                    choices=RESAMPLE_CHOICES)
 
 
+def hop_seconds(text: str) -> float:
+    """Setting type: seconds between embedding rows, a positive multiple of the 10 ms frame hop."""
+    from vggish_jax.models.vggish import frontend
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    frontend.with_hop(value)  # ValueError, one line, for a hop off the frame grid
+    return value
+
+
+HOP_S = Setting(0.96, "seconds between embedding rows, a multiple of 0.01 (under 0.96 the 0.975-s windows "
+                      "overlap; recorded in the output's spec) (default: 0.96)", type=hop_seconds)
+PAD_LAST = Setting(False, "keep each file's last partial window, zero-padded, instead of dropping it (a file "
+                          "shorter than one window gets one) (default: false)")
+
+
 # -- multi-host --------------------------------------------------------------------------------------------------
 
 def distributed(p) -> None:

@@ -117,7 +117,7 @@ def open_store(job: Job, *, write: bool = True, log: Callable[[str], None] = pri
         "format_version": FORMAT_VERSION, **job.record, "shard_size": job.shard_size,
         "final_relu": job.spec.final_relu, "postprocess": job.spec.postprocess is not None, "dtype": job.spec.dtype,
         "label_names": list(src.label_names), "multilabel": bool(src.multilabel),
-        "frontend": dataclasses.asdict(frontend.DEFAULT), "frontend_precision": job.spec.frontend_precision,
+        "frontend": dict(spec_lib.frontend_items(job.spec.frontend or frontend.DEFAULT)), "frontend_precision": job.spec.frontend_precision,
         "embedding": "uint8 PCA-quantised" if job.spec.postprocess else "float32 raw 128-d",
         spec_lib.KEY: job.spec.to_dict(), "source_identity": src.identity(),
         "splits": {**(old or {}).get("splits", {}), **{s: {"candidates": n, "num_shards": math.ceil(n / job.shard_size)}

@@ -4,7 +4,9 @@
 (embeddings [B, n, 128] float32, mask [B, n]) is jitted once at module level with the model's graph static
 and its state an argument, so every `AudioEmbedder` (and every model of one shape) shares its compilations.
 n = examples in `samples`; mask[b, i] says example i lies inside clip b's true length (the causal framing
-rule of `frontend_jax`, so unmasked rows equal the unpadded clip's). int16 is divided by 32767, the inverse
+rule of `frontend_jax`, so unmasked rows equal the unpadded clip's). The frontend config `cfg` sets the
+example hop (overlapping windows of the one log-mel frame sequence) and `pad_last` (the mask then keeps
+the last partial example, whose samples past the clip's end are the batch's zero padding). int16 is divided by 32767, the inverse
 of how this project stores int16 audio (`datasets.decode.to_int16`; the fine-tuning path does the same), not
 soundfile's 32768: the two differ by up to 3e-5 in log-mel. The frontend precision follows
 `frontend_jax.resolve_precision` (float32 by default; float64 within 1e-5 of the NumPy oracle).
@@ -20,6 +22,7 @@ devices: each process embeds its own work.
 from __future__ import annotations
 
 import collections
+import copy
 import functools
 from typing import Hashable, Iterable, Iterator
 
@@ -91,6 +94,15 @@ class AudioEmbedder:
         self.data = NamedSharding(self.mesh, P("data"))
         self.graphdef, state = nnx.split(model)
         self.state = jax.device_put(state, NamedSharding(self.mesh, P()))
+
+    def with_frontend(self, cfg: FrontendConfig) -> "AudioEmbedder":
+        """This embedder with another frontend config (e.g. `frontend.with_hop(0.48)`), sharing the model's
+        device state; the device function compiles once per config."""
+        if cfg == self.cfg:
+            return self
+        other = copy.copy(self)
+        other.cfg = cfg
+        return other
 
     # --- device calls -----------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ a file) lives in `pipeline.host` and is re-exported here.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import copy
 import functools
 import os
 from typing import Callable, Iterable, Iterator
@@ -25,7 +26,7 @@ from flax import nnx
 from vggish_jax import audio, compilation_cache, skips
 from vggish_jax.datasets import decode
 from vggish_jax.models.vggish import modeling, params as params_lib, postprocess as post
-from vggish_jax.models.vggish.frontend import DEFAULT
+from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 from vggish_jax.pipeline import host, placement, resample_jax, segments as seg, waveform as waveform_lib
 from vggish_jax.pipeline.device import AudioEmbedder
 from vggish_jax.models.vggish.frontend import file_examples  # noqa: F401  (re-exported)
@@ -44,12 +45,15 @@ class Embedder:
     `mesh` defaults to every device. Files longer than `stream_seconds` are streamed in blocks. `resample`
     ('auto', 'host', 'device'): where files not at 16 kHz are resampled (`pipeline.placement`; auto: on the
     device on GPU/TPU, on the host on CPU). It is not part of the spec: the two agree to float rounding.
+    `cfg`: the frontend config (`frontend.with_hop(hop_s, pad_last)`: the example hop and whether the last
+    partial example is kept), recorded in the spec.
     """
 
     def __init__(self, model: nnx.Module | dict, *, pca: post.PCAParams | None = None, final_relu: bool = False,
                  dtype=jnp.float32, batch_size: int = 64, metadata: dict | None = None, source: str = "params",
                  precision: str | None = None, formulation: str = "auto", mesh=None,
-                 stream_seconds: float = 300.0, weights_dir: str | None = None, resample: str = "auto"):
+                 stream_seconds: float = 300.0, weights_dir: str | None = None, resample: str = "auto",
+                 cfg: FrontendConfig = DEFAULT):
         compilation_cache.enable()
         self.resample_on_device = placement.resample_on_device(resample)
         if isinstance(model, nnx.Module):
@@ -62,8 +66,16 @@ class Embedder:
         self.dtype = jnp.dtype(dtype)
         self.metadata = dict(metadata or {})
         self.weights_dir, self.stream_seconds = weights_dir, stream_seconds
-        self.device = AudioEmbedder(self.model, precision=precision, formulation=formulation, mesh=mesh,
+        self.device = AudioEmbedder(self.model, cfg=cfg, precision=precision, formulation=formulation, mesh=mesh,
                                     examples_per_call=batch_size)
+
+    def with_frontend(self, cfg: FrontendConfig) -> "Embedder":
+        """This Embedder with another frontend config (hop, pad_last), sharing the model and its device state."""
+        if cfg == self.device.cfg:
+            return self
+        other = copy.copy(self)
+        other.device = self.device.with_frontend(cfg)
+        return other
 
     @property
     def spec(self) -> EmbeddingSpec:
@@ -73,7 +85,7 @@ class Embedder:
         if sha is None:  # built from in-memory params: hash what the model holds
             sha = self.metadata["weights_sha256"] = params_sha256(modeling.to_dict(self.model))
         return EmbeddingSpec.create(weights_sha256=sha, final_relu=self.final_relu, dtype=self.dtype.name,
-                                    frontend=DEFAULT, frontend_precision=self.device.precision)
+                                    frontend=self.device.cfg, frontend_precision=self.device.precision)
 
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
         """[n, 96, 64] log-mel -> [n, 128] float32 raw embeddings (sharded fixed-size batches)."""
@@ -82,7 +94,7 @@ class Embedder:
     def _embed_16k(self, waveform: np.ndarray) -> np.ndarray:
         """One 16 kHz waveform (at least 0.975 s) -> [n, 128] float32 raw embeddings. Private: the rate is
         assumed; the public `vggish_jax.embed(waveform, sample_rate, model)` takes it."""
-        return self.device._embed_16k(waveform_lib.to_16k(waveform, DEFAULT.sample_rate))
+        return self.device._embed_16k(waveform_lib.to_16k(waveform, DEFAULT.sample_rate, pad=self.device.cfg.pad_last))
 
     def postprocess(self, embeddings: np.ndarray, rounding: str = "truncate") -> np.ndarray:
         if self.pca is None:
@@ -114,6 +126,7 @@ class Embedder:
 
     def _iter(self, paths, pad: bool, workers: int, processes: bool = False) -> Iterator[tuple[str, object]]:
         """(path, [n, 128] or its BAD_INPUT exception) in input order; other exceptions raise."""
+        pad = pad or self.device.cfg.pad_last  # a clip under one example is its own last partial example
         decode_one = functools.partial(host.decode_for_stream, pad=pad, stream_seconds=self.stream_seconds,
                                        resample=not self.resample_on_device)
         decoded = _prefetch((os.fspath(p) for p in paths), decode_one, workers, processes)
@@ -174,12 +187,12 @@ def _prefetch(items: Iterable, fn: Callable, workers: int, processes: bool = Fal
 
 def load_pretrained(directory: str | os.PathLike, *, final_relu: bool | None = None, dtype: str = "float32",
                     batch_size: int = 64, precision: str | None = None, formulation: str = "auto",
-                    mesh=None, resample: str = "auto") -> Embedder:
+                    mesh=None, resample: str = "auto", cfg: FrontendConfig = DEFAULT) -> Embedder:
     """An Embedder from a weights directory written by `vggish-jax convert` (or `params.save`);
-    `resample`: where files not at 16 kHz are resampled (see Embedder)."""
+    `resample`: where files not at 16 kHz are resampled, `cfg`: the frontend config (see Embedder)."""
     model, meta = modeling.load_pretrained_model(directory, final_relu=final_relu, dtype=jnp.dtype(dtype))
     return Embedder(model, batch_size=batch_size, metadata=meta, precision=precision, formulation=formulation,
-                    mesh=mesh, weights_dir=os.path.abspath(os.fspath(directory)), resample=resample)
+                    mesh=mesh, weights_dir=os.path.abspath(os.fspath(directory)), resample=resample, cfg=cfg)
 
 
 @functools.lru_cache(maxsize=4)

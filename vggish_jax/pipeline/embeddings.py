@@ -27,8 +27,9 @@ from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 @dataclasses.dataclass(frozen=True)
 class Embeddings:
-    """values [n, 128] (float32, or uint8 when postprocessed); row i covers start_s[i] .. start_s[i] +
-    `frontend.example_seconds()` (0.975 s; rows start every 0.96 s); spec: how the values were made."""
+    """values [n, 128] (float32, or uint8 when postprocessed); row i covers start_s[i] = i * hop_s ..
+    start_s[i] + `frontend.example_seconds()` (0.975 s; hop_s 0.96 s by default); spec: how the values were
+    made (its frontend records the hop and pad_last)."""
     values: np.ndarray
     start_s: np.ndarray
     spec: EmbeddingSpec
@@ -64,42 +65,57 @@ def _check_pca(model, postprocess: bool) -> None:
                                       "--torch-pca/--tf-pca (VGGish.from_pretrained) to postprocess")
 
 
-def _result(values: np.ndarray, spec: EmbeddingSpec, pca, postprocess: bool) -> Embeddings:
+def _with_hop(model, hop_s: float, pad_last: bool) -> tuple:
+    """(Embedder, spec) of `model` for examples every `hop_s` seconds, keeping the last partial one if
+    `pad_last` (the default 0.96 s / drop is the model's own spec, unchanged)."""
+    cfg = frontend.with_hop(hop_s, pad_last)
+    emb, spec = _embedder_for(model)
+    if cfg == frontend.DEFAULT:
+        return emb, spec
+    return emb.with_frontend(cfg), spec.replace(frontend=cfg)
+
+
+def _result(values: np.ndarray, spec: EmbeddingSpec, pca, postprocess: bool, hop_s: float) -> Embeddings:
     from vggish_jax.models.vggish import postprocess as post
 
     if postprocess:
         values, spec = post.postprocess(values, pca), spec.replace(postprocess=True)
-    start_s = np.arange(values.shape[0]) * frontend.example_hop_seconds()
+    start_s = np.arange(values.shape[0]) * frontend.example_hop_seconds(frontend.with_hop(hop_s))
     return Embeddings(values=values, start_s=start_s, spec=spec)
 
 
-def embed(waveform, sample_rate: int, model, *, postprocess: bool = False, pad: bool = False) -> Embeddings:
+def embed(waveform, sample_rate: int, model, *, postprocess: bool = False, pad: bool = False,
+          hop_s: float = 0.96, pad_last: bool = False) -> Embeddings:
     """Embed one waveform with `model` (a VGGish module). waveform: NumPy or JAX, [samples], [samples,
     channels] or [channels, samples], float or integer samples (scaled by their full range), at
     `sample_rate` Hz (any rate; resampled to 16 kHz). `postprocess` applies the model's PCA + uint8
-    quantisation (TF's truncation). A clip shorter than one example (0.975 s) raises (a
-    frontend.TooShortError) unless `pad`; every other bad input raises waveform.WaveformError, one line."""
-    x = waveform_lib.to_16k(waveform, sample_rate, pad=pad)
-    emb, spec = _embedder_for(model)
+    quantisation (TF's truncation). Rows start every `hop_s` seconds (a multiple of 0.01; under 0.96 the
+    0.975-s windows overlap); `pad_last` keeps the last partial window, zero-padded. A clip shorter than one
+    example (0.975 s) raises (a frontend.TooShortError) unless `pad` or `pad_last`; every other bad input
+    raises waveform.WaveformError, one line."""
+    emb, spec = _with_hop(model, hop_s, pad_last)
+    x = waveform_lib.to_16k(waveform, sample_rate, pad=pad or pad_last)
     _check_pca(model, postprocess)
-    return _result(emb._embed_16k(x), spec, model.pca, postprocess)
+    return _result(emb.device._embed_16k(x), spec, model.pca, postprocess, hop_s)
 
 
 def embed_files(paths: Iterable[str | os.PathLike], model, *, postprocess: bool = False, pad: bool = False,
-                workers: int = 2) -> Iterator[tuple[str, Embeddings | skips.Skip]]:
+                workers: int = 2, hop_s: float = 0.96, pad_last: bool = False
+                ) -> Iterator[tuple[str, Embeddings | skips.Skip]]:
     """Embed audio files with `model` (a VGGish module): (path, Embeddings or its skips.Skip) per file, in
     input order, each as soon as it is done. Examples of many files share each device batch; files are
-    decoded `workers` threads ahead. A missing, unreadable, corrupt or too-short file (without `pad`)
-    yields a Skip whose reason names the file and a fix."""
+    decoded `workers` threads ahead. `hop_s` and `pad_last` as for `embed`. A missing, unreadable, corrupt
+    or too-short file (without `pad` or `pad_last`) yields a Skip whose reason names the file and a fix."""
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise TypeError(f"embed_files takes a list of files, got the single path {os.fsdecode(paths)!r}; pass "
                         f"[path] (or use vggish_jax.embed for an in-memory waveform)")
-    emb, spec = _embedder_for(model)
+    emb, spec = _with_hop(model, hop_s, pad_last)
     _check_pca(model, postprocess)
     paths = [os.fspath(p) for p in paths]
 
     def results():
         for path, value in emb.iter_files(paths, pad=pad, workers=workers):
-            yield path, value if isinstance(value, skips.Skip) else _result(value, spec, model.pca, postprocess)
+            yield path, (value if isinstance(value, skips.Skip)
+                         else _result(value, spec, model.pca, postprocess, hop_s))
 
     return results()

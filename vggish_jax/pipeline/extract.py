@@ -45,7 +45,9 @@ class ExtractSettings:
     unit of resumption). batch_size: examples per device call. workers: decode processes (None: CPUs - 1).
     pad: zero-pad clips shorter than one example instead of skipping them. resample: where audio not at
     16 kHz is resampled ('auto', 'host', 'device': `pipeline.placement`). frontend_precision: the device
-    frontend's ('float64' is within 1e-5 of the NumPy oracle). weights_dir: the directory the model came
+    frontend's ('float64' is within 1e-5 of the NumPy oracle). hop_s: seconds between rows (a multiple of
+    0.01; 0.96 is VGGish's own, non-overlapping). pad_last: keep each clip's last partial window, zero-padded
+    (both recorded in the store's spec; stored log-mel sources take only the defaults). weights_dir: the directory the model came
     from: recorded in info.json, and what each Beam worker loads. progress: a progress bar.
     process_index/process_count: this process's part of a multi-process run (default: jax's). beam: run
     as an Apache Beam pipeline. log: where progress lines go (default stderr).
@@ -57,6 +59,8 @@ class ExtractSettings:
     pad: bool = False
     resample: str = "auto"
     frontend_precision: str = "float32"
+    hop_s: float = 0.96
+    pad_last: bool = False
     weights_dir: str | None = None
     progress: bool = True
     process_index: int | None = None
@@ -67,6 +71,13 @@ class ExtractSettings:
     def __post_init__(self):
         if self.shard_size < 1 or self.batch_size < 1:
             raise ValueError(f"shard_size and batch_size must be >= 1, got {self.shard_size} and {self.batch_size}")
+        self.frontend()  # refuses a hop that is not a multiple of the frame hop, before any work
+
+    def frontend(self):
+        """The frontend config these settings ask for (hop_s, pad_last)."""
+        from vggish_jax.models.vggish import frontend
+
+        return frontend.with_hop(self.hop_s, self.pad_last)
 
 
 def open_source(dataset: str | os.PathLike | None, *, data_dir: str | None = None, manual_dir: str | None = None,
@@ -207,13 +218,19 @@ def _job(source, out: str, model, settings: ExtractSettings) -> tuple[core.Job, 
                          f"`vggish-jax convert`)")
     weights_dir = os.path.abspath(settings.weights_dir) if settings.weights_dir else None
     _require_pca(model, settings.postprocess, weights_dir)
+    cfg = settings.frontend()
+    if source.payload == "mel" and (settings.hop_s, settings.pad_last) != (0.96, False):
+        raise ValueError(f"{name}: holds log-mel examples already cut every 0.96 s, so hop_s={settings.hop_s} / "
+                         f"pad_last={settings.pad_last} cannot apply; extract from its audio, or leave hop_s and "
+                         f"pad_last at their defaults (0.96, false)")
     embedder = Embedder(model, batch_size=settings.batch_size, precision=settings.frontend_precision,
-                        resample=settings.resample, weights_dir=weights_dir, metadata=_metadata(weights_dir))
+                        resample=settings.resample, weights_dir=weights_dir, metadata=_metadata(weights_dir),
+                        cfg=cfg)
     workers = decode.default_workers() if settings.workers is None else settings.workers
     beam = settings.beam is not None
     job = make_job(out, source, embedder, postprocess=settings.postprocess, shard_size=settings.shard_size,
                    weights_dir=weights_dir or "<in-memory model>", dataset=name, workers=2 if beam else workers,
-                   processes=not beam, pad=settings.pad)  # Beam: decode threads inside its workers
+                   processes=not beam, pad=settings.pad or settings.pad_last)  # Beam: decode threads in its workers
     return job, embedder
 
 
@@ -243,7 +260,7 @@ def _run_beam(job: core.Job, model, settings: ExtractSettings, log) -> Summary:
                          "to the directory the model was loaded from")
     load_kwargs = dict(final_relu=model.final_relu, dtype=np.dtype(model.conv1.dtype).name,
                        batch_size=settings.batch_size, precision=settings.frontend_precision,
-                       resample=settings.resample)
+                       resample=settings.resample, cfg=settings.frontend())
     return beam_extract.run(job, os.path.abspath(settings.weights_dir), load_kwargs, runner, options, log=log)
 
 

@@ -161,7 +161,7 @@ def _build(root: str, identity: str, npz: str, sidecar: str, keys: list[str], sp
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
             log(f"{npz}: damaged ({type(e).__name__}); rebuilding it from {root}")
     read = functools.lru_cache(maxsize=4)(store.read_shard)
-    hop = frontend.example_hop_seconds()
+    hop = frontend.example_hop_seconds(frontend.config_of(spec.frontend))  # the run's hop (hop_s)
     with atomic.replacing(npz, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         rows = {}
         for k in order:

@@ -49,11 +49,15 @@ def cut_stream(blocks: Iterable[np.ndarray], max_examples: int = BUCKETS[-1],
     """`cut` of the concatenated blocks, yielded as soon as each segment's samples have arrived."""
     full = frontend.samples_for_examples(max_examples, cfg)
     step = max_examples * cfg.example_hop_samples
-    buf = np.zeros(0, np.float32)
+    buf, skip = np.zeros(0, np.float32), 0  # skip: samples still to drop (a hop longer than an example)
     for block in blocks:
-        buf = np.concatenate([buf, np.asarray(block)]) if buf.size else np.asarray(block)
+        block = np.asarray(block)
+        drop = min(skip, block.shape[0])
+        block, skip = block[drop:], skip - drop
+        buf = np.concatenate([buf, block]) if buf.size else block
         while buf.shape[0] >= full:
             yield buf[:full].copy()  # a copy, so the block it came from can be freed
+            skip = max(0, step - buf.shape[0])
             buf = buf[step:]
     n = frontend.num_examples(buf.shape[0], cfg)
     if n:

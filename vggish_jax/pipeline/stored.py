@@ -38,7 +38,7 @@ class Stored:
 def _embeddings(values: np.ndarray, start_s, spec):
     from vggish_jax.pipeline.embeddings import Embeddings
 
-    hop = frontend.example_hop_seconds()
+    hop = frontend.example_hop_seconds(frontend.config_of(spec.frontend))  # the hop the rows were made with
     start = np.arange(values.shape[0]) * hop if start_s is None else np.asarray(start_s, np.float64)
     return Embeddings(values=values, start_s=start, spec=spec)
 

@@ -2,12 +2,16 @@
 
 Same semantics as the TensorFlow reference (research/audioset/vggish): 16 kHz mono, 25 ms periodic-Hann
 frames every 10 ms, |rfft| with 512 points, 64 HTK mel bands over 125-7500 Hz, log(mel + 0.01), then
-non-overlapping examples of 96 frames. No padding anywhere: trailing samples that do not fill a frame, and
-trailing frames that do not fill an example, are dropped.
+examples of 96 frames every `example_hop_frames` (96: non-overlapping; `with_hop(hop_s)` sets another hop,
+any multiple of the 10 ms frame hop). By default nothing is padded: trailing samples that do not fill a
+frame, and trailing frames that do not fill an example, are dropped; `pad_last=True` keeps one more example,
+the last partial one, computed on the audio zero-padded to its end.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 
 import numpy as np
@@ -26,6 +30,7 @@ class FrontendConfig:
     log_offset: float = 0.01
     example_frames: int = 96
     example_hop_frames: int = 96
+    pad_last: bool = False  # keep the last partial example (zero-padded) instead of dropping it
 
     @property
     def window_length(self) -> int:
@@ -86,10 +91,26 @@ def num_frames(num_samples, cfg: FrontendConfig = DEFAULT):
 
 
 def num_examples(num_samples, cfg: FrontendConfig = DEFAULT):
-    """Whole examples in `num_samples` samples (an int, or an array of them: NumPy or JAX, traceable): the
-    one examples-per-length rule of the project. Framing is causal and unpadded."""
-    ex = (num_frames(num_samples, cfg) - cfg.example_frames) // cfg.example_hop_frames + 1
+    """Examples in `num_samples` samples (an int, or an array of them: NumPy or JAX, traceable): the one
+    examples-per-length rule of the project. Framing is causal. Whole examples only, or with `cfg.pad_last`
+    also the one that starts inside the audio and covers its last samples (ceil instead of floor); a clip
+    shorter than one example is padded to one example before (`fit_to_examples`)."""
+    if cfg.pad_last:  # in samples: every sample after the last whole example's end needs one more example
+        ex = (num_samples - cfg.example_samples + cfg.example_hop_samples - 1) // cfg.example_hop_samples + 1
+    else:
+        ex = (num_frames(num_samples, cfg) - cfg.example_frames) // cfg.example_hop_frames + 1
     return ex * (ex > 0)
+
+
+def with_hop(hop_s: float = 0.96, pad_last: bool = False, cfg: FrontendConfig = DEFAULT) -> FrontendConfig:
+    """`cfg` with examples every `hop_s` seconds (a positive multiple of the frame hop, 10 ms) and the
+    last-partial-example policy `pad_last`; ValueError (one line) for another hop."""
+    number = isinstance(hop_s, numbers.Real) and not isinstance(hop_s, bool) and math.isfinite(hop_s)
+    frames = round(float(hop_s) / cfg.hop_seconds) if number else 0
+    if frames < 1 or abs(frames * cfg.hop_seconds - float(hop_s)) > 1e-9:
+        raise ValueError(f"hop_s must be a positive multiple of the {cfg.hop_seconds * 1000:g} ms frame hop "
+                         f"(e.g. 0.96, 0.48 or 0.05), got {hop_s!r}")
+    return dataclasses.replace(cfg, example_hop_frames=frames, pad_last=bool(pad_last))
 
 
 def samples_for_examples(n_examples: int, cfg: FrontendConfig = DEFAULT) -> int:
@@ -97,8 +118,14 @@ def samples_for_examples(n_examples: int, cfg: FrontendConfig = DEFAULT) -> int:
     return (n_examples - 1) * cfg.example_hop_samples + cfg.example_samples
 
 
+def config_of(recorded) -> FrontendConfig:
+    """The FrontendConfig a spec's `frontend` pairs (or dict) record; fields it lacks keep their defaults."""
+    names = {f.name for f in dataclasses.fields(FrontendConfig)}
+    return dataclasses.replace(DEFAULT, **{k: v for k, v in dict(recorded or {}).items() if k in names})
+
+
 def example_hop_seconds(cfg: FrontendConfig = DEFAULT) -> float:
-    """Seconds between the starts of consecutive examples (0.96 s): embedding row i starts at i * this."""
+    """Seconds between the starts of consecutive examples (0.96 s by default): row i starts at i * this."""
     return cfg.example_hop_samples / cfg.sample_rate
 
 
@@ -126,13 +153,15 @@ def waveform_to_examples(waveform: np.ndarray, sample_rate: int, *, pad: bool = 
     """Waveform (any rate; [samples] or [samples, channels]) -> float32 [n, 96, 64] log-mel examples.
 
     Stereo is averaged and other rates are resampled to 16 kHz. A clip shorter than one example
-    (0.975 s) raises TooShortError unless `pad=True`, which zero-pads it to exactly one example.
+    (0.975 s) raises TooShortError unless `pad=True`, which zero-pads it to exactly one example. Examples
+    follow `cfg` (its hop and its `pad_last`).
     """
     x = audio.to_mono(np.asarray(waveform, dtype=np.float32))
     audio.check_finite(x, name)
     if sample_rate != cfg.sample_rate:
         x = audio.resample(x, sample_rate, cfg.sample_rate)
-    x = fit_to_examples(x, pad=pad, cfg=cfg, name=name)
+    x = fit_to_examples(x, pad=pad or cfg.pad_last, cfg=cfg, name=name)
+    x = np.pad(x, (0, max(0, samples_for_examples(num_examples(x.shape[0], cfg), cfg) - x.shape[0])))
     mel = log_mel(x, cfg)
     return frame(mel, cfg.example_frames, cfg.example_hop_frames).astype(np.float32)
 

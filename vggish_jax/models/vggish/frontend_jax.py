@@ -4,7 +4,9 @@ Same maths as `frontend.py` (the oracle) and shares its constants. Input is a ba
 waveforms [batch, samples]. Unequal lengths: right-pad with zeros to a common length and use
 `num_examples(length)` per clip as the mask. Framing is causal (no centring), so every example that fits
 inside a clip's true length is computed from that clip's samples only and is identical to the unpadded
-result; examples past it are padding and must be dropped.
+result; examples past it are padding and must be dropped. Examples start every `cfg.example_hop_frames`
+frames of the one log-mel frame sequence (overlapping when the hop is under 96 frames); with `cfg.pad_last`
+the last partial example is computed on zeros after the clip's end, as the oracle does on zero-padded audio.
 
 Precision (one rule for embedding and training: `resolve_precision`): the frontend computes in float32 by
 default (DEFAULT_PRECISION): a float32 FFT has absolute error ~1e-7 of the frame's peak magnitude, which the
@@ -120,8 +122,12 @@ def examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.floa
         raise frontend.TooShortError(
             f"waveforms of {waveforms.shape[-1]} samples are shorter than one example "
             f"({cfg.example_samples} samples); pad them first")
-    # Only the samples the examples cover; the rest would be framed and thrown away.
-    mel = _log_mel(waveforms[..., :frontend.samples_for_examples(n_ex, cfg)], cfg, formulation)
+    # Only the samples the examples cover (the rest would be framed and thrown away); with pad_last, zeros
+    # after the end for the last partial example.
+    need = frontend.samples_for_examples(n_ex, cfg)
+    if need > waveforms.shape[-1]:
+        waveforms = jnp.pad(waveforms, [(0, 0)] * (waveforms.ndim - 1) + [(0, need - waveforms.shape[-1])])
+    mel = _log_mel(waveforms[..., :need], cfg, formulation)
     idx = np.arange(cfg.example_frames)[None, :] + cfg.example_hop_frames * np.arange(n_ex)[:, None]
     return mel[..., idx, :].astype(jnp.float32)
 
