@@ -149,7 +149,7 @@ def locked(root: str, process: int = 0, what: str | None = None):
     """
     os.makedirs(root, exist_ok=True)
     path = os.path.join(root, f".lock-{process}")
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command()}
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "w") as f:
@@ -169,9 +169,8 @@ def locked(root: str, process: int = 0, what: str | None = None):
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(path)
                     continue
-                raise StoreError(f"{what or root}: another run is writing it (pid {holder['pid']} on "
-                                 f"{holder['host']}, lock {path}); wait for it to finish, or delete the lock if "
-                                 f"that process is gone") from None
+                raise StoreError(f"{what or root}: another run is writing it ({describe(holder)}, lock {path}); "
+                                 f"wait for it to finish, or delete the lock if that process is gone") from None
         else:
             raise StoreError(f"{path}: cannot take the lock; delete it if no other run writes {root}")
     finally:
@@ -183,6 +182,30 @@ def locked(root: str, process: int = 0, what: str | None = None):
             os.remove(path)
 
 
+def _command() -> str:
+    """This process's command line as a user typed it (`vggish-jax extract ...`), for a second writer to read."""
+    import sys
+
+    argv = [os.path.basename(sys.argv[0]) if sys.argv else "python", *sys.argv[1:]]
+    if argv[0] in ("cli.py", "__main__.py", "-m", "-c"):
+        argv[0] = "vggish-jax"
+    return " ".join(argv)[:300]
+
+
+def describe(holder: dict) -> str:
+    """A lock holder in words: its command (when it recorded one), pid and host."""
+    command = f"`{holder['command']}`, " if holder.get("command") else ""
+    return f"{command}pid {holder['pid']} on {holder['host']}"
+
+
+def writer(root: str) -> str | None:
+    """The live writer holding one of ROOT's locks, in words, or None."""
+    for path in sorted(glob.glob(os.path.join(root, ".lock-*"))):
+        if not path.endswith(".tmp") and (holder := _holder(path)) is not None:
+            return f"{describe(holder)}, lock {path}"
+    return None
+
+
 def _holder(path: str) -> dict | None:
     """The live holder of a lock file, or None if it is stale (its pid is dead on this host)."""
     try:
@@ -192,14 +215,14 @@ def _holder(path: str) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None  # unreadable: not ours to honour
     if host != socket.gethostname():
-        return {"pid": pid, "host": host}  # cannot check another machine's processes: assume it lives
+        return {"pid": pid, "host": host, "command": holder.get("command")}  # another machine: assume it lives
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
     except PermissionError:
         pass  # exists, owned by someone else
-    return {"pid": pid, "host": host}
+    return {"pid": pid, "host": host, "command": holder.get("command")}
 
 
 def spec_of(info: Mapping[str, Any], source: str) -> spec_lib.EmbeddingSpec:
