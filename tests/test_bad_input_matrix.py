@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -654,8 +655,8 @@ def test_embed_beside_a_running_extract_names_the_writer(world, capsys, tmp_path
         monkeypatch.setattr(sys, "argv", ["pytest"])
         code, _, err = run_cli(capsys, ["embed", world["good"], "--weights", world["weights"], "--out", out])
     assert code != 0 and len(err.strip().splitlines()) == 1, err
-    assert (f"{out}: holds an extract store, another run is writing it (`vggish-jax extract --out {out}`, "
-            f"pid {os.getpid()}") in err and "other settings" not in err and "choose another --out for embed" in err
+    assert (f"{out}: holds an extract store, another run is writing it (pid {os.getpid()} on "
+            f"{socket.gethostname()} running `vggish-jax extract --out {out}`, lock ") in err and "other settings" not in err and "choose another --out for embed" in err
     assert not os.path.exists(os.path.join(out, "embeddings.npz"))
     # The fix: another --out.
     code, _, err = run_cli(capsys, ["embed", world["good"], "--weights", world["weights"], "--out",

@@ -174,7 +174,7 @@ def quantised(where: str, spec: spec_lib.EmbeddingSpec | None, postprocess: str 
         return (f"{where}: holds AudioSet's released embeddings, uint8 PCA codes from Google's pipeline; FAD needs "
                 f"the float 128-d output, which the release does not include and which cannot be recovered from "
                 f"the codes; compute FAD from the audio itself (REF and GEN as audio files or folders, with --weights)")
-    return (f"{where}: holds PCA-quantised embeddings ({postprocess}); FAD needs the raw float 128-d output (as "
+    return (f"{where}: holds PCA-quantised embeddings ({postprocess}); FAD needs the raw 128-d float output (as "
             f"google-research, fadtk and frechet-audio-distance use); re-embed the audio without --postprocess")
 
 

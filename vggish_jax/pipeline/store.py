@@ -194,8 +194,8 @@ def _command() -> str:
 
 def describe(holder: dict) -> str:
     """A lock holder in words: its command (when it recorded one), pid and host."""
-    command = f"`{holder['command']}`, " if holder.get("command") else ""
-    return f"{command}pid {holder['pid']} on {holder['host']}"
+    command = f" running `{holder['command']}`" if holder.get("command") else ""
+    return f"pid {holder['pid']} on {holder['host']}{command}"
 
 
 def writer(root: str) -> str | None:
