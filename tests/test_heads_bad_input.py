@@ -129,11 +129,26 @@ def test_damaged_head_is_refused_in_one_line_and_restoring_it_works(good_heads, 
     assert code == 0 and out.startswith(audio_files["wav"] + ": "), err
 
 
-def test_the_retrain_command_in_the_message_parses(good_heads, tmp_path):
-    """The flags the message names exist with that meaning (compare's own tests run it)."""
-    args = cli.parse_args(["compare", "--embeddings", "EMB", "--out", "RUN", "--features", "frames",
-                           "--classifiers", "JAX-frames"])
-    assert (args.embeddings, args.out) == ("EMB", "RUN")
+def test_the_retrain_command_in_the_message_writes_a_head_that_predicts(random_weights_dir, audio_files, capsys,
+                                                                       tmp_path):
+    """Following the other fix: the compare command the message names (EMB a store of these weights)."""
+    from vggish_jax.pipeline import store
+    from vggish_jax.pipeline.embed import load_pretrained
+
+    emb, run = str(tmp_path / "emb"), str(tmp_path / "run")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("validation", 6), ("test", 6)):
+        y = np.arange(n) % 3
+        store.write_shard(store.shard_path(emb, split, 0), np.arange(n), y,
+                          [rng.normal(y[i], 0.3, size=(4, 128)).astype(np.float32) for i in range(n)])
+    store.write_info(emb, {"label_names": ["jazz", "rock", "pop"], "complete": True, "weights": random_weights_dir,
+                           "embedding_spec": load_pretrained(random_weights_dir).spec.to_dict(),
+                           "splits": {s: {} for s in ("train", "validation", "test")}})
+    argv = ["compare", "--embeddings", emb, "--out", run, "--features", "mean_std", "--classifiers", "JAX-MLP"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, ["predict", audio_files["wav"], "--head", os.path.join(run, "head")])
+    assert code == 0 and out.startswith(audio_files["wav"] + ": "), err
 
 
 def test_a_consistent_head_loads_unchanged(good_heads, capsys):

@@ -152,8 +152,8 @@ class HeadPredictor:
         try:
             emb = self.embedder.embed_file(path)
         except frontend.TooShortError as e:  # its fix names embed's --pad, which predict has not
-            raise ValueError(f"{str(e).split(';')[0]}, the least predict can score; skipped: pad the file with "
-                             f"silence to 0.975 s or more (e.g. `sox IN.wav OUT.wav pad 0 1`) to score it") from None
+            raise ValueError(f"{str(e).split(';')[0]}, the least predict can score; to score it, pad the file "
+                             f"with silence to 0.975 s or more (e.g. `sox IN.wav OUT.wav pad 0 1`)") from None
         return self.embedder.postprocess(emb, self.rounding) if self.rounding else emb
 
     def predict(self, path: str) -> Prediction:
