@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ import soundfile as sf
 from vggish_jax import cli
 from conftest import tone_mix
 from vggish_jax.models.vggish import params as checkpoint
+from vggish_jax.pipeline import store
 
 
 def run_cli(capsys, argv):
@@ -117,6 +119,24 @@ def world(tmp_path_factory, random_weights_dir, audio_files):
     w["head"] = heads.save_head(str(d / "head"), heads.train_head(
         x, y, x, y, list(predict.FMA_GENRES), heads.HeadConfig(max_epochs=1), weights=random_weights_dir,
         final_relu=False, spec=spec))
+    # Issue 28 item 12: a 0.5-s file, a 300-character name, stores whose fixes were wrong.
+    w["short"] = str(d / "half.wav")
+    sf.write(w["short"], tone_mix(0.5, 16000), 16000)
+    w["long_name"] = str(d / ("x" * 296 + ".wav"))  # cannot exist: one name over the 255-byte limit
+    rng = np.random.default_rng(1)
+    clips = [rng.normal(size=(3, 128)).astype(np.float32) for _ in range(6)]
+
+    def a_store(name, split, labels, names, spec_dict):
+        root = str(d / name)
+        store.write_shard(store.shard_path(root, split, 0), np.arange(len(labels)), np.asarray(labels),
+                          [c.astype(np.uint8) if spec_dict["dtype"] == "uint8" else c for c in clips[:len(labels)]])
+        store.write_info(root, {"label_names": names, "embedding_spec": spec_dict, "complete": True,
+                                "dataset": "folder", "splits": {split: {}}})
+        return root
+    w["cv_store"] = a_store("cv_store", "all", np.arange(6) % 8, list(predict.FMA_GENRES), spec.to_dict())
+    w["one_class"] = a_store("one_class", "all", np.zeros(6, int), ["rock", "jazz"], spec.to_dict())
+    from vggish_jax.datasets.audioset import RELEASE_SPEC
+    w["release"] = a_store("release", "train", np.zeros(6, int), ["rock"], RELEASE_SPEC.to_dict())
     return w
 
 
@@ -259,6 +279,27 @@ CASES = [
     ("fad-other-final-relu", lambda w: ["fad", w["music"], w["relu_npz"], "--weights", w["weights"]],
      "relu/embeddings.json",
      r"final_relu.*pass --final-relu to embed the audio the way", "fail", []),
+    # round 4 (issue 28 item 12): each fix offered works when followed (see the tests below the matrix)
+    ("predict-head-short-file", lambda w: ["predict", w["short"], w["good"], "--head", w["head"]], "half.wav",
+     r"0\.500 s of audio is shorter than one VGGish example \(0\.975 s\), the least predict can score; to score "
+     r"it, pad the file with silence to 0\.975 s or more", "skip", []),
+    ("fad-short-ref", lambda w: ["fad", w["short"], w["music"], "--weights", w["weights"]], "half.wav",
+     r"FAD needs at least 2 frames \(about 2 s of audio\) per set: give more or longer audio, or set pad = true "
+     r"in a --config file to zero-pad each short file to one frame \(then at least 2 such files\)", "fail", []),
+    ("fad-audioset-release-store", lambda w: ["fad", w["release"], w["music"], "--weights", w["weights"]],
+     "release", r"AudioSet's released embeddings, uint8 PCA codes.*FAD needs the float 128-d output.*compute FAD "
+                r"from the audio itself", "fail", []),
+    ("predict-embeddings-cv-store", lambda w: ["predict", "--head", w["head"], "--embeddings", w["cv_store"]],
+     "cv_store", r"has no 'test' split to score the head on \(its splits: all\); .*give a store that has a test "
+                 r"split", "fail", []),
+    ("compare-one-class-store", lambda w: ["compare", "--embeddings", w["one_class"], "--out", w["dir"] + "/c1c"],
+     "one_class", r"its 6 clips are all of one class \(rock\); a classifier needs clips of at least 2 classes: "
+                  r"extract a dataset with two or more classes", "fail", []),
+    ("embed-name-too-long", lambda w: ["embed", w["long_name"], w["good"], "--weights", w["weights"], "--out",
+                                      w["dir"] + "/ntl", "--batch-size", "4"], "x" * 296 + ".wav",
+     r"name too long for the file system \(300 bytes in one name.*shorten the name", "skip", []),
+    ("predict-name-too-long", lambda w: ["predict", w["long_name"], "--example"], "x" * 296 + ".wav",
+     r"name too long for the file system.*shorten the name", "skip", []),
     ("finetune-workers-negative", lambda w: ["finetune", "--data-dir", "d", "--workdir", "w", "--workers", "-2"],
      "--workers", r"must be 0 or more", "fail", []),
 ]
@@ -552,3 +593,84 @@ def test_disk_full_names_the_path_and_what_was_kept(world, capsys, full_disk):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"{full_disk}: 0 MB free, but the weights need about 289 MB; free some space or choose another --out" in err
     assert not [n for n in os.listdir(full_disk) if n.startswith((".w.", "w"))]  # no half-written weights
+
+
+# ---- issue 28 item 12: following each fix the rows above offer ----
+
+def test_predict_short_file_fix_pad_the_file_works(world, capsys, tmp_path):
+    x, sr = sf.read(world["short"], dtype="float32")
+    padded = str(tmp_path / "padded.wav")
+    sf.write(padded, np.pad(x, (0, int(0.975 * sr) + 1 - len(x))), sr)  # silence to 0.975 s, as the line says
+    code, out, err = run_cli(capsys, ["predict", padded, "--head", world["head"]])
+    assert code == 0 and out.startswith(padded + ": ") and "skipped" not in err, err
+
+
+def test_fad_short_ref_fix_pad_in_a_config_file_gives_one_frame_per_file(world, capsys, tmp_path):
+    settings = tmp_path / "s.toml"
+    settings.write_text("pad = true\n")
+    # One 0.5-s file padded is one frame: still too few, as the message said ("then at least 2 such files").
+    code, _, err = run_cli(capsys, ["fad", world["short"], world["music"], "--weights", world["weights"],
+                                    "--config", str(settings)])
+    assert code != 0 and "Traceback" not in err
+    assert re.search(r"half\.wav.*: 1 embedding frame .*needs at least 2", err.strip().splitlines()[-1]), err
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("a.wav", "b.wav"):
+        shutil.copy(world["short"], two / name)
+    code, out, err = run_cli(capsys, ["fad", str(two), world["music"], "--weights", world["weights"],
+                                      "--config", str(settings), "--out", str(tmp_path / "r")])
+    assert code == 0, err
+    result = json.load(open(tmp_path / "r" / "fad.json"))
+    assert result["ref"]["frames"] == 2 and result["ref"]["files"] == 2 and np.isfinite(result["fad"])
+
+
+def test_predict_embeddings_fix_a_store_with_a_test_split_works(world, capsys, tmp_path):
+    root = str(tmp_path / "with_test")
+    shutil.copytree(world["cv_store"], root)
+    os.rename(os.path.join(root, "all"), os.path.join(root, "test"))
+    code, out, err = run_cli(capsys, ["predict", "--head", world["head"], "--embeddings", root, "--json"])
+    assert code == 0, err
+    assert json.loads(out)["split"] == "test" and json.loads(out)["clips"] == 6
+
+
+def test_compare_one_class_fix_two_classes_runs(world, capsys, tmp_path):
+    root = str(tmp_path / "two_classes")
+    rng = np.random.default_rng(2)
+    labels = np.arange(10) % 2
+    store.write_shard(store.shard_path(root, "all", 0), np.arange(10), labels,
+                      [rng.normal(labels[i], 0.1, size=(2, 128)).astype(np.float32) for i in range(10)])
+    info = json.load(open(os.path.join(world["one_class"], store.INFO)))
+    store.write_info(root, {**info, "splits": {"all": {}}})
+    code, out, err = run_cli(capsys, ["compare", "--embeddings", root, "--out", str(tmp_path / "c"),
+                                      "--features", "embedding", "--classifiers", "LR"])
+    assert code == 0, err
+    assert json.load(open(tmp_path / "c" / "table.json"))["best"]["classifier"] == "LR"
+
+
+def test_embed_beside_a_running_extract_names_the_writer(world, capsys, tmp_path, monkeypatch):
+    out = str(tmp_path / "cc2")
+    shutil.copytree(world["one_class"], out)  # an extract store
+    monkeypatch.setattr(sys, "argv", ["vggish-jax", "extract", "--out", out])
+    with store.locked(out):  # the running extract (this process: alive)
+        monkeypatch.setattr(sys, "argv", ["pytest"])
+        code, _, err = run_cli(capsys, ["embed", world["good"], "--weights", world["weights"], "--out", out])
+    assert code != 0 and len(err.strip().splitlines()) == 1, err
+    assert (f"{out}: holds an extract store, another run is writing it (pid {os.getpid()} on "
+            f"{socket.gethostname()} running `vggish-jax extract --out {out}`, lock ") in err
+    assert "other settings" not in err and "choose another --out for embed" in err
+    assert not os.path.exists(os.path.join(out, "embeddings.npz"))
+    # The fix: another --out.
+    code, _, err = run_cli(capsys, ["embed", world["good"], "--weights", world["weights"], "--out",
+                                    str(tmp_path / "elsewhere")])
+    assert code == 0, err
+
+
+def test_a_name_too_long_is_skipped_with_its_kind_and_the_batch_goes_on(world, capsys, tmp_path):
+    out = str(tmp_path / "e")
+    code, _, err = run_cli(capsys, ["embed", world["long_name"], world["good"], "--weights", world["weights"],
+                                    "--out", out, "--batch-size", "4"])
+    assert code == 0, err
+    side = json.load(open(os.path.join(out, "embeddings.json")))
+    assert [s["kind"] for s in side["skipped"]] == ["name_too_long"]
+    with np.load(os.path.join(out, "embeddings.npz")) as z:
+        assert z.files == [world["good"]]

@@ -89,7 +89,7 @@ def exclusive(lock: str | os.PathLike, what: str, error: type[Exception] = BusyE
     tmp = f"{lock}.{os.getpid()}-{threading.get_ident()}.tmp"
     try:
         with open(tmp, "w") as f:
-            json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "command": _command()}, f)
     except OSError as e:  # a full disk fails at close, with no file name: name the lock
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -100,14 +100,13 @@ def exclusive(lock: str | os.PathLike, what: str, error: type[Exception] = BusyE
                 os.link(tmp, lock)  # atomic, and the lock appears with its holder already written in it
                 break
             except FileExistsError:
-                holder = _live_holder(lock)
+                holder = live_holder(lock)
                 if holder is None:  # stale (a dead pid on this host): take it over
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(lock)
                     continue
-                raise error(f"{what}: another {writer} is writing it (pid {holder['pid']} on "
-                            f"{holder['host']}, lock {lock}); wait for it to finish, or delete the lock if "
-                            f"that process is gone") from None
+                raise error(f"{what}: another {writer} is writing it ({describe(holder)}, lock {lock}); wait for "
+                            f"it to finish, or delete the lock if that process is gone") from None
         else:
             raise error(f"{lock}: cannot take the lock; delete it if no other {writer} writes {what}")
     finally:
@@ -121,7 +120,23 @@ def exclusive(lock: str | os.PathLike, what: str, error: type[Exception] = BusyE
             os.remove(lock)
 
 
-def _live_holder(lock: str) -> dict | None:
+def _command() -> str:
+    """This process's command line as a user typed it (`vggish-jax extract ...`), for a second writer to read."""
+    import sys
+
+    argv = [os.path.basename(sys.argv[0]) if sys.argv else "python", *sys.argv[1:]]
+    if argv[0] in ("cli.py", "__main__.py", "-m", "-c"):
+        argv[0] = "vggish-jax"
+    return " ".join(argv)[:300]
+
+
+def describe(holder: dict) -> str:
+    """A lock holder in words: its pid and host, and its command when it recorded one."""
+    command = f" running `{holder['command']}`" if holder.get("command") else ""
+    return f"pid {holder['pid']} on {holder['host']}{command}"
+
+
+def live_holder(lock: str) -> dict | None:
     """The holder recorded in `lock`, or None when it is a dead process on this host (or unreadable)."""
     try:
         with open(lock) as f:
@@ -136,5 +151,5 @@ def _live_holder(lock: str) -> dict | None:
             return None
         except PermissionError:
             pass  # alive, someone else's
-    return {"pid": pid, "host": host}
+    return {"pid": pid, "host": host, "command": holder.get("command")}
 

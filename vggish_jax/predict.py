@@ -23,6 +23,7 @@ import numpy as np
 
 from vggish_jax import audio
 from vggish_jax.models.musicnn import tagger
+from vggish_jax.models.vggish import frontend
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 MUSICNN_WEIGHTS = tagger.WEIGHTS
@@ -143,7 +144,11 @@ class HeadPredictor:
 
     def features(self, path: str) -> np.ndarray:
         """[n, 128] embeddings of a file made as the head's training embeddings were (float or uint8)."""
-        emb = self.embedder.embed_file(path)
+        try:
+            emb = self.embedder.embed_file(path)
+        except frontend.TooShortError as e:  # its fix names embed's --pad, which predict has not
+            raise ValueError(f"{str(e).split(';')[0]}, the least predict can score; to score it, pad the file "
+                             f"with silence to 0.975 s or more (e.g. `sox IN.wav OUT.wav pad 0 1`)") from None
         return self.embedder.postprocess(emb, self.rounding) if self.rounding else emb
 
     def predict(self, path: str) -> Prediction:

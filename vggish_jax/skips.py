@@ -13,6 +13,7 @@ KINDS = (
     "too_short",  # shorter than one 0.975-s VGGish example
     "silent",  # decodes, but is (near) digital silence where that makes the result meaningless
     "unreadable",  # permission denied, a broken link, a FIFO or other non-regular file, an unreadable folder
+    "name_too_long",  # a path longer than the file system allows (ENAMETOOLONG): it cannot be opened
     "missing",  # listed by a dataset's metadata, absent on disk
     "invalid",  # present, but unusable for another stated reason (bad label, bad record)
 )

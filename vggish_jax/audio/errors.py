@@ -22,6 +22,11 @@ class UnreadableError(AudioError):
     kind = "unreadable"
 
 
+class NameTooLongError(UnreadableError):
+    """A path the file system refuses as too long (ENAMETOOLONG): no file by that name can be opened."""
+    kind = "name_too_long"
+
+
 class TruncatedError(AudioError):
     """Fewer frames decode than the file's header declares (a cut download or copy)."""
     kind = "truncated"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import sys
@@ -11,7 +12,7 @@ import threading
 import numpy as np
 import soundfile as sf
 
-from vggish_jax.audio.errors import AudioError, UnreadableError
+from vggish_jax.audio.errors import AudioError, NameTooLongError, UnreadableError
 
 
 def open_audio(path: str | os.PathLike) -> sf.SoundFile:
@@ -43,6 +44,13 @@ def _check_readable_file(path: str) -> None:
     except PermissionError:
         raise UnreadableError(f"{path}: permission denied (a folder on its path cannot be searched); fix the "
                               f"permissions (chmod a+rx on the folders) or run as a user who can read it") from None
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        longest = max(len(os.fsencode(part)) for part in path.split(os.sep))
+        raise NameTooLongError(f"{path}: name too long for the file system ({longest} bytes in one name, "
+                               f"{len(os.fsencode(path))} in the path; the usual limits are 255 and 4096), so no "
+                               f"such file can be opened; shorten the name") from None
     if stat.S_ISDIR(st.st_mode):
         raise AudioError(f"{path}: is a folder, not an audio file; pass the folder itself to a command "
                          f"(it takes the audio files inside) or give the files")

@@ -430,10 +430,22 @@ def compare(embeddings_dir: str, out: str, settings: CompareSettings | None = No
         log(f"{embeddings_dir}: splits {', '.join(names)}, no train/validation/test: running {k}-fold "
             f"cross-validation (--cv {k}){' on all but test' if 'test' in names else ''}")
     splits = {s: store.load_split(embeddings_dir, s) for s in (SPLITS if k is None else cv.pooled_splits(names))}
+    _require_two_classes(embeddings_dir, info, splits)
     inputs = _load_features(_Inputs(embeddings_dir, info, complete, splits, {}, [], {}, started), out, settings, log)
     if k is not None:
         return _compare_cv(inputs, out, k, settings, log)
     return _compare_split(inputs, out, settings, log)
+
+
+def _require_two_classes(embeddings_dir: str, info: dict, splits: dict[str, store.Split]) -> None:
+    """A store whose clips are all of one class cannot be classified (every classifier needs two)."""
+    y = np.concatenate([np.asarray(sp.labels) for sp in splits.values()])
+    present = np.unique(y) if y.ndim == 1 else np.flatnonzero(y.any(0))
+    if len(present) < 2:
+        names = [str(info.get("label_names", [])[i]) for i in present if i < len(info.get("label_names", []))]
+        raise ValueError(f"{embeddings_dir}: its {len(y)} clips are all of one class ({', '.join(names) or 'none'}); "
+                         f"a classifier needs clips of at least 2 classes: extract a dataset with two or more "
+                         f"classes (e.g. a folder with one subfolder of audio per class)")
 
 
 def _load_features(inputs: _Inputs, out: str, settings: CompareSettings, log) -> _Inputs:

@@ -27,6 +27,13 @@ def evaluate_head(head_dir: str, store_dir: str, split: str = "test") -> dict:
     if names != list(head.label_names):
         raise ValueError(f"{info_path} labels {names[:4]}... but head {head_json} predicts "
                          f"{list(head.label_names)[:4]}...; score a head on a store of the same classes")
+    if not store.shard_paths(store_dir, split):  # e.g. a cross-validation store: one split 'all'
+        have = sorted(d for d in os.listdir(store_dir) if store.shard_paths(store_dir, d))
+        if have:
+            raise ValueError(f"{store_dir}: has no {split!r} split to score the head on (its splits: "
+                             f"{', '.join(have)}); --embeddings scores a held-out split: give a store that has a "
+                             f"{split} split (`vggish-jax extract --dataset` of FMA, a GTZAN folder with --split "
+                             f"gtzan-filtered, or a labels CSV with a split column)")
     data = store.load_split(store_dir, split)
     probs = head.predict_proba([np.asarray(e, np.float32) for e in data.embeddings])
     y = np.asarray(data.labels)

@@ -296,15 +296,28 @@ def save(directory: str, head: FrameHead) -> str:
     return directory
 
 
-def load(directory: str, meta: dict) -> FrameHead:
-    """The head in `directory` whose head.json is `meta` (called by heads.load_head)."""
-    js = os.path.join(directory, "head.json")
-    with np.load(os.path.join(directory, "head.npz")) as z:
-        members = [[{"kernel": z[f"m{j}_layer{i}_kernel"], "bias": z[f"m{j}_layer{i}_bias"]}
-                    for i in range(meta["num_layers"])] for j in range(meta["num_members"])]
-        mean, scale = z["mean"], z["scale"]
-    spec = spec_lib.read(meta, js) if spec_lib.KEY in meta else None
+def load(directory: str, meta: dict, arrays: dict) -> FrameHead:
+    """The head in `directory` whose head.json is `meta` and head.npz `arrays` (read by heads.load_head),
+    checked against each other first (classify.head_check)."""
+    from vggish_jax.classify import head_check
+
+    head_check.known(meta, "feature", (KIND,), directory)
     # Heads saved before pooling was configurable carry no "pooling": they mean-pool.
-    return FrameHead(meta["label_names"], mean, scale, members, bool(meta.get("multilabel")), spec=spec,
-                     weights=meta.get("weights"), final_relu=bool(meta.get("final_relu")), info=meta.get("info", {}),
-                     pooling=meta.get("pooling", "mean"))
+    pooling = head_check.known(meta, "pooling", POOLINGS, directory, default="mean")
+    n_layers, n_members = (head_check.positive_int(meta, k, directory) for k in ("num_layers", "num_members"))
+    head_check.need(n_layers >= 2 or pooling != "attention", os.path.join(directory, "head.json"),
+                    "attention pooling needs num_layers >= 2 (its scorer, then the classifier)",
+                    head_check.FIXES[KIND])
+    keys = [[(f"m{j}_layer{i}_kernel", f"m{j}_layer{i}_bias") for i in range(n_layers)] for j in range(n_members)]
+
+    def widths(d, kernels):  # frame MLP from d, then (attention scorer and) the classifier on the pooled vector
+        hidden, att, _ = _split_layers(kernels, pooling)
+        h = hidden[-1].shape[-1] if hidden else d
+        return [d] + [k.shape[-1] for k in hidden[:-1]] + ([h] if att is not None else []) + [pooled_width(h, pooling)]
+
+    spec = head_check.check(directory, meta, arrays, keys, widths)
+    members = [[{"kernel": arrays[k], "bias": arrays[b]} for k, b in member] for member in keys]
+    return FrameHead(meta["label_names"], arrays["mean"], arrays["scale"], members, bool(meta.get("multilabel")),
+                     spec=spec, weights=meta.get("weights"), final_relu=bool(meta.get("final_relu")),
+                     info=meta.get("info", {}), pooling=pooling)
+

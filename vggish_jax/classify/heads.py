@@ -12,7 +12,6 @@ exactly that spec and refuses weights that differ.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import jax
@@ -21,7 +20,7 @@ import numpy as np
 import optax
 
 from vggish_jax import atomic, spec as spec_lib
-from vggish_jax.classify import features, fit
+from vggish_jax.classify import features, fit, head_check
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,19 +136,18 @@ def save_head(directory: str, head: Head) -> str:
 
 
 def load_head(directory: str):
-    """A saved Head, or a frame_head.FrameHead (head.json kind "frames")."""
-    npz, js = os.path.join(directory, "head.npz"), os.path.join(directory, "head.json")
-    if not (os.path.exists(npz) and os.path.exists(js)):
-        raise FileNotFoundError(f"{directory}: no head.npz/head.json; train one with `vggish-jax compare "
-                                f"--embeddings EMB --out RUN --features mean_std --classifiers JAX-MLP`, which writes RUN/head")
-    with open(js) as f:
-        meta = json.load(f)
+    """A saved Head, or a frame_head.FrameHead (head.json kind "frames"); head.json and head.npz are checked
+    against each other first (classify.head_check: a one-line error naming the file and the fix)."""
+    meta, arrays = head_check.read(directory)
     if meta.get("kind") == "frames":
         from vggish_jax.classify import frame_head
-        return frame_head.load(directory, meta)
-    with np.load(npz) as z:
-        layers = [{"kernel": z[f"layer{i}_kernel"], "bias": z[f"layer{i}_bias"]} for i in range(meta["num_layers"])]
-        mean, scale = z["mean"], z["scale"]
-    spec = spec_lib.read(meta, js) if spec_lib.KEY in meta else None
-    return Head(meta["label_names"], mean, scale, layers, feature=meta["feature"], final_relu=meta["final_relu"],
-                weights=meta.get("weights"), info=meta.get("info", {}), spec=spec)
+        return frame_head.load(directory, meta, arrays)
+    head_check.known(meta, "feature", ("mean_std",), directory)  # the only feature predict_proba builds
+    keys = [[(f"layer{i}_kernel", f"layer{i}_bias") for i in range(head_check.positive_int(meta, "num_layers",
+                                                                                           directory))]]
+    spec = head_check.check(directory, meta, arrays, keys,
+                            lambda d, kernels: [d] + [k.shape[-1] for k in kernels[:-1]])
+    layers = [{"kernel": arrays[k], "bias": arrays[b]} for k, b in keys[0]]
+    return Head(meta["label_names"], arrays["mean"], arrays["scale"], layers, feature=meta["feature"],
+                final_relu=bool(meta.get("final_relu")), weights=meta.get("weights"), info=meta.get("info", {}),
+                spec=spec)

@@ -220,8 +220,7 @@ def _check_specs(sets: list[EmbeddingSet], embedder, final_relu) -> None:
         known.insert(0, (embedder.spec, "the weights given with --weights"))
     for sp, where in known:
         if sp.postprocess:
-            raise SourceError(f"{where}: holds PCA-quantised embeddings ({sp.postprocess}); FAD uses the raw "
-                              f"128-d output; re-embed without --postprocess")
+            raise SourceError(sources.quantised(where, sp, sp.postprocess))
         if final_relu is not None and sp.final_relu != bool(final_relu):
             raise spec_lib.SpecMismatch(f"{where}: made with final_relu={sp.final_relu}, but "
                                         f"{'--final-relu' if final_relu else '--no-final-relu'} was asked for")

@@ -44,12 +44,17 @@ class EmbeddingSet:
     spec: spec_lib.EmbeddingSpec | None = None
     spec_from: str = ""
     audio_paths: list[str] = dataclasses.field(default_factory=list)
+    short: int = 0  # audio files skipped as shorter than one example (pad = false)
 
     def get_stats(self) -> stats_lib.Stats:
         if self.stats is None:
             if not self.files:
-                raise SourceError(f"{self.role} {self.source}: no usable files ({len(self.skipped)} skipped); "
-                                  f"nothing to compute statistics from")
+                short = (f", {self.short} of them shorter than one 0.975-s frame" if self.short else "")
+                pad = (", or set pad = true in a --config file to zero-pad each short file to one frame (then at "
+                       "least 2 such files)" if self.short else "")
+                raise SourceError(f"{self.role} {self.source}: no usable files ({len(self.skipped)} skipped{short}); "
+                                  f"FAD needs at least 2 frames (about 2 s of audio) per set: give more or longer "
+                                  f"audio{pad}")
             try:
                 self.stats = stats_lib.from_frames(self.files.values(), self.spec,
                                                    {"source": os.path.abspath(self.source), "kind": self.kind})
@@ -147,10 +152,30 @@ def embed_audio(sets: list[EmbeddingSet], embedder, *, pad: bool, workers: int,
             if path in silent:
                 s.skipped[path] = silent[path]
             elif path in errors or path not in results:
-                s.skipped[path] = errors.get(path, f"{path}: not embedded")
+                reason = errors.get(path, f"{path}: not embedded")
+                if not pad and TOO_SHORT in reason:  # the embedder's fix names embed's flag; fad's is a setting
+                    s.short += 1
+                    reason = (f"{reason.split(';')[0]}; not counted: set pad = true in a --config file to "
+                              f"zero-pad it to one frame (FAD needs at least 2 frames, about 2 s of audio, per set)")
+                s.skipped[path] = reason
             else:
                 s.files[path] = results[path]
         s.spec, s.spec_from = embedder.spec, "the weights given with --weights"
+
+
+TOO_SHORT = "shorter than one VGGish example"  # in the embedder's reason for a file under 0.975 s
+
+
+def quantised(where: str, spec: spec_lib.EmbeddingSpec | None, postprocess: str = "uint8") -> str:
+    """Why FAD refuses PCA-quantised embeddings, with the fix that works for where they came from."""
+    from vggish_jax.datasets.audioset import RELEASE_SPEC
+
+    if spec is not None and spec.model == RELEASE_SPEC.model:
+        return (f"{where}: holds AudioSet's released embeddings, uint8 PCA codes from Google's pipeline; FAD needs "
+                f"the float 128-d output, which the release does not include and which cannot be recovered from "
+                f"the codes; compute FAD from the audio itself (REF and GEN as audio files or folders, with --weights)")
+    return (f"{where}: holds PCA-quantised embeddings ({postprocess}); FAD needs the raw 128-d float output (as "
+            f"google-research, fadtk and frechet-audio-distance use); re-embed the audio without --postprocess")
 
 
 def silent_files(paths: list[str], workers: int = 1) -> dict[str, str]:
@@ -187,7 +212,7 @@ def _load_extract(role: str, source: str) -> EmbeddingSet:
     root, splits = _extract_root(source)
     got = stored.read(root, splits)  # the one reader of stored embeddings
     spec = _extract_spec(got.meta, got.spec_from)
-    files = {k: _float_frames(e.values, got.spec_from) for k, e in got.embeddings.items()}
+    files = {k: _float_frames(e.values, got.spec_from, spec) for k, e in got.embeddings.items()}
     return EmbeddingSet(role, source, "extract", files=files, skipped=got.skipped, spec=spec, spec_from=got.spec_from)
 
 
@@ -200,14 +225,13 @@ def _extract_spec(info: dict, info_path: str) -> spec_lib.EmbeddingSpec:
 
 def _load_embed(role: str, source: str) -> EmbeddingSet:
     got = stored.read_npz(source)  # the one reader of stored embeddings
-    files = {k: _float_frames(e.values, source) for k, e in got.embeddings.items()}
+    files = {k: _float_frames(e.values, source, got.spec) for k, e in got.embeddings.items()}
     return EmbeddingSet(role, source, "embed", files=files, skipped=got.skipped, spec=got.spec, spec_from=got.spec_from)
 
 
-def _float_frames(e: np.ndarray, where: str) -> np.ndarray:
+def _float_frames(e: np.ndarray, where: str, spec: spec_lib.EmbeddingSpec | None = None) -> np.ndarray:
     if e.dtype == np.uint8:
-        raise SourceError(f"{where}: holds PCA-quantised uint8 embeddings; FAD uses the raw 128-d output "
-                          f"(as google-research, fadtk and frechet-audio-distance do); re-embed without --postprocess")
+        raise SourceError(quantised(where, spec))
     if e.ndim != 2:
         raise SourceError(f"{where}: expected [frames, dim] embeddings, got shape {e.shape}")
     return np.asarray(e, np.float32)

@@ -61,6 +61,8 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
     npz, sidecar, root = out_paths(os.path.abspath(out))
     result = Result(npz, sidecar, requested=len(files), skipped=list(unreadable))
     spec = model.spec.replace(postprocess=bool(postprocess))
+    for folder in (os.path.dirname(npz), root):
+        _refuse_extract_store(folder, npz)
     with store.locked(root, 0, what=npz):
         runs = [int(m.group(1)) for d in os.listdir(root) if (m := re.fullmatch(r"run-(\d{5})", d))]
         job = core.Job(root, Files([], f"run-{max(runs, default=-1) + 1:05d}"), spec, flush_every,
@@ -100,6 +102,22 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
             if report:
                 report(result)
     return result
+
+
+def _refuse_extract_store(folder: str, npz: str) -> None:
+    """An `extract` store where embed would write (its folder, or its own store's place) is another tool's
+    output, perhaps being written right now: name it and its writer rather than compare settings with it."""
+    try:
+        info = store.read_info(folder) if os.path.isfile(os.path.join(folder, store.INFO)) else None
+    except store.StoreError:  # damaged: whose it is cannot be told, and the store's own checks report it
+        info = None
+    if info is None or info.get("dataset") == "files":  # none, or embed's own store
+        return
+    running = store.writer(folder)
+    whose = (f"another run is writing it ({running})" if running else
+             f"the output of `vggish-jax extract` (dataset {info.get('dataset', '?')})")
+    raise store.StoreError(f"{folder}: holds an extract store, {whose}, so embed cannot write {npz} there; "
+                           f"choose another --out for embed")
 
 
 def _adopt(npz: str, sidecar: str, job: core.Job, log) -> None:

@@ -141,6 +141,14 @@ def locked(root: str, process: int = 0, what: str | None = None):
         yield
 
 
+def writer(root: str) -> str | None:
+    """The live writer holding one of ROOT's locks, in words, or None."""
+    for path in sorted(glob.glob(os.path.join(root, ".lock-*"))):
+        if not path.endswith(".tmp") and (holder := atomic.live_holder(path)) is not None:
+            return f"{atomic.describe(holder)}, lock {path}"
+    return None
+
+
 def spec_of(info: Mapping[str, Any], source: str) -> spec_lib.EmbeddingSpec:
     """The spec of an extraction (its info.json dict): as recorded, or rebuilt from an older one's settings and
     the weights hash from its metadata or weights folder (None when neither has it)."""
