@@ -24,9 +24,8 @@ def add_arguments(p):
     options.final_relu(p)
     options.pad(p)
     options.batch_size(p)
-    options.dtype(p)
     options.workers(p)
-    options.config(p, resample=options.RESAMPLE,
+    options.config(p, dtype=options.DTYPE, resample=options.RESAMPLE,
                    flush_every=Setting(16, "files per part saved while running: a kill loses at most this many, "
                                            "a rerun resumes (default: 16)", type=options.positive_int))
 
@@ -48,7 +47,7 @@ def run(args) -> int:
                                resample=args.resample)
     if args.postprocess and embedder.pca is None:
         raise ValueError(f"{os.path.abspath(args.weights)}: these weights have no PCA params, so --postprocess is "
-                         f"impossible; convert them with --torch-pca/--tf-pca or drop --postprocess")
+                         f"impossible; convert them with --pca FILE or drop --postprocess")
     settings = {"final_relu": embedder.final_relu, "postprocess": args.postprocess, "dtype": args.dtype,
                 "weights": os.path.abspath(args.weights), "pad": args.pad}
     bar = tqdm(total=len(files), unit="file", desc="embed", disable=None)

@@ -21,12 +21,12 @@ from vggish_jax.models.vggish.convert import download, formats, tf_slim, torchvg
 from vggish_jax.models.vggish.postprocess import PCAParams
 
 
-def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None = None,
-            tf_checkpoint: str | None = None, tf_pca: str | None = None, download_source: str | None = None,
+def convert(out: str, *, torch_weights: str | None = None, tf_checkpoint: str | None = None,
+            pca: str | None = None, download_source: str | None = None,
             random_seed: int | None = None, final_relu: bool | None = None) -> str:
     """Write converted weights to `out`; exactly one source: torch files, TF files, a download, or random.
 
-    A PCA file (torch_pca or tf_pca, either format, with any source but a download, which fetches its own)
+    A PCA file (`pca`: TF's .npz or torchvggish's .pth, with any source but a download, which fetches its own)
     is read and saved with the weights; metadata.json records the files that were used and nothing else.
     download_source: 'torch' or 'tf' fetches the published files into the cache (see convert.download).
     final_relu: the default recorded with the weights (torchvggish applies one, current TF does not).
@@ -35,13 +35,11 @@ def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None
                random_seed is not None]
     if sum(sources) != 1:
         raise ValueError("give exactly one source: --torch-weights, --tf-checkpoint, --download or --random")
-    if torch_pca is not None and tf_pca is not None:
-        raise ValueError(f"give one PCA file, not both --torch-pca {torch_pca} and --tf-pca {tf_pca}")
-    pca_file = torch_pca if torch_pca is not None else tf_pca
+    pca_file = pca
     if download_source is not None:
         if pca_file is not None:
             raise ValueError(f"--download {download_source} fetches its own PCA file; drop "
-                             f"--{'torch' if torch_pca else 'tf'}-pca {pca_file}, or convert local files instead")
+                             f"--pca {pca_file}, or convert local files instead")
         if download_source not in ("torch", "tf"):
             raise ValueError(f"--download takes 'torch' or 'tf', got {download_source!r}")
         if download_source == "torch":
@@ -49,7 +47,7 @@ def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None
         else:
             tf_checkpoint, pca_file = download.fetch("tf_checkpoint"), download.fetch("tf_pca")
 
-    pca = read_pca(pca_file) if pca_file is not None else None  # first: small, and a wrong file fails fast
+    pca_params = read_pca(pca_file) if pca_file is not None else None  # first: small, and a wrong file fails fast
     if torch_weights is not None:
         p = torchvggish.params_from_state_dict(torchvggish.load_pth(torch_weights), torch_weights)
         source, relu_default, weights_file = "torchvggish", True, torch_weights
@@ -64,7 +62,7 @@ def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None
             "hashes": {os.path.basename(v): download.sha256(v) for v in used.values() if os.path.isfile(v)}}
     if random_seed is not None:
         meta["seed"] = random_seed
-    return save_beside(out, p, pca=pca, metadata=meta)
+    return save_beside(out, p, pca=pca_params, metadata=meta)
 
 
 def read_pca(path: str) -> PCAParams:
