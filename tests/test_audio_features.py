@@ -17,6 +17,7 @@ import soundfile as sf
 from scipy import signal
 
 from mini_fma import genre_clip
+from conftest import settings_toml
 from vggish_jax import audio, cli
 from vggish_jax.classify import audio_features as af
 from vggish_jax.classify import compare as cc
@@ -171,7 +172,7 @@ def test_cache_is_reused_and_a_touched_file_recomputed(labelled, first_run, tmp_
     copy_cache(first_run[0], out)
     calls = counting_load(monkeypatch)
     assert cli.main(["compare", "--embeddings", store, "--out", out, "--features", "mfcc,musicnn",
-                     "--classifiers", "LR", "--jobs", "1"]) == 0
+                     "--classifiers", "LR", "--config", settings_toml(tmp_path, "jobs = 1\n")]) == 0
     with open(os.path.join(out, "table.json")) as f:
         report = json.load(f)
     assert calls == [] and report["audio_features"] == {"from_files": ["mfcc", "musicnn"], "decoded": 0,
