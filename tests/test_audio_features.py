@@ -227,14 +227,14 @@ def test_undecodable_file_is_dropped_from_every_row(labelled, first_run, tmp_pat
 def test_store_files_finds_fma_mp3s_and_says_why_not(tmp_path):
     keys = {"train": np.array(["fma:2", "fma:140"]), "test": np.array(["fma:1482"])}
     info = {"source": "audio", "dataset": "fma/small"}
-    with pytest.raises(af.NoAudio, match="--manual-dir"):
+    with pytest.raises(af.NoAudio, match="set manual_dir = \"DIR\" in compare's --config file"):
         af.store_files(info, keys)
     os.makedirs(tmp_path / "fma_small")
     got = af.store_files(info, keys, manual_dir=str(tmp_path))
     assert got == {"train": [str(tmp_path / "fma_small" / "000" / "000002.mp3"),
                              str(tmp_path / "fma_small" / "000" / "000140.mp3")],
                    "test": [str(tmp_path / "fma_small" / "001" / "001482.mp3")]}
-    with pytest.raises(af.NoAudio, match="--data-dir"):
+    with pytest.raises(af.NoAudio, match="set data_dir = \"DIR\" in compare's --config file"):
         af.store_files({"source": "tfds", "dataset": "fma/small"}, keys)
     with pytest.raises(af.NoAudio, match="not audio files"):
         af.store_files({"source": "audioset_v1_release"}, {"train": np.array(["abc:30"])})

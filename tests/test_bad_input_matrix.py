@@ -524,6 +524,12 @@ def test_out_of_memory_names_the_batch_size(world, capsys, monkeypatch):
     lines = [line for line in err.splitlines() if "error" in line]
     assert code == 2 and "Traceback" not in err, err
     assert len(lines) == 1 and "out of memory" in lines[0] and "lower --batch-size (it is 100000" in lines[0], err
+    # fad takes batch_size from its --config file only, and says so.
+    monkeypatch.setattr("vggish_jax.commands.fad.run", exhausted)
+    settings = os.path.join(world["dir"], "oom.toml")
+    open(settings, "w").write("batch_size = 4096\n")
+    code, _, err = run_cli(capsys, ["fad", world["music"], world["music"], "--config", settings])
+    assert code == 2 and "lower batch_size in a --config file (it is 4096; the default is 64)" in err, err
 
 
 @pytest.fixture

@@ -197,7 +197,8 @@ def test_unfinished_extraction_is_refused_unless_allowed_and_then_flagged(tmp_pa
             "--config", settings_toml(tmp_path, "jobs = 1\n")]
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and os.path.join(emb, "info.json") in err and "set allow_incomplete = true in a --config file" in err
+    assert "\n" not in err and os.path.join(emb, "info.json") in err
+    assert "set allow_incomplete = true in a --config file" in err
     assert not os.path.exists(out / "table.json")
 
     # The fix, followed as the message says.

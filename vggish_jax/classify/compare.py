@@ -8,10 +8,10 @@ Pipeline); validation and test are only ever predicted. The best model is chosen
   embedding          31 x 128 = 3968-d flattened VGGish embeddings (vggish_jax.classify.features.flatten)
   embedding+pca128   the same, scaled, then PCA to 128 dims fitted on train
   mean_std           mean and std of the frame embeddings (256-d)
-  mfcc               MFCC statistics from the log-mels: of an FMA TFDS build (--data-dir), or computed from the
-                     audio files of a folder, --labels CSV or --from-audio store (classify.audio_features)
+  mfcc               MFCC statistics from the log-mels: of an FMA TFDS build (data_dir), or computed from the
+                     audio files of a folder, labels CSV or from_audio store (classify.audio_features)
   musicnn            mean+std of MusiCNN's 200-d penultimate features over 3-s patches: of a *_waveform build
-                     (e.g. `extract --dataset fma/small_waveform`, and --data-dir), or from the audio files as
+                     (e.g. `extract --dataset fma/small_waveform`, and data_dir), or from the audio files as
                      for mfcc; clips shorter than one patch are repeated to fill it, as musicnn's training did
                      ("repeat-pad")
 Vectors computed from files are cached in <out>/features/; a file that no longer decodes drops its clip from
