@@ -38,7 +38,8 @@ def forward_cautions(cautions: list[skips.Caution]) -> None:
 
 def with_cautions(fn, item):
     """(fn(item), the Cautions it reported): what a decode worker process returns, so the parent can
-    `forward_cautions` them into its report (a process's collectors cannot see another's)."""
+    `forward_cautions` them (prints them, and lists them in its report: a process's collectors cannot see
+    another's). Not printed here unless fn raises."""
     _LOCAL.deferred = True
     try:
         with collect_cautions() as cautions:
