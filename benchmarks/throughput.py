@@ -431,7 +431,7 @@ def section_peer(quick: bool) -> dict:
         def cmd(tool: str, run: int) -> list[str]:
             if tool == "torchvggish":
                 return [sys.executable, "-c", PEER_CHILD, os.path.join(d, "w.pth"), os.path.join(d, "t.npz"), *paths]
-            return [sys.executable, "-m", "vggish_jax.cli", "embed", "--weights", weights, "--final-relu",
+            return [sys.executable, "-m", "vggish_jax.cli", "embed", "--weights", weights, "--final-relu", "yes",
                     "--out", os.path.join(d, f"j{run}.npz"), *paths]  # a new output each run: embed resumes
 
         env = child_env(VGGISH_JAX_CACHE_DIR=os.path.join(d, "cache"))

@@ -42,6 +42,15 @@ def tone_mix(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.nd
     return np.stack([x * (1 - 0.3 * c) for c in range(channels)], axis=1).astype(np.float32)
 
 
+def settings_toml(folder, text: str, name: str = "settings.toml") -> str:
+    """A `--config` file in `folder` holding `text` (TOML); its path."""
+    path = os.path.join(os.fspath(folder), name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def finished_shards(out: str) -> list[str]:
     """Embedding shards on disk under an extraction's OUT (temporary files of writes in flight left out)."""
     return sorted(p for p in glob.glob(os.path.join(out, "*", "shard-*.npz")) if ".tmp" not in p)

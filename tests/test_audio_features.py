@@ -17,6 +17,7 @@ import soundfile as sf
 from scipy import signal
 
 from mini_fma import genre_clip
+from conftest import settings_toml
 from vggish_jax import audio, cli
 from vggish_jax.classify import audio_features as af
 from vggish_jax.classify import compare as cc
@@ -171,7 +172,7 @@ def test_cache_is_reused_and_a_touched_file_recomputed(labelled, first_run, tmp_
     copy_cache(first_run[0], out)
     calls = counting_load(monkeypatch)
     assert cli.main(["compare", "--embeddings", store, "--out", out, "--features", "mfcc,musicnn",
-                     "--classifiers", "LR", "--jobs", "1"]) == 0
+                     "--classifiers", "LR", "--config", settings_toml(tmp_path, "jobs = 1\n")]) == 0
     with open(os.path.join(out, "table.json")) as f:
         report = json.load(f)
     assert calls == [] and report["audio_features"] == {"from_files": ["mfcc", "musicnn"], "decoded": 0,
@@ -226,14 +227,14 @@ def test_undecodable_file_is_dropped_from_every_row(labelled, first_run, tmp_pat
 def test_store_files_finds_fma_mp3s_and_says_why_not(tmp_path):
     keys = {"train": np.array(["fma:2", "fma:140"]), "test": np.array(["fma:1482"])}
     info = {"source": "audio", "dataset": "fma/small"}
-    with pytest.raises(af.NoAudio, match="--manual-dir"):
+    with pytest.raises(af.NoAudio, match="set manual_dir = \"DIR\" in compare's --config file"):
         af.store_files(info, keys)
     os.makedirs(tmp_path / "fma_small")
     got = af.store_files(info, keys, manual_dir=str(tmp_path))
     assert got == {"train": [str(tmp_path / "fma_small" / "000" / "000002.mp3"),
                              str(tmp_path / "fma_small" / "000" / "000140.mp3")],
                    "test": [str(tmp_path / "fma_small" / "001" / "001482.mp3")]}
-    with pytest.raises(af.NoAudio, match="--data-dir"):
+    with pytest.raises(af.NoAudio, match="set data_dir = \"DIR\" in compare's --config file"):
         af.store_files({"source": "tfds", "dataset": "fma/small"}, keys)
     with pytest.raises(af.NoAudio, match="not audio files"):
         af.store_files({"source": "audioset_v1_release"}, {"train": np.array(["abc:30"])})

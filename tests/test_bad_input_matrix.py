@@ -100,11 +100,14 @@ def world(tmp_path_factory, random_weights_dir, audio_files):
     sf.write(w["onesec"], tone_mix(1.2, 16000), 16000)
     w["shard_size_toml"] = str(d / "settings.toml")
     open(w["shard_size_toml"], "w").write("shard_size = -2\n")
+    for key, text in (("jobs0", "jobs = 0"), ("batch0", "batch_size = 0"), ("workers_negative", "workers = -2")):
+        w[key + "_toml"] = str(d / f"{key}.toml")
+        open(w[key + "_toml"], "w").write(text + "\n")
     w["pth"] = str(d / "vggish-10086976.pth")
     open(w["pth"], "wb").write(b"not really a torch file")
     w["relu"] = str(d / "relu")  # an embed output made with the final ReLU (fad's default is without)
     w["relu_npz"] = os.path.join(w["relu"], "embeddings.npz")
-    assert cli.main(["embed", w["music"], "--weights", w["weights"], "--out", w["relu"], "--final-relu"]) == 0
+    assert cli.main(["embed", w["music"], "--weights", w["weights"], "--out", w["relu"], "--final-relu", "yes"]) == 0
     # A finished embed output, to check that refused runs leave it untouched.
     w["done"] = str(d / "done")
     w["done_npz"] = os.path.join(w["done"], "embeddings.npz")
@@ -174,7 +177,7 @@ CASES = [
     ("embed-weights-without-metadata", lambda w: ["embed", w["good"], "--weights", w["w_meta"], "--out", "x"],
      "w_meta/metadata.json", r"missing.*convert the weights again", "fail", []),
     ("embed-other-settings-into-same-out", lambda w: ["embed", w["good"], "--weights", w["weights"], "--out",
-                                                     w["done"], "--final-relu"], "done/embeddings.npz",
+                                                     w["done"], "--final-relu", "yes"], "done/embeddings.npz",
      r"final_relu: True .* vs False", "fail", ["done_npz"]),
     # predict
     ("predict-top-0", lambda w: ["predict", "--example", "--top", "0"], "--top", r"must be 1 or more", "fail", []),
@@ -225,9 +228,8 @@ CASES = [
                                              w["dir"] + "/cmp"], "noemb", r"vggish-jax extract", "fail", []),
     ("compare-out-is-a-file", lambda w: ["compare", "--embeddings", w["dir"], "--out", w["a_file"]], "occupied.txt",
      r"is a file.*another --out", "fail", ["a_file"]),
-    ("compare-jobs-0", lambda w: ["compare", "--embeddings", w["dir"], "--out", w["dir"] + "/cmp", "--jobs", "0"],
-     "--jobs",
-     r"-1 for all cores", "fail", []),
+    ("compare-jobs-0", lambda w: ["compare", "--embeddings", w["dir"], "--out", w["dir"] + "/cmp", "--config",
+                                 w["jobs0_toml"]], "jobs0.toml: jobs = 0", r"-1 for all cores", "fail", []),
     # finetune
     ("finetune-workdir-is-a-file", lambda w: ["finetune", "--data-dir", w["dir"] + "/tfds", "--weights", w["weights"],
                                              "--workdir", w["a_file"]], "occupied.txt", r"another --workdir", "fail",
@@ -240,8 +242,8 @@ CASES = [
     # fad (when the command is installed)
     ("fad-missing-ref", lambda w: ["fad", w["dir"] + "/noref", w["music"], "--weights", w["weights"]], "noref",
      r"give a folder of audio", "fail", []),
-    ("fad-batch-size-0", lambda w: ["fad", w["music"], w["music"], "--batch-size", "0"], "--batch-size",
-     r"must be 1 or more", "fail", []),
+    ("fad-batch-size-0", lambda w: ["fad", w["music"], w["music"], "--config", w["batch0_toml"]],
+     "batch0.toml: batch_size = 0", r"must be 1 or more", "fail", []),
     ("fad-out-under-a-file", lambda w: ["fad", w["music"], w["music"], "--weights", w["weights"], "--out",
                                        w["a_file"] + "/r"], "occupied.txt", r"is a file, so \S+ cannot be created",
      "fail", ["a_file"]),
@@ -278,7 +280,7 @@ CASES = [
      r"^vggish-jax fad: error: REF .*1 embedding frame .*give more audio", "fail", []),
     ("fad-other-final-relu", lambda w: ["fad", w["music"], w["relu_npz"], "--weights", w["weights"]],
      "relu/embeddings.json",
-     r"final_relu.*pass --final-relu to embed the audio the way", "fail", []),
+     r"final_relu.*set final_relu = true in a --config file to embed the audio the way", "fail", []),
     # round 4 (issue 28 item 12): each fix offered works when followed (see the tests below the matrix)
     ("predict-head-short-file", lambda w: ["predict", w["short"], w["good"], "--head", w["head"]], "half.wav",
      r"0\.500 s of audio is shorter than one VGGish example \(0\.975 s\), the least predict can score; to score "
@@ -300,8 +302,9 @@ CASES = [
      r"name too long for the file system \(300 bytes in one name.*shorten the name", "skip", []),
     ("predict-name-too-long", lambda w: ["predict", w["long_name"], "--example"], "x" * 296 + ".wav",
      r"name too long for the file system.*shorten the name", "skip", []),
-    ("finetune-workers-negative", lambda w: ["finetune", "--data-dir", "d", "--workdir", "w", "--workers", "-2"],
-     "--workers", r"must be 0 or more", "fail", []),
+    ("finetune-workers-negative", lambda w: ["finetune", "--data-dir", "d", "--workdir", "w", "--config",
+                                            w["workers_negative_toml"]], "workers_negative.toml: workers = -2",
+     r"must be 0 or more", "fail", []),
 ]
 
 
@@ -562,6 +565,12 @@ def test_out_of_memory_names_the_batch_size(world, capsys, monkeypatch):
     lines = [line for line in err.splitlines() if "error" in line]
     assert code == 2 and "Traceback" not in err, err
     assert len(lines) == 1 and "out of memory" in lines[0] and "lower --batch-size (it is 100000" in lines[0], err
+    # fad takes batch_size from its --config file only, and says so.
+    monkeypatch.setattr("vggish_jax.commands.fad.run", exhausted)
+    settings = os.path.join(world["dir"], "oom.toml")
+    open(settings, "w").write("batch_size = 4096\n")
+    code, _, err = run_cli(capsys, ["fad", world["music"], world["music"], "--config", settings])
+    assert code == 2 and "lower batch_size in a --config file (it is 4096; the default is 64)" in err, err
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import settings_toml
 from vggish_jax.classify import compare as cc
 from vggish_jax import cli
 from vggish_jax.classify import features, frame_head, heads
@@ -149,7 +150,7 @@ def test_head_early_stopping_and_roundtrip(separable, tmp_path):
 def test_cli_compare_and_errors(separable, tmp_path, capsys):
     out = tmp_path / "cli"
     assert cli.main(["compare", "--embeddings", separable, "--out", str(out), "--features", "mean_std",
-                     "--classifiers", "LR,NB", "--jobs", "1"]) == 0
+                     "--classifiers", "LR,NB", "--config", settings_toml(tmp_path, "jobs = 1\n")]) == 0
     assert "| LR |" in capsys.readouterr().out
     assert cli.main(["compare", "--embeddings", separable, "--out", str(out), "--classifiers", "XGB"]) == 2
     assert "unknown" in capsys.readouterr().err
@@ -166,8 +167,9 @@ def test_end_to_end_on_mini_fma(tmp_path, random_weights_dir, capsys):
     assert cli.main(["extract", "--dataset", "fma/small_waveform", "--data-dir", data, "--manual-dir", mini.manual_dir,
                      "--weights", random_weights_dir, "--out", emb, "--batch-size", "8", "--workers", "0"
                      ]) == 0
-    assert cli.main(["compare", "--embeddings", emb, "--out", out, "--data-dir", data,
-                     "--classifiers", "LR,kNN,NB,HGB,JAX-MLP", "--jobs", "2"]) == 0
+    settings = settings_toml(tmp_path, f"data_dir = {json.dumps(data)}\njobs = 2\n")
+    assert cli.main(["compare", "--embeddings", emb, "--out", out, "--config", settings,
+                     "--classifiers", "LR,kNN,NB,HGB,JAX-MLP"]) == 0
     report = json.load(open(os.path.join(out, "table.json")))
     assert report["feature_sets"] == list(cc.FEATURE_SETS)
     assert report["split_sizes"] == {"train": 24, "validation": 8, "test": 8}
@@ -188,17 +190,20 @@ def test_end_to_end_on_mini_fma(tmp_path, random_weights_dir, capsys):
 
 
 def test_unfinished_extraction_is_refused_unless_allowed_and_then_flagged(tmp_path, capsys):
-    """Issue 13.2: info.json "complete": false -> one-line refusal; --allow-incomplete runs and says so."""
+    """Issue 13.2: info.json "complete": false -> one-line refusal; allow_incomplete runs and says so."""
     emb = write_synthetic(tmp_path / "emb", per_class=(4, 2, 2), complete=False)
     out = tmp_path / "cmp"
     args = ["compare", "--embeddings", emb, "--out", str(out), "--features", "mean_std", "--classifiers", "LR",
-            "--jobs", "1"]
+            "--config", settings_toml(tmp_path, "jobs = 1\n")]
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and os.path.join(emb, "info.json") in err and "--allow-incomplete" in err
+    assert "\n" not in err and os.path.join(emb, "info.json") in err
+    assert "set allow_incomplete = true in a --config file" in err
     assert not os.path.exists(out / "table.json")
 
-    assert cli.main(args + ["--allow-incomplete"]) == 0
+    # The fix, followed as the message says.
+    args[-1] = settings_toml(tmp_path, "jobs = 1\nallow_incomplete = true\n", "allow.toml")
+    assert cli.main(args) == 0
     assert "unfinished extraction" in capsys.readouterr().err
     assert json.load(open(out / "table.json"))["extraction_complete"] is False
     assert "INCOMPLETE EXTRACTION" in open(out / "table.md").read()

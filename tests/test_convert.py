@@ -54,7 +54,7 @@ def torch_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def converted(torch_files, tmp_path_factory):
     _, weights, pca_path, _ = torch_files
-    return convert(str(tmp_path_factory.mktemp("conv") / "w"), torch_weights=weights, torch_pca=pca_path)
+    return convert(str(tmp_path_factory.mktemp("conv") / "w"), torch_weights=weights, pca=pca_path)
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +295,7 @@ def test_download_verifies_hash_and_caches(tmp_path, monkeypatch):
 def test_cli_convert_then_embed(torch_files, tmp_path, capsys):
     _, weights, pca_path, _ = torch_files
     out = tmp_path / "w"
-    assert cli.main(["convert", "--torch-weights", weights, "--torch-pca", pca_path, "--no-final-relu",
+    assert cli.main(["convert", "--torch-weights", weights, "--pca", pca_path, "--final-relu", "no",
                      "--out", str(out)]) == 0
     assert "final_relu=False" in capsys.readouterr().out
     emb = load_pretrained(out)

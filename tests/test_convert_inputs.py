@@ -45,7 +45,7 @@ def _meta(out):
 
 def test_pca_with_random_weights_is_used_and_recorded(tmp_path, pca_files):
     pca, npz, _ = pca_files
-    out = core.convert(str(tmp_path / "w"), random_seed=0, tf_pca=npz)
+    out = core.convert(str(tmp_path / "w"), random_seed=0, pca=npz)
     _, got, _ = params_lib.load(out)
     # the weights folder stores PCA params as float32
     np.testing.assert_array_equal(got.eigen_vectors, pca["pca_eigen_vectors"].astype(np.float32))
@@ -55,11 +55,11 @@ def test_pca_with_random_weights_is_used_and_recorded(tmp_path, pca_files):
 
 
 def test_tf_pca_with_torch_weights_is_used_not_ignored(tmp_path, state, pca_files):
-    """The file a flag names is read by its content: TF's .npz goes with torchvggish weights too."""
+    """--pca is read by its content: TF's .npz goes with torchvggish weights too."""
     pca, npz, _ = pca_files
     weights = tmp_path / "vggish-10086976.pth"
     published_formats.save(state, weights)
-    out = core.convert(str(tmp_path / "w"), torch_weights=str(weights), tf_pca=npz)
+    out = core.convert(str(tmp_path / "w"), torch_weights=str(weights), pca=npz)
     _, got, _ = params_lib.load(out)
     np.testing.assert_array_equal(got.eigen_vectors, pca["pca_eigen_vectors"].astype(np.float32))
     assert _meta(out)["files"] == {"weights": str(weights), "pca": os.path.abspath(npz)}
@@ -76,23 +76,20 @@ def test_without_pca_metadata_names_no_pca_file(tmp_path, state):
 
 def test_pca_files_that_cannot_be_used_are_refused(tmp_path, pca_files, capsys):
     _, npz, pth = pca_files
-    with pytest.raises(ValueError, match="give one PCA file, not both"):
-        core.convert(str(tmp_path / "w"), random_seed=0, torch_pca=pth, tf_pca=npz)
-    with pytest.raises(ValueError, match="--download torch fetches its own PCA file; drop --tf-pca"):
-        core.convert(str(tmp_path / "w"), download_source="torch", tf_pca=npz)
+    with pytest.raises(ValueError, match="--download torch fetches its own PCA file; drop --pca"):
+        core.convert(str(tmp_path / "w"), download_source="torch", pca=npz)
     # --verify alone checks the folder as it is: a PCA file there would be ignored, so it is refused
-    assert cli.main(["convert", "--verify", "--torch-pca", pth, "--out", str(tmp_path / "w")]) == 2
+    assert cli.main(["convert", "--verify", "--pca", pth, "--out", str(tmp_path / "w")]) == 2
     assert "a PCA file is used only when converting" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.parametrize("flag", ["torch_pca", "tf_pca"])
-def test_csv_given_as_pca_is_refused_naming_it(tmp_path, flag):
+def test_csv_given_as_pca_is_refused_naming_it(tmp_path):
     csv = tmp_path / "genres.csv"
     csv.write_text("track_id,genre\n2,Hip-Hop\n3,Rock\n")
     with pytest.raises(WeightsError, match=rf"^{csv}: is a text file \(CSV or similar\), not a VGGish PCA file; "
                                            r"pass vggish_pca_params.npz") as err:
-        core.convert(str(tmp_path / "w"), random_seed=0, **{flag: str(csv)})
+        core.convert(str(tmp_path / "w"), random_seed=0, pca=str(csv))
     assert "\n" not in str(err.value) and "pickle" not in str(err.value)
     assert not (tmp_path / "w").exists()
 

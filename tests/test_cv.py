@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import tone_mix
+from conftest import settings_toml, tone_mix
 from vggish_jax import cli
 from vggish_jax.classify import compare as cc, cv
 from vggish_jax.pipeline import store
@@ -138,7 +138,7 @@ def test_store_without_splits_is_cross_validated_by_default(tmp_path):
 def test_cli_cv_errors_are_one_line(tmp_path, capsys):
     root = write_store(tmp_path / "emb", {"all": 10})
     args = ["compare", "--embeddings", root, "--out", str(tmp_path / "out"), "--features", "mean_std",
-            "--classifiers", "LR", "--jobs", "1"]
+            "--classifiers", "LR", "--config", settings_toml(tmp_path, "jobs = 1\n")]
     assert cli.main(args + ["--cv", "1"]) == 2
     assert "--cv 1: cross-validation needs K >= 2 folds" in capsys.readouterr().err
     assert cli.main(args + ["--cv", "11"]) == 2

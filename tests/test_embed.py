@@ -1,6 +1,7 @@
 """Embedding pipeline and `vggish-jax embed` CLI on generated audio with the small random-weights VGGish
 (conftest.small_weights_dir: same layers and shapes, widths / 8)."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -212,10 +213,11 @@ def test_one_reader_for_embed_outputs_and_extract_stores(embedder, audio_files, 
     for key in ("wav", "mono22k"):
         shutil.copy(audio_files[key], folder / f"{key}.wav")
     files = sorted(str(p) for p in folder.iterdir())
-    npz, store_dir = str(tmp_path / "e.npz"), str(tmp_path / "store")
-    assert cli.main(["embed", *files, "--weights", small_weights_dir, "--out", npz, "--batch-size", "4"]) == 0
+    npz, store_dir = str(tmp_path / "e" / "embeddings.npz"), str(tmp_path / "store")
+    assert cli.main(["embed", *files, "--weights", small_weights_dir, "--out", os.path.dirname(npz),
+                     "--batch-size", "4"]) == 0
     assert cli.main(["extract", "--dataset", str(folder), "--weights", small_weights_dir, "--out", store_dir,
-                     "--workers", "0", "--no-progress", "--batch-size", "4"]) == 0
+                     "--workers", "0", "--batch-size", "4"]) == 0
     a, b = stored.read(npz), stored.read(store_dir)
     assert (a.kind, b.kind) == ("embed", "extract") and a.spec == b.spec
     assert list(a.embeddings) == files and list(b.embeddings) == ["all/0", "all/1"]

@@ -294,7 +294,7 @@ def test_embed_output_and_extract_store_give_the_same_fad(sets, embedder, tmp_pa
     want = run(sets["ref"], sets["n20"], embedder, fad_inf=False)["fad"]
     out = str(tmp_path / "gen" / "embeddings.npz")
     assert cli.main(["embed", *sources.audio_paths(sets["n20"]), "--weights", random_weights_dir, "--out",
-                     os.path.dirname(out), "--no-final-relu"]) == 0
+                     os.path.dirname(out), "--final-relu", "no"]) == 0
     assert run(sets["ref"], out, embedder, fad_inf=False)["fad"] == pytest.approx(want, rel=1e-5)
     # a list file of the same audio, paths relative to the list's folder
     lst = os.path.join(sets["n20"], "files.txt")
@@ -318,9 +318,9 @@ def test_embed_output_and_extract_store_give_the_same_fad(sets, embedder, tmp_pa
 def test_cli_writes_json_with_top_level_fad_and_png(sets, random_weights_dir, tmp_path, capsys):
     out = tmp_path / "r" / "fad.json"
     settings = tmp_path / "settings.toml"
-    settings.write_text("steps = 3\nbootstrap = 3\n")
+    settings.write_text("steps = 3\nbootstrap = 3\nbatch_size = 16\n")
     assert cli.main(["fad", sets["ref"], sets["n80"], "--weights", random_weights_dir, "--out", str(out.parent),
-                     "--config", str(settings), "--batch-size", "16"]) == 0
+                     "--config", str(settings)]) == 0
     result = json.loads(out.read_text())
     assert result["gen"]["files"] == 6 and not result["gen"]["skipped"]
     assert result["fad"] > 0 and result["fad_inf"]["points"] and result["embedding_spec"]["final_relu"] is False

@@ -8,7 +8,7 @@ import os
 import pytest
 import soundfile as sf
 
-from conftest import tone_mix
+from conftest import settings_toml, tone_mix
 from vggish_jax import cli
 from vggish_jax.pipeline import store
 from vggish_jax.pipeline.sources import gtzan
@@ -104,7 +104,7 @@ def test_cli_extract_gtzan_filtered_then_compare(tmp_path, small_weights_dir, ca
     info = json.load(open(out / "info.json"))
     assert info["label_names"] == GENRES and sum(k["kind"] == "missing" for k in info["skipped"]) == 910
     assert cli.main(["compare", "--embeddings", str(out), "--out", str(tmp_path / "cmp"), "--features", "mean_std",
-                     "--classifiers", "NB", "--jobs", "1"]) == 0
+                     "--classifiers", "NB", "--config", settings_toml(tmp_path, "jobs = 1\n")]) == 0
     assert json.load(open(tmp_path / "cmp" / "table.json"))["split_sizes"] == {"train": 10, "validation": 5,
                                                                               "test": 5}
     # --split on a folder that is not GTZAN: one line, and what to do

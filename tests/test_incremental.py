@@ -15,7 +15,7 @@ import soundfile as sf
 from vggish_jax import cli
 from vggish_jax.pipeline import store
 from vggish_jax.pipeline.npz_output import out_paths
-from conftest import tone_mix
+from conftest import settings_toml, tone_mix
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,8 @@ def test_dtype_is_part_of_the_identity(songs, small_weights_dir, embedder, tmp_p
     assert cli.main(_embed_cmd(songs[:1], small_weights_dir, out)) == 0
     monkeypatch.undo()  # a real bfloat16 model: refused before it embeds anything
     capsys.readouterr()
-    assert cli.main(_embed_cmd(songs[1:2], small_weights_dir, out, "--dtype", "bfloat16")) == 2
+    bfloat16 = settings_toml(tmp_path, 'dtype = "bfloat16"\n')
+    assert cli.main(_embed_cmd(songs[1:2], small_weights_dir, out, "--config", bfloat16)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and out in err[0] and "dtype: 'bfloat16'" in err[0] and "'float32'" in err[0], err
     with np.load(out) as z:

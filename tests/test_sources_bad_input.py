@@ -47,7 +47,7 @@ def test_a_file_listed_twice_is_refused_naming_the_lines_and_first_keeps_the_fir
     assert msg.startswith(f"{path}: 2 files listed more than once")
     # ./a.wav and a.wav are one file; the conflicting labels and the line numbers are named.
     assert "a.wav on lines 2 (rock), 4 (jazz)" in msg and "c.wav on lines 5, 6 (pop)" in msg
-    assert "--on-duplicate first" in msg
+    assert 'set on_duplicate = "first" in extract\'s --config file' in msg
     # The fix, followed: on_duplicate="first" keeps each file's first row ...
     src = LabelsCsv(path, on_duplicate="first")
     assert _labels(src) == {"a.wav": "rock", "b.wav": "jazz", "c.wav": "pop"}
@@ -215,11 +215,39 @@ def test_cli_extract_of_audioset_classes_with_no_clip_exits_non_zero(release, tm
     from vggish_jax.pipeline import store
 
     out = tmp_path / "store"
+    settings = tmp_path / "settings.toml"
+    settings.write_text('classes = ["Reggae"]\n')
     rc = cli.main(["extract", "--dataset", "audioset", "--manual-dir", release, "--out", str(out),
-                   "--classes", "Reggae", "--no-progress"])
+                   "--config", str(settings)])
     err = capsys.readouterr().err
     assert rc != 0
     (line,) = [x for x in err.splitlines() if "error" in x]
     assert "no clip of this release is labelled Reggae" in line and "Pop music 3" in line
     with pytest.raises(Exception):
         store.read_info(str(out))
+
+
+def test_cli_extract_of_a_csv_with_a_repeated_file_says_the_setting_and_the_setting_works(
+        tmp_path, small_weights_dir, capsys):
+    """The refusal names a --config setting; following it, through the CLI, extracts each file once."""
+    import numpy as np
+    import soundfile as sf
+
+    from conftest import settings_toml, tone_mix
+    from vggish_jax import cli
+    from vggish_jax.pipeline import store
+
+    for name, seed in (("a.wav", 0), ("b.wav", 1)):
+        sf.write(tmp_path / name, tone_mix(1.2, 16000, seed=seed), 16000)
+    path = _csv(tmp_path, "path,label\na.wav,rock\nb.wav,jazz\na.wav,pop\n")
+    argv = ["extract", "--dataset", path, "--weights", small_weights_dir, "--out", str(tmp_path / "store"),
+            "--workers", "0"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and 'set on_duplicate = "first" in extract\'s --config file' in err
+    assert cli.main(argv + ["--config", settings_toml(tmp_path, 'on_duplicate = "first"\n')]) == 0, \
+        capsys.readouterr().err
+    split = store.load_split(str(tmp_path / "store"), "all")
+    assert list(split.keys) == [os.path.realpath(tmp_path / "a.wav"), os.path.realpath(tmp_path / "b.wav")]
+    assert list(split.labels) == [1, 0] and store.read_info(str(tmp_path / "store"))["label_names"] == ["jazz", "rock"]
+    assert np.all(np.isfinite(split.embeddings[0]))

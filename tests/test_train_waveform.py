@@ -169,7 +169,9 @@ def test_finetune_cli_on_mini_fma_waveforms(tmp_path, capsys):
     backbone = nnx.to_pure_dict(nnx.state(VGGish(width_divisor=16, rngs=nnx.Rngs(5)), nnx.Param))
     weights = params.save(tmp_path / "weights", backbone, metadata={"source": "tensorflow", "final_relu": False})
     sha = params.load(weights)[2]["weights_sha256"]
-    args = ["finetune", "--dataset", "fma/small_waveform", "--data-dir", str(tmp_path / "data"), "--workers", "0",
+    workers0 = str(tmp_path / "settings.toml")  # decode in this process
+    open(workers0, "w").write("workers = 0\n")
+    args = ["finetune", "--dataset", "fma/small_waveform", "--data-dir", str(tmp_path / "data"), "--config", workers0,
             "--manual-dir", mini.manual_dir, "--workdir", str(tmp_path / "work"), "--weights", weights,
             "--set", "width_divisor=16", "examples_per_clip=1", "epochs=1", "head_hidden=8", "batch_size=2",
             "random_crop=true", "max_clip_samples=20000", "gain_db=3", "mixup_alpha=0.2", "spec_augment=true"]

@@ -10,7 +10,7 @@ Writes, in the published formats, files with random values:
   on them (the graph of tensorflow/models vggish_slim.py written with tf.nn ops: 3x3 SAME convs + ReLU, 2x2
   stride-2 SAME max-pools, flatten, fc1 x2 + ReLU, fc2 without activation), and the reference
   postprocessing (PCA, clip to [-2, 2], scale to 0..255, truncate to uint8) of those embeddings;
-- OUT_DIR/converted/: our `vggish-jax convert --tf-checkpoint ... --tf-pca ...` of the two files (the reader
+- OUT_DIR/converted/: our `vggish-jax convert --tf-checkpoint ... --pca ...` of the two files (the reader
   needs TensorFlow, so the conversion runs here; the main venv, where the tests run, has no TensorFlow).
 """
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main(out: str) -> None:
     np.savez(os.path.join(out, "reference.npz"), examples=examples, embeddings=embeddings,
              postprocessed=reference_postprocess(embeddings, eigen_vectors, means))
     from vggish_jax import cli
-    code = cli.main(["convert", "--tf-checkpoint", ckpt, "--tf-pca", pca_path, "--out", os.path.join(out, "converted")])
+    code = cli.main(["convert", "--tf-checkpoint", ckpt, "--pca", pca_path, "--out", os.path.join(out, "converted")])
     if code:
         raise SystemExit(f"vggish-jax convert failed with exit status {code}")
     print(f"TF reference written to {out}: {os.listdir(out)}")

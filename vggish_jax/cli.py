@@ -107,11 +107,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action.required = False
     first = parser.parse_args(argv)
     values = settings_file.read(first.config, sub, first.command) if getattr(first, "config", None) else {}
+    default_batch_size = sub.get_default("batch_size")  # the built-in one, for messages
     sub.set_defaults(**values)  # the file's values become the defaults, so flags given win over them
     for action in required:
         action.required = action.dest not in values
     args = parser.parse_args(argv) if values or required else first
-    args.default_batch_size = sub.get_default("batch_size")
+    args.default_batch_size = default_batch_size
+    args.batch_size_flag = any("--batch-size" in a.option_strings for a in sub._actions)
     return args
 
 
@@ -150,7 +152,8 @@ def _message(e: BaseException, args, on_stop: str) -> str:
     if isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in text and ("Out of memory" in text or "alloc" in text):
         size = getattr(args, "batch_size", None)
         what = f" ({text[:200]})" if text != "MemoryError" else ""
-        lower = (f"lower --batch-size (it is {size}; the default is {args.default_batch_size})" if size
+        how = "--batch-size" if getattr(args, "batch_size_flag", True) else "batch_size in a --config file"
+        lower = (f"lower {how} (it is {size}; the default is {args.default_batch_size})" if size
                  else "use smaller inputs")
         return f"out of memory{what}; {lower}"
     return text

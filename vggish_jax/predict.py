@@ -118,11 +118,11 @@ class HeadPredictor:
         if want is not None and want.model == RELEASE_SPEC.model:
             if not weights:
                 raise ValueError(f"{head_dir}: a head trained on AudioSet's released embeddings needs VGGish weights "
-                                 f"with PCA params; pass --weights DIR (from `vggish-jax convert` with --torch-pca/--tf-pca)")
+                                 f"with PCA params; pass --weights DIR (from `vggish-jax convert` with --pca FILE)")
             self.embedder = load_pretrained(weights)
             if self.embedder.pca is None:
                 raise ValueError(f"weights {weights} have no PCA params, which the AudioSet genre head needs "
-                                 f"(PCA + uint8 as the release); convert them with --torch-pca/--tf-pca")
+                                 f"(PCA + uint8 as the release); convert them with --pca FILE")
             self.rounding, self.note = "truncate", RELEASE_NOTE
             return
         if want is None:
@@ -140,7 +140,7 @@ class HeadPredictor:
         self.rounding = self._ROUNDING[want.postprocess]
         if self.rounding and self.embedder.pca is None:
             raise ValueError(f"{head_json}: the head was trained on PCA + uint8 embeddings, but weights {weights} "
-                             f"have no PCA params; convert them with --torch-pca/--tf-pca")
+                             f"have no PCA params; convert them with --pca FILE")
 
     def features(self, path: str) -> np.ndarray:
         """[n, 128] embeddings of a file made as the head's training embeddings were (float or uint8)."""

@@ -24,6 +24,14 @@ class Setting:
     many: bool = False  # a list of values
 
 
+def yes_no(text: str) -> bool:
+    """A yes|no option's value (true/false too, as a settings file writes it) -> bool."""
+    found = {"yes": True, "true": True, "no": False, "false": False}.get(str(text).strip().lower())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose yes or no")
+    return found
+
+
 def declare(parser: argparse.ArgumentParser, **settings: Setting) -> None:
     """Make `settings` known to `parser`'s --config file; the parsed namespace holds their defaults until then."""
     parser.config_only = {**getattr(parser, "config_only", {}), **settings}
@@ -31,7 +39,7 @@ def declare(parser: argparse.ArgumentParser, **settings: Setting) -> None:
 
 
 def key_of(action: argparse.Action) -> str | None:
-    """The settings-file key of an option (`--final-relu/--no-final-relu` -> final_relu); None for positionals."""
+    """The settings-file key of an option (`--final-relu` -> final_relu); None for positionals."""
     long = [o for o in action.option_strings if o.startswith("--")]
     return long[0][2:].replace("-", "_") if long else None
 
@@ -79,7 +87,7 @@ def _value(value: Any, target: argparse.Action | Setting, where: str) -> Any:
 
 
 def _one(value: Any, target: argparse.Action | Setting, where: str) -> Any:
-    if isinstance(value, (bool, list, dict)):
+    if isinstance(value, (list, dict)) or isinstance(value, bool) and target.type is not yes_no:
         raise ValueError(f"{where}: takes one value (a number or a string)")
     try:
         parsed = target.type(str(value)) if target.type else str(value)

@@ -46,12 +46,12 @@ def store_files(info: Mapping, keys: Mapping[str, np.ndarray | None], *, data_di
         return _fma_files(dataset, keys, data_dir, manual_dir)
     sample = next((str(k) for ks in keys.values() for k in ks), None)
     if source == "tfds" or (source is None and dataset.startswith("fma/")):
-        raise NoAudio(f"an FMA TFDS store keeps no file paths (clip keys like {sample!r}): pass --data-dir, the "
-                      f"TFDS data dir it was extracted from (musicnn needs a *_waveform build), or extract it "
-                      f"--from-audio")
+        raise NoAudio(f"an FMA TFDS store keeps no file paths (clip keys like {sample!r}): set data_dir = \"DIR\" "
+                      f"in compare's --config file, the TFDS data dir it was extracted from (musicnn needs a "
+                      f"*_waveform build), or extract it with from_audio = true in extract's --config file")
     if not all(os.path.isabs(str(k)) for ks in keys.values() for k in ks):
         raise NoAudio(f"its clips are not audio files (keys like {sample!r}, source {source or 'unknown'}); "
-                      f"mfcc and musicnn need a store extracted from audio (a folder, --labels CSV or --from-audio)")
+                      f"mfcc and musicnn need a store extracted from audio (a folder, a labels CSV or from_audio)")
     return {s: [str(k) for k in ks] for s, ks in keys.items()}
 
 
@@ -63,9 +63,10 @@ def _fma_files(dataset, keys, data_dir, manual_dir) -> dict[str, list[str]]:
     root = next((os.path.join(r, f"fma_{subset}") for r in roots if os.path.isdir(os.path.join(r, f"fma_{subset}"))),
                 None)
     if root is None:
-        where = " or ".join(roots) if roots else "(neither --manual-dir nor --data-dir given)"
-        raise NoAudio(f"the store was extracted from FMA's mp3s, and no fma_{subset} folder is in {where}: pass "
-                      f"--manual-dir, the folder holding the extracted fma_{subset}")
+        where = " or ".join(roots) if roots else "(neither manual_dir nor data_dir given)"
+        raise NoAudio(f"the store was extracted from FMA's mp3s, and no fma_{subset} folder is in {where}: set "
+                      f"manual_dir = \"DIR\" in compare's --config file, the folder holding the extracted "
+                      f"fma_{subset}")
     return {s: [meta.audio_path(root, int(str(k).split(":", 1)[1])) for k in ks] for s, ks in keys.items()}
 
 

@@ -1,17 +1,17 @@
 """The paper's comparison table: 13 classifiers (FMA's baseline recipe) x feature sets, plus better heads.
 
     vggish_jax.compare("store", "results/<run>", CompareSettings(...))
-    vggish-jax compare --embeddings store --out results/<run> [--data-dir D] [--jobs N]   (vggish_jax.commands)
+    vggish-jax compare --embeddings store --out results/<run> [--config settings.toml]   (vggish_jax.commands)
 
 Every model is fitted on the training split only (StandardScaler, PCA and classifier inside one sklearn
 Pipeline); validation and test are only ever predicted. The best model is chosen on validation. Feature sets:
   embedding          31 x 128 = 3968-d flattened VGGish embeddings (vggish_jax.classify.features.flatten)
   embedding+pca128   the same, scaled, then PCA to 128 dims fitted on train
   mean_std           mean and std of the frame embeddings (256-d)
-  mfcc               MFCC statistics from the log-mels: of an FMA TFDS build (--data-dir), or computed from the
-                     audio files of a folder, --labels CSV or --from-audio store (classify.audio_features)
+  mfcc               MFCC statistics from the log-mels: of an FMA TFDS build (data_dir), or computed from the
+                     audio files of a folder, labels CSV or from_audio store (classify.audio_features)
   musicnn            mean+std of MusiCNN's 200-d penultimate features over 3-s patches: of a *_waveform build
-                     (e.g. `extract --dataset fma/small_waveform`, and --data-dir), or from the audio files as
+                     (e.g. `extract --dataset fma/small_waveform`, and data_dir), or from the audio files as
                      for mfcc; clips shorter than one patch are repeated to fill it, as musicnn's training did
                      ("repeat-pad")
 Vectors computed from files are cached in <out>/features/; a file that no longer decodes drops its clip from
@@ -326,8 +326,9 @@ def check_complete(embeddings_dir: str, info: dict, allow_incomplete: bool, log)
     if not allow_incomplete:
         raise IncompleteExtraction(f"{path} {state}: the extraction did not finish, so a table would be built on "
                                    f"part of the clips; rerun the same `vggish-jax extract` command to complete "
-                                   f"it, or pass --allow-incomplete to compare on what is there")
-    log(f"warning: {path} {state}; comparing on an unfinished extraction (--allow-incomplete)")
+                                   f"it, or set allow_incomplete = true in a --config file to compare on what is "
+                                   f"there")
+    log(f"warning: {path} {state}; comparing on an unfinished extraction (allow_incomplete)")
     return False
 
 
@@ -366,7 +367,7 @@ class CompareSettings:
             raise ValueError(f"unknown feature sets/classifiers {unknown}; choose from {', '.join(FEATURE_SETS)} "
                              f"and {', '.join(known)}")
         if self.jobs == 0:
-            raise ValueError("--jobs 0 runs nothing; give a number of parallel cells, or -1 for all cores")
+            raise ValueError("jobs = 0 runs nothing; give a number of parallel cells, or -1 for all cores")
         if self.folds is not None and self.folds < 2:
             raise ValueError(f"--cv {self.folds}: cross-validation needs K >= 2 folds; leave --cv out to use the "
                              f"store's train/validation/test split")

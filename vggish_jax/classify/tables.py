@@ -59,7 +59,7 @@ def render_markdown(report: dict) -> str:
              f"test {m2.replace('_', '-')} {b['test_' + m2]:.4f}).", "", *_header_row(report)]
     if not report.get("extraction_complete", True):
         of = {s: f"{n} of {report['candidates'].get(s) or '?'}" for s, n in report["split_sizes"].items()}
-        lines[1:1] = ["", f"**INCOMPLETE EXTRACTION** (run with --allow-incomplete): the embeddings did not finish; "
+        lines[1:1] = ["", f"**INCOMPLETE EXTRACTION** (run with allow_incomplete): the embeddings did not finish; "
                           f"clips per split {of} candidates. These numbers are not comparable to a full run."]
     lines += _rows(report, lambda c: f"{c['test_' + m1]:.4f} / {c['test_' + m2]:.4f} ({c['validation_' + m1]:.4f})")
     if report.get("refit"):
@@ -91,7 +91,7 @@ def render_cv_markdown(report: dict) -> str:
              "optimistic; the other cells' numbers are fair estimates. The sklearn models fit on each fold's "
              "training part; the JAX heads early-stop on a validation part carved from it.", "", *_header_row(report)]
     if not report.get("extraction_complete", True):
-        lines[1:1] = ["", "**INCOMPLETE EXTRACTION** (run with --allow-incomplete): the embeddings did not finish; "
+        lines[1:1] = ["", "**INCOMPLETE EXTRACTION** (run with allow_incomplete): the embeddings did not finish; "
                           "these numbers are not comparable to a full run."]
     lines += _rows(report, lambda c: f"{c[m1 + '_mean']:.4f} ± {c[m1 + '_std']:.4f} / "
                                      f"{c[m2 + '_mean']:.4f} ± {c[m2 + '_std']:.4f}")

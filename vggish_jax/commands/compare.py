@@ -4,24 +4,28 @@ from __future__ import annotations
 import argparse
 
 from vggish_jax.classify.compare import EXTRA_CLASSIFIERS, FEATURE_SETS, PAPER_CLASSIFIERS
+from vggish_jax.commands import options
+from vggish_jax.settings_file import Setting
 
 CLASSIFIERS = PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS
 
 
+def jobs(text: str) -> int:
+    """-1 (all cores) or a number of parallel cells; 0 would run nothing."""
+    value = options.at_least(-1)(text)
+    if value == 0:
+        raise ValueError("0 runs nothing: give a number of parallel cells, or -1 for all cores")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--embeddings", required=True, help="the store written by `vggish-jax extract` (required)")
-    p.add_argument("--out", required=True,
-                   help="results folder: table.md, table.json, figures, the trained heads (required)")
-    p.add_argument("--data-dir", help="TFDS data folder of the same FMA build, for the mfcc and musicnn feature "
-                                      "sets (default: none: computed from the clips' audio files)")
-    p.add_argument("--manual-dir", help="for an FMA store extracted --from-audio: the folder holding "
-                                        "fma_<subset>, whose mp3s mfcc and musicnn are computed from (default: none)")
-    p.add_argument("--features", default=",".join(FEATURE_SETS),
+    p.add_argument("--embeddings", required=True, metavar="STORE",
+                   help="the store written by `vggish-jax extract` (required)")
+    options.out(p, help="table.md, table.json, figures, the trained heads")
+    p.add_argument("--features", default=",".join(FEATURE_SETS), metavar="LIST",
                    help=f"comma-separated feature sets (default: {','.join(FEATURE_SETS)})")
-    p.add_argument("--classifiers", default=",".join(CLASSIFIERS),
+    p.add_argument("--classifiers", default=",".join(CLASSIFIERS), metavar="LIST",
                    help=f"comma-separated classifiers (default: {','.join(CLASSIFIERS)})")
-    p.add_argument("--jobs", type=int, default=-1, help="cells fitted in parallel, -1 for all cores (default: -1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every model and of the folds (default: 0)")
     p.add_argument("--cv", type=int, default=None, metavar="K",
                    help="score every cell on K stratified folds (grouped by the store's groups, e.g. artists, when "
                         "it has them) and report mean and std; on a store with a test split, folds of "
@@ -30,9 +34,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refit", action="store_true",
                    help="also refit the model chosen on validation on train + validation and score it on test "
                         "once (default: off)")
-    p.add_argument("--allow-incomplete", action="store_true",
-                   help="run on an unfinished extraction (info.json \"complete\": false); the table says so "
-                        "(default: refuse)")
+    options.config(
+        p, jobs=Setting(-1, "cells fitted in parallel, -1 for all cores (default: -1)", type=jobs),
+        seed=Setting(0, "seed of every model and of the folds (default: 0)", type=int),
+        allow_incomplete=Setting(False, "run on an unfinished extraction (info.json \"complete\": false); the "
+                                        "table says so (default: false)"),
+        data_dir=Setting(None, "TFDS data folder of the same FMA build, for the mfcc and musicnn feature sets "
+                               "(default: none: computed from the clips' audio files)"),
+        manual_dir=Setting(None, "for an FMA store extracted with from_audio: the folder holding fma_<subset>, "
+                                 "whose mp3s mfcc and musicnn are computed from (default: none)"))
 
 
 def run(args) -> int:

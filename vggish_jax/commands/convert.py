@@ -17,8 +17,10 @@ def add_arguments(p):
                      help="torch|tf: fetch the published files (needs internet) and run --verify afterwards")
     src.add_argument("--random", type=options.nonnegative_int, metavar="SEED",
                      help="random initialisation, for tests and benchmarks (default: none)")
-    p.add_argument("--torch-pca", metavar="PTH", help="torchvggish vggish_pca_params-970ea276.pth, saved with the weights of any source but --download (read by its content; either PCA file fits either flag) (default: none)")
-    p.add_argument("--tf-pca", metavar="NPZ", help="TF vggish_pca_params.npz (as --torch-pca; give one of the two) (default: none)")
+    p.add_argument("--pca", metavar="FILE",
+                   help="the PCA params, saved with the weights of any source but --download (which fetches its "
+                        "own): TF vggish_pca_params.npz or torchvggish vggish_pca_params-970ea276.pth, read by "
+                        "its content (default: none)")
     options.out(p, help="the weights directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace the weights already in --out")
     p.add_argument("--verify", action="store_true",
@@ -36,14 +38,14 @@ def run(args) -> int:
 
     no_source = all(v is None for v in (args.torch_weights, args.tf_checkpoint, args.download, args.random))
     if no_source and args.verify:
-        if args.torch_pca or args.tf_pca:
+        if args.pca:
             raise ValueError(f"--verify without a source checks {args.out} as it is; a PCA file is used only "
                              f"when converting: add its source (--torch-weights, --tf-checkpoint or --random)")
         out = args.out
     else:
         # Up front: the reader it needs, the target (never replace weights silently) and every input file.
         _require_reader(args)
-        for flag in ("torch_weights", "torch_pca", "tf_checkpoint", "tf_pca"):
+        for flag in ("torch_weights", "pca", "tf_checkpoint"):
             path = getattr(args, flag)
             if path is not None and not os.path.exists(path) and not os.path.exists(path + ".index"):
                 raise FileNotFoundError(f"{path}: no such file (--{flag.replace('_', '-')}); check the path")
@@ -52,8 +54,8 @@ def run(args) -> int:
         core.require_space(args.out)
         with core.writing(args.out):  # one convert per --out; a killed one's debris cleaned up first
             params.require_new_target(args.out, overwrite=args.overwrite)
-            out = core.convert(args.out, torch_weights=args.torch_weights, torch_pca=args.torch_pca,
-                               tf_checkpoint=args.tf_checkpoint, tf_pca=args.tf_pca, download_source=args.download,
+            out = core.convert(args.out, torch_weights=args.torch_weights, pca=args.pca,
+                               tf_checkpoint=args.tf_checkpoint, download_source=args.download,
                                random_seed=args.random, final_relu=args.final_relu)
         _, pca, meta = params.load(out)
         print(f"wrote {out} (source={meta['source']}, final_relu={meta['final_relu']}, pca={'yes' if pca else 'no'})")

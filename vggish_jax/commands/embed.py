@@ -24,10 +24,9 @@ def add_arguments(p):
     options.final_relu(p)
     options.pad(p)
     options.batch_size(p)
-    options.dtype(p)
     options.workers(p)
-    options.config(p, resample=options.RESAMPLE, hop_s=options.HOP_S, pad_last=options.PAD_LAST,
-                   flush_every=Setting(16, "files per part saved while running: a kill loses at most this many, "
+    options.config(p, dtype=options.DTYPE, resample=options.RESAMPLE, hop_s=options.HOP_S,
+                   pad_last=options.PAD_LAST, flush_every=Setting(16, "files per part saved while running: a kill loses at most this many, "
                                            "a rerun resumes (default: 16)", type=options.positive_int))
 
 
@@ -50,7 +49,7 @@ def run(args) -> int:
                                resample=args.resample, cfg=frontend.with_hop(args.hop_s, args.pad_last))
     if args.postprocess and embedder.pca is None:
         raise ValueError(f"{os.path.abspath(args.weights)}: these weights have no PCA params, so --postprocess is "
-                         f"impossible; convert them with --torch-pca/--tf-pca or drop --postprocess")
+                         f"impossible; convert them with --pca FILE or drop --postprocess")
     settings = {"final_relu": embedder.final_relu, "postprocess": args.postprocess, "dtype": args.dtype,
                 "weights": os.path.abspath(args.weights), "pad": args.pad}
     bar = tqdm(total=len(files), unit="file", desc="embed", disable=None)

@@ -35,7 +35,6 @@ def add_arguments(p):
     options.workers(p)
     options.final_relu(p)
     options.postprocess(p)
-    options.dtype(p)
     p.add_argument("--beam-options", default=None, metavar="FLAGS",
                    help='run as an Apache Beam pipeline with these pipeline options, e.g. --beam-options='
                         '"--runner=FlinkRunner --flink_master=host:8081"; --beam-options=--runner=direct runs '
@@ -43,7 +42,7 @@ def add_arguments(p):
                         "Beam (default: none: no Beam)")
     options.distributed(p)  # multi-host: each process writes its own shards, process 0 completes info.json
     options.config(
-        p, resample=options.RESAMPLE, hop_s=options.HOP_S, pad_last=options.PAD_LAST,
+        p, dtype=options.DTYPE, resample=options.RESAMPLE, hop_s=options.HOP_S, pad_last=options.PAD_LAST,
         shard_size=Setting(128, "clips per shard, the unit of resumption (default: 128)", type=options.positive_int),
         from_audio=Setting(False, "FMA: decode the mp3s in worker processes instead of reading the built TFDS "
                                   "log-mels (default: false)"),
@@ -54,7 +53,11 @@ def add_arguments(p):
                                     "music_genre_multilabel (default: music_genre)",
                      choices=("music_genre", "music_genre_multilabel")),
         classes=Setting(None, '--dataset audioset: a subset of the 25 genres, e.g. ["Pop music", "Jazz"] '
-                              "(default: all 25)", many=True))
+                              "(default: all 25)", many=True),
+        on_duplicate=Setting("refuse", "a labels CSV listing a file more than once: refuse, or first (keep each "
+                                       "file's first row) (default: refuse)", choices=("refuse", "first")),
+        normalize_labels=Setting(False, "a labels CSV: lower-case every label, so labels equal up to case are one "
+                                        "class (default: false)"))
 
 
 def run(args) -> int:
@@ -84,7 +87,8 @@ def run(args) -> int:
         build = dict(beam_runner=runner, beam_options=beam_options)
     source = ex.open_source(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir,
                             from_audio=args.from_audio, workers=workers, download=args.download == "fma",
-                            task=args.task, split=args.split, classes=args.classes, **build)
+                            task=args.task, split=args.split, classes=args.classes,
+                            on_duplicate=args.on_duplicate, normalize_labels=args.normalize_labels, **build)
     settings = ex.ExtractSettings(
         postprocess=args.postprocess, shard_size=args.shard_size, batch_size=args.batch_size, workers=workers,
         resample=args.resample, frontend_precision=args.frontend_precision, weights_dir=args.weights,

@@ -5,13 +5,12 @@ import os
 import sys
 
 from vggish_jax.commands import options
-from vggish_jax.settings_file import Setting
+from vggish_jax.settings_file import Setting, yes_no
 
 HELP = "Fréchet Audio Distance of GEN against REF (folders/lists of audio, stored embeddings or statistics)"
 
 
-ON_STOP = ("no result was written (REF statistics are kept only if \"saved REF statistics\" was printed); rerun "
-           "the same command")
+ON_STOP = "no result was written; rerun the same command"
 
 
 RESULT, PLOT = "fad.json", "fad_inf.png"  # in --out
@@ -19,24 +18,23 @@ RESULT, PLOT = "fad.json", "fad_inf.png"  # in --out
 
 def add_arguments(p):
     what = ("a folder of audio (recursive), an audio file, a .txt list of audio files, an `extract` output "
-            "(or one split folder of it), an `embed` embeddings.npz, or saved statistics (.npz)")
+            "(or one split folder of it), an `embed` embeddings.npz, or statistics (.npz, found by its content) "
+            "saved with save_gen_stats")
     p.add_argument("ref", help=f"reference set: {what}")
     p.add_argument("gen", help=f"set to evaluate: {what}")
     options.weights(p, help="converted VGGish weights directory (needed when REF or GEN is audio)")
     options.out(p, required=False, help=f"{RESULT} (the score under its top-level 'fad' key) and {PLOT} (FAD vs "
                                         f"1/N with the FAD-inf fit)")
-    p.add_argument("--ref-stats", metavar="NPZ",
-                   help="REF statistics: reused if the file exists (refused if made from other files or another "
-                        "embedding spec), else written (default: none)")
-    p.add_argument("--save-gen-stats", metavar="NPZ", help="also write GEN's statistics to this file (default: none)")
-    options.final_relu(p, default_means="off, the FAD convention, whatever the weights record")
-    options.pad(p)
     p.add_argument("--show-farthest", type=options.nonnegative_int, default=5, metavar="N",
                    help="print the N files of GEN farthest from REF (default: %(default)s)")
-    options.batch_size(p)
     options.workers(p)
     options.config(
-        p, method=Setting("eigh", "matrix square root: eigh or sqrtm (default: eigh)", choices=("eigh", "sqrtm")),
+        p, batch_size=options.BATCH_SIZE_SETTING, pad=options.PAD_SETTING,
+        final_relu=Setting(None, "ReLU after VGGish's last layer when embedding audio: yes (true) or no (false) "
+                                 "(default: no, the FAD convention, whatever the weights record)", type=yes_no),
+        save_gen_stats=Setting(None, "also write GEN's statistics to this .npz, usable as REF later "
+                                     "(default: none)"),
+        method=Setting("eigh", "matrix square root: eigh or sqrtm (default: eigh)", choices=("eigh", "sqrtm")),
         fad_inf=Setting(True, "compute FAD-infinity (default: true)"),
         steps=Setting(10, "subset sizes for FAD-inf (default: 10)", type=options.at_least(2)),
         min_n=Setting(None, "smallest FAD-inf subset in frames (default: min(500, frames / 4))",
@@ -56,7 +54,7 @@ def run(args) -> int:
     result = compute.evaluate(args.ref, args.gen, weights=args.weights, final_relu=args.final_relu, pad=args.pad,
                                method=args.method, fad_inf=args.fad_inf, steps=args.steps, min_n=args.min_n,
                                bootstrap=args.bootstrap, seed=args.seed, replace=args.with_replacement,
-                               ref_stats=args.ref_stats, save_gen_stats=args.save_gen_stats,
+                               save_gen_stats=args.save_gen_stats,
                                batch_size=args.batch_size, workers=args.workers)
     if out:
         os.makedirs(out, exist_ok=True)

@@ -26,9 +26,8 @@ def add_arguments(p):
                    help="resume a --workdir whose checkpoint was made with other --set values, going on with the "
                         "new ones (recorded in config.json's history; settings that shape the model are still "
                         "refused) (default: off)")
-    options.workers(p)  # decode workers when the dataset is built
     options.distributed(p)
-    options.config(p)
+    options.config(p, workers=options.WORKERS_SETTING)  # decode workers when the dataset is built
 
 
 def run(args) -> int:

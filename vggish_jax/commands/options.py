@@ -11,7 +11,7 @@ import os
 import textwrap
 
 from vggish_jax.pipeline.placement import RESAMPLE_CHOICES
-from vggish_jax.settings_file import Setting, declare
+from vggish_jax.settings_file import Setting, declare, yes_no
 
 BATCH_SIZE = 64  # examples per device call
 # Decode workers: one fewer than the CPUs, leaving one for the process that feeds the device
@@ -46,9 +46,9 @@ def weights(p, *, help: str, required: bool = False) -> None:
 
 
 def final_relu(p, *, default_means: str = "as recorded with the weights") -> None:
-    p.add_argument("--final-relu", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"ReLU after VGGish's last layer, as torchvggish and the paper (--no-final-relu: none, as "
-                        f"current TF) (default: {default_means})")
+    p.add_argument("--final-relu", type=yes_no, default=None, metavar="yes|no",
+                   help=f"ReLU after VGGish's last layer: yes as torchvggish and the paper, no as current TF "
+                        f"(default: {default_means})")
 
 
 def download(p, *, choices: tuple[str, ...], help: str) -> None:
@@ -57,24 +57,29 @@ def download(p, *, choices: tuple[str, ...], help: str) -> None:
                    help=help + " (default: none)")
 
 
-def dtype(p) -> None:
-    p.add_argument("--dtype", choices=DTYPES, default="float32",
-                   help="compute dtype on the device (bfloat16: faster, embeddings differ in the 3rd digit) "
-                        "(default: %(default)s)")
+DTYPE = Setting("float32", "compute dtype on the device (bfloat16: faster, embeddings differ in the 3rd digit) "
+                           "(default: float32)", choices=DTYPES)
 
 
 # -- device and decoding -----------------------------------------------------------------------------------------
 
+BATCH_SIZE_HELP = ("examples (0.96-s frames) per device call; lower it if the device runs out of memory "
+                   f"(default: {BATCH_SIZE})")
+WORKERS_HELP = ("audio decode worker processes running beside the device, 0: decode in this process, in turn with "
+                f"it; the default is one fewer than this machine's CPUs (default: {WORKERS})")
+
+
 def batch_size(p) -> None:
-    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, metavar="N",
-                   help="examples (0.96-s frames) per device call; lower it if the device runs out of memory "
-                        "(default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, metavar="N", help=BATCH_SIZE_HELP)
 
 
 def workers(p) -> None:
-    p.add_argument("--workers", type=nonnegative_int, default=WORKERS, metavar="N",
-                   help="audio decode workers running beside the device, 0: decode in this process, in turn with "
-                        "it; the default is one fewer than this machine's CPUs (default: %(default)s)")
+    p.add_argument("--workers", type=nonnegative_int, default=WORKERS, metavar="N", help=WORKERS_HELP)
+
+
+# The same settings, for a command that takes them from its --config file only.
+BATCH_SIZE_SETTING = Setting(BATCH_SIZE, BATCH_SIZE_HELP, type=positive_int)
+WORKERS_SETTING = Setting(WORKERS, WORKERS_HELP, type=nonnegative_int)
 
 
 # -- output ------------------------------------------------------------------------------------------------------
@@ -91,9 +96,14 @@ def postprocess(p) -> None:
                         "params)")
 
 
+PAD_HELP = "zero-pad files shorter than one 0.975-s example instead of skipping them"
+
+
 def pad(p) -> None:
-    p.add_argument("--pad", action="store_true",
-                   help="zero-pad files shorter than one 0.975-s example instead of skipping them")
+    p.add_argument("--pad", action="store_true", help=PAD_HELP)
+
+
+PAD_SETTING = Setting(False, PAD_HELP + " (default: false)")
 
 
 RESAMPLE = Setting("auto", "where audio not at 16 kHz is resampled: host (in the decode workers), device (after a "

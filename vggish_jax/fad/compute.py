@@ -47,7 +47,8 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
              log: Callable[[str], None] | None = None) -> dict:
     """FAD of GEN against REF. Each is a folder/list/file of audio, an extract or embed output, or statistics.
 
-    weights: a weights directory or an Embedder; needed when REF or GEN is audio. ref_stats: a statistics
+    weights: a weights directory or an Embedder; needed when REF or GEN is audio (decoded by `workers` worker
+    processes, 0: in this process). ref_stats: a statistics
     path; reused when it exists (refused if it was made from other REF files or with another spec), else
     REF's statistics are written there.
     """
@@ -187,14 +188,14 @@ def _cached_ref(ref: str, path: str, pad: bool) -> EmbeddingSet:
     s = sources.load_stored("REF", path, "stats")
     kind = sources.kind_of(ref)
     if kind == "stats":
-        raise SourceError(f"REF {ref} is itself statistics; pass it as REF without --ref-stats")
+        raise SourceError(f"REF {ref} is itself statistics; pass it as REF without ref_stats")
     want = sources.digest(sources.audio_paths(ref)) if kind == "audio" else sources.digest([ref])
     if s.stats.meta.get("ref_digest") != want:
         raise SourceError(f"{path}: these REF statistics were made from other files than {ref} (or the files "
-                          f"changed since); delete {path}, or choose another --ref-stats path")
+                          f"changed since); delete {path}, or choose another ref_stats path")
     if s.stats.meta.get("pad", False) != pad:
         raise SourceError(f"{path}: these REF statistics were made {'with' if s.stats.meta.get('pad') else 'without'} "
-                          f"--pad; rerun the same way, or choose another --ref-stats path")
+                          f"--pad; rerun the same way, or choose another ref_stats path")
     s.source, s.skipped = ref, dict(s.stats.meta.get("skipped") or {})
     return s
 
@@ -223,16 +224,16 @@ def _check_specs(sets: list[EmbeddingSet], embedder, final_relu) -> None:
             raise SourceError(sources.quantised(where, sp, sp.postprocess))
         if final_relu is not None and sp.final_relu != bool(final_relu):
             raise spec_lib.SpecMismatch(f"{where}: made with final_relu={sp.final_relu}, but "
-                                        f"{'--final-relu' if final_relu else '--no-final-relu'} was asked for")
+                                        f"final_relu={bool(final_relu)} was asked for")
     for sp, where in known[1:]:
         try:
             spec_lib.require_compatible(known[0][0], sp, expected_from=known[0][1], found_from=where)
         except spec_lib.SpecMismatch as e:
             if sp.final_relu == known[0][0].final_relu:
                 raise
-            fix = (f"pass {'--final-relu' if sp.final_relu else '--no-final-relu'} to embed the audio the way "
+            fix = (f"set final_relu = {str(sp.final_relu).lower()} in a --config file to embed the audio the way "
                    f"{where} was made" if embedder is not None else
-                   "re-embed one of them with the other's --final-relu/--no-final-relu setting")
+                   "re-embed one of them with the other's final_relu setting")
             raise spec_lib.SpecMismatch(f"{e}; {fix}") from None
 
 

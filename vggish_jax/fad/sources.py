@@ -6,7 +6,7 @@ A source is one of
     path (`Embedder.embed_files`);
   * an `extract` store: its OUT folder (all splits) or one OUT/<split> folder;
   * an `embed` output: OUT/embeddings.npz with its embeddings.json sidecar;
-  * saved statistics (`--ref-stats` / `--save-gen-stats`, vggish_jax.fad.stats).
+  * saved statistics (`ref_stats` / `save_gen_stats`, vggish_jax.fad.stats), found by their content.
 Stores and statistics carry the EmbeddingSpec they were made with; mixing specs is refused.
 """
 from __future__ import annotations
@@ -145,7 +145,7 @@ def embed_audio(sets: list[EmbeddingSet], embedder, *, pad: bool, workers: int,
     if progress is not None and silent:
         progress(len(silent))
     results, errors = embedder.embed_files([p for p in paths if p not in silent], pad=pad, workers=workers,
-                                           progress=progress)
+                                           processes=True, progress=progress)
     for s in sets:
         s.files = {}
         for path in s.audio_paths:

@@ -104,8 +104,8 @@ def is_stats_file(path: str | os.PathLike) -> bool:
 def load(path: str | os.PathLike) -> Stats:
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such statistics file; make one with `vggish-jax fad REF GEN --weights "
-                                f"DIR --ref-stats {path}`")
+        raise FileNotFoundError(f"{path}: no such statistics file; make one with save_gen_stats = \"{path}\" in "
+                                f"the --config file of a `vggish-jax fad` run")
     try:
         with np.load(path, allow_pickle=False) as z:
             meta: dict[str, Any] = json.loads(str(z["meta"]))
@@ -113,7 +113,7 @@ def load(path: str | os.PathLike) -> Stats:
             count, num_files = int(z["count"]), int(z["num_files"])
     except Exception as e:
         raise StatsError(f"{path}: not a readable FAD statistics file ({type(e).__name__}: {e}); recreate it "
-                         f"with --ref-stats") from e
+                         f"(save_gen_stats in a fad --config file)") from e
     if meta.get("format") != FORMAT:
         raise StatsError(f"{path}: statistics format {meta.get('format')!r}, expected {FORMAT!r}; recreate it")
     if mean.ndim != 1 or cov.shape != (mean.shape[0], mean.shape[0]):

@@ -219,8 +219,10 @@ def _embed(job: Job, clips: list, model) -> list:
         return [out[c.index] if isinstance(out[c.index], np.ndarray)
                 else host.skip_of(c.key, out[c.index], on_disk=False) for c in clips]
     if payload == "audio":
-        found = list(model.iter_files([c.path for c in clips], pad=job.pad, workers=max(1, job.workers),
-                                      processes=job.processes and job.workers > 0))
+        # worker processes (0: decode here); threads (Beam's workers) at least one
+        workers = job.workers if job.processes else max(1, job.workers)
+        found = list(model.iter_files([c.path for c in clips], pad=job.pad, workers=workers,
+                                      processes=job.processes))
         return [e if isinstance(e, np.ndarray) else host.skip_of(c.path, e) for c, (_, e) in zip(clips, found)]
     raise ValueError(f"unknown payload {payload!r}")
 

@@ -99,7 +99,7 @@ class Embedder:
     def postprocess(self, embeddings: np.ndarray, rounding: str = "truncate") -> np.ndarray:
         if self.pca is None:
             raise params_lib.WeightsError(
-                "these weights have no PCA params; convert with --torch-pca/--tf-pca to enable --postprocess")
+                "these weights have no PCA params; convert with --pca FILE to enable --postprocess")
         return post.postprocess(embeddings, self.pca, rounding)
 
     def embed_file(self, path, *, postprocess: bool = False, pad: bool = False) -> np.ndarray:

@@ -62,7 +62,7 @@ def _embedder_for(model) -> tuple:
 def _check_pca(model, postprocess: bool) -> None:
     if postprocess and model.pca is None:
         raise params_lib.WeightsError("this model has no PCA params; load weights converted with "
-                                      "--torch-pca/--tf-pca (VGGish.from_pretrained) to postprocess")
+                                      "--pca FILE (VGGish.from_pretrained) to postprocess")
 
 
 def _with_hop(model, hop_s: float, pad_last: bool) -> tuple:

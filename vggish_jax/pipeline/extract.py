@@ -83,10 +83,12 @@ class ExtractSettings:
 def open_source(dataset: str | os.PathLike | None, *, data_dir: str | None = None, manual_dir: str | None = None,
                 from_audio: bool = False, workers: int | None = None, download: bool = False,
                 beam_runner=None, beam_options=None, labels: str | None = None, task: str = "music_genre",
-                classes: list[str] | None = None, split: str | None = None):
+                classes: list[str] | None = None, split: str | None = None, on_duplicate: str = "refuse",
+                normalize_labels: bool = False):
     """The one way a named dataset becomes a Source: an FMA config (its TFDS build, or with `from_audio` its
     mp3s), a folder of audio files (with `split` 'gtzan-filtered', a GTZAN folder split by the
-    fault-filtered lists), a labels CSV (path,label[,split][,group]; or `labels`), or 'audioset' (the
+    fault-filtered lists), a labels CSV (path,label[,split][,group]; or `labels`; read with `on_duplicate` and
+    `normalize_labels`, see LabelsCsv), or 'audioset' (the
     released embeddings under `manual_dir`, labelled for `task`). beam_runner/options build an FMA dataset
     with Beam."""
     from vggish_jax.pipeline.sources import fma as fma_source, folder, gtzan, labels_csv
@@ -102,7 +104,7 @@ def open_source(dataset: str | os.PathLike | None, *, data_dir: str | None = Non
                              f"{labels or dataset} is not one: drop --split")
         return gtzan.GtzanFiltered(folder.Folder(dataset))
     if labels is not None:
-        return labels_csv.LabelsCsv(labels)
+        return labels_csv.LabelsCsv(labels, on_duplicate=on_duplicate, normalize_labels=normalize_labels)
     if dataset == "audioset":
         from vggish_jax.pipeline.sources.audioset import AudioSetSource
 
@@ -157,7 +159,7 @@ def load_model(weights_dir: str | os.PathLike | None, *, final_relu: bool | None
 def _require_pca(model, postprocess: bool, name: str | None) -> None:
     if postprocess and model.pca is None:
         raise ValueError(f"{name or 'the model'}: these weights have no PCA params, so --postprocess is impossible; "
-                         f"convert them with --torch-pca/--tf-pca or drop --postprocess")
+                         f"convert them with --pca FILE or drop --postprocess")
 
 
 def resolve_source(source):

@@ -56,8 +56,9 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
     """Embed the files not yet in OUT's store, then rebuild OUT.npz + OUT.json.
 
     started(files already done) runs before the first file, progress(files) after each shard, report(Result)
-    at the end, also after an error or Ctrl-C. workers: decode threads. unreadable: inputs found but not
-    readable (e.g. a folder without permission): listed as skipped, and the run is not complete."""
+    at the end, also after an error or Ctrl-C. workers: decode worker processes (0: in this process).
+    unreadable: inputs found but not readable (e.g. a folder without permission): listed as skipped, and the
+    run is not complete."""
     npz, sidecar, root = out_paths(os.path.abspath(out))
     result = Result(npz, sidecar, requested=len(files), skipped=list(unreadable))
     spec = model.spec.replace(postprocess=bool(postprocess))
@@ -67,7 +68,7 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
         runs = [int(m.group(1)) for d in os.listdir(root) if (m := re.fullmatch(r"run-(\d{5})", d))]
         job = core.Job(root, Files([], f"run-{max(runs, default=-1) + 1:05d}"), spec, flush_every,
                        record={"dataset": "files", "source": "files", **(settings or {})}, pad=pad, workers=workers,
-                       spec_from=f"this run ({spec.describe()})", name=npz)
+                       processes=True, spec_from=f"this run ({spec.describe()})", name=npz)
         core.open_store(job, write=False, log=log)  # refuses a store made differently, before any work
         if not runs and os.path.exists(npz):
             _adopt(npz, sidecar, job, log)

@@ -1,6 +1,6 @@
 """The one reader of stored embeddings: `read(path)` -> Stored, from either kind of output this project writes.
 
-  * `vggish-jax embed ... --out OUT.npz`: OUT.npz (one [n, 128] array per file) with its OUT.json sidecar
+  * `vggish-jax embed ... --out OUT`: OUT/embeddings.npz (one [n, 128] array per file) with its .json sidecar
     (the EmbeddingSpec, each row's start time, the skipped files); keys are the files' paths.
   * `vggish-jax extract ... --out STORE` (pipeline.store): info.json + <split>/shard-*.npz; keys are
     '<split>/<track_id>'. `splits` narrows it to some splits (FAD takes one split's folder).
@@ -48,7 +48,7 @@ def read_npz(path: str) -> Stored:
     sidecar = path[:-4] + ".json"
     if not os.path.isfile(sidecar):
         raise StoredError(f"{path}: no {os.path.basename(sidecar)} next to it, so how it was embedded is unknown; "
-                          f"rerun `vggish-jax embed FILES --weights DIR --out OUT.npz` (it writes both)")
+                          f"rerun `vggish-jax embed FILES --weights DIR --out OUT` (it writes both)")
     try:
         with open(sidecar) as f:
             meta = json.load(f)
@@ -56,7 +56,7 @@ def read_npz(path: str) -> Stored:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise StoredError(f"{path}: cannot read the embeddings ({type(e).__name__}: {e}); rerun "
-                          f"`vggish-jax embed FILES --weights DIR --out OUT.npz`") from e
+                          f"`vggish-jax embed FILES --weights DIR --out OUT`") from e
     spec = spec_lib.read(meta, sidecar)
     starts = meta.get("start_s") or {}
     embeddings = {k: _embeddings(v, starts.get(k), spec) for k, v in arrays.items()}

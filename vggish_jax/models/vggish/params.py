@@ -144,7 +144,7 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
         raise WeightsError(
             f"{directory}: no converted weights here; run `vggish-jax convert --download torch --out {directory}` "
             f"(needs internet and the [torch] extra) or `vggish-jax convert --torch-weights vggish-10086976.pth "
-            f"--torch-pca vggish_pca_params-970ea276.pth --out {directory}`")
+            f"--pca vggish_pca_params-970ea276.pth --out {directory}`")
     meta_path = os.path.join(directory, METADATA)
     if not os.path.isfile(meta_path):
         # Never default it: final_relu and the weights' identity would silently be guessed.
@@ -187,7 +187,7 @@ def _require_weights_folder(path: str) -> None:
                                f"(`vggish-jax convert --torch-weights {path} --out DIR`) and pass --weights DIR")
         if ".ckpt" in name or name.endswith(".npz"):
             raise WeightsError(f"{path}: is a published TF file, not converted weights; convert it first "
-                               f"(`vggish-jax convert --tf-checkpoint CKPT --tf-pca NPZ --out DIR`) and pass "
+                               f"(`vggish-jax convert --tf-checkpoint CKPT --pca NPZ --out DIR`) and pass "
                                f"--weights DIR")
         raise WeightsError(f"{path}: is a file; --weights takes the folder written by `vggish-jax convert --out DIR`")
     if os.path.isfile(os.path.join(parent, METADATA)) and os.path.basename(path) == TREE:

@@ -100,7 +100,8 @@ def unique_files(path: str, rows: list[Row], on_duplicate: str) -> list[Row]:
         more = f"; and {len(repeated) - _SHOWN} more" if len(repeated) > _SHOWN else ""
         raise ValueError(f"{path}: {len(repeated)} file{'s' * (len(repeated) > 1)} listed more than once: "
                          f"{shown}{more}; keep one row per file (with its right label and split), or "
-                         f"--on-duplicate first keeps each file's first row")
+                         f"set on_duplicate = \"first\" in extract's --config file to keep each file's "
+                         f"first row")
     return [rs[0] for rs in by_file.values()]  # dicts keep insertion order: each file at its first row
 
 
@@ -114,7 +115,8 @@ def case_caution(path: str, names: list[str]) -> list[str]:
         return []
     named = "; ".join(", ".join(repr(n) for n in ns) for ns in clashes)
     return [f"{path}: labels that differ only in case are separate classes: {named}; write each class one way "
-            f"in the CSV, or --normalize-labels (normalize_labels=True) lower-cases every label"]
+            f"in the CSV, or set normalize_labels = true in extract's --config file to lower-case "
+            f"every label"]
 
 
 class LabelsCsv:

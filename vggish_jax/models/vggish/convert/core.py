@@ -19,23 +19,22 @@ from vggish_jax.models.vggish.convert import download, formats, tf_slim, torchvg
 from vggish_jax.models.vggish.postprocess import PCAParams
 
 
-def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None = None,
-            tf_checkpoint: str | None = None, tf_pca: str | None = None, download_source: str | None = None,
+def convert(out: str, *, torch_weights: str | None = None, tf_checkpoint: str | None = None,
+            pca: str | None = None, download_source: str | None = None,
             random_seed: int | None = None, final_relu: bool | None = None) -> str:
     """Write converted weights to `out` from exactly one source: torch files, TF files, a download ('torch' or
-    'tf'), or random. A PCA file (either format; a download fetches its own) is saved with them. final_relu: the
-    default recorded (torchvggish applies one, current TF does not)."""
+    'tf'), or random. `pca` (TF's .npz or torchvggish's .pth; a download fetches its own) is saved with them, and
+    metadata.json records only the files used. final_relu: the default recorded (torchvggish applies one, current
+    TF does not)."""
     sources = [torch_weights is not None, tf_checkpoint is not None, download_source is not None,
                random_seed is not None]
     if sum(sources) != 1:
         raise ValueError("give exactly one source: --torch-weights, --tf-checkpoint, --download or --random")
-    if torch_pca is not None and tf_pca is not None:
-        raise ValueError(f"give one PCA file, not both --torch-pca {torch_pca} and --tf-pca {tf_pca}")
-    pca_file = torch_pca if torch_pca is not None else tf_pca
+    pca_file = pca
     if download_source is not None:
         if pca_file is not None:
             raise ValueError(f"--download {download_source} fetches its own PCA file; drop "
-                             f"--{'torch' if torch_pca else 'tf'}-pca {pca_file}, or convert local files instead")
+                             f"--pca {pca_file}, or convert local files instead")
         if download_source not in ("torch", "tf"):
             raise ValueError(f"--download takes 'torch' or 'tf', got {download_source!r}")
         if download_source == "torch":
@@ -43,7 +42,7 @@ def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None
         else:
             tf_checkpoint, pca_file = download.fetch("tf_checkpoint"), download.fetch("tf_pca")
 
-    pca = read_pca(pca_file) if pca_file is not None else None  # first: small, and a wrong file fails fast
+    pca_params = read_pca(pca_file) if pca_file is not None else None  # first: small, and a wrong file fails fast
     if torch_weights is not None:
         p = torchvggish.params_from_state_dict(torchvggish.load_pth(torch_weights), torch_weights)
         source, relu_default, weights_file = "torchvggish", True, torch_weights
@@ -58,7 +57,7 @@ def convert(out: str, *, torch_weights: str | None = None, torch_pca: str | None
             "hashes": {os.path.basename(v): download.sha256(v) for v in used.values() if os.path.isfile(v)}}
     if random_seed is not None:
         meta["seed"] = random_seed
-    return save_beside(out, p, pca=pca, metadata=meta)
+    return save_beside(out, p, pca=pca_params, metadata=meta)
 
 
 def read_pca(path: str) -> PCAParams:

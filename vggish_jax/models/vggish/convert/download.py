@@ -61,7 +61,8 @@ def fetch(key: str, directory: str | None = None, timeout: float = 30.0) -> str:
             reason = getattr(e, "reason", e)
             raise WeightsError(
                 f"cannot download {spec.url} ({reason}); with no network, fetch {spec.name} on a machine with "
-                f"internet, copy it here and pass it with --torch-weights/--torch-pca or --tf-checkpoint/--tf-pca") from e
+                f"internet, copy it here and pass it with --torch-weights or --tf-checkpoint (a PCA file with "
+                f"--pca)") from e
     try:
         verify(path, spec.sha256_prefix)
     except WeightsError:

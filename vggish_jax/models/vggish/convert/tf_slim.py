@@ -56,7 +56,7 @@ def load_pca_npz(path: str | os.PathLike) -> PCAParams:
     """vggish_pca_params.npz -> PCAParams. Loaded with allow_pickle=False: pickled objects are refused, never run."""
     path = os.fspath(path)
     formats.require(path, ("npz",), "a NumPy .npz archive", "pass TF's vggish_pca_params.npz "
-                    "(or torchvggish's vggish_pca_params-970ea276.pth as --torch-pca)")
+                    "(or torchvggish's vggish_pca_params-970ea276.pth, also as --pca)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -53,7 +53,7 @@ def load_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: no such file; download it or pass --download")
     formats.require(path, ("torch",), "a PyTorch .pth file", "pass torchvggish's vggish-10086976.pth / "
-                    "vggish_pca_params-970ea276.pth (or a TF vggish_pca_params.npz as --tf-pca)")
+                    "vggish_pca_params-970ea276.pth (or a TF vggish_pca_params.npz, also as --pca)")
     try:
         with torch.serialization.safe_globals(_array_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
