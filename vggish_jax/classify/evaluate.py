@@ -32,8 +32,8 @@ def evaluate_head(head_dir: str, store_dir: str, split: str = "test") -> dict:
         if have:
             raise ValueError(f"{store_dir}: has no {split!r} split to score the head on (its splits: "
                              f"{', '.join(have)}); --embeddings scores a held-out split: give a store that has a "
-                             f"{split} split (`vggish-jax extract --dataset` of FMA, a GTZAN folder with --split "
-                             f"gtzan-filtered, or a labels CSV with a split column)")
+                             f"{split} split (`vggish-jax extract --dataset fma/small`, a GTZAN folder with "
+                             f"`--split gtzan-filtered`, or a labels CSV with a split column)")
     data = store.load_split(store_dir, split)
     probs = head.predict_proba([np.asarray(e, np.float32) for e in data.embeddings])
     y = np.asarray(data.labels)
