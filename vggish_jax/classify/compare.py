@@ -524,7 +524,7 @@ def _compare_split(inputs: _Inputs, out: str, settings: CompareSettings, log) ->
     y_test = splits["test"].labels
     pooled = {s: splits[s] for s in ("train", "validation")}
     chosen = selection.select(results, inputs.data, trained, cv.pooled_groups(inputs.info, pooled), settings,
-                              len(splits["validation"]), log)
+                              len(splits["validation"]), log, fit_cell, with_extra)
     report = {
         **inputs.store_fields(settings), "multilabel": multilabel, "metric": metrics.names(multilabel)[0],
         "candidates": {s: v.get("candidates") for s, v in inputs.info.get("splits", {}).items()

@@ -50,11 +50,12 @@ def usable_k(k: int, y: np.ndarray, groups) -> int:
     return min(k, n_groups, int(np.bincount(y).max()))
 
 
-def fold_scores(cell: dict, data: dict, groups, extra, head, k: int, seed: int = 0) -> list[float]:
+def fold_scores(cell: dict, data: dict, groups, extra, head, k: int, seed: int, fit, with_extra) -> list[float]:
     """Accuracy on each of the K held-out folds of train + validation for one table cell (`head`: the table's
     trained JAX head of a JAX cell; `extra` (clips, soft targets[, group of each]) trains JAX-frames, without the
-    clips whose group is held out)."""
-    from vggish_jax.classify import compare as cc, frame_head, heads
+    clips whose group is held out). `fit` and `with_extra` are compare's fit_cell and with_extra (passed in:
+    compare imports this module)."""
+    from vggish_jax.classify import frame_head, heads
 
     d, clf = data[cell["feature_set"]], cell["classifier"]
     y = np.concatenate([d.y["train"], d.y["validation"]])
@@ -69,20 +70,21 @@ def fold_scores(cell: dict, data: dict, groups, extra, head, k: int, seed: int =
                 held = set(np.asarray(groups)[te])
                 keep = np.asarray([g not in held for g in extra[2]], bool)
                 ex = ([c for c, kept in zip(extra[0], keep) if kept], np.asarray(extra[1])[keep])
-            xs, ys = cc.with_extra([x[i] for i in tr], y[tr], ex, len(head.label_names))
+            xs, ys = with_extra([x[i] for i in tr], y[tr], ex, len(head.label_names))
             pred = frame_head.refit(head, xs, ys).predict_proba([x[i] for i in te]).argmax(-1)
         elif clf == "JAX-MLP":
             pred = heads.refit(head, x[tr], y[tr]).predict_proba_features(x[te]).argmax(-1)
         else:
-            pred = cc.fit_cell(cell["feature_set"], clf, x[tr], y[tr], seed).predict(x[te])
+            pred = fit(cell["feature_set"], clf, x[tr], y[tr], seed).predict(x[te])
         out.append(metrics.accuracy(y[te], pred))
     return out
 
 
-def select(cells: list[dict], data: dict, trained: dict, groups, settings, n_validation: int, log) -> dict:
+def select(cells: list[dict], data: dict, trained: dict, groups, settings, n_validation: int, log, fit,
+           with_extra) -> dict:
     """table.json's "selection": the protocol, why, the finalists' CV scores (protocol "cv") and the chosen
     cell's classifier and feature set. `trained`: the table's JAX heads by folder name; `groups`: one per clip
-    of train + validation, or None."""
+    of train + validation, or None; `fit`, `with_extra`: as for fold_scores."""
     y = np.concatenate([data[cells[0]["feature_set"]].y[s] for s in ("train", "validation")])
     how, why = protocol(settings.selection, n_validation, np.ndim(y) == 2)
     k = usable_k(settings.selection_folds, y, groups) if how == "cv" else 0
@@ -93,7 +95,7 @@ def select(cells: list[dict], data: dict, trained: dict, groups, settings, n_val
     for cell in finalists(cells, settings.finalists) if how == "cv" else []:
         t0 = time.perf_counter()
         folds = fold_scores(cell, data, groups, settings.extra_train, head_of.get(cell["classifier"]), k,
-                            settings.seed)
+                            settings.seed, fit, with_extra)
         scored.append({"classifier": cell["classifier"], "feature_set": cell["feature_set"],
                        "validation_score": cell["validation_score"], "cv_folds": folds,
                        "cv_mean": float(np.mean(folds)), "cv_std": float(np.std(folds)),
