@@ -340,8 +340,8 @@ class CompareSettings:
 
     What is compared: `feature_sets` x `classifiers` (names from FEATURE_SETS, PAPER_CLASSIFIERS and
     EXTRA_CLASSIFIERS). How it is scored: `folds` K cross-validates every cell (None: the store's
-    train/validation/test split, or DEFAULT_K folds for a store without one); `refit` also refits the model
-    chosen on validation on train + validation and scores test once; `seed` seeds every model and the folds.
+    train/validation/test split, or DEFAULT_K folds for a store without one); `refit` also refits the selected model
+    on train + validation and scores test once; `seed` seeds every model and the folds.
     Where mfcc and musicnn come from: `data_dir` (an FMA TFDS build), `manual_dir` (the mp3s of a store
     extracted --from-audio). The JAX heads: `frame_head` (None: FrameHeadConfig(seed=seed)), `extra_train`
     (clips, soft target rows) added to JAX-frames' training data only. Running: `jobs` parallel cells (-1: all
