@@ -2,7 +2,6 @@
 run directly: the chosen cell is the grouped-CV winner among the validation finalists, it is refitted on train +
 validation, the test split never influences the choice, and table.md names the protocol and the other one."""
 import json
-import os
 
 import numpy as np
 import pytest
