@@ -12,11 +12,12 @@ issue 19. `--extra` gives JAX-frames extra training clips on single-label tasks:
 more genres with soft targets (never from validation videos; test untouched). Off by default: on grouped CV
 within balanced-train it measured worse (README).
 
-Selection, all without the test split: the table ranks every model on validation; then (single-label, `--cv K`)
-the `--finalists` best on validation are scored by grouped (video id) stratified K-fold over train + validation,
-the JAX frame head trained in each fold for the epochs validation chose (what its refit does). The CV winner is
-refitted on train + validation and the test split scored once: that is the task's result ("final" in
-report.md / OUT/<task>/final.json; without --cv the validation winner, refitted). `--ship DIR` copies genre25's
+Selection, all without the test split, is compare's (vggish_jax.classify.selection, selection "cv"): the table
+ranks every model on validation; then (single-label, `--cv K`) the `--finalists` best on validation are scored
+by grouped (video id) stratified K-fold over train + validation, the JAX frame head trained in each fold for
+the epochs validation chose (what its refit does). The CV winner is refitted on train + validation and the
+test split scored once: that is the task's result ("final" in report.md / OUT/<task>/final.json; with --cv 0
+the validation winner, refitted). `--ship DIR` copies genre25's
 final JAX-frames head (refitted) to DIR with provenance.json (data, split sizes, how it was selected, scores).
 Tasks:
   genre25        single-label, AudioSet's 25 top-level music genres
@@ -33,10 +34,8 @@ import platform
 import sys
 import time
 
-import numpy as np
-
 from vggish_jax import atomic
-from vggish_jax.classify import compare as cc, cv as cv_lib, frame_head, heads, metrics, tables
+from vggish_jax.classify import compare as cc, frame_head, heads, tables
 from vggish_jax.pipeline import extract, store
 from vggish_jax.pipeline.sources.audioset import AudioSetSource
 
@@ -69,84 +68,23 @@ def key(cell: dict) -> tuple[str, str]:
     return cell["classifier"], cell["feature_set"]
 
 
-def finalists(table: dict, n: int) -> list[dict]:
-    """The `n` cells best on validation (ties: table order), failed cells left out."""
-    ok = [c for c in table["cells"] if c.get("validation_score") is not None]
-    return sorted(ok, key=lambda c: -c["validation_score"])[:n]
-
-
-def cv_score(cell: dict, data: dict, groups, extra, head, k: int, seed: int = 0) -> list[float]:
-    """Accuracy per fold of grouped (video id) stratified K-fold over train + validation for one table cell.
-    JAX-frames trains in each fold for the epochs validation chose (`head`'s), with the extra clips whose videos
-    are not held out; JAX-MLP likewise for its epoch; sklearn cells are fitted as in the table."""
-    d, clf = data[cell["feature_set"]], cell["classifier"]
-    y = np.concatenate([d.y["train"], d.y["validation"]])
-    x = list(d.x["train"]) + list(d.x["validation"]) if clf == "JAX-frames" else \
-        np.concatenate([d.x["train"], d.x["validation"]])
-    groups = np.asarray(groups)
-    out = []
-    # compare --cv's folds (stratified, no video on both sides); a genre with fewer than k clips is only
-    # missing from some folds, as it would be from a random validation split.
-    for tr, te in cv_lib.folds(y, k, groups, seed, strict=False):
-        if clf == "JAX-frames":
-            held = set(groups[te])
-            ex = None if extra is None else ([c for c, v in zip(extra[0], extra[2]) if v not in held],
-                                             extra[1][[v not in held for v in extra[2]]])
-            xs, ys = cc.with_extra([x[i] for i in tr], y[tr], ex, len(head.label_names))
-            fold = frame_head.refit(head, xs, ys)
-            pred = fold.predict_proba([x[i] for i in te]).argmax(-1)
-        elif clf == "JAX-MLP":
-            pred = heads.refit(head, x[tr], y[tr]).predict_proba_features(x[te]).argmax(-1)
-        else:
-            pred = cc.fit_cell(cell["feature_set"], clf, x[tr], y[tr], seed).predict(x[te])
-        out.append(metrics.accuracy(y[te], pred))
-    return out
-
-
-def select_and_refit(root: str, task_out: str, table: dict, src: AudioSetSource, extra, k: int, n_finalists: int,
-                     seed: int, log) -> dict:
-    """The task's final model: the CV winner among the validation finalists (or, without CV or multi-label, the
-    validation winner), refitted on train + validation (compare's refit when they agree), test scored once."""
-    splits = {s: store.load_split(root, s) for s in cc.SPLITS}
-    data = cc.build_features(splits)
-    trained = {n: heads.load_head(os.path.join(task_out, n)) for n in ("head", "head_frames")
-               if os.path.isdir(os.path.join(task_out, n))}
-    head_of = {"JAX-frames": trained.get("head_frames"), "JAX-MLP": trained.get("head")}
-    cv = []
-    groups = src.groups["train"] + src.groups["validation"]
-    y = np.concatenate([splits["train"].labels, splits["validation"].labels])
-    if k > 1 and not table["multilabel"]:  # folds need videos and, for stratification, one class with k clips
-        k = min(k, len(set(groups)), int(np.bincount(y).max()))
-        if k < 2:
-            log("cv: too few clips for 2 folds; the final model is the validation winner")
-    if k > 1 and not table["multilabel"]:
-        for cell in finalists(table, n_finalists):
-            t0 = time.perf_counter()
-            folds = cv_score(cell, data, groups, extra, head_of.get(cell["classifier"]), k, seed)
-            cv.append({"classifier": cell["classifier"], "feature_set": cell["feature_set"],
-                       "validation_score": cell["validation_score"], "cv_folds": folds,
-                       "cv_mean": float(np.mean(folds)), "cv_std": float(np.std(folds)),
-                       "seconds": time.perf_counter() - t0})
-            log(f"cv {cell['classifier']} on {cell['feature_set']}: {np.mean(folds):.4f} +- {np.std(folds):.4f}")
-    chosen = max(cv, key=lambda c: c["cv_mean"]) if cv else table["best"]
-
-    def refitted(cell):
-        if key(cell) == key(table["best"]) and table.get("refit"):
-            return table["refit"]  # compare refitted this one already (its head is saved)
-        fitted, head = cc.refit_best(cell, data, trained, table["label_names"], seed, extra, log)
+def final_of(root: str, task_out: str, table: dict, extra, seed: int, log) -> dict:
+    """final.json: the model compare's selection chose (vggish_jax.classify.selection: here "cv", grouped by
+    video id, or "validation") with its refit on train + validation, and, when another model won, the JAX-frames
+    head refitted too (predict needs this kind of head, so `--ship` copies it either way)."""
+    sel = table["selection"]
+    final = {"selected_by": sel["selected_by"], "classifier": sel["classifier"], "feature_set": sel["feature_set"],
+             "validation_score": sel["validation_score"], "cv": sel["cv"], "refit": table["refit"],
+             "extra_train_clips": len(extra[0]) if extra else 0}
+    frames_dir = os.path.join(task_out, "head_frames")
+    if sel["classifier"] != "JAX-frames" and os.path.isdir(frames_dir):
+        data = cc.build_features({s: store.load_split(root, s) for s in cc.SPLITS})
+        cell = {"classifier": "JAX-frames", "feature_set": "frames"}
+        fitted, head = cc.refit_best(cell, data, {"head_frames": heads.load_head(frames_dir)}, table["label_names"],
+                                     seed, extra, log)
         fitted.pop("test_predictions", None)
-        if head is not None:
-            name = ("head_frames" if cell["classifier"] == "JAX-frames" else "head") + "_refit"
-            (frame_head.save if name.startswith("head_frames") else heads.save_head)(os.path.join(task_out, name), head)
-        return fitted
-
-    final = {"selected_by": f"grouped stratified {k}-fold CV over train + validation among the {len(cv)} best on "
-                            f"validation" if cv else "validation",
-             "classifier": chosen["classifier"], "feature_set": chosen["feature_set"],
-             "validation_score": next(c["validation_score"] for c in table["cells"] if key(c) == key(chosen)),
-             "cv": cv, "refit": refitted(chosen), "extra_train_clips": len(extra[0]) if extra else 0}
-    if chosen["classifier"] != "JAX-frames" and "head_frames" in trained:  # the head predict ships, refitted too
-        final["jax_frames_refit"] = refitted({"classifier": "JAX-frames", "feature_set": "frames"})
+        frame_head.save(os.path.join(task_out, "head_frames_refit"), head)
+        final["jax_frames_refit"] = fitted
     atomic.write_json(os.path.join(task_out, "final.json"), final, indent=2)
     return final
 
@@ -165,11 +103,11 @@ def run(manual_dir: str, out: str, tasks, classifiers, feature_sets, jobs: int, 
         extra = src.extra_train() if use_extra and not src.multilabel else None
         log(f"{task}: {info['num_clips']} clips" + (f", {len(extra[0])} extra soft-target clips" if extra else ""))
         task_out = os.path.join(out, task)
-        table = cc.compare(root, task_out,
-                           cc.CompareSettings(feature_sets=feature_sets, classifiers=classifiers, jobs=jobs,
-                                              frame_head=cfg, refit=True, extra_train=extra),
-                           log=log)
-        table["final"] = select_and_refit(root, task_out, table, src, extra, cv, n_finalists, cfg.seed, log)
+        settings = cc.CompareSettings(feature_sets=feature_sets, classifiers=classifiers, jobs=jobs, frame_head=cfg,
+                                      refit=True, extra_train=extra, selection="cv" if cv > 1 else "validation",
+                                      finalists=n_finalists, selection_folds=max(cv, 2))
+        table = cc.compare(root, task_out, settings, log=log)
+        table["final"] = final_of(root, task_out, table, extra, cfg.seed, log)
         results[task] = table
         log(f"{task}: done in {time.perf_counter() - t0:.0f} s; final {table['final']['classifier']} on "
             f"{table['final']['feature_set']}: {table['final']['refit']}")

@@ -4,7 +4,7 @@
     vggish-jax compare --embeddings store --out results/<run> [--config settings.toml]   (vggish_jax.commands)
 
 Every model is fitted on the training split only (StandardScaler, PCA and classifier inside one sklearn
-Pipeline); validation and test are only ever predicted. The best model is chosen on validation. Feature sets:
+Pipeline); validation and test are only ever predicted. Feature sets:
   embedding          31 x 128 = 3968-d flattened VGGish embeddings (vggish_jax.classify.features.flatten)
   embedding+pca128   the same, scaled, then PCA to 128 dims fitted on train
   mean_std           mean and std of the frame embeddings (256-d)
@@ -23,8 +23,11 @@ Extra models beyond the paper: HGB (HistGradientBoostingClassifier, standing in 
 
 Single-label stores are scored by accuracy and macro-F1; multi-label stores (labels [clips, classes] multi-hot,
 e.g. AudioSet's music_genre_multilabel) by mAP and macro ROC-AUC over the classes, every classifier one-vs-rest.
-The model is selected on the validation accuracy (mAP); `--refit` also refits the chosen one on train +
-validation (JAX heads for the epochs validation chose) and scores test once (table.json "refit"). The
+Every cell is ranked on the validation accuracy (mAP); which model is selected is `CompareSettings.selection`
+(classify.selection: by default grouped cross-validation inside train + validation among the 3 best on
+validation where validation has fewer than 1,000 clips, else the validation winner). A CV-selected model, or
+any with `--refit`, is refitted on train + validation (JAX heads for the epochs validation chose) and test
+scored once (table.json "refit"; "selection" says which protocol chose it). The
 flattened feature set keeps a store's typical clip length in examples (the median over its training clips: 31
 for FMA's 30-s clips, 10 for AudioSet's 10-s ones). A store without train/validation/test (a labelled folder,
 a CSV without splits) is cross-validated instead (`--cv K`, vggish_jax.classify.cv): every cell's mean and std
@@ -42,7 +45,7 @@ import warnings
 import numpy as np
 
 from vggish_jax import atomic
-from vggish_jax.classify import audio_features, cv, features, metrics
+from vggish_jax.classify import audio_features, cv, features, metrics, selection
 from vggish_jax.classify.tables import (class_counts, machine, metric_names, plot_results, render_markdown,
                                         versions)
 from vggish_jax.pipeline import store
@@ -338,12 +341,15 @@ class CompareSettings:
 
     What is compared: `feature_sets` x `classifiers` (names from FEATURE_SETS, PAPER_CLASSIFIERS and
     EXTRA_CLASSIFIERS). How it is scored: `folds` K cross-validates every cell (None: the store's
-    train/validation/test split, or DEFAULT_K folds for a store without one); `refit` also refits the model
-    chosen on validation on train + validation and scores test once; `seed` seeds every model and the folds.
+    train/validation/test split, or DEFAULT_K folds for a store without one); `refit` also refits the selected model
+    on train + validation and scores test once; `seed` seeds every model and the folds.
     Where mfcc and musicnn come from: `data_dir` (an FMA TFDS build), `manual_dir` (the mp3s of a store
     extracted --from-audio). The JAX heads: `frame_head` (None: FrameHeadConfig(seed=seed)), `extra_train`
     (clips, soft target rows) added to JAX-frames' training data only. Running: `jobs` parallel cells (-1: all
-    cores); `allow_incomplete` compares on an unfinished extraction (the table says so).
+    cores); `allow_incomplete` compares on an unfinished extraction (the table says so). Which model a split
+    table selects (classify.selection): `selection` "auto" (grouped CV among the `finalists` best on validation,
+    `selection_folds` folds over train + validation, where validation has fewer than 1,000 clips; else the
+    validation winner), "cv" or "validation"; a CV-selected model is always refitted on train + validation.
     """
     feature_sets: tuple[str, ...] = FEATURE_SETS
     classifiers: tuple[str, ...] = PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS
@@ -356,6 +362,9 @@ class CompareSettings:
     extra_train: tuple | None = None
     jobs: int = -1
     allow_incomplete: bool = False
+    selection: str = "auto"
+    finalists: int = 3
+    selection_folds: int = 5
 
     def __post_init__(self):
         object.__setattr__(self, "feature_sets", tuple(self.feature_sets))
@@ -368,6 +377,11 @@ class CompareSettings:
                              f"and {', '.join(known)}")
         if self.jobs == 0:
             raise ValueError("jobs = 0 runs nothing; give a number of parallel cells, or -1 for all cores")
+        if self.selection not in selection.PROTOCOLS:
+            raise ValueError(f"selection = {self.selection!r}: choose from {', '.join(map(repr, selection.PROTOCOLS))}")
+        if self.finalists < 1 or self.selection_folds < 2:
+            raise ValueError(f"finalists = {self.finalists}, selection_folds = {self.selection_folds}: selection "
+                             f"needs at least 1 finalist and 2 folds")
         if self.folds is not None and self.folds < 2:
             raise ValueError(f"--cv {self.folds}: cross-validation needs K >= 2 folds; leave --cv out to use the "
                              f"store's train/validation/test split")
@@ -512,13 +526,18 @@ def _public(cell: dict, y_test: np.ndarray, n_classes: int) -> dict:
 
 
 def _compare_split(inputs: _Inputs, out: str, settings: CompareSettings, log) -> dict:
-    """`compare` on the store's train/validation/test split: the best cell chosen on validation."""
+    """`compare` on the store's train/validation/test split: every cell ranked on validation, the model chosen
+    by `settings.selection` (classify.selection), refitted on train + validation when CV chose it or
+    `settings.refit`, and test scored once."""
     results, trained = _split_cells(inputs, settings, log)
     best = max([r for r in results if r.get("validation_score") is not None],
-               key=lambda r: r["validation_score"])  # chosen on validation only
+               key=lambda r: r["validation_score"])  # best on validation
     splits, names = inputs.splits, inputs.label_names
     multilabel = np.ndim(splits["test"].labels) == 2
     y_test = splits["test"].labels
+    pooled = {s: splits[s] for s in ("train", "validation")}
+    chosen = selection.select(results, inputs.data, trained, cv.pooled_groups(inputs.info, pooled), settings,
+                              len(splits["validation"]), log, fit_cell, with_extra)
     report = {
         **inputs.store_fields(settings), "multilabel": multilabel, "metric": metrics.names(multilabel)[0],
         "candidates": {s: v.get("candidates") for s, v in inputs.info.get("splits", {}).items()
@@ -526,14 +545,17 @@ def _compare_split(inputs: _Inputs, out: str, settings: CompareSettings, log) ->
         "split_sizes": {s: len(splits[s]) for s in SPLITS},
         "class_counts": {s: class_counts(splits[s].labels, len(names)).tolist() for s in SPLITS},
         "best": {k: best[k] for k in ("feature_set", "classifier", "validation_score", *_metric_keys(multilabel))},
+        "selection": chosen,
         "cells": [_public(r, y_test, len(names)) for r in results]}
-    if settings.refit:
-        cell, head = refit_best(best, inputs.data, trained, names, settings.seed, settings.extra_train, log)
-        report["refit"] = _public(cell, y_test, len(names))
+    final = next(r for r in results if (r["classifier"], r["feature_set"]) ==
+                 (chosen["classifier"], chosen["feature_set"]))
+    if settings.refit or chosen["protocol"] == "cv":
+        final, head = refit_best(final, inputs.data, trained, names, settings.seed, settings.extra_train, log)
+        report["refit"] = _public(final, y_test, len(names))
         if head is not None:
-            trained[("head_frames" if best["classifier"] == "JAX-frames" else "head") + "_refit"] = head
+            trained[("head_frames" if final["classifier"] == "JAX-frames" else "head") + "_refit"] = head
     report["wall_seconds"] = time.perf_counter() - inputs.started
-    _write(out, report, best, y_test)
+    _write(out, report, final, y_test)
     from vggish_jax.classify import frame_head, heads
     for name, head in trained.items():
         (frame_head.save if name.startswith("head_frames") else heads.save_head)(os.path.join(out, name), head)

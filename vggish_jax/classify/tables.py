@@ -56,17 +56,33 @@ def render_markdown(report: dict) -> str:
              f"Splits: {report['split_sizes']}. Cells: test {m1} / test {m2.replace('_', '-')}, validation {m1} in "
              f"parentheses. Best on validation: **{b['classifier']} on {b['feature_set']}** "
              f"(validation {m1} {b['validation_' + m1]:.4f}; test {m1} {b['test_' + m1]:.4f}, "
-             f"test {m2.replace('_', '-')} {b['test_' + m2]:.4f}).", "", *_header_row(report)]
+             f"test {m2.replace('_', '-')} {b['test_' + m2]:.4f}).", "", _selection_line(report, m1, m2), "",
+             *_header_row(report)]
     if not report.get("extraction_complete", True):
         of = {s: f"{n} of {report['candidates'].get(s) or '?'}" for s, n in report["split_sizes"].items()}
         lines[1:1] = ["", f"**INCOMPLETE EXTRACTION** (run with allow_incomplete): the embeddings did not finish; "
                           f"clips per split {of} candidates. These numbers are not comparable to a full run."]
     lines += _rows(report, lambda c: f"{c['test_' + m1]:.4f} / {c['test_' + m2]:.4f} ({c['validation_' + m1]:.4f})")
-    if report.get("refit"):
-        r = report["refit"]
-        lines[2] += (f" Refitted on train + validation ({r['train_clips']} clips): test {m1} {r['test_' + m1]:.4f}, "
-                     f"test {m2.replace('_', '-')} {r['test_' + m2]:.4f}.")
     return "\n".join(lines + _footer(report)) + "\n"
+
+
+def _selection_line(report: dict, m1: str, m2: str) -> str:
+    """The paragraph naming the selected model, the protocol that chose it (classify.selection), its refit and
+    how to get the other protocol."""
+    sel, r = report.get("selection"), report.get("refit")
+    if sel is None:  # a table.json written before selection protocols
+        sel = {**report["best"], "protocol": "validation", "selected_by": "validation", "why": "", "cv": [],
+               "other": ""}
+    text = f"**Selected: {sel['classifier']} on {sel['feature_set']}**, "
+    if sel["protocol"] == "cv":
+        text += f"by {sel['selected_by']} ({sel['why']}); CV {m1}: " + ", ".join(
+            f"{c['classifier']} on {c['feature_set']} {c['cv_mean']:.4f} ± {c['cv_std']:.4f}" for c in sel["cv"]) + "."
+    else:
+        text += f"the best on validation ({sel['why']})." if sel["why"] else "the best on validation."
+    if r:
+        text += (f" Refitted on train + validation ({r['train_clips']} clips): test {m1} {r['test_' + m1]:.4f}, "
+                 f"test {m2.replace('_', '-')} {r['test_' + m2]:.4f}.")
+    return text + (f" ({sel['other'][0].upper()}{sel['other'][1:]}.)" if sel["other"] else "")
 
 
 def render_cv_markdown(report: dict) -> str:
