@@ -32,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "train+validation, test unused (default: 5 for a store without a train/validation/test "
                         "split, else off)")
     p.add_argument("--refit", action="store_true",
-                   help="also refit the model chosen on validation on train + validation and score it on test "
-                        "once (default: off)")
+                   help="also refit the model chosen on validation on train + validation and score it on test once; "
+                        "a model chosen by cross-validation (selection) is always refitted (default: off)")
     options.config(
         p, jobs=Setting(-1, "cells fitted in parallel, -1 for all cores (default: -1)", type=jobs),
         seed=Setting(0, "seed of every model and of the folds (default: 0)", type=int),
@@ -41,6 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                         "table says so (default: false)"),
         data_dir=Setting(None, "TFDS data folder of the same FMA build, for the mfcc and musicnn feature sets "
                                "(default: none: computed from the clips' audio files)"),
+        selection=Setting("auto", "how the table's model is chosen: cv (grouped K-fold over train + validation "
+                                  "among the finalists best on validation, then refit), validation (best on "
+                                  "validation), or auto (cv where validation has under 1,000 clips) (default: auto)",
+                          choices=("auto", "cv", "validation")),
+        finalists=Setting(3, "selection = cv: how many of the best on validation are cross-validated (default: 3)",
+                          type=options.positive_int),
+        selection_folds=Setting(5, "selection = cv: folds over train + validation (default: 5)",
+                                type=options.at_least(2)),
         manual_dir=Setting(None, "for an FMA store extracted with from_audio: the folder holding fma_<subset>, "
                                  "whose mp3s mfcc and musicnn are computed from (default: none)"))
 
@@ -54,7 +62,8 @@ def run(args) -> int:
         feature_sets=tuple(f for f in args.features.split(",") if f),
         classifiers=tuple(c for c in args.classifiers.split(",") if c), folds=args.cv, refit=args.refit,
         seed=args.seed, data_dir=args.data_dir, manual_dir=args.manual_dir, jobs=args.jobs,
-        allow_incomplete=args.allow_incomplete)
+        allow_incomplete=args.allow_incomplete, selection=args.selection, finalists=args.finalists,
+        selection_folds=args.selection_folds)
     preflight.output_dir(args.out)  # before hours of fitting
     report = compare(args.embeddings, args.out, settings)
     print(render_markdown(report))
