@@ -22,6 +22,10 @@ def add_arguments(p):
                         "own): TF vggish_pca_params.npz or torchvggish vggish_pca_params-970ea276.pth, read by "
                         "its content (default: none)")
     options.out(p, help="the weights directory to write")
+    p.add_argument("--format", choices=("orbax", "safetensors"), default="orbax", metavar="orbax|safetensors",
+                   help="orbax: a checkpoint folder; safetensors: model.safetensors + config.json + a model card "
+                        "(README.md), the Hugging Face Hub layout, read the same way by --weights and "
+                        "VGGish.from_pretrained (default: orbax)")
     p.add_argument("--overwrite", action="store_true", help="replace the weights already in --out")
     p.add_argument("--verify", action="store_true",
                    help="run the published smoke checks (tensorflow/models vggish_smoke_test.py, TF-Hub export) on "
@@ -33,7 +37,7 @@ def run(args) -> int:
     import os
 
     from vggish_jax import preflight
-    from vggish_jax.models.vggish import params
+    from vggish_jax.models.vggish import hub, params
     from vggish_jax.models.vggish.convert import core, verify
 
     no_source = all(v is None for v in (args.torch_weights, args.tf_checkpoint, args.download, args.random))
@@ -56,8 +60,8 @@ def run(args) -> int:
             params.require_new_target(args.out, overwrite=args.overwrite)
             out = core.convert(args.out, torch_weights=args.torch_weights, pca=args.pca,
                                tf_checkpoint=args.tf_checkpoint, download_source=args.download,
-                               random_seed=args.random, final_relu=args.final_relu)
-        _, pca, meta = params.load(out)
+                               random_seed=args.random, final_relu=args.final_relu, fmt=args.format)
+        _, pca, meta = (hub.load if args.format == "safetensors" else params.load)(out)
         print(f"wrote {out} (source={meta['source']}, final_relu={meta['final_relu']}, pca={'yes' if pca else 'no'})")
     if not (args.verify or args.download):
         return 0

@@ -20,6 +20,10 @@ def add_arguments(p):
     options.weights(p, required=True, help="weights directory written by `vggish-jax convert`")
     options.out(p, help=f"{EMBEDDINGS}.npz (one [n, 128] array per file, keyed by path) and {EMBEDDINGS}.json "
                         f"(how they were made, start times, skipped files)")
+    p.add_argument("--format", choices=("npz", "hoplite"), default="npz", metavar="npz|hoplite",
+                   help="hoplite: also a perch-hoplite database in --out (hoplite.sqlite + usearch.index, one "
+                        "window per row with its file and offsets) for vggish_jax.hoplite.search; needs the "
+                        "[hoplite] extra (default: npz)")
     options.postprocess(p)
     options.final_relu(p)
     options.pad(p)
@@ -31,6 +35,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import importlib.util
     import os
 
     from vggish_jax import audio, preflight
@@ -38,6 +43,9 @@ def run(args) -> int:
     from vggish_jax.pipeline.npz_output import embed_to_npz, out_paths
 
     # Everything that can fail for a reason other than one bad file is checked before the first file.
+    if args.format == "hoplite" and importlib.util.find_spec("perch_hoplite") is None:
+        raise RuntimeError("--format hoplite needs perch-hoplite, which is not installed; pip install "
+                           "'vggish-jax[hoplite]' (in a venv of its own: it caps huggingface-hub below 2)")
     preflight.output_dir(args.out)  # created with the store, at the first file
     npz, sidecar, _ = out_paths(os.path.join(args.out, EMBEDDINGS + ".npz"))
     files, notes, unreadable = audio.expand_inputs(args.files)
@@ -74,4 +82,9 @@ def run(args) -> int:
                           flush_every=args.flush_every, settings=settings, log=lambda m: print(m, file=sys.stderr),
                           started=started, progress=bar.update, report=report,
                           unreadable=unreadable)
+    if args.format == "hoplite" and result.written:
+        from vggish_jax import hoplite
+
+        windows, recordings = hoplite.write_database(result.npz, args.out)
+        print(f"wrote a hoplite database of {windows} windows of {recordings} files to {args.out}")
     return 1 if result.requested > result.already and not result.new else 0

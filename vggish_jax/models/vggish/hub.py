@@ -8,13 +8,15 @@ Layout (what `VGGish.save_pretrained(dir)` writes and `VGGish.from_pretrained(di
     DIR/README.md          the model card
 
 The config records the content hashes of the weights and PCA params; `load` recomputes them, so a file
-edited after saving, or one swapped in from another model, is one line naming it. Needs `safetensors`
-(the [hub] extra), imported inside the functions.
+edited after saving, or one swapped in from another model, is one line naming it. `resolve("org/name")`
+fetches such a folder from the Hugging Face Hub. Needs `safetensors` (and `huggingface_hub` for the Hub; the
+[hub] extra), imported inside the functions. The model card is plain text with YAML metadata (no jinja2).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,30 @@ from vggish_jax.spec import params_sha256
 
 FORMAT = "vggish-jax-safetensors-1"
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
+
+
+# A Hub repo id: "org/name" (letters, digits, '-', '_', '.'), as huggingface_hub validates it.
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def resolve(name: str | os.PathLike) -> str | os.PathLike:
+    """The local folder huggingface_hub downloads `name` to (only this layout's three files) when no such
+    path exists here and `name` looks like a Hub repo id ("org/name"); else `name` itself (a missing one is
+    then named by the loader, with how to convert weights into it)."""
+    text = os.fspath(name)
+    if os.path.exists(text) or not _REPO_ID.fullmatch(text) or ".." in text:
+        return name
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise WeightsError(f"{text}: no such folder here, and loading it from the Hugging Face Hub needs "
+                           f"huggingface_hub; pip install 'vggish-jax[hub]'") from None
+    try:
+        return snapshot_download(repo_id=text, allow_patterns=[WEIGHTS, CONFIG, CARD])
+    except Exception as e:  # huggingface_hub's HTTP, offline and not-found errors have no common base class
+        raise WeightsError(f"{text}: no such folder here, and not loadable from the Hugging Face Hub "
+                           f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); check the name and the "
+                           f"network, or pass a local folder written by `vggish-jax convert --out DIR`") from None
 
 
 def is_hub_folder(directory: str | os.PathLike) -> bool:

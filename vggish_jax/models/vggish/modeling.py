@@ -61,10 +61,10 @@ class VGGish(nnx.Module):
     @classmethod
     def from_pretrained(cls, weights_dir: str | os.PathLike, *, final_relu: bool | None = None,
                         dtype=jnp.float32) -> "VGGish":
-        """The model in a weights directory written by `vggish-jax convert` or by `save_pretrained`, with
-        `.spec` (how its raw embeddings are made) and `.pca` attached. `final_relu` overrides what the
-        weights record."""
-        return load_pretrained_model(weights_dir, final_relu=final_relu, dtype=dtype)[0]
+        """The model in a weights directory written by `vggish-jax convert` or by `save_pretrained`, or in
+        a Hugging Face Hub repo ("org/name", downloaded when no such folder exists here), with `.spec` (how
+        its raw embeddings are made) and `.pca` attached. `final_relu` overrides what the weights record."""
+        return load_pretrained_model(hub.resolve(weights_dir), final_relu=final_relu, dtype=dtype)[0]
 
     def save_pretrained(self, directory: str | os.PathLike) -> str:
         """Write this model as model.safetensors + config.json (its spec and where its weights came from) +

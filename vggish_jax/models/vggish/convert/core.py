@@ -14,18 +14,19 @@ import tempfile
 import numpy as np
 
 from vggish_jax import atomic
-from vggish_jax.models.vggish import modeling, params as params_lib
+from vggish_jax.models.vggish import hub, modeling, params as params_lib
 from vggish_jax.models.vggish.convert import download, formats, tf_slim, torchvggish
 from vggish_jax.models.vggish.postprocess import PCAParams
+from vggish_jax.spec import params_sha256
 
 
 def convert(out: str, *, torch_weights: str | None = None, tf_checkpoint: str | None = None,
             pca: str | None = None, download_source: str | None = None,
-            random_seed: int | None = None, final_relu: bool | None = None) -> str:
+            random_seed: int | None = None, final_relu: bool | None = None, fmt: str = "orbax") -> str:
     """Write converted weights to `out` from exactly one source: torch files, TF files, a download ('torch' or
     'tf'), or random. `pca` (TF's .npz or torchvggish's .pth; a download fetches its own) is saved with them, and
     metadata.json records only the files used. final_relu: the default recorded (torchvggish applies one, current
-    TF does not)."""
+    TF does not). fmt: "orbax" (params.save) or "safetensors" (hub.save: the Hugging Face Hub layout)."""
     sources = [torch_weights is not None, tf_checkpoint is not None, download_source is not None,
                random_seed is not None]
     if sum(sources) != 1:
@@ -57,7 +58,7 @@ def convert(out: str, *, torch_weights: str | None = None, tf_checkpoint: str | 
             "hashes": {os.path.basename(v): download.sha256(v) for v in used.values() if os.path.isfile(v)}}
     if random_seed is not None:
         meta["seed"] = random_seed
-    return save_beside(out, p, pca=pca_params, metadata=meta)
+    return save_beside(out, p, pca=pca_params, metadata=meta, fmt=fmt)
 
 
 def read_pca(path: str) -> PCAParams:
@@ -87,14 +88,14 @@ def writing(out: str):
         yield out
 
 
-def save_beside(out: str, params: dict, *, pca=None, metadata: dict) -> str:
-    """params.save into a new folder next to `out`, then swap it in (old weights kept until then), holding
-    `out`'s lock throughout."""
+def save_beside(out: str, params: dict, *, pca=None, metadata: dict, fmt: str = "orbax") -> str:
+    """params.save (fmt "orbax") or hub.save ("safetensors") into a new folder next to `out`, then swap it in
+    (old weights kept until then), holding `out`'s lock throughout."""
     out = os.path.abspath(out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     require_space(out, sum(np.asarray(a).nbytes for a in _leaves(params)))  # before the lock file is written
     with writing(out) as out:
-        return _save_and_swap(out, params, pca, metadata)
+        return _save_and_swap(out, params, pca, metadata, fmt)
 
 
 def require_space(out: str, need: int | None = None) -> None:
@@ -112,15 +113,20 @@ def require_space(out: str, need: int | None = None) -> None:
                                     f"{need / 1e6:.0f} MB; free some space or choose another --out")
 
 
-def _save_and_swap(out: str, params: dict, pca, metadata: dict) -> str:
+def _save_and_swap(out: str, params: dict, pca, metadata: dict, fmt: str = "orbax") -> str:
     parent = os.path.dirname(out)
     require_space(out, sum(np.asarray(a).nbytes for a in _leaves(params))
                   + (pca.eigen_vectors.nbytes + pca.means.nbytes if pca is not None else 0))
     new = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.new-")
     os.chmod(new, 0o777 & ~atomic.umask())
     try:
-        with _quiet_orbax():
-            params_lib.save(new, params, pca=pca, metadata=metadata)
+        if fmt == "safetensors":  # the spec save_pretrained would record for these weights
+            f32 = {layer: {k: np.asarray(v, np.float32) for k, v in d.items()} for layer, d in params.items()}
+            spec = params_lib.spec_of({**metadata, "weights_sha256": params_sha256(f32)})
+            hub.save(new, params, pca=pca, config={**metadata, "spec": spec.to_dict()})
+        else:
+            with _quiet_orbax():
+                params_lib.save(new, params, pca=pca, metadata=metadata)
     except BaseException as e:
         shutil.rmtree(new, ignore_errors=True)
         if "No space left on device" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
