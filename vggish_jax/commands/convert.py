@@ -22,10 +22,10 @@ def add_arguments(p):
                         "own): TF vggish_pca_params.npz or torchvggish vggish_pca_params-970ea276.pth, read by "
                         "its content (default: none)")
     options.out(p, help="the weights directory to write")
-    p.add_argument("--format", choices=("orbax", "safetensors"), default="orbax", metavar="orbax|safetensors",
-                   help="orbax: a checkpoint folder; safetensors: model.safetensors + config.json + a model card "
-                        "(README.md), the Hugging Face Hub layout, read the same way by --weights and "
-                        "VGGish.from_pretrained (default: orbax)")
+    options.output_format(p, choices=("orbax", "safetensors"),
+                          help="orbax: a checkpoint folder; safetensors: model.safetensors + config.json + a model "
+                               "card (README.md), the Hugging Face Hub layout, read the same way by --weights and "
+                               "VGGish.from_pretrained")
     p.add_argument("--overwrite", action="store_true", help="replace the weights already in --out")
     p.add_argument("--verify", action="store_true",
                    help="run the published smoke checks (tensorflow/models vggish_smoke_test.py, TF-Hub export) on "

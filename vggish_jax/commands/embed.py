@@ -20,10 +20,10 @@ def add_arguments(p):
     options.weights(p, required=True, help="weights directory written by `vggish-jax convert`")
     options.out(p, help=f"{EMBEDDINGS}.npz (one [n, 128] array per file, keyed by path) and {EMBEDDINGS}.json "
                         f"(how they were made, start times, skipped files)")
-    p.add_argument("--format", choices=("npz", "hoplite"), default="npz", metavar="npz|hoplite",
-                   help="hoplite: also a perch-hoplite database in --out (hoplite.sqlite + usearch.index, one "
-                        "window per row with its file and offsets) for vggish_jax.hoplite.search; needs the "
-                        "[hoplite] extra (default: npz)")
+    options.output_format(p, choices=("npz", "hoplite"),
+                          help="hoplite: also a perch-hoplite database in --out (hoplite.sqlite + usearch.index, "
+                               "one window per row with its file and offsets) for vggish_jax.hoplite.search; needs "
+                               "the [hoplite] extra")
     options.postprocess(p)
     options.final_relu(p)
     options.pad(p)

@@ -90,6 +90,12 @@ def out(p, *, help: str, required: bool = True) -> None:
                         + (" (required)" if required else " (default: none)"))
 
 
+def output_format(p, *, choices: tuple[str, ...], help: str) -> None:
+    """--format WHAT: the form of what this command writes; the first choice, its native form, is the default."""
+    p.add_argument("--format", choices=choices, default=choices[0], metavar="|".join(choices),
+                   help=f"{help} (default: {choices[0]})")
+
+
 def postprocess(p) -> None:
     p.add_argument("--postprocess", action="store_true",
                    help="apply the PCA + uint8 quantisation of the released embeddings (needs weights with PCA "
