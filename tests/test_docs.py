@@ -22,7 +22,7 @@ from vggish_jax import cli
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOC_PAGES = ("weights", "frontend", "extraction", "classification", "audioset", "fad", "benchmarks",
-             "finetuning", "troubleshooting")
+             "finetuning", "troubleshooting", "integrations", "layout")
 README_MAX_BYTES = 12_000
 
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```", re.M | re.S)
