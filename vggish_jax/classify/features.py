@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft, stats
 
+from vggish_jax.models.vggish import frontend
 from vggish_jax.pipeline import segments
 
-EXAMPLES_PER_CLIP = 31
+EXAMPLES_PER_CLIP = frontend.EXAMPLES_PER_CLIP  # 30-s clips: 31
 
 
 def flatten(clips: list[np.ndarray], n: int = EXAMPLES_PER_CLIP) -> np.ndarray:

@@ -7,10 +7,8 @@ import dataclasses
 
 from vggish_jax.models.vggish import frontend
 
-# FMA's clips (the paper's input) are 30 s; how many whole examples that holds is the frontend's one rule.
-CLIP_SECONDS = 30
-CLIP_SAMPLES = CLIP_SECONDS * frontend.DEFAULT.sample_rate
-EXAMPLES_PER_CLIP = int(frontend.num_examples(CLIP_SAMPLES))
+# FMA's 30-s clips (the paper's input), from the frontend's one timing rule.
+CLIP_SECONDS, CLIP_SAMPLES, EXAMPLES_PER_CLIP = frontend.CLIP_SECONDS, frontend.CLIP_SAMPLES, frontend.EXAMPLES_PER_CLIP
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,6 +102,12 @@ def num_examples(num_samples, cfg: FrontendConfig = DEFAULT):
     return ex * (ex > 0)
 
 
+# The FMA clip and the paper's flattened vector: 30 s -> 31 examples (31 x 128 = 3968-d), from the one rule above.
+CLIP_SECONDS = 30
+CLIP_SAMPLES = CLIP_SECONDS * DEFAULT.sample_rate
+EXAMPLES_PER_CLIP = int(num_examples(CLIP_SAMPLES))
+
+
 def with_hop(hop_s: float = 0.96, pad_last: bool = False, cfg: FrontendConfig = DEFAULT) -> FrontendConfig:
     """`cfg` with examples every `hop_s` seconds (a positive multiple of the frame hop, 10 ms) and the
     last-partial-example policy `pad_last`; ValueError (one line) for another hop."""
