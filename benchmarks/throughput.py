@@ -432,7 +432,7 @@ def section_peer(quick: bool) -> dict:
             if tool == "torchvggish":
                 return [sys.executable, "-c", PEER_CHILD, os.path.join(d, "w.pth"), os.path.join(d, "t.npz"), *paths]
             return [sys.executable, "-m", "vggish_jax.cli", "embed", "--weights", weights, "--final-relu", "yes",
-                    "--out", os.path.join(d, f"j{run}.npz"), *paths]  # a new output each run: embed resumes
+                    "--out", os.path.join(d, f"j{run}"), *paths]  # a new output folder each run: embed resumes
 
         env = child_env(VGGISH_JAX_CACHE_DIR=os.path.join(d, "cache"))
         times = {"torchvggish": [], "vggish_jax": []}
@@ -442,7 +442,7 @@ def section_peer(quick: bool) -> dict:
                 subprocess.run(cmd(tool, r), check=True, capture_output=True, env=env, cwd=ROOT)
                 if r:
                     times[tool].append(time.perf_counter() - t0)
-        ours = np.load(os.path.join(d, "j0.npz"))
+        ours = np.load(os.path.join(d, "j0", "embeddings.npz"))
         theirs = np.load(os.path.join(d, "t.npz"))
         rel = max(float(np.linalg.norm(ours[os.path.abspath(p_)] - theirs[str(i)]) / np.linalg.norm(theirs[str(i)]))
                   for i, p_ in enumerate(paths))
