@@ -314,3 +314,37 @@ def test_four_devices_give_the_one_device_embeddings(reference, fma_dirs, small_
             assert len(x.embeddings) == len(y.embeddings) == 3
             diff = max(float(np.abs(e - f).max()) for e, f in zip(x.embeddings, y.embeddings))
             assert diff <= 1e-5, (four, split, diff)
+
+
+def test_a_short_clip_is_skipped_with_a_fix_that_works_pad_in_the_config_file(small_weights_dir, tmp_path):
+    """extract has no --pad: the skip line's fix is `pad = true` in its --config file, and following it embeds the
+    0.5-s clip as one zero-padded example (equal to the NumPy oracle's on the padded audio)."""
+    import soundfile as sf
+
+    from conftest import settings_toml
+    from vggish_jax import cli
+    import vggish_jax
+    from vggish_jax import VGGish
+    from vggish_jax.pipeline import store
+
+    root = tmp_path / "songs"
+    for name, seconds in (("rock/long.wav", 2.0), ("jazz/short.wav", 0.5)):
+        (root / os.path.dirname(name)).mkdir(parents=True, exist_ok=True)
+        t = np.arange(int(16000 * seconds)) / 16000
+        sf.write(str(root / name), (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    base = ["extract", "--dataset", str(root), "--weights", small_weights_dir, "--workers", "0"]
+    assert cli.main(base + ["--out", str(tmp_path / "plain")]) == 0
+    skipped = json.load(open(tmp_path / "plain" / "info.json"))["skipped"]
+    assert [s["kind"] for s in skipped] == ["too_short"]
+    assert "pad = true in extract's --config file" in skipped[0]["reason"], skipped[0]["reason"]
+
+    config = settings_toml(tmp_path, "pad = true\n")
+    assert cli.main(base + ["--out", str(tmp_path / "padded"), "--config", config]) == 0
+    info = json.load(open(tmp_path / "padded" / "info.json"))
+    assert info["skipped"] == [] and sum(info["num_clips"].values()) == 2
+    split = store.load_split(str(tmp_path / "padded"), "all")
+    short = [e for e, k in zip(split.embeddings, split.keys) if "jazz/short.wav" in str(k)]
+    assert len(short) == 1 and short[0].shape == (1, 128)
+    x, _ = sf.read(str(root / "jazz/short.wav"), dtype="float32")
+    model = VGGish.from_pretrained(small_weights_dir)
+    np.testing.assert_allclose(short[0], vggish_jax.embed(x, 16000, model, pad=True).values, rtol=1e-5, atol=1e-5)

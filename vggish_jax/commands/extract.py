@@ -43,6 +43,7 @@ def add_arguments(p):
     options.distributed(p)  # multi-host: each process writes its own shards, process 0 completes info.json
     options.config(
         p, dtype=options.DTYPE, resample=options.RESAMPLE, hop_s=options.HOP_S, pad_last=options.PAD_LAST,
+        pad=options.PAD_SETTING,
         shard_size=Setting(128, "clips per shard, the unit of resumption (default: 128)", type=options.positive_int),
         from_audio=Setting(False, "FMA: decode the mp3s in worker processes instead of reading the built TFDS "
                                   "log-mels (default: false)"),
@@ -92,7 +93,7 @@ def run(args) -> int:
     settings = ex.ExtractSettings(
         postprocess=args.postprocess, shard_size=args.shard_size, batch_size=args.batch_size, workers=workers,
         resample=args.resample, frontend_precision=args.frontend_precision, weights_dir=args.weights,
-        hop_s=args.hop_s, pad_last=args.pad_last,
+        hop_s=args.hop_s, pad_last=args.pad_last, pad=args.pad,
         progress=sys.stderr.isatty(), beam=beam_settings)
     summary = ex.extract(source, args.out, model, settings)
     if not summary.complete:

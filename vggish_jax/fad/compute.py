@@ -195,7 +195,7 @@ def _cached_ref(ref: str, path: str, pad: bool) -> EmbeddingSet:
                           f"changed since); delete {path}, or choose another ref_stats path")
     if s.stats.meta.get("pad", False) != pad:
         raise SourceError(f"{path}: these REF statistics were made {'with' if s.stats.meta.get('pad') else 'without'} "
-                          f"--pad; rerun the same way, or choose another ref_stats path")
+                          f"pad = true; set pad the same way in the --config file, or choose another ref_stats path")
     s.source, s.skipped = ref, dict(s.stats.meta.get("skipped") or {})
     return s
 

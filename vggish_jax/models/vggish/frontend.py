@@ -179,7 +179,8 @@ def fit_to_examples(x: np.ndarray, *, pad: bool, cfg: FrontendConfig = DEFAULT, 
     if not pad:
         raise TooShortError(
             f"{name}: {x.shape[0] / cfg.sample_rate:.3f} s of audio is shorter than one VGGish example "
-            f"({cfg.example_samples / cfg.sample_rate:.3f} s); use a longer clip or pass pad=True (--pad)")
+            f"({cfg.example_samples / cfg.sample_rate:.3f} s); use a longer clip, or zero-pad it: embed --pad, pad = "
+            f"true in extract's --config file, pad=True in Python")
     return np.pad(x, (0, cfg.example_samples - x.shape[0]))
 
 
