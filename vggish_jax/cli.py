@@ -32,7 +32,8 @@ COMMANDS = {
 
 HELP = {
     "embed": "embed audio files with VGGish into OUT/embeddings.npz (resumable)",
-    "extract": "embed a dataset (FMA, a labelled folder or CSV, GTZAN; AudioSet's released embeddings) into a resumable store",
+    "extract": "embed a dataset (FMA, a labelled folder or CSV, GTZAN; AudioSet's released embeddings) into a "
+               "resumable store",
     "convert": "convert published VGGish weights (torchvggish .pth, TF checkpoint) into a weights directory",
     "compare": "fit the paper's 13 classifiers (+ better heads) on extracted embeddings; write the table",
     "predict": "predict the genre of audio files (offline MusiCNN, or VGGish + a trained head)",
