@@ -1,17 +1,11 @@
 """Genre prediction for audio files, offline, out of the box.
 
-Default backbone: MusiCNN (MSD_musicnn from the `musicnn` 0.1.0 wheel, converted and shipped in
-vggish_jax/assets). Its 50 Million-Song-Dataset tag probabilities are averaged over the song's 3-s patches and
-mapped to FMA-small's 8 genres by MSD_TO_FMA: a genre's score is the highest probability among its tags, and
-the scores are normalised to sum to 1 (relative scores, not calibrated probabilities). International has no
-MSD tag, so the tagger cannot score it: it is reported with score 0 and flagged. With a head trained by
-`vggish-jax compare` (`--head DIR`), VGGish embeddings + that head are used instead, with all 8 genres.
-
-With converted VGGish weights that carry PCA params (`--weights DIR`, no `--head`), the shipped AudioSet genre
-head (vggish_jax/assets/audioset_genres, trained on Google's released AudioSet embeddings) scores AudioSet's 25
-top-level music genres: VGGish + PCA + uint8 as the release, then the head. The release came from Google's
-production feature pipeline, which the public weights reproduce closely but not exactly
-(tensorflow/models#9772), so scores on your own audio can shift a little.
+Default: the shipped MusiCNN (MSD_musicnn from the `musicnn` 0.1.0 wheel); its 50 MSD tag probabilities,
+averaged over 3-s patches, map to FMA-small's 8 genres by MSD_TO_FMA (a genre's best tag, normalised to sum to
+1: relative, not calibrated). International has no MSD tag: score 0, flagged. `--head DIR`: VGGish + a head
+from `vggish-jax compare`. `--weights DIR` with PCA params, no head: the shipped AudioSet genre head (25 genres,
+trained on Google's released embeddings, which the public weights reproduce closely but not exactly:
+tensorflow/models#9772).
 """
 from __future__ import annotations
 
@@ -92,14 +86,9 @@ def default_tagger() -> MusiCNNTagger:
 
 
 class HeadPredictor:
-    """VGGish embeddings + a head trained by `vggish-jax compare` (vggish_jax.classify.heads).
-
-    The features are made exactly as the head's training embeddings were (its recorded EmbeddingSpec:
-    final_relu, and PCA + uint8 when the head was trained on postprocessed embeddings); weights whose spec
-    differs (another content hash, model or frontend) are refused with one line naming both. The one deliberate
-    exception is a head trained on AudioSet's released embeddings (spec model "vggish-audioset-v1-release"):
-    no converted weights can match that spec, so any VGGish weights with PCA params stand in for Google's
-    pipeline (PCA + uint8 as the release), and the predictions say so.
+    """VGGish embeddings, made as the head's recorded EmbeddingSpec says (weights that differ are refused), + a
+    head from `vggish-jax compare`. Exception: a head on AudioSet's released embeddings, which no weights can
+    match, takes any VGGish weights with PCA params (PCA + uint8 as the release), and its predictions say so.
     """
 
     _ROUNDING = {None: None, "pca_uint8_truncate": "truncate", "pca_uint8_round": "round"}
@@ -107,9 +96,8 @@ class HeadPredictor:
     def __init__(self, head_dir: str, weights: str | None = None):
         from vggish_jax import spec as spec_lib
         from vggish_jax.classify import heads
-        from vggish_jax.pipeline.embed import load_pretrained
-
         from vggish_jax.datasets.audioset import RELEASE_SPEC
+        from vggish_jax.pipeline.embed import load_pretrained
 
         self.head = heads.load_head(head_dir)
         head_json = os.path.join(head_dir, "head.json")

@@ -1,37 +1,18 @@
 """The paper's comparison table: 13 classifiers (FMA's baseline recipe) x feature sets, plus better heads.
 
-    vggish_jax.compare("store", "results/<run>", CompareSettings(...))
-    vggish-jax compare --embeddings store --out results/<run> [--config settings.toml]   (vggish_jax.commands)
+    vggish_jax.compare("store", "results/<run>", CompareSettings(...))   (CLI: vggish-jax compare)
 
-Every model is fitted on the training split only (StandardScaler, PCA and classifier inside one sklearn
-Pipeline); validation and test are only ever predicted. Feature sets:
-  embedding          31 x 128 = 3968-d flattened VGGish embeddings (vggish_jax.classify.features.flatten)
-  embedding+pca128   the same, scaled, then PCA to 128 dims fitted on train
-  mean_std           mean and std of the frame embeddings (256-d)
-  mfcc               MFCC statistics from the log-mels: of an FMA TFDS build (data_dir), or computed from the
-                     audio files of a folder, labels CSV or from_audio store (classify.audio_features)
-  musicnn            mean+std of MusiCNN's 200-d penultimate features over 3-s patches: of a *_waveform build
-                     (e.g. `extract --dataset fma/small_waveform`, and data_dir), or from the audio files as
-                     for mfcc; clips shorter than one patch are repeated to fill it, as musicnn's training did
-                     ("repeat-pad")
-Vectors computed from files are cached in <out>/features/; a file that no longer decodes drops its clip from
-every feature set (listed under "skipped" in table.json), so every row compares the same clips.
-  frames             the frame embeddings themselves, for JAX-frames only
-Extra models beyond the paper: HGB (HistGradientBoostingClassifier, standing in for XGBoost), JAX-MLP
-(vggish_jax.classify.heads, early-stopped on validation; on mean_std only) and JAX-frames
-(vggish_jax.classify.frame_head: a per-frame MLP, mean-pooled, mixup, an ensemble of 5; on frames only).
-
-Single-label stores are scored by accuracy and macro-F1; multi-label stores (labels [clips, classes] multi-hot,
-e.g. AudioSet's music_genre_multilabel) by mAP and macro ROC-AUC over the classes, every classifier one-vs-rest.
-Every cell is ranked on the validation accuracy (mAP); which model is selected is `CompareSettings.selection`
-(classify.selection: by default grouped cross-validation inside train + validation among the 3 best on
-validation where validation has fewer than 1,000 clips, else the validation winner). A CV-selected model, or
-any with `--refit`, is refitted on train + validation (JAX heads for the epochs validation chose) and test
-scored once (table.json "refit"; "selection" says which protocol chose it). The
-flattened feature set keeps a store's typical clip length in examples (the median over its training clips: 31
-for FMA's 30-s clips, 10 for AudioSet's 10-s ones). A store without train/validation/test (a labelled folder,
-a CSV without splits) is cross-validated instead (`--cv K`, vggish_jax.classify.cv): every cell's mean and std
-over K held-out folds.
+Every model is fitted on train only (scaler, PCA and classifier in one sklearn Pipeline). Feature sets:
+embedding (31 x 128 flattened), embedding+pca128, mean_std (256-d), mfcc (MFCC statistics of log-mels),
+musicnn (mean+std of MusiCNN's 200-d penultimate features over 3-s patches, short clips "repeat-pad"ded as
+musicnn's training did), frames (for JAX-frames only). mfcc/musicnn come from an FMA TFDS build (data_dir) or
+the clips' audio files (cached in <out>/features/; a clip that no longer decodes is dropped from every set and
+listed under "skipped"). Extra models: HGB (for XGBoost), JAX-MLP (classify.heads, on mean_std) and JAX-frames
+(classify.frame_head, on frames). Single-label: accuracy and macro-F1; multi-label: mAP and macro ROC-AUC,
+one-vs-rest. Cells are ranked on validation; `CompareSettings.selection` picks the model (classify.selection);
+a CV-selected one, or any with `--refit`, is refitted on train + validation and test scored once. The flattened
+length is the median training clip length in examples (31 for FMA, 10 for AudioSet). A store without
+train/validation/test is cross-validated (`--cv K`, classify.cv): mean and std over K held-out folds.
 """
 from __future__ import annotations
 
@@ -59,10 +40,8 @@ SPLITS = ("train", "validation", "test")
 
 
 def make_classifier(name: str, seed: int = 0, n_train: int | None = None):
-    """FMA's baseline settings (mdeff/fma): sklearn defaults except where noted; SVC gamma pinned to 'auto'.
-
-    kNN's 200 neighbours are capped at the training-set size (only matters on toy data).
-    """
+    """FMA's baseline settings (mdeff/fma): sklearn defaults except where noted; SVC gamma pinned to 'auto';
+    kNN's 200 neighbours capped at the training-set size (toy data)."""
     from sklearn import discriminant_analysis as da, ensemble, linear_model, naive_bayes, neighbors, neural_network
     from sklearn import svm, tree
 
@@ -86,8 +65,7 @@ def make_classifier(name: str, seed: int = 0, n_train: int | None = None):
 
 def make_pipeline(feature_set: str, classifier: str, seed: int = 0, n_train: int | None = None,
                   multilabel: bool = False):
-    """StandardScaler (+ PCA to 128 components, fitted on train; fewer only on toy data) + classifier
-    (one-vs-rest per class when multi-label)."""
+    """StandardScaler (+ PCA to 128, fewer only on toy data) + classifier (one-vs-rest when multi-label)."""
     from sklearn.decomposition import PCA
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -116,9 +94,8 @@ class Data:
 def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.ndarray]] | None = None,
                    waveforms: dict[str, list[np.ndarray]] | None = None,
                    computed: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, Data]:
-    """{feature_set: Data} from per-split embeddings (and log-mels for MFCC, 16 kHz waveforms for MusiCNN,
-    aligned by clip; `computed`: feature set -> split -> matrix made elsewhere, e.g. from the audio files), for
-    whatever splits `embeddings` has."""
+    """{feature_set: Data} from per-split embeddings, log-mels (mfcc), 16 kHz waveforms (musicnn) and `computed`
+    (feature set -> split -> matrix, e.g. from the audio files)."""
     names = list(embeddings)
     y = {s: embeddings[s].labels for s in names}
     # The flattened length: the training clips' typical length (all clips' when there is no train split).
@@ -152,9 +129,8 @@ def fit_cell(feature_set: str, classifier: str, x_train: np.ndarray, y_train: np
 
 def run_cell(feature_set: str, classifier: str, data: Data, seed: int = 0,
              evaluate: tuple[str, ...] = ("validation", "test")) -> dict:
-    """Fit and score one cell on the `evaluate` splits. A model that cannot be fitted (e.g. QDA with more
-    dimensions than clips per class, which old sklearn only warned about) is reported as failed with the
-    reason, not dropped."""
+    """Fit and score one cell on the `evaluate` splits; one that cannot be fitted (e.g. QDA with more dimensions
+    than clips per class) is reported as failed with the reason, not dropped."""
     t0 = time.perf_counter()
     try:
         model = fit_cell(feature_set, classifier, data.x["train"], data.y["train"], seed)
@@ -187,9 +163,8 @@ def _metric_keys(multilabel: bool) -> tuple[str, ...]:
 
 
 def scores(out: dict[str, np.ndarray], data: Data) -> dict:
-    """Metrics (classify.metrics) of predictions (single-label: class indices) or per-class scores (multi-label)
-    on the splits in `out` (validation and test); `validation_score` (accuracy or mAP) is what model selection
-    compares."""
+    """Metrics of class indices (single-label) or per-class scores (multi-label) on the splits in `out`;
+    `validation_score` (accuracy or mAP) is what selection compares."""
     r = {}
     for s in out:
         r.update({f"{s}_{m}": v for m, v in metrics.score_pair(data.y[s], out[s]).items()})
@@ -240,8 +215,8 @@ def run_frame_head(data: Data, label_names, seed: int = 0, meta: dict | None = N
 
 
 def refit_best(best: dict, data: dict, trained: dict, label_names, seed: int = 0, extra=None, log=None):
-    """The model chosen on validation refitted on train + validation (JAX heads: each network for the epochs
-    validation chose), then test scored once. Returns (cell, refitted JAX head or None)."""
+    """The chosen model refitted on train + validation (JAX heads for the epochs validation chose), test scored
+    once. Returns (cell, refitted JAX head or None)."""
     from vggish_jax.classify import frame_head, heads
 
     d, clf = data[best["feature_set"]], best["classifier"]
@@ -290,8 +265,8 @@ def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key
 
 
 def _from_files(out, info, splits, sets, data_dir, manual_dir, jobs, log):
-    """(feature set -> split -> matrix, Skips of the clips to drop from every set, stats with the keep masks)
-    for the sets computed from the clips' audio files (audio_features); a store without files logs why."""
+    """(feature set -> split -> matrix, Skips to drop from every set, stats with keep masks) for the sets
+    computed from audio files; a store without files logs why."""
     if not sets:
         return {}, [], {}
     try:
@@ -337,19 +312,11 @@ def check_complete(embeddings_dir: str, info: dict, allow_incomplete: bool, log)
 
 @dataclasses.dataclass(frozen=True)
 class CompareSettings:
-    """How `compare` builds a table; every field has the CLI's default.
-
-    What is compared: `feature_sets` x `classifiers` (names from FEATURE_SETS, PAPER_CLASSIFIERS and
-    EXTRA_CLASSIFIERS). How it is scored: `folds` K cross-validates every cell (None: the store's
-    train/validation/test split, or DEFAULT_K folds for a store without one); `refit` also refits the selected model
-    on train + validation and scores test once; `seed` seeds every model and the folds.
-    Where mfcc and musicnn come from: `data_dir` (an FMA TFDS build), `manual_dir` (the mp3s of a store
-    extracted --from-audio). The JAX heads: `frame_head` (None: FrameHeadConfig(seed=seed)), `extra_train`
-    (clips, soft target rows) added to JAX-frames' training data only. Running: `jobs` parallel cells (-1: all
-    cores); `allow_incomplete` compares on an unfinished extraction (the table says so). Which model a split
-    table selects (classify.selection): `selection` "auto" (grouped CV among the `finalists` best on validation,
-    `selection_folds` folds over train + validation, where validation has fewer than 1,000 clips; else the
-    validation winner), "cv" or "validation"; a CV-selected model is always refitted on train + validation.
+    """How `compare` builds a table; every field has the CLI's default. `folds` K cross-validates (None: the
+    store's split, or DEFAULT_K folds without one); `data_dir` an FMA TFDS build, `manual_dir` the mp3s of a
+    --from-audio store; `frame_head` None: FrameHeadConfig(seed=seed); `extra_train` (clips, soft target rows)
+    trains JAX-frames only; `jobs` -1: all cores; `selection` "auto" (CV among the `finalists` best over
+    `selection_folds` folds when validation has < 1,000 clips, else the validation winner), "cv" or "validation".
     """
     feature_sets: tuple[str, ...] = FEATURE_SETS
     classifiers: tuple[str, ...] = PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS
@@ -427,14 +394,9 @@ def _stderr(message: str) -> None:
 
 
 def compare(embeddings_dir: str, out: str, settings: CompareSettings | None = None, log=None) -> dict:
-    """Run the table and write table.md, table.json and plots into `out`. Returns the JSON report.
-
-    An unfinished extraction (info.json without "complete": true) is refused unless
-    `settings.allow_incomplete`; then the report and table say so. The trained JAX heads are saved under
-    out/head (JAX-MLP) and out/head_frames (JAX-frames; refitted ones as out/<head>_refit). A store without a
-    train/validation/test split (or `settings.folds` K) is cross-validated (`_compare_cv`). `log` gets
-    progress lines (default: stderr).
-    """
+    """Write table.md, table.json and plots into `out`; returns the report. An unfinished extraction is refused
+    unless `settings.allow_incomplete`. JAX heads are saved as out/head, out/head_frames (refitted: <head>_refit).
+    `log` gets progress lines (default: stderr)."""
     settings, log, started = settings or CompareSettings(), log or _stderr, time.perf_counter()
     info = store.read_info(embeddings_dir)
     complete = check_complete(embeddings_dir, info, settings.allow_incomplete, log)
@@ -464,9 +426,7 @@ def _require_two_classes(embeddings_dir: str, info: dict, splits: dict[str, stor
 
 
 def _load_features(inputs: _Inputs, out: str, settings: CompareSettings, log) -> _Inputs:
-    """`inputs` with every asked-for feature set that can be built: log-mels / waveforms of an FMA TFDS build,
-    or mfcc and musicnn computed from the clips' audio files (cached in out/features; clips that do not decode
-    are dropped from every set)."""
+    """`inputs` with every asked-for feature set that can be built (from an FMA TFDS build or the audio files)."""
     info, splits, want = inputs.info, inputs.splits, settings.feature_sets
     mels = waves = None
     ids = {s: sp.track_ids for s, sp in splits.items()}
@@ -496,8 +456,7 @@ def _load_features(inputs: _Inputs, out: str, settings: CompareSettings, log) ->
 
 
 def _split_cells(inputs: _Inputs, settings: CompareSettings, log) -> tuple[list[dict], dict]:
-    """Every cell fitted on train and scored on validation and test; returns the cells and the trained JAX
-    heads by the folder they are saved in."""
+    """Every cell fitted on train, scored on validation and test; (cells, trained JAX heads by folder name)."""
     from joblib import Parallel, delayed
 
     data, fs, clfs, seed = inputs.data, inputs.feature_sets, settings.classifiers, settings.seed
@@ -517,8 +476,7 @@ def _split_cells(inputs: _Inputs, settings: CompareSettings, log) -> tuple[list[
 
 
 def _public(cell: dict, y_test: np.ndarray, n_classes: int) -> dict:
-    """A cell as table.json keeps it: without its predictions; single-label with its test confusion matrix
-    (rows true class, columns predicted), from which its accuracy and macro-F1 can be recomputed."""
+    """A cell as table.json keeps it: no predictions; single-label with its test confusion (rows true class)."""
     r = {k: v for k, v in cell.items() if k != "test_predictions"}
     if cell.get("test_predictions") is not None and np.ndim(y_test) == 1:
         r["test_confusion"] = metrics.confusion(y_test, cell["test_predictions"], n_classes).tolist()
@@ -526,9 +484,7 @@ def _public(cell: dict, y_test: np.ndarray, n_classes: int) -> dict:
 
 
 def _compare_split(inputs: _Inputs, out: str, settings: CompareSettings, log) -> dict:
-    """`compare` on the store's train/validation/test split: every cell ranked on validation, the model chosen
-    by `settings.selection` (classify.selection), refitted on train + validation when CV chose it or
-    `settings.refit`, and test scored once."""
+    """`compare` on the store's train/validation/test split."""
     results, trained = _split_cells(inputs, settings, log)
     best = max([r for r in results if r.get("validation_score") is not None],
                key=lambda r: r["validation_score"])  # best on validation
@@ -577,8 +533,7 @@ def _fold_cell(feature_set: str, classifier: str, x, y: np.ndarray, train: np.nd
 
 
 def _cv_runs(inputs: _Inputs, plan: cv.Plan, settings: CompareSettings, log) -> dict[tuple[str, str], list[dict]]:
-    """Every cell's per-fold runs: sklearn cells fitted on each fold's training part, JAX heads early-stopped on
-    an inner part of it (no head is saved: there is one per fold)."""
+    """Every cell's per-fold runs; JAX heads early-stop on an inner part of each fold's train (none is saved)."""
     from joblib import Parallel, delayed
 
     fs, clfs, seed, k = inputs.feature_sets, settings.classifiers, settings.seed, plan.k
@@ -598,8 +553,7 @@ def _cv_runs(inputs: _Inputs, plan: cv.Plan, settings: CompareSettings, log) -> 
 
 
 def _compare_cv(inputs: _Inputs, out: str, k: int, settings: CompareSettings, log) -> dict:
-    """`compare` on K folds of the pooled splits (vggish_jax.classify.cv): every cell scored on each held-out
-    fold; table.md, table.json and plots as in split mode, cells as mean ± std."""
+    """`compare` on K folds of the pooled splits (classify.cv); cells as mean ± std."""
     store_dir, info, splits = inputs.store_dir, inputs.info, inputs.splits
     plan = cv.make_plan(store_dir, info, splits, k, settings.seed)
     runs = _cv_runs(inputs, plan, settings, log)

@@ -1,17 +1,11 @@
-"""A frame-level genre head: an MLP applied to every 0.96-s embedding, pooled over the clip (mean, mean+max,
-mean+std or attention), then a linear classifier; an ensemble of such networks (different seeds) averages their
-probabilities.
+"""A frame-level genre head: an MLP on every 0.96-s embedding, pooled over the clip (POOLINGS), a linear
+classifier; an ensemble of such networks (different seeds) averages their probabilities.
 
-Trained with JAX/optax on padded [clips, T, 128] batches (a mask keeps padding out of the pool), with dropout,
-mixup (convex mixes of two clips and their targets) and optional label smoothing, early-stopped per member on
-the validation metric (accuracy, or mAP when multi-label). Single-label uses softmax and accepts soft target rows
-(a clip of two genres: half each); multi-label a sigmoid per class. `refit` retrains a chosen recipe on more
-data (train + validation) for the epochs validation picked.
-
-On disk (DIR): head.npz (frame mean/scale, each member's layers as m{j}_layer{i}_kernel/bias; with attention
-pooling the scorer is the layer before the classifier) + head.json (kind "frames", pooling (absent: mean),
-label names, multilabel, the EmbeddingSpec of the training embeddings, config, history).
-`forward_numpy` is the inference path in plain NumPy (used for prediction, so it needs no jit per clip length).
+Trained with JAX/optax on padded, masked [clips, T, 128] batches with dropout, mixup and optional label
+smoothing, early-stopped per member on accuracy (mAP when multi-label). Single-label: softmax, accepting soft
+target rows; multi-label: a sigmoid per class. On disk: head.npz (frame mean/scale, m{j}_layer{i}_kernel/bias;
+the attention scorer is the layer before the classifier) + head.json (kind "frames", pooling (absent: mean),
+EmbeddingSpec, config, history). `forward_numpy` is the NumPy inference path (no jit per clip length).
 """
 from __future__ import annotations
 
@@ -24,8 +18,6 @@ from vggish_jax import atomic, spec as spec_lib
 from vggish_jax.classify import fit, metrics
 
 KIND = "frames"
-
-
 POOLINGS = ("mean", "mean_max", "mean_std", "attention")
 
 
@@ -69,18 +61,14 @@ class FrameHead:
 
 
 def _split_layers(layers, pooling: str):
-    """(frame MLP layers, attention scorer or None, classifier): attention pooling keeps its scorer ([H, 1]) just
-    before the classifier."""
+    """(frame MLP layers, attention scorer [H, 1] or None, classifier)."""
     if pooling == "attention":
         return layers[:-2], layers[-2], layers[-1]
     return layers[:-1], None, layers[-1]
 
 
 def pool(xp, h, m, pooling: str, att=None):
-    """[..., T, H] frame activations (ReLU outputs, >= 0) and a [..., T] 0/1 mask -> [..., P] clip vector.
-
-    `xp` is numpy or jax.numpy: the NumPy inference path and JAX training share this one definition.
-    """
+    """[..., T, H] ReLU activations and [..., T] 0/1 mask -> [..., P]; `xp` is numpy or jax.numpy (one definition)."""
     mk = m[..., None]
     count = xp.maximum(m.sum(-1, keepdims=True), 1)
     mean = (h * mk).sum(-2) / count
@@ -146,7 +134,7 @@ def _softmax(z):
 
 
 def pad_clips(clips: list[np.ndarray], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """[clips, T, D] float32 zero-padded frames (longer clips keep their first T) and [clips, T] mask."""
+    """[clips, T, D] zero-padded frames (longer clips keep their first T) and [clips, T] mask."""
     length = length or max(c.shape[0] for c in clips)
     x = np.zeros((len(clips), length, clips[0].shape[1]), np.float32)
     m = np.zeros((len(clips), length), np.float32)
@@ -157,8 +145,7 @@ def pad_clips(clips: list[np.ndarray], length: int | None = None) -> tuple[np.nd
 
 
 def targets_of(y, n_classes: int, multilabel: bool, label_smoothing: float = 0.0) -> np.ndarray:
-    """[clips, classes] float targets: multi-hot rows (multi-label); one-hot of class indices, or given soft rows
-    (single-label, each summing to 1: e.g. a clip of two genres, half each), smoothed by `label_smoothing`."""
+    """[clips, classes] float targets: multi-hot rows, or one-hot / given soft rows smoothed by `label_smoothing`."""
     y = np.asarray(y)
     if multilabel:
         return y.astype(np.float32)
@@ -219,12 +206,8 @@ def _standardised(clips, mean, scale, length: int | None = None):
 def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | None, y_val, label_names,
                      cfg: FrameHeadConfig = FrameHeadConfig(), multilabel: bool = False, log=None,
                      epochs: list[int] | None = None, **meta) -> FrameHead:
-    """Fit `cfg.members` networks on train only; validation picks each member's epoch by the table's metric
-    (classify.fit: accuracy, or mAP over the classes with a positive and a negative). History in .info.
-
-    `y_train`: class indices, or (single-label) soft target rows [clips, classes]; multi-hot when multilabel.
-    With `epochs` (one count per member) and no validation, each member trains exactly that many epochs: the
-    refit of a head whose epochs validation chose (see `refit`).
+    """Fit `cfg.members` networks on train; validation picks each member's epoch (classify.fit). `y_train`: class
+    indices or soft rows [clips, classes]; multi-hot when multilabel. `epochs` (per member, no validation): `refit`.
     """
     import jax
     import optax
@@ -269,8 +252,7 @@ def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | N
 
 
 def refit(head: FrameHead, clips: list[np.ndarray], y, log=None) -> FrameHead:
-    """`head`'s recipe refitted on `clips` (e.g. train + validation): the same config, each member trained for
-    the number of epochs validation chose for it (best epoch + 1), nothing held out."""
+    """`head`'s recipe refitted on `clips` (e.g. train + validation), each member for best epoch + 1 epochs."""
     cfg = FrameHeadConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in head.info["config"].items()})
     epochs = [m["best_epoch"] + 1 for m in head.info["members"]]
     new = train_frame_head(clips, y, None, None, head.label_names, cfg, head.multilabel, log, epochs=epochs,
@@ -297,8 +279,7 @@ def save(directory: str, head: FrameHead) -> str:
 
 
 def load(directory: str, meta: dict, arrays: dict) -> FrameHead:
-    """The head in `directory` whose head.json is `meta` and head.npz `arrays` (read by heads.load_head),
-    checked against each other first (classify.head_check)."""
+    """The head in `directory` from its head.json `meta` and head.npz `arrays`, checked first (head_check)."""
     from vggish_jax.classify import head_check
 
     head_check.known(meta, "feature", (KIND,), directory)

@@ -1,9 +1,7 @@
 """The one check of a saved head before it is used: head.json and head.npz read and checked against each other.
 
-A head whose class names and output width disagree, whose layers do not chain, whose weights are not finite,
-whose `feature` this version cannot build or whose spec is unreadable would predict nonsense (or fail deep in a
-matrix product), so it is refused with one line naming the file and the fix. head.npz is read without pickle:
-a pickle in its place is refused, never run.
+An inconsistent head would predict nonsense (or fail deep in a matrix product), so it is refused with one line
+naming the file and the fix. head.npz is read without pickle: a pickle in its place is refused, never run.
 """
 from __future__ import annotations
 
@@ -40,7 +38,7 @@ def read(directory: str) -> tuple[dict, dict]:
         raise BadHead(f"{js}: not a valid head.json ({' '.join(str(e).split())}); {FIXES['mean_std']}") from None
     if not isinstance(meta, dict):
         raise BadHead(f"{js}: holds a JSON {type(meta).__name__}, not a head description; {FIXES['mean_std']}")
-    fix = FIXES["frames" if meta.get("kind") == "frames" else "mean_std"]
+    fix = _fix(meta)
     try:
         with np.load(npz) as z:  # allow_pickle stays False: a pickle is refused, never run
             arrays = {k: np.asarray(z[k]) for k in z.files}
@@ -57,6 +55,10 @@ def read(directory: str) -> tuple[dict, dict]:
     return meta, arrays
 
 
+def _fix(meta: dict) -> str:
+    return FIXES["frames" if meta.get("kind") == "frames" else "mean_std"]
+
+
 def need(cond: bool, where: str, why: str, fix: str) -> None:
     if not cond:
         raise BadHead(f"{where}: {why}; {fix}")
@@ -65,12 +67,9 @@ def need(cond: bool, where: str, why: str, fix: str) -> None:
 def check(directory: str, meta: dict, arrays: dict, layer_keys: list[list[tuple[str, str]]],
           widths) -> spec_lib.EmbeddingSpec | None:
     """Checks head.json `meta` against head.npz `arrays`; returns the head's spec (None if it records none).
-
-    layer_keys: per member, the (kernel, bias) array names of its layers, first to last; widths(member, kernels)
-    -> the input width each layer needs (checked against the arrays) given the member's kernels in order.
-    """
+    layer_keys: per member, its layers' (kernel, bias) names; widths(d, kernels) -> each layer's input width."""
     npz, js = os.path.join(directory, "head.npz"), os.path.join(directory, "head.json")
-    fix = FIXES["frames" if meta.get("kind") == "frames" else "mean_std"]
+    fix = _fix(meta)
     names = meta.get("label_names")
     need(isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)
           and len(set(names)) == len(names), js, "label_names must list two or more distinct class names", fix)
@@ -108,8 +107,7 @@ def check(directory: str, meta: dict, arrays: dict, layer_keys: list[list[tuple[
 def positive_int(meta: dict, key: str, directory: str) -> int:
     value = meta.get(key)
     need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-          os.path.join(directory, "head.json"), f"'{key}' must be a whole number >= 1, got {value!r}",
-          FIXES["frames" if meta.get("kind") == "frames" else "mean_std"])
+          os.path.join(directory, "head.json"), f"'{key}' must be a whole number >= 1, got {value!r}", _fix(meta))
     return value
 
 
@@ -117,5 +115,5 @@ def known(meta: dict, key: str, choices, directory: str, default=None):
     value = meta.get(key, default)
     need(value in choices, os.path.join(directory, "head.json"),
           f"'{key}' is {value!r}, which this version cannot build; it knows {', '.join(map(str, choices))}",
-          FIXES["frames" if meta.get("kind") == "frames" else "mean_std"])
+          _fix(meta))
     return value

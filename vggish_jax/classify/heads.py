@@ -1,13 +1,9 @@
 """A small genre head on pooled VGGish embeddings, trained with JAX/optax, saved without pickle.
 
-The head standardises mean+std pooled embeddings with training-set statistics, then applies an MLP (no hidden
-layer = multinomial logistic regression), trained by minibatch AdamW with dropout; the
-epoch with the best validation accuracy is kept (classify.fit) (early stopping with patience).
-
-On disk (DIR): head.npz (scaler mean/scale and every layer's kernel/bias) + head.json (label names,
-feature, the EmbeddingSpec of the embeddings it was trained on (weights hash, final_relu, postprocess, ...),
-the weights directory, hidden sizes, training history). `vggish-jax predict --head` builds its features with
-exactly that spec and refuses weights that differ.
+Standardised mean+std pooled embeddings -> MLP (no hidden layer: multinomial logistic regression), minibatch
+AdamW with dropout, the best-validation-accuracy epoch kept (classify.fit). On disk: head.npz (scaler and
+layers) + head.json (label names, feature, the training embeddings' EmbeddingSpec, weights, history), which
+`vggish-jax predict --head` rebuilds exactly, refusing weights that differ.
 """
 from __future__ import annotations
 
@@ -79,9 +75,8 @@ class Head:
 
 def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = HeadConfig(), epochs: int | None = None,
                **meta) -> Head:
-    """Fit on train only; the validation split picks the epoch by validation accuracy (classify.fit, the
-    table's metric). Returns the best Head (history in .info). With `epochs` and no validation (x_val None) it
-    trains exactly that many epochs (see `refit`)."""
+    """Fit on train; validation accuracy picks the epoch (classify.fit). With `epochs` and x_val None it trains
+    exactly that many epochs (`refit`)."""
     if (x_val is None) != (epochs is not None):
         raise ValueError("give either validation features (early stopping) or a fixed number of epochs")
     x_train = np.asarray(x_train, np.float32)
@@ -136,8 +131,7 @@ def save_head(directory: str, head: Head) -> str:
 
 
 def load_head(directory: str):
-    """A saved Head, or a frame_head.FrameHead (head.json kind "frames"); head.json and head.npz are checked
-    against each other first (classify.head_check: a one-line error naming the file and the fix)."""
+    """A saved Head, or a frame_head.FrameHead (head.json kind "frames"), checked first (classify.head_check)."""
     meta, arrays = head_check.read(directory)
     if meta.get("kind") == "frames":
         from vggish_jax.classify import frame_head
