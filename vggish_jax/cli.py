@@ -1,8 +1,7 @@
 """`vggish-jax` command line: a thin layer of subcommands over the library API.
 
-Each subcommand lives in vggish_jax/commands/<name>.py and defines HELP, add_arguments(parser) and
-run(args) -> exit code, and may define ON_STOP: what is true of its work after Ctrl-C, SIGTERM or a full
-disk (default: nothing was saved). Modules are imported only when their command runs, so `--help` stays fast.
+vggish_jax/commands/<name>.py defines add_arguments(parser), run(args) -> exit code and optionally ON_STOP (what a
+stop or full disk leaves). Modules are imported only when their command runs, so `--help` stays fast.
 """
 from __future__ import annotations
 

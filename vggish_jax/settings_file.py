@@ -1,9 +1,7 @@
 """`--config settings.toml`: a command's options, and the settings no one changes per run, read from a TOML file.
 
-Keys are the long option names without the dashes, with underscores (`--batch-size 32` -> `batch_size = 32`), plus
-the settings a command declares (`declare`), which have no flag. A flag given on the command line wins over the
-file. An unknown key, or a value of the wrong kind or out of range, is refused in one line naming the file and
-the key. Imports nothing of ours: the commands declare, the CLI applies.
+Keys: long option names with underscores (`--batch-size 32` -> `batch_size = 32`) plus declared settings; flags
+win over the file; a bad key or value is refused in one line. Imports nothing of ours.
 """
 from __future__ import annotations
 

@@ -389,15 +389,12 @@ class _Inputs:
                 "jobs": settings.jobs, **self.files}
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 def compare(embeddings_dir: str, out: str, settings: CompareSettings | None = None, log=None) -> dict:
     """Write table.md, table.json and plots into `out`; returns the report. An unfinished extraction is refused
     unless `settings.allow_incomplete`. JAX heads are saved as out/head, out/head_frames (refitted: <head>_refit).
     `log` gets progress lines (default: stderr)."""
-    settings, log, started = settings or CompareSettings(), log or _stderr, time.perf_counter()
+    settings, started = settings or CompareSettings(), time.perf_counter()
+    log = log or (lambda m: print(m, file=sys.stderr))
     info = store.read_info(embeddings_dir)
     complete = check_complete(embeddings_dir, info, settings.allow_incomplete, log)
     names = cv.store_splits(embeddings_dir, info)

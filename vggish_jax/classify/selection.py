@@ -1,10 +1,9 @@
 """Which model a split-mode table selects (`CompareSettings.selection`); the test split is never looked at.
 
   "validation"  the cell best on the validation split.
-  "cv"          the `finalists` cells best on validation are scored by stratified K-fold cross-validation over
-                train + validation, grouped by the store's groups (e.g. AudioSet's video ids: no video on both
-                sides; classify.cv.folds); the highest mean held-out score wins. JAX heads train in each fold
-                for the epochs validation chose (what their refit does); sklearn cells are fitted as in the table.
+  "cv"          the `finalists` best on validation, scored by stratified K-fold CV over train + validation grouped
+                by the store's groups (e.g. AudioSet's video ids); the highest mean wins. JAX heads train each
+                fold for the epochs validation chose.
   "auto"        (default) "cv" where the validation split has fewer than CV_BELOW clips, else "validation".
 
 Why "auto": the accuracy of one model on 327 validation clips has a standard error near 0.027, more than the
@@ -12,7 +11,6 @@ gaps between the best few cells, so on a small validation split the ranking of t
 (AudioSet's 25 genres: SVCpoly1 wins validation and scores 0.575 on test; CV over 2,178 clips picks
 JAX-frames, 0.596). From about 1,000 validation clips on the error is small next to those gaps and the K extra
 fits per finalist buy little. Multi-label stores are selected on validation (the CV here scores one label).
-Whatever chose it, compare refits the chosen model on train + validation and scores test once.
 """
 from __future__ import annotations
 
@@ -51,10 +49,9 @@ def usable_k(k: int, y: np.ndarray, groups) -> int:
 
 
 def fold_scores(cell: dict, data: dict, groups, extra, head, k: int, seed: int, fit, with_extra) -> list[float]:
-    """Accuracy on each of the K held-out folds of train + validation for one table cell (`head`: the table's
-    trained JAX head of a JAX cell; `extra` (clips, soft targets[, group of each]) trains JAX-frames, without the
-    clips whose group is held out). `fit` and `with_extra` are compare's fit_cell and with_extra (passed in:
-    compare imports this module)."""
+    """Accuracy on each of K held-out folds of train + validation for one cell (`head`: its trained JAX head;
+    `extra` (clips, soft targets[, groups]) trains JAX-frames minus held-out groups). `fit`, `with_extra`: compare's
+    fit_cell and with_extra (passed in: compare imports this module)."""
     from vggish_jax.classify import frame_head, heads
 
     d, clf = data[cell["feature_set"]], cell["classifier"]
@@ -82,9 +79,8 @@ def fold_scores(cell: dict, data: dict, groups, extra, head, k: int, seed: int, 
 
 def select(cells: list[dict], data: dict, trained: dict, groups, settings, n_validation: int, log, fit,
            with_extra) -> dict:
-    """table.json's "selection": the protocol, why, the finalists' CV scores (protocol "cv") and the chosen
-    cell's classifier and feature set. `trained`: the table's JAX heads by folder name; `groups`: one per clip
-    of train + validation, or None; `fit`, `with_extra`: as for fold_scores."""
+    """table.json's "selection": protocol, why, the finalists' CV scores and the chosen cell. `trained`: JAX heads
+    by folder name; `groups`: one per clip of train + validation, or None."""
     y = np.concatenate([data[cells[0]["feature_set"]].y[s] for s in ("train", "validation")])
     how, why = protocol(settings.selection, n_validation, np.ndim(y) == 2)
     k = usable_k(settings.selection_folds, y, groups) if how == "cv" else 0

@@ -67,8 +67,7 @@ def render_markdown(report: dict) -> str:
 
 
 def _selection_line(report: dict, m1: str, m2: str) -> str:
-    """The paragraph naming the selected model, the protocol that chose it (classify.selection), its refit and
-    how to get the other protocol."""
+    """The paragraph naming the selected model, its protocol, its refit and how to get the other protocol."""
     sel, r = report.get("selection"), report.get("refit")
     if sel is None:  # a table.json written before selection protocols
         sel = {**report["best"], "protocol": "validation", "selected_by": "validation", "why": "", "cv": [],
@@ -131,9 +130,8 @@ def per_class_bars(values, label_names, ylabel: str, title: str, size, path: str
 
 def plot_results(out: str, best: dict, y_test: np.ndarray, label_names: list[str], report: dict,
            held_out: str = "test") -> None:
-    """confusion_best.png + per_genre_accuracy.png (single-label) or per_class_ap.png (multi-label) for the
-    best model on its `held_out` predictions, and class_balance.png (clips per class and split, the paper's
-    Figure 2)."""
+    """confusion_best.png + per_genre_accuracy.png (or per_class_ap.png, multi-label) of the best model's
+    `held_out` predictions, and class_balance.png (the paper's Figure 2)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
