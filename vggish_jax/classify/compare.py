@@ -135,8 +135,7 @@ def run_cell(feature_set: str, classifier: str, data: Data, seed: int = 0,
     try:
         model = fit_cell(feature_set, classifier, data.x["train"], data.y["train"], seed)
     except (ValueError, np.linalg.LinAlgError) as e:
-        return {"feature_set": feature_set, "classifier": classifier, "fit_seconds": time.perf_counter() - t0,
-                "wall_seconds": time.perf_counter() - t0, **dict.fromkeys(_metric_keys(data.multilabel)),
+        return {**_timed(feature_set, classifier, t0), **dict.fromkeys(_metric_keys(data.multilabel)),
                 "validation_score": None, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
     fit_s = time.perf_counter() - t0
     with warnings.catch_warnings():
@@ -145,9 +144,14 @@ def run_cell(feature_set: str, classifier: str, data: Data, seed: int = 0,
             out = {s: class_scores(model, data.x[s]) for s in evaluate}
         else:
             out = {s: model.predict(data.x[s]) for s in evaluate}
-    return {"feature_set": feature_set, "classifier": classifier, "fit_seconds": fit_s,
-            "wall_seconds": time.perf_counter() - t0,
-            **scores(out, data)}
+    return {**_timed(feature_set, classifier, t0, fit_s), **scores(out, data)}
+
+
+def _timed(feature_set: str, classifier: str, t0: float, fit_s: float | None = None) -> dict:
+    """A cell's name and its fit and wall seconds since `t0` (fit: all of it unless `fit_s`)."""
+    wall = time.perf_counter() - t0
+    return {"feature_set": feature_set, "classifier": classifier, "fit_seconds": wall if fit_s is None else fit_s,
+            "wall_seconds": wall}
 
 
 def class_scores(model, x: np.ndarray) -> np.ndarray:
@@ -182,10 +186,7 @@ def run_jax_head(data: Data, label_names, seed: int = 0, meta: dict | None = Non
     head = heads.train_head(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"],
                             label_names, heads.HeadConfig(seed=seed), **(meta or {}))
     pred = {s: head.predict_proba_features(data.x[s]).argmax(-1) for s in ("validation", "test")}
-    cell = {"feature_set": "mean_std", "classifier": "JAX-MLP", "fit_seconds": time.perf_counter() - t0,
-            "wall_seconds": time.perf_counter() - t0,
-            **scores(pred, data), "best_epoch": head.info["best_epoch"]}
-    return cell, head
+    return {**_timed("mean_std", "JAX-MLP", t0), **scores(pred, data), "best_epoch": head.info["best_epoch"]}, head
 
 
 def with_extra(clips, y, extra, n_classes: int):
@@ -208,10 +209,8 @@ def run_frame_head(data: Data, label_names, seed: int = 0, meta: dict | None = N
                                        label_names, cfg, multilabel=data.multilabel, log=log, **(meta or {}))
     probs = {s: head.predict_proba(data.x[s]) for s in ("validation", "test")}
     out = probs if data.multilabel else {s: p.argmax(-1) for s, p in probs.items()}
-    cell = {"feature_set": "frames", "classifier": "JAX-frames", "fit_seconds": time.perf_counter() - t0,
-            "wall_seconds": time.perf_counter() - t0, **scores(out, data),
-            "best_epochs": [m["best_epoch"] for m in head.info["members"]], "train_clips": len(clips)}
-    return cell, head
+    return {**_timed("frames", "JAX-frames", t0), **scores(out, data),
+            "best_epochs": [m["best_epoch"] for m in head.info["members"]], "train_clips": len(clips)}, head
 
 
 def refit_best(best: dict, data: dict, trained: dict, label_names, seed: int = 0, extra=None, log=None):

@@ -7,12 +7,7 @@ import sys
 from vggish_jax.commands import options
 from vggish_jax.settings_file import Setting, yes_no
 
-HELP = "Fréchet Audio Distance of GEN against REF (folders/lists of audio, stored embeddings or statistics)"
-
-
 ON_STOP = "no result was written; rerun the same command"
-
-
 RESULT, PLOT = "fad.json", "fad_inf.png"  # in --out
 
 
@@ -58,9 +53,8 @@ def run(args) -> int:
                                batch_size=args.batch_size, workers=args.workers)
     if out:
         os.makedirs(out, exist_ok=True)
-    if out and result["fad_inf"] and result["fad_inf"]["value"] is not None:
-        result["plot"] = plot.fad_inf_png(os.path.join(out, PLOT), result)
-    if out:
+        if result["fad_inf"] and result["fad_inf"]["value"] is not None:
+            result["plot"] = plot.fad_inf_png(os.path.join(out, PLOT), result)
         atomic.write_json(os.path.join(out, RESULT), result)
     r, g = result["ref"], result["gen"]
     print(f"FAD {result['fad']:.6g}  (REF {r['files']} files / {r['frames']} frames, "
