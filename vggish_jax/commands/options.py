@@ -1,8 +1,7 @@
 """The command line's one vocabulary: every option shared by several commands, defined once here.
 
-Each flag has one meaning, one default and one range rule in every command that has it, and its help states
-its default as "(default: X)" (tests/test_cli_options.py checks all of this against the parsers). Settings that
-no one changes per run have no flag: a command declares them for its `--config` file (vggish_jax.settings_file).
+Each flag has one meaning, default and range rule everywhere, its help ending "(default: X)" (checked by
+tests/test_cli_options.py). Settings no one changes per run have no flag, only a `--config` key (settings_file).
 """
 from __future__ import annotations
 
