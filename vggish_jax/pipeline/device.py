@@ -160,13 +160,10 @@ class AudioEmbedder:
                      max_pending: int | None = None) -> Iterator[tuple[Hashable, object]]:
         """(key, 16 kHz waveform or segments.Blocks) pairs -> (key, [n, 128] embeddings), in input order.
 
-        Each waveform is cut into bucketed segments (`segments.cut`; a `Blocks` stream by `cut_stream` as
-        its blocks arrive), segments of many clips are batched per bucket, and a clip is yielded as soon as
-        all its segments are done. A value that is neither (an error) passes through in its place, and so
-        does an exception a `Blocks` stream raises part-way (that clip's rows are dropped). At most
-        `max_pending` clips wait for a batch to fill (default: enough for the largest batch); beyond that
-        the oldest clip's batches run part-full, so memory and latency stay bounded.
-        """
+        Clips are cut into bucketed segments batched across clips; each is yielded once its segments are
+        done. An error value, or an exception a Blocks stream raises part-way, passes through in its place.
+        Beyond `max_pending` waiting clips (default: enough for the largest batch) the oldest clip's batches
+        run part-full, so memory and latency stay bounded."""
         if max_pending is None:
             max_pending = 2 * max(self.clips_per_call(b) for b in self.buckets)
         stream = _Stream(self)

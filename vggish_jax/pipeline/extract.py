@@ -262,9 +262,8 @@ def _run_beam(job: core.Job, model, settings: ExtractSettings, log) -> Summary:
 
 
 def _wait_for_every_process(job: core.Job, count: int, log) -> None:
-    """Under jax.distributed, wait until every process has written its shards, so that process 0 finalizes a
-    complete store in one run; a process that died or lags past the timeout is named, and the store stays
-    incomplete (finalize says to rerun)."""
+    """Under jax.distributed, wait for every process's shards so process 0 finalizes a complete store; one
+    that died or lags past the timeout is named, and the store stays incomplete (finalize says to rerun)."""
     from vggish_jax import distributed
 
     if count > 1:

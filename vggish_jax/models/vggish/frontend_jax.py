@@ -127,9 +127,5 @@ def examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.floa
 @functools.partial(jax.jit, static_argnames=("cfg", "dtype", "formulation"))
 def waveforms_to_examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.float32,
                           formulation: str = "fft") -> jax.Array:
-    """[batch, samples] float32 at 16 kHz -> [batch, n, 96, 64] float32 log-mel examples.
-
-    Needs samples >= one example (0.975 s); see the module docstring for unequal lengths, precision and
-    formulation.
-    """
+    """[batch, samples] float32 at 16 kHz (>= one example, 0.975 s) -> [batch, n, 96, 64] float32 log-mel."""
     return examples(waveforms, cfg, dtype, formulation)
