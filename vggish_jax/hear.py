@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import os
 
-import jax  # noqa: F401  (the model runs in JAX; torch is imported only inside load_model / VGGishEncoder)
 import numpy as np
 
 from vggish_jax.models.vggish import frontend, modeling

@@ -48,9 +48,8 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
     """FAD of GEN against REF. Each is a folder/list/file of audio, an extract or embed output, or statistics.
 
     weights: a weights directory or an Embedder; needed when REF or GEN is audio (decoded by `workers` worker
-    processes, 0: in this process). ref_stats: a statistics
-    path; reused when it exists (refused if it was made from other REF files or with another spec), else
-    REF's statistics are written there.
+    processes, 0: in this process). ref_stats: a statistics path; reused when it exists (refused if made from
+    other REF files or with another spec), else REF's statistics are written there.
     """
     log = log or (lambda m: print(m, file=sys.stderr))
     if method not in frechet.METHODS:
@@ -122,10 +121,7 @@ def _embed_audio_sets(sets: list[EmbeddingSet], weights, final_relu, batch_size:
     if not audio_sets:
         return []
     total = sum(len(s.audio_paths) for s in audio_sets)
-    from tqdm import tqdm
-
-    with tqdm(total=total, unit="file", desc="fad: embed", disable=not progress or None, file=sys.stderr,
-              dynamic_ncols=True) as bar, audio_cautions.collect_cautions() as cautions:
+    with _bar(total, "fad: embed", progress, unit="file") as bar, audio_cautions.collect_cautions() as cautions:
         sources.embed_audio(audio_sets, embedder, pad=pad, workers=workers, progress=bar.update)
     _check_specs(sets, embedder, final_relu)
     return [c.to_dict() for c in cautions]
@@ -237,14 +233,7 @@ def _check_specs(sets: list[EmbeddingSet], embedder, final_relu) -> None:
             raise spec_lib.SpecMismatch(f"{e}; {fix}") from None
 
 
-class _bar:
-    def __init__(self, total, desc, enabled):
-        from tqdm import tqdm
+def _bar(total, desc, enabled, **kwargs):
+    from tqdm import tqdm
 
-        self.t = tqdm(total=total, desc=desc, disable=not enabled or None, file=sys.stderr, dynamic_ncols=True)
-
-    def __enter__(self):
-        return self.t
-
-    def __exit__(self, *exc):
-        self.t.close()
+    return tqdm(total=total, desc=desc, disable=not enabled or None, file=sys.stderr, dynamic_ncols=True, **kwargs)

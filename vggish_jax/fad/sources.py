@@ -75,9 +75,7 @@ def kind_of(source: str) -> str:
         raise FileNotFoundError(f"{source}: no such file or folder; give a folder of audio, an audio file, a list "
                                 f"file, an extract/embed output or a statistics .npz")
     if os.path.isdir(source):
-        if _extract_root(source) is not None:
-            return "extract"
-        return "audio"
+        return "extract" if _extract_root(source) is not None else "audio"
     if source.endswith(".npz"):
         return "stats" if stats_lib.is_stats_file(source) else "embed"
     ext = os.path.splitext(source)[1].lower()
@@ -179,11 +177,8 @@ def quantised(where: str, spec: spec_lib.EmbeddingSpec | None, postprocess: str 
 
 
 def silent_files(paths: list[str], workers: int = 1) -> dict[str, str]:
-    """{path: one-line reason} for the files the project's silence rule (`audio.silence`) calls silent.
-
-    Reads each file only up to its first second that is not silent, so ordinary audio costs about a second
-    of decoding. Files that cannot be decoded are left to the embedder, which reports them.
-    """
+    """{path: one-line reason} for the files `audio.silence` calls silent; reads each only up to its first
+    audible second. Files that cannot be decoded are left to the embedder, which reports them."""
     def check(path: str) -> str | None:
         try:
             silence.require_audible(path, block_seconds=1.0, consequence="not counted in the statistics")

@@ -1,23 +1,13 @@
 """The one device function for VGGish: 16 kHz waveforms -> jitted frontend -> VGGish -> embeddings.
 
-`embed_waveforms(graphdef, state, waveforms [B, samples] int16/float32, lengths [B])` ->
-(embeddings [B, n, 128] float32, mask [B, n]) is jitted once at module level with the model's graph static
-and its state an argument, so every `AudioEmbedder` (and every model of one shape) shares its compilations.
-n = examples in `samples`; mask[b, i] says example i lies inside clip b's true length (the causal framing
-rule of `frontend_jax`, so unmasked rows equal the unpadded clip's). The frontend config `cfg` sets the
-example hop (overlapping windows of the one log-mel frame sequence) and `pad_last` (the mask then keeps
-the last partial example, whose samples past the clip's end are the batch's zero padding). int16 is divided by 32767, the inverse
-of how this project stores int16 audio (`datasets.decode.to_int16`; the fine-tuning path does the same), not
-soundfile's 32768: the two differ by up to 3e-5 in log-mel. The frontend precision follows
-`frontend_jax.resolve_precision` (float32 by default; float64 within 1e-5 of the NumPy oracle).
-
-`AudioEmbedder(model)` holds the model's state replicated over a 1-d ('data',) mesh of every device and
-puts each batch on the mesh sharded along its batch axis; the jitted functions follow those shardings.
-Batches are asynchronous: a batch is transferred and dispatched before the result of the one before it is
-fetched, so host batching, host-to-device copies and device compute overlap (`depth` batches stay in
-flight). Full batches have `clips_per_call(bucket)` rows; a part-full one is padded only to the next power
-of two (`models.batching`). Under several processes (jax.distributed) the mesh spans this process's local
-devices: each process embeds its own work.
+`embed_waveforms(graphdef, state, waveforms [B, samples] int16/float32, lengths [B])` -> (embeddings
+[B, n, 128] float32, mask [B, n]) is jitted once with the graph static, so every model of one shape shares
+its compilations. mask[b, i]: example i lies inside clip b's true length (causal framing, so unmasked rows
+equal the unpadded clip's; with `cfg.pad_last` the last partial example is kept). int16 is divided by 32767
+(how this project stores int16, `datasets.decode.to_int16`), not soundfile's 32768: up to 3e-5 apart in
+log-mel. `AudioEmbedder(model)` replicates the state over a 1-d ('data',) mesh (this process's local devices
+under jax.distributed), shards each batch along its batch axis, and keeps `depth` batches in flight so host
+batching, transfers and compute overlap; a part-full batch is padded only to the next power of two.
 """
 from __future__ import annotations
 
@@ -96,8 +86,7 @@ class AudioEmbedder:
         self.state = jax.device_put(state, NamedSharding(self.mesh, P()))
 
     def with_frontend(self, cfg: FrontendConfig) -> "AudioEmbedder":
-        """This embedder with another frontend config (e.g. `frontend.with_hop(0.48)`), sharing the model's
-        device state; the device function compiles once per config."""
+        """This embedder with another frontend config, sharing the model's device state."""
         if cfg == self.cfg:
             return self
         other = copy.copy(self)
@@ -110,8 +99,7 @@ class AudioEmbedder:
         return jax.enable_x64(self.precision == "float64")
 
     def _dispatch(self, waveforms: np.ndarray, lengths: np.ndarray):
-        """Start the transfer and the computation of one batch (rows a multiple of the devices); returns
-        device arrays whose values are fetched later."""
+        """Start one batch's transfer and compute (rows a multiple of the devices); fetched later."""
         with self._x64():
             return embed_waveforms(self.graphdef, self.state, jax.device_put(waveforms, self.data),
                                    jax.device_put(lengths, self.data), cfg=self.cfg, precision=self.precision,
@@ -166,20 +154,16 @@ class AudioEmbedder:
 
     def _embed_16k(self, wave: np.ndarray) -> np.ndarray:
         """One 16 kHz waveform (at least one example long; not checked: see `pipeline.waveform`) -> [n, 128]."""
-        key, out = next(self.embed_stream([(0, wave)]))
-        return out
+        return next(self.embed_stream([(0, wave)]))[1]
 
     def embed_stream(self, items: Iterable[tuple[Hashable, object]], *,
                      max_pending: int | None = None) -> Iterator[tuple[Hashable, object]]:
         """(key, 16 kHz waveform or segments.Blocks) pairs -> (key, [n, 128] embeddings), in input order.
 
-        Each waveform is cut into bucketed segments (`segments.cut`; a `Blocks` stream by `cut_stream` as
-        its blocks arrive), segments of many clips are batched per bucket, and a clip is yielded as soon as
-        all its segments are done. A value that is neither (an error) passes through in its place, and so
-        does an exception a `Blocks` stream raises part-way (that clip's rows are dropped). At most
-        `max_pending` clips wait for a batch to fill (default: enough for the largest batch); beyond that
-        the oldest clip's batches run part-full, so memory and latency stay bounded.
-        """
+        Clips are cut into bucketed segments batched across clips; each is yielded once its segments are
+        done. An error value, or an exception a Blocks stream raises part-way, passes through in its place.
+        Beyond `max_pending` waiting clips (default: enough for the largest batch) the oldest clip's batches
+        run part-full, so memory and latency stay bounded."""
         if max_pending is None:
             max_pending = 2 * max(self.clips_per_call(b) for b in self.buckets)
         stream = _Stream(self)
@@ -194,8 +178,7 @@ class AudioEmbedder:
 
 
 class _Stream:
-    """The state of one `AudioEmbedder.embed_stream`: clips in input order, segments queued per bucket,
-    batches dispatched and not yet fetched."""
+    """One `embed_stream`'s state: clips in input order, segments queued per bucket, batches in flight."""
 
     def __init__(self, emb: AudioEmbedder):
         self.emb = emb

@@ -1,15 +1,7 @@
-"""Audio files -> VGGish embeddings through the one device function (vggish_jax.pipeline.device).
-
-Internal machinery: the public face is `pipeline.embeddings` (vggish_jax.embed / embed_files), which runs
-on the Embedder here; the extraction core, fad, predict and the benchmarks use Embedder directly.
-
-The host only decodes and resamples (`pipeline.host`, in background threads or jax-free processes; with
-resampling on the device, `pipeline.placement`, it only decodes and `resample_jax.to_16k` resamples); the
-device runs the jitted frontend + VGGish on fixed-shape, bucketed batches sharded over every device, with
-batches in flight while the host prepares the next. A file longer than `stream_seconds` is not decoded
-whole: it is read in blocks straight into the device stream, so memory does not grow with its length.
-`embed_examples` takes stored log-mels instead (same sharding). `file_examples` (NumPy-oracle log-mels of
-a file) lives in `pipeline.host` and is re-exported here.
+"""Audio files -> VGGish embeddings through the one device function (`pipeline.device`); internal: the
+public face is `pipeline.embeddings`. The host decodes (and resamples, unless `pipeline.placement` puts that
+on the device) in background threads or jax-free processes while batches are in flight; a file longer than
+`stream_seconds` is read in blocks into the device stream, so memory does not grow with its length.
 """
 from __future__ import annotations
 
@@ -30,24 +22,16 @@ from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
 from vggish_jax.pipeline import host, placement, resample_jax, segments as seg, waveform as waveform_lib
 from vggish_jax.pipeline.device import AudioEmbedder
 from vggish_jax.models.vggish.frontend import file_examples  # noqa: F401  (re-exported)
-from vggish_jax.pipeline.host import load_clip  # noqa: F401  (re-exported)
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 BAD_INPUT = host.BAD_INPUT  # reported per file; anything else is a bug and raises
 
 
 class Embedder:
-    """A VGGish model with its PCA params; turns files, waveforms or log-mel examples into embeddings.
-
-    `model` is a VGGish module (e.g. `VGGish.from_pretrained(dir)`, whose spec and PCA params it takes) or
-    a parameter dict in the reference layout. `precision` and `formulation` choose the device frontend (see
-    models.vggish.frontend_jax). `batch_size` is about how many examples go through the model per call;
-    `mesh` defaults to every device. Files longer than `stream_seconds` are streamed in blocks. `resample`
-    ('auto', 'host', 'device'): where files not at 16 kHz are resampled (`pipeline.placement`; auto: on the
-    device on GPU/TPU, on the host on CPU). It is not part of the spec: the two agree to float rounding.
-    `cfg`: the frontend config (`frontend.with_hop(hop_s, pad_last)`: the example hop and whether the last
-    partial example is kept), recorded in the spec.
-    """
+    """A VGGish model (a module, whose spec and PCA it takes, or a reference-layout param dict) with its PCA
+    params; files, waveforms or log-mels -> embeddings. `batch_size`: about the examples per device call.
+    `resample` ('auto', 'host', 'device'; `pipeline.placement`) is not part of the spec: the two agree to
+    float rounding. `cfg` (`frontend.with_hop(hop_s, pad_last)`) is recorded in the spec."""
 
     def __init__(self, model: nnx.Module | dict, *, pca: post.PCAParams | None = None, final_relu: bool = False,
                  dtype=jnp.float32, batch_size: int = 64, metadata: dict | None = None, source: str = "params",
@@ -92,8 +76,7 @@ class Embedder:
         return self.device.embed_examples(examples, self.batch_size)
 
     def _embed_16k(self, waveform: np.ndarray) -> np.ndarray:
-        """One 16 kHz waveform (at least 0.975 s) -> [n, 128] float32 raw embeddings. Private: the rate is
-        assumed; the public `vggish_jax.embed(waveform, sample_rate, model)` takes it."""
+        """One 16 kHz waveform (at least 0.975 s) -> [n, 128] float32 raw embeddings (`vggish_jax.embed` is public)."""
         return self.device._embed_16k(waveform_lib.to_16k(waveform, DEFAULT.sample_rate, pad=self.device.cfg.pad_last))
 
     def postprocess(self, embeddings: np.ndarray, rounding: str = "truncate") -> np.ndarray:
@@ -112,10 +95,8 @@ class Embedder:
     def iter_files(self, paths: Iterable[str | os.PathLike], *, pad: bool = False, workers: int = 2,
                    postprocess: bool = False, processes: bool = False
                    ) -> Iterator[tuple[str, np.ndarray | skips.Skip]]:
-        """Yield (path, [n, 128] embeddings or its skips.Skip) per file, in input order, each as soon as it is
-        done. Files are decoded up to 2 * `workers` ahead in background threads (or spawned processes with
-        `processes=True`; they import no jax) while the device embeds; a file longer than `stream_seconds`
-        is read in blocks into the device stream instead, so memory does not grow with its length."""
+        """Yield (path, [n, 128] embeddings or its skips.Skip) per file, in input order, as each is done;
+        decoded up to 2 * `workers` ahead in threads (or jax-free spawned processes with `processes=True`)."""
         if postprocess and self.pca is None:
             self.postprocess(np.zeros((0, 128), np.float32))  # raises the clear no-PCA error up front
         for path, value in self._iter(paths, pad, workers, processes):

@@ -1,11 +1,8 @@
-"""The public embedding face: `embed` (one in-memory waveform) and `embed_files` (many files), both -> Embeddings.
+"""The public embedding face: `embed` (one in-memory waveform) and `embed_files` (many files) -> Embeddings.
 
-`model` is a VGGish module (`VGGish.from_pretrained(dir)`). The waveform is checked once
-(`pipeline.waveform`: sample rate, layout, integer scaling, NaN, length), mixed to mono and resampled to
-16 kHz on the host, then embedded by the device path every Embedder uses (`device.AudioEmbedder`: bucketed,
-sharded over every device, one compilation per bucket shared by all models of one shape), so a long
-recording is embedded in bounded device memory. `embed_files` batches many files' examples together on
-every device (`embed.Embedder.iter_files`), decoding ahead in worker threads.
+`model` is a VGGish module. The waveform is checked once (`pipeline.waveform`), mixed to mono and resampled
+to 16 kHz on the host, then embedded by the shared device path (`device.AudioEmbedder`), so a long recording
+needs bounded device memory; `embed_files` batches many files' examples (`embed.Embedder.iter_files`).
 """
 from __future__ import annotations
 

@@ -1,16 +1,11 @@
-"""Embed every clip of a source into a store (vggish_jax.pipeline.store), resumably: the local runner.
+"""Embed every clip of a source into a store (`pipeline.store`), resumably: the local runner.
 
-    source = open_source("fma/small", data_dir=D)          # or a folder, a labels CSV, audioset, a Source
-    model = VGGish.from_pretrained(W)                      # None for a source of stored embeddings (AudioSet)
-    summary = extract(source, "out_store", model, ExtractSettings(shard_size=128))
+    summary = extract(open_source("fma/small", data_dir=D), "out_store", VGGish.from_pretrained(W),
+                      ExtractSettings(shard_size=128))     # model None for a source of stored embeddings
 
-`extract` builds the core's Job and runs its shards here, on every local device, with decode worker
-processes that import no jax; with `settings.beam` it hands the same Job to `pipeline.beam_extract`.
-
-Several processes (`jax.distributed` initialised, or `process_index`/`process_count` given) each run their
-round-robin part of the plan (`core.assign`), all wait at a barrier of jax.distributed's client, and process 0
-completes info.json; if a process died (the barrier timed out), rerunning the same command on any number of
-processes computes only what is missing.
+Shards run here on every local device, decoded by jax-free worker processes (`settings.beam`: the same Job
+through `pipeline.beam_extract`). Several processes each run their round-robin part (`core.assign`), meet at
+a jax.distributed barrier, and process 0 completes info.json; rerunning after a death computes what is missing.
 """
 from __future__ import annotations
 
@@ -267,9 +262,8 @@ def _run_beam(job: core.Job, model, settings: ExtractSettings, log) -> Summary:
 
 
 def _wait_for_every_process(job: core.Job, count: int, log) -> None:
-    """Under jax.distributed, wait until every process has written its shards, so that process 0 finalizes a
-    complete store in one run; a process that died or lags past the timeout is named, and the store stays
-    incomplete (finalize says to rerun)."""
+    """Under jax.distributed, wait for every process's shards so process 0 finalizes a complete store; one
+    that died or lags past the timeout is named, and the store stays incomplete (finalize says to rerun)."""
     from vggish_jax import distributed
 
     if count > 1:

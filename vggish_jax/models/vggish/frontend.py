@@ -156,12 +156,9 @@ def log_mel(waveform: np.ndarray, cfg: FrontendConfig = DEFAULT) -> np.ndarray:
 
 def waveform_to_examples(waveform: np.ndarray, sample_rate: int, *, pad: bool = False,
                          cfg: FrontendConfig = DEFAULT, name: str = "waveform") -> np.ndarray:
-    """Waveform (any rate; [samples] or [samples, channels]) -> float32 [n, 96, 64] log-mel examples.
-
-    Stereo is averaged and other rates are resampled to 16 kHz. A clip shorter than one example
-    (0.975 s) raises TooShortError unless `pad=True`, which zero-pads it to exactly one example. Examples
-    follow `cfg` (its hop and its `pad_last`).
-    """
+    """Waveform (any rate; [samples] or [samples, channels]; mixed to mono, resampled to 16 kHz) -> float32
+    [n, 96, 64] log-mel examples per `cfg`. Under one example (0.975 s): TooShortError, or with `pad` one
+    zero-padded example."""
     x = audio.to_mono(np.asarray(waveform, dtype=np.float32))
     audio.check_finite(x, name)
     if sample_rate != cfg.sample_rate:

@@ -1,26 +1,17 @@
-"""The VGGish log-mel frontend in JAX: jit-compiled, batched, runs on any backend.
+"""The VGGish log-mel frontend in JAX: jit-compiled, batched, the oracle `frontend.py`'s maths and constants.
 
-Same maths as `frontend.py` (the oracle) and shares its constants. Input is a batch of equal-length 16 kHz
-waveforms [batch, samples]. Unequal lengths: right-pad with zeros to a common length and use
-`num_examples(length)` per clip as the mask. Framing is causal (no centring), so every example that fits
-inside a clip's true length is computed from that clip's samples only and is identical to the unpadded
-result; examples past it are padding and must be dropped. Examples start every `cfg.example_hop_frames`
-frames of the one log-mel frame sequence (overlapping when the hop is under 96 frames); with `cfg.pad_last`
-the last partial example is computed on zeros after the clip's end, as the oracle does on zero-padded audio.
+Input [batch, samples] equal-length 16 kHz waveforms; for unequal lengths right-pad with zeros and mask with
+`num_examples(length)` per clip: framing is causal, so every example inside a clip's true length equals the
+unpadded result. Examples start every `cfg.example_hop_frames` frames; with `cfg.pad_last` the last partial
+one is computed on zeros after the end, as the oracle does.
 
-Precision (one rule for embedding and training: `resolve_precision`): the frontend computes in float32 by
-default (DEFAULT_PRECISION): a float32 FFT has absolute error ~1e-7 of the frame's peak magnitude, which the
-log turns into errors up to ~1e-3 in quiet mel bands next to loud tones (tests/test_frontend_jax.py);
-`precision="float64"` computes framing, FFT and mel in float64 (under `jax.enable_x64`; not on TPU, which
-has no float64 FFT) and matches the oracle to ~1e-6. "auto" is an old name for the default. The output is
-float32 either way, and the precision used is part of the EmbeddingSpec (`frontend_precision`).
-
-Formulation: "fft" (the default; "auto" means it) frames the signal and takes XLA's rfft; "dft" writes the
-DFT as one strided convolution (a matmul per frame) against windowed cos/sin matrices [400, 2k] over only the
-k = 235 FFT bins the mel matrix uses (bins 5..239), so framing, windowing and the transform are one op. On
-the project's 2-core CPU rfft measured faster (9.4 vs 11.8 ms wall per clip of a 16 x 30 s float32 batch;
-results/frontend_formulation.json); "dft" is kept as an option for accelerators, where it is unmeasured.
-Every matmul runs at Precision.HIGHEST, so float32 keeps full float32 accuracy on every backend.
+Precision (`resolve_precision`, for embedding and training): float32 by default, whose FFT error (~1e-7 of a
+frame's peak) the log turns into up to ~1e-3 in quiet bands next to loud tones (tests/test_frontend_jax.py);
+"float64" (under `jax.enable_x64`; not on TPU) matches the oracle to ~1e-6. Output is float32 either way; the
+precision is recorded in the EmbeddingSpec. Formulation: "fft" (default; "auto") frames + XLA rfft; "dft" is
+one strided convolution against windowed cos/sin matrices [400, 2k] over the k = 235 bins the mel matrix uses.
+On the 2-core CPU rfft measured faster (9.4 vs 11.8 ms per clip of a 16 x 30 s float32 batch;
+results/frontend_formulation.json); "dft" is unmeasured on accelerators. Matmuls run at Precision.HIGHEST.
 """
 from __future__ import annotations
 
@@ -136,9 +127,5 @@ def examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.floa
 @functools.partial(jax.jit, static_argnames=("cfg", "dtype", "formulation"))
 def waveforms_to_examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.float32,
                           formulation: str = "fft") -> jax.Array:
-    """[batch, samples] float32 at 16 kHz -> [batch, n, 96, 64] float32 log-mel examples.
-
-    Needs samples >= one example (0.975 s); see the module docstring for unequal lengths, precision and
-    formulation.
-    """
+    """[batch, samples] float32 at 16 kHz (>= one example, 0.975 s) -> [batch, n, 96, 64] float32 log-mel."""
     return examples(waveforms, cfg, dtype, formulation)

@@ -1,16 +1,13 @@
 """A VGGish model as a shareable folder: safetensors weights, a JSON config and a model card. No pickle.
 
-Layout (what `VGGish.save_pretrained(dir)` writes and `VGGish.from_pretrained(dir)` reads):
-    DIR/model.safetensors  float32 tensors 'conv1.kernel', ..., 'fc2.bias' (the params.py layout, one level
-                           flattened with '.'), and 'pca.eigen_vectors', 'pca.means' when the model has PCA
+What `VGGish.save_pretrained(dir)` writes and `VGGish.from_pretrained(dir)` reads:
+    DIR/model.safetensors  float32 'conv1.kernel', ..., 'fc2.bias' (params.py layout flattened with '.'),
+                           and 'pca.eigen_vectors', 'pca.means' when the model has PCA
     DIR/config.json        {"format": FORMAT, "model": "vggish", "width_divisor", "final_relu",
                             "weights_sha256", "pca_sha256", "spec": EmbeddingSpec.to_dict(), ...provenance}
-    DIR/README.md          the model card
-
-The config records the content hashes of the weights and PCA params; `load` recomputes them, so a file
-edited after saving, or one swapped in from another model, is one line naming it. `resolve("org/name")`
-fetches such a folder from the Hugging Face Hub. Needs `safetensors` (and `huggingface_hub` for the Hub; the
-[hub] extra), imported inside the functions. The model card is plain text with YAML metadata (no jinja2).
+    DIR/README.md          the model card (plain text with YAML metadata)
+`load` recomputes the recorded hashes, so an edited or swapped file is one line naming it. `resolve("org/name")`
+fetches such a folder from the Hugging Face Hub. Needs safetensors (+ huggingface_hub): the [hub] extra.
 """
 from __future__ import annotations
 

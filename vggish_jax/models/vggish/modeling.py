@@ -1,18 +1,11 @@
 """VGGish in Flax NNX, with the reference architecture and parameter layout.
 
-Input [batch, 96, 64] log-mel examples (or [batch, 96, 64, 1]); output [batch, 128]. Six 3x3 SAME convs
-(64, 128, 256, 256, 512, 512) with ReLU, 2x2 max-pool after conv 1, 2, 4 and 6, flatten the [6, 4, 512] map
-in H, W, C order, then fully connected 4096, 4096, 128. Layer names follow the TF-slim checkpoint
-(conv3/conv3_1 -> conv3_1, fc1/fc1_2 -> fc1_2, ...); kernels are HWIO and [in, out] as in TF.
-
-The current TF reference has no ReLU after the last layer; torchvggish and the paper's pipeline apply one.
-`final_relu` selects between them and is recorded with every result.
-
-`VGGish.from_pretrained(dir)` loads a converted weights directory and attaches its EmbeddingSpec (`.spec`)
-and PCA params (`.pca`, None if absent). They are kept beside the module, not in its graph, so the graph
-(and with it every compilation of `forward`) is the same for every VGGish of one shape and dtype.
-`forward(graphdef, state, x)` is the one jitted forward pass: the graph is static, the state an argument,
-so models and Embedders share compilations.
+[batch, 96, 64(, 1)] log-mel -> [batch, 128]: six 3x3 SAME convs (64, 128, 256, 256, 512, 512) with ReLU,
+2x2 max-pool after conv 1, 2, 4 and 6, flatten [6, 4, 512] in H, W, C order, fully connected 4096, 4096,
+128. Names follow the TF-slim checkpoint (conv3/conv3_1 -> conv3_1, ...); kernels HWIO and [in, out]. The
+TF reference has no ReLU after the last layer, torchvggish has one: `final_relu` picks, and is recorded.
+`from_pretrained` attaches the EmbeddingSpec (`.spec`) and PCA params (`.pca`) beside the module, not in its
+graph, so every VGGish of one shape and dtype shares the compilations of the jitted `forward`.
 """
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """A folder of audio files as a source: every audio file below it, in sorted relative-path order, split 'all'.
 
-Labels come from first-level subfolders when every audio file lies in one (GTZAN's `genres/blues/x.wav`
-layout): classes are the subfolder names, sorted. Otherwise every label is -1 (unknown). Unreadable
-subfolders and entries are reported as skips, and a class subfolder without audio files as a caution, not
-silently left out. A folder with GTZAN's layout and file
-names (`gtzan`) can be split by GTZAN's fault-filtered lists instead (sources.gtzan).
+Labels are the first-level subfolder names (sorted) when every audio file lies in one (GTZAN's
+`genres/blues/x.wav`), else -1 (unknown). Unreadable subfolders and entries are reported as skips, a class
+subfolder without audio as a caution. `sources.gtzan` splits a GTZAN folder by its fault-filtered lists.
 """
 from __future__ import annotations
 
