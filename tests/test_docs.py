@@ -15,7 +15,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
 
 from vggish_jax import cli
 
@@ -81,17 +80,10 @@ def vggish_jax_parser(command: str) -> argparse.ArgumentParser | None:
 
 
 @functools.cache
-def benchmarks_parser() -> argparse.ArgumentParser | None:
-    """benchmarks/__main__.py's parser: its build_parser(), or its add_arguments(parser); None while there is
-    no benchmarks/ (it is being moved out of the package), and then its lines are not checked."""
-    if not (ROOT / "benchmarks" / "__main__.py").is_file():
-        return None
-    main = importlib.import_module("benchmarks.__main__")
-    if hasattr(main, "build_parser"):
-        return main.build_parser()
-    parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    main.add_arguments(parser)
-    return parser
+@functools.lru_cache(maxsize=1)
+def benchmarks_parser() -> argparse.ArgumentParser:
+    """benchmarks/__main__.py's own parser (benchmarks/ is repository code, run from the root)."""
+    return importlib.import_module("benchmarks.__main__").build_parser()
 
 
 def flag_errors(parser: argparse.ArgumentParser, args: list[str], where: str) -> list[str]:
@@ -128,8 +120,7 @@ def check_line(line: str, where: str) -> list[str]:
             continue
         errors += flag_errors(parser, args[args.index(command) + 1:], where)
     for args in invocations(line, ("python", "-m", "benchmarks")):
-        if benchmarks_parser() is not None:
-            errors += flag_errors(benchmarks_parser(), args, where)
+        errors += flag_errors(benchmarks_parser(), args, where)
     return errors
 
 
@@ -158,8 +149,6 @@ def test_checker_rejects_a_wrong_flag_and_an_unknown_subcommand():
 
 
 def test_checker_rejects_a_wrong_benchmarks_flag():
-    if benchmarks_parser() is None:
-        pytest.skip("benchmarks/ does not exist yet (it is being moved out of the package)")
     assert check_line("python -m benchmarks --no-such-flag", "b")
 
 
