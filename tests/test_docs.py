@@ -15,7 +15,6 @@ import re
 import shlex
 from pathlib import Path
 
-
 from vggish_jax import cli
 
 ROOT = Path(__file__).resolve().parents[1]
