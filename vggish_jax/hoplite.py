@@ -35,6 +35,7 @@ except ImportError as e:
 from vggish_jax import audio, spec as spec_lib
 from vggish_jax.models.vggish import frontend
 from vggish_jax.models.vggish.modeling import EMBEDDING_SIZE, VGGish
+from vggish_jax.pipeline import stored
 from vggish_jax.pipeline.embeddings import embed
 
 METADATA_KEY = "vggish_jax"
@@ -84,9 +85,8 @@ def unit_rows(values: np.ndarray) -> np.ndarray:
 def write_database(npz: str, db_dir: str) -> tuple[int, int]:
     """(windows, recordings) written to `db_dir` from `vggish-jax embed`'s OUT.npz + OUT.json: the whole
     database rebuilt in a temporary folder, then moved in (a previous one is replaced)."""
-    with open(npz[:-4] + ".json") as f:
-        meta = json.load(f)
-    window_s = float(meta["window_s"])
+    got = stored.read_npz(npz)  # the one reader of stored embeddings
+    meta, window_s = got.meta, float(got.meta["window_s"])
     os.makedirs(db_dir, exist_ok=True)
     new = tempfile.mkdtemp(dir=db_dir, prefix=".hoplite-new-")
     windows = 0
@@ -96,14 +96,14 @@ def write_database(npz: str, db_dir: str) -> tuple[int, int]:
         db.insert_metadata(METADATA_KEY, config_dict.ConfigDict(
             {"spec": json.dumps(meta[spec_lib.KEY], sort_keys=True), "window_s": window_s}))
         deployment = db.insert_deployment(name=os.path.basename(os.path.abspath(db_dir)), project="vggish-jax")
-        with np.load(npz, allow_pickle=False) as z:
-            for key in meta["files"]:
-                recording = db.insert_recording(filename=key, deployment_id=deployment)
-                for row, start in zip(unit_rows(z[key]), meta["start_s"][key]):
-                    # "allow": each (recording, offsets) is new here, so skip hoplite's per-window lookup
-                    db.insert_window(recording, offsets=[start, round(start + window_s, 6)], embedding=row,
-                                     handle_duplicates="allow")
-                    windows += 1
+        for key in meta["files"]:
+            recording = db.insert_recording(filename=key, deployment_id=deployment)
+            e = got.embeddings[key]
+            for row, start in zip(unit_rows(e.values), e.start_s.tolist()):
+                # "allow": each (recording, offsets) is new here, so skip hoplite's per-window lookup
+                db.insert_window(recording, offsets=[start, round(start + window_s, 6)], embedding=row,
+                                 handle_duplicates="allow")
+                windows += 1
         db.commit()
         db.db.close()  # the last connection: SQLite folds its write-ahead log into hoplite.sqlite
         # The old database's log and shared-memory files would be read as the new one's: remove them first.
