@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
 import json
 import os
 import shutil
@@ -118,32 +119,29 @@ class Fma(tfds.core.GeneratorBasedBuilder):
         return {split: generate(split, tracks, sources.audio_root) for split, tracks in by_split.items()}
 
     def _todo(self, split, tracks, audio_root):
-        """(track, path) of the clips to decode; the others go to the skip report now."""
+        """(track_id, label, path) of the clips to decode; the others go to the skip report now."""
         todo, skipped = select_clips(tracks, meta.genre_names(self.builder_config.subset), audio_root)
-        for t, path, reason in skipped:
-            self._skip(split, t, path, reason)
+        for track_id, path, reason in skipped:
+            self._skip(split, track_id, path, reason)
         return todo
 
     def _generate_examples(self, split, tracks, audio_root):
-        names = meta.genre_names(self.builder_config.subset)
         todo = self._todo(split, tracks, audio_root)
         fn = functools.partial(decode.decode_clip, waveform=self.builder_config.waveform)
         kept = 0
-        results = decode.ordered_map(fn, [p for _, p in todo], self._pool, ahead=4 * max(1, self.workers))
-        for (t, path), clip in zip(todo, results):
+        results = decode.ordered_map(fn, [p for _, _, p in todo], self._pool, ahead=4 * max(1, self.workers))
+        for (track_id, label, path), clip in zip(todo, results):
             if isinstance(clip, str):
-                self._skip(split, t, path, clip)
+                self._skip(split, track_id, path, clip)
                 continue
             kept += 1
-            yield t.track_id, {**clip, "label": names.index(t.genre_top), "track_id": t.track_id}
+            yield track_id, {**clip, "label": label, "track_id": track_id}
         self.info.metadata["kept_counts"][split] = kept
 
     def _beam_examples(self, split, tracks, audio_root):
         from vggish_jax.datasets import fma_beam
 
-        names = meta.genre_names(self.builder_config.subset)
-        items = [(t.track_id, names.index(t.genre_top), path) for t, path in self._todo(split, tracks, audio_root)]
-        return fma_beam.examples(items, waveform=self.builder_config.waveform,
+        return fma_beam.examples(self._todo(split, tracks, audio_root), waveform=self.builder_config.waveform,
                                  skips_path=os.path.join(self._beam_skips, f"{split}.json"))
 
     def _download_and_prepare(self, dl_manager, download_config):
@@ -183,31 +181,28 @@ class Fma(tfds.core.GeneratorBasedBuilder):
         for split in order:
             with open(os.path.join(self._beam_skips, f"{split}.json")) as f:
                 for r in json.load(f):
-                    print(f"fma: skipped track {r['track_id']} ({split}): {r['reason']}", file=sys.stderr)
-                    info["skipped"].append({"track_id": r["track_id"], "split": split, "path": r["path"],
-                                            "reason": r["reason"]})
+                    self._skip(split, r["track_id"], r["path"], r["reason"])
             info["kept_counts"][split] = self.info.splits[split].num_examples
         # Stable: per split, the up-front skips (known bad, other genre) first, then decode failures by track_id.
         info["skipped"].sort(key=lambda r: order[r["split"]])
 
-    def _skip(self, split, track, path, reason):
-        self.info.metadata["skipped"].append(
-            {"track_id": track.track_id, "split": split, "path": path, "reason": reason})
-        print(f"fma: skipped track {track.track_id} ({split}): {reason}", file=sys.stderr)
+    def _skip(self, split, track_id, path, reason):
+        self.info.metadata["skipped"].append({"track_id": track_id, "split": split, "path": path, "reason": reason})
+        print(f"fma: skipped track {track_id} ({split}): {reason}", file=sys.stderr)
 
 
 def select_clips(tracks, names, audio_root) -> tuple[list, list]:
-    """([(track, path)] to decode, [(track, path, reason)] skipped up front: known bad, or a genre not in names)."""
-    known_bad = set(meta.KNOWN_BAD)
+    """([(track_id, label, path)] to decode, [(track_id, path, reason)] skipped up front: known bad, or a genre
+    not in names)."""
     todo, skipped = [], []
     for t in tracks:
         path = meta.audio_path(audio_root, t.track_id)
-        if t.track_id in known_bad:
-            skipped.append((t, path, f"{path}: listed by the FMA maintainers as having no or too short audio"))
+        if t.track_id in meta.KNOWN_BAD:
+            skipped.append((t.track_id, path, f"{path}: listed by the FMA maintainers as having no or too short audio"))
         elif t.genre_top not in names:
-            skipped.append((t, path, f"{path}: genre {t.genre_top!r} is not one of the {len(names)} classes"))
+            skipped.append((t.track_id, path, f"{path}: genre {t.genre_top!r} is not one of the {len(names)} classes"))
         else:
-            todo.append((t, path))
+            todo.append((t.track_id, names.index(t.genre_top), path))
     return todo, skipped
 
 
@@ -222,28 +217,20 @@ def find_sources(manual_dir: str | None, subset: str, *, work_dir: str, download
     """Locate tracks.csv and the fma_<subset> audio folder, extracting (or downloading) zips into work_dir."""
     meta.check_subset(subset)
     audio_name = f"fma_{subset}"
-    roots = [d for d in (manual_dir, os.path.join(work_dir, "fma_extracted")) if d]
-    tracks_csv = _first_existing([os.path.join(r, *p) for r in roots
-                                  for p in (("fma_metadata", "tracks.csv"), ("tracks.csv",))])
-    audio_root = _first_existing([os.path.join(r, audio_name) for r in roots], isdir=True)
     extracted = os.path.join(work_dir, "fma_extracted")
+    roots = [d for d in (manual_dir, extracted) if d]
+    tracks_csv = next((p for r in roots for p in (os.path.join(r, "fma_metadata", "tracks.csv"),
+                                                  os.path.join(r, "tracks.csv")) if os.path.isfile(p)), None)
+    audio_root = next((p for p in (os.path.join(r, audio_name) for r in roots) if os.path.isdir(p)), None)
     if tracks_csv is None:
         archive = _archive(manual_dir, work_dir, "fma_metadata.zip", download)
         tracks_csv = os.path.join(extract_zip(archive, extracted, "fma_metadata"), "tracks.csv")
     if audio_root is None:
-        archive = _archive(manual_dir, work_dir, audio_name + ".zip", download)
-        audio_root = extract_zip(archive, extracted, audio_name)
+        audio_root = extract_zip(_archive(manual_dir, work_dir, audio_name + ".zip", download), extracted, audio_name)
     if not os.path.exists(tracks_csv):
         raise FileNotFoundError(f"{tracks_csv}: not found after extracting fma_metadata.zip; the archive is not "
                                 f"the official one")
     return Sources(tracks_csv, audio_root)
-
-
-def _first_existing(paths, isdir=False):
-    for p in paths:
-        if (os.path.isdir(p) if isdir else os.path.isfile(p)):
-            return p
-    return None
 
 
 def _archive(manual_dir, work_dir, name, download) -> str:
@@ -295,14 +282,23 @@ def extract_zip(archive: str, dest_root: str, top: str) -> str:
     return final
 
 
+def config_named(name: str, also: str = "") -> FmaConfig:
+    """The config of 'fma/<config>' (or just '<config>'); an unknown name's refusal ends with `also`."""
+    config = name.split("/", 1)[1] if name.startswith("fma/") else name
+    found = next((c for c in Fma.BUILDER_CONFIGS if c.name == config), None)
+    if found is None:
+        raise ValueError(f"unknown dataset {name!r}; choose one of "
+                         f"{', '.join('fma/' + c.name for c in Fma.BUILDER_CONFIGS)}{also}")
+    return found
+
+
 def builder(name: str = "fma/small", *, data_dir: str, workers: int | None = None, download: bool = False) -> Fma:
     """An Fma builder for 'fma/<config>' (or just '<config>') under data_dir."""
-    data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
-    config = name.split("/", 1)[1] if name.startswith("fma/") else name
-    known = [c.name for c in Fma.BUILDER_CONFIGS]
-    if config not in known:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join('fma/' + k for k in known)}")
-    return Fma(config=config, data_dir=data_dir, workers=workers, download=download)
+    return Fma(config=config_named(name).name, data_dir=absolute(data_dir), workers=workers, download=download)
+
+
+def absolute(path: str | os.PathLike) -> str:
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 
 def prepare(name: str = "fma/small", *, data_dir: str, manual_dir: str | None = None, workers: int | None = None,
@@ -310,10 +306,8 @@ def prepare(name: str = "fma/small", *, data_dir: str, manual_dir: str | None = 
     """Build the dataset unless built (decoding every clip once); return the builder. The `workers` spawned
     processes re-import the calling script: call this under `if __name__ == "__main__":` (or workers=0).
     `beam_runner` / `beam_options`: generate the splits with a Beam pipeline instead."""
-    data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
     b = builder(name, data_dir=data_dir, workers=workers, download=download)
-    if manual_dir is not None:
-        manual_dir = os.path.abspath(os.path.expanduser(os.fspath(manual_dir)))
+    manual_dir = None if manual_dir is None else absolute(manual_dir)
     if manual_dir is not None and not os.path.isdir(manual_dir):
         raise FileNotFoundError(f"{manual_dir}: manual directory does not exist; point --manual-dir at the folder "
                                 f"holding fma_metadata(.zip) and fma_{b.builder_config.subset}(.zip)")
@@ -326,14 +320,11 @@ def prepare(name: str = "fma/small", *, data_dir: str, manual_dir: str | None = 
 def remove_incomplete_builds(b: Fma) -> list[str]:
     """Delete the `incomplete.*` folders a killed build left (TFDS never does); so two concurrent builds into
     one data_dir are not supported."""
-    version_dir = os.fspath(b.data_path)
-    parent, name = os.path.dirname(version_dir), os.path.basename(version_dir)
-    removed = []
-    for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
-        path = os.path.join(parent, entry)
-        if entry.startswith("incomplete.") and entry.endswith("_" + name) and os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+    parent, name = os.path.split(os.fspath(b.data_path))
+    removed = sorted(p for p in glob.glob(os.path.join(glob.escape(parent), f"incomplete.*_{glob.escape(name)}"))
+                     if os.path.isdir(p))
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
     if removed:
         print(f"fma: removed {len(removed)} unfinished build folder(s) left by an interrupted run: "
               f"{', '.join(removed)}", file=sys.stderr)

@@ -6,6 +6,7 @@ in the same shard), with the payload the core embeds: an audio file to decode ('
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 from typing import Iterator, Protocol
@@ -35,6 +36,38 @@ class Source(Protocol):
     def splits(self) -> dict[str, int]: ...  # split -> number of clips, deterministic
     def clips(self, split: str, indices: range) -> Iterator[Clip]: ...  # in order; data loaded lazily
     def skipped(self) -> list[skips.Skip]: ...  # known before embedding (missing files, bad records)
+
+
+class Listed:
+    """A source of audio files listed when it opens: `rows` {split: [(path, label)]}, in clip order."""
+    payload = "audio"
+    multilabel = False
+    spec = None
+    label_names: list[str] = []
+    cautions: list[str] = []
+
+    def __init__(self, rows: dict[str, list[tuple[str, int]]], skipped=()):
+        self.rows, self._skipped = rows, list(skipped)
+
+    def splits(self) -> dict[str, int]:
+        return {s: len(r) for s, r in self.rows.items()}
+
+    def skipped(self) -> list[skips.Skip]:
+        return list(self._skipped)
+
+    def clips(self, split: str, indices: range) -> Iterator[Clip]:
+        for i in indices:
+            path, label = self.rows[split][i]
+            yield Clip(i, file_key(path), label, path=path)
+
+    def label_counts(self) -> str:
+        """'blues 100, jazz 98': the clips of each class over all splits."""
+        counts = collections.Counter(label for rows in self.rows.values() for _, label in rows)
+        return ", ".join(f"{n} {counts[i]}" for i, n in enumerate(self.label_names))
+
+    def describe(self) -> str:
+        """One line (`summary`), then a `warning:` line per caution."""
+        return "\n".join([self.summary()] + [f"warning: {c}" for c in self.cautions])
 
 
 def file_key(path: str) -> str:

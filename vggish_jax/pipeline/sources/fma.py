@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from vggish_jax import skips
-from vggish_jax.pipeline.sources import Clip
+from vggish_jax.pipeline.sources import Clip, Listed
 
 
 def is_fma(dataset: str) -> bool:
@@ -21,11 +21,10 @@ def is_fma(dataset: str) -> bool:
     return dataset.startswith("fma/") or dataset in {c.name for c in fma.Fma.BUILDER_CONFIGS}
 
 
-def _skip(record: dict) -> skips.Skip:
-    reason = record["reason"]
+def _skip(path: str, reason: str) -> skips.Skip:
     kind = ("too_short" if "shorter than one" in reason or "too short" in reason
             else "invalid" if "is not one of the" in reason else "undecodable")
-    return skips.Skip(kind, record["path"], reason)
+    return skips.Skip(kind, path, reason)
 
 
 class FmaTfds:
@@ -43,7 +42,7 @@ class FmaTfds:
         self.label_names = list(fma.label_names(b))
         self.payload = "waveform" if "waveform" in b.info.features else "mel"
         self._sizes = {s: len(ds) for s, ds in fma.data_sources(b).items()}
-        self._skipped = [_skip(r) for r in fma.skip_report(b)]
+        self._skipped = [_skip(r["path"], r["reason"]) for r in fma.skip_report(b)]
         self._sources = None
 
     def __getstate__(self):  # Beam pickles the source; the open data sources stay behind
@@ -72,40 +71,26 @@ class FmaTfds:
             yield Clip(tid, f"fma:{tid}", int(r["label"]), data=data)
 
 
-class FmaAudio:
-    """The FMA mp3s, listed by tracks.csv (no TFDS build): the runner decodes them."""
-    payload = "audio"
-    multilabel = False
-    spec = None
+class FmaAudio(Listed):
+    """The FMA mp3s, listed by tracks.csv (no TFDS build): the runner decodes them. Rows: (track_id, label, path)."""
 
     def __init__(self, dataset: str, *, data_dir: str, manual_dir: str | None = None, download: bool = False):
         from vggish_jax.datasets import fma, fma_metadata as meta
 
-        config = dataset.split("/", 1)[-1]
-        cfg = next((c for c in fma.Fma.BUILDER_CONFIGS if c.name == config), None)
-        if cfg is None:
-            raise ValueError(f"unknown dataset {dataset!r}; choose one of "
-                             f"{', '.join('fma/' + c.name for c in fma.Fma.BUILDER_CONFIGS)} or an audio folder")
-        found = fma.find_sources(manual_dir, cfg.subset, work_dir=os.path.join(data_dir, "downloads"),
-                                 download=download)
+        subset = fma.config_named(dataset, also=" or an audio folder").subset
+        found = fma.find_sources(manual_dir, subset, work_dir=os.path.join(data_dir, "downloads"), download=download)
         self.dataset = dataset
-        self.label_names = list(meta.genre_names(cfg.subset))
-        self._tracks, self._skipped = {}, []
-        for split, tracks in meta.select(meta.read_tracks(found.tracks_csv), cfg.subset).items():
-            todo, bad = fma.select_clips(tracks, self.label_names, found.audio_root)
-            self._tracks[split] = [(t.track_id, self.label_names.index(t.genre_top), p) for t, p in todo]
-            self._skipped += [_skip({"path": p, "reason": r}) for _, p, r in bad]
+        self.label_names = list(meta.genre_names(subset))
+        rows, skipped = {}, []
+        for split, tracks in meta.select(meta.read_tracks(found.tracks_csv), subset).items():
+            rows[split], bad = fma.select_clips(tracks, self.label_names, found.audio_root)
+            skipped += [_skip(p, r) for _, p, r in bad]
+        super().__init__(rows, skipped)
 
     def identity(self) -> dict:
         return {"source": "audio", "dataset": self.dataset}
 
-    def splits(self) -> dict[str, int]:
-        return {s: len(t) for s, t in self._tracks.items()}
-
-    def skipped(self) -> list[skips.Skip]:
-        return list(self._skipped)
-
     def clips(self, split: str, indices: range) -> Iterator[Clip]:
         for j in indices:
-            tid, label, path = self._tracks[split][j]
+            tid, label, path = self.rows[split][j]
             yield Clip(tid, f"fma:{tid}", label, path=path)

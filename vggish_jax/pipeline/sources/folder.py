@@ -7,24 +7,19 @@ subfolder without audio as a caution. `sources.gtzan` splits a GTZAN folder by i
 from __future__ import annotations
 
 import os
-from typing import Iterator
 
-from vggish_jax import audio, skips
+from vggish_jax import audio
 from vggish_jax.audio import AUDIO_EXTENSIONS
-from vggish_jax.pipeline.sources import Clip, file_key, gtzan
+from vggish_jax.pipeline.sources import Listed, gtzan
 
 
-class Folder:
-    payload = "audio"
-    multilabel = False
-    spec = None
-
+class Folder(Listed):
     def __init__(self, folder: str):
         self.folder = os.path.abspath(folder)
         if not os.path.isdir(self.folder):
             raise FileNotFoundError(f"{folder}: no such folder; --dataset is an FMA config (fma/small, ...) or a "
                                     f"folder of audio files")
-        files, self._skipped = audio.scan_folder(self.folder)  # the one folder scan
+        files, skipped = audio.scan_folder(self.folder)  # the one folder scan
         if not files:
             subs = subfolders(self.folder)
             empty = (f": its class folder{'s' * (len(subs) > 1)} {', '.join(subs)} "
@@ -33,13 +28,13 @@ class Folder:
                                     f"audio files in it, or point --dataset at a folder of audio files or name an "
                                     f"FMA config such as fma/small")
         self.files = [os.path.relpath(p, self.folder) for p in files]
-        parts = [f.split(os.sep) for f in self.files]
-        if all(len(p) > 1 for p in parts):  # one class per first-level subfolder
-            self.label_names = sorted({p[0] for p in parts})
-            self.labels = [self.label_names.index(p[0]) for p in parts]
-        else:
-            self.label_names, self.labels = [], [-1] * len(files)
-        self.cautions = self._empty_classes() if self.label_names else []
+        firsts = [f.split(os.sep)[0] if os.sep in f else None for f in self.files]
+        labelled = None not in firsts  # one class per first-level subfolder
+        self.label_names = sorted(set(firsts)) if labelled else []
+        self.labels = [self.label_names.index(c) if labelled else -1 for c in firsts]
+        super().__init__({"all": [(os.path.join(self.folder, f), y) for f, y in zip(self.files, self.labels)]},
+                         skipped)
+        self.cautions = self._empty_classes() if labelled else []
         self.gtzan = gtzan.is_gtzan(self.files)
 
     def _empty_classes(self) -> list[str]:
@@ -53,34 +48,19 @@ class Folder:
                              f"{name!r} is not a class; put its audio files in it, or remove the folder")
         return lines
 
-    def describe(self) -> str:
-        """One line (the classes found and their file counts, or why there are none), then a `warning:` line
-        per caution."""
-        return "\n".join([self._summary()] + [f"warning: {c}" for c in self.cautions])
-
-    def _summary(self) -> str:
+    def summary(self) -> str:
+        """The classes found and their file counts, or why there are none."""
         if not self.label_names:
             return (f"{self.folder}: {len(self.files)} audio files, no class labels (labels come from first-level "
                     f"subfolders when every file lies in one)")
-        counts = ", ".join(f"{n} {self.labels.count(i)}" for i, n in enumerate(self.label_names))
         hint = (f"; GTZAN's layout: --split {gtzan.SPLIT} gives its fault-filtered train/validation/test split"
                 if self.gtzan else "")
-        return f"{self.folder}: {len(self.files)} audio files in {len(self.label_names)} classes ({counts}){hint}"
+        return (f"{self.folder}: {len(self.files)} audio files in {len(self.label_names)} classes "
+                f"({self.label_counts()}){hint}")
 
     def identity(self) -> dict:
         # The sorted list numbers the clips: a file added or removed would shift the shards of a resume.
         return {"source": "folder", "files": list(self.files)}
-
-    def splits(self) -> dict[str, int]:
-        return {"all": len(self.files)}
-
-    def skipped(self) -> list[skips.Skip]:
-        return list(self._skipped)
-
-    def clips(self, split: str, indices: range) -> Iterator[Clip]:
-        for i in indices:
-            path = os.path.join(self.folder, self.files[i])
-            yield Clip(i, file_key(path), self.labels[i], path=path)
 
 
 def subfolders(folder: str) -> list[str]:

@@ -8,10 +8,9 @@ from __future__ import annotations
 import collections
 import os
 import re
-from typing import Iterator
 
 from vggish_jax import skips
-from vggish_jax.pipeline.sources import Clip, file_key
+from vggish_jax.pipeline.sources import Listed
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 SPLIT = "gtzan-filtered"  # the --split name
@@ -43,11 +42,8 @@ def filtered_lists() -> dict[str, list[str]]:
     return out
 
 
-class GtzanFiltered:
+class GtzanFiltered(Listed):
     """A GTZAN folder (a `Folder` source with GTZAN's layout) split by the fault-filtered lists."""
-    payload = "audio"
-    multilabel = False
-    spec = None
     label_names = list(GENRES)
 
     def __init__(self, folder):
@@ -61,37 +57,25 @@ class GtzanFiltered:
         for f in folder.files:  # sorted: of two copies (x.au, x.wav) the first is used, the other left out
             by_stem.setdefault(stem(f), f)
         ext = collections.Counter(os.path.splitext(f)[1] for f in folder.files).most_common(1)[0][0]
-        self._rows: dict[str, list[str]] = {}
-        self._skipped = list(folder.skipped())
+        rows, skipped = {}, folder.skipped()
         for split, stems in filtered_lists().items():
-            self._rows[split] = [by_stem[s] for s in stems if s in by_stem]
+            rows[split] = [(os.path.join(self.folder, by_stem[s]), GENRES.index(s.split("/")[0]))
+                           for s in stems if s in by_stem]
             for s in stems:
                 if s not in by_stem:
                     path = os.path.join(self.folder, *s.split("/")) + ext
-                    self._skipped.append(skips.Skip(
+                    skipped.append(skips.Skip(
                         "missing", path, f"{path}: listed in GTZAN's fault-filtered {split} split but not in "
                                          f"{self.folder}; put the file back (GTZAN has all 1000), or extract "
                                          f"without --split and use compare --cv K"))
-        self.missing = len(self._skipped) - len(folder.skipped())
-        self.left_out = len(folder.files) - sum(map(len, self._rows.values()))
+        super().__init__(rows, skipped)
+        self.missing = len(skipped) - len(folder.skipped())
+        self.left_out = len(folder.files) - sum(map(len, rows.values()))
 
-    def describe(self) -> str:
-        line = (f"{self.folder}: GTZAN, split {SPLIT} (Kereliuk, Sturm & Larsen 2015): "
-                f"{', '.join(f'{s} {len(r)}' for s, r in self._rows.items())} files; {self.left_out} files not in "
+    def summary(self) -> str:
+        return (f"{self.folder}: GTZAN, split {SPLIT} (Kereliuk, Sturm & Larsen 2015): "
+                f"{', '.join(f'{s} {len(r)}' for s, r in self.rows.items())} files; {self.left_out} files not in "
                 f"the lists left out; {self.missing} listed files missing (skipped)")
-        return "\n".join([line] + [f"warning: {c}" for c in self.cautions])
 
     def identity(self) -> dict:
-        return {"source": SPLIT, "files": [f for rows in self._rows.values() for f in rows]}
-
-    def splits(self) -> dict[str, int]:
-        return {s: len(r) for s, r in self._rows.items()}
-
-    def skipped(self) -> list[skips.Skip]:
-        return list(self._skipped)
-
-    def clips(self, split: str, indices: range) -> Iterator[Clip]:
-        for i in indices:
-            rel = self._rows[split][i]
-            path = os.path.join(self.folder, rel)
-            yield Clip(i, file_key(path), GENRES.index(stem(rel).split("/")[0]), path=path)
+        return {"source": SPLIT, "files": [os.path.relpath(p, self.folder) for r in self.rows.values() for p, _ in r]}

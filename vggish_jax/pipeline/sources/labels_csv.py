@@ -18,10 +18,8 @@ import hashlib
 import io
 import os
 import shlex
-from typing import Iterator
 
-from vggish_jax import skips
-from vggish_jax.pipeline.sources import Clip, file_key
+from vggish_jax.pipeline.sources import Listed, file_key
 
 ORDER = ("train", "validation", "test")
 ON_DUPLICATE = ("refuse", "first")  # a file listed twice: refuse, or keep its first row
@@ -119,11 +117,7 @@ def case_caution(path: str, names: list[str]) -> list[str]:
             f"every label"]
 
 
-class LabelsCsv:
-    payload = "audio"
-    multilabel = False
-    spec = None
-
+class LabelsCsv(Listed):
     def __init__(self, path: str, on_duplicate: str = "refuse", normalize_labels: bool = False):
         if on_duplicate not in ON_DUPLICATE:
             raise ValueError(f"on_duplicate={on_duplicate!r}: choose one of {', '.join(ON_DUPLICATE)}")
@@ -136,27 +130,23 @@ class LabelsCsv:
         self.label_names = sorted({r.label for r in rows})
         self.cautions = case_caution(path, self.label_names)
         names = {r.split for r in rows}
-        self._rows: dict[str, list[tuple[str, int]]] = {
-            s: [] for s in [s for s in ORDER if s in names] + sorted(names - set(ORDER))}
-        self.groups: dict[str, list[str]] = {s: [] for s in self._rows}
+        order = [s for s in ORDER if s in names] + sorted(names - set(ORDER))
         base = os.path.dirname(self.path)
-        for r in rows:
-            self._rows[r.split].append((os.path.join(base, r.path), self.label_names.index(r.label)))
-            self.groups[r.split].append(r.group)
+        super().__init__({s: [(os.path.join(base, r.path), self.label_names.index(r.label)) for r in rows
+                              if r.split == s] for s in order})
+        self.groups: dict[str, list[str]] = {s: [r.group for r in rows if r.split == s] for s in order}
         self._sha = hashlib.sha256(raw).hexdigest()
 
-    def describe(self) -> str:
-        """One line (the files, classes and splits), then a `warning:` line per caution."""
-        counts = {n: sum(label == i for rows in self._rows.values() for _, label in rows)
-                  for i, n in enumerate(self.label_names)}
-        notes = "".join([f"; surrounding spaces stripped from {self._spaced} label{'s' * (self._spaced > 1)}" if self._spaced
-                         else "",
-                         f"; {self.dropped} repeated rows left out (on_duplicate first: each file's first row "
-                         f"kept)" if self.dropped else ""])
-        line = (f"{self.path}: {sum(map(len, self._rows.values()))} files in {len(self.label_names)} classes "
-                f"({', '.join(f'{n} {c}' for n, c in counts.items())}); splits "
-                f"{', '.join(f'{s} {len(r)}' for s, r in self._rows.items())}{notes}")
-        return "\n".join([line] + [f"warning: {c}" for c in self.cautions])
+    def summary(self) -> str:
+        """The files, classes and splits."""
+        notes = ""
+        if self._spaced:
+            notes += f"; surrounding spaces stripped from {self._spaced} label{'s' * (self._spaced > 1)}"
+        if self.dropped:
+            notes += f"; {self.dropped} repeated rows left out (on_duplicate first: each file's first row kept)"
+        sizes = self.splits()
+        return (f"{self.path}: {sum(sizes.values())} files in {len(self.label_names)} classes "
+                f"({self.label_counts()}); splits {', '.join(f'{s} {n}' for s, n in sizes.items())}{notes}")
 
     def identity(self) -> dict:
         ident = {"source": "csv", "csv_sha256": self._sha}  # its rows number the clips
@@ -166,14 +156,3 @@ class LabelsCsv:
         if self.normalize_labels:
             ident["normalize_labels"] = True
         return ident
-
-    def splits(self) -> dict[str, int]:
-        return {s: len(r) for s, r in self._rows.items()}
-
-    def skipped(self) -> list[skips.Skip]:
-        return []
-
-    def clips(self, split: str, indices: range) -> Iterator[Clip]:
-        for i in indices:
-            path, label = self._rows[split][i]
-            yield Clip(i, file_key(path), label, path=path)
