@@ -44,7 +44,6 @@ class Listed:
     multilabel = False
     spec = None
     label_names: list[str] = []
-    cautions: list[str] = []
 
     def __init__(self, rows: dict[str, list[tuple[str, int]]], skipped=()):
         self.rows, self._skipped = rows, list(skipped)
@@ -59,6 +58,11 @@ class Listed:
         for i in indices:
             path, label = self.rows[split][i]
             yield Clip(i, file_key(path), label, path=path)
+
+
+class Described(Listed):
+    """A Listed source that `extract` describes: `summary()` and its cautions."""
+    cautions: list[str] = []
 
     def label_counts(self) -> str:
         """'blues 100, jazz 98': the clips of each class over all splits."""

@@ -10,10 +10,10 @@ import os
 
 from vggish_jax import audio
 from vggish_jax.audio import AUDIO_EXTENSIONS
-from vggish_jax.pipeline.sources import Listed, gtzan
+from vggish_jax.pipeline.sources import Described, gtzan
 
 
-class Folder(Listed):
+class Folder(Described):
     def __init__(self, folder: str):
         self.folder = os.path.abspath(folder)
         if not os.path.isdir(self.folder):

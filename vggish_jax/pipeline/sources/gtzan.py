@@ -10,7 +10,7 @@ import os
 import re
 
 from vggish_jax import skips
-from vggish_jax.pipeline.sources import Listed
+from vggish_jax.pipeline.sources import Described
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 SPLIT = "gtzan-filtered"  # the --split name
@@ -42,7 +42,7 @@ def filtered_lists() -> dict[str, list[str]]:
     return out
 
 
-class GtzanFiltered(Listed):
+class GtzanFiltered(Described):
     """A GTZAN folder (a `Folder` source with GTZAN's layout) split by the fault-filtered lists."""
     label_names = list(GENRES)
 

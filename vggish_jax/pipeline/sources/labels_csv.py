@@ -19,7 +19,7 @@ import io
 import os
 import shlex
 
-from vggish_jax.pipeline.sources import Listed, file_key
+from vggish_jax.pipeline.sources import Described, file_key
 
 ORDER = ("train", "validation", "test")
 ON_DUPLICATE = ("refuse", "first")  # a file listed twice: refuse, or keep its first row
@@ -117,7 +117,7 @@ def case_caution(path: str, names: list[str]) -> list[str]:
             f"every label"]
 
 
-class LabelsCsv(Listed):
+class LabelsCsv(Described):
     def __init__(self, path: str, on_duplicate: str = "refuse", normalize_labels: bool = False):
         if on_duplicate not in ON_DUPLICATE:
             raise ValueError(f"on_duplicate={on_duplicate!r}: choose one of {', '.join(ON_DUPLICATE)}")
