@@ -5,6 +5,7 @@ Bad clips are counted (`vggish_jax:clips_skipped[_<kind>]`). Workers need the pa
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable
 
@@ -87,6 +88,5 @@ def run(job: core.Job, weights_dir: str | None, load_kwargs: dict, runner, optio
                            f"compute them")
     log(f"extract: done; clips per split {done.num_clips}; {len(done.skipped)} skipped (listed in info.json)")
     reused = {s: [t.index for t in tasks if t.split == s and t not in todo] for s in job.source.splits()}
-    computed = {s: [t.index for t in todo if t.split == s] for s in job.source.splits()}
-    return core.Summary(job.out, computed, reused, done.num_clips, done.skipped, counters=counters, seconds=seconds,
-                        warnings=done.warnings)
+    return dataclasses.replace(done, computed={s: [t.index for t in todo if t.split == s] for s in reused},
+                               reused=reused, counters=counters, seconds=seconds)

@@ -22,30 +22,15 @@ def require_beam():
     return beam
 
 
-def parse_options(options: str | Sequence[str] | None) -> list[str]:
-    """'--runner=FlinkRunner --flink_master=host:8081' (or a list of such flags) -> a list of flags."""
-    if options is None:
-        return []
-    return shlex.split(options) if isinstance(options, str) else [str(o) for o in options]
-
-
-def _runner_in(flags: list[str]) -> str | None:
-    for i, f in enumerate(flags):
-        if f.startswith("--runner="):
-            return f.split("=", 1)[1]
-        if f == "--runner" and i + 1 < len(flags):
-            return flags[i + 1]
-    return None
-
-
 def make(runner: str | None = "direct", workers: int = 2, options: str | Sequence[str] | None = None):
     """(runner, PipelineOptions). runner: 'direct', a Beam runner name, or None (`--runner` from options, default
     'direct'). workers: 'direct''s SDK worker processes (0: in this process)."""
     require_beam()
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    flags = parse_options(options)
-    in_options = _runner_in(flags)
+    # '--runner=FlinkRunner --flink_master=host:8081', or a list of such flags
+    flags = shlex.split(options) if isinstance(options, str) else [str(o) for o in options or ()]
+    in_options = PipelineOptions(flags).view_as(StandardOptions).runner
     if runner and in_options and runner.lower() != in_options.lower():
         raise ValueError(f"--beam-runner {runner} contradicts --beam-options --runner={in_options}; give one")
     name = runner or in_options or "direct"
@@ -53,12 +38,10 @@ def make(runner: str | None = "direct", workers: int = 2, options: str | Sequenc
         if workers < 0:
             raise ValueError(f"--beam-workers must be >= 0, got {workers}")
         flags = [f for f in flags if not f.startswith("--runner")]
-        if not any(f.startswith("--direct_num_workers") for f in flags):
-            flags.append(f"--direct_num_workers={max(1, workers)}")
-        if not any(f.startswith("--direct_running_mode") for f in flags):
-            flags.append("--direct_running_mode=" + ("multi_processing" if workers > 0 else "in_memory"))
-        if not any(f.startswith("--default_sdk_harness_log_level") for f in flags):
-            flags.append("--default_sdk_harness_log_level=WARNING")  # workers log every bundle at INFO
+        defaults = {"--direct_num_workers": max(1, workers),
+                    "--direct_running_mode": "multi_processing" if workers > 0 else "in_memory",
+                    "--default_sdk_harness_log_level": "WARNING"}  # workers log every bundle at INFO
+        flags += [f"{k}={v}" for k, v in defaults.items() if not any(f.startswith(k) for f in flags)]
         options = PipelineOptions(flags)
         return _fn_api_runner(options), options
     from apache_beam.runners.runner import create_runner
