@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import struct
+import sys
 
 import numpy as np
 
@@ -63,23 +64,22 @@ def read_tfrecord(path: str) -> tuple[list[bytes], list[skips.Skip]]:
     with open(path, "rb") as f:
         buf = f.read()
     records, bad, pos, n = [], [], 0, 0
+    fix = "re-download this file from the release"
     while pos < len(buf):
         head = buf[pos: pos + 12]
+        length = struct.unpack("<Q", head[:8])[0] if len(head) == 12 else 0
+        data, crc = buf[pos + 12: pos + 12 + length], buf[pos + 12 + length: pos + 16 + length]
+        at, kept = f"{path}: record {n} at byte {pos}", f"({len(records)} records before it kept)"
         if len(head) < 12 or struct.unpack("<I", head[8:])[0] != _masked_crc(head[:8]):
             what = "truncated" if len(head) < 12 else "length checksum mismatch"
-            bad.append(skips.Skip("invalid", path, f"{path}: record {n} at byte {pos}: {what}, so the rest of the "
-                                                   f"file cannot be read ({len(records)} records before it kept); "
-                                                   f"re-download this file from the release"))
+            bad.append(skips.Skip("invalid", path, f"{at}: {what}, so the rest of the file cannot be read {kept}; "
+                                                   f"{fix}"))
             break
-        length = struct.unpack("<Q", head[:8])[0]
-        data, crc = buf[pos + 12: pos + 12 + length], buf[pos + 12 + length: pos + 16 + length]
         if len(data) < length or len(crc) < 4:
-            bad.append(skips.Skip("truncated", path, f"{path}: record {n} at byte {pos} is cut short ({len(records)} "
-                                                     f"records before it kept); re-download this file from the release"))
+            bad.append(skips.Skip("truncated", path, f"{at} is cut short {kept}; {fix}"))
             break
         if struct.unpack("<I", crc)[0] != _masked_crc(data):
-            bad.append(skips.Skip("invalid", path, f"{path}: record {n} at byte {pos}: data checksum mismatch, "
-                                                   f"record skipped; re-download this file from the release"))
+            bad.append(skips.Skip("invalid", path, f"{at}: data checksum mismatch, record skipped; {fix}"))
         else:
             records.append(data)
         pos += 16 + length
@@ -87,23 +87,16 @@ def read_tfrecord(path: str) -> tuple[list[bytes], list[skips.Skip]]:
     return records, bad
 
 
-def _example_protos():
-    """The Example protos: tfrecord's copy, or TensorFlow's when TensorFlow is already loaded (both register
-    'tensorflow.SequenceExample' in protobuf's one pool, so importing the second copy fails)."""
-    import sys
-
-    if "tensorflow" in sys.modules:
-        from tensorflow.core.example import example_pb2
-    else:
-        from tfrecord import example_pb2
-    return example_pb2
-
-
 def parse_segment(raw: bytes) -> Segment:
     """One SequenceExample of the release; ValueError (without the file name) if it is not one."""
     from google.protobuf.message import DecodeError
 
-    example_pb2 = _example_protos()
+    # TensorFlow's protos when it is loaded, else tfrecord's copy: both register 'tensorflow.SequenceExample' in
+    # protobuf's one pool, so importing the second copy fails.
+    if "tensorflow" in sys.modules:
+        from tensorflow.core.example import example_pb2
+    else:
+        from tfrecord import example_pb2
     try:
         ex = example_pb2.SequenceExample.FromString(raw)
     except DecodeError as e:
@@ -119,9 +112,8 @@ def parse_segment(raw: bytes) -> Segment:
         raise ValueError(f"audio_embedding frames must be {EMBEDDING_BYTES} bytes; found "
                          f"{'no frames' if not frames else f'{wrong[0]} bytes'}")
     emb = np.frombuffer(b"".join(frames), np.uint8).reshape(len(frames), EMBEDDING_BYTES)
-    return Segment(ctx["video_id"].bytes_list.value[0].decode(), float(ctx["start_time_seconds"].float_list.value[0]),
-                   float(ctx["end_time_seconds"].float_list.value[0]), tuple(int(v) for v in ctx["labels"].int64_list.value),
-                   emb)
+    return Segment(ctx["video_id"].bytes_list.value[0].decode(), ctx["start_time_seconds"].float_list.value[0],
+                   ctx["end_time_seconds"].float_list.value[0], tuple(ctx["labels"].int64_list.value), emb)
 
 
 def read_file(path: str) -> tuple[list[Segment], list[skips.Skip]]:
@@ -134,20 +126,6 @@ def read_file(path: str) -> tuple[list[Segment], list[skips.Skip]]:
         except ValueError as e:
             bad.append(skips.Skip("invalid", path, f"{path}: record {i}: {e}; record skipped"))
     return out, bad
-
-
-def read_dir(directory: str) -> tuple[list[Segment], list[skips.Skip]]:
-    """All segments of a release folder (its *.tfrecord files in sorted name order)."""
-    paths = sorted(glob.glob(os.path.join(directory, "*.tfrecord")))
-    if not paths:
-        raise ReleaseError(f"{directory}: no *.tfrecord files; point --manual-dir at the unpacked "
-                           f"audioset_v1_embeddings folder (it holds bal_train/ and eval/)")
-    segs, bad = [], []
-    for p in paths:
-        s, b = read_file(p)
-        segs += s
-        bad += b
-    return segs, bad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,12 +189,14 @@ class Dataset:
     splits: dict  # split -> (list[Segment], labels: [n] int64 or [n, C] uint8)
     skipped: list[skips.Skip]
     # Single-label tasks: balanced-train segments left out for carrying other genres too, as extra training
-    # clips with soft targets [n, C] float32 (see soft_segments); never from validation videos or eval.
+    # clips with soft targets [n, C] float32 (see label_segments); never from validation videos or eval.
     extra_train: tuple = ((), None)
 
 
-def label_segments(segments, gmap: GenreMap, task: Task) -> tuple[list[Segment], np.ndarray, list[str]]:
-    """Keep the segments the task labels; returns (segments, labels, label_names)."""
+def label_segments(segments, gmap: GenreMap, task: Task):
+    """(kept, labels, label_names, extra, soft): the segments the task labels, and those a single-label task
+    drops although they carry a chosen genre (two or more genres, or one chosen plus others), with the target
+    mass split evenly over their chosen genres: soft [n, C] float32 rows."""
     names = list(task.classes or gmap.names)
     unknown = [c for c in names if c not in gmap.names]
     if unknown:
@@ -225,61 +205,40 @@ def label_segments(segments, gmap: GenreMap, task: Task) -> tuple[list[Segment],
         raise ValueError(f"unknown genres {unknown}{hint}; AudioSet's top-level music genres are: "
                          f"{', '.join(gmap.names)}")
     col = {gmap.names.index(c): i for i, c in enumerate(names)}
-    kept, labels = [], []
-    for s in segments:
-        gs = gmap.genres_of(s.labels)
-        if task.multilabel:
-            hot = [col[g] for g in gs if g in col]
-            if hot:
-                row = np.zeros(len(names), np.uint8)
-                row[hot] = 1
-                kept.append(s)
-                labels.append(row)
-        elif len(gs) == 1 and next(iter(gs)) in col:
-            kept.append(s)
-            labels.append(col[next(iter(gs))])
-    if task.multilabel:
-        y = np.stack(labels) if labels else np.zeros((0, len(names)), np.uint8)
-    else:
-        y = np.asarray(labels, np.int64)
-    return kept, y, names
-
-
-def soft_segments(segments, gmap: GenreMap, task: Task) -> tuple[list[Segment], np.ndarray]:
-    """The segments a single-label task drops although they carry a chosen genre (two or more genres, or one
-    chosen plus others), with the target mass split evenly over their chosen genres: [n, C] float32 rows."""
-    names = list(task.classes or gmap.names)
-    col = {gmap.names.index(c): i for i, c in enumerate(names)}
-    kept, rows = [], []
+    kept, hots, extra, soft_hots = [], [], [], []
     for s in segments:
         gs = gmap.genres_of(s.labels)
         hot = [col[g] for g in gs if g in col]
-        if hot and len(gs) > 1:
-            row = np.zeros(len(names), np.float32)
-            row[hot] = 1 / len(hot)
+        if hot and (task.multilabel or len(gs) == 1):
             kept.append(s)
-            rows.append(row)
-    return kept, (np.stack(rows) if rows else np.zeros((0, len(names)), np.float32))
-
-
-def genre_counts(segments, gmap: GenreMap, multilabel: bool) -> dict[str, int]:
-    """{genre: clips a task of that one genre keeps}, for the genres with any, by name."""
-    counts: collections.Counter = collections.Counter()
-    for s in segments:
-        gs = gmap.genres_of(s.labels)
-        if multilabel or len(gs) == 1:
-            counts.update(gs)
-    return dict(sorted((gmap.names[g], n) for g, n in counts.items()))
+            hots.append(hot)
+        elif hot:
+            extra.append(s)
+            soft_hots.append(hot)
+    soft = np.zeros((len(extra), len(names)), np.float32)
+    for row, hot in zip(soft, soft_hots):
+        row[hot] = 1 / len(hot)
+    if not task.multilabel:
+        return kept, np.asarray([h[0] for h in hots], np.int64), names, extra, soft
+    y = np.zeros((len(kept), len(names)), np.uint8)
+    for row, hot in zip(y, hots):
+        row[hot] = 1
+    return kept, y, names, extra, soft
 
 
 def no_clip_error(manual_dir: str, segments, gmap: GenreMap, task: Task) -> ReleaseError:
     """The refusal of a task whose genres no clip of the release carries, with the genres that have clips."""
+    counts: collections.Counter = collections.Counter()  # per genre: the clips a task of that one genre keeps
+    for s in segments:
+        gs = gmap.genres_of(s.labels)
+        if task.multilabel or len(gs) == 1:
+            counts.update(gs)
     chosen = ", ".join(task.classes) if task.classes else "any music genre"
-    have = ", ".join(f"{g} {n}" for g, n in genre_counts(segments, gmap, task.multilabel).items()) or "none"
+    have = ", ".join(f"{gmap.names[g]} {n}" for g, n in sorted(counts.items(), key=lambda c: gmap.names[c[0]]))
     rule = "" if task.multilabel else (" (this task keeps clips with exactly one genre; --task "
                                        "music_genre_multilabel also keeps clips with several)")
     return ReleaseError(f"{manual_dir}: no clip of this release is labelled {chosen} for task {task.name}{rule}; "
-                        f"genres with clips for this task: {have}; choose --classes among them")
+                        f"genres with clips for this task: {have or 'none'}; choose --classes among them")
 
 
 def validation_videos(video_ids, fraction: float) -> set[str]:
@@ -303,19 +262,26 @@ def load(manual_dir: str, task: Task = Task()) -> Dataset:
     bad: list[skips.Skip] = []
     parts, raw = {}, {}
     for which, sub in RELEASE_DIRS.items():
-        raw[which], b = read_dir(os.path.join(manual_dir, sub))
-        bad += b
+        paths = sorted(glob.glob(os.path.join(manual_dir, sub, "*.tfrecord")))
+        if not paths:
+            raise ReleaseError(f"{os.path.join(manual_dir, sub)}: no *.tfrecord files; point --manual-dir at the "
+                               f"unpacked audioset_v1_embeddings folder (it holds bal_train/ and eval/)")
+        raw[which] = []
+        for p in paths:
+            segs, b = read_file(p)
+            raw[which] += segs
+            bad += b
         parts[which] = label_segments(raw[which], gmap, task)
-    names = parts["eval"][2]
     if not any(len(p[0]) for p in parts.values()):  # an empty store would only fail later, with less to say
         raise no_clip_error(manual_dir, [s for segs in raw.values() for s in segs], gmap, task)
-    segs, y, _ = parts["balanced_train"]
+    segs, y, names, extra, soft = parts["balanced_train"]
     val = validation_videos([s.video_id for s in segs], task.validation_fraction)
     is_val = np.array([s.video_id in val for s in segs], bool)
     splits = {"train": ([s for s, v in zip(segs, is_val) if not v], y[~is_val]),
               "validation": ([s for s, v in zip(segs, is_val) if v], y[is_val]),
               "test": parts["eval"][:2]}
-    extra = ((), None)
-    if not task.multilabel:
-        extra = soft_segments([s for s in raw["balanced_train"] if s.video_id not in val], gmap, task)
-    return Dataset(names, task.multilabel, splits, bad, extra)
+    if task.multilabel:
+        return Dataset(names, True, splits, bad)
+    # never from validation videos (nor eval)
+    train_extra = np.array([s.video_id not in val for s in extra], bool)
+    return Dataset(names, False, splits, bad, ([s for s, t in zip(extra, train_extra) if t], soft[train_extra]))

@@ -54,7 +54,7 @@ class AudioSetSource:
 
     def extra_train(self):
         """(clips [n, 128] uint8, soft targets [n, C], video ids): the single-label task's extra training clips
-        (datasets.audioset.soft_segments); empty for multi-label."""
+        (datasets.audioset.label_segments); empty for multi-label."""
         segs, soft = self._data.extra_train
         return [s.embedding for s in segs], soft, [s.video_id for s in segs]
 
