@@ -61,15 +61,13 @@ class Fma(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "VGGish log-mels at build time; array_record; skip report in metadata."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_INSTRUCTIONS
-    BUILDER_CONFIGS = [
-        FmaConfig(name="small", subset="small", description="fma_small: 8,000 clips, 8 balanced genres"),
-        FmaConfig(name="medium", subset="medium", description="fma_medium: 25,000 clips, 16 unbalanced genres"),
-        FmaConfig(name="large", subset="large", description="fma_large: 106,574 clips (those with a top genre)"),
-        FmaConfig(name="small_waveform", subset="small", waveform=True,
-                  description="fma_small with the 16 kHz int16 waveform stored next to the log-mel"),
-        FmaConfig(name="medium_waveform", subset="medium", waveform=True,
-                  description="fma_medium with the 16 kHz int16 waveform stored next to the log-mel"),
-    ]
+    BUILDER_CONFIGS = [FmaConfig(name=s, subset=s, description=d) for s, d in (
+        ("small", "fma_small: 8,000 clips, 8 balanced genres"),
+        ("medium", "fma_medium: 25,000 clips, 16 unbalanced genres"),
+        ("large", "fma_large: 106,574 clips (those with a top genre)"))] + [
+        FmaConfig(name=f"{s}_waveform", subset=s, waveform=True,
+                  description=f"fma_{s} with the 16 kHz int16 waveform stored next to the log-mel")
+        for s in ("small", "medium")]
     DEFAULT_CONFIG_NAME = "small"
 
     def __init__(self, *, workers: int | None = None, download: bool = False, **kwargs):
@@ -103,14 +101,16 @@ class Fma(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         subset = self.builder_config.subset
-        manual = _manual_dir(dl_manager)
+        try:
+            manual = os.fspath(dl_manager.manual_dir)
+        except AssertionError:  # not given, or missing/empty: fall back to the work dir / download
+            manual = None
         sources = find_sources(manual, subset, work_dir=os.fspath(dl_manager.download_dir), download=self.download)
         by_split = meta.select(meta.read_tracks(sources.tracks_csv), subset)
-        info = self.info.metadata
-        info.update(subset=subset, tracks_csv=sources.tracks_csv, audio_root=sources.audio_root,
-                    expected_counts={s: len(t) for s, t in by_split.items()}, kept_counts={}, skipped=[],
-                    frontend=dataclasses.asdict(frontend.DEFAULT))
         counts = {s: len(t) for s, t in by_split.items()}
+        self.info.metadata.update(subset=subset, tracks_csv=sources.tracks_csv, audio_root=sources.audio_root,
+                                  expected_counts=counts, kept_counts={}, skipped=[],
+                                  frontend=dataclasses.asdict(frontend.DEFAULT))
         expected = meta.EXPECTED_COUNTS.get(subset)
         if expected and counts != expected:
             print(f"fma: warning: {sources.tracks_csv} gives {counts} {subset} tracks per split, the official "
@@ -145,28 +145,21 @@ class Fma(tfds.core.GeneratorBasedBuilder):
                                  skips_path=os.path.join(self._beam_skips, f"{split}.json"))
 
     def _download_and_prepare(self, dl_manager, download_config):
-        if download_config.beam_runner is not None or download_config.beam_options is not None:
-            return self._download_and_prepare_beam(dl_manager, download_config)
-        # One decode pool for all splits: starting workers costs seconds (each imports JAX).
-        self._pool = decode.process_pool(self.workers)
+        if download_config.beam_runner is None and download_config.beam_options is None:
+            self._pool = decode.process_pool(self.workers)  # one for all splits: a worker starts in seconds
+        else:  # Beam workers write their skip lists here; like the audio, storage that every worker sees
+            os.makedirs(dl_manager.download_dir, exist_ok=True)
+            self._beam_skips = tempfile.mkdtemp(prefix="fma_beam_skips.", dir=os.fspath(dl_manager.download_dir))
         try:
-            return super()._download_and_prepare(dl_manager, download_config)
+            super()._download_and_prepare(dl_manager, download_config)
+            if self._beam_skips:
+                self._collect_beam_skips()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
-            self._pool = None
-
-    def _download_and_prepare_beam(self, dl_manager, download_config):
-        # Workers write their skip lists here; like the audio, it must be storage that every worker sees.
-        root = os.fspath(dl_manager.download_dir)
-        os.makedirs(root, exist_ok=True)
-        self._beam_skips = tempfile.mkdtemp(prefix="fma_beam_skips.", dir=root)
-        try:
-            super()._download_and_prepare(dl_manager, download_config)
-            self._collect_beam_skips()
-        finally:
-            shutil.rmtree(self._beam_skips, ignore_errors=True)
-            self._beam_skips = None
+            if self._beam_skips:
+                shutil.rmtree(self._beam_skips, ignore_errors=True)
+            self._pool = self._beam_skips = None
 
     def _process_pipeline_result(self, pipeline_result):
         from vggish_jax.datasets.fma_beam import counters
@@ -204,13 +197,6 @@ def select_clips(tracks, names, audio_root) -> tuple[list, list]:
         else:
             todo.append((t.track_id, names.index(t.genre_top), path))
     return todo, skipped
-
-
-def _manual_dir(dl_manager) -> str | None:
-    try:
-        return os.fspath(dl_manager.manual_dir)
-    except AssertionError:  # not given, or missing/empty: fall back to the work dir / download
-        return None
 
 
 def find_sources(manual_dir: str | None, subset: str, *, work_dir: str, download: bool = False) -> Sources:

@@ -13,27 +13,16 @@ from vggish_jax.datasets import decode
 SKIPPED = "skipped"
 
 
-class DecodeClip(beam.DoFn):
+def decode_clip(item: tuple[int, int, str], waveform: bool):
     """(track_id, label, path) -> (track_id, example dict), or a skip record on the SKIPPED output."""
-
-    def __init__(self, waveform: bool):
-        self.waveform = waveform
-        self.decoded = beam.metrics.Metrics.counter("fma", "clips_decoded")
-        self.skipped = beam.metrics.Metrics.counter("fma", "clips_skipped")
-
-    def process(self, item):
-        track_id, label, path = item
-        clip = decode.decode_clip(path, waveform=self.waveform)
-        if isinstance(clip, str):
-            self.skipped.inc()
-            yield beam.pvalue.TaggedOutput(SKIPPED, {"track_id": track_id, "path": path, "reason": clip})
-            return
-        self.decoded.inc()
+    track_id, label, path = item
+    clip = decode.decode_clip(path, waveform=waveform)
+    if isinstance(clip, str):
+        beam.metrics.Metrics.counter("fma", "clips_skipped").inc()
+        yield beam.pvalue.TaggedOutput(SKIPPED, {"track_id": track_id, "path": path, "reason": clip})
+    else:
+        beam.metrics.Metrics.counter("fma", "clips_decoded").inc()
         yield track_id, {**clip, "label": label, "track_id": track_id}
-
-
-def write_skips(records: list[dict], path: str) -> None:
-    atomic.write_json(path, sorted(records, key=lambda r: r["track_id"]))
 
 
 def examples(items: list[tuple[int, int, str]], *, waveform: bool, skips_path: str) -> beam.PTransform:
@@ -43,10 +32,11 @@ def examples(items: list[tuple[int, int, str]], *, waveform: bool, skips_path: s
     def expand(root):
         out = (root
                | "Clips" >> beam.Create(items)  # reshuffled by Create: clips spread over the workers
-               | "Decode" >> beam.ParDo(DecodeClip(waveform)).with_outputs(SKIPPED, main="examples"))
+               | "Decode" >> beam.FlatMap(decode_clip, waveform).with_outputs(SKIPPED, main="examples"))
         _ = (out[SKIPPED]
              | "CollectSkips" >> beam.combiners.ToList()
-             | "WriteSkips" >> beam.Map(write_skips, skips_path))
+             | "WriteSkips" >> beam.Map(lambda records: atomic.write_json(
+                 skips_path, sorted(records, key=lambda r: r["track_id"]))))
         return out.examples
 
     return expand()  # pylint: disable=no-value-for-parameter

@@ -25,8 +25,7 @@ KNOWN_BAD = (98565, 98567, 98569, 99134, 108925, 133297)
 # Tracks per split of each subset before any removal.
 EXPECTED_COUNTS = {"small": {"train": 6400, "validation": 800, "test": 800}}
 
-_COLUMNS = {"track_id": None, "genre_top": ("track", "genre_top"), "split": ("set", "split"),
-            "subset": ("set", "subset")}
+_COLUMNS = {"genre_top": ("track", "genre_top"), "split": ("set", "split"), "subset": ("set", "subset")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +62,14 @@ def read_tracks(path: str | os.PathLike) -> list[Track]:
             header = [next(reader) for _ in range(3)]
         except StopIteration:
             raise MetadataError(f"{path}: fewer than 3 header rows; not an FMA tracks.csv") from None
-        index = _column_index(header, path)
+        if not header[2] or header[2][0] != "track_id":
+            raise MetadataError(f"{path}: third header row must start with 'track_id'; not an FMA tracks.csv "
+                                f"(expected the 3-row header of fma_metadata/tracks.csv)")
+        pairs = list(zip(header[0], header[1]))
+        missing = [c for c in _COLUMNS.values() if c not in pairs]
+        if missing:
+            raise MetadataError(f"{path}: no column {missing[0]}; not an FMA tracks.csv")
+        index = {key: pairs.index(col) for key, col in _COLUMNS.items()}
         ncols = len(header[0])
         tracks, bad = [], None
         for row in reader:
@@ -72,29 +78,12 @@ def read_tracks(path: str | os.PathLike) -> list[Track]:
             if len(row) != ncols or not row[0].isdigit():
                 bad = reader.line_num
                 continue
-            split = row[index["split"]]
-            if split not in SPLITS:
-                raise MetadataError(f"{path}: line {reader.line_num}: unknown split {split!r}")
-            subset = row[index["subset"]]
-            if subset not in SUBSETS:
-                raise MetadataError(f"{path}: line {reader.line_num}: unknown subset {subset!r}")
+            split, subset = row[index["split"]], row[index["subset"]]
+            for what, value, known in (("split", split, SPLITS), ("subset", subset, SUBSETS)):
+                if value not in known:
+                    raise MetadataError(f"{path}: line {reader.line_num}: unknown {what} {value!r}")
             tracks.append(Track(int(row[0]), row[index["genre_top"]], SPLITS[split], subset))
     return tracks
-
-
-def _column_index(header: list[list[str]], path: str) -> dict[str, int]:
-    if not header[2] or header[2][0] != "track_id":
-        raise MetadataError(f"{path}: third header row must start with 'track_id'; not an FMA tracks.csv "
-                            f"(expected the 3-row header of fma_metadata/tracks.csv)")
-    pairs = list(zip(header[0], header[1]))
-    index = {"track_id": 0}
-    for key, col in _COLUMNS.items():
-        if col is None:
-            continue
-        if col not in pairs:
-            raise MetadataError(f"{path}: no column {col}; not an FMA tracks.csv")
-        index[key] = pairs.index(col)
-    return index
 
 
 def select(tracks: list[Track], subset: str) -> dict[str, list[Track]]:
