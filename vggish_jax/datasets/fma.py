@@ -49,12 +49,6 @@ class FmaConfig(tfds.core.BuilderConfig):
     waveform: bool = False  # also store the 16 kHz int16 waveform (about 1 MB per 30-s clip)
 
 
-@dataclasses.dataclass(frozen=True)
-class Sources:
-    tracks_csv: str
-    audio_root: str
-
-
 class Fma(tfds.core.GeneratorBasedBuilder):
     """FMA genre recognition: log-mel examples per track, labelled with the track's top genre."""
 
@@ -105,18 +99,19 @@ class Fma(tfds.core.GeneratorBasedBuilder):
             manual = os.fspath(dl_manager.manual_dir)
         except AssertionError:  # not given, or missing/empty: fall back to the work dir / download
             manual = None
-        sources = find_sources(manual, subset, work_dir=os.fspath(dl_manager.download_dir), download=self.download)
-        by_split = meta.select(meta.read_tracks(sources.tracks_csv), subset)
+        tracks_csv, audio_root = find_sources(manual, subset, work_dir=os.fspath(dl_manager.download_dir),
+                                              download=self.download)
+        by_split = meta.select(meta.read_tracks(tracks_csv), subset)
         counts = {s: len(t) for s, t in by_split.items()}
-        self.info.metadata.update(subset=subset, tracks_csv=sources.tracks_csv, audio_root=sources.audio_root,
+        self.info.metadata.update(subset=subset, tracks_csv=tracks_csv, audio_root=audio_root,
                                   expected_counts=counts, kept_counts={}, skipped=[],
                                   frontend=dataclasses.asdict(frontend.DEFAULT))
         expected = meta.EXPECTED_COUNTS.get(subset)
         if expected and counts != expected:
-            print(f"fma: warning: {sources.tracks_csv} gives {counts} {subset} tracks per split, the official "
+            print(f"fma: warning: {tracks_csv} gives {counts} {subset} tracks per split, the official "
                   f"metadata gives {expected}; is it the current fma_metadata.zip?", file=sys.stderr)
         generate = self._beam_examples if self._beam_skips else self._generate_examples
-        return {split: generate(split, tracks, sources.audio_root) for split, tracks in by_split.items()}
+        return {split: generate(split, tracks, audio_root) for split, tracks in by_split.items()}
 
     def _todo(self, split, tracks, audio_root):
         """(track_id, label, path) of the clips to decode; the others go to the skip report now."""
@@ -199,8 +194,8 @@ def select_clips(tracks, names, audio_root) -> tuple[list, list]:
     return todo, skipped
 
 
-def find_sources(manual_dir: str | None, subset: str, *, work_dir: str, download: bool = False) -> Sources:
-    """Locate tracks.csv and the fma_<subset> audio folder, extracting (or downloading) zips into work_dir."""
+def find_sources(manual_dir: str | None, subset: str, *, work_dir: str, download: bool = False) -> tuple[str, str]:
+    """(tracks.csv, the fma_<subset> audio folder), extracting (or downloading) zips into work_dir."""
     meta.check_subset(subset)
     audio_name = f"fma_{subset}"
     extracted = os.path.join(work_dir, "fma_extracted")
@@ -216,7 +211,7 @@ def find_sources(manual_dir: str | None, subset: str, *, work_dir: str, download
     if not os.path.exists(tracks_csv):
         raise FileNotFoundError(f"{tracks_csv}: not found after extracting fma_metadata.zip; the archive is not "
                                 f"the official one")
-    return Sources(tracks_csv, audio_root)
+    return tracks_csv, audio_root
 
 
 def _archive(manual_dir, work_dir, name, download) -> str:

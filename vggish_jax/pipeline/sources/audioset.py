@@ -19,6 +19,7 @@ class AudioSetSource:
         self.manual_dir = os.path.abspath(manual_dir)
         self.task_name = task
         self.task = audioset.Task.named(task, classes, validation_fraction)
+        self.multilabel = self.task.multilabel
 
     @functools.cached_property
     def _data(self) -> audioset.Dataset:
@@ -27,10 +28,6 @@ class AudioSetSource:
     @property
     def label_names(self) -> list[str]:
         return self._data.label_names
-
-    @property
-    def multilabel(self) -> bool:
-        return self.task.multilabel
 
     def identity(self) -> dict:
         # The release's content is fixed: where it is unpacked is not part of the identity (a moved folder resumes).

@@ -36,8 +36,8 @@ class FmaTfds:
                  download: bool = False, beam_runner=None, beam_options=None):
         from vggish_jax.datasets import fma
 
-        kw = dict(beam_runner=beam_runner, beam_options=beam_options) if beam_runner or beam_options else {}
-        b = fma.prepare(dataset, data_dir=data_dir, manual_dir=manual_dir, workers=workers, download=download, **kw)
+        b = fma.prepare(dataset, data_dir=data_dir, manual_dir=manual_dir, workers=workers, download=download,
+                        beam_runner=beam_runner, beam_options=beam_options)
         self.dataset, self.data_dir = dataset, os.path.abspath(data_dir)
         self.label_names = list(fma.label_names(b))
         self.payload = "waveform" if "waveform" in b.info.features else "mel"
@@ -78,12 +78,13 @@ class FmaAudio(Listed):
         from vggish_jax.datasets import fma, fma_metadata as meta
 
         subset = fma.config_named(dataset, also=" or an audio folder").subset
-        found = fma.find_sources(manual_dir, subset, work_dir=os.path.join(data_dir, "downloads"), download=download)
+        tracks_csv, audio_root = fma.find_sources(manual_dir, subset, work_dir=os.path.join(data_dir, "downloads"),
+                                                  download=download)
         self.dataset = dataset
         self.label_names = list(meta.genre_names(subset))
         rows, skipped = {}, []
-        for split, tracks in meta.select(meta.read_tracks(found.tracks_csv), subset).items():
-            rows[split], bad = fma.select_clips(tracks, self.label_names, found.audio_root)
+        for split, tracks in meta.select(meta.read_tracks(tracks_csv), subset).items():
+            rows[split], bad = fma.select_clips(tracks, self.label_names, audio_root)
             skipped += [_skip(p, r) for _, p, r in bad]
         super().__init__(rows, skipped)
 
