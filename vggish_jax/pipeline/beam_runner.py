@@ -27,6 +27,10 @@ def make(runner: str | None = "direct", workers: int = 2, options: str | Sequenc
     'direct'). workers: 'direct''s SDK worker processes (0: in this process)."""
     require_beam()
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+    from apache_beam.runners.runner import create_runner
 
     # '--runner=FlinkRunner --flink_master=host:8081', or a list of such flags
     flags = shlex.split(options) if isinstance(options, str) else [str(o) for o in options or ()]
@@ -42,10 +46,11 @@ def make(runner: str | None = "direct", workers: int = 2, options: str | Sequenc
                     "--direct_running_mode": "multi_processing" if workers > 0 else "in_memory",
                     "--default_sdk_harness_log_level": "WARNING"}  # workers log every bundle at INFO
         flags += [f"{k}={v}" for k, v in defaults.items() if not any(f.startswith(k) for f in flags)]
+        # Beam's in-process FnApi runner whose SDK workers see the options (as the DirectRunner hands them over)
         options = PipelineOptions(flags)
-        return _fn_api_runner(options), options
-    from apache_beam.runners.runner import create_runner
-
+        encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+        info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+        return fn_runner.FnApiRunner(provision_info=info), options
     try:
         runner_obj = create_runner(name)
     except (ValueError, ImportError) as e:
@@ -54,13 +59,3 @@ def make(runner: str | None = "direct", workers: int = 2, options: str | Sequenc
         flags.append(f"--runner={name}")
     return runner_obj, PipelineOptions(flags)
 
-
-def _fn_api_runner(options):
-    """Beam's in-process FnApi runner whose SDK workers see `options` (as the DirectRunner hands them over)."""
-    from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-    from apache_beam.runners.portability.portable_runner import JobServiceHandle
-
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-    return fn_runner.FnApiRunner(provision_info=info)
