@@ -45,7 +45,12 @@ class Listed:
     spec = None
     label_names: list[str] = []
 
-    def __init__(self, rows: dict[str, list[tuple[str, int]]], skipped=()):
+    def __init__(self, rows: dict[str, list[tuple[str, int | str]]], skipped=(), named: bool = False):
+        """`named`: the labels are class names, numbered in sorted order (`label_names`)."""
+        if named:
+            self.label_names = sorted({n for r in rows.values() for _, n in r})
+            index = {n: i for i, n in enumerate(self.label_names)}
+            rows = {s: [(p, index[n]) for p, n in r] for s, r in rows.items()}
         self.rows, self._skipped = rows, list(skipped)
 
     def splits(self) -> dict[str, int]:

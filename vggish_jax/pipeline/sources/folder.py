@@ -30,10 +30,9 @@ class Folder(Described):
         self.files = [os.path.relpath(p, self.folder) for p in files]
         firsts = [f.split(os.sep)[0] if os.sep in f else None for f in self.files]
         labelled = None not in firsts  # one class per first-level subfolder
-        self.label_names = sorted(set(firsts)) if labelled else []
-        self.labels = [self.label_names.index(c) if labelled else -1 for c in firsts]
-        super().__init__({"all": [(os.path.join(self.folder, f), y) for f, y in zip(self.files, self.labels)]},
-                         skipped)
+        super().__init__({"all": [(os.path.join(self.folder, f), c if labelled else -1)
+                                  for f, c in zip(self.files, firsts)]}, skipped, named=labelled)
+        self.labels = [y for _, y in self.rows["all"]]
         self.cautions = self._empty_classes() if labelled else []
         self.gtzan = gtzan.is_gtzan(self.files)
 

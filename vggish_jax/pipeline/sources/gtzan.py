@@ -53,14 +53,13 @@ class GtzanFiltered(Described):
                              f"have; drop --split (compare --cv K then makes folds)")
         self.folder = folder.folder
         self.cautions = list(getattr(folder, "cautions", []))  # e.g. an empty subfolder beside the 10 genres
-        by_stem: dict[str, str] = {}
-        for f in folder.files:  # sorted: of two copies (x.au, x.wav) the first is used, the other left out
-            by_stem.setdefault(stem(f), f)
+        by_stem: dict[str, tuple[str, int]] = {}  # the folder's (path, label): its classes are GENRES
+        for f, row in zip(folder.files, folder.rows["all"]):  # sorted: of x.au and x.wav the first is used
+            by_stem.setdefault(stem(f), row)
         ext = collections.Counter(os.path.splitext(f)[1] for f in folder.files).most_common(1)[0][0]
         rows, skipped = {}, folder.skipped()
         for split, stems in filtered_lists().items():
-            rows[split] = [(os.path.join(self.folder, by_stem[s]), GENRES.index(s.split("/")[0]))
-                           for s in stems if s in by_stem]
+            rows[split] = [by_stem[s] for s in stems if s in by_stem]
             for s in stems:
                 if s not in by_stem:
                     path = os.path.join(self.folder, *s.split("/")) + ext

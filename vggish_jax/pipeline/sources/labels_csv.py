@@ -127,13 +127,12 @@ class LabelsCsv(Described):
         listed, self._spaced = read_rows(path, text, normalize_labels)
         rows = unique_files(path, listed, on_duplicate)
         self.dropped = len(listed) - len(rows)
-        self.label_names = sorted({r.label for r in rows})
-        self.cautions = case_caution(path, self.label_names)
         names = {r.split for r in rows}
         order = [s for s in ORDER if s in names] + sorted(names - set(ORDER))
         base = os.path.dirname(self.path)
-        super().__init__({s: [(os.path.join(base, r.path), self.label_names.index(r.label)) for r in rows
-                              if r.split == s] for s in order})
+        super().__init__({s: [(os.path.join(base, r.path), r.label) for r in rows if r.split == s] for s in order},
+                         named=True)
+        self.cautions = case_caution(path, self.label_names)
         self.groups: dict[str, list[str]] = {s: [r.group for r in rows if r.split == s] for s in order}
         self._sha = hashlib.sha256(raw).hexdigest()
 
