@@ -17,7 +17,6 @@ import numpy as np
 from vggish_jax.audio import decode as audio_decode
 from vggish_jax.audio.errors import AudioError
 from vggish_jax.models.vggish import frontend
-from vggish_jax.models.vggish.frontend import file_examples
 
 
 def decode_clip(path: str, waveform: bool = False) -> dict | str:
@@ -25,7 +24,7 @@ def decode_clip(path: str, waveform: bool = False) -> dict | str:
     raises). With `waveform`, 'mel' is that of the stored int16 audio, so the record is self-consistent."""
     try:
         if not waveform:
-            return {"mel": file_examples(path)}
+            return {"mel": frontend.file_examples(path)}
         wave = to_int16(np.concatenate(list(audio_decode.stream(path, frontend.DEFAULT.sample_rate))))
         mel = frontend.waveform_to_examples(from_int16(wave), frontend.DEFAULT.sample_rate, name=path)
         return {"mel": mel, "waveform": wave}
