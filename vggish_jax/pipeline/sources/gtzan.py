@@ -33,15 +33,6 @@ def is_gtzan(files: list[str]) -> bool:
     return all((m := _NAME.fullmatch(os.path.splitext(name)[0])) and m.group(1) == genre for genre, name in parts)
 
 
-def filtered_lists() -> dict[str, list[str]]:
-    """{split: [stems]} of the fault-filtered split, as shipped."""
-    out = {}
-    for split, name in LISTS.items():
-        with open(os.path.join(ASSETS, name)) as f:
-            out[split] = [stem(line.strip()) for line in f if line.strip()]
-    return out
-
-
 class GtzanFiltered(Described):
     """A GTZAN folder (a `Folder` source with GTZAN's layout) split by the fault-filtered lists."""
     label_names = list(GENRES)
@@ -58,7 +49,9 @@ class GtzanFiltered(Described):
             by_stem.setdefault(stem(f), row)
         ext = collections.Counter(os.path.splitext(f)[1] for f in folder.files).most_common(1)[0][0]
         rows, skipped = {}, folder.skipped()
-        for split, stems in filtered_lists().items():
+        for split, name in LISTS.items():  # the fault-filtered split, as shipped
+            with open(os.path.join(ASSETS, name)) as f:
+                stems = [stem(line.strip()) for line in f if line.strip()]
             rows[split] = [by_stem[s] for s in stems if s in by_stem]
             for s in stems:
                 if s not in by_stem:
