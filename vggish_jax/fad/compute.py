@@ -1,30 +1,20 @@
 """`evaluate(REF, GEN)`: the FAD of GEN against REF, with per-file scores and FAD-infinity, as one JSON-ready dict.
 
-Conventions (what the three common implementations do, read from their source; ours is the default):
-
-- google-research/google-research `frechet_audio_distance` (the original, TF + Beam): the VGGish embedding
-  tensor of the TF model (current TF VGGish has no ReLU after its last layer), no PCA; statistics over all
-  frames of all files, unbiased covariance (ComputeMeanAndCovariance); no resampling (expects 16 kHz wav);
-  each clip peak-normalised with at most +20 dB gain; audio split into 1-s pieces, one example each;
-  scipy sqrtm of the product, retried with eps 1e-7 on the diagonals (fad_utils.py,
-  create_embeddings_beam.py, audioset_model.py).
-- `frechet-audio-distance` on PyPI (gudgud96): torchvggish with its final ReLU removed by default
-  (`use_activation=False`) and no PCA (`use_pca=False`); resampy to 16 kHz; np.mean / np.cov over all
-  frames; pytorch-fid's sqrtm with eps 1e-6 retry (frechet_audio_distance/fad.py).
-- microsoft/fadtk: the same torchvggish setup (no final ReLU, no PCA); SoX converts to 16 kHz mono 16-bit;
-  files shorter than 1 s zero-padded to 1 s; embeddings cached as float16; np.cov; eigen-decomposition of
-  S1 S2 with a sqrtm cross-check; per-song scores and FAD-inf, see score.py (fadtk/fad.py,
-  model_loader.py).
-- here: raw 128-d output without the final ReLU, no PCA; all frames, unbiased covariance, float64; our
-  polyphase resampler with resampy's kaiser_best filter design; no loudness normalisation; files shorter
-  than 0.975 s skipped and reported (`pad=True` zero-pads, as fadtk); eigh of S1^(1/2) S2 S1^(1/2).
-
-Default: raw output without the final ReLU, because all three tools agree on it, so numbers compare with
-published FADs computed with any of them. This differs from our weights' recorded default for torchvggish
-conversions (final ReLU on): FAD overrides it unless `final_relu` is given. Silent files (the project's
-one rule, `audio.silence`: peak below -60 dBFS) are skipped and reported, like unreadable and too-short ones:
-an empty or silent generation is a failure to report, not a sample. Zero-padding short files (fadtk) adds
-near-silent frames to the statistics, so it is opt-in.
+Conventions, read from the three common implementations' source (docs/fad.md compares them):
+- google-research `frechet_audio_distance` (TF + Beam; fad_utils.py, create_embeddings_beam.py,
+  audioset_model.py): the TF VGGish embedding tensor (no ReLU after its last layer), no PCA; all frames of all
+  files, unbiased covariance; expects 16 kHz wav; clips peak-normalised with at most +20 dB gain, split into
+  1-s pieces; scipy sqrtm of the product, retried with eps 1e-7 on the diagonals.
+- `frechet-audio-distance` on PyPI (gudgud96; frechet_audio_distance/fad.py): torchvggish without its final
+  ReLU (`use_activation=False`) or PCA; resampy to 16 kHz; np.cov over all frames; pytorch-fid's sqrtm, eps 1e-6.
+- microsoft/fadtk (fadtk/fad.py, model_loader.py): the same torchvggish setup; SoX to 16 kHz mono 16-bit;
+  files under 1 s zero-padded; float16 cache; np.cov; eig of S1 S2; per-song scores and FAD-inf (score.py).
+- here: the raw 128-d output without the final ReLU (all three agree, so numbers compare with published FADs;
+  it overrides the final-ReLU default recorded for torchvggish conversions unless `final_relu` is given), no
+  PCA; all frames, unbiased, float64; resampy's kaiser_best design in a polyphase resampler; no loudness
+  normalisation; eigh of S1^(1/2) S2 S1^(1/2). Unreadable, silent (`audio.silence`) and too-short (< 0.975 s)
+  files are skipped and reported: an empty or silent generation is a failure to report, not a sample;
+  `pad=True` zero-pads short files as fadtk, opt-in since it adds near-silent frames.
 """
 from __future__ import annotations
 
@@ -34,7 +24,7 @@ from typing import Callable
 
 from vggish_jax import skips, spec as spec_lib
 from vggish_jax.audio import cautions as audio_cautions, silence
-from vggish_jax.fad import frechet, score, sources, stats as stats_lib
+from vggish_jax.fad import frechet, score, sources
 from vggish_jax.fad.sources import EmbeddingSet, SourceError
 from vggish_jax.models.vggish import frontend
 
@@ -57,7 +47,7 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
     if steps < 2 or bootstrap < 0 or not 0 < ci_level < 1:
         raise ValueError(f"need steps >= 2, bootstrap >= 0 and 0 < ci_level < 1; got {steps}, {bootstrap}, {ci_level}")
     ref_set = _cached_ref(ref, ref_stats, pad) if ref_stats and os.path.exists(ref_stats) else None
-    sets = [ref_set or _open(ref, "REF"), _open(gen, "GEN")]
+    sets = [ref_set or sources.open_set("REF", ref), sources.open_set("GEN", gen)]
     # skips.Caution dicts: over-range audio, sets with few frames
     warnings = _embed_audio_sets(sets, weights, final_relu, batch_size, pad, workers, progress)
     ref_set, gen_set = sets
@@ -74,26 +64,19 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
             log(f"fad: warning: {note}")
             warnings.append(skips.Caution("few_frames", s.source, note).to_dict())
     if ref_stats and ref_set.kind != "stats":
-        ref_st.meta.update(_ref_identity(ref_set), pad=pad, skipped=ref_set.skipped)
-        stats_lib.save(ref_stats, ref_st)
+        ref_st.meta.update(ref_digest=sources.digest(ref_set.audio_paths or [ref]), pad=pad, skipped=ref_set.skipped,
+                           ref_files=len(ref_set.audio_paths or ref_set.files))
+        frechet.save(ref_stats, ref_st)
         log(f"fad: saved REF statistics to {ref_stats}")
     if save_gen_stats:
-        stats_lib.save(save_gen_stats, gen_st)
+        frechet.save(save_gen_stats, gen_st)
     fd = frechet.frechet_distance(ref_st.mean, ref_st.cov, gen_st.mean, gen_st.cov, method=method)
     if fd.clipped:
         log(f"fad: the distance came out {-fd.clipped:.3g}, below 0 by rounding; reported as 0")
     spec = ref_set.spec or gen_set.spec
-    result = {
-        "fad": fd.distance,
-        "numerics": fd.to_dict(),
-        "ref": ref_set.summary(),
-        "gen": gen_set.summary(),
-        "embedding_spec": spec.to_dict() if spec else None,
-        "convention": convention(spec, pad),
-        "per_file": None,
-        "fad_inf": None,
-        "warnings": warnings,
-    }
+    result = {"fad": fd.distance, "numerics": fd.to_dict(), "ref": ref_set.summary(), "gen": gen_set.summary(),
+              "embedding_spec": spec.to_dict() if spec else None, "convention": convention(spec, pad),
+              "per_file": None, "fad_inf": None, "warnings": warnings}
     if gen_set.files is None:
         result["notes"] = "GEN is statistics: per-file scores and FAD-inf need GEN's frames"
         return result
@@ -114,9 +97,7 @@ def _embed_audio_sets(sets: list[EmbeddingSet], weights, final_relu, batch_size:
                       progress: bool) -> list[dict]:
     """Embed the sets that are audio (in place), checking specs before and after; the Cautions raised."""
     audio_sets = [s for s in sets if s.kind == "audio"]
-    embedder = None
-    if audio_sets:
-        embedder = _embedder(weights, final_relu, batch_size, [s.source for s in audio_sets])
+    embedder = _embedder(weights, final_relu, batch_size, audio_sets[0].source) if audio_sets else None
     _check_specs(sets, embedder, final_relu)  # before any embedding: a mismatch costs nothing
     if not audio_sets:
         return []
@@ -165,28 +146,13 @@ def convention(spec: spec_lib.EmbeddingSpec | None, pad: bool) -> dict:
     }
 
 
-def _open(source: str, role: str) -> EmbeddingSet:
-    kind = sources.kind_of(source)
-    if kind == "audio":
-        paths, unreadable = sources.audio_inputs(source)
-        return EmbeddingSet(role, source, "audio", audio_paths=paths, skipped=dict(unreadable))
-    return sources.load_stored(role, source, kind)
-
-
-def _ref_identity(s: EmbeddingSet) -> dict:
-    if s.kind == "audio":
-        return {"ref_digest": sources.digest(s.audio_paths), "ref_files": len(s.audio_paths)}
-    return {"ref_digest": sources.digest([s.source]), "ref_files": len(s.files or {})}
-
-
 def _cached_ref(ref: str, path: str, pad: bool) -> EmbeddingSet:
     """Saved REF statistics, if they were made from exactly these REF files."""
-    s = sources.load_stored("REF", path, "stats")
+    s = sources.open_set("REF", path, "stats")
     kind = sources.kind_of(ref)
     if kind == "stats":
         raise SourceError(f"REF {ref} is itself statistics; pass it as REF without ref_stats")
-    want = sources.digest(sources.audio_paths(ref)) if kind == "audio" else sources.digest([ref])
-    if s.stats.meta.get("ref_digest") != want:
+    if s.stats.meta.get("ref_digest") != sources.digest(sources.audio_inputs(ref)[0] if kind == "audio" else [ref]):
         raise SourceError(f"{path}: these REF statistics were made from other files than {ref} (or the files "
                           f"changed since); delete {path}, or choose another ref_stats path")
     if s.stats.meta.get("pad", False) != pad:
@@ -196,11 +162,11 @@ def _cached_ref(ref: str, path: str, pad: bool) -> EmbeddingSet:
     return s
 
 
-def _embedder(weights, final_relu, batch_size, needs):
+def _embedder(weights, final_relu, batch_size, needs: str):
     from vggish_jax.pipeline.embed import Embedder, load_pretrained
 
     if weights is None:
-        raise SourceError(f"{needs[0]} is audio, so it must be embedded: pass --weights DIR (converted VGGish "
+        raise SourceError(f"{needs} is audio, so it must be embedded: pass --weights DIR (converted VGGish "
                           f"weights, see the README section 'Weights')")
     if isinstance(weights, Embedder):
         if final_relu is not None and bool(final_relu) != weights.final_relu:
