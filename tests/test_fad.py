@@ -165,16 +165,16 @@ def test_fad_inf_removes_the_small_sample_bias():
         rng = np.random.default_rng(seed)
         files = [rng.standard_normal((20, d)) + mu for _ in range(30)]
         plain.append(frechet.frechet_distance(ref.mean, ref.cov, *_mean_cov(np.concatenate(files))).distance)
-        inf.append(score.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed).value)
-        repl.append(score.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed, replace=True).value)
+        inf.append(score.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed)["value"])
+        repl.append(score.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed, replace=True)["value"])
     print("bias plain", np.mean(plain) - true, "inf", np.mean(inf) - true, "with replacement", np.mean(repl) - true)
     assert np.mean(plain) - true > 0.08  # the bias being removed (about 0.12 here)
     assert abs(np.mean(inf) - true) < 0.4 * (np.mean(plain) - true)
     # with replacement (fadtk) the intercept keeps most of the bias of the plain FAD
     assert np.mean(repl) - true > 0.6 * (np.mean(plain) - true)
     r = score.fad_inf(ref, files, steps=8, min_n=40, bootstrap=40, seed=1)
-    assert r.slope > 0 and len(r.points) == 8 and r.points[-1][0] == 600
-    assert r.ci[0] < r.value < r.ci[1] and r.ci[0] < true < r.ci[1] and r.se > 0
+    assert r["slope"] > 0 and len(r["points"]) == 8 and r["points"][-1]["n"] == 600
+    assert r["ci"][0] < r["value"] < r["ci"][1] and r["ci"][0] < true < r["ci"][1] and r["se"] > 0
 
 
 def _mean_cov(x):

@@ -89,7 +89,7 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
             inf = score.fad_inf(ref_st, list(gen_set.files.values()), steps=steps, min_n=min_n,
                                 bootstrap=bootstrap, ci_level=ci_level, seed=seed, replace=replace,
                                 progress=bar.update)
-        result["fad_inf"] = _checked_fad_inf(inf.to_dict(), gen_st.count, log)
+        result["fad_inf"] = _checked_fad_inf(inf, gen_st.count, log)
     return result
 
 

@@ -10,7 +10,6 @@ plain, -0.035 FAD-inf. CI: bootstrap over GEN files (frames kept together), FAD-
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
@@ -34,26 +33,6 @@ def per_file_scores(ref: Stats, files: dict[str, np.ndarray]) -> list[dict]:
             fad = _fd_to_ref(np.asarray(e, np.float64), ref.mean, root, tr_ref)
             out.append({"file": name, "fad": fad, "frames": k})
     return sorted(out, key=lambda r: (r["fad"] is None, -(r["fad"] or 0.0)))
-
-
-@dataclasses.dataclass
-class FadInf:
-    value: float  # intercept: FAD extrapolated to infinitely many frames
-    slope: float  # c in FAD(N) = FAD_inf + c / N
-    r2: float
-    points: list[tuple[int, float]]  # (N, FAD at N) of the fit on the actual GEN set
-    ci: tuple[float, float] | None  # value +- z * se
-    se: float | None  # bootstrap standard error of the intercept
-    ci_level: float
-    bootstrap: int
-    seed: int
-    replace: bool
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["points"] = [{"n": n, "fad": f} for n, f in self.points]
-        d["ci"] = list(self.ci) if self.ci is not None else None
-        return d
 
 
 def subset_sizes(total: int, steps: int, min_n: int | None = None) -> list[int]:
@@ -80,8 +59,11 @@ def fit_inverse_n(ns, fads) -> tuple[float, float, float]:
 @frechet.one_blas_thread
 def fad_inf(ref: Stats, files: list[np.ndarray], *, steps: int = 10, min_n: int | None = None,
             bootstrap: int = 100, ci_level: float = 0.95, seed: int = 0, replace: bool = False,
-            progress=None) -> FadInf:
-    """FAD-infinity of GEN frames (grouped per file) against REF statistics, with a bootstrap CI over files."""
+            progress=None) -> dict:
+    """FAD-infinity of GEN frames (grouped per file) against REF statistics, with a bootstrap CI over files:
+    {value (the intercept: FAD at infinitely many frames), slope (c in FAD(N) = value + c / N), r2, points
+    [{n, fad}] of the fit on the actual GEN set, ci (value +- z * se), se (bootstrap standard error), and the
+    settings}."""
     rng = np.random.default_rng(seed)
     root, _ = frechet.psd_sqrt(ref.cov)
     tr_ref = float(np.trace(ref.cov))
@@ -116,8 +98,9 @@ def fad_inf(ref: Stats, files: list[np.ndarray], *, steps: int = 10, min_n: int 
 
         se = float(np.std(reps, ddof=1))
         z = float(stats.norm.ppf(0.5 + ci_level / 2.0))
-        ci = (value - z * se, value + z * se)
-    return FadInf(value, slope, r2, list(zip(ns, fads)), ci, se, ci_level, bootstrap, seed, replace)
+        ci = [value - z * se, value + z * se]
+    return {"value": value, "slope": slope, "r2": r2, "points": [{"n": n, "fad": f} for n, f in zip(ns, fads)],
+            "ci": ci, "se": se, "ci_level": ci_level, "bootstrap": bootstrap, "seed": seed, "replace": replace}
 
 
 def _fd_to_ref(x: np.ndarray, mu_ref: np.ndarray, root_ref: np.ndarray, tr_ref: float) -> float:
