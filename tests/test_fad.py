@@ -13,7 +13,7 @@ from scipy import linalg
 from tests.conftest import tone_mix
 from vggish_jax import cli, spec as spec_lib
 from vggish_jax.pipeline import store
-from vggish_jax.fad import compute, frechet, score, sources
+from vggish_jax.fad import compute, frechet, sources
 
 
 # ---- independent oracle: the textbook formula with scipy's sqrtm of the (non-symmetric) product ----
@@ -130,7 +130,7 @@ def test_per_file_scores_are_each_files_fad_against_ref():
     ref = frechet.from_frames([rng.standard_normal((300, 16))])
     files = {"a": rng.standard_normal((5, 16)), "b": rng.standard_normal((40, 16)) + 2.0,
              "c": rng.standard_normal((1, 16))}
-    rows = score.per_file_scores(ref, files)
+    rows = frechet.per_file_scores(ref, files)
     assert [r["file"] for r in rows] == ["b", "a", "c"]  # farthest first, the 1-frame file last without a score
     assert rows[2]["fad"] is None
     for r in rows[:2]:
@@ -144,13 +144,13 @@ def test_subset_distance_matches_the_oracle(n):
     ref = frechet.from_frames([rng.standard_normal((300, 32)) @ rng.standard_normal((32, 32))])
     x = rng.standard_normal((n, 32)) + 0.3
     root, _ = frechet.psd_sqrt(ref.cov)
-    got = score._fd_to_ref(x, ref.mean, root, float(np.trace(ref.cov)))
+    got = frechet._fd_to_ref(x, ref.mean, root, float(np.trace(ref.cov)))
     assert got == pytest.approx(scipy_fd(ref.mean, ref.cov, x.mean(0), np.cov(x, rowvar=False)), rel=1e-7)
 
 
 def test_inverse_n_fit_recovers_an_exact_line():
     ns = [50, 100, 400, 1000]
-    value, slope, r2 = score.fit_inverse_n(ns, [2.0 + 30.0 / n for n in ns])
+    value, slope, r2 = frechet.fit_inverse_n(ns, [2.0 + 30.0 / n for n in ns])
     assert value == pytest.approx(2.0, rel=1e-10) and slope == pytest.approx(30.0, rel=1e-9) and r2 == pytest.approx(1)
 
 
@@ -165,14 +165,14 @@ def test_fad_inf_removes_the_small_sample_bias():
         rng = np.random.default_rng(seed)
         files = [rng.standard_normal((20, d)) + mu for _ in range(30)]
         plain.append(frechet.frechet_distance(ref.mean, ref.cov, *_mean_cov(np.concatenate(files))).distance)
-        inf.append(score.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed)["value"])
-        repl.append(score.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed, replace=True)["value"])
+        inf.append(frechet.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed)["value"])
+        repl.append(frechet.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed, replace=True)["value"])
     print("bias plain", np.mean(plain) - true, "inf", np.mean(inf) - true, "with replacement", np.mean(repl) - true)
     assert np.mean(plain) - true > 0.08  # the bias being removed (about 0.12 here)
     assert abs(np.mean(inf) - true) < 0.4 * (np.mean(plain) - true)
     # with replacement (fadtk) the intercept keeps most of the bias of the plain FAD
     assert np.mean(repl) - true > 0.6 * (np.mean(plain) - true)
-    r = score.fad_inf(ref, files, steps=8, min_n=40, bootstrap=40, seed=1)
+    r = frechet.fad_inf(ref, files, steps=8, min_n=40, bootstrap=40, seed=1)
     assert r["slope"] > 0 and len(r["points"]) == 8 and r["points"][-1]["n"] == 600
     assert r["ci"][0] < r["value"] < r["ci"][1] and r["ci"][0] < true < r["ci"][1] and r["se"] > 0
 

@@ -1,13 +1,6 @@
-"""perch-hoplite integration: VGGish as a hoplite EmbeddingModel, `embed --format hoplite`'s database, search.
-
-    vggish-jax embed MUSIC/ --weights W --out DB --format hoplite     # DB/hoplite.sqlite + DB/usearch.index
-    from vggish_jax import VGGish, hoplite
-    for file, start_s, end_s, score in hoplite.search("DB", "query.wav", VGGish.from_pretrained("W"), top=5):
-        print(f"{score:.3f} {file} {start_s:.2f}-{end_s:.2f} s")
-
-The database holds one window per embedding row: its recording is the file's resolved path, its offsets
-[start_s, start_s + 0.975] s, its embedding the row divided by its norm (hoplite's default index is inner
-product on float16, so scores are cosine similarities), and metadata key "vggish_jax" records the
+"""perch-hoplite integration: VGGish as a hoplite EmbeddingModel, `embed --format hoplite`'s database, search
+(the layout and usage: docs/integrations.md). Rows are stored divided by their norms because hoplite's default
+index is inner product on float16, so scores are cosine similarities; metadata key "vggish_jax" records the
 EmbeddingSpec, so `search` refuses a query model that made its embeddings differently.
 
 Needs perch-hoplite 1.0.2 without its [jax] extra (which pins jax < 0.7): pip install 'vggish-jax[hoplite]',

@@ -1,11 +1,8 @@
-"""Genre prediction for audio files, offline, out of the box.
+"""Genre prediction for audio files, offline, out of the box (docs/classification.md).
 
-Default: the shipped MusiCNN (MSD_musicnn from the `musicnn` 0.1.0 wheel); its 50 MSD tag probabilities,
-averaged over 3-s patches, map to FMA-small's 8 genres by MSD_TO_FMA (a genre's best tag, normalised to sum to
-1: relative, not calibrated). International has no MSD tag: score 0, flagged. `--head DIR`: VGGish + a head
-from `vggish-jax compare`. `--weights DIR` with PCA params, no head: the shipped AudioSet genre head (25 genres,
-trained on Google's released embeddings, which the public weights reproduce closely but not exactly:
-tensorflow/models#9772).
+Default: the shipped MusiCNN; its 50 MSD tag probabilities, averaged over 3-s patches, map to FMA-small's 8
+genres by MSD_TO_FMA (International has no MSD tag: score 0, flagged). `--head DIR`: VGGish + a head from
+`vggish-jax compare`; `--weights DIR` with PCA params and no head: the shipped AudioSet genre head.
 """
 from __future__ import annotations
 

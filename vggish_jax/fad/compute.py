@@ -22,9 +22,11 @@ import os
 import sys
 from typing import Callable
 
-from vggish_jax import skips, spec as spec_lib
+import numpy as np
+
+from vggish_jax import atomic, skips, spec as spec_lib
 from vggish_jax.audio import cautions as audio_cautions, silence
-from vggish_jax.fad import frechet, score, sources
+from vggish_jax.fad import frechet, sources
 from vggish_jax.fad.sources import EmbeddingSet, SourceError
 from vggish_jax.models.vggish import frontend
 
@@ -81,16 +83,46 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
         result["notes"] = "GEN is statistics: per-file scores and FAD-inf need GEN's frames"
         return result
     if per_file:
-        result["per_file"] = score.per_file_scores(ref_st, gen_set.files)
+        result["per_file"] = frechet.per_file_scores(ref_st, gen_set.files)
     if fad_inf and gen_st.count < 4:
         result["notes"] = f"FAD-inf needs at least 4 GEN frames, GEN has {gen_st.count}"
     elif fad_inf:
         with _bar(bootstrap + 1, "fad: FAD-inf", progress) as bar:
-            inf = score.fad_inf(ref_st, list(gen_set.files.values()), steps=steps, min_n=min_n,
+            inf = frechet.fad_inf(ref_st, list(gen_set.files.values()), steps=steps, min_n=min_n,
                                 bootstrap=bootstrap, ci_level=ci_level, seed=seed, replace=replace,
                                 progress=bar.update)
         result["fad_inf"] = _checked_fad_inf(inf, gen_st.count, log)
     return result
+
+
+def fad_inf_png(path: str | os.PathLike, result: dict, title: str = "FAD vs 1/N") -> str:
+    """Write the plot for an `evaluate` result's "fad_inf" entry; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    inf = result["fad_inf"]
+    ns = np.array([p["n"] for p in inf["points"]], np.float64)
+    fads = np.array([p["fad"] for p in inf["points"]])
+    fig = Figure(figsize=(5, 3.5), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot(1.0 / ns, fads, "o", label="FAD on N frames (subsets)")
+    x = np.linspace(0.0, 1.0 / ns.min(), 50)
+    ax.plot(x, inf["value"] + inf["slope"] * x, "-", label=f"fit: FAD-inf {inf['value']:.4g}, R² {inf['r2']:.3f}")
+    if inf.get("ci"):
+        lo, hi = inf["ci"]
+        ax.errorbar([0.0], [inf["value"]], yerr=[[inf["value"] - lo], [hi - inf["value"]]], fmt="s", capsize=4,
+                    label=f"{100 * inf['ci_level']:.0f}% bootstrap CI [{lo:.4g}, {hi:.4g}]")
+    ax.axhline(result["fad"], color="grey", lw=0.8, ls="--", label=f"FAD on all frames {result['fad']:.4g}")
+    ax.set_xlabel("1 / N (frames)")
+    ax.set_ylabel("FAD")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic.replacing(path, "wb") as f:
+        fig.savefig(f, format="png")
+    return os.fspath(path)
 
 
 def _embed_audio_sets(sets: list[EmbeddingSet], weights, final_relu, batch_size: int, pad: bool, workers: int,
@@ -168,10 +200,7 @@ def _embedder(weights, final_relu, batch_size, needs: str):
     if weights is None:
         raise SourceError(f"{needs} is audio, so it must be embedded: pass --weights DIR (converted VGGish "
                           f"weights, see the README section 'Weights')")
-    if isinstance(weights, Embedder):
-        if final_relu is not None and bool(final_relu) != weights.final_relu:
-            raise ValueError(f"the Embedder has final_relu={weights.final_relu} but final_relu={final_relu} "
-                             f"was asked for")
+    if isinstance(weights, Embedder):  # its final_relu is checked with the specs (_check_specs)
         return weights
     # FAD's convention is the output without the final ReLU, whatever the weights record as their default.
     return load_pretrained(weights, final_relu=bool(final_relu), batch_size=batch_size)

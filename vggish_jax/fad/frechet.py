@@ -1,4 +1,7 @@
-"""Gaussian statistics of embedding frames, their file, and the Fréchet distance between two of them.
+"""FAD's numerics: Gaussian statistics of embedding frames and their file, the Fréchet distance between two,
+per-file distances to REF (fadtk's score_individual) and FAD-infinity with a bootstrap CI (Gui et al., ICASSP
+2024, after Chong & Forsyth; why subsets are drawn without replacement and the CI is z * sd over files, with
+the measurements: docs/fad.md, "Beyond one number").
 
     d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))       (Dowson & Landau 1982)
 
@@ -14,7 +17,6 @@ frechet-audio-distance and fadtk. File: one .npz (no pickle), mean [d], cov [d, 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from typing import Any, Iterable
@@ -60,17 +62,6 @@ class Stats:
     num_files: int
     spec: spec_lib.EmbeddingSpec | None = None
     meta: dict = dataclasses.field(default_factory=dict)  # convention, source description, ...
-
-
-def one_blas_thread(fn):
-    """Run `fn` with BLAS on one thread. Many small (128 x 128) decompositions ran up to 20x slower with
-    two OpenBLAS threads on this project's busy 2-core machine (eigvalsh: 20 ms vs 1.1 ms on one thread)."""
-    @functools.wraps(fn)
-    def wrapper(*a, **k):
-        with threadpool_limits(limits=1, user_api="blas"):
-            return fn(*a, **k)
-
-    return wrapper
 
 
 def from_frames(frames: Iterable[np.ndarray], spec=None, meta=None) -> Stats:
@@ -180,6 +171,105 @@ def frechet_distance(mu1, cov1, mu2, cov2, *, method: str = "eigh", eps: float =
     noise = mu1.shape[0] * np.finfo(np.float64).eps * float(np.trace(cov1) + np.trace(cov2))
     distance = 0.0 if abs(d) <= noise else max(d, 0.0)
     return FrechetResult(distance, mean_term, trace_term, tr_sqrt, imag, method, used_eps, max(-d, 0.0))
+
+
+# BLAS on one thread: many small (128 x 128) decompositions ran up to 20x slower with two OpenBLAS threads on
+# this project's busy 2-core machine (eigvalsh: 20 ms vs 1.1 ms on one thread).
+one_blas_thread = threadpool_limits.wrap(limits=1, user_api="blas")
+
+
+@one_blas_thread
+def per_file_scores(ref: Stats, files: dict[str, np.ndarray]) -> list[dict]:
+    """[{file, fad, frames}] for every file, worst (largest distance) first; files with < 2 frames get fad None."""
+    root, _ = psd_sqrt(ref.cov)
+    tr_ref = float(np.trace(ref.cov))
+    out = []
+    for name, e in files.items():
+        k = e.shape[0]
+        if k < 2:
+            out.append({"file": name, "fad": None, "frames": k, "reason": "fewer than 2 frames: no covariance"})
+        else:
+            fad = _fd_to_ref(np.asarray(e, np.float64), ref.mean, root, tr_ref)
+            out.append({"file": name, "fad": fad, "frames": k})
+    return sorted(out, key=lambda r: (r["fad"] is None, -(r["fad"] or 0.0)))
+
+
+def fit_inverse_n(ns, fads) -> tuple[float, float, float]:
+    """(intercept, slope, r2) of the least-squares line fad = intercept + slope / n."""
+    x = 1.0 / np.asarray(ns, np.float64)
+    y = np.asarray(fads, np.float64)
+    slope, intercept = np.polyfit(x, y, 1)
+    resid = y - (intercept + slope * x)
+    ss = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - float((resid ** 2).sum()) / ss if ss > 0 else 1.0
+    return float(intercept), float(slope), r2
+
+
+@one_blas_thread
+def fad_inf(ref: Stats, files: list[np.ndarray], *, steps: int = 10, min_n: int | None = None,
+            bootstrap: int = 100, ci_level: float = 0.95, seed: int = 0, replace: bool = False,
+            progress=None) -> dict:
+    """FAD-infinity of GEN frames (grouped per file) against REF statistics, with a bootstrap CI over files:
+    {value (the intercept: FAD at infinitely many frames), slope (c in FAD(N) = value + c / N), r2, points
+    [{n, fad}] of the fit on the actual GEN set, ci (value +- z * se), se (bootstrap standard error), and the
+    settings}."""
+    rng = np.random.default_rng(seed)
+    root, _ = psd_sqrt(ref.cov)
+    tr_ref = float(np.trace(ref.cov))
+    sizes = np.array([f.shape[0] for f in files])
+    pooled = np.concatenate([np.asarray(f, np.float64) for f in files])
+    total = pooled.shape[0]
+    if total < 4:
+        raise ValueError(f"FAD-inf needs at least 4 GEN frames, got {total}")
+    # `steps` sizes from min_n to all frames (fadtk: 500 frames up; here at most a quarter of the frames)
+    min_n = min(500, max(2, total // 4)) if min_n is None else max(2, min(int(min_n), total))
+    ns = sorted({int(n) for n in np.linspace(min_n, total, max(2, steps))})
+
+    def curve(frames: np.ndarray, sizes=ns) -> list[float]:
+        out = []
+        for n in sizes:
+            x = frames[rng.choice(frames.shape[0], n, replace=replace)]
+            out.append(_fd_to_ref(x, ref.mean, root, tr_ref))
+        return out
+
+    fads = curve(pooled)
+    value, slope, r2 = fit_inverse_n(ns, fads)
+    if progress:
+        progress(1)
+    ci = se = None
+    if bootstrap > 1 and len(files) > 1:
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        reps = []
+        for _ in range(bootstrap):
+            pick = rng.integers(0, len(files), len(files))
+            frames = np.concatenate([pooled[starts[i]: starts[i + 1]] for i in pick])
+            # files differ in length, so a replicate has more or fewer frames: same fractions of it
+            ns_b = [max(2, min(frames.shape[0], round(n * frames.shape[0] / pooled.shape[0]))) for n in ns]
+            reps.append(fit_inverse_n(ns_b, curve(frames, ns_b))[0])
+            if progress:
+                progress(1)
+        from scipy import stats
+
+        se = float(np.std(reps, ddof=1))
+        z = float(stats.norm.ppf(0.5 + ci_level / 2.0))
+        ci = [value - z * se, value + z * se]
+    return {"value": value, "slope": slope, "r2": r2, "points": [{"n": n, "fad": f} for n, f in zip(ns, fads)],
+            "ci": ci, "se": se, "ci_level": ci_level, "bootstrap": bootstrap, "seed": seed, "replace": replace}
+
+
+def _fd_to_ref(x: np.ndarray, mu_ref: np.ndarray, root_ref: np.ndarray, tr_ref: float) -> float:
+    """Fréchet distance of the frames x (n x d) to N(mu_ref, R^2): an SVD when n <= d, else the d x d form."""
+    n, d = x.shape
+    mu = x.mean(axis=0)
+    xc = (x - mu) / np.sqrt(n - 1)
+    if n <= d:
+        tr_sqrt = float(np.linalg.svd(xc @ root_ref, compute_uv=False).sum())
+        tr_gen = float((xc * xc).sum())
+    else:  # one n x d x d product, then d x d work
+        c = xc.T @ xc
+        tr_sqrt, tr_gen = trace_sqrt(root_ref, c)[0], float(np.trace(c))
+    diff = mu - mu_ref
+    return float(diff @ diff + tr_ref + tr_gen - 2.0 * tr_sqrt)
 
 
 def _trace_sqrtm(cov1, cov2, eps, max_imag) -> tuple[float, float, float]:

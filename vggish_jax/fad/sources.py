@@ -1,13 +1,9 @@
 """REF / GEN inputs of `fad`: what a path is, and the embeddings or statistics it yields, with their spec.
 
-A source is one of
-  * audio: a folder (searched recursively, sorted), one audio file, or a text file listing audio files (one
-    per line, relative to the list's folder; '#' comments), embedded through the one audio -> embedding
-    path (`Embedder.embed_files`);
-  * an `extract` store: its OUT folder (all splits) or one OUT/<split> folder;
-  * an `embed` output: OUT/embeddings.npz with its embeddings.json sidecar;
-  * saved statistics (`ref_stats` / `save_gen_stats`, vggish_jax.fad.frechet), found by their content.
-Stores and statistics carry the EmbeddingSpec they were made with; mixing specs is refused.
+Audio (a folder searched recursively, a file, or a list file: one path per line, relative to the list's folder,
+'#' comments) is embedded through the one audio -> embedding path (`Embedder.embed_files`); an `extract` store
+(OUT or OUT/<split>), an `embed` output (OUT.npz + its sidecar) or saved statistics (found by their content)
+carry the EmbeddingSpec they were made with; mixing specs is refused.
 """
 from __future__ import annotations
 
@@ -57,7 +53,7 @@ class EmbeddingSet:
                                   f"audio{pad}")
             try:
                 self.stats = frechet.from_frames(self.files.values(), self.spec,
-                                                   {"source": os.path.abspath(self.source), "kind": self.kind})
+                                                 {"source": os.path.abspath(self.source), "kind": self.kind})
             except frechet.StatsError as e:
                 names = ", ".join(list(self.files)[:3]) + (", ..." if len(self.files) > 3 else "")
                 raise SourceError(f"{self.role} {self.source} ({names}): {e}") from None
