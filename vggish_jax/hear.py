@@ -59,8 +59,7 @@ def _classes():
     class VGGishHEAR(torch.nn.Module):
         """The HEAR model: a thin torch module holding the JAX VGGish (it has no torch parameters)."""
         sample_rate = SAMPLE_RATE
-        scene_embedding_size = EMBEDDING_SIZE
-        timestamp_embedding_size = EMBEDDING_SIZE
+        scene_embedding_size = timestamp_embedding_size = EMBEDDING_SIZE
 
         def __init__(self, weights_dir, hop_s: float = DEFAULT_HOP_S):
             super().__init__()
@@ -69,18 +68,13 @@ def _classes():
         def forward(self, audio):
             return get_timestamp_embeddings(audio, self)[0]
 
-    class VGGishEncoder(torch.nn.Module):
+    class VGGishEncoder(VGGishHEAR):
         """An X-ARES encoder: forward(audio [B, T] 16 kHz) -> [B, T', 128], a frame every hop_size_in_ms."""
-        output_dim = EMBEDDING_SIZE
-        sampling_rate = SAMPLE_RATE
+        output_dim, sampling_rate = EMBEDDING_SIZE, SAMPLE_RATE
 
         def __init__(self, weights_dir, hop_s: float = DEFAULT_HOP_S):
-            super().__init__()
-            self.embedder, self.hop_size_in_ms = _embedder(weights_dir, hop_s), 1000.0 * float(hop_s)
-
-        def forward(self, audio):
-            emb, _ = timestamp_embeddings(self.embedder, audio)
-            return _tensor(emb, audio)
+            super().__init__(weights_dir, hop_s)
+            self.hop_size_in_ms = 1000.0 * float(hop_s)
 
     VGGishHEAR.__module__ = VGGishEncoder.__module__ = __name__
     return VGGishHEAR, VGGishEncoder

@@ -127,17 +127,13 @@ class HeadPredictor:
             raise ValueError(f"{head_json}: the head was trained on PCA + uint8 embeddings, but weights {weights} "
                              f"have no PCA params; convert them with --pca FILE")
 
-    def features(self, path: str) -> np.ndarray:
-        """[n, 128] embeddings of a file made as the head's training embeddings were (float or uint8)."""
-        try:
+    def predict(self, path: str) -> Prediction:
+        try:  # the embeddings made as the head's training embeddings were (float or uint8)
             emb = self.embedder.embed_file(path)
         except frontend.TooShortError as e:  # its fix names embed's --pad, which predict has not
             raise ValueError(f"{str(e).split(';')[0]}, the least predict can score; to score it, pad the file "
                              f"with silence to 0.975 s or more (e.g. `sox IN.wav OUT.wav pad 0 1`)") from None
-        return self.embedder.postprocess(emb, self.rounding) if self.rounding else emb
-
-    def predict(self, path: str) -> Prediction:
-        emb = self.features(path)
+        emb = self.embedder.postprocess(emb, self.rounding) if self.rounding else emb
         probs = self.head.predict_proba([emb])[0]
         genres = sorted(zip(self.head.label_names, map(float, probs)), key=lambda kv: -kv[1])
         return Prediction(path, genres, [], "vggish+head", int(emb.shape[0]), self.note)

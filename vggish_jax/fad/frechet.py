@@ -96,10 +96,7 @@ def save(path: str | os.PathLike, stats: Stats) -> str:
 
 
 def is_stats_file(path: str | os.PathLike) -> bool:
-    path = os.fspath(path)
-    if not (path.endswith(".npz") and os.path.isfile(path)):
-        return False
-    try:
+    try:  # not a file, not an .npz: False
         with np.load(path, allow_pickle=False) as z:
             return {"mean", "cov", "count", "meta"} <= set(z.files)
     except Exception:
@@ -213,11 +210,11 @@ def fad_inf(ref: Stats, files: list[np.ndarray], *, steps: int = 10, min_n: int 
     {value (the intercept: FAD at infinitely many frames), slope (c in FAD(N) = value + c / N), r2, points
     [{n, fad}] of the fit on the actual GEN set, ci (value +- z * se), se (bootstrap standard error), and the
     settings}."""
-    rng = np.random.default_rng(seed)
+    rng, progress = np.random.default_rng(seed), progress or (lambda k: None)
     root, _ = psd_sqrt(ref.cov)
     tr_ref = float(np.trace(ref.cov))
-    sizes = np.array([f.shape[0] for f in files])
-    pooled = np.concatenate([np.asarray(f, np.float64) for f in files])
+    files = [np.asarray(f, np.float64) for f in files]
+    pooled = np.concatenate(files)
     total = pooled.shape[0]
     if total < 4:
         raise ValueError(f"FAD-inf needs at least 4 GEN frames, got {total}")
@@ -226,28 +223,21 @@ def fad_inf(ref: Stats, files: list[np.ndarray], *, steps: int = 10, min_n: int 
     ns = sorted({int(n) for n in np.linspace(min_n, total, max(2, steps))})
 
     def curve(frames: np.ndarray, sizes=ns) -> list[float]:
-        out = []
-        for n in sizes:
-            x = frames[rng.choice(frames.shape[0], n, replace=replace)]
-            out.append(_fd_to_ref(x, ref.mean, root, tr_ref))
-        return out
+        return [_fd_to_ref(frames[rng.choice(frames.shape[0], n, replace=replace)], ref.mean, root, tr_ref)
+                for n in sizes]
 
     fads = curve(pooled)
     value, slope, r2 = fit_inverse_n(ns, fads)
-    if progress:
-        progress(1)
+    progress(1)
     ci = se = None
     if bootstrap > 1 and len(files) > 1:
-        starts = np.concatenate([[0], np.cumsum(sizes)])
         reps = []
         for _ in range(bootstrap):
-            pick = rng.integers(0, len(files), len(files))
-            frames = np.concatenate([pooled[starts[i]: starts[i + 1]] for i in pick])
+            frames = np.concatenate([files[i] for i in rng.integers(0, len(files), len(files))])
             # files differ in length, so a replicate has more or fewer frames: same fractions of it
             ns_b = [max(2, min(frames.shape[0], round(n * frames.shape[0] / pooled.shape[0]))) for n in ns]
             reps.append(fit_inverse_n(ns_b, curve(frames, ns_b))[0])
-            if progress:
-                progress(1)
+            progress(1)
         from scipy import stats
 
         se = float(np.std(reps, ddof=1))
