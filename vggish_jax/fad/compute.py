@@ -89,8 +89,8 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
     elif fad_inf:
         with _bar(bootstrap + 1, "fad: FAD-inf", progress) as bar:
             inf = frechet.fad_inf(ref_st, list(gen_set.files.values()), steps=steps, min_n=min_n,
-                                bootstrap=bootstrap, ci_level=ci_level, seed=seed, replace=replace,
-                                progress=bar.update)
+                                  bootstrap=bootstrap, ci_level=ci_level, seed=seed, replace=replace,
+                                  progress=bar.update)
         result["fad_inf"] = _checked_fad_inf(inf, gen_st.count, log)
     return result
 
@@ -127,17 +127,39 @@ def fad_inf_png(path: str | os.PathLike, result: dict, title: str = "FAD vs 1/N"
 
 def _embed_audio_sets(sets: list[EmbeddingSet], weights, final_relu, batch_size: int, pad: bool, workers: int,
                       progress: bool) -> list[dict]:
-    """Embed the sets that are audio (in place), checking specs before and after; the Cautions raised."""
+    """Embed the audio of all sets in one pass (in place: files, skipped (unreadable, too short, silent), spec),
+    checking specs before and after; the Cautions raised."""
     audio_sets = [s for s in sets if s.kind == "audio"]
     embedder = _embedder(weights, final_relu, batch_size, audio_sets[0].source) if audio_sets else None
     _check_specs(sets, embedder, final_relu)  # before any embedding: a mismatch costs nothing
     if not audio_sets:
         return []
-    total = sum(len(s.audio_paths) for s in audio_sets)
-    with _bar(total, "fad: embed", progress, unit="file") as bar, audio_cautions.collect_cautions() as cautions:
-        sources.embed_audio(audio_sets, embedder, pad=pad, workers=workers, progress=bar.update)
+    paths = list(dict.fromkeys(p for s in audio_sets for p in s.audio_paths))  # one call: full batches across sets
+    with _bar(len(paths), "fad: embed", progress, unit="file") as bar, audio_cautions.collect_cautions() as cautions:
+        silent = sources.silent_files(paths, workers)
+        bar.update(len(silent))
+        results, errors = embedder.embed_files([p for p in paths if p not in silent], pad=pad, workers=workers,
+                                               processes=True, progress=bar.update)
+    for s in audio_sets:
+        s.files = {}
+        for path in s.audio_paths:
+            if path in silent:
+                s.skipped[path] = silent[path]
+            elif path in errors or path not in results:
+                reason = errors.get(path, f"{path}: not embedded")
+                if not pad and TOO_SHORT in reason:  # the embedder's fix names embed's flag; fad's is a setting
+                    s.short += 1
+                    reason = (f"{reason.split(';')[0]}; not counted: set pad = true in a --config file to "
+                              f"zero-pad it to one frame (FAD needs at least 2 frames, about 2 s of audio, per set)")
+                s.skipped[path] = reason
+            else:
+                s.files[path] = results[path]
+        s.spec, s.spec_from = embedder.spec, "the weights given with --weights"
     _check_specs(sets, embedder, final_relu)
     return [c.to_dict() for c in cautions]
+
+
+TOO_SHORT = "shorter than one VGGish example"  # in the embedder's reason for a file under 0.975 s
 
 
 def few_frames(role: str, source: str, frames: int, dim: int) -> str | None:

@@ -1,18 +1,13 @@
 """FAD's numerics: Gaussian statistics of embedding frames and their file, the Fréchet distance between two,
+    d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))       (Dowson & Landau 1982),
 per-file distances to REF (fadtk's score_individual) and FAD-infinity with a bootstrap CI (Gui et al., ICASSP
-2024, after Chong & Forsyth; why subsets are drawn without replacement and the CI is z * sd over files, with
-the measurements: docs/fad.md, "Beyond one number").
+2024, after Chong & Forsyth). Why each choice, with measurements: docs/fad.md ("Numerics", "Beyond one number").
 
-    d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))       (Dowson & Landau 1982)
-
-scipy's `sqrtm` of the non-symmetric S1 S2 (fad_utils, pytorch-fid, frechet-audio-distance; fadtk's eig) can
-give non-finite values and rounding's imaginary parts. The default here is symmetric: S1 S2 is similar to the
-PSD A = S1^(1/2) S2 S1^(1/2), so tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(A)), real and exact for rank-deficient
-covariances; negative eigenvalues from rounding are clipped and reported as `imag`. "sqrtm" is the tools' route.
-
-Statistics: over all frames of all files, unbiased covariance (n - 1), float64, as google-research,
-frechet-audio-distance and fadtk. File: one .npz (no pickle), mean [d], cov [d, d], count, num_files, and
-`meta` (JSON: "embedding_spec", convention, origin).
+tr((S1 S2)^(1/2)) by default from the eigenvalues of the PSD S1^(1/2) S2 S1^(1/2) (similar to S1 S2): real and
+exact for rank-deficient covariances, where scipy's sqrtm of the non-symmetric product (fad_utils, pytorch-fid,
+frechet-audio-distance; method="sqrtm") can give non-finite values and imaginary parts; negative eigenvalues
+from rounding are clipped and reported as `imag`. Statistics: all frames of all files, unbiased covariance,
+float64, as the other tools. File: one .npz (no pickle): mean, cov, count, num_files, `meta` (JSON).
 """
 from __future__ import annotations
 

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Callable
 
 import numpy as np
 
@@ -133,35 +132,6 @@ def open_set(role: str, source: str, kind: str | None = None) -> EmbeddingSet:
     where = got.spec_from if kind == "extract" else source
     files = {k: _float_frames(e.values, where, spec) for k, e in got.embeddings.items()}
     return EmbeddingSet(role, source, kind, files=files, skipped=got.skipped, spec=spec, spec_from=got.spec_from)
-
-
-def embed_audio(sets: list[EmbeddingSet], embedder, *, pad: bool, workers: int,
-                progress: Callable[[int], None] | None = None) -> None:
-    """Embed the audio of all sets in one pass (in place): files, skipped (unreadable, too short, silent), spec."""
-    paths = list(dict.fromkeys(p for s in sets for p in s.audio_paths))  # one call: full batches across sets
-    silent = silent_files(paths, workers)
-    if progress is not None and silent:
-        progress(len(silent))
-    results, errors = embedder.embed_files([p for p in paths if p not in silent], pad=pad, workers=workers,
-                                           processes=True, progress=progress)
-    for s in sets:
-        s.files = {}
-        for path in s.audio_paths:
-            if path in silent:
-                s.skipped[path] = silent[path]
-            elif path in errors or path not in results:
-                reason = errors.get(path, f"{path}: not embedded")
-                if not pad and TOO_SHORT in reason:  # the embedder's fix names embed's flag; fad's is a setting
-                    s.short += 1
-                    reason = (f"{reason.split(';')[0]}; not counted: set pad = true in a --config file to "
-                              f"zero-pad it to one frame (FAD needs at least 2 frames, about 2 s of audio, per set)")
-                s.skipped[path] = reason
-            else:
-                s.files[path] = results[path]
-        s.spec, s.spec_from = embedder.spec, "the weights given with --weights"
-
-
-TOO_SHORT = "shorter than one VGGish example"  # in the embedder's reason for a file under 0.975 s
 
 
 def quantised(where: str, spec: spec_lib.EmbeddingSpec | None, postprocess: str = "uint8") -> str:
