@@ -128,10 +128,9 @@ def open_database(db_dir: str) -> tuple[Any, spec_lib.EmbeddingSpec]:
 
 
 def search(db_dir: str, query_wav: str, model, top: int = 5) -> list[tuple[str, float, float, float]]:
-    """The `top` windows of the database in `db_dir` nearest the audio file `query_wav`, best first, as
-    (file, start_s, end_s, cosine similarity). The query is the mean of its windows' unit embeddings (a
-    0.975-s clip: its one window), made by `model` (a VGGish module or a weights folder) as the database's
-    were, else SpecMismatch names the difference."""
+    """The `top` windows of `db_dir` nearest the audio file `query_wav` (the mean of its windows' unit embeddings,
+    made by `model`, a VGGish module or a weights folder, as the database's were), best first, as (file, start_s,
+    end_s, cosine similarity); SpecMismatch names how the query model differs."""
     db, stored = open_database(db_dir)
     try:
         model = VGGish.from_pretrained(model) if isinstance(model, (str, os.PathLike)) else model

@@ -97,10 +97,7 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
 
 def fad_inf_png(path: str | os.PathLike, result: dict, title: str = "FAD vs 1/N") -> str:
     """Write the plot for an `evaluate` result's "fad_inf" entry; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: no display or global backend needed
 
     inf = result["fad_inf"]
     ns = np.array([p["n"] for p in inf["points"]], np.float64)

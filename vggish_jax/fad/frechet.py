@@ -148,11 +148,10 @@ def frechet_distance(mu1, cov1, mu2, cov2, *, method: str = "eigh", eps: float =
         raise FrechetError(f"means have different sizes: {mu1.shape[0]} vs {mu2.shape[0]}")
     diff = mu1 - mu2
     mean_term = float(diff @ diff)
-    used_eps = 0.0
     if method == "eigh":
         root1, clipped1 = psd_sqrt(cov1)
         tr_sqrt, neg = trace_sqrt(root1, cov2)
-        imag = max(np.sqrt(neg), np.sqrt(clipped1))
+        imag, used_eps = float(np.sqrt(max(neg, clipped1))), 0.0
     elif method == "sqrtm":
         tr_sqrt, imag, used_eps = _trace_sqrtm(cov1, cov2, eps, max_imag)
     else:

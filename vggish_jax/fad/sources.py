@@ -113,7 +113,7 @@ def digest(paths: list[str]) -> str:
 
 
 def open_set(role: str, source: str, kind: str | None = None) -> EmbeddingSet:
-    """The EmbeddingSet of a REF/GEN argument: audio paths (for `embed_audio`), or stored embeddings or
+    """The EmbeddingSet of a REF/GEN argument: audio paths (compute embeds them), or stored embeddings or
     statistics, read here (no model needed)."""
     kind = kind or kind_of(source)
     if kind == "audio":
