@@ -1,12 +1,6 @@
-"""VGGish for evaluation harnesses: the HEAR 2021 API and an X-ARES encoder over the JAX model (usage, timestamp
-rules and the harness commands: docs/integrations.md).
-
-    model = load_model(weights_dir, hop_s=0.05)       # a thin torch.nn.Module holding the JAX VGGish
-    emb, ts = get_timestamp_embeddings(audio, model)   # [n_sounds, n_windows, 128], [n_sounds, n_windows] ms
-    scene = get_scene_embeddings(audio, model)         # [n_sounds, 128]: the mean over the windows
-    VGGishEncoder(weights_dir, hop_s=0.05)             # X-ARES: forward(audio [B, T]) -> [B, T', 128]
-
-All sounds go through the device path at once (`embed_stream`: every sound shares each device batch). torch is
+"""VGGish for evaluation harnesses: the HEAR 2021 API (`load_model`, `get_timestamp_embeddings`,
+`get_scene_embeddings`) and an X-ARES encoder (`VGGishEncoder`) over the JAX model; usage, timestamp rules and
+the harness commands: docs/integrations.md. All sounds share each device batch (`embed_stream`); torch is
 imported only when a torch module is made (`pip install "vggish-jax[hear]"`).
 """
 from __future__ import annotations

@@ -127,7 +127,17 @@ def _embed_audio_sets(sets: list[EmbeddingSet], weights, final_relu, batch_size:
     """Embed the audio of all sets in one pass (in place: files, skipped (unreadable, too short, silent), spec),
     checking specs before and after; the Cautions raised."""
     audio_sets = [s for s in sets if s.kind == "audio"]
-    embedder = _embedder(weights, final_relu, batch_size, audio_sets[0].source) if audio_sets else None
+    embedder = None
+    if audio_sets:
+        from vggish_jax.pipeline.embed import Embedder, load_pretrained
+
+        if weights is None:
+            raise SourceError(f"{audio_sets[0].source} is audio, so it must be embedded: pass --weights DIR "
+                              f"(converted VGGish weights, see the README section 'Weights')")
+        # FAD's convention is the output without the final ReLU, whatever the weights record as their default;
+        # an Embedder's final_relu is checked with the specs
+        embedder = weights if isinstance(weights, Embedder) else load_pretrained(
+            weights, final_relu=bool(final_relu), batch_size=batch_size)
     _check_specs(sets, embedder, final_relu)  # before any embedding: a mismatch costs nothing
     if not audio_sets:
         return []
@@ -211,18 +221,6 @@ def _cached_ref(ref: str, path: str, pad: bool) -> EmbeddingSet:
                           f"pad = true; set pad the same way in the --config file, or choose another ref_stats path")
     s.source, s.skipped = ref, dict(s.stats.meta.get("skipped") or {})
     return s
-
-
-def _embedder(weights, final_relu, batch_size, needs: str):
-    from vggish_jax.pipeline.embed import Embedder, load_pretrained
-
-    if weights is None:
-        raise SourceError(f"{needs} is audio, so it must be embedded: pass --weights DIR (converted VGGish "
-                          f"weights, see the README section 'Weights')")
-    if isinstance(weights, Embedder):  # its final_relu is checked with the specs (_check_specs)
-        return weights
-    # FAD's convention is the output without the final ReLU, whatever the weights record as their default.
-    return load_pretrained(weights, final_relu=bool(final_relu), batch_size=batch_size)
 
 
 def _check_specs(sets: list[EmbeddingSet], embedder, final_relu) -> None:

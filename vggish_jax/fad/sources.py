@@ -130,7 +130,13 @@ def open_set(role: str, source: str, kind: str | None = None) -> EmbeddingSet:
     if spec.weights_sha256 is None:  # FAD statistics must name their weights: refuse, saying to recreate it
         spec = spec_lib.read(got.meta, got.spec_from)
     where = got.spec_from if kind == "extract" else source
-    files = {k: _float_frames(e.values, where, spec) for k, e in got.embeddings.items()}
+    files = {}
+    for key, e in got.embeddings.items():
+        if e.values.dtype == np.uint8:
+            raise SourceError(quantised(where, spec))
+        if e.values.ndim != 2:
+            raise SourceError(f"{where}: expected [frames, dim] embeddings, got shape {e.values.shape}")
+        files[key] = np.asarray(e.values, np.float32)
     return EmbeddingSet(role, source, kind, files=files, skipped=got.skipped, spec=spec, spec_from=got.spec_from)
 
 
@@ -171,11 +177,3 @@ def _extract_root(folder: str) -> tuple[str, list[str] | None] | None:
     if os.path.isfile(os.path.join(parent, store.INFO)):
         return parent, [os.path.basename(os.path.normpath(folder))]
     return None
-
-
-def _float_frames(e: np.ndarray, where: str, spec: spec_lib.EmbeddingSpec | None = None) -> np.ndarray:
-    if e.dtype == np.uint8:
-        raise SourceError(quantised(where, spec))
-    if e.ndim != 2:
-        raise SourceError(f"{where}: expected [frames, dim] embeddings, got shape {e.shape}")
-    return np.asarray(e, np.float32)
