@@ -112,9 +112,7 @@ def fad_inf_png(path: str | os.PathLike, result: dict, title: str = "FAD vs 1/N"
         ax.errorbar([0.0], [inf["value"]], yerr=[[inf["value"] - lo], [hi - inf["value"]]], fmt="s", capsize=4,
                     label=f"{100 * inf['ci_level']:.0f}% bootstrap CI [{lo:.4g}, {hi:.4g}]")
     ax.axhline(result["fad"], color="grey", lw=0.8, ls="--", label=f"FAD on all frames {result['fad']:.4g}")
-    ax.set_xlabel("1 / N (frames)")
-    ax.set_ylabel("FAD")
-    ax.set_title(title)
+    ax.set(xlabel="1 / N (frames)", ylabel="FAD", title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic.replacing(path, "wb") as f:
