@@ -1,20 +1,11 @@
 """`evaluate(REF, GEN)`: the FAD of GEN against REF, with per-file scores and FAD-infinity, as one JSON-ready dict.
 
-Conventions, read from the three common implementations' source (docs/fad.md compares them):
-- google-research `frechet_audio_distance` (TF + Beam; fad_utils.py, create_embeddings_beam.py,
-  audioset_model.py): the TF VGGish embedding tensor (no ReLU after its last layer), no PCA; all frames of all
-  files, unbiased covariance; expects 16 kHz wav; clips peak-normalised with at most +20 dB gain, split into
-  1-s pieces; scipy sqrtm of the product, retried with eps 1e-7 on the diagonals.
-- `frechet-audio-distance` on PyPI (gudgud96; frechet_audio_distance/fad.py): torchvggish without its final
-  ReLU (`use_activation=False`) or PCA; resampy to 16 kHz; np.cov over all frames; pytorch-fid's sqrtm, eps 1e-6.
-- microsoft/fadtk (fadtk/fad.py, model_loader.py): the same torchvggish setup; SoX to 16 kHz mono 16-bit;
-  files under 1 s zero-padded; float16 cache; np.cov; eig of S1 S2; per-song scores and FAD-inf (score.py).
-- here: the raw 128-d output without the final ReLU (all three agree, so numbers compare with published FADs;
-  it overrides the final-ReLU default recorded for torchvggish conversions unless `final_relu` is given), no
-  PCA; all frames, unbiased, float64; resampy's kaiser_best design in a polyphase resampler; no loudness
-  normalisation; eigh of S1^(1/2) S2 S1^(1/2). Unreadable, silent (`audio.silence`) and too-short (< 0.975 s)
-  files are skipped and reported: an empty or silent generation is a failure to report, not a sample;
-  `pad=True` zero-pads short files as fadtk, opt-in since it adds near-silent frames.
+Conventions (docs/fad.md, with what google-research, frechet-audio-distance and fadtk do, read from their
+source): the raw 128-d output without the final ReLU, as all three (so it overrides the final-ReLU default
+recorded for torchvggish conversions unless `final_relu` is given); all frames, unbiased covariance, float64.
+Unreadable, silent (`audio.silence`) and too-short files are skipped and reported: an empty or silent
+generation is a failure to report, not a sample; `pad=True` zero-pads short files as fadtk, opt-in since it
+adds near-silent frames.
 """
 from __future__ import annotations
 
