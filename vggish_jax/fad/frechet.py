@@ -62,11 +62,10 @@ class Stats:
 def from_frames(frames: Iterable[np.ndarray], spec=None, meta=None) -> Stats:
     """Statistics over all frames of [n, d] blocks (one per file), in float64."""
     blocks = [np.asarray(f) for f in frames]
-    for x in blocks:
-        if x.ndim != 2 or x.shape[0] == 0:
-            raise StatsError(f"expected [frames, dim] with at least one frame, got shape {x.shape}")
-        if x.shape[1] != blocks[0].shape[1]:
-            raise StatsError(f"embedding size changed from {blocks[0].shape[1]} to {x.shape[1]}")
+    bad = [x.shape for x in blocks if x.ndim != 2 or x.shape[0] == 0 or x.shape[1:] != blocks[0].shape[1:]]
+    if bad:
+        raise StatsError(f"expected [frames, dim] blocks of one dim with at least one frame each, got shape "
+                         f"{bad[0]} (first block {blocks[0].shape})")
     n = sum(x.shape[0] for x in blocks)
     if n < 2:
         raise StatsError(f"{n} embedding frame{'s' if n != 1 else ''} (each {frontend.example_hop_seconds():.2f} s "
