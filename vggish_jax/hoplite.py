@@ -37,9 +37,8 @@ FILES = (sqlite_usearch_impl.HOPLITE_FILENAME, sqlite_usearch_impl.UINDEX_FILENA
 
 @dataclasses.dataclass
 class VGGishModel(zoo_interface.EmbeddingModel):
-    """A hoplite EmbeddingModel backed by `vggish_jax.embed`: audio at `sample_rate` (resampled to 16 kHz) ->
-    InferenceOutputs with embeddings [frames, 1 channel, 128], frame i covering i * hop_size_s ..
-    + window_size_s. `model`: a VGGish module or a weights folder; `postprocess`: PCA + uint8 quantisation."""
+    """A hoplite EmbeddingModel over `vggish_jax.embed`: audio at `sample_rate` -> embeddings [frames, 1, 128], frame
+    i at i * hop_size_s for window_size_s; `model`: a VGGish module or weights folder; `postprocess`: PCA + uint8."""
     sample_rate: int = 16000
     model: Any = None
     postprocess: bool = False

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from vggish_jax import audio
+from vggish_jax import audio, spec as spec_lib
 from vggish_jax.models.musicnn import tagger
 from vggish_jax.models.vggish import frontend
 
@@ -91,7 +91,6 @@ class HeadPredictor:
     _ROUNDING = {None: None, "pca_uint8_truncate": "truncate", "pca_uint8_round": "round"}
 
     def __init__(self, head_dir: str, weights: str | None = None):
-        from vggish_jax import spec as spec_lib
         from vggish_jax.classify import heads
         from vggish_jax.datasets.audioset import RELEASE_SPEC
         from vggish_jax.pipeline.embed import load_pretrained
