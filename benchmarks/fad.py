@@ -36,7 +36,7 @@ def run(quick: bool = False) -> dict:
         ref, gen = os.path.join(d, "ref"), os.path.join(d, "gen")
         _clips(ref, n // 2, seconds, 0)
         _clips(gen, n - n // 2, seconds, 1)
-        paths = sources.audio_paths(ref) + sources.audio_paths(gen)
+        paths = sources.audio_inputs(ref)[0] + sources.audio_inputs(gen)[0]
 
         def fad(**kw):
             return compute.evaluate(ref, gen, weights=emb, workers=workers, progress=False, log=lambda m: None, **kw)

@@ -13,7 +13,7 @@ from scipy import linalg
 from tests.conftest import tone_mix
 from vggish_jax import cli, spec as spec_lib
 from vggish_jax.pipeline import store
-from vggish_jax.fad import compute, frechet, score, sources, stats as stats_lib
+from vggish_jax.fad import compute, frechet, sources
 
 
 # ---- independent oracle: the textbook formula with scipy's sqrtm of the (non-symmetric) product ----
@@ -107,30 +107,30 @@ def test_bad_inputs_raise_one_line_errors():
 def test_streaming_statistics_equal_numpy_on_all_frames_even_far_from_zero(tmp_path):
     rng = np.random.default_rng(5)
     blocks = [rng.standard_normal((k, 8)) * 0.01 + 1e4 for k in (3, 1, 17, 5, 40)]
-    st = stats_lib.from_frames(blocks)
+    st = frechet.from_frames(blocks)
     allx = np.concatenate(blocks)
     assert st.count == 66 and st.num_files == 5
     np.testing.assert_allclose(st.mean, allx.mean(0), rtol=1e-14)
     np.testing.assert_allclose(st.cov, np.cov(allx, rowvar=False), rtol=1e-8, atol=1e-14)
     st.spec = spec_lib.EmbeddingSpec.create(weights_sha256="a" * 64, final_relu=False)
     st.meta = {"note": "x"}
-    path = stats_lib.save(tmp_path / "s", st)
-    assert path.endswith("s.npz") and stats_lib.is_stats_file(path)
-    back = stats_lib.load(path)
+    path = frechet.save(tmp_path / "s", st)
+    assert path.endswith("s.npz") and frechet.is_stats_file(path)
+    back = frechet.load(path)
     np.testing.assert_array_equal(back.cov, st.cov)
     assert back.spec == st.spec and back.count == 66 and back.meta["note"] == "x"
-    with pytest.raises(stats_lib.StatsError, match="at least 2"):
-        stats_lib.from_frames([np.ones((1, 4))])
+    with pytest.raises(frechet.StatsError, match="at least 2"):
+        frechet.from_frames([np.ones((1, 4))])
 
 
 # ---- per-file scores and FAD-inf ----
 
 def test_per_file_scores_are_each_files_fad_against_ref():
     rng = np.random.default_rng(6)
-    ref = stats_lib.from_frames([rng.standard_normal((300, 16))])
+    ref = frechet.from_frames([rng.standard_normal((300, 16))])
     files = {"a": rng.standard_normal((5, 16)), "b": rng.standard_normal((40, 16)) + 2.0,
              "c": rng.standard_normal((1, 16))}
-    rows = score.per_file_scores(ref, files)
+    rows = frechet.per_file_scores(ref, files)
     assert [r["file"] for r in rows] == ["b", "a", "c"]  # farthest first, the 1-frame file last without a score
     assert rows[2]["fad"] is None
     for r in rows[:2]:
@@ -141,16 +141,16 @@ def test_per_file_scores_are_each_files_fad_against_ref():
 @pytest.mark.parametrize("n", [10, 200])  # fewer and more frames than dimensions: the two code paths
 def test_subset_distance_matches_the_oracle(n):
     rng = np.random.default_rng(8)
-    ref = stats_lib.from_frames([rng.standard_normal((300, 32)) @ rng.standard_normal((32, 32))])
+    ref = frechet.from_frames([rng.standard_normal((300, 32)) @ rng.standard_normal((32, 32))])
     x = rng.standard_normal((n, 32)) + 0.3
     root, _ = frechet.psd_sqrt(ref.cov)
-    got = score._fd_to_ref(x, ref.mean, root, float(np.trace(ref.cov)))
+    got = frechet._fd_to_ref(x, ref.mean, root, float(np.trace(ref.cov)))
     assert got == pytest.approx(scipy_fd(ref.mean, ref.cov, x.mean(0), np.cov(x, rowvar=False)), rel=1e-7)
 
 
 def test_inverse_n_fit_recovers_an_exact_line():
     ns = [50, 100, 400, 1000]
-    value, slope, r2 = score.fit_inverse_n(ns, [2.0 + 30.0 / n for n in ns])
+    value, slope, r2 = frechet.fit_inverse_n(ns, [2.0 + 30.0 / n for n in ns])
     assert value == pytest.approx(2.0, rel=1e-10) and slope == pytest.approx(30.0, rel=1e-9) and r2 == pytest.approx(1)
 
 
@@ -158,23 +158,23 @@ def test_fad_inf_removes_the_small_sample_bias():
     # REF is the exact N(0, I); GEN frames come from N(mu, I), so the true distance is |mu|^2. FAD on
     # finitely many frames is biased upwards (~ d/N); the extrapolation to 1/N -> 0 removes most of it.
     d, true = 16, 0.25
-    ref = stats_lib.Stats(np.zeros(d), np.eye(d), 10**9, 1)
+    ref = frechet.Stats(np.zeros(d), np.eye(d), 10**9, 1)
     mu = np.full(d, np.sqrt(true / d))
     plain, inf, repl = [], [], []
     for seed in range(10):
         rng = np.random.default_rng(seed)
         files = [rng.standard_normal((20, d)) + mu for _ in range(30)]
         plain.append(frechet.frechet_distance(ref.mean, ref.cov, *_mean_cov(np.concatenate(files))).distance)
-        inf.append(score.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed).value)
-        repl.append(score.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed, replace=True).value)
+        inf.append(frechet.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed)["value"])
+        repl.append(frechet.fad_inf(ref, files, steps=8, min_n=40, bootstrap=0, seed=seed, replace=True)["value"])
     print("bias plain", np.mean(plain) - true, "inf", np.mean(inf) - true, "with replacement", np.mean(repl) - true)
     assert np.mean(plain) - true > 0.08  # the bias being removed (about 0.12 here)
     assert abs(np.mean(inf) - true) < 0.4 * (np.mean(plain) - true)
     # with replacement (fadtk) the intercept keeps most of the bias of the plain FAD
     assert np.mean(repl) - true > 0.6 * (np.mean(plain) - true)
-    r = score.fad_inf(ref, files, steps=8, min_n=40, bootstrap=40, seed=1)
-    assert r.slope > 0 and len(r.points) == 8 and r.points[-1][0] == 600
-    assert r.ci[0] < r.value < r.ci[1] and r.ci[0] < true < r.ci[1] and r.se > 0
+    r = frechet.fad_inf(ref, files, steps=8, min_n=40, bootstrap=40, seed=1)
+    assert r["slope"] > 0 and len(r["points"]) == 8 and r["points"][-1]["n"] == 600
+    assert r["ci"][0] < r["value"] < r["ci"][1] and r["ci"][0] < true < r["ci"][1] and r["se"] > 0
 
 
 def _mean_cov(x):
@@ -227,8 +227,8 @@ def run(ref, gen, embedder, **kw):
 @slow
 def test_identical_sets_zero_noise_orders_and_swap_is_symmetric(sets, embedder):
     same = run(sets["ref"], sets["copy"], embedder, fad_inf=False)
-    scale = np.trace(stats_lib.from_frames(embedder.embed_files(
-        sources.audio_paths(sets["ref"]))[0].values()).cov)
+    scale = np.trace(frechet.from_frames(embedder.embed_files(
+        sources.audio_inputs(sets["ref"])[0])[0].values()).cov)
     assert abs(same["fad"]) < 1e-6 * scale
     fads = [run(sets["ref"], sets[k], embedder, fad_inf=False, per_file=False)["fad"] for k in ("n05", "n20", "n80")]
     assert same["fad"] < fads[0] < fads[1] < fads[2]
@@ -239,8 +239,8 @@ def test_identical_sets_zero_noise_orders_and_swap_is_symmetric(sets, embedder):
 @slow
 def test_fad_equals_independent_formula_on_the_same_embeddings(sets, embedder):
     r = run(sets["ref"], sets["n20"], embedder, steps=4)
-    e_ref, _ = embedder.embed_files(sources.audio_paths(sets["ref"]))
-    e_gen, _ = embedder.embed_files(sources.audio_paths(sets["n20"]))
+    e_ref, _ = embedder.embed_files(sources.audio_inputs(sets["ref"])[0])
+    e_gen, _ = embedder.embed_files(sources.audio_inputs(sets["n20"])[0])
     xr, xg = np.concatenate(list(e_ref.values())), np.concatenate(list(e_gen.values()))
     want = scipy_fd(xr.mean(0), np.cov(xr, rowvar=False), xg.mean(0), np.cov(xg, rowvar=False))
     assert r["fad"] == pytest.approx(want, rel=1e-5)
@@ -269,7 +269,7 @@ def test_ref_statistics_are_reused_and_refused_when_spec_or_files_differ(sets, e
 
     path, gen_path = str(tmp_path / "ref.npz"), str(tmp_path / "gen.npz")
     first = run(sets["ref"], sets["n20"], embedder, fad_inf=False, ref_stats=path, save_gen_stats=gen_path)
-    saved = stats_lib.load(path)
+    saved = frechet.load(path)
     assert saved.spec == embedder.spec and saved.count == first["ref"]["frames"]
     # statistics on both sides: no weights needed, the same score, no per-file scores or FAD-inf
     both = run(path, gen_path, None)
@@ -293,18 +293,18 @@ def test_ref_statistics_are_reused_and_refused_when_spec_or_files_differ(sets, e
 def test_embed_output_and_extract_store_give_the_same_fad(sets, embedder, tmp_path, random_weights_dir, capsys):
     want = run(sets["ref"], sets["n20"], embedder, fad_inf=False)["fad"]
     out = str(tmp_path / "gen" / "embeddings.npz")
-    assert cli.main(["embed", *sources.audio_paths(sets["n20"]), "--weights", random_weights_dir, "--out",
+    assert cli.main(["embed", *sources.audio_inputs(sets["n20"])[0], "--weights", random_weights_dir, "--out",
                      os.path.dirname(out), "--final-relu", "no"]) == 0
     assert run(sets["ref"], out, embedder, fad_inf=False)["fad"] == pytest.approx(want, rel=1e-5)
     # a list file of the same audio, paths relative to the list's folder
     lst = os.path.join(sets["n20"], "files.txt")
     with open(lst, "w") as f:
-        f.write("# generated\n" + "\n".join(os.path.basename(p) for p in sources.audio_paths(sets["n20"])) + "\n")
+        f.write("# generated\n" + "\n".join(os.path.basename(p) for p in sources.audio_inputs(sets["n20"])[0]) + "\n")
     assert run(sets["ref"], lst, embedder, fad_inf=False)["fad"] == pytest.approx(want, rel=1e-5)
     os.remove(lst)
     # an extract-layout store (what `vggish-jax extract` writes), one split folder of it
     root = tmp_path / "emb"
-    e_gen, _ = embedder.embed_files(sources.audio_paths(sets["n20"]))
+    e_gen, _ = embedder.embed_files(sources.audio_inputs(sets["n20"])[0])
     store.write_shard(store.shard_path(str(root), "test", 0), np.arange(6), np.zeros(6), list(e_gen.values()))
     store.write_info(str(root), {"complete": True, "splits": {"test": {}}, "skipped": [],
                                  spec_lib.KEY: embedder.spec.to_dict()})

@@ -1,13 +1,6 @@
-"""perch-hoplite integration: VGGish as a hoplite EmbeddingModel, `embed --format hoplite`'s database, search.
-
-    vggish-jax embed MUSIC/ --weights W --out DB --format hoplite     # DB/hoplite.sqlite + DB/usearch.index
-    from vggish_jax import VGGish, hoplite
-    for file, start_s, end_s, score in hoplite.search("DB", "query.wav", VGGish.from_pretrained("W"), top=5):
-        print(f"{score:.3f} {file} {start_s:.2f}-{end_s:.2f} s")
-
-The database holds one window per embedding row: its recording is the file's resolved path, its offsets
-[start_s, start_s + 0.975] s, its embedding the row divided by its norm (hoplite's default index is inner
-product on float16, so scores are cosine similarities), and metadata key "vggish_jax" records the
+"""perch-hoplite integration: VGGish as a hoplite EmbeddingModel, `embed --format hoplite`'s database, search
+(the layout and usage: docs/integrations.md). Rows are stored divided by their norms because hoplite's default
+index is inner product on float16, so scores are cosine similarities; metadata key "vggish_jax" records the
 EmbeddingSpec, so `search` refuses a query model that made its embeddings differently.
 
 Needs perch-hoplite 1.0.2 without its [jax] extra (which pins jax < 0.7): pip install 'vggish-jax[hoplite]',
@@ -44,9 +37,8 @@ FILES = (sqlite_usearch_impl.HOPLITE_FILENAME, sqlite_usearch_impl.UINDEX_FILENA
 
 @dataclasses.dataclass
 class VGGishModel(zoo_interface.EmbeddingModel):
-    """A hoplite EmbeddingModel backed by `vggish_jax.embed`: audio at `sample_rate` (resampled to 16 kHz) ->
-    InferenceOutputs with embeddings [frames, 1 channel, 128], frame i covering i * hop_size_s ..
-    + window_size_s. `model`: a VGGish module or a weights folder; `postprocess`: PCA + uint8 quantisation."""
+    """A hoplite EmbeddingModel over `vggish_jax.embed`: audio at `sample_rate` -> embeddings [frames, 1, 128], frame
+    i at i * hop_size_s for window_size_s; `model`: a VGGish module or weights folder; `postprocess`: PCA + uint8."""
     sample_rate: int = 16000
     model: Any = None
     postprocess: bool = False
@@ -135,10 +127,9 @@ def open_database(db_dir: str) -> tuple[Any, spec_lib.EmbeddingSpec]:
 
 
 def search(db_dir: str, query_wav: str, model, top: int = 5) -> list[tuple[str, float, float, float]]:
-    """The `top` windows of the database in `db_dir` nearest the audio file `query_wav`, best first, as
-    (file, start_s, end_s, cosine similarity). The query is the mean of its windows' unit embeddings (a
-    0.975-s clip: its one window), made by `model` (a VGGish module or a weights folder) as the database's
-    were, else SpecMismatch names the difference."""
+    """The `top` windows of `db_dir` nearest the audio file `query_wav` (the mean of its windows' unit embeddings,
+    made by `model`, a VGGish module or a weights folder, as the database's were), best first, as (file, start_s,
+    end_s, cosine similarity); SpecMismatch names how the query model differs."""
     db, stored = open_database(db_dir)
     try:
         model = VGGish.from_pretrained(model) if isinstance(model, (str, os.PathLike)) else model

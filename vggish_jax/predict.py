@@ -1,11 +1,8 @@
-"""Genre prediction for audio files, offline, out of the box.
+"""Genre prediction for audio files, offline, out of the box (docs/classification.md).
 
-Default: the shipped MusiCNN (MSD_musicnn from the `musicnn` 0.1.0 wheel); its 50 MSD tag probabilities,
-averaged over 3-s patches, map to FMA-small's 8 genres by MSD_TO_FMA (a genre's best tag, normalised to sum to
-1: relative, not calibrated). International has no MSD tag: score 0, flagged. `--head DIR`: VGGish + a head
-from `vggish-jax compare`. `--weights DIR` with PCA params, no head: the shipped AudioSet genre head (25 genres,
-trained on Google's released embeddings, which the public weights reproduce closely but not exactly:
-tensorflow/models#9772).
+Default: the shipped MusiCNN; its 50 MSD tag probabilities, averaged over 3-s patches, map to FMA-small's 8
+genres by MSD_TO_FMA (International has no MSD tag: score 0, flagged). `--head DIR`: VGGish + a head from
+`vggish-jax compare`; `--weights DIR` with PCA params and no head: the shipped AudioSet genre head.
 """
 from __future__ import annotations
 
@@ -15,7 +12,7 @@ import os
 
 import numpy as np
 
-from vggish_jax import audio
+from vggish_jax import audio, spec as spec_lib
 from vggish_jax.models.musicnn import tagger
 from vggish_jax.models.vggish import frontend
 
@@ -94,7 +91,6 @@ class HeadPredictor:
     _ROUNDING = {None: None, "pca_uint8_truncate": "truncate", "pca_uint8_round": "round"}
 
     def __init__(self, head_dir: str, weights: str | None = None):
-        from vggish_jax import spec as spec_lib
         from vggish_jax.classify import heads
         from vggish_jax.datasets.audioset import RELEASE_SPEC
         from vggish_jax.pipeline.embed import load_pretrained
@@ -130,17 +126,13 @@ class HeadPredictor:
             raise ValueError(f"{head_json}: the head was trained on PCA + uint8 embeddings, but weights {weights} "
                              f"have no PCA params; convert them with --pca FILE")
 
-    def features(self, path: str) -> np.ndarray:
-        """[n, 128] embeddings of a file made as the head's training embeddings were (float or uint8)."""
-        try:
+    def predict(self, path: str) -> Prediction:
+        try:  # the embeddings made as the head's training embeddings were (float or uint8)
             emb = self.embedder.embed_file(path)
         except frontend.TooShortError as e:  # its fix names embed's --pad, which predict has not
             raise ValueError(f"{str(e).split(';')[0]}, the least predict can score; to score it, pad the file "
                              f"with silence to 0.975 s or more (e.g. `sox IN.wav OUT.wav pad 0 1`)") from None
-        return self.embedder.postprocess(emb, self.rounding) if self.rounding else emb
-
-    def predict(self, path: str) -> Prediction:
-        emb = self.features(path)
+        emb = self.embedder.postprocess(emb, self.rounding) if self.rounding else emb
         probs = self.head.predict_proba([emb])[0]
         genres = sorted(zip(self.head.label_names, map(float, probs)), key=lambda kv: -kv[1])
         return Prediction(path, genres, [], "vggish+head", int(emb.shape[0]), self.note)

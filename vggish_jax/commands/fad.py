@@ -43,7 +43,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from vggish_jax import atomic, preflight
-    from vggish_jax.fad import compute, plot
+    from vggish_jax.fad import compute
 
     out = preflight.output_dir(args.out) if args.out else None  # checked before the (long) embedding
     result = compute.evaluate(args.ref, args.gen, weights=args.weights, final_relu=args.final_relu, pad=args.pad,
@@ -54,7 +54,7 @@ def run(args) -> int:
     if out:
         os.makedirs(out, exist_ok=True)
         if result["fad_inf"] and result["fad_inf"]["value"] is not None:
-            result["plot"] = plot.fad_inf_png(os.path.join(out, PLOT), result)
+            result["plot"] = compute.fad_inf_png(os.path.join(out, PLOT), result)
         atomic.write_json(os.path.join(out, RESULT), result)
     r, g = result["ref"], result["gen"]
     print(f"FAD {result['fad']:.6g}  (REF {r['files']} files / {r['frames']} frames, "

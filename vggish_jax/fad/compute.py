@@ -1,30 +1,11 @@
 """`evaluate(REF, GEN)`: the FAD of GEN against REF, with per-file scores and FAD-infinity, as one JSON-ready dict.
 
-Conventions (what the three common implementations do, read from their source; ours is the default):
-
-- google-research/google-research `frechet_audio_distance` (the original, TF + Beam): the VGGish embedding
-  tensor of the TF model (current TF VGGish has no ReLU after its last layer), no PCA; statistics over all
-  frames of all files, unbiased covariance (ComputeMeanAndCovariance); no resampling (expects 16 kHz wav);
-  each clip peak-normalised with at most +20 dB gain; audio split into 1-s pieces, one example each;
-  scipy sqrtm of the product, retried with eps 1e-7 on the diagonals (fad_utils.py,
-  create_embeddings_beam.py, audioset_model.py).
-- `frechet-audio-distance` on PyPI (gudgud96): torchvggish with its final ReLU removed by default
-  (`use_activation=False`) and no PCA (`use_pca=False`); resampy to 16 kHz; np.mean / np.cov over all
-  frames; pytorch-fid's sqrtm with eps 1e-6 retry (frechet_audio_distance/fad.py).
-- microsoft/fadtk: the same torchvggish setup (no final ReLU, no PCA); SoX converts to 16 kHz mono 16-bit;
-  files shorter than 1 s zero-padded to 1 s; embeddings cached as float16; np.cov; eigen-decomposition of
-  S1 S2 with a sqrtm cross-check; per-song scores and FAD-inf, see score.py (fadtk/fad.py,
-  model_loader.py).
-- here: raw 128-d output without the final ReLU, no PCA; all frames, unbiased covariance, float64; our
-  polyphase resampler with resampy's kaiser_best filter design; no loudness normalisation; files shorter
-  than 0.975 s skipped and reported (`pad=True` zero-pads, as fadtk); eigh of S1^(1/2) S2 S1^(1/2).
-
-Default: raw output without the final ReLU, because all three tools agree on it, so numbers compare with
-published FADs computed with any of them. This differs from our weights' recorded default for torchvggish
-conversions (final ReLU on): FAD overrides it unless `final_relu` is given. Silent files (the project's
-one rule, `audio.silence`: peak below -60 dBFS) are skipped and reported, like unreadable and too-short ones:
-an empty or silent generation is a failure to report, not a sample. Zero-padding short files (fadtk) adds
-near-silent frames to the statistics, so it is opt-in.
+Conventions (docs/fad.md, with what google-research, frechet-audio-distance and fadtk do, read from their
+source): the raw 128-d output without the final ReLU, as all three (so it overrides the final-ReLU default
+recorded for torchvggish conversions unless `final_relu` is given); all frames, unbiased covariance, float64.
+Unreadable, silent (`audio.silence`) and too-short files are skipped and reported: an empty or silent
+generation is a failure to report, not a sample; `pad=True` zero-pads short files as fadtk, opt-in since it
+adds near-silent frames.
 """
 from __future__ import annotations
 
@@ -32,9 +13,11 @@ import os
 import sys
 from typing import Callable
 
-from vggish_jax import skips, spec as spec_lib
+import numpy as np
+
+from vggish_jax import atomic, skips, spec as spec_lib
 from vggish_jax.audio import cautions as audio_cautions, silence
-from vggish_jax.fad import frechet, score, sources, stats as stats_lib
+from vggish_jax.fad import frechet, sources
 from vggish_jax.fad.sources import EmbeddingSet, SourceError
 from vggish_jax.models.vggish import frontend
 
@@ -57,7 +40,7 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
     if steps < 2 or bootstrap < 0 or not 0 < ci_level < 1:
         raise ValueError(f"need steps >= 2, bootstrap >= 0 and 0 < ci_level < 1; got {steps}, {bootstrap}, {ci_level}")
     ref_set = _cached_ref(ref, ref_stats, pad) if ref_stats and os.path.exists(ref_stats) else None
-    sets = [ref_set or _open(ref, "REF"), _open(gen, "GEN")]
+    sets = [ref_set or sources.open_set("REF", ref), sources.open_set("GEN", gen)]
     # skips.Caution dicts: over-range audio, sets with few frames
     warnings = _embed_audio_sets(sets, weights, final_relu, batch_size, pad, workers, progress)
     ref_set, gen_set = sets
@@ -74,57 +57,105 @@ def evaluate(ref: str, gen: str, *, weights=None, final_relu: bool | None = None
             log(f"fad: warning: {note}")
             warnings.append(skips.Caution("few_frames", s.source, note).to_dict())
     if ref_stats and ref_set.kind != "stats":
-        ref_st.meta.update(_ref_identity(ref_set), pad=pad, skipped=ref_set.skipped)
-        stats_lib.save(ref_stats, ref_st)
+        ref_st.meta.update(ref_digest=sources.digest(ref_set.audio_paths or [ref]), pad=pad, skipped=ref_set.skipped,
+                           ref_files=len(ref_set.audio_paths or ref_set.files))
+        frechet.save(ref_stats, ref_st)
         log(f"fad: saved REF statistics to {ref_stats}")
     if save_gen_stats:
-        stats_lib.save(save_gen_stats, gen_st)
+        frechet.save(save_gen_stats, gen_st)
     fd = frechet.frechet_distance(ref_st.mean, ref_st.cov, gen_st.mean, gen_st.cov, method=method)
     if fd.clipped:
         log(f"fad: the distance came out {-fd.clipped:.3g}, below 0 by rounding; reported as 0")
     spec = ref_set.spec or gen_set.spec
-    result = {
-        "fad": fd.distance,
-        "numerics": fd.to_dict(),
-        "ref": ref_set.summary(),
-        "gen": gen_set.summary(),
-        "embedding_spec": spec.to_dict() if spec else None,
-        "convention": convention(spec, pad),
-        "per_file": None,
-        "fad_inf": None,
-        "warnings": warnings,
-    }
+    result = {"fad": fd.distance, "numerics": fd.to_dict(), "ref": ref_set.summary(), "gen": gen_set.summary(),
+              "embedding_spec": spec.to_dict() if spec else None, "convention": convention(spec, pad),
+              "per_file": None, "fad_inf": None, "warnings": warnings}
     if gen_set.files is None:
         result["notes"] = "GEN is statistics: per-file scores and FAD-inf need GEN's frames"
         return result
     if per_file:
-        result["per_file"] = score.per_file_scores(ref_st, gen_set.files)
+        result["per_file"] = frechet.per_file_scores(ref_st, gen_set.files)
     if fad_inf and gen_st.count < 4:
         result["notes"] = f"FAD-inf needs at least 4 GEN frames, GEN has {gen_st.count}"
     elif fad_inf:
         with _bar(bootstrap + 1, "fad: FAD-inf", progress) as bar:
-            inf = score.fad_inf(ref_st, list(gen_set.files.values()), steps=steps, min_n=min_n,
-                                bootstrap=bootstrap, ci_level=ci_level, seed=seed, replace=replace,
-                                progress=bar.update)
-        result["fad_inf"] = _checked_fad_inf(inf.to_dict(), gen_st.count, log)
+            inf = frechet.fad_inf(ref_st, list(gen_set.files.values()), steps=steps, min_n=min_n,
+                                  bootstrap=bootstrap, ci_level=ci_level, seed=seed, replace=replace,
+                                  progress=bar.update)
+        result["fad_inf"] = _checked_fad_inf(inf, gen_st.count, log)
     return result
+
+
+def fad_inf_png(path: str | os.PathLike, result: dict, title: str = "FAD vs 1/N") -> str:
+    """Write the plot for an `evaluate` result's "fad_inf" entry; returns the path."""
+    from matplotlib.figure import Figure  # no pyplot: no display or global backend needed
+
+    inf = result["fad_inf"]
+    ns = np.array([p["n"] for p in inf["points"]], np.float64)
+    fads = np.array([p["fad"] for p in inf["points"]])
+    fig = Figure(figsize=(5, 3.5), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot(1.0 / ns, fads, "o", label="FAD on N frames (subsets)")
+    x = np.linspace(0.0, 1.0 / ns.min(), 50)
+    ax.plot(x, inf["value"] + inf["slope"] * x, "-", label=f"fit: FAD-inf {inf['value']:.4g}, R² {inf['r2']:.3f}")
+    if inf.get("ci"):
+        lo, hi = inf["ci"]
+        ax.errorbar([0.0], [inf["value"]], yerr=[[inf["value"] - lo], [hi - inf["value"]]], fmt="s", capsize=4,
+                    label=f"{100 * inf['ci_level']:.0f}% bootstrap CI [{lo:.4g}, {hi:.4g}]")
+    ax.axhline(result["fad"], color="grey", lw=0.8, ls="--", label=f"FAD on all frames {result['fad']:.4g}")
+    ax.set(xlabel="1 / N (frames)", ylabel="FAD", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic.replacing(path, "wb") as f:
+        fig.savefig(f, format="png")
+    return os.fspath(path)
 
 
 def _embed_audio_sets(sets: list[EmbeddingSet], weights, final_relu, batch_size: int, pad: bool, workers: int,
                       progress: bool) -> list[dict]:
-    """Embed the sets that are audio (in place), checking specs before and after; the Cautions raised."""
+    """Embed the audio of all sets in one pass (in place: files, skipped (unreadable, too short, silent), spec),
+    checking specs before and after; the Cautions raised."""
     audio_sets = [s for s in sets if s.kind == "audio"]
     embedder = None
     if audio_sets:
-        embedder = _embedder(weights, final_relu, batch_size, [s.source for s in audio_sets])
+        from vggish_jax.pipeline.embed import Embedder, load_pretrained
+
+        if weights is None:
+            raise SourceError(f"{audio_sets[0].source} is audio, so it must be embedded: pass --weights DIR "
+                              f"(converted VGGish weights, see the README section 'Weights')")
+        # FAD's convention is the output without the final ReLU, whatever the weights record as their default;
+        # an Embedder's final_relu is checked with the specs
+        embedder = weights if isinstance(weights, Embedder) else load_pretrained(
+            weights, final_relu=bool(final_relu), batch_size=batch_size)
     _check_specs(sets, embedder, final_relu)  # before any embedding: a mismatch costs nothing
     if not audio_sets:
         return []
-    total = sum(len(s.audio_paths) for s in audio_sets)
-    with _bar(total, "fad: embed", progress, unit="file") as bar, audio_cautions.collect_cautions() as cautions:
-        sources.embed_audio(audio_sets, embedder, pad=pad, workers=workers, progress=bar.update)
+    paths = list(dict.fromkeys(p for s in audio_sets for p in s.audio_paths))  # one call: full batches across sets
+    with _bar(len(paths), "fad: embed", progress, unit="file") as bar, audio_cautions.collect_cautions() as cautions:
+        silent = sources.silent_files(paths, workers)
+        bar.update(len(silent))
+        results, errors = embedder.embed_files([p for p in paths if p not in silent], pad=pad, workers=workers,
+                                               processes=True, progress=bar.update)
+    for s in audio_sets:
+        s.files = {}
+        for path in s.audio_paths:
+            if path in silent:
+                s.skipped[path] = silent[path]
+            elif path in errors or path not in results:
+                reason = errors.get(path, f"{path}: not embedded")
+                if not pad and TOO_SHORT in reason:  # the embedder's fix names embed's flag; fad's is a setting
+                    s.short += 1
+                    reason = (f"{reason.split(';')[0]}; not counted: set pad = true in a --config file to "
+                              f"zero-pad it to one frame (FAD needs at least 2 frames, about 2 s of audio, per set)")
+                s.skipped[path] = reason
+            else:
+                s.files[path] = results[path]
+        s.spec, s.spec_from = embedder.spec, "the weights given with --weights"
     _check_specs(sets, embedder, final_relu)
     return [c.to_dict() for c in cautions]
+
+
+TOO_SHORT = "shorter than one VGGish example"  # in the embedder's reason for a file under 0.975 s
 
 
 def few_frames(role: str, source: str, frames: int, dim: int) -> str | None:
@@ -165,28 +196,13 @@ def convention(spec: spec_lib.EmbeddingSpec | None, pad: bool) -> dict:
     }
 
 
-def _open(source: str, role: str) -> EmbeddingSet:
-    kind = sources.kind_of(source)
-    if kind == "audio":
-        paths, unreadable = sources.audio_inputs(source)
-        return EmbeddingSet(role, source, "audio", audio_paths=paths, skipped=dict(unreadable))
-    return sources.load_stored(role, source, kind)
-
-
-def _ref_identity(s: EmbeddingSet) -> dict:
-    if s.kind == "audio":
-        return {"ref_digest": sources.digest(s.audio_paths), "ref_files": len(s.audio_paths)}
-    return {"ref_digest": sources.digest([s.source]), "ref_files": len(s.files or {})}
-
-
 def _cached_ref(ref: str, path: str, pad: bool) -> EmbeddingSet:
     """Saved REF statistics, if they were made from exactly these REF files."""
-    s = sources.load_stored("REF", path, "stats")
+    s = sources.open_set("REF", path, "stats")
     kind = sources.kind_of(ref)
     if kind == "stats":
         raise SourceError(f"REF {ref} is itself statistics; pass it as REF without ref_stats")
-    want = sources.digest(sources.audio_paths(ref)) if kind == "audio" else sources.digest([ref])
-    if s.stats.meta.get("ref_digest") != want:
+    if s.stats.meta.get("ref_digest") != sources.digest(sources.audio_inputs(ref)[0] if kind == "audio" else [ref]):
         raise SourceError(f"{path}: these REF statistics were made from other files than {ref} (or the files "
                           f"changed since); delete {path}, or choose another ref_stats path")
     if s.stats.meta.get("pad", False) != pad:
@@ -194,21 +210,6 @@ def _cached_ref(ref: str, path: str, pad: bool) -> EmbeddingSet:
                           f"pad = true; set pad the same way in the --config file, or choose another ref_stats path")
     s.source, s.skipped = ref, dict(s.stats.meta.get("skipped") or {})
     return s
-
-
-def _embedder(weights, final_relu, batch_size, needs):
-    from vggish_jax.pipeline.embed import Embedder, load_pretrained
-
-    if weights is None:
-        raise SourceError(f"{needs[0]} is audio, so it must be embedded: pass --weights DIR (converted VGGish "
-                          f"weights, see the README section 'Weights')")
-    if isinstance(weights, Embedder):
-        if final_relu is not None and bool(final_relu) != weights.final_relu:
-            raise ValueError(f"the Embedder has final_relu={weights.final_relu} but final_relu={final_relu} "
-                             f"was asked for")
-        return weights
-    # FAD's convention is the output without the final ReLU, whatever the weights record as their default.
-    return load_pretrained(weights, final_relu=bool(final_relu), batch_size=batch_size)
 
 
 def _check_specs(sets: list[EmbeddingSet], embedder, final_relu) -> None:

@@ -1,13 +1,9 @@
 """REF / GEN inputs of `fad`: what a path is, and the embeddings or statistics it yields, with their spec.
 
-A source is one of
-  * audio: a folder (searched recursively, sorted), one audio file, or a text file listing audio files (one
-    per line, relative to the list's folder; '#' comments), embedded through the one audio -> embedding
-    path (`Embedder.embed_files`);
-  * an `extract` store: its OUT folder (all splits) or one OUT/<split> folder;
-  * an `embed` output: OUT/embeddings.npz with its embeddings.json sidecar;
-  * saved statistics (`ref_stats` / `save_gen_stats`, vggish_jax.fad.stats), found by their content.
-Stores and statistics carry the EmbeddingSpec they were made with; mixing specs is refused.
+Audio (a folder searched recursively, a file, or a list file: one path per line, relative to the list's folder,
+'#' comments) is embedded through the one audio -> embedding path (`Embedder.embed_files`); an `extract` store
+(OUT or OUT/<split>), an `embed` output (OUT.npz + its sidecar) or saved statistics (found by their content)
+carry the EmbeddingSpec they were made with; mixing specs is refused.
 """
 from __future__ import annotations
 
@@ -16,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Callable
 
 import numpy as np
 
@@ -24,7 +19,7 @@ from vggish_jax import spec as spec_lib
 from vggish_jax.audio import errors as audio_errors, silence
 from vggish_jax.audio.inputs import AUDIO_EXTENSIONS, scan_folder
 from vggish_jax.pipeline import store, stored
-from vggish_jax.fad import stats as stats_lib
+from vggish_jax.fad import frechet
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list", ".csv", ".tsv")
 
@@ -39,14 +34,14 @@ class EmbeddingSet:
     source: str  # the argument as given
     kind: str  # "audio", "extract", "embed", "stats"
     files: dict[str, np.ndarray] | None = None  # per file [n, d] float32 (None for statistics)
-    stats: stats_lib.Stats | None = None
+    stats: frechet.Stats | None = None
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # file -> one-line reason
     spec: spec_lib.EmbeddingSpec | None = None
     spec_from: str = ""
     audio_paths: list[str] = dataclasses.field(default_factory=list)
     short: int = 0  # audio files skipped as shorter than one example (pad = false)
 
-    def get_stats(self) -> stats_lib.Stats:
+    def get_stats(self) -> frechet.Stats:
         if self.stats is None:
             if not self.files:
                 short = (f", {self.short} of them shorter than one 0.975-s frame" if self.short else "")
@@ -56,9 +51,9 @@ class EmbeddingSet:
                                   f"FAD needs at least 2 frames (about 2 s of audio) per set: give more or longer "
                                   f"audio{pad}")
             try:
-                self.stats = stats_lib.from_frames(self.files.values(), self.spec,
-                                                   {"source": os.path.abspath(self.source), "kind": self.kind})
-            except stats_lib.StatsError as e:
+                self.stats = frechet.from_frames(self.files.values(), self.spec,
+                                                 {"source": os.path.abspath(self.source), "kind": self.kind})
+            except frechet.StatsError as e:
                 names = ", ".join(list(self.files)[:3]) + (", ..." if len(self.files) > 3 else "")
                 raise SourceError(f"{self.role} {self.source} ({names}): {e}") from None
         return self.stats
@@ -77,7 +72,7 @@ def kind_of(source: str) -> str:
     if os.path.isdir(source):
         return "extract" if _extract_root(source) is not None else "audio"
     if source.endswith(".npz"):
-        return "stats" if stats_lib.is_stats_file(source) else "embed"
+        return "stats" if frechet.is_stats_file(source) else "embed"
     ext = os.path.splitext(source)[1].lower()
     if ext in AUDIO_EXTENSIONS or ext in LIST_EXTENSIONS:
         return "audio"
@@ -85,13 +80,9 @@ def kind_of(source: str) -> str:
                       f"({', '.join(LIST_EXTENSIONS)}), a folder, or an .npz from `embed` / fad statistics")
 
 
-def audio_paths(source: str) -> list[str]:
-    """The audio files a folder / list file / single file stands for, in a stable (sorted or listed) order."""
-    return audio_inputs(source)[0]
-
-
 def audio_inputs(source: str) -> tuple[list[str], dict[str, str]]:
-    """(audio_paths, {unreadable subfolder: one-line reason}) of a REF/GEN argument."""
+    """(the audio files a folder / list file / single file stands for, in a stable (sorted or listed) order,
+    {unreadable subfolder: one-line reason})."""
     if os.path.isdir(source):
         found, bad = scan_folder(source)
         if not found:
@@ -121,47 +112,32 @@ def digest(paths: list[str]) -> str:
     return h.hexdigest()
 
 
-def load_stored(role: str, source: str, kind: str) -> EmbeddingSet:
-    """An EmbeddingSet from an extract store, an embed .npz or a statistics file (no model needed)."""
+def open_set(role: str, source: str, kind: str | None = None) -> EmbeddingSet:
+    """The EmbeddingSet of a REF/GEN argument: audio paths (compute embeds them), or stored embeddings or
+    statistics, read here (no model needed)."""
+    kind = kind or kind_of(source)
+    if kind == "audio":
+        paths, unreadable = audio_inputs(source)
+        return EmbeddingSet(role, source, kind, audio_paths=paths, skipped=dict(unreadable))
     if kind == "stats":
-        st = stats_lib.load(source)
+        st = frechet.load(source)
         if st.spec is None:
             raise spec_lib.SpecMismatch(f"{source}: records no embedding spec; recreate it with this version")
         return EmbeddingSet(role, source, kind, stats=st, spec=st.spec, spec_from=source)
-    if kind == "extract":
-        return _load_extract(role, source)
-    if kind == "embed":
-        return _load_embed(role, source)
-    raise SourceError(f"{source}: {kind} is not a stored source")
-
-
-def embed_audio(sets: list[EmbeddingSet], embedder, *, pad: bool, workers: int,
-                progress: Callable[[int], None] | None = None) -> None:
-    """Embed the audio of all sets in one pass (in place): files, skipped (unreadable, too short, silent), spec."""
-    paths = list(dict.fromkeys(p for s in sets for p in s.audio_paths))  # one call: full batches across sets
-    silent = silent_files(paths, workers)
-    if progress is not None and silent:
-        progress(len(silent))
-    results, errors = embedder.embed_files([p for p in paths if p not in silent], pad=pad, workers=workers,
-                                           processes=True, progress=progress)
-    for s in sets:
-        s.files = {}
-        for path in s.audio_paths:
-            if path in silent:
-                s.skipped[path] = silent[path]
-            elif path in errors or path not in results:
-                reason = errors.get(path, f"{path}: not embedded")
-                if not pad and TOO_SHORT in reason:  # the embedder's fix names embed's flag; fad's is a setting
-                    s.short += 1
-                    reason = (f"{reason.split(';')[0]}; not counted: set pad = true in a --config file to "
-                              f"zero-pad it to one frame (FAD needs at least 2 frames, about 2 s of audio, per set)")
-                s.skipped[path] = reason
-            else:
-                s.files[path] = results[path]
-        s.spec, s.spec_from = embedder.spec, "the weights given with --weights"
-
-
-TOO_SHORT = "shorter than one VGGish example"  # in the embedder's reason for a file under 0.975 s
+    root, splits = _extract_root(source) if kind == "extract" else (source, None)
+    got = stored.read(root, splits)  # the one reader of stored embeddings
+    spec = got.spec
+    if spec.weights_sha256 is None:  # FAD statistics must name their weights: refuse, saying to recreate it
+        spec = spec_lib.read(got.meta, got.spec_from)
+    where = got.spec_from if kind == "extract" else source
+    files = {}
+    for key, e in got.embeddings.items():
+        if e.values.dtype == np.uint8:
+            raise SourceError(quantised(where, spec))
+        if e.values.ndim != 2:
+            raise SourceError(f"{where}: expected [frames, dim] embeddings, got shape {e.values.shape}")
+        files[key] = np.asarray(e.values, np.float32)
+    return EmbeddingSet(role, source, kind, files=files, skipped=got.skipped, spec=spec, spec_from=got.spec_from)
 
 
 def quantised(where: str, spec: spec_lib.EmbeddingSpec | None, postprocess: str = "uint8") -> str:
@@ -201,32 +177,3 @@ def _extract_root(folder: str) -> tuple[str, list[str] | None] | None:
     if os.path.isfile(os.path.join(parent, store.INFO)):
         return parent, [os.path.basename(os.path.normpath(folder))]
     return None
-
-
-def _load_extract(role: str, source: str) -> EmbeddingSet:
-    root, splits = _extract_root(source)
-    got = stored.read(root, splits)  # the one reader of stored embeddings
-    spec = _extract_spec(got.meta, got.spec_from)
-    files = {k: _float_frames(e.values, got.spec_from, spec) for k, e in got.embeddings.items()}
-    return EmbeddingSet(role, source, "extract", files=files, skipped=got.skipped, spec=spec, spec_from=got.spec_from)
-
-
-def _extract_spec(info: dict, info_path: str) -> spec_lib.EmbeddingSpec:
-    spec = store.spec_of(info, info_path)
-    if spec.weights_sha256 is None:  # FAD statistics must name their weights: refuse, saying to recreate it
-        return spec_lib.read(info, info_path)
-    return spec
-
-
-def _load_embed(role: str, source: str) -> EmbeddingSet:
-    got = stored.read_npz(source)  # the one reader of stored embeddings
-    files = {k: _float_frames(e.values, source, got.spec) for k, e in got.embeddings.items()}
-    return EmbeddingSet(role, source, "embed", files=files, skipped=got.skipped, spec=got.spec, spec_from=got.spec_from)
-
-
-def _float_frames(e: np.ndarray, where: str, spec: spec_lib.EmbeddingSpec | None = None) -> np.ndarray:
-    if e.dtype == np.uint8:
-        raise SourceError(quantised(where, spec))
-    if e.ndim != 2:
-        raise SourceError(f"{where}: expected [frames, dim] embeddings, got shape {e.shape}")
-    return np.asarray(e, np.float32)
