@@ -28,6 +28,31 @@ class Validation:
     patience: int
 
 
+def dense(key, a: int, b: int, gain: float = 2.0) -> dict:
+    """A [a, b] layer, He-initialised (gain 2) for the ReLU after it."""
+    import jax
+    import jax.numpy as jnp
+
+    return {"kernel": jax.random.normal(key, (a, b)) * np.sqrt(gain / a), "bias": jnp.zeros(b)}
+
+
+def relu_layers(layers, x, dropout: float = 0.0, key=None):
+    """`x` through ReLU `layers`, with inverted dropout after each when given a key."""
+    import jax
+
+    for layer in layers:
+        x = jax.nn.relu(x @ layer["kernel"] + layer["bias"])
+        if dropout and key is not None:
+            key, sub = jax.random.split(key)
+            x = x * jax.random.bernoulli(sub, 1 - dropout, x.shape) / (1 - dropout)
+    return x
+
+
+def config(cls, info: dict):
+    """A head's config dataclass from its info["config"] (JSON turned its tuples into lists)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["config"].items()})
+
+
 def batch_starts(n: int, batch_size: int, drop_last: bool) -> range:
     """Start index of each minibatch; `drop_last` skips a short final batch (one batch when n < batch_size)."""
     if drop_last:

@@ -8,14 +8,12 @@ layers) + head.json (label names, feature, the training embeddings' EmbeddingSpe
 from __future__ import annotations
 
 import dataclasses
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vggish_jax import atomic, spec as spec_lib
+from vggish_jax import spec as spec_lib
 from vggish_jax.classify import features, fit, head_check
 
 
@@ -35,19 +33,12 @@ def _init(key, sizes):
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
         key, sub = jax.random.split(key)
-        layers.append({"kernel": jax.random.normal(sub, (a, b)) * np.sqrt(2.0 / a), "bias": jnp.zeros(b)})
+        layers.append(fit.dense(sub, a, b))
     return layers
 
 
 def _apply(layers, x, *, dropout=0.0, key=None):
-    for i, layer in enumerate(layers):
-        x = x @ layer["kernel"] + layer["bias"]
-        if i < len(layers) - 1:
-            x = jax.nn.relu(x)
-            if dropout and key is not None:
-                key, sub = jax.random.split(key)
-                x = x * jax.random.bernoulli(sub, 1 - dropout, x.shape) / (1 - dropout)
-    return x
+    return fit.relu_layers(layers[:-1], x, dropout, key) @ layers[-1]["kernel"] + layers[-1]["bias"]
 
 
 @dataclasses.dataclass
@@ -111,23 +102,13 @@ def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = He
 
 def refit(head: Head, x, y) -> Head:
     """`head`'s recipe refitted on (x, y), e.g. train + validation, for the epochs validation chose."""
-    cfg = HeadConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in head.info["config"].items()})
-    return train_head(x, y, None, None, head.label_names, cfg, epochs=head.info["best_epoch"] + 1,
-                      feature=head.feature, final_relu=head.final_relu, weights=head.weights, spec=head.spec)
+    return train_head(x, y, None, None, head.label_names, fit.config(HeadConfig, head.info),
+                      epochs=head.info["best_epoch"] + 1, feature=head.feature, final_relu=head.final_relu,
+                      weights=head.weights, spec=head.spec)
 
 
 def save_head(directory: str, head: Head) -> str:
-    os.makedirs(directory, exist_ok=True)
-    arrays = {"mean": head.mean, "scale": head.scale}
-    for i, layer in enumerate(head.layers):
-        arrays[f"layer{i}_kernel"], arrays[f"layer{i}_bias"] = layer["kernel"], layer["bias"]
-    atomic.savez(os.path.join(directory, "head.npz"), **arrays)
-    meta = {"label_names": head.label_names, "feature": head.feature, "final_relu": head.final_relu,
-            "weights": head.weights, "num_layers": len(head.layers), "info": head.info}
-    if head.spec is not None:
-        meta[spec_lib.KEY] = head.spec.to_dict()
-    atomic.write_json(os.path.join(directory, "head.json"), meta)
-    return directory
+    return head_check.write(directory, head, [head.layers], [""])
 
 
 def load_head(directory: str):
@@ -137,11 +118,8 @@ def load_head(directory: str):
         from vggish_jax.classify import frame_head
         return frame_head.load(directory, meta, arrays)
     head_check.known(meta, "feature", ("mean_std",), directory)  # the only feature predict_proba builds
-    keys = [[(f"layer{i}_kernel", f"layer{i}_bias") for i in range(head_check.positive_int(meta, "num_layers",
-                                                                                           directory))]]
-    spec = head_check.check(directory, meta, arrays, keys,
-                            lambda d, kernels: [d] + [k.shape[-1] for k in kernels[:-1]])
-    layers = [{"kernel": arrays[k], "bias": arrays[b]} for k, b in keys[0]]
-    return Head(meta["label_names"], arrays["mean"], arrays["scale"], layers, feature=meta["feature"],
-                final_relu=bool(meta.get("final_relu")), weights=meta.get("weights"), info=meta.get("info", {}),
-                spec=spec)
+    keys = head_check.layer_keys([""], head_check.positive_int(meta, "num_layers", directory))
+    spec = head_check.check(directory, meta, arrays, keys, lambda d, kernels: [d] + [k.shape[-1] for k in kernels[:-1]])
+    return Head(meta["label_names"], arrays["mean"], arrays["scale"], head_check.layers(arrays, keys)[0],
+                feature=meta["feature"], final_relu=bool(meta.get("final_relu")), weights=meta.get("weights"),
+                info=meta.get("info", {}), spec=spec)
