@@ -229,7 +229,8 @@ def refit_best(best: dict, data: dict, trained: dict, label_names, seed: int = 0
     return cell, head
 
 
-def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key: str = "mel") -> dict[str, list[np.ndarray]]:
+def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key: str = "mel"
+              ) -> dict[str, list[np.ndarray]]:
     """Log-mels (or `key`) from the built TFDS dataset, in the order of the extracted embeddings (by track_id)."""
     from vggish_jax.datasets import fma
 

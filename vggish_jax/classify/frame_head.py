@@ -269,7 +269,7 @@ def load(directory: str, meta: dict, arrays: dict) -> FrameHead:
         return [d] + [k.shape[-1] for k in hidden[:-1]] + ([h] if att is not None else []) + [pooled_width(h, pooling)]
 
     spec = head_check.check(directory, meta, arrays, keys, widths)
-    return FrameHead(meta["label_names"], arrays["mean"], arrays["scale"], head_check.layers(arrays, keys), bool(meta.get("multilabel")),
-                     spec=spec, weights=meta.get("weights"), final_relu=bool(meta.get("final_relu")),
-                     info=meta.get("info", {}), pooling=pooling)
+    return FrameHead(meta["label_names"], arrays["mean"], arrays["scale"], head_check.layers(arrays, keys),
+                     bool(meta.get("multilabel")), spec=spec, weights=meta.get("weights"),
+                     final_relu=bool(meta.get("final_relu")), info=meta.get("info", {}), pooling=pooling)
 
