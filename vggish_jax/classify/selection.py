@@ -44,8 +44,7 @@ def finalists(cells: list[dict], n: int) -> list[dict]:
 
 def usable_k(k: int, y: np.ndarray, groups) -> int:
     """K capped by the groups and by the largest class (stratified folds need one class with K clips)."""
-    n_groups = len(set(cv._group_ids(groups))) if groups is not None else len(y)
-    return min(k, n_groups, int(np.bincount(y).max()))
+    return min(k, cv.n_groups(groups) if groups is not None else len(y), int(np.bincount(y).max()))
 
 
 def fold_scores(cell: dict, data: dict, groups, extra, head, k: int, seed: int, fit_predict) -> list[float]:
