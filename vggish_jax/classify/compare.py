@@ -158,9 +158,7 @@ def _metric_keys(multilabel: bool) -> tuple[str, ...]:
 def scores(out: dict[str, np.ndarray], data: Data) -> dict:
     """Metrics of class indices (single-label) or per-class scores (multi-label) on the splits in `out`;
     `validation_score` (accuracy or mAP) is what selection compares."""
-    r = {}
-    for s in out:
-        r.update({f"{s}_{m}": v for m, v in metrics.score_pair(data.y[s], out[s]).items()})
+    r = {f"{s}_{m}": v for s in out for m, v in metrics.score_pair(data.y[s], out[s]).items()}
     r["validation_score"] = r.get(f"validation_{metric_names(data.multilabel)[0]}")
     r["test_predictions"] = np.asarray(out["test"]).tolist()
     return r
@@ -238,13 +236,10 @@ def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key
     out = {}
     for s in track_ids:
         ds = sources[s]
-        by_id = {}
-        for i in range(len(ds)):
-            ex = ds[i]
-            if key not in ex:
-                raise ValueError(f"{data_dir}: {dataset} stores no {key!r}; build and extract fma/small_waveform "
-                                 f"for the musicnn feature set")
-            by_id[int(ex["track_id"])] = np.asarray(ex[key])
+        if len(ds) and key not in ds[0]:
+            raise ValueError(f"{data_dir}: {dataset} stores no {key!r}; build and extract fma/small_waveform "
+                             f"for the musicnn feature set")
+        by_id = {int(ex["track_id"]): np.asarray(ex[key]) for ex in map(ds.__getitem__, range(len(ds)))}
         missing = [int(t) for t in track_ids[s] if int(t) not in by_id]
         if missing:
             raise ValueError(f"{data_dir}: {len(missing)} clips of the embeddings are not in the {s} split "
@@ -344,37 +339,20 @@ class CompareSettings:
 
 @dataclasses.dataclass
 class _Inputs:
-    """A store loaded for one comparison: its info, the clips per split and every feature set's matrices."""
+    """A store loaded for one comparison: the clips per split, every feature set's matrices, table.json's fields
+    about the store and the run, and what a trained JAX head records about its embeddings (`meta`)."""
     store_dir: str
     info: dict
-    complete: bool
     splits: dict[str, store.Split]
     data: dict[str, Data]
     feature_sets: list[str]  # those asked for that could be built
-    files: dict  # table.json's "skipped" (clips whose audio did not decode) and "audio_features"
+    fields: dict
+    meta: dict
     started: float
 
     @property
     def label_names(self) -> list[str]:
         return list(self.info["label_names"])
-
-    @property
-    def spec(self):
-        return store.spec_of(self.info, os.path.join(self.store_dir, store.INFO))
-
-    @property
-    def meta(self) -> dict:
-        """What a trained JAX head records about its embeddings."""
-        return {"final_relu": self.spec.final_relu, "weights": self.info.get("weights"), "spec": self.spec}
-
-    def store_fields(self, settings: CompareSettings) -> dict:
-        """table.json's fields about the store and the run, shared by split and cross-validated tables."""
-        return {"embeddings": os.path.abspath(self.store_dir), "dataset": self.info.get("dataset"),
-                "extraction_complete": self.complete, "final_relu": self.info.get("final_relu"),
-                "postprocess": self.info.get("postprocess"), "embedding_spec": self.spec.to_dict(),
-                "label_names": self.label_names, "seed": settings.seed, "feature_sets": list(self.feature_sets),
-                "classifiers": list(settings.classifiers), "versions": versions(), "machine": machine(),
-                "jobs": settings.jobs, **self.files}
 
 
 def compare(embeddings_dir: str, out: str, settings: CompareSettings | None = None, log=None) -> dict:
@@ -393,7 +371,7 @@ def compare(embeddings_dir: str, out: str, settings: CompareSettings | None = No
             f"cross-validation (--cv {k}){' on all but test' if 'test' in names else ''}")
     splits = {s: store.load_split(embeddings_dir, s) for s in (SPLITS if k is None else cv.pooled_splits(names))}
     _require_two_classes(embeddings_dir, info, splits)
-    inputs = _load_features(_Inputs(embeddings_dir, info, complete, splits, {}, [], {}, started), out, settings, log)
+    inputs = _load_features(embeddings_dir, info, complete, splits, out, settings, log, started)
     if k is not None:
         return _compare_cv(inputs, out, k, settings, log)
     return _compare_split(inputs, out, settings, log)
@@ -410,9 +388,11 @@ def _require_two_classes(embeddings_dir: str, info: dict, splits: dict[str, stor
                          f"classes (e.g. a folder with one subfolder of audio per class)")
 
 
-def _load_features(inputs: _Inputs, out: str, settings: CompareSettings, log) -> _Inputs:
-    """`inputs` with every asked-for feature set that can be built (from an FMA TFDS build or the audio files)."""
-    info, splits, want = inputs.info, inputs.splits, settings.feature_sets
+def _load_features(store_dir: str, info: dict, complete: bool, splits: dict[str, store.Split], out: str,
+                   settings: CompareSettings, log, started: float) -> _Inputs:
+    """The store's clips with every asked-for feature set that can be built (from an FMA TFDS build or the audio
+    files)."""
+    want = settings.feature_sets
     mels = waves = None
     ids = {s: sp.track_ids for s, sp in splits.items()}
     dataset = info.get("dataset", "fma/small")
@@ -437,8 +417,14 @@ def _load_features(inputs: _Inputs, out: str, settings: CompareSettings, log) ->
         files = {"skipped": [d.to_dict() for d in r.skipped],
                  "audio_features": {"from_files": from_files, "decoded": r.decoded, "cached": r.cached}}
     data = build_features(splits, mels, waves, r and r.x)
-    return dataclasses.replace(inputs, splits=splits, data=data, feature_sets=[f for f in want if f in data],
-                               files=files)
+    built, spec = [f for f in want if f in data], store.spec_of(info, os.path.join(store_dir, store.INFO))
+    fields = {"embeddings": os.path.abspath(store_dir), "dataset": info.get("dataset"), "extraction_complete": complete,
+              "final_relu": info.get("final_relu"), "postprocess": info.get("postprocess"),
+              "embedding_spec": spec.to_dict(), "label_names": list(info["label_names"]), "seed": settings.seed,
+              "feature_sets": list(built), "classifiers": list(settings.classifiers), "versions": versions(),
+              "machine": machine(), "jobs": settings.jobs, **files}
+    meta = {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec}
+    return _Inputs(store_dir, info, splits, data, built, fields, meta, started)
 
 
 def _split_cells(inputs: _Inputs, settings: CompareSettings, log) -> tuple[list[dict], dict]:
@@ -480,7 +466,7 @@ def _compare_split(inputs: _Inputs, out: str, settings: CompareSettings, log) ->
     chosen = selection.select(results, inputs.data, by_classifier, cv.pooled_groups(inputs.info, pooled), settings,
                               len(splits["validation"]), log, fit_predict)
     report = {
-        **inputs.store_fields(settings), "multilabel": multilabel, "metric": metrics.names(multilabel)[0],
+        **inputs.fields, "multilabel": multilabel, "metric": metrics.names(multilabel)[0],
         "candidates": {s: v.get("candidates") for s, v in inputs.info.get("splits", {}).items()
                        if isinstance(v, dict)},
         "split_sizes": {s: len(splits[s]) for s in SPLITS},
@@ -543,7 +529,7 @@ def _compare_cv(inputs: _Inputs, out: str, k: int, settings: CompareSettings, lo
     other = {s: store.load_split(store_dir, s).labels for s in cv.store_splits(store_dir, info)
              if s not in splits}  # not used, only counted: the class balance covers the whole store
     labels = {**{s: sp.labels for s, sp in splits.items()}, **other}
-    report = {**inputs.store_fields(settings),
+    report = {**inputs.fields,
               "class_counts": {s: class_counts(y, len(inputs.label_names)).tolist() for s, y in labels.items()}}
     report, best = cv.finish_report(report, plan, runs, {s: len(y) for s, y in other.items()})
     report["wall_seconds"] = time.perf_counter() - inputs.started
