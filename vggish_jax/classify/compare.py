@@ -267,13 +267,6 @@ def _from_files(out: str, info: dict, splits: dict, sets: list[str], settings, l
     return r
 
 
-def _subset(split: store.Split, keep: np.ndarray) -> store.Split:
-    """The clips of a split where `keep` is true."""
-    return store.Split(split.track_ids[keep], split.labels[keep],
-                       [e for e, k in zip(split.embeddings, keep) if k],
-                       None if split.keys is None else split.keys[keep])
-
-
 class IncompleteExtraction(RuntimeError):
     """The embeddings directory is from an extraction that did not finish."""
 
@@ -413,7 +406,10 @@ def _load_features(store_dir: str, info: dict, complete: bool, splits: dict[str,
     r = _from_files(out, info, splits, from_files, settings, log)
     files = {"skipped": [], "audio_features": {}}
     if r is not None:
-        splits = {s: _subset(sp, r.keep[s]) for s, sp in splits.items()} if r.skipped else splits
+        for s, sp in splits.items() if r.skipped else ():  # clips whose audio did not decode leave every set
+            k = r.keep[s]
+            splits[s] = store.Split(sp.track_ids[k], sp.labels[k], cv.take(sp.embeddings, np.flatnonzero(k)),
+                                    None if sp.keys is None else sp.keys[k])
         files = {"skipped": [d.to_dict() for d in r.skipped],
                  "audio_features": {"from_files": from_files, "decoded": r.decoded, "cached": r.cached}}
     data = build_features(splits, mels, waves, r and r.x)
@@ -500,7 +496,8 @@ def _write(out: str, report: dict, best: dict, y_held_out: np.ndarray, held_out:
 def _fold_cell(feature_set: str, classifier: str, x, y: np.ndarray, train: np.ndarray, test: np.ndarray,
                seed: int) -> dict:
     """One sklearn cell on one fold: fitted on the fold's training part, scored on its held-out part."""
-    return run_cell(feature_set, classifier, Data(*cv.fold_data(x, y, train, test)), seed, evaluate=("test",))
+    data = Data({"train": cv.take(x, train), "test": cv.take(x, test)}, {"train": y[train], "test": y[test]})
+    return run_cell(feature_set, classifier, data, seed, evaluate=("test",))
 
 
 def _cv_runs(inputs: _Inputs, plan: cv.Plan, settings: CompareSettings, log) -> dict[tuple[str, str], list[dict]]:

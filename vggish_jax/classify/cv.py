@@ -169,11 +169,6 @@ def make_plan(embeddings_dir: str, info: dict, splits: dict[str, store.Split], k
         raise FoldError(f"{embeddings_dir}: {e}") from None
 
 
-def fold_data(x, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[dict, dict]:
-    """(x, y) by split for one fold: the sklearn cells fit on all of 'train' and are scored on 'test'."""
-    return {"train": take(x, train), "test": take(x, test)}, {"train": y[train], "test": y[test]}
-
-
 def head_fold_data(x, y: np.ndarray, train: np.ndarray, test: np.ndarray, plan: Plan) -> tuple[dict, dict]:
     """(x, y) by split for a JAX head on one fold: 'validation' (for early stopping) carved from the fold's
     training part by `inner_split`, 'train' the rest, 'test' the held-out fold."""

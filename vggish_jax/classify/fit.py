@@ -53,13 +53,6 @@ def config(cls, info: dict):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["config"].items()})
 
 
-def batch_starts(n: int, batch_size: int, drop_last: bool) -> range:
-    """Start index of each minibatch; `drop_last` skips a short final batch (one batch when n < batch_size)."""
-    if drop_last:
-        return range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size)
-    return range(0, n, batch_size)
-
-
 def fit(params, opt_state, step: Callable, batch: Callable, n: int, *, batch_size: int, epochs: int, seed: int,
         key, validation: Validation | None = None, drop_last: bool = False) -> Fitted:
     """Up to `epochs` epochs over `n` examples, a seeded permutation each, `step(params, opt_state, *batch(idx),
@@ -73,7 +66,8 @@ def fit(params, opt_state, step: Callable, batch: Callable, n: int, *, batch_siz
     for epoch in range(epochs):
         order = rng.permutation(n)
         losses = []
-        for i in batch_starts(n, batch_size, drop_last):
+        # drop_last: no short final batch (one batch when n < batch_size)
+        for i in range(0, (n - batch_size + 1 if n >= batch_size else 1) if drop_last else n, batch_size):
             key, sub = jax.random.split(key)
             params, opt_state, loss = step(params, opt_state, *batch(order[i: i + batch_size]), sub)
             losses.append(float(loss))

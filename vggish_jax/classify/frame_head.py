@@ -154,18 +154,15 @@ def _init_member(key, sizes, pooling: str):
     return layers + [fit.dense(keys[-1], pooled_width(sizes[-2], pooling), sizes[-1])]
 
 
-def _loss(multilabel: bool):
-    import optax
-
-    if multilabel:
-        return lambda z, t: optax.sigmoid_binary_cross_entropy(z, t).sum(-1).mean()
-    return lambda z, t: optax.softmax_cross_entropy(z, t).mean()
-
-
-def _make_step(cfg: FrameHeadConfig, opt, loss):
+def _make_step(cfg: FrameHeadConfig, opt, multilabel: bool):
     """The jitted minibatch update: mixup of the batch's clips (when cfg.mixup), dropout, AdamW."""
     import jax
     import optax
+
+    if multilabel:
+        loss = lambda z, t: optax.sigmoid_binary_cross_entropy(z, t).sum(-1).mean()  # noqa: E731
+    else:
+        loss = lambda z, t: optax.softmax_cross_entropy(z, t).mean()  # noqa: E731
 
     @jax.jit
     def step(layers, state, xb, mb, tb, key):
@@ -206,7 +203,7 @@ def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | N
     targets = targets_of(y_train, len(label_names), multilabel, cfg.label_smoothing)
     sizes = (xt.shape[-1], *cfg.hidden, len(label_names))
     opt = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
-    step = _make_step(cfg, opt, _loss(multilabel))
+    step = _make_step(cfg, opt, multilabel)
     validation = None
     if val is not None:
         xv, mv = _standardised(val, mean, scale, xt.shape[1])

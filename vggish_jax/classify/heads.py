@@ -8,13 +8,16 @@ layers) + head.json (label names, feature, the training embeddings' EmbeddingSpe
 from __future__ import annotations
 
 import dataclasses
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from vggish_jax import spec as spec_lib
-from vggish_jax.classify import features, fit, head_check
+from vggish_jax.classify import features, fit, head_check, metrics
+from vggish_jax.pipeline import store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,14 +30,6 @@ class HeadConfig:
     max_epochs: int = 200
     patience: int = 20
     seed: int = 0
-
-
-def _init(key, sizes):
-    layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        key, sub = jax.random.split(key)
-        layers.append(fit.dense(sub, a, b))
-    return layers
 
 
 def _apply(layers, x, *, dropout=0.0, key=None):
@@ -75,7 +70,10 @@ def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = He
     mean, scale = x_train.mean(0), x_train.std(0) + 1e-6
     xt = jnp.asarray((x_train - mean) / scale)
     key, init_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
-    layers = _init(init_key, (xt.shape[1], *cfg.hidden, len(label_names)))
+    layers, sizes = [], (xt.shape[1], *cfg.hidden, len(label_names))
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        init_key, sub = jax.random.split(init_key)
+        layers.append(fit.dense(sub, a, b))
     opt = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
 
     @jax.jit
@@ -123,3 +121,40 @@ def load_head(directory: str):
     return Head(meta["label_names"], arrays["mean"], arrays["scale"], head_check.layers(arrays, keys)[0],
                 feature=meta["feature"], final_relu=bool(meta.get("final_relu")), weights=meta.get("weights"),
                 info=meta.get("info", {}), spec=spec)
+
+
+def evaluate_head(head_dir: str, store_dir: str, split: str = "test") -> dict:
+    """A saved head's scores on a labelled store's split (`vggish-jax predict --head H --embeddings STORE`); the
+    store's EmbeddingSpec and classes must be the head's; scored as the table (classify.metrics)."""
+    head = load_head(head_dir)
+    head_json = os.path.join(head_dir, "head.json")
+    info = store.read_info(store_dir)
+    info_path = os.path.join(store_dir, store.INFO)
+    if head.spec is None:
+        raise spec_lib.SpecMismatch(f"{head_json}: records no embedding spec (written by an older vggish-jax); "
+                                    f"retrain it with `vggish-jax compare`")
+    spec_lib.require_compatible(head.spec, store.spec_of(info, info_path), expected_from=head_json,
+                                found_from=info_path)
+    names = list(info["label_names"])
+    if names != list(head.label_names):
+        raise ValueError(f"{info_path} labels {names[:4]}... but head {head_json} predicts "
+                         f"{list(head.label_names)[:4]}...; score a head on a store of the same classes")
+    if not store.shard_paths(store_dir, split):  # e.g. a cross-validation store: one split 'all'
+        have = sorted(d for d in os.listdir(store_dir) if store.shard_paths(store_dir, d))
+        if have:
+            raise ValueError(f"{store_dir}: has no {split!r} split to score the head on (its splits: "
+                             f"{', '.join(have)}); --embeddings scores a held-out split: give a store that has a "
+                             f"{split} split (`vggish-jax extract --dataset fma/small`, a GTZAN folder with "
+                             f"`--split gtzan-filtered`, or a labels CSV with a split column)")
+    data = store.load_split(store_dir, split)
+    probs = head.predict_proba([np.asarray(e, np.float32) for e in data.embeddings])
+    y = np.asarray(data.labels)
+    r = {"head": os.path.abspath(head_dir), "embeddings": os.path.abspath(store_dir), "split": split,
+         "clips": len(y), "label_names": names}
+    r.update(metrics.score_pair(y, probs if y.ndim == 2 else probs.argmax(-1)))
+    return r
+
+
+def describe_scores(r: dict) -> str:
+    scores = ", ".join(f"{k} {r[k]:.4f}" for k in ("accuracy", "macro_f1", "mAP", "roc_auc") if k in r)
+    return f"{r['head']} on {r['embeddings']} ({r['split']}, {r['clips']} clips): {scores}"
