@@ -423,8 +423,17 @@ def _load_features(store_dir: str, info: dict, complete: bool, splits: dict[str,
     return _Inputs(store_dir, info, splits, data, built, fields, meta, started)
 
 
-def _split_cells(inputs: _Inputs, settings: CompareSettings, log) -> tuple[list[dict], dict]:
-    """Every cell fitted on train, scored on validation and test; (cells, trained JAX heads by folder name)."""
+def _public(cell: dict, y_test: np.ndarray, n_classes: int) -> dict:
+    """A cell as table.json keeps it: no predictions; single-label with its test confusion (rows true class)."""
+    r = {k: v for k, v in cell.items() if k != "test_predictions"}
+    if cell.get("test_predictions") is not None and np.ndim(y_test) == 1:
+        r["test_confusion"] = metrics.confusion(y_test, cell["test_predictions"], n_classes).tolist()
+    return r
+
+
+def _compare_split(inputs: _Inputs, out: str, settings: CompareSettings, log) -> dict:
+    """`compare` on the store's train/validation/test split: every cell fitted on train, scored on validation and
+    test; JAX heads saved by folder name."""
     from joblib import Parallel, delayed
 
     data, fs, clfs, seed = inputs.data, inputs.feature_sets, settings.classifiers, settings.seed
@@ -438,20 +447,6 @@ def _split_cells(inputs: _Inputs, settings: CompareSettings, log) -> tuple[list[
             cell, trained[HEAD_DIRS[head]] = run_head(head, data[f], inputs.label_names, seed, inputs.meta,
                                                       settings.frame_head, log, settings.extra_train)
             results.append(cell)
-    return results, trained
-
-
-def _public(cell: dict, y_test: np.ndarray, n_classes: int) -> dict:
-    """A cell as table.json keeps it: no predictions; single-label with its test confusion (rows true class)."""
-    r = {k: v for k, v in cell.items() if k != "test_predictions"}
-    if cell.get("test_predictions") is not None and np.ndim(y_test) == 1:
-        r["test_confusion"] = metrics.confusion(y_test, cell["test_predictions"], n_classes).tolist()
-    return r
-
-
-def _compare_split(inputs: _Inputs, out: str, settings: CompareSettings, log) -> dict:
-    """`compare` on the store's train/validation/test split."""
-    results, trained = _split_cells(inputs, settings, log)
     best = max([r for r in results if r.get("validation_score") is not None],
                key=lambda r: r["validation_score"])  # best on validation
     splits, names = inputs.splits, inputs.label_names
@@ -500,11 +495,14 @@ def _fold_cell(feature_set: str, classifier: str, x, y: np.ndarray, train: np.nd
     return run_cell(feature_set, classifier, data, seed, evaluate=("test",))
 
 
-def _cv_runs(inputs: _Inputs, plan: cv.Plan, settings: CompareSettings, log) -> dict[tuple[str, str], list[dict]]:
-    """Every cell's per-fold runs; JAX heads early-stop on an inner part of each fold's train (none is saved)."""
+def _compare_cv(inputs: _Inputs, out: str, k: int, settings: CompareSettings, log) -> dict:
+    """`compare` on K folds of the pooled splits (classify.cv); cells as mean ± std of their per-fold runs. JAX heads
+    early-stop on an inner part of each fold's train (none is saved)."""
     from joblib import Parallel, delayed
 
-    fs, clfs, seed, k = inputs.feature_sets, settings.classifiers, settings.seed, plan.k
+    store_dir, info, splits = inputs.store_dir, inputs.info, inputs.splits
+    plan = cv.make_plan(store_dir, info, splits, k, settings.seed)
+    fs, clfs, seed = inputs.feature_sets, settings.classifiers, settings.seed
     pooled = {f: cv.pool(inputs.data[f].x, inputs.data[f].y, plan.names) for f in fs}
     cells = [(f, c) for f in fs if f != "frames" for c in clfs if c not in JAX_HEADS]
     log(plan.describe(len(cells), settings.jobs))
@@ -515,14 +513,6 @@ def _cv_runs(inputs: _Inputs, plan: cv.Plan, settings: CompareSettings, log) -> 
         if head in clfs and f in fs and not (head == "JAX-MLP" and plan.multilabel):
             runs[(f, head)] = [run_head(head, Data(*cv.head_fold_data(*pooled[f], tr, te, plan)), inputs.label_names,
                                         seed, inputs.meta, settings.frame_head, log)[0] for tr, te in plan.folds]
-    return runs
-
-
-def _compare_cv(inputs: _Inputs, out: str, k: int, settings: CompareSettings, log) -> dict:
-    """`compare` on K folds of the pooled splits (classify.cv); cells as mean ± std."""
-    store_dir, info, splits = inputs.store_dir, inputs.info, inputs.splits
-    plan = cv.make_plan(store_dir, info, splits, k, settings.seed)
-    runs = _cv_runs(inputs, plan, settings, log)
     other = {s: store.load_split(store_dir, s).labels for s in cv.store_splits(store_dir, info)
              if s not in splits}  # not used, only counted: the class balance covers the whole store
     labels = {**{s: sp.labels for s, sp in splits.items()}, **other}

@@ -42,11 +42,6 @@ def finalists(cells: list[dict], n: int) -> list[dict]:
     return sorted(ok, key=lambda c: -c["validation_score"])[:n]
 
 
-def usable_k(k: int, y: np.ndarray, groups) -> int:
-    """K capped by the groups and by the largest class (stratified folds need one class with K clips)."""
-    return min(k, cv.n_groups(groups) if groups is not None else len(y), int(np.bincount(y).max()))
-
-
 def fold_scores(cell: dict, data: dict, groups, extra, head, k: int, seed: int, fit_predict) -> list[float]:
     """Accuracy on each of K held-out folds of train + validation for one cell (`head`: its trained JAX head;
     `extra` (clips, soft targets[, groups]) trains JAX-frames minus held-out groups). `fit_predict`: compare's
@@ -72,7 +67,9 @@ def select(cells: list[dict], data: dict, trained: dict, groups, settings, n_val
     by classifier; `groups`: one per clip of train + validation, or None."""
     y = np.concatenate([data[cells[0]["feature_set"]].y[s] for s in ("train", "validation")])
     how, why = protocol(settings.selection, n_validation, np.ndim(y) == 2)
-    k = usable_k(settings.selection_folds, y, groups) if how == "cv" else 0
+    # K capped by the groups and by the largest class (stratified folds need one class with K clips)
+    k = min(settings.selection_folds, cv.n_groups(groups) if groups is not None else len(y),
+            int(np.bincount(y).max())) if how == "cv" else 0
     if how == "cv" and k < 2:
         how, why = "validation", why + "; too few clips or groups for 2 folds"
     scored = []
