@@ -362,7 +362,8 @@ def compare(embeddings_dir: str, out: str, settings: CompareSettings | None = No
         k = cv.DEFAULT_K
         log(f"{embeddings_dir}: splits {', '.join(names)}, no train/validation/test: running {k}-fold "
             f"cross-validation (--cv {k}){' on all but test' if 'test' in names else ''}")
-    splits = {s: store.load_split(embeddings_dir, s) for s in (SPLITS if k is None else cv.pooled_splits(names))}
+    used = SPLITS if k is None else [s for s in names if s != "test"]  # cross-validated: test is left untouched
+    splits = {s: store.load_split(embeddings_dir, s) for s in used}
     _require_two_classes(embeddings_dir, info, splits)
     inputs = _load_features(embeddings_dir, info, complete, splits, out, settings, log, started)
     if k is not None:
@@ -505,7 +506,9 @@ def _compare_cv(inputs: _Inputs, out: str, k: int, settings: CompareSettings, lo
     fs, clfs, seed = inputs.feature_sets, settings.classifiers, settings.seed
     pooled = {f: cv.pool(inputs.data[f].x, inputs.data[f].y, plan.names) for f in fs}
     cells = [(f, c) for f in fs if f != "frames" for c in clfs if c not in JAX_HEADS]
-    log(plan.describe(len(cells), settings.jobs))
+    grouped = f" grouped by {cv.n_groups(plan.groups)} groups" if plan.groups is not None else ""
+    log(f"{k}-fold cross-validation{grouped} of {len(cells)} cells on {len(plan.labels)} clips "
+        f"({', '.join(plan.names)}), jobs={settings.jobs}")
     flat = Parallel(n_jobs=settings.jobs, verbose=0)(delayed(_fold_cell)(f, c, *pooled[f], tr, te, seed)
                                                      for f, c in cells for tr, te in plan.folds)
     runs = {fc: flat[i * k:(i + 1) * k] for i, fc in enumerate(cells)}

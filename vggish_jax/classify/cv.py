@@ -105,11 +105,6 @@ def store_splits(root: str, info: dict) -> list[str]:
     return names or sorted(d for d in os.listdir(root) if store.shard_paths(root, d))
 
 
-def pooled_splits(names: list[str]) -> list[str]:
-    """The splits cross-validated: all but `test` (left untouched) when the store has one, else all."""
-    return [s for s in names if s != "test"] if "test" in names else list(names)
-
-
 def pooled_groups(info: dict, splits: dict[str, store.Split]) -> np.ndarray | None:
     """The group of every pooled clip (by split, then track_id = position in the source's split), or None."""
     groups = info.get("groups") or {}
@@ -145,11 +140,6 @@ class Plan:
     @property
     def multilabel(self) -> bool:
         return self.labels.ndim == 2
-
-    def describe(self, cells: int, jobs: int) -> str:
-        grouped = f" grouped by {n_groups(self.groups)} groups" if self.groups is not None else ""
-        return (f"{self.k}-fold cross-validation{grouped} of {cells} cells on {len(self.labels)} clips "
-                f"({', '.join(self.names)}), jobs={jobs}")
 
 
 def make_plan(embeddings_dir: str, info: dict, splits: dict[str, store.Split], k: int, seed: int = 0) -> Plan:

@@ -1,12 +1,9 @@
-"""A frame-level genre head: an MLP on every 0.96-s embedding, pooled over the clip (POOLINGS), a linear
-classifier; an ensemble of such networks (different seeds) averages their probabilities.
-
-Trained with JAX/optax on padded, masked [clips, T, 128] batches with dropout, mixup and optional label
-smoothing, early-stopped per member on accuracy (mAP when multi-label). Single-label: softmax, accepting soft
-target rows; multi-label: a sigmoid per class. On disk: head.npz (frame mean/scale, m{j}_layer{i}_kernel/bias;
-the attention scorer is the layer before the classifier) + head.json (kind "frames", pooling (absent: mean),
-EmbeddingSpec, config, history). `forward_numpy` is the NumPy inference path (no jit per clip length).
-"""
+"""JAX-frames: an MLP on every 0.96-s embedding, pooled over the clip (POOLINGS), a linear classifier; an
+ensemble of such networks (different seeds) averages their probabilities. Trained on padded, masked
+[clips, T, 128] batches with dropout, mixup and optional label smoothing, each member early-stopped on the
+table's metric. Single-label: softmax (soft target rows accepted); multi-label: a sigmoid per class. The
+attention scorer is the layer before the classifier. `forward_numpy` is the NumPy inference path (no jit per
+clip length)."""
 from __future__ import annotations
 
 import dataclasses
@@ -109,7 +106,7 @@ def forward_jax(head: FrameHead, clips: list[np.ndarray]) -> np.ndarray:
     import jax
     import jax.numpy as jnp
 
-    x, m = pad_clips([(np.asarray(c, np.float32) - head.mean) / head.scale for c in clips])
+    x, m = _standardised(clips, head.mean, head.scale)
     probs = [(jax.nn.sigmoid if head.multilabel else jax.nn.softmax)(_apply_jax(layers, x, m, head.pooling))
              for layers in head.members]
     return np.asarray(jnp.mean(jnp.stack(probs), 0))
@@ -123,8 +120,10 @@ def _apply_jax(layers, x, m, pooling: str, key=None, dropout: float = 0.0):
     return pool(jnp, fit.relu_layers(hidden, x, dropout, key), m, pooling, att) @ clf["kernel"] + clf["bias"]
 
 
-def pad_clips(clips: list[np.ndarray], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """[clips, T, D] zero-padded frames (longer clips keep their first T) and [clips, T] mask."""
+def _standardised(clips: list[np.ndarray], mean, scale, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """[clips, T, D] standardised frames zero-padded to T (default: the longest; longer clips keep their first T)
+    and the [clips, T] mask."""
+    clips = [(np.asarray(c, np.float32) - mean) / scale for c in clips]
     length = length or max(c.shape[0] for c in clips)
     x = np.zeros((len(clips), length, clips[0].shape[1]), np.float32)
     m = np.zeros((len(clips), length), np.float32)
@@ -180,10 +179,6 @@ def _make_step(cfg: FrameHeadConfig, opt, multilabel: bool):
         return optax.apply_updates(layers, updates), state, value
 
     return step
-
-
-def _standardised(clips, mean, scale, length: int | None = None):
-    return pad_clips([(np.asarray(c, np.float32) - mean) / scale for c in clips], length)
 
 
 def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | None, y_val, label_names,

@@ -1,7 +1,9 @@
 """A saved head's files: written (`write`), then read and checked against each other before use (`read`, `check`).
 
-An inconsistent head would predict nonsense (or fail deep in a matrix product), so it is refused with one line
-naming the file and the fix. head.npz is read without pickle: a pickle in its place is refused, never run.
+head.npz: the feature mean/scale and each layer's [m{j}_]layer{i}_kernel/bias (m{j}_: a JAX-frames member);
+head.json: label names, feature, kind ("frames" or absent), pooling (absent: mean), the training embeddings'
+EmbeddingSpec, weights, config and history. An inconsistent head would predict nonsense (or fail deep in a
+matrix product), so it is refused with one line naming the file and the fix; a pickle is refused, never run.
 """
 from __future__ import annotations
 

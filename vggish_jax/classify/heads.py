@@ -1,10 +1,6 @@
-"""A small genre head on pooled VGGish embeddings, trained with JAX/optax, saved without pickle.
-
-Standardised mean+std pooled embeddings -> MLP (no hidden layer: multinomial logistic regression), minibatch
-AdamW with dropout, the best-validation-accuracy epoch kept (classify.fit). On disk: head.npz (scaler and
-layers) + head.json (label names, feature, the training embeddings' EmbeddingSpec, weights, history), which
-`vggish-jax predict --head` rebuilds exactly, refusing weights that differ.
-"""
+"""JAX-MLP: standardised mean+std pooled embeddings -> MLP (AdamW, dropout, the best validation epoch kept),
+saved without pickle (head_check.write); `load_head` reads either head kind and `evaluate_head` scores one on a
+store. `vggish-jax predict --head` rebuilds it exactly, refusing embeddings of another EmbeddingSpec."""
 from __future__ import annotations
 
 import dataclasses
