@@ -108,12 +108,9 @@ def musicnn_features(waveforms: list[np.ndarray], tagger=None) -> np.ndarray:
     or the int16 of an FMA *_waveform build)."""
     from vggish_jax.datasets import decode as tfds_decode
 
-    rows = []
-    for w in waveforms:
-        w = np.asarray(w)
-        x = tfds_decode.from_int16(w) if np.issubdtype(w.dtype, np.integer) else w
-        rows.append(_penultimate([musicnn_patches(x)], tagger)[0])
-    return features.mean_std(rows)
+    as_float = [tfds_decode.from_int16(w) if np.issubdtype(w.dtype, np.integer) else w
+                for w in map(np.asarray, waveforms)]
+    return features.mean_std([_penultimate([musicnn_patches(x)], tagger)[0] for x in as_float])
 
 
 def _penultimate(patch_sets: list[np.ndarray], tagger=None) -> list[np.ndarray]:
@@ -134,14 +131,10 @@ class Entry:
     skip: skips.Skip | None = None
 
 
-def cache_path(cache_dir: str, name: str) -> str:
-    return os.path.join(cache_dir, f"{name}.npz")
-
-
 def read_cache(cache_dir: str, name: str, log: Callable[[str], None]) -> dict[str, Entry]:
     """{path: Entry} of a feature set's cache; empty when absent, damaged (said in one line) or of another
     definition."""
-    path = cache_path(cache_dir, name)
+    path = os.path.join(cache_dir, f"{name}.npz")
     if not os.path.exists(path):
         return {}
     try:
@@ -162,7 +155,7 @@ def write_cache(cache_dir: str, name: str, entries: Mapping[str, Entry], dim: in
     done = [(p, e) for p, e in entries.items() if e.vector is not None]
     bad = [(p, e) for p, e in entries.items() if e.skip is not None and e.stamp]  # a vanished file: retry
     strs = lambda xs: np.asarray(list(xs) or np.zeros(0, str), dtype=str)  # noqa: E731
-    atomic.savez(cache_path(cache_dir, name), definition=np.asarray(DEFINITIONS[name]),
+    atomic.savez(os.path.join(cache_dir, f"{name}.npz"), definition=np.asarray(DEFINITIONS[name]),
                  paths=strs(p for p, _ in done), stamps=strs(e.stamp for _, e in done),
                  vectors=np.stack([e.vector for _, e in done]).astype(np.float32) if done
                  else np.zeros((0, dim), np.float32),
@@ -195,11 +188,8 @@ def compute(files: Mapping[str, list[str]], sets=SETS, *, cache_dir: str, worker
     stamps = {p: file_stamp(p) for p in paths}  # before decoding: a file changed meanwhile is new next time
     cache = {s: read_cache(cache_dir, s, log) for s in sets}
 
-    def fresh(p: str, s: str) -> bool:
-        e = cache[s].get(p)
-        return e is not None and bool(stamps[p]) and e.stamp == stamps[p]
-
-    todo = [p for p in paths if not all(fresh(p, s) for s in sets)]
+    todo = [p for p in paths if not all(stamps[p] and getattr(cache[s].get(p), "stamp", None) == stamps[p]
+                                        for s in sets)]
     if todo:
         log(f"{', '.join(sets)}: decoding {len(todo)} audio files ({len(paths) - len(todo)} cached in {cache_dir})")
     workers = min(workers, len(todo))
@@ -243,13 +233,9 @@ def compute(files: Mapping[str, list[str]], sets=SETS, *, cache_dir: str, worker
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    skipped = {}
-    for p in paths:
-        s = next((cache[name][p].skip for name in sets if cache[name][p].skip is not None), None)
-        if s is not None:
-            skipped[p] = s
+    # a file's Skip: the first set's that has one (reversed: a later entry of the same path overwrites)
+    skipped = {p: e.skip for p in paths for e in (cache[s][p] for s in reversed(sets)) if e.skip is not None}
     keep = {split: np.array([p not in skipped for p in ps], bool) for split, ps in files.items()}
-    x = {s: {split: np.stack([cache[s][p].vector for p in ps if p not in skipped]).astype(np.float32)
-             if any(p not in skipped for p in ps) else np.zeros((0, DIMS[s]), np.float32)
+    x = {s: {split: np.array([cache[s][p].vector for p in ps if p not in skipped], np.float32).reshape(-1, DIMS[s])
              for split, ps in files.items()} for s in sets}
     return Result(x, keep, list(skipped.values()), len(todo), len(paths) - len(todo))

@@ -1,23 +1,15 @@
 """The paper's comparison table: 13 classifiers (FMA's baseline recipe) x feature sets, plus better heads.
 
-    vggish_jax.compare("store", "results/<run>", CompareSettings(...))   (CLI: vggish-jax compare)
-
-Every model is fitted on train only (scaler, PCA and classifier in one sklearn Pipeline). Feature sets:
-embedding (31 x 128 flattened), embedding+pca128, mean_std (256-d), mfcc (MFCC statistics of log-mels),
-musicnn (mean+std of MusiCNN's 200-d penultimate features over 3-s patches, short clips "repeat-pad"ded as
-musicnn's training did), frames (for JAX-frames only). mfcc/musicnn come from an FMA TFDS build (data_dir) or
-the clips' audio files (cached in <out>/features/; a clip that no longer decodes is dropped from every set and
-listed under "skipped"). Extra models: HGB (for XGBoost), JAX-MLP (classify.heads, on mean_std) and JAX-frames
-(classify.frame_head, on frames). Single-label: accuracy and macro-F1; multi-label: mAP and macro ROC-AUC,
-one-vs-rest. Cells are ranked on validation; `CompareSettings.selection` picks the model (classify.selection);
-a CV-selected one, or any with `--refit`, is refitted on train + validation and test scored once. The flattened
-length is the median training clip length in examples (31 for FMA, 10 for AudioSet). A store without
-train/validation/test is cross-validated (`--cv K`, classify.cv): mean and std over K held-out folds.
+Every model is fitted on train only (scaler, PCA and classifier in one sklearn Pipeline). Feature sets: embedding
+(the first 31 examples flattened: the median training clip length, 10 for AudioSet), embedding+pca128, mean_std,
+frames, and mfcc / musicnn from an FMA TFDS build or the clips' audio files (classify.audio_features). Cells are
+ranked on validation and the model picked by `CompareSettings.selection` (classify.selection); a CV-selected one,
+or any with `refit`, is refitted on train + validation before test is scored once. A store without
+train/validation/test is cross-validated (classify.cv): mean and std over K held-out folds.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import sys
 import time
@@ -36,6 +28,7 @@ PAPER_CLASSIFIERS = ("LR", "kNN", "SVCrbf", "SVCpoly1", "linSVC1", "linSVC2", "D
 EXTRA_CLASSIFIERS = ("HGB", "JAX-MLP", "JAX-frames")
 FEATURE_SETS = ("embedding", "embedding+pca128", "mean_std", "mfcc", "musicnn", "frames")
 JAX_HEADS = {"JAX-MLP": "mean_std", "JAX-frames": "frames"}  # the one feature set each JAX head runs on
+HEAD_DIRS = {"JAX-MLP": "head", "JAX-frames": "head_frames"}  # where compare saves each (refitted: <dir>_refit)
 SPLITS = ("train", "validation", "test")
 
 
@@ -98,9 +91,10 @@ def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.n
     (feature set -> split -> matrix, e.g. from the audio files)."""
     names = list(embeddings)
     y = {s: embeddings[s].labels for s in names}
-    # The flattened length: the training clips' typical length (all clips' when there is no train split).
-    n = clip_examples(embeddings["train"].embeddings if "train" in embeddings else
-                      [c for s in names for c in embeddings[s].embeddings])
+    # The flattened length: the training clips' median length (all clips' without a train split), at most 31.
+    clips = embeddings["train"].embeddings if "train" in embeddings else [c for s in names for c in
+                                                                          embeddings[s].embeddings]
+    n = int(min(features.EXAMPLES_PER_CLIP, max(1, np.median([len(c) for c in clips])))) if clips else 1
     flat = {s: features.flatten(embeddings[s].embeddings, n) for s in names}
     out = {"embedding": Data(flat, y), "embedding+pca128": Data(flat, y),
            "frames": Data({s: embeddings[s].embeddings for s in names}, y),
@@ -111,11 +105,6 @@ def build_features(embeddings: dict[str, store.Split], mels: dict[str, list[np.n
         out["musicnn"] = Data({s: audio_features.musicnn_features(waveforms[s]) for s in names}, y)
     out.update({name: Data(x, y) for name, x in (computed or {}).items()})
     return out
-
-
-def clip_examples(clips: list[np.ndarray]) -> int:
-    """The typical clip length in examples (median over clips), at most the paper's 31."""
-    return int(min(features.EXAMPLES_PER_CLIP, max(1, np.median([len(c) for c in clips])))) if clips else 1
 
 
 def fit_cell(feature_set: str, classifier: str, x_train: np.ndarray, y_train: np.ndarray, seed: int = 0):
@@ -138,12 +127,7 @@ def run_cell(feature_set: str, classifier: str, data: Data, seed: int = 0,
         return {**_timed(feature_set, classifier, t0), **dict.fromkeys(_metric_keys(data.multilabel)),
                 "validation_score": None, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
     fit_s = time.perf_counter() - t0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if data.multilabel:
-            out = {s: class_scores(model, data.x[s]) for s in evaluate}
-        else:
-            out = {s: model.predict(data.x[s]) for s in evaluate}
+    out = {s: predict(model, data.x[s], data.multilabel) for s in evaluate}
     return {**_timed(feature_set, classifier, t0, fit_s), **scores(out, data)}
 
 
@@ -154,12 +138,17 @@ def _timed(feature_set: str, classifier: str, t0: float, fit_s: float | None = N
             "wall_seconds": wall}
 
 
-def class_scores(model, x: np.ndarray) -> np.ndarray:
-    """[clips, classes] per-class scores of a one-vs-rest model: probabilities where it has them, else margins."""
-    try:
-        return np.asarray(model.predict_proba(x))
-    except AttributeError:  # SVC without probability=True, LinearSVC
-        return np.asarray(model.decision_function(x))
+def predict(model, x: np.ndarray, multilabel: bool) -> np.ndarray:
+    """Class indices, or (multi-label) [clips, classes] scores: probabilities where the model has them, else
+    margins."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if not multilabel:
+            return model.predict(x)
+        try:
+            return np.asarray(model.predict_proba(x))
+        except AttributeError:  # SVC without probability=True, LinearSVC
+            return np.asarray(model.decision_function(x))
 
 
 def _metric_keys(multilabel: bool) -> tuple[str, ...]:
@@ -169,24 +158,35 @@ def _metric_keys(multilabel: bool) -> tuple[str, ...]:
 def scores(out: dict[str, np.ndarray], data: Data) -> dict:
     """Metrics of class indices (single-label) or per-class scores (multi-label) on the splits in `out`;
     `validation_score` (accuracy or mAP) is what selection compares."""
-    r = {}
-    for s in out:
-        r.update({f"{s}_{m}": v for m, v in metrics.score_pair(data.y[s], out[s]).items()})
+    r = {f"{s}_{m}": v for s in out for m, v in metrics.score_pair(data.y[s], out[s]).items()}
     r["validation_score"] = r.get(f"validation_{metric_names(data.multilabel)[0]}")
     r["test_predictions"] = np.asarray(out["test"]).tolist()
     return r
 
 
-def run_jax_head(data: Data, label_names, seed: int = 0, meta: dict | None = None):
-    from vggish_jax.classify import heads
+def run_head(classifier: str, data: Data, label_names, seed: int = 0, meta: dict | None = None, cfg=None,
+             log=None, extra=None):
+    """A JAX head as a table cell: JAX-MLP (classify.heads) or the frame-level ensemble (frame_head, `cfg`);
+    `extra` (clips, soft targets) only trains JAX-frames. Returns (cell, trained head)."""
+    from vggish_jax.classify import frame_head, heads
 
-    if data.multilabel:
-        raise ValueError("JAX-MLP is single-label; use JAX-frames for a multi-label store")
     t0 = time.perf_counter()
-    head = heads.train_head(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"],
-                            label_names, heads.HeadConfig(seed=seed), **(meta or {}))
-    pred = {s: head.predict_proba_features(data.x[s]).argmax(-1) for s in ("validation", "test")}
-    return {**_timed("mean_std", "JAX-MLP", t0), **scores(pred, data), "best_epoch": head.info["best_epoch"]}, head
+    if classifier == "JAX-MLP":
+        if data.multilabel:
+            raise ValueError("JAX-MLP is single-label; use JAX-frames for a multi-label store")
+        head = heads.train_head(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"],
+                                label_names, heads.HeadConfig(seed=seed), **(meta or {}))
+        probs = {s: head.predict_proba_features(data.x[s]) for s in ("validation", "test")}
+        more = {"best_epoch": head.info["best_epoch"]}
+    else:
+        clips, y = with_extra(data.x["train"], data.y["train"], None if data.multilabel else extra, len(label_names))
+        head = frame_head.train_frame_head(clips, y, data.x["validation"], data.y["validation"], label_names,
+                                           cfg or frame_head.FrameHeadConfig(seed=seed), multilabel=data.multilabel,
+                                           log=log, **(meta or {}))
+        probs = {s: head.predict_proba(data.x[s]) for s in ("validation", "test")}
+        more = {"best_epochs": [m["best_epoch"] for m in head.info["members"]], "train_clips": len(clips)}
+    out = probs if data.multilabel else {s: p.argmax(-1) for s, p in probs.items()}
+    return {**_timed(JAX_HEADS[classifier], classifier, t0), **scores(out, data), **more}, head
 
 
 def with_extra(clips, y, extra, n_classes: int):
@@ -198,49 +198,37 @@ def with_extra(clips, y, extra, n_classes: int):
     return list(clips) + list(extra[0]), np.concatenate([frame_head.targets_of(y, n_classes, False), extra[1]])
 
 
-def run_frame_head(data: Data, label_names, seed: int = 0, meta: dict | None = None, cfg=None, log=None, extra=None):
-    """The frame-level ensemble head (frame_head) as a table cell; `extra` (clips, soft targets) only trains."""
-    from vggish_jax.classify import frame_head
+def fit_predict(cell: dict, d: Data, x, y, x_test, trained=None, seed: int = 0, extra=None, log=None):
+    """(output on `x_test`, refitted head or None) of `cell`'s recipe fitted on (x, y); a JAX head (`trained`)
+    trains for the epochs validation chose. Output: class indices, or (multi-label) per-class scores."""
+    from vggish_jax.classify import frame_head, heads
 
-    t0 = time.perf_counter()
-    cfg = cfg or frame_head.FrameHeadConfig(seed=seed)
-    clips, y = with_extra(data.x["train"], data.y["train"], None if data.multilabel else extra, len(label_names))
-    head = frame_head.train_frame_head(clips, y, data.x["validation"], data.y["validation"],
-                                       label_names, cfg, multilabel=data.multilabel, log=log, **(meta or {}))
-    probs = {s: head.predict_proba(data.x[s]) for s in ("validation", "test")}
-    out = probs if data.multilabel else {s: p.argmax(-1) for s, p in probs.items()}
-    return {**_timed("frames", "JAX-frames", t0), **scores(out, data),
-            "best_epochs": [m["best_epoch"] for m in head.info["members"]], "train_clips": len(clips)}, head
+    if cell["classifier"] == "JAX-frames":
+        x, y = with_extra(x, y, None if d.multilabel else extra, len(trained.label_names))
+        head = frame_head.refit(trained, x, y, log=log)
+        p = head.predict_proba(x_test)
+        return (p if d.multilabel else p.argmax(-1)), head
+    if cell["classifier"] == "JAX-MLP":
+        head = heads.refit(trained, x, y)
+        return head.predict_proba_features(x_test).argmax(-1), head
+    return predict(fit_cell(cell["feature_set"], cell["classifier"], x, y, seed), x_test, d.multilabel), None
 
 
 def refit_best(best: dict, data: dict, trained: dict, label_names, seed: int = 0, extra=None, log=None):
-    """The chosen model refitted on train + validation (JAX heads for the epochs validation chose), test scored
-    once. Returns (cell, refitted JAX head or None)."""
-    from vggish_jax.classify import frame_head, heads
-
-    d, clf = data[best["feature_set"]], best["classifier"]
-    x = list(d.x["train"]) + list(d.x["validation"]) if clf == "JAX-frames" else \
-        np.concatenate([d.x["train"], d.x["validation"]])
-    y = np.concatenate([d.y["train"], d.y["validation"]])
-    t0, head = time.perf_counter(), None
-    if clf == "JAX-frames":
-        x, y = with_extra(x, y, None if d.multilabel else extra, len(label_names))
-        head = frame_head.refit(trained["head_frames"], x, y, log=log)
-        p = head.predict_proba(d.x["test"])
-        pred = p if d.multilabel else p.argmax(-1)
-    elif clf == "JAX-MLP":
-        head = heads.refit(trained["head"], x, y)
-        pred = head.predict_proba_features(d.x["test"]).argmax(-1)
-    else:
-        model = fit_cell(best["feature_set"], clf, x, y, seed)
-        pred = class_scores(model, d.x["test"]) if d.multilabel else model.predict(d.x["test"])
-    cell = {"feature_set": best["feature_set"], "classifier": clf, "train_clips": len(x),
+    """The chosen model refitted on train + validation, test scored once. Returns (cell, refitted head or None)."""
+    d, t0 = data[best["feature_set"]], time.perf_counter()
+    x, y = cv.pool(d.x, d.y, ["train", "validation"])
+    pred, head = fit_predict(best, d, x, y, d.x["test"], trained.get(HEAD_DIRS.get(best["classifier"])), seed, extra,
+                             log)
+    cell = {"feature_set": best["feature_set"], "classifier": best["classifier"],
+            "train_clips": head.info.get("train_clips", len(x)) if head else len(x),
             "fit_seconds": time.perf_counter() - t0, **scores({"test": pred}, d)}
     cell.pop("validation_score")
     return cell, head
 
 
-def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key: str = "mel") -> dict[str, list[np.ndarray]]:
+def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key: str = "mel"
+              ) -> dict[str, list[np.ndarray]]:
     """Log-mels (or `key`) from the built TFDS dataset, in the order of the extracted embeddings (by track_id)."""
     from vggish_jax.datasets import fma
 
@@ -248,13 +236,10 @@ def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key
     out = {}
     for s in track_ids:
         ds = sources[s]
-        by_id = {}
-        for i in range(len(ds)):
-            ex = ds[i]
-            if key not in ex:
-                raise ValueError(f"{data_dir}: {dataset} stores no {key!r}; build and extract fma/small_waveform "
-                                 f"for the musicnn feature set")
-            by_id[int(ex["track_id"])] = np.asarray(ex[key])
+        if len(ds) and key not in ds[0]:
+            raise ValueError(f"{data_dir}: {dataset} stores no {key!r}; build and extract fma/small_waveform "
+                             f"for the musicnn feature set")
+        by_id = {int(ex["track_id"]): np.asarray(ex[key]) for ex in map(ds.__getitem__, range(len(ds)))}
         missing = [int(t) for t in track_ids[s] if int(t) not in by_id]
         if missing:
             raise ValueError(f"{data_dir}: {len(missing)} clips of the embeddings are not in the {s} split "
@@ -263,31 +248,23 @@ def load_mels(data_dir: str, dataset: str, track_ids: dict[str, np.ndarray], key
     return out
 
 
-def _from_files(out, info, splits, sets, data_dir, manual_dir, jobs, log):
-    """(feature set -> split -> matrix, Skips to drop from every set, stats with keep masks) for the sets
-    computed from audio files; a store without files logs why."""
+def _from_files(out: str, info: dict, splits: dict, sets: list[str], settings, log):
+    """audio_features.compute's Result for the sets computed from audio files, or None (a store without files
+    logs why)."""
     if not sets:
-        return {}, [], {}
+        return None
     try:
         # a store written without keys has none, or (written directly) an empty array: no clip is named
         keys = {s: sp.keys if sp.keys is not None and len(sp.keys) == len(sp) else None for s, sp in splits.items()}
-        files = audio_features.store_files(info, keys, data_dir=data_dir, manual_dir=manual_dir)
+        files = audio_features.store_files(info, keys, data_dir=settings.data_dir, manual_dir=settings.manual_dir)
     except audio_features.NoAudio as e:
         log(f"{', '.join(sets)}: skipped ({e})")
-        return {}, [], {}
+        return None
     r = audio_features.compute(files, sets, cache_dir=os.path.join(out, "features"),
-                               workers=(os.cpu_count() or 1) if jobs < 0 else jobs, log=log)
+                               workers=(os.cpu_count() or 1) if settings.jobs < 0 else settings.jobs, log=log)
     for s in r.skipped:
         log(s.line())
-    stats = {"from_files": list(sets), "decoded": r.decoded, "cached": r.cached, "keep": r.keep}
-    return r.x, r.skipped, stats
-
-
-def _subset(split: store.Split, keep: np.ndarray) -> store.Split:
-    """The clips of a split where `keep` is true."""
-    return store.Split(split.track_ids[keep], split.labels[keep],
-                       [e for e, k in zip(split.embeddings, keep) if k],
-                       None if split.keys is None else split.keys[keep])
+    return r
 
 
 class IncompleteExtraction(RuntimeError):
@@ -355,37 +332,20 @@ class CompareSettings:
 
 @dataclasses.dataclass
 class _Inputs:
-    """A store loaded for one comparison: its info, the clips per split and every feature set's matrices."""
+    """A store loaded for one comparison: the clips per split, every feature set's matrices, table.json's fields
+    about the store and the run, and what a trained JAX head records about its embeddings (`meta`)."""
     store_dir: str
     info: dict
-    complete: bool
     splits: dict[str, store.Split]
     data: dict[str, Data]
     feature_sets: list[str]  # those asked for that could be built
-    files: dict  # table.json's "skipped" (clips whose audio did not decode) and "audio_features"
+    fields: dict
+    meta: dict
     started: float
 
     @property
     def label_names(self) -> list[str]:
         return list(self.info["label_names"])
-
-    @property
-    def spec(self):
-        return store.spec_of(self.info, os.path.join(self.store_dir, store.INFO))
-
-    @property
-    def meta(self) -> dict:
-        """What a trained JAX head records about its embeddings."""
-        return {"final_relu": self.spec.final_relu, "weights": self.info.get("weights"), "spec": self.spec}
-
-    def store_fields(self, settings: CompareSettings) -> dict:
-        """table.json's fields about the store and the run, shared by split and cross-validated tables."""
-        return {"embeddings": os.path.abspath(self.store_dir), "dataset": self.info.get("dataset"),
-                "extraction_complete": self.complete, "final_relu": self.info.get("final_relu"),
-                "postprocess": self.info.get("postprocess"), "embedding_spec": self.spec.to_dict(),
-                "label_names": self.label_names, "seed": settings.seed, "feature_sets": list(self.feature_sets),
-                "classifiers": list(settings.classifiers), "versions": versions(), "machine": machine(),
-                "jobs": settings.jobs, **self.files}
 
 
 def compare(embeddings_dir: str, out: str, settings: CompareSettings | None = None, log=None) -> dict:
@@ -402,9 +362,10 @@ def compare(embeddings_dir: str, out: str, settings: CompareSettings | None = No
         k = cv.DEFAULT_K
         log(f"{embeddings_dir}: splits {', '.join(names)}, no train/validation/test: running {k}-fold "
             f"cross-validation (--cv {k}){' on all but test' if 'test' in names else ''}")
-    splits = {s: store.load_split(embeddings_dir, s) for s in (SPLITS if k is None else cv.pooled_splits(names))}
+    used = SPLITS if k is None else [s for s in names if s != "test"]  # cross-validated: test is left untouched
+    splits = {s: store.load_split(embeddings_dir, s) for s in used}
     _require_two_classes(embeddings_dir, info, splits)
-    inputs = _load_features(_Inputs(embeddings_dir, info, complete, splits, {}, [], {}, started), out, settings, log)
+    inputs = _load_features(embeddings_dir, info, complete, splits, out, settings, log, started)
     if k is not None:
         return _compare_cv(inputs, out, k, settings, log)
     return _compare_split(inputs, out, settings, log)
@@ -421,9 +382,11 @@ def _require_two_classes(embeddings_dir: str, info: dict, splits: dict[str, stor
                          f"classes (e.g. a folder with one subfolder of audio per class)")
 
 
-def _load_features(inputs: _Inputs, out: str, settings: CompareSettings, log) -> _Inputs:
-    """`inputs` with every asked-for feature set that can be built (from an FMA TFDS build or the audio files)."""
-    info, splits, want = inputs.info, inputs.splits, settings.feature_sets
+def _load_features(store_dir: str, info: dict, complete: bool, splits: dict[str, store.Split], out: str,
+                   settings: CompareSettings, log, started: float) -> _Inputs:
+    """The store's clips with every asked-for feature set that can be built (from an FMA TFDS build or the audio
+    files)."""
+    want = settings.feature_sets
     mels = waves = None
     ids = {s: sp.track_ids for s, sp in splits.items()}
     dataset = info.get("dataset", "fma/small")
@@ -441,34 +404,24 @@ def _load_features(inputs: _Inputs, out: str, settings: CompareSettings, log) ->
             log(f"musicnn: skipped ({dataset} stores log-mels, not audio: build and extract {dataset}_waveform)")
         else:
             from_files.append("musicnn")
-    computed, dropped, stats = _from_files(out, info, splits, from_files, settings.data_dir, settings.manual_dir,
-                                           settings.jobs, log)
-    splits = {s: _subset(sp, stats["keep"][s]) for s, sp in splits.items()} if dropped else splits
-    data = build_features(splits, mels, waves, computed)
-    files = {"skipped": [d.to_dict() for d in dropped],
-             "audio_features": {k: v for k, v in stats.items() if k != "keep"}}
-    return dataclasses.replace(inputs, splits=splits, data=data, feature_sets=[f for f in want if f in data],
-                               files=files)
-
-
-def _split_cells(inputs: _Inputs, settings: CompareSettings, log) -> tuple[list[dict], dict]:
-    """Every cell fitted on train, scored on validation and test; (cells, trained JAX heads by folder name)."""
-    from joblib import Parallel, delayed
-
-    data, fs, clfs, seed = inputs.data, inputs.feature_sets, settings.classifiers, settings.seed
-    cells = [(f, c) for f in fs if f != "frames" for c in clfs if c not in JAX_HEADS]
-    log(f"{len(cells)} cells on {', '.join(f'{s} {len(inputs.splits[s])}' for s in SPLITS)} clips, "
-        f"jobs={settings.jobs}")
-    results = Parallel(n_jobs=settings.jobs, verbose=0)(delayed(run_cell)(f, c, data[f], seed) for f, c in cells)
-    trained = {}
-    if "JAX-MLP" in clfs and "mean_std" in fs and not data["mean_std"].multilabel:
-        cell, trained["head"] = run_jax_head(data["mean_std"], inputs.label_names, seed, inputs.meta)
-        results.append(cell)
-    if "JAX-frames" in clfs and "frames" in fs:
-        cell, trained["head_frames"] = run_frame_head(data["frames"], inputs.label_names, seed, inputs.meta,
-                                                      settings.frame_head, log, settings.extra_train)
-        results.append(cell)
-    return results, trained
+    r = _from_files(out, info, splits, from_files, settings, log)
+    files = {"skipped": [], "audio_features": {}}
+    if r is not None:
+        for s, sp in splits.items() if r.skipped else ():  # clips whose audio did not decode leave every set
+            k = r.keep[s]
+            splits[s] = store.Split(sp.track_ids[k], sp.labels[k], cv.take(sp.embeddings, np.flatnonzero(k)),
+                                    None if sp.keys is None else sp.keys[k])
+        files = {"skipped": [d.to_dict() for d in r.skipped],
+                 "audio_features": {"from_files": from_files, "decoded": r.decoded, "cached": r.cached}}
+    data = build_features(splits, mels, waves, r and r.x)
+    built, spec = [f for f in want if f in data], store.spec_of(info, os.path.join(store_dir, store.INFO))
+    fields = {"embeddings": os.path.abspath(store_dir), "dataset": info.get("dataset"), "extraction_complete": complete,
+              "final_relu": info.get("final_relu"), "postprocess": info.get("postprocess"),
+              "embedding_spec": spec.to_dict(), "label_names": list(info["label_names"]), "seed": settings.seed,
+              "feature_sets": list(built), "classifiers": list(settings.classifiers), "versions": versions(),
+              "machine": machine(), "jobs": settings.jobs, **files}
+    meta = {"final_relu": spec.final_relu, "weights": info.get("weights"), "spec": spec}
+    return _Inputs(store_dir, info, splits, data, built, fields, meta, started)
 
 
 def _public(cell: dict, y_test: np.ndarray, n_classes: int) -> dict:
@@ -480,18 +433,32 @@ def _public(cell: dict, y_test: np.ndarray, n_classes: int) -> dict:
 
 
 def _compare_split(inputs: _Inputs, out: str, settings: CompareSettings, log) -> dict:
-    """`compare` on the store's train/validation/test split."""
-    results, trained = _split_cells(inputs, settings, log)
+    """`compare` on the store's train/validation/test split: every cell fitted on train, scored on validation and
+    test; JAX heads saved by folder name."""
+    from joblib import Parallel, delayed
+
+    data, fs, clfs, seed = inputs.data, inputs.feature_sets, settings.classifiers, settings.seed
+    cells = [(f, c) for f in fs if f != "frames" for c in clfs if c not in JAX_HEADS]
+    log(f"{len(cells)} cells on {', '.join(f'{s} {len(inputs.splits[s])}' for s in SPLITS)} clips, "
+        f"jobs={settings.jobs}")
+    results = Parallel(n_jobs=settings.jobs, verbose=0)(delayed(run_cell)(f, c, data[f], seed) for f, c in cells)
+    trained = {}
+    for head, f in JAX_HEADS.items():
+        if head in clfs and f in fs and not (head == "JAX-MLP" and data[f].multilabel):
+            cell, trained[HEAD_DIRS[head]] = run_head(head, data[f], inputs.label_names, seed, inputs.meta,
+                                                      settings.frame_head, log, settings.extra_train)
+            results.append(cell)
     best = max([r for r in results if r.get("validation_score") is not None],
                key=lambda r: r["validation_score"])  # best on validation
     splits, names = inputs.splits, inputs.label_names
     multilabel = np.ndim(splits["test"].labels) == 2
     y_test = splits["test"].labels
     pooled = {s: splits[s] for s in ("train", "validation")}
-    chosen = selection.select(results, inputs.data, trained, cv.pooled_groups(inputs.info, pooled), settings,
-                              len(splits["validation"]), log, fit_cell, with_extra)
+    by_classifier = {c: trained[d] for c, d in HEAD_DIRS.items() if d in trained}
+    chosen = selection.select(results, inputs.data, by_classifier, cv.pooled_groups(inputs.info, pooled), settings,
+                              len(splits["validation"]), log, fit_predict)
     report = {
-        **inputs.store_fields(settings), "multilabel": multilabel, "metric": metrics.names(multilabel)[0],
+        **inputs.fields, "multilabel": multilabel, "metric": metrics.names(multilabel)[0],
         "candidates": {s: v.get("candidates") for s, v in inputs.info.get("splits", {}).items()
                        if isinstance(v, dict)},
         "split_sizes": {s: len(splits[s]) for s in SPLITS},
@@ -505,7 +472,7 @@ def _compare_split(inputs: _Inputs, out: str, settings: CompareSettings, log) ->
         final, head = refit_best(final, inputs.data, trained, names, settings.seed, settings.extra_train, log)
         report["refit"] = _public(final, y_test, len(names))
         if head is not None:
-            trained[("head_frames" if final["classifier"] == "JAX-frames" else "head") + "_refit"] = head
+            trained[HEAD_DIRS[final["classifier"]] + "_refit"] = head
     report["wall_seconds"] = time.perf_counter() - inputs.started
     _write(out, report, final, y_test)
     from vggish_jax.classify import frame_head, heads
@@ -525,38 +492,34 @@ def _write(out: str, report: dict, best: dict, y_held_out: np.ndarray, held_out:
 def _fold_cell(feature_set: str, classifier: str, x, y: np.ndarray, train: np.ndarray, test: np.ndarray,
                seed: int) -> dict:
     """One sklearn cell on one fold: fitted on the fold's training part, scored on its held-out part."""
-    return run_cell(feature_set, classifier, Data(*cv.fold_data(x, y, train, test)), seed, evaluate=("test",))
+    data = Data({"train": cv.take(x, train), "test": cv.take(x, test)}, {"train": y[train], "test": y[test]})
+    return run_cell(feature_set, classifier, data, seed, evaluate=("test",))
 
 
-def _cv_runs(inputs: _Inputs, plan: cv.Plan, settings: CompareSettings, log) -> dict[tuple[str, str], list[dict]]:
-    """Every cell's per-fold runs; JAX heads early-stop on an inner part of each fold's train (none is saved)."""
+def _compare_cv(inputs: _Inputs, out: str, k: int, settings: CompareSettings, log) -> dict:
+    """`compare` on K folds of the pooled splits (classify.cv); cells as mean ± std of their per-fold runs. JAX heads
+    early-stop on an inner part of each fold's train (none is saved)."""
     from joblib import Parallel, delayed
 
-    fs, clfs, seed, k = inputs.feature_sets, settings.classifiers, settings.seed, plan.k
+    store_dir, info, splits = inputs.store_dir, inputs.info, inputs.splits
+    plan = cv.make_plan(store_dir, info, splits, k, settings.seed)
+    fs, clfs, seed = inputs.feature_sets, settings.classifiers, settings.seed
     pooled = {f: cv.pool(inputs.data[f].x, inputs.data[f].y, plan.names) for f in fs}
     cells = [(f, c) for f in fs if f != "frames" for c in clfs if c not in JAX_HEADS]
-    log(plan.describe(len(cells), settings.jobs))
+    grouped = f" grouped by {cv.n_groups(plan.groups)} groups" if plan.groups is not None else ""
+    log(f"{k}-fold cross-validation{grouped} of {len(cells)} cells on {len(plan.labels)} clips "
+        f"({', '.join(plan.names)}), jobs={settings.jobs}")
     flat = Parallel(n_jobs=settings.jobs, verbose=0)(delayed(_fold_cell)(f, c, *pooled[f], tr, te, seed)
                                                      for f, c in cells for tr, te in plan.folds)
     runs = {fc: flat[i * k:(i + 1) * k] for i, fc in enumerate(cells)}
     for head, f in JAX_HEADS.items():
         if head in clfs and f in fs and not (head == "JAX-MLP" and plan.multilabel):
-            train = run_jax_head if head == "JAX-MLP" else functools.partial(
-                run_frame_head, cfg=settings.frame_head, log=log)
-            runs[(f, head)] = [train(Data(*cv.head_fold_data(*pooled[f], tr, te, plan)), inputs.label_names, seed,
-                                     inputs.meta)[0] for tr, te in plan.folds]
-    return runs
-
-
-def _compare_cv(inputs: _Inputs, out: str, k: int, settings: CompareSettings, log) -> dict:
-    """`compare` on K folds of the pooled splits (classify.cv); cells as mean ± std."""
-    store_dir, info, splits = inputs.store_dir, inputs.info, inputs.splits
-    plan = cv.make_plan(store_dir, info, splits, k, settings.seed)
-    runs = _cv_runs(inputs, plan, settings, log)
+            runs[(f, head)] = [run_head(head, Data(*cv.head_fold_data(*pooled[f], tr, te, plan)), inputs.label_names,
+                                        seed, inputs.meta, settings.frame_head, log)[0] for tr, te in plan.folds]
     other = {s: store.load_split(store_dir, s).labels for s in cv.store_splits(store_dir, info)
              if s not in splits}  # not used, only counted: the class balance covers the whole store
     labels = {**{s: sp.labels for s, sp in splits.items()}, **other}
-    report = {**inputs.store_fields(settings),
+    report = {**inputs.fields,
               "class_counts": {s: class_counts(y, len(inputs.label_names)).tolist() for s, y in labels.items()}}
     report, best = cv.finish_report(report, plan, runs, {s: len(y) for s, y in other.items()})
     report["wall_seconds"] = time.perf_counter() - inputs.started

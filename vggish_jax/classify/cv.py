@@ -39,10 +39,18 @@ def _group_ids(groups) -> np.ndarray | None:
     return np.asarray([g if g else f"\0clip {i}" for i, g in enumerate(map(str, groups))])
 
 
-def _splitter(k: int, grouped: bool, seed: int):
+def n_groups(groups) -> int:
+    return len(set(_group_ids(groups)))
+
+
+def _split(labels: np.ndarray, parts: int, gids, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """sklearn's stratified (grouped when `gids`) shuffled K-fold (train_idx, test_idx) pairs."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-    return (StratifiedGroupKFold if grouped else StratifiedKFold)(n_splits=k, shuffle=True, random_state=seed)
+    splitter = (StratifiedKFold if gids is None else StratifiedGroupKFold)(parts, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "least populated class has fewer members than n_splits"
+        return list(splitter.split(np.zeros(len(labels)), _strata(labels), gids))
 
 
 def check(labels, k: int, groups=None, label_names=None) -> None:
@@ -51,10 +59,10 @@ def check(labels, k: int, groups=None, label_names=None) -> None:
     if k < 2:
         raise FoldError(f"--cv {k}: cross-validation needs K >= 2 folds")
     if groups is not None:
-        n_groups = len(set(_group_ids(groups)))
-        if n_groups < k:
-            raise FoldError(f"--cv {k} needs at least {k} groups, but the clips come from {n_groups} groups (the "
-                            f"labels CSV's group column); use --cv {n_groups} or fewer" if n_groups >= 2 else
+        n = n_groups(groups)
+        if n < k:
+            raise FoldError(f"--cv {k} needs at least {k} groups, but the clips come from {n} groups (the "
+                            f"labels CSV's group column); use --cv {n} or fewer" if n >= 2 else
                             f"--cv {k} needs at least 2 groups, but every clip is in one group; drop the CSV's "
                             f"group column or give the clips their real groups")
     counts = labels.sum(0) if labels.ndim == 2 else np.bincount(labels[labels >= 0])
@@ -76,10 +84,7 @@ def folds(labels, k: int, groups=None, seed: int = 0, label_names=None, strict: 
     labels = np.asarray(labels)
     if strict:
         check(labels, k, groups, label_names)
-    gids = _group_ids(groups)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "least populated class has fewer members than n_splits"
-        return list(_splitter(k, gids is not None, seed).split(np.zeros(len(labels)), _strata(labels), gids))
+    return _split(labels, k, _group_ids(groups), seed)
 
 
 def inner_split(labels, k: int, groups=None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -87,28 +92,17 @@ def inner_split(labels, k: int, groups=None, seed: int = 0) -> tuple[np.ndarray,
     makes them (grouped when `groups` are given, at most one part per group), held out for validation."""
     labels = np.asarray(labels)
     gids = _group_ids(groups)
-    parts = max(k, MIN_INNER_PARTS)
-    if gids is not None:
-        parts = min(parts, len(set(gids)))
-    parts = min(parts, len(labels))
+    parts = min(max(k, MIN_INNER_PARTS), len(labels), len(labels) if gids is None else len(set(gids)))
     if parts < 2:
         raise FoldError(f"a fold's training part has too few clips or groups ({len(labels)} clips) to hold out "
                         f"a validation part; use fewer folds (--cv)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return next(iter(_splitter(parts, gids is not None, seed).split(np.zeros(len(labels)), _strata(labels),
-                                                                         gids)))
+    return _split(labels, parts, gids, seed)[0]
 
 
 def store_splits(root: str, info: dict) -> list[str]:
     """The splits of a store: info.json's, else the folders holding shards."""
     names = list(info.get("splits") or {})
     return names or sorted(d for d in os.listdir(root) if store.shard_paths(root, d))
-
-
-def pooled_splits(names: list[str]) -> list[str]:
-    """The splits cross-validated: all but `test` (left untouched) when the store has one, else all."""
-    return [s for s in names if s != "test"] if "test" in names else list(names)
 
 
 def pooled_groups(info: dict, splits: dict[str, store.Split]) -> np.ndarray | None:
@@ -147,19 +141,6 @@ class Plan:
     def multilabel(self) -> bool:
         return self.labels.ndim == 2
 
-    @property
-    def metrics(self) -> tuple[str, str]:
-        return metric_names(self.multilabel)
-
-    @property
-    def n_groups(self) -> int | None:
-        return None if self.groups is None else len(set(_group_ids(self.groups)))
-
-    def describe(self, cells: int, jobs: int) -> str:
-        grouped = f" grouped by {self.n_groups} groups" if self.groups is not None else ""
-        return (f"{self.k}-fold cross-validation{grouped} of {cells} cells on {len(self.labels)} clips "
-                f"({', '.join(self.names)}), jobs={jobs}")
-
 
 def make_plan(embeddings_dir: str, info: dict, splits: dict[str, store.Split], k: int, seed: int = 0) -> Plan:
     """The K folds of the pooled `splits`, grouped by info.json's groups when it has them; a store that cannot
@@ -176,11 +157,6 @@ def make_plan(embeddings_dir: str, info: dict, splits: dict[str, store.Split], k
                     folds(labels, k, groups, seed, label_names))
     except FoldError as e:
         raise FoldError(f"{embeddings_dir}: {e}") from None
-
-
-def fold_data(x, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[dict, dict]:
-    """(x, y) by split for one fold: the sklearn cells fit on all of 'train' and are scored on 'test'."""
-    return {"train": take(x, train), "test": take(x, test)}, {"train": y[train], "test": y[test]}
 
 
 def head_fold_data(x, y: np.ndarray, train: np.ndarray, test: np.ndarray, plan: Plan) -> tuple[dict, dict]:
@@ -211,21 +187,21 @@ def finish_report(report: dict, plan: Plan, runs: dict[tuple[str, str], list[dic
                   not_used: dict[str, int]) -> tuple[dict, dict]:
     """`report` (the split mode's store and run fields) completed with the folds, the cells and the best cell
     (the highest mean held-out score); returns it and the best cell."""
-    m1, m2 = plan.metrics
-    cells = [aggregate(f, c, r, plan.metrics) for (f, c), r in runs.items()]
+    m1, m2 = metric_names(plan.multilabel)
+    cells = [aggregate(f, c, r, (m1, m2)) for (f, c), r in runs.items()]
     ok = [c for c in cells if not c.get("error")]
     if not ok:
         raise FoldError(f"{report['embeddings']}: every cell failed on some fold (e.g. {cells[0].get('error')}); "
                         f"choose other --classifiers/--features")
     best = max(ok, key=lambda c: c[f"{m1}_mean"])  # selected on the folds that score it: optimistic
-    fold_of_clip = np.zeros(len(plan.labels), np.int64)
-    for j, (_, te) in enumerate(plan.folds):
-        fold_of_clip[te] = j
+    fold_of_clip = pooled_predictions([{"test_predictions": np.full(len(te), j)} for j, (_, te) in
+                                       enumerate(plan.folds)], plan)
     report.update({
         "multilabel": plan.multilabel, "metric": m1,
         "split_sizes": dict(zip(plan.names, plan.sizes)),
         "cv": {"k": plan.k, "seed": plan.seed, "pooled_splits": plan.names, "not_used": not_used,
-               "grouped": plan.groups is not None, "groups": plan.n_groups,
+               "grouped": plan.groups is not None,
+               "groups": None if plan.groups is None else n_groups(plan.groups),
                "fold_sizes": [len(te) for _, te in plan.folds], "fold_of_clip": fold_of_clip.tolist(),
                "std": "over folds, ddof 0",
                "inner_validation": f"JAX heads: 1 of max(K, {MIN_INNER_PARTS}) parts of each fold's training part"},

@@ -1,11 +1,5 @@
-"""Clip-level feature vectors built from frame-level VGGish embeddings or log-mels.
-
-- `flatten`: the paper's 31 x 128 = 3968-d vector; the first 31 examples, fewer repeated cyclically (no zeros
-  for a scaler to turn into outliers).
-- `mean_std`: mean and std over frames (256-d).
-- `mfcc_stats`: 20 MFCCs (orthonormal DCT-II of our 64 log-mel bands) per 10 ms frame; mean, std, min, max,
-  median, skewness, kurtosis (140-d), as FMA's feature set.
-"""
+"""Clip-level feature vectors from frame-level VGGish embeddings or log-mels; `mfcc_stats` is FMA's feature set
+(mean, std, min, max, median, skewness, kurtosis of 20 MFCCs per 10 ms frame)."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +12,8 @@ EXAMPLES_PER_CLIP = frontend.EXAMPLES_PER_CLIP  # 30-s clips: 31
 
 
 def flatten(clips: list[np.ndarray], n: int = EXAMPLES_PER_CLIP) -> np.ndarray:
-    """[clips, n * D]: the first n examples of each clip, cyclically repeated when it has fewer."""
+    """[clips, n * D]: the first n examples of each clip, cyclically repeated when it has fewer (no zeros for a
+    scaler to turn into outliers)."""
     return np.stack([segments.cyclic(np.asarray(e, np.float32), n).reshape(-1) for e in clips])
 
 

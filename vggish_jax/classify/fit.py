@@ -28,11 +28,29 @@ class Validation:
     patience: int
 
 
-def batch_starts(n: int, batch_size: int, drop_last: bool) -> range:
-    """Start index of each minibatch; `drop_last` skips a short final batch (one batch when n < batch_size)."""
-    if drop_last:
-        return range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size)
-    return range(0, n, batch_size)
+def dense(key, a: int, b: int, gain: float = 2.0) -> dict:
+    """A [a, b] layer, He-initialised (gain 2) for the ReLU after it."""
+    import jax
+    import jax.numpy as jnp
+
+    return {"kernel": jax.random.normal(key, (a, b)) * np.sqrt(gain / a), "bias": jnp.zeros(b)}
+
+
+def relu_layers(layers, x, dropout: float = 0.0, key=None):
+    """`x` through ReLU `layers`, with inverted dropout after each when given a key."""
+    import jax
+
+    for layer in layers:
+        x = jax.nn.relu(x @ layer["kernel"] + layer["bias"])
+        if dropout and key is not None:
+            key, sub = jax.random.split(key)
+            x = x * jax.random.bernoulli(sub, 1 - dropout, x.shape) / (1 - dropout)
+    return x
+
+
+def config(cls, info: dict):
+    """A head's config dataclass from its info["config"] (JSON turned its tuples into lists)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["config"].items()})
 
 
 def fit(params, opt_state, step: Callable, batch: Callable, n: int, *, batch_size: int, epochs: int, seed: int,
@@ -48,7 +66,8 @@ def fit(params, opt_state, step: Callable, batch: Callable, n: int, *, batch_siz
     for epoch in range(epochs):
         order = rng.permutation(n)
         losses = []
-        for i in batch_starts(n, batch_size, drop_last):
+        # drop_last: no short final batch (one batch when n < batch_size)
+        for i in range(0, (n - batch_size + 1 if n >= batch_size else 1) if drop_last else n, batch_size):
             key, sub = jax.random.split(key)
             params, opt_state, loss = step(params, opt_state, *batch(order[i: i + batch_size]), sub)
             losses.append(float(loss))

@@ -1,21 +1,19 @@
-"""A frame-level genre head: an MLP on every 0.96-s embedding, pooled over the clip (POOLINGS), a linear
-classifier; an ensemble of such networks (different seeds) averages their probabilities.
-
-Trained with JAX/optax on padded, masked [clips, T, 128] batches with dropout, mixup and optional label
-smoothing, early-stopped per member on accuracy (mAP when multi-label). Single-label: softmax, accepting soft
-target rows; multi-label: a sigmoid per class. On disk: head.npz (frame mean/scale, m{j}_layer{i}_kernel/bias;
-the attention scorer is the layer before the classifier) + head.json (kind "frames", pooling (absent: mean),
-EmbeddingSpec, config, history). `forward_numpy` is the NumPy inference path (no jit per clip length).
-"""
+"""JAX-frames: an MLP on every 0.96-s embedding, pooled over the clip (POOLINGS), a linear classifier; an
+ensemble of such networks (different seeds) averages their probabilities. Trained on padded, masked
+[clips, T, 128] batches with dropout, mixup and optional label smoothing, each member early-stopped on the
+table's metric. Single-label: softmax (soft target rows accepted); multi-label: a sigmoid per class. The
+attention scorer is the layer before the classifier. `forward_numpy` is the NumPy inference path (no jit per
+clip length)."""
 from __future__ import annotations
 
 import dataclasses
 import os
 
 import numpy as np
+from scipy import special
 
-from vggish_jax import atomic, spec as spec_lib
-from vggish_jax.classify import fit, metrics
+from vggish_jax import spec as spec_lib
+from vggish_jax.classify import fit, head_check, metrics
 
 KIND = "frames"
 POOLINGS = ("mean", "mean_max", "mean_std", "attention")
@@ -99,7 +97,7 @@ def forward_numpy(head: FrameHead, frames: np.ndarray) -> np.ndarray:
         for layer in hidden:
             h = np.maximum(h @ layer["kernel"] + layer["bias"], 0)
         z = pool(np, h, np.ones(len(h), np.float32), head.pooling, att) @ clf["kernel"] + clf["bias"]
-        out.append(1 / (1 + np.exp(-z)) if head.multilabel else _softmax(z))
+        out.append(special.expit(z) if head.multilabel else special.softmax(z, -1))
     return np.mean(out, 0)
 
 
@@ -108,7 +106,7 @@ def forward_jax(head: FrameHead, clips: list[np.ndarray]) -> np.ndarray:
     import jax
     import jax.numpy as jnp
 
-    x, m = pad_clips([(np.asarray(c, np.float32) - head.mean) / head.scale for c in clips])
+    x, m = _standardised(clips, head.mean, head.scale)
     probs = [(jax.nn.sigmoid if head.multilabel else jax.nn.softmax)(_apply_jax(layers, x, m, head.pooling))
              for layers in head.members]
     return np.asarray(jnp.mean(jnp.stack(probs), 0))
@@ -116,25 +114,16 @@ def forward_jax(head: FrameHead, clips: list[np.ndarray]) -> np.ndarray:
 
 def _apply_jax(layers, x, m, pooling: str, key=None, dropout: float = 0.0):
     """[clips, T, D] padded frames, [clips, T] mask -> [clips, classes] logits (dropout when given a key)."""
-    import jax
     import jax.numpy as jnp
 
     hidden, att, clf = _split_layers(layers, pooling)
-    for layer in hidden:
-        x = jax.nn.relu(x @ layer["kernel"] + layer["bias"])
-        if key is not None and dropout:
-            key, sub = jax.random.split(key)
-            x = x * jax.random.bernoulli(sub, 1 - dropout, x.shape) / (1 - dropout)
-    return pool(jnp, x, m, pooling, att) @ clf["kernel"] + clf["bias"]
+    return pool(jnp, fit.relu_layers(hidden, x, dropout, key), m, pooling, att) @ clf["kernel"] + clf["bias"]
 
 
-def _softmax(z):
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def pad_clips(clips: list[np.ndarray], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """[clips, T, D] zero-padded frames (longer clips keep their first T) and [clips, T] mask."""
+def _standardised(clips: list[np.ndarray], mean, scale, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """[clips, T, D] standardised frames zero-padded to T (default: the longest; longer clips keep their first T)
+    and the [clips, T] mask."""
+    clips = [(np.asarray(c, np.float32) - mean) / scale for c in clips]
     length = length or max(c.shape[0] for c in clips)
     x = np.zeros((len(clips), length, clips[0].shape[1]), np.float32)
     m = np.zeros((len(clips), length), np.float32)
@@ -156,30 +145,23 @@ def targets_of(y, n_classes: int, multilabel: bool, label_smoothing: float = 0.0
 def _init_member(key, sizes, pooling: str):
     """He-initialised frame MLP (sizes[:-1]), the attention scorer if any, and the classifier on the pooled vector."""
     import jax
-    import jax.numpy as jnp
-
-    def dense(key, a, b, gain=2.0):
-        return {"kernel": jax.random.normal(key, (a, b)) * np.sqrt(gain / a), "bias": jnp.zeros(b)}
 
     keys = jax.random.split(key, len(sizes))
-    layers = [dense(k, a, b) for k, a, b in zip(keys, sizes[:-2], sizes[1:-1])]
+    layers = [fit.dense(k, a, b) for k, a, b in zip(keys, sizes[:-2], sizes[1:-1])]
     if pooling == "attention":
-        layers.append(dense(keys[-2], sizes[-2], 1, gain=1.0))
-    return layers + [dense(keys[-1], pooled_width(sizes[-2], pooling), sizes[-1])]
+        layers.append(fit.dense(keys[-2], sizes[-2], 1, gain=1.0))
+    return layers + [fit.dense(keys[-1], pooled_width(sizes[-2], pooling), sizes[-1])]
 
 
-def _loss(multilabel: bool):
-    import optax
-
-    if multilabel:
-        return lambda z, t: optax.sigmoid_binary_cross_entropy(z, t).sum(-1).mean()
-    return lambda z, t: optax.softmax_cross_entropy(z, t).mean()
-
-
-def _make_step(cfg: FrameHeadConfig, opt, loss):
+def _make_step(cfg: FrameHeadConfig, opt, multilabel: bool):
     """The jitted minibatch update: mixup of the batch's clips (when cfg.mixup), dropout, AdamW."""
     import jax
     import optax
+
+    if multilabel:
+        loss = lambda z, t: optax.sigmoid_binary_cross_entropy(z, t).sum(-1).mean()  # noqa: E731
+    else:
+        loss = lambda z, t: optax.softmax_cross_entropy(z, t).mean()  # noqa: E731
 
     @jax.jit
     def step(layers, state, xb, mb, tb, key):
@@ -199,10 +181,6 @@ def _make_step(cfg: FrameHeadConfig, opt, loss):
     return step
 
 
-def _standardised(clips, mean, scale, length: int | None = None):
-    return pad_clips([(np.asarray(c, np.float32) - mean) / scale for c in clips], length)
-
-
 def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | None, y_val, label_names,
                      cfg: FrameHeadConfig = FrameHeadConfig(), multilabel: bool = False, log=None,
                      epochs: list[int] | None = None, **meta) -> FrameHead:
@@ -220,7 +198,7 @@ def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | N
     targets = targets_of(y_train, len(label_names), multilabel, cfg.label_smoothing)
     sizes = (xt.shape[-1], *cfg.hidden, len(label_names))
     opt = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
-    step = _make_step(cfg, opt, _loss(multilabel))
+    step = _make_step(cfg, opt, multilabel)
     validation = None
     if val is not None:
         xv, mv = _standardised(val, mean, scale, xt.shape[1])
@@ -253,7 +231,7 @@ def train_frame_head(train: list[np.ndarray], y_train, val: list[np.ndarray] | N
 
 def refit(head: FrameHead, clips: list[np.ndarray], y, log=None) -> FrameHead:
     """`head`'s recipe refitted on `clips` (e.g. train + validation), each member for best epoch + 1 epochs."""
-    cfg = FrameHeadConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in head.info["config"].items()})
+    cfg = fit.config(FrameHeadConfig, head.info)
     epochs = [m["best_epoch"] + 1 for m in head.info["members"]]
     new = train_frame_head(clips, y, None, None, head.label_names, cfg, head.multilabel, log, epochs=epochs,
                            spec=head.spec, weights=head.weights, final_relu=head.final_relu)
@@ -262,26 +240,12 @@ def refit(head: FrameHead, clips: list[np.ndarray], y, log=None) -> FrameHead:
 
 
 def save(directory: str, head: FrameHead) -> str:
-    os.makedirs(directory, exist_ok=True)
-    arrays = {"mean": head.mean, "scale": head.scale}
-    for j, layers in enumerate(head.members):
-        for i, layer in enumerate(layers):
-            arrays[f"m{j}_layer{i}_kernel"] = np.asarray(layer["kernel"], np.float32)
-            arrays[f"m{j}_layer{i}_bias"] = np.asarray(layer["bias"], np.float32)
-    atomic.savez(os.path.join(directory, "head.npz"), **arrays)
-    meta = {"kind": KIND, "label_names": head.label_names, "multilabel": head.multilabel, "feature": KIND,
-            "num_members": len(head.members), "num_layers": len(head.members[0]), "weights": head.weights,
-            "final_relu": head.final_relu, "info": head.info, "pooling": head.pooling}
-    if head.spec is not None:
-        meta[spec_lib.KEY] = head.spec.to_dict()
-    atomic.write_json(os.path.join(directory, "head.json"), meta)
-    return directory
+    return head_check.write(directory, head, head.members, [f"m{j}_" for j in range(len(head.members))], kind=KIND,
+                            multilabel=head.multilabel, num_members=len(head.members), pooling=head.pooling)
 
 
 def load(directory: str, meta: dict, arrays: dict) -> FrameHead:
     """The head in `directory` from its head.json `meta` and head.npz `arrays`, checked first (head_check)."""
-    from vggish_jax.classify import head_check
-
     head_check.known(meta, "feature", (KIND,), directory)
     # Heads saved before pooling was configurable carry no "pooling": they mean-pool.
     pooling = head_check.known(meta, "pooling", POOLINGS, directory, default="mean")
@@ -289,7 +253,7 @@ def load(directory: str, meta: dict, arrays: dict) -> FrameHead:
     head_check.need(n_layers >= 2 or pooling != "attention", os.path.join(directory, "head.json"),
                     "attention pooling needs num_layers >= 2 (its scorer, then the classifier)",
                     head_check.FIXES[KIND])
-    keys = [[(f"m{j}_layer{i}_kernel", f"m{j}_layer{i}_bias") for i in range(n_layers)] for j in range(n_members)]
+    keys = head_check.layer_keys([f"m{j}_" for j in range(n_members)], n_layers)
 
     def widths(d, kernels):  # frame MLP from d, then (attention scorer and) the classifier on the pooled vector
         hidden, att, _ = _split_layers(kernels, pooling)
@@ -297,8 +261,7 @@ def load(directory: str, meta: dict, arrays: dict) -> FrameHead:
         return [d] + [k.shape[-1] for k in hidden[:-1]] + ([h] if att is not None else []) + [pooled_width(h, pooling)]
 
     spec = head_check.check(directory, meta, arrays, keys, widths)
-    members = [[{"kernel": arrays[k], "bias": arrays[b]} for k, b in member] for member in keys]
-    return FrameHead(meta["label_names"], arrays["mean"], arrays["scale"], members, bool(meta.get("multilabel")),
-                     spec=spec, weights=meta.get("weights"), final_relu=bool(meta.get("final_relu")),
-                     info=meta.get("info", {}), pooling=pooling)
+    return FrameHead(meta["label_names"], arrays["mean"], arrays["scale"], head_check.layers(arrays, keys),
+                     bool(meta.get("multilabel")), spec=spec, weights=meta.get("weights"),
+                     final_relu=bool(meta.get("final_relu")), info=meta.get("info", {}), pooling=pooling)
 

@@ -1,7 +1,9 @@
-"""The one check of a saved head before it is used: head.json and head.npz read and checked against each other.
+"""A saved head's files: written (`write`), then read and checked against each other before use (`read`, `check`).
 
-An inconsistent head would predict nonsense (or fail deep in a matrix product), so it is refused with one line
-naming the file and the fix. head.npz is read without pickle: a pickle in its place is refused, never run.
+head.npz: the feature mean/scale and each layer's [m{j}_]layer{i}_kernel/bias (m{j}_: a JAX-frames member);
+head.json: label names, feature, kind ("frames" or absent), pooling (absent: mean), the training embeddings'
+EmbeddingSpec, weights, config and history. An inconsistent head would predict nonsense (or fail deep in a
+matrix product), so it is refused with one line naming the file and the fix; a pickle is refused, never run.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from vggish_jax import spec as spec_lib
+from vggish_jax import atomic, spec as spec_lib
 
 FIXES = {"mean_std": "retrain it with `vggish-jax compare --embeddings EMB --out RUN --features mean_std "
                      "--classifiers JAX-MLP` (which writes RUN/head) or restore the head folder from a copy",
@@ -53,6 +55,30 @@ def read(directory: str) -> tuple[dict, dict]:
         raise BadHead(f"{npz}: unreadable, truncated or damaged ({' '.join(str(e).split()) or type(e).__name__}); "
                       f"{fix}") from None
     return meta, arrays
+
+
+def layer_keys(prefixes, n_layers: int) -> list[list[tuple[str, str]]]:
+    """Per member (one per prefix: "" for the MLP head, "m{j}_" for ensemble members), its layers' array names."""
+    return [[(f"{p}layer{i}_kernel", f"{p}layer{i}_bias") for i in range(n_layers)] for p in prefixes]
+
+
+def layers(arrays: dict, keys: list[list[tuple[str, str]]]) -> list[list[dict]]:
+    return [[{"kernel": arrays[k], "bias": arrays[b]} for k, b in member] for member in keys]
+
+
+def write(directory: str, head, members: list[list[dict]], prefixes, **meta) -> str:
+    """head.npz (mean, scale, the members' layers) and head.json (`meta` and what every head records)."""
+    os.makedirs(directory, exist_ok=True)
+    arrays = {name: np.asarray(layer[part], np.float32) for member, keys in
+              zip(members, layer_keys(prefixes, len(members[0]))) for layer, pair in zip(member, keys)
+              for part, name in zip(("kernel", "bias"), pair)}
+    atomic.savez(os.path.join(directory, "head.npz"), mean=head.mean, scale=head.scale, **arrays)
+    meta = {"label_names": head.label_names, "feature": head.feature, "final_relu": head.final_relu,
+            "weights": head.weights, "num_layers": len(members[0]), "info": head.info, **meta}
+    if head.spec is not None:
+        meta[spec_lib.KEY] = head.spec.to_dict()
+    atomic.write_json(os.path.join(directory, "head.json"), meta)
+    return directory
 
 
 def _fix(meta: dict) -> str:

@@ -1,10 +1,6 @@
-"""A small genre head on pooled VGGish embeddings, trained with JAX/optax, saved without pickle.
-
-Standardised mean+std pooled embeddings -> MLP (no hidden layer: multinomial logistic regression), minibatch
-AdamW with dropout, the best-validation-accuracy epoch kept (classify.fit). On disk: head.npz (scaler and
-layers) + head.json (label names, feature, the training embeddings' EmbeddingSpec, weights, history), which
-`vggish-jax predict --head` rebuilds exactly, refusing weights that differ.
-"""
+"""JAX-MLP: standardised mean+std pooled embeddings -> MLP (AdamW, dropout, the best validation epoch kept),
+saved without pickle (head_check.write); `load_head` reads either head kind and `evaluate_head` scores one on a
+store. `vggish-jax predict --head` rebuilds it exactly, refusing embeddings of another EmbeddingSpec."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vggish_jax import atomic, spec as spec_lib
-from vggish_jax.classify import features, fit, head_check
+from vggish_jax import spec as spec_lib
+from vggish_jax.classify import features, fit, head_check, metrics
+from vggish_jax.pipeline import store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,23 +28,8 @@ class HeadConfig:
     seed: int = 0
 
 
-def _init(key, sizes):
-    layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        key, sub = jax.random.split(key)
-        layers.append({"kernel": jax.random.normal(sub, (a, b)) * np.sqrt(2.0 / a), "bias": jnp.zeros(b)})
-    return layers
-
-
 def _apply(layers, x, *, dropout=0.0, key=None):
-    for i, layer in enumerate(layers):
-        x = x @ layer["kernel"] + layer["bias"]
-        if i < len(layers) - 1:
-            x = jax.nn.relu(x)
-            if dropout and key is not None:
-                key, sub = jax.random.split(key)
-                x = x * jax.random.bernoulli(sub, 1 - dropout, x.shape) / (1 - dropout)
-    return x
+    return fit.relu_layers(layers[:-1], x, dropout, key) @ layers[-1]["kernel"] + layers[-1]["bias"]
 
 
 @dataclasses.dataclass
@@ -84,7 +66,10 @@ def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = He
     mean, scale = x_train.mean(0), x_train.std(0) + 1e-6
     xt = jnp.asarray((x_train - mean) / scale)
     key, init_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
-    layers = _init(init_key, (xt.shape[1], *cfg.hidden, len(label_names)))
+    layers, sizes = [], (xt.shape[1], *cfg.hidden, len(label_names))
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        init_key, sub = jax.random.split(init_key)
+        layers.append(fit.dense(sub, a, b))
     opt = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
 
     @jax.jit
@@ -111,23 +96,13 @@ def train_head(x_train, y_train, x_val, y_val, label_names, cfg: HeadConfig = He
 
 def refit(head: Head, x, y) -> Head:
     """`head`'s recipe refitted on (x, y), e.g. train + validation, for the epochs validation chose."""
-    cfg = HeadConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in head.info["config"].items()})
-    return train_head(x, y, None, None, head.label_names, cfg, epochs=head.info["best_epoch"] + 1,
-                      feature=head.feature, final_relu=head.final_relu, weights=head.weights, spec=head.spec)
+    return train_head(x, y, None, None, head.label_names, fit.config(HeadConfig, head.info),
+                      epochs=head.info["best_epoch"] + 1, feature=head.feature, final_relu=head.final_relu,
+                      weights=head.weights, spec=head.spec)
 
 
 def save_head(directory: str, head: Head) -> str:
-    os.makedirs(directory, exist_ok=True)
-    arrays = {"mean": head.mean, "scale": head.scale}
-    for i, layer in enumerate(head.layers):
-        arrays[f"layer{i}_kernel"], arrays[f"layer{i}_bias"] = layer["kernel"], layer["bias"]
-    atomic.savez(os.path.join(directory, "head.npz"), **arrays)
-    meta = {"label_names": head.label_names, "feature": head.feature, "final_relu": head.final_relu,
-            "weights": head.weights, "num_layers": len(head.layers), "info": head.info}
-    if head.spec is not None:
-        meta[spec_lib.KEY] = head.spec.to_dict()
-    atomic.write_json(os.path.join(directory, "head.json"), meta)
-    return directory
+    return head_check.write(directory, head, [head.layers], [""])
 
 
 def load_head(directory: str):
@@ -137,11 +112,45 @@ def load_head(directory: str):
         from vggish_jax.classify import frame_head
         return frame_head.load(directory, meta, arrays)
     head_check.known(meta, "feature", ("mean_std",), directory)  # the only feature predict_proba builds
-    keys = [[(f"layer{i}_kernel", f"layer{i}_bias") for i in range(head_check.positive_int(meta, "num_layers",
-                                                                                           directory))]]
-    spec = head_check.check(directory, meta, arrays, keys,
-                            lambda d, kernels: [d] + [k.shape[-1] for k in kernels[:-1]])
-    layers = [{"kernel": arrays[k], "bias": arrays[b]} for k, b in keys[0]]
-    return Head(meta["label_names"], arrays["mean"], arrays["scale"], layers, feature=meta["feature"],
-                final_relu=bool(meta.get("final_relu")), weights=meta.get("weights"), info=meta.get("info", {}),
-                spec=spec)
+    keys = head_check.layer_keys([""], head_check.positive_int(meta, "num_layers", directory))
+    spec = head_check.check(directory, meta, arrays, keys, lambda d, kernels: [d] + [k.shape[-1] for k in kernels[:-1]])
+    return Head(meta["label_names"], arrays["mean"], arrays["scale"], head_check.layers(arrays, keys)[0],
+                feature=meta["feature"], final_relu=bool(meta.get("final_relu")), weights=meta.get("weights"),
+                info=meta.get("info", {}), spec=spec)
+
+
+def evaluate_head(head_dir: str, store_dir: str, split: str = "test") -> dict:
+    """A saved head's scores on a labelled store's split (`vggish-jax predict --head H --embeddings STORE`); the
+    store's EmbeddingSpec and classes must be the head's; scored as the table (classify.metrics)."""
+    head = load_head(head_dir)
+    head_json = os.path.join(head_dir, "head.json")
+    info = store.read_info(store_dir)
+    info_path = os.path.join(store_dir, store.INFO)
+    if head.spec is None:
+        raise spec_lib.SpecMismatch(f"{head_json}: records no embedding spec (written by an older vggish-jax); "
+                                    f"retrain it with `vggish-jax compare`")
+    spec_lib.require_compatible(head.spec, store.spec_of(info, info_path), expected_from=head_json,
+                                found_from=info_path)
+    names = list(info["label_names"])
+    if names != list(head.label_names):
+        raise ValueError(f"{info_path} labels {names[:4]}... but head {head_json} predicts "
+                         f"{list(head.label_names)[:4]}...; score a head on a store of the same classes")
+    if not store.shard_paths(store_dir, split):  # e.g. a cross-validation store: one split 'all'
+        have = sorted(d for d in os.listdir(store_dir) if store.shard_paths(store_dir, d))
+        if have:
+            raise ValueError(f"{store_dir}: has no {split!r} split to score the head on (its splits: "
+                             f"{', '.join(have)}); --embeddings scores a held-out split: give a store that has a "
+                             f"{split} split (`vggish-jax extract --dataset fma/small`, a GTZAN folder with "
+                             f"`--split gtzan-filtered`, or a labels CSV with a split column)")
+    data = store.load_split(store_dir, split)
+    probs = head.predict_proba([np.asarray(e, np.float32) for e in data.embeddings])
+    y = np.asarray(data.labels)
+    r = {"head": os.path.abspath(head_dir), "embeddings": os.path.abspath(store_dir), "split": split,
+         "clips": len(y), "label_names": names}
+    r.update(metrics.score_pair(y, probs if y.ndim == 2 else probs.argmax(-1)))
+    return r
+
+
+def describe_scores(r: dict) -> str:
+    scores = ", ".join(f"{k} {r[k]:.4f}" for k in ("accuracy", "macro_f1", "mAP", "roc_auc") if k in r)
+    return f"{r['head']} on {r['embeddings']} ({r['split']}, {r['clips']} clips): {scores}"

@@ -21,9 +21,8 @@ def accuracy(y: np.ndarray, pred: np.ndarray) -> float:
 
 def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """[classes, classes] clip counts: row the true class, column the predicted one."""
-    cm = np.zeros((n_classes, n_classes), np.int64)
-    np.add.at(cm, (np.asarray(y, np.int64), np.asarray(pred, np.int64)), 1)
-    return cm
+    flat = np.asarray(y, np.int64) * n_classes + np.asarray(pred, np.int64)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
@@ -41,34 +40,24 @@ def scorable(y: np.ndarray) -> np.ndarray:
     return (pos > 0) & (pos < len(y))
 
 
-def _tie_groups(s: np.ndarray):
-    """Scores sorted descending (stable) and the index of the last clip of each run of equal scores."""
-    order = np.argsort(-s, kind="mergesort")
-    s = s[order]
-    return order, np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-
-
 def average_precision(y: np.ndarray, s: np.ndarray) -> float:
     """One class: the sum over distinct score thresholds of (recall gained) x precision at that threshold."""
     y, s = np.asarray(y).astype(bool), np.asarray(s, np.float64)
-    order, last = _tie_groups(s)
+    order = np.argsort(-s, kind="mergesort")
+    last = np.r_[np.flatnonzero(np.diff(s[order])), len(s) - 1]  # the last clip of each run of equal scores
     tp = np.cumsum(y[order])[last]
     precision, recall = tp / (last + 1), tp / tp[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """One class: the probability that a random positive scores above a random negative (ties count half)."""
-    y, s = np.asarray(y).astype(bool), np.asarray(s, np.float64)
-    order, last = _tie_groups(s)
-    ranks = np.empty(len(s))
-    first = np.r_[0, last[:-1] + 1]
-    # Average rank (1 = lowest score) of each tie run, given to every clip in it.
-    avg = len(s) - (first + last) / 2
-    ranks[order] = np.repeat(avg, last - first + 1)
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """One class: the probability that a random positive scores above a random negative (ties count half), the
+    Mann-Whitney U of the positives' average ranks."""
+    from scipy import stats
+
+    y = np.asarray(y).astype(bool)
+    ranks, n_pos = stats.rankdata(np.asarray(s, np.float64)), int(y.sum())
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (len(y) - n_pos)))
 
 
 def _macro(per_class, y: np.ndarray, scores: np.ndarray) -> float:

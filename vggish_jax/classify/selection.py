@@ -42,56 +42,41 @@ def finalists(cells: list[dict], n: int) -> list[dict]:
     return sorted(ok, key=lambda c: -c["validation_score"])[:n]
 
 
-def usable_k(k: int, y: np.ndarray, groups) -> int:
-    """K capped by the groups and by the largest class (stratified folds need one class with K clips)."""
-    n_groups = len(set(cv._group_ids(groups))) if groups is not None else len(y)
-    return min(k, n_groups, int(np.bincount(y).max()))
-
-
-def fold_scores(cell: dict, data: dict, groups, extra, head, k: int, seed: int, fit, with_extra) -> list[float]:
+def fold_scores(cell: dict, data: dict, groups, extra, head, k: int, seed: int, fit_predict) -> list[float]:
     """Accuracy on each of K held-out folds of train + validation for one cell (`head`: its trained JAX head;
-    `extra` (clips, soft targets[, groups]) trains JAX-frames minus held-out groups). `fit`, `with_extra`: compare's
-    fit_cell and with_extra (passed in: compare imports this module)."""
-    from vggish_jax.classify import frame_head, heads
-
-    d, clf = data[cell["feature_set"]], cell["classifier"]
-    y = np.concatenate([d.y["train"], d.y["validation"]])
-    x = list(d.x["train"]) + list(d.x["validation"]) if clf == "JAX-frames" else \
-        np.concatenate([d.x["train"], d.x["validation"]])
+    `extra` (clips, soft targets[, groups]) trains JAX-frames minus held-out groups). `fit_predict`: compare's
+    (passed in: compare imports this module)."""
+    d = data[cell["feature_set"]]
+    x, y = cv.pool(d.x, d.y, ["train", "validation"])
     out = []
     # strict=False: a class with fewer than K clips is only missing from some folds, as from a random split
     for tr, te in cv.folds(y, k, groups, seed, strict=False):
-        if clf == "JAX-frames":
-            ex = extra
-            if extra is not None and len(extra) > 2 and groups is not None:
-                held = set(np.asarray(groups)[te])
-                keep = np.asarray([g not in held for g in extra[2]], bool)
-                ex = ([c for c, kept in zip(extra[0], keep) if kept], np.asarray(extra[1])[keep])
-            xs, ys = with_extra([x[i] for i in tr], y[tr], ex, len(head.label_names))
-            pred = frame_head.refit(head, xs, ys).predict_proba([x[i] for i in te]).argmax(-1)
-        elif clf == "JAX-MLP":
-            pred = heads.refit(head, x[tr], y[tr]).predict_proba_features(x[te]).argmax(-1)
-        else:
-            pred = fit(cell["feature_set"], clf, x[tr], y[tr], seed).predict(x[te])
+        ex = extra
+        if extra is not None and len(extra) > 2 and groups is not None:
+            held = set(np.asarray(groups)[te])
+            keep = np.asarray([g not in held for g in extra[2]], bool)
+            ex = ([c for c, kept in zip(extra[0], keep) if kept], np.asarray(extra[1])[keep])
+        pred, _ = fit_predict(cell, d, cv.take(x, tr), y[tr], cv.take(x, te), head, seed, ex)
         out.append(metrics.accuracy(y[te], pred))
     return out
 
 
-def select(cells: list[dict], data: dict, trained: dict, groups, settings, n_validation: int, log, fit,
-           with_extra) -> dict:
+def select(cells: list[dict], data: dict, trained: dict, groups, settings, n_validation: int, log,
+           fit_predict) -> dict:
     """table.json's "selection": protocol, why, the finalists' CV scores and the chosen cell. `trained`: JAX heads
-    by folder name; `groups`: one per clip of train + validation, or None."""
+    by classifier; `groups`: one per clip of train + validation, or None."""
     y = np.concatenate([data[cells[0]["feature_set"]].y[s] for s in ("train", "validation")])
     how, why = protocol(settings.selection, n_validation, np.ndim(y) == 2)
-    k = usable_k(settings.selection_folds, y, groups) if how == "cv" else 0
+    # K capped by the groups and by the largest class (stratified folds need one class with K clips)
+    k = min(settings.selection_folds, cv.n_groups(groups) if groups is not None else len(y),
+            int(np.bincount(y).max())) if how == "cv" else 0
     if how == "cv" and k < 2:
         how, why = "validation", why + "; too few clips or groups for 2 folds"
-    head_of = {"JAX-frames": trained.get("head_frames"), "JAX-MLP": trained.get("head")}
     scored = []
     for cell in finalists(cells, settings.finalists) if how == "cv" else []:
         t0 = time.perf_counter()
-        folds = fold_scores(cell, data, groups, settings.extra_train, head_of.get(cell["classifier"]), k,
-                            settings.seed, fit, with_extra)
+        folds = fold_scores(cell, data, groups, settings.extra_train, trained.get(cell["classifier"]), k,
+                            settings.seed, fit_predict)
         scored.append({"classifier": cell["classifier"], "feature_set": cell["feature_set"],
                        "validation_score": cell["validation_score"], "cv_folds": folds,
                        "cv_mean": float(np.mean(folds)), "cv_std": float(np.std(folds)),

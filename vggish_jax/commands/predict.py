@@ -32,11 +32,11 @@ def run(args) -> int:
 
     head_dir = args.head or (predict.AUDIOSET_HEAD if args.weights else None)
     if args.embeddings:
-        from vggish_jax.classify import evaluate
+        from vggish_jax.classify import heads
         if not head_dir:
             raise ValueError("--embeddings scores a head: give --head DIR (or --weights for the shipped AudioSet head)")
-        r = evaluate.evaluate_head(head_dir, args.embeddings)
-        print(json.dumps(r, indent=2) if args.json else evaluate.describe(r))
+        r = heads.evaluate_head(head_dir, args.embeddings)
+        print(json.dumps(r, indent=2) if args.json else heads.describe_scores(r))
         return 0
     files, notes, unreadable = audio.expand_inputs(args.files)
     for line in notes + [s.line() for s in unreadable]:
