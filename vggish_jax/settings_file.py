@@ -21,6 +21,11 @@ class Setting:
     choices: tuple | None = None
     many: bool = False  # a list of values
 
+    @property
+    def nargs(self) -> int | str | None:
+        """As argparse would say it: 0 for a true/false flag, "*" for a list."""
+        return 0 if self.type is None and isinstance(self.default, bool) else "*" if self.many else None
+
 
 def yes_no(text: str) -> bool:
     """A yes|no option's value (true/false too, as a settings file writes it) -> bool."""
@@ -42,11 +47,6 @@ def key_of(action: argparse.Action) -> str | None:
     return long[0][2:].replace("-", "_") if long else None
 
 
-def keys(parser: argparse.ArgumentParser) -> dict[str, argparse.Action | Setting]:
-    found = {key_of(a): a for a in parser._actions if key_of(a) not in (None, "help", "config")}
-    return {**found, **getattr(parser, "config_only", {})}
-
-
 def read(path: str, parser: argparse.ArgumentParser, command: str) -> dict[str, Any]:
     """{dest: value} for `parser` from the TOML file at `path`; a one-line ValueError for anything it cannot use."""
     try:
@@ -56,7 +56,8 @@ def read(path: str, parser: argparse.ArgumentParser, command: str) -> dict[str, 
         raise FileNotFoundError(f"{path}: no such settings file; check --config") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not a TOML file ({e}); fix it (key = value lines)") from None
-    known = keys(parser)
+    known = {key_of(a): a for a in parser._actions if key_of(a) not in (None, "help", "config")}
+    known.update(getattr(parser, "config_only", {}))
     found = {}
     for key, value in table.items():
         if key not in known:
@@ -69,15 +70,11 @@ def read(path: str, parser: argparse.ArgumentParser, command: str) -> dict[str, 
 
 
 def _value(value: Any, target: argparse.Action | Setting, where: str) -> Any:
-    if isinstance(target, Setting):
-        is_flag, many = target.type is None and isinstance(target.default, bool), target.many
-    else:
-        is_flag, many = target.nargs == 0, target.nargs in ("*", "+")
-    if is_flag:
+    if target.nargs == 0:
         if not isinstance(value, bool):
             raise ValueError(f"{where}: takes true or false")
         return (not value) if isinstance(target, argparse._StoreFalseAction) else value
-    if many:
+    if target.nargs in ("*", "+"):
         if not isinstance(value, list):
             raise ValueError(f"{where}: takes a list, e.g. [\"a\", \"b\"]")
         return [_one(v, target, where) for v in value]

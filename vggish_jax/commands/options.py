@@ -62,23 +62,26 @@ DTYPE = Setting("float32", "compute dtype on the device (bfloat16: faster, embed
 
 # -- device and decoding -----------------------------------------------------------------------------------------
 
-BATCH_SIZE_HELP = ("examples (0.96-s frames) per device call; lower it if the device runs out of memory "
-                   f"(default: {BATCH_SIZE})")
-WORKERS_HELP = ("audio decode worker processes running beside the device, 0: decode in this process, in turn with "
-                f"it; the default is one fewer than this machine's CPUs (default: {WORKERS})")
+BATCH_SIZE_SETTING = Setting(BATCH_SIZE, "examples (0.96-s frames) per device call; lower it if the device runs out "
+                                         f"of memory (default: {BATCH_SIZE})", type=positive_int)
+WORKERS_SETTING = Setting(WORKERS, "audio decode worker processes running beside the device, 0: decode in this "
+                                   "process, in turn with it; the default is one fewer than this machine's CPUs "
+                                   f"(default: {WORKERS})", type=nonnegative_int)
+PAD_HELP = "zero-pad files shorter than one 0.975-s example instead of skipping them"
+PAD_SETTING = Setting(False, PAD_HELP + " (default: false)")
+# Flags several commands take (add); the Settings above serve a command that takes them from --config only.
+FLAGS = {
+    "--batch-size": dict(type=positive_int, default=BATCH_SIZE, metavar="N", help=BATCH_SIZE_SETTING.help),
+    "--workers": dict(type=nonnegative_int, default=WORKERS, metavar="N", help=WORKERS_SETTING.help),
+    "--postprocess": dict(action="store_true", help="apply the PCA + uint8 quantisation of the released embeddings "
+                                                    "(needs weights with PCA params)"),
+    "--pad": dict(action="store_true", help=PAD_HELP),
+}
 
 
-def batch_size(p) -> None:
-    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, metavar="N", help=BATCH_SIZE_HELP)
-
-
-def workers(p) -> None:
-    p.add_argument("--workers", type=nonnegative_int, default=WORKERS, metavar="N", help=WORKERS_HELP)
-
-
-# The same settings, for a command that takes them from its --config file only.
-BATCH_SIZE_SETTING = Setting(BATCH_SIZE, BATCH_SIZE_HELP, type=positive_int)
-WORKERS_SETTING = Setting(WORKERS, WORKERS_HELP, type=nonnegative_int)
+def add(p, *flags: str) -> None:
+    for flag in flags:
+        p.add_argument(flag, **FLAGS[flag])
 
 
 # -- output ------------------------------------------------------------------------------------------------------
@@ -93,22 +96,6 @@ def output_format(p, *, choices: tuple[str, ...], help: str) -> None:
     """--format WHAT: the form of what this command writes; the first choice, its native form, is the default."""
     p.add_argument("--format", choices=choices, default=choices[0], metavar="|".join(choices),
                    help=f"{help} (default: {choices[0]})")
-
-
-def postprocess(p) -> None:
-    p.add_argument("--postprocess", action="store_true",
-                   help="apply the PCA + uint8 quantisation of the released embeddings (needs weights with PCA "
-                        "params)")
-
-
-PAD_HELP = "zero-pad files shorter than one 0.975-s example instead of skipping them"
-
-
-def pad(p) -> None:
-    p.add_argument("--pad", action="store_true", help=PAD_HELP)
-
-
-PAD_SETTING = Setting(False, PAD_HELP + " (default: false)")
 
 
 RESAMPLE = Setting("auto", "where audio not at 16 kHz is resampled: host (in the decode workers), device (after a "
