@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from vggish_jax import compilation_cache, settings_file, xla_flags
+from vggish_jax import compilation_cache, settings_file
 from vggish_jax.skips import one_line
 
 # What a stopped run leaves, for commands that do not say (ON_STOP in their module).
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vggish-jax {next((a for a in argv if a in COMMANDS), '')}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     compilation_cache.enable()
-    xla_flags.apply()
+    compilation_cache.apply_xla_flags()
     module = importlib.import_module(f"vggish_jax.commands.{args.command}")
     on_stop = getattr(module, "ON_STOP", DEFAULT_ON_STOP)
     try:

@@ -44,19 +44,13 @@ def make_optimizer(cfg: Config, steps_per_epoch: int, params) -> optax.GradientT
         lr = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(1, cfg.warmup_steps), total)
     opt = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
     if cfg.freeze_conv:
-        convs = {name for name, _ in CONV_CHANNELS}
-        labels = jax.tree_util.tree_map_with_path(
-            lambda path, _: "frozen" if _layer(path, "backbone") in convs else "train", params)
-        opt = optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
+        convs = {name for name, _ in CONV_CHANNELS}  # params paths: ('backbone', 'conv1', 'kernel'), ('out', 'bias')
+        label = lambda path, _: "frozen" if path[0].key == "backbone" and path[1].key in convs else "train"
+        opt = optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()},
+                                    jax.tree_util.tree_map_with_path(label, params))
     if cfg.grad_accum > 1:
         opt = optax.MultiSteps(opt, every_k_schedule=cfg.grad_accum)
     return opt
-
-
-def _layer(path, module: str) -> str | None:
-    """The layer name under `module` in a params path (('backbone', 'conv1', 'kernel') -> 'conv1')."""
-    keys = [getattr(k, "key", None) for k in path]
-    return keys[1] if len(keys) > 1 and keys[0] == module else None
 
 
 def spec_augment(key, mel):
