@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 
-from vggish_jax import compilation_cache, settings_file
+from vggish_jax import compilation_cache
+from vggish_jax.commands import options
 from vggish_jax.skips import one_line
 
 # What a stopped run leaves, for commands that do not say (ON_STOP in their module).
@@ -80,7 +81,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for action in required:  # the first pass only finds the file
         action.required = False
     first = parser.parse_args(argv)
-    values = settings_file.read(first.config, sub, first.command) if getattr(first, "config", None) else {}
+    values = options.read(first.config, sub, first.command) if getattr(first, "config", None) else {}
     default_batch_size = sub.get_default("batch_size")  # the built-in one, for messages
     sub.set_defaults(**values)  # the file's values become the defaults, so flags given win over them
     for action in required:

@@ -7,7 +7,7 @@ import sys
 from tqdm import tqdm
 
 from vggish_jax.commands import options
-from vggish_jax.settings_file import Setting
+from vggish_jax.commands.options import Setting
 
 EMBEDDINGS = "embeddings"  # OUT/embeddings.npz + OUT/embeddings.json (+ OUT/embeddings.store, the resumable store)
 

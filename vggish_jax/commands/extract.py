@@ -5,7 +5,7 @@ import sys
 
 from vggish_jax import distributed
 from vggish_jax.commands import options
-from vggish_jax.settings_file import Setting
+from vggish_jax.commands.options import Setting
 
 
 ON_STOP = "finished work is kept; rerun the same command to resume"

@@ -5,7 +5,7 @@ import os
 import sys
 
 from vggish_jax.commands import options
-from vggish_jax.settings_file import Setting, yes_no
+from vggish_jax.commands.options import Setting, yes_no
 
 ON_STOP = "no result was written; rerun the same command"
 RESULT, PLOT = "fad.json", "fad_inf.png"  # in --out
