@@ -91,7 +91,7 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
     latest, best = (_manager(os.path.join(workdir, "ckpt", name), name == "best") for name in ("latest", "best"))
     _write_config(os.path.join(workdir, "config.json"), cfg, num_classes, backbone, weights_metadata, label_names,
                   resuming=latest.latest_step(), allow_changed=allow_changed_settings)
-    mesh, repl, train_step, eval_step, state = _setup(cfg, num_classes, backbone, steps_per_epoch)
+    mesh, train_step, eval_step, state = _setup(cfg, num_classes, backbone, steps_per_epoch)
     accuracy = lambda params, split: evaluate(eval_step, params, sources[split], cfg, mesh)
     pi, pc = jax.process_index(), jax.process_count()
     train_data = data_lib.train_dataset(sources["train"], cfg.batch_size, cfg.examples_per_clip, cfg.seed,
@@ -103,8 +103,8 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
     loader = {"processes": pc, "workers": cfg.loader_workers, "batch_size": cfg.batch_size, "seed": cfg.seed,
               "epochs": cfg.epochs, "start": 0}
     first = latest.latest_step()
-    state, batches, loader, losses, history, elapsed = _restore(latest, first, state, repl, loader, train_data,
-                                                                iterate, metrics_path, steps_per_epoch)
+    state, batches, loader, losses, history, elapsed = _restore(latest, first, state, loader, train_data, iterate,
+                                                                metrics_path, steps_per_epoch)
     step = first or 0
     if first is not None:
         log(f"resumed from step {step} ({workdir})")
@@ -156,16 +156,16 @@ def train(cfg: Config, sources: dict, num_classes: int, workdir: str, *, backbon
         return {"stopped_at_step": step, **result}
     final = {"step": step}
     if "test" in sources and len(sources["test"]):
-        final = _test(best, _abstract(state, repl), lambda p: accuracy(p, "test"), step, metrics_path, log)
+        final = _test(best, state, lambda p: accuracy(p, "test"), step, metrics_path, log)
     if pi == 0:
         plot_learning_curve(metrics_path, os.path.join(workdir, "learning_curve.png"))
     return {**final, **result}
 
 
-def _test(best, abstract_state, accuracy, step: int, metrics_path: str, log) -> dict:
-    """Test accuracy of the best validation checkpoint, appended to metrics.jsonl."""
+def _test(best, state, accuracy, step: int, metrics_path: str, log) -> dict:
+    """Test accuracy of the best validation checkpoint (restored like `state`), appended to metrics.jsonl."""
     best_step = best.best_step()
-    restored = best.restore(best_step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+    restored = best.restore(best_step, args=ocp.args.Composite(state=ocp.args.StandardRestore(state),
                                                                meta=ocp.args.JsonRestore()))
     final = {"split": "test", "best_step": best_step, "step": step, "test_accuracy": accuracy(restored["state"][0])}
     _append(metrics_path, final)
@@ -174,7 +174,7 @@ def _test(best, abstract_state, accuracy, step: int, metrics_path: str, log) -> 
 
 
 def _setup(cfg: Config, num_classes: int, backbone, steps_per_epoch: int) -> tuple:
-    """(mesh, replicated sharding, jitted train and eval steps, replicated (params, optimizer state))."""
+    """(mesh, jitted train and eval steps, replicated (params, optimizer state))."""
     # Auto axes: the compiler propagates the batch sharding through the model and all-reduces the gradients.
     mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     repl = NamedSharding(mesh, P())
@@ -182,7 +182,7 @@ def _setup(cfg: Config, num_classes: int, backbone, steps_per_epoch: int) -> tup
     opt = make_optimizer(cfg, steps_per_epoch, params)
     train_step, eval_step = make_steps(graphdef, cfg, opt, num_classes)
     train_step = jax.jit(train_step, donate_argnums=(0,), out_shardings=((repl, repl), repl))
-    return mesh, repl, train_step, jax.jit(eval_step), jax.device_put((params, opt.init(params)), repl)
+    return mesh, train_step, jax.jit(eval_step), jax.device_put((params, opt.init(params)), repl)
 
 
 def _checked(cfg: Config, sources: dict, backbone, weights_metadata) -> tuple[Config, int]:
@@ -209,10 +209,6 @@ def _manager(path: str, best: bool) -> ocp.CheckpointManager:
                                         best_fn=(lambda m: m["val_accuracy"]) if best else None,
                                         best_mode="max")
     return ocp.CheckpointManager(os.path.abspath(path), options=opts)
-
-
-def _abstract(tree, sharding):
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
 
 
 def _append(metrics_path: str, record: dict) -> None:
@@ -266,7 +262,7 @@ def settings_in_effect(config: dict) -> dict:
     return out
 
 
-def _restore(latest, step: int | None, state, repl, loader: dict, train_data, iterate, metrics_path: str,
+def _restore(latest, step: int | None, state, loader: dict, train_data, iterate, metrics_path: str,
              steps_per_epoch: int) -> tuple:
     """(state, batches from `step` on, loader, losses, history, elapsed) of the checkpoint (None: a fresh start):
     the batches from grain's iterator state if the pipeline is the same (it fits only that), else
@@ -277,7 +273,7 @@ def _restore(latest, step: int | None, state, repl, loader: dict, train_data, it
     same = all(saved.get(k) == v for k, v in loader.items() if k != "start")
     loader = {**loader, "start": saved["start"] if same else step}
     batches = iterate(train_data[loader["start"]:])
-    items = dict(state=ocp.args.StandardRestore(_abstract(state, repl)), meta=ocp.args.JsonRestore())
+    items = dict(state=ocp.args.StandardRestore(state), meta=ocp.args.JsonRestore())  # shaped and placed as state
     if same:
         items["data"] = grain.checkpoint.CheckpointRestore(batches)
     restored = latest.restore(step, args=ocp.args.Composite(**items))
