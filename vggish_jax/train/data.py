@@ -48,28 +48,25 @@ def input_kind(source, requested: str = "auto") -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Collate:
-    """Records (with their clip ids and masks) -> one batch; a picklable object, so grain workers can run it."""
+class _Collate:
+    """(clip id, mask) pairs -> one batch of their records; a picklable object, so grain workers can run it."""
+    source: object
     n_examples: int
     waveform_samples: int | None = None  # None: mel batches
 
-    def __call__(self, items: list[tuple[int, float, dict]]) -> dict[str, np.ndarray]:
-        batch = {"label": np.array([int(x["label"]) for _, _, x in items], np.int32)}
+    def __call__(self, items: list[tuple[int, float]]) -> dict[str, np.ndarray]:
+        records = [(i, self.source[i]) for i, _ in items]
+        batch = {"label": np.array([int(x["label"]) for _, x in records], np.int32),
+                 "mask": np.array([m for _, m in items], np.float32)}
         if self.waveform_samples is None:
-            batch["mel"] = np.stack([fix_examples(x["mel"], self.n_examples) for _, _, x in items])
+            batch["mel"] = np.stack([fix_examples(x["mel"], self.n_examples) for _, x in records])
         else:
             fixed = [fix_waveform(x["waveform"], self.waveform_samples,
                                   f"track {int(x['track_id'])}" if "track_id" in x else f"record {i}")
-                     for i, _, x in items]
+                     for i, x in records]
             batch["waveform"] = np.stack([w for w, _ in fixed])
             batch["length"] = np.array([k for _, k in fixed], np.int32)
-        batch["mask"] = np.array([m for _, m, _ in items], np.float32)
         return batch
-
-
-def _read(source, item: tuple[int, float]) -> tuple[int, float, dict]:
-    """(clip id, mask) -> (clip id, mask, record)."""
-    return item[0], item[1], source[item[0]]
 
 
 def _train_id(order: grain.MapDataset, n: int, steps: int, batch: int, local: int, process_index: int,
@@ -95,8 +92,7 @@ def train_dataset(source, batch: int, n_examples: int, seed: int, epochs: int, p
     order = grain.MapDataset.range(n).shuffle(seed=seed).repeat(epochs)  # a new permutation each epoch
     ids = grain.MapDataset.range(epochs * steps * local).map(
         functools.partial(_train_id, order, n, steps, batch, local, process_index))
-    return ids.map(functools.partial(_read, source)).batch(local, drop_remainder=True,
-                                                           batch_fn=Collate(n_examples, waveform_samples))
+    return ids.batch(local, drop_remainder=True, batch_fn=_Collate(source, n_examples, waveform_samples))
 
 
 def eval_dataset(source, batch: int, n_examples: int, process_index: int = 0, process_count: int = 1,
@@ -105,8 +101,7 @@ def eval_dataset(source, batch: int, n_examples: int, process_index: int = 0, pr
     local = batch // process_count
     ids = grain.MapDataset.range(-(-len(source) // batch) * local).map(
         functools.partial(_eval_id, len(source), batch, local, process_index))
-    return ids.map(functools.partial(_read, source)).batch(local, drop_remainder=True,
-                                                           batch_fn=Collate(n_examples, waveform_samples))
+    return ids.batch(local, drop_remainder=True, batch_fn=_Collate(source, n_examples, waveform_samples))
 
 
 def iterate(ds: grain.MapDataset, workers: int = 0, prefetch: int = 2, transform=None) -> grain.DatasetIterator:
