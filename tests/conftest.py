@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vggish_jax import compilation_cache, xla_flags
+from vggish_jax import compilation_cache
 
 # Compiled programs persist across test processes and runs (VGGISH_JAX_CACHE_DIR=off turns it off); tests
 # run with the CLI's XLA:CPU settings.
 compilation_cache.enable()
-xla_flags.apply()
+compilation_cache.apply_xla_flags()
 
 
 INSTALL_TEST_EXTRA = 'pip install -e ".[test]"'

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from vggish_jax import cli, settings_file
+from vggish_jax import cli
+from vggish_jax.commands import options
 
 COMMANDS = list(cli.COMMANDS)
 
@@ -57,7 +58,7 @@ def test_every_option_has_help_stating_its_real_default(command):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_config_only_setting_states_its_real_default(command):
     p = parser_of(command)
-    flags = {settings_file.key_of(a) for a in p._actions}
+    flags = {options.key_of(a) for a in p._actions}
     for key, s in getattr(p, "config_only", {}).items():
         said, want = stated_default(s.help), expected(s.default)
         assert said == want if want is not None else said, f"{command} {key}: {said!r} vs {want!r}"

@@ -205,8 +205,8 @@ def test_resume_refuses_other_state_shapes(uninterrupted):
 
 
 def test_batch_must_divide_by_devices(tmp_path):
-    code = ("from vggish_jax.train import sharding\n"
-            "try:\n    sharding.check_batch(12)\nexcept ValueError as e:\n    print(e)\n")
+    code = ("from vggish_jax.train import loop\n"
+            "try:\n    loop.check_batch(12)\nexcept ValueError as e:\n    print(e)\n")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout
     assert "batch_size 12 does not divide by the 8 devices" in out
@@ -282,7 +282,7 @@ def test_heads_paper_shape_and_frame_mean_oracle():
     import jax.numpy as jnp
     from flax import nnx
 
-    from vggish_jax.train.model import GenreClassifier
+    from vggish_jax.train.step import GenreClassifier
 
     paper = nnx.eval_shape(lambda: GenreClassifier(8, rngs=nnx.Rngs(0)))  # the real VGGish, shapes only
     assert paper.hidden.kernel.get_value().shape == (3968, 256) and paper.out.kernel.get_value().shape == (256, 8)

@@ -1,5 +1,5 @@
-"""XLA:CPU defaults (vggish_jax/xla_flags.py): a user's own flag wins, the opt-out works, and VGGish computes
-the same embeddings with them as with XLA's defaults (the oracle: the same model compiled without the flag),
+"""XLA:CPU defaults (vggish_jax/compilation_cache.py): a user's own flag wins, the opt-out works, and VGGish
+computes the same embeddings with them as with XLA's defaults (the oracle: the same model compiled without the flag),
 while the compiled program no longer hands the whole network to YNNPACK as one fusion."""
 import os
 import subprocess
@@ -8,15 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from vggish_jax import xla_flags
+from vggish_jax.compilation_cache import CPU_DEFAULT, FLAG, apply_xla_flags, known_jaxlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = r"""
 import re, sys, numpy as np, jax
 from flax import nnx
-from vggish_jax import xla_flags
-xla_flags.apply()
+from vggish_jax import compilation_cache
+compilation_cache.apply_xla_flags()
 from vggish_jax.models.vggish import modeling
 g, s = nnx.split(modeling.build(modeling.random(0)))
 f = jax.jit(lambda s, x: nnx.merge(g, s)(x))
@@ -35,7 +35,7 @@ def run_child(out, **env):
     return proc.stdout, np.load(out)
 
 
-@pytest.mark.skipif(not xla_flags._known(), reason="the flag is set only on the jaxlib it was measured on")
+@pytest.mark.skipif(not known_jaxlib(), reason="the flag is set only on the jaxlib it was measured on")
 def test_same_embeddings_as_xla_defaults(tmp_path):
     log_default, default = run_child(tmp_path / "d.npy", VGGISH_JAX_XLA_CPU_DEFAULTS="0")
     log, ours = run_child(tmp_path / "o.npy")
@@ -45,13 +45,13 @@ def test_same_embeddings_as_xla_defaults(tmp_path):
 
 
 def test_a_users_flag_wins_and_the_opt_out_works(monkeypatch):
-    monkeypatch.setenv("XLA_FLAGS", f"{xla_flags.FLAG}=eltwise --xla_force_host_platform_device_count=2")
-    assert xla_flags.apply() is None
-    assert os.environ["XLA_FLAGS"] == f"{xla_flags.FLAG}=eltwise --xla_force_host_platform_device_count=2"
+    monkeypatch.setenv("XLA_FLAGS", f"{FLAG}=eltwise --xla_force_host_platform_device_count=2")
+    assert apply_xla_flags() is None
+    assert os.environ["XLA_FLAGS"] == f"{FLAG}=eltwise --xla_force_host_platform_device_count=2"
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
     monkeypatch.setenv("VGGISH_JAX_XLA_CPU_DEFAULTS", "0")
-    assert xla_flags.apply() is None and os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
+    assert apply_xla_flags() is None and os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
     monkeypatch.setenv("VGGISH_JAX_XLA_CPU_DEFAULTS", "1")
-    if xla_flags._known():
-        assert xla_flags.apply() == xla_flags.CPU_DEFAULT
-        assert os.environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {xla_flags.CPU_DEFAULT}"
+    if known_jaxlib():
+        assert apply_xla_flags() == CPU_DEFAULT
+        assert os.environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {CPU_DEFAULT}"

@@ -6,30 +6,21 @@ stop or full disk leaves). Modules are imported only when their command runs, so
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import importlib
 import os
 import signal
 import sys
 
-from vggish_jax import compilation_cache, settings_file, xla_flags
+from vggish_jax import compilation_cache
+from vggish_jax.commands import options
 from vggish_jax.skips import one_line
 
 # What a stopped run leaves, for commands that do not say (ON_STOP in their module).
 DEFAULT_ON_STOP = "nothing was saved; rerun the same command"
 
+# Each command's module is vggish_jax.commands.<name>.
 COMMANDS = {
-    "embed": "vggish_jax.commands.embed",
-    "extract": "vggish_jax.commands.extract",
-    "convert": "vggish_jax.commands.convert",
-    "compare": "vggish_jax.commands.compare",
-    "predict": "vggish_jax.commands.predict",
-    "finetune": "vggish_jax.commands.finetune",
-    "fad": "vggish_jax.commands.fad",
-}
-
-HELP = {
     "embed": "embed audio files with VGGish into OUT/embeddings.npz (resumable)",
     "extract": "embed a dataset (FMA, a labelled folder or CSV, GTZAN; AudioSet's released embeddings) into a "
                "resumable store",
@@ -45,29 +36,19 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an exception so that `finally` blocks save finished work."""
 
 
-@contextlib.contextmanager
-def _sigterm_raises():
-    def handler(signum, frame):
-        raise Terminated()
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, plus the one thing it cannot say: a file name starting with '-' was taken for an option."""
 
     def error(self, message):
+        from vggish_jax.audio import AUDIO_EXTENSIONS
+
         argv = getattr(self, "argv", [])
         dashed = [a for a in argv if a.startswith("-") and a not in ("-", "--")
-                  and (os.path.exists(a) or a.lower().endswith(_audio_extensions()))]
+                  and (os.path.exists(a) or a.lower().endswith(AUDIO_EXTENSIONS))]
         if dashed:
             command = next((a for a in argv if a in COMMANDS), "COMMAND")
             message += (f"; {dashed[0]!r} was read as an option: put -- before file names that start with '-' "
@@ -75,22 +56,16 @@ class _Parser(argparse.ArgumentParser):
         super().error(one_line(message))
 
 
-def _audio_extensions() -> tuple[str, ...]:
-    from vggish_jax.audio import AUDIO_EXTENSIONS
-
-    return AUDIO_EXTENSIONS
-
-
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = _Parser(prog="vggish-jax", description=__doc__.splitlines()[0])
     parser.argv = list(argv)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, module in COMMANDS.items():
-        p = sub.add_parser(name, help=HELP.get(name, ""))
+    for name, help in COMMANDS.items():
+        p = sub.add_parser(name, help=help)
         p.argv = list(argv)
         if name == chosen:
-            importlib.import_module(module).add_arguments(p)
+            importlib.import_module(f"vggish_jax.commands.{name}").add_arguments(p)
             parser.chosen = p
     return parser
 
@@ -106,7 +81,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for action in required:  # the first pass only finds the file
         action.required = False
     first = parser.parse_args(argv)
-    values = settings_file.read(first.config, sub, first.command) if getattr(first, "config", None) else {}
+    values = options.read(first.config, sub, first.command) if getattr(first, "config", None) else {}
     default_batch_size = sub.get_default("batch_size")  # the built-in one, for messages
     sub.set_defaults(**values)  # the file's values become the defaults, so flags given win over them
     for action in required:
@@ -125,12 +100,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vggish-jax {next((a for a in argv if a in COMMANDS), '')}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     compilation_cache.enable()
-    xla_flags.apply()
-    module = importlib.import_module(COMMANDS[args.command])
+    compilation_cache.apply_xla_flags()
+    module = importlib.import_module(f"vggish_jax.commands.{args.command}")
     on_stop = getattr(module, "ON_STOP", DEFAULT_ON_STOP)
     try:
-        with _sigterm_raises():
-            return int(module.run(args) or 0)
+        old_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        old_handler = None
+    try:
+        return int(module.run(args) or 0)
     except KeyboardInterrupt as e:
         how = "terminated" if isinstance(e, Terminated) else "interrupted"
         print(f"vggish-jax {args.command}: {how}; {on_stop}", file=sys.stderr)
@@ -140,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         # PermissionError) names the file itself.
         print(f"vggish-jax {args.command}: error: {_message(e, args, on_stop)}", file=sys.stderr)
         return 2
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
 
 
 def _message(e: BaseException, args, on_stop: str) -> str:

@@ -21,15 +21,14 @@ ENV = {"coordinator": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCE
 def settings(args) -> tuple[str, int, int] | None:
     """(coordinator, num_processes, process_id) from args (a --config file), else the environment; None for a
     single-process run; a one-line ValueError for a half-given or malformed setting."""
-    given = {k: getattr(args, k, None) for k in ENV}
-    given = {k: str(os.environ.get(ENV[k], "") if v is None else v).strip() or None for k, v in given.items()}
+    given = {k: str(os.environ.get(var, "") if getattr(args, k, None) is None else getattr(args, k)).strip() or None
+             for k, var in ENV.items()}
     if not any(given.values()):
         return None
-    missing = [k for k, v in given.items() if v is None]
+    missing = [f"{k} (or ${ENV[k]})" for k, v in given.items() if v is None]
     if missing:
-        names = ", ".join(f"{k} (or ${ENV[k]})" for k in missing)
         raise ValueError(f"multi-host needs all of coordinator, num_processes and process_id (--config keys or "
-                         f"JAX_* variables); missing {names}")
+                         f"JAX_* variables); missing {', '.join(missing)}")
     try:
         n, i = int(given["num_processes"]), int(given["process_id"])
     except ValueError:
@@ -51,10 +50,7 @@ def initialize(args) -> bool:
         return False
     import jax
 
-    if found is None:  # --distributed alone: the cluster environment says where and who
-        jax.distributed.initialize()
-    else:
-        jax.distributed.initialize(*found)
+    jax.distributed.initialize(*(found or ()))  # no settings: the cluster environment says where and who
     return True
 
 

@@ -10,17 +10,6 @@ class OutputError(ValueError):
     """An output path that cannot be written."""
 
 
-def _probe(folder: str, flag: str) -> None:
-    # os.access is not enough (root, read-only mounts, ACLs): create and remove a file.
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".vggish-jax-probe-")
-    except OSError as e:
-        raise OutputError(f"{folder}: cannot write here ({e.strerror}); choose another {flag}") from e
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.remove(tmp)
-
-
 def output_dir(path: str | os.PathLike, *, flag: str = "--out") -> str:
     """Absolute path of an output folder that exists and is writable, or can be created under one that is."""
     path = os.path.abspath(os.fspath(path))
@@ -31,5 +20,12 @@ def output_dir(path: str | os.PathLike, *, flag: str = "--out") -> str:
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise OutputError(f"{existing}: is a file, so {path} cannot be created; fix {flag}")
-    _probe(existing, flag)
+    # os.access is not enough (root, read-only mounts, ACLs): create and remove a file.
+    try:
+        fd, tmp = tempfile.mkstemp(dir=existing, prefix=".vggish-jax-probe-")
+    except OSError as e:
+        raise OutputError(f"{existing}: cannot write here ({e.strerror}); choose another {flag}") from e
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.remove(tmp)
     return path

@@ -5,7 +5,7 @@ import argparse
 
 from vggish_jax.classify.compare import EXTRA_CLASSIFIERS, FEATURE_SETS, PAPER_CLASSIFIERS
 from vggish_jax.commands import options
-from vggish_jax.settings_file import Setting
+from vggish_jax.commands.options import Setting
 
 CLASSIFIERS = PAPER_CLASSIFIERS + EXTRA_CLASSIFIERS
 

@@ -74,12 +74,10 @@ def _require_reader(args) -> None:
     """torch reads .pth files, TensorFlow the TF checkpoint: say so before downloading or converting anything."""
     import importlib.util
 
-    if args.torch_weights or args.download == "torch":
-        module, extra, flag = "torch", "torch", "--torch-weights" if args.torch_weights else "--download torch"
-    elif args.tf_checkpoint or args.download == "tf":
-        module, extra, flag = "tensorflow", "tf", "--tf-checkpoint" if args.tf_checkpoint else "--download tf"
-    else:
-        return
-    if importlib.util.find_spec(module) is None:
-        raise RuntimeError(f"{flag} needs {module}, which is not installed; pip install -e '.[{extra}]' "
-                           f"(or pip install 'vggish-jax[{extra}]')")
+    for module, extra, path_flag in (("torch", "torch", "torch_weights"), ("tensorflow", "tf", "tf_checkpoint")):
+        if getattr(args, path_flag) or args.download == extra:
+            flag = f"--{path_flag.replace('_', '-')}" if getattr(args, path_flag) else f"--download {extra}"
+            if importlib.util.find_spec(module) is None:
+                raise RuntimeError(f"{flag} needs {module}, which is not installed; pip install -e '.[{extra}]' "
+                                   f"(or pip install 'vggish-jax[{extra}]')")
+            return

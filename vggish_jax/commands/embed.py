@@ -7,7 +7,7 @@ import sys
 from tqdm import tqdm
 
 from vggish_jax.commands import options
-from vggish_jax.settings_file import Setting
+from vggish_jax.commands.options import Setting
 
 EMBEDDINGS = "embeddings"  # OUT/embeddings.npz + OUT/embeddings.json (+ OUT/embeddings.store, the resumable store)
 
@@ -24,14 +24,13 @@ def add_arguments(p):
                           help="hoplite: also a perch-hoplite database in --out (hoplite.sqlite + usearch.index, "
                                "one window per row with its file and offsets) for vggish_jax.hoplite.search; needs "
                                "the [hoplite] extra")
-    options.postprocess(p)
+    options.add(p, "--postprocess")
     options.final_relu(p)
-    options.pad(p)
-    options.batch_size(p)
-    options.workers(p)
+    options.add(p, "--pad", "--batch-size", "--workers")
     options.config(p, dtype=options.DTYPE, resample=options.RESAMPLE, hop_s=options.HOP_S,
-                   pad_last=options.PAD_LAST, flush_every=Setting(16, "files per part saved while running: a kill loses at most this many, "
-                                           "a rerun resumes (default: 16)", type=options.positive_int))
+                   pad_last=options.PAD_LAST,
+                   flush_every=Setting(16, "files per part saved while running: a kill loses at most this many, a "
+                                           "rerun resumes (default: 16)", type=options.positive_int))
 
 
 def run(args) -> int:
@@ -39,6 +38,7 @@ def run(args) -> int:
     import os
 
     from vggish_jax import audio, preflight
+    from vggish_jax.models.vggish import frontend
     from vggish_jax.pipeline.embed import load_pretrained
     from vggish_jax.pipeline.npz_output import embed_to_npz, out_paths
 
@@ -47,12 +47,10 @@ def run(args) -> int:
         raise RuntimeError("--format hoplite needs perch-hoplite, which is not installed; pip install "
                            "'vggish-jax[hoplite]' (in a venv of its own: it caps huggingface-hub below 2)")
     preflight.output_dir(args.out)  # created with the store, at the first file
-    npz, sidecar, _ = out_paths(os.path.join(args.out, EMBEDDINGS + ".npz"))
+    npz = out_paths(os.path.join(args.out, EMBEDDINGS + ".npz"))[0]
     files, notes, unreadable = audio.expand_inputs(args.files)
     for line in notes:  # unreadable entries are reported with the other skips
         print(line, file=sys.stderr)
-    from vggish_jax.models.vggish import frontend
-
     embedder = load_pretrained(args.weights, final_relu=args.final_relu, dtype=args.dtype, batch_size=args.batch_size,
                                resample=args.resample, cfg=frontend.with_hop(args.hop_s, args.pad_last))
     if args.postprocess and embedder.pca is None:
@@ -80,8 +78,7 @@ def run(args) -> int:
 
     result = embed_to_npz(files, npz, embedder, postprocess=args.postprocess, pad=args.pad, workers=args.workers,
                           flush_every=args.flush_every, settings=settings, log=lambda m: print(m, file=sys.stderr),
-                          started=started, progress=bar.update, report=report,
-                          unreadable=unreadable)
+                          started=started, progress=bar.update, report=report, unreadable=unreadable)
     if args.format == "hoplite" and result.written:
         from vggish_jax import hoplite
 

@@ -5,7 +5,7 @@ import sys
 
 from vggish_jax import distributed
 from vggish_jax.commands import options
-from vggish_jax.settings_file import Setting
+from vggish_jax.commands.options import Setting
 
 
 ON_STOP = "finished work is kept; rerun the same command to resume"
@@ -31,10 +31,9 @@ def add_arguments(p):
     options.weights(p, help="weights directory written by `vggish-jax convert` (needed unless the source holds "
                             "embeddings already)")
     options.out(p, help="info.json + <split>/shard-NNNNN.npz")
-    options.batch_size(p)
-    options.workers(p)
+    options.add(p, "--batch-size", "--workers")
     options.final_relu(p)
-    options.postprocess(p)
+    options.add(p, "--postprocess")
     p.add_argument("--beam-options", default=None, metavar="FLAGS",
                    help='run as an Apache Beam pipeline with these pipeline options, e.g. --beam-options='
                         '"--runner=FlinkRunner --flink_master=host:8081"; --beam-options=--runner=direct runs '
@@ -67,31 +66,28 @@ def run(args) -> int:
     preflight.output_dir(args.out)  # before the (long) dataset build
     if args.data_dir is not None:
         preflight.output_dir(args.data_dir, flag="--data-dir")
-    beam = bool(args.beam_options)
+    beam, build = bool(args.beam_options), {}
     if beam:
         from vggish_jax.pipeline import beam_runner
 
         beam_runner.require_beam()
     else:
         distributed.initialize(args)  # before any other JAX call
-    from vggish_jax.datasets import decode
     from vggish_jax.pipeline import extract as ex
 
     # The model first: bad weights, or --postprocess without PCA, fail before a (long) dataset build.
     model = ex.load_model(args.weights, final_relu=args.final_relu, dtype=args.dtype, postprocess=args.postprocess,
                           dataset=args.dataset)
-    workers = decode.default_workers() if args.workers is None else args.workers
     beam_settings = ex.BeamSettings(runner=None, options=args.beam_options) if beam else None
-    build = {}
     if beam:
         runner, beam_options = beam_runner.make(beam_settings.runner, beam_settings.workers, beam_settings.options)
         build = dict(beam_runner=runner, beam_options=beam_options)
     source = ex.open_source(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir,
-                            from_audio=args.from_audio, workers=workers, download=args.download == "fma",
+                            from_audio=args.from_audio, workers=args.workers, download=args.download == "fma",
                             task=args.task, split=args.split, classes=args.classes,
                             on_duplicate=args.on_duplicate, normalize_labels=args.normalize_labels, **build)
     settings = ex.ExtractSettings(
-        postprocess=args.postprocess, shard_size=args.shard_size, batch_size=args.batch_size, workers=workers,
+        postprocess=args.postprocess, shard_size=args.shard_size, batch_size=args.batch_size, workers=args.workers,
         resample=args.resample, frontend_precision=args.frontend_precision, weights_dir=args.weights,
         hop_s=args.hop_s, pad_last=args.pad_last, pad=args.pad,
         progress=sys.stderr.isatty(), beam=beam_settings)

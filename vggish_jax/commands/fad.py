@@ -5,7 +5,7 @@ import os
 import sys
 
 from vggish_jax.commands import options
-from vggish_jax.settings_file import Setting, yes_no
+from vggish_jax.commands.options import Setting, yes_no
 
 ON_STOP = "no result was written; rerun the same command"
 RESULT, PLOT = "fad.json", "fad_inf.png"  # in --out
@@ -22,7 +22,7 @@ def add_arguments(p):
                                         f"1/N with the FAD-inf fit)")
     p.add_argument("--show-farthest", type=options.nonnegative_int, default=5, metavar="N",
                    help="print the N files of GEN farthest from REF (default: %(default)s)")
-    options.workers(p)
+    options.add(p, "--workers")
     options.config(
         p, batch_size=options.BATCH_SIZE_SETTING, pad=options.PAD_SETTING,
         final_relu=Setting(None, "ReLU after VGGish's last layer when embedding audio: yes (true) or no (false) "

@@ -54,5 +54,6 @@ def run(args) -> int:
     result = train(cfg, fma.data_sources(builder), len(labels), args.workdir, backbone=backbone,
                    weights_metadata=meta, label_names=labels, allow_changed_settings=args.allow_changed_settings)
     if "test_accuracy" in result:
-        print(f"test accuracy {result['test_accuracy']:.4f} (best validation checkpoint); see {args.workdir}/metrics.jsonl")
+        print(f"test accuracy {result['test_accuracy']:.4f} (best validation checkpoint); "
+              f"see {args.workdir}/metrics.jsonl")
     return 0

@@ -12,7 +12,8 @@ ON_STOP = ("the predictions printed so far are complete, nothing else was saved 
 
 
 def add_arguments(p):
-    p.add_argument("files", nargs="*", help="audio files (wav, flac, ogg, mp3) or folders (their audio files, recursively)")
+    p.add_argument("files", nargs="*",
+                   help="audio files (wav, flac, ogg, mp3) or folders (their audio files, recursively)")
     p.add_argument("--example", action="store_true", help="also predict the bundled example clip")
     p.add_argument("--top", type=options.positive_int, default=3, metavar="N",
                    help="genres (and tags) shown per file (default: %(default)s)")

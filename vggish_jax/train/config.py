@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from vggish_jax.models.vggish import frontend
-
 # FMA's 30-s clips (the paper's input), from the frontend's one timing rule.
-CLIP_SECONDS, CLIP_SAMPLES, EXAMPLES_PER_CLIP = frontend.CLIP_SECONDS, frontend.CLIP_SAMPLES, frontend.EXAMPLES_PER_CLIP
+from vggish_jax.models.vggish.frontend import CLIP_SAMPLES, EXAMPLES_PER_CLIP
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +55,8 @@ class Config:
     def check(self) -> None:
         """One-line errors for settings that cannot work, before anything is built."""
         choices = {"input": ("auto", "mel", "waveform"), "frontend_precision": ("auto", "float32", "float64"),
-                   "init": ("pretrained", "random"), "dtype": ("float32", "bfloat16")}
+                   "init": ("pretrained", "random"), "dtype": ("float32", "bfloat16"),
+                   "head": ("flatten", "frame_mean"), "schedule": ("constant", "cosine", "warmup_cosine")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
@@ -65,25 +64,21 @@ class Config:
             raise ValueError("gain_db and mixup_alpha must be >= 0 (0 turns them off)")
 
 
-def _parse_bool(key: str, value: str) -> bool:
-    if value.lower() not in ("true", "false", "1", "0"):
-        raise ValueError(f"{key} takes true/false, got {value!r}")
-    return value.lower() in ("true", "1")
-
-
 def parse_overrides(cfg: Config, items: list[str]) -> Config:
     """['epochs=3', 'freeze_conv=true', ...] -> a new Config, with types taken from the dataclass."""
-    fields = {f.name: f for f in dataclasses.fields(Config)}
+    types = {f.name: str(f.type) for f in dataclasses.fields(Config)}  # annotations are strings: "bool | None"
     kw = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"bad override {item!r}: use key=value with key in {sorted(fields)}")
-        kind = str(fields[key].type).split("|")[0].strip()  # "bool | None" -> bool (annotations are strings)
-        if "None" in str(fields[key].type) and value.lower() in ("none", "auto"):
+        if not sep or key not in types:
+            raise ValueError(f"bad override {item!r}: use key=value with key in {sorted(types)}")
+        kind = types[key].split("|")[0].strip()
+        if "None" in types[key] and value.lower() in ("none", "auto"):
             kw[key] = None
         elif kind == "bool":
-            kw[key] = _parse_bool(key, value)
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"{key} takes true/false, got {value!r}")
+            kw[key] = value.lower() in ("true", "1")
         else:
             try:
                 kw[key] = {"int": int, "float": float, "str": str}[kind](value)

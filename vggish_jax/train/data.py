@@ -8,6 +8,7 @@ iterator state is a position and a resume sees the same batches. Evaluation: eve
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import grain
 import numpy as np
@@ -47,85 +48,60 @@ def input_kind(source, requested: str = "auto") -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Collate:
-    """Records (with their clip ids and masks) -> one batch; a picklable object, so grain workers can run it."""
+class _Collate:
+    """(clip id, mask) pairs -> one batch of their records; a picklable object, so grain workers can run it."""
+    source: object
     n_examples: int
     waveform_samples: int | None = None  # None: mel batches
 
-    def __call__(self, items: list[tuple[int, float, dict]]) -> dict[str, np.ndarray]:
-        batch = {"label": np.array([int(x["label"]) for _, _, x in items], np.int32)}
+    def __call__(self, items: list[tuple[int, float]]) -> dict[str, np.ndarray]:
+        records = [(i, self.source[i]) for i, _ in items]
+        batch = {"label": np.array([int(x["label"]) for _, x in records], np.int32),
+                 "mask": np.array([m for _, m in items], np.float32)}
         if self.waveform_samples is None:
-            batch["mel"] = np.stack([fix_examples(x["mel"], self.n_examples) for _, _, x in items])
+            batch["mel"] = np.stack([fix_examples(x["mel"], self.n_examples) for _, x in records])
         else:
             fixed = [fix_waveform(x["waveform"], self.waveform_samples,
                                   f"track {int(x['track_id'])}" if "track_id" in x else f"record {i}")
-                     for i, _, x in items]
+                     for i, x in records]
             batch["waveform"] = np.stack([w for w, _ in fixed])
             batch["length"] = np.array([k for _, k in fixed], np.int32)
-        batch["mask"] = np.array([m for _, m, _ in items], np.float32)
         return batch
 
 
-@dataclasses.dataclass(frozen=True)
-class _Read:
-    """(clip id, mask) -> (clip id, mask, record)."""
-    source: object
-
-    def __call__(self, item: tuple[int, float]) -> tuple[int, float, dict]:
-        i, mask = item
-        return i, mask, self.source[i]
-
-
-@dataclasses.dataclass(frozen=True)
-class _TrainIds:
-    """Position k of this process's clip stream -> (clip id, 1.0): its slice of each global batch."""
-    order: grain.MapDataset  # epoch e's seeded permutation at positions e * n .. e * n + n - 1
-    n: int
-    steps: int
-    batch: int
-    local: int
-    process_index: int
-
-    def __call__(self, k: int) -> tuple[int, float]:
-        step, row = divmod(int(k), self.local)
-        epoch, step = divmod(step, self.steps)
-        return int(self.order[epoch * self.n + step * self.batch + self.process_index * self.local + row]), 1.0
+def _train_id(order: grain.MapDataset, n: int, steps: int, batch: int, local: int, process_index: int,
+              k: int) -> tuple[int, float]:
+    """Position k of this process's clip stream -> (clip id, 1.0): its slice of each global batch. `order` holds
+    epoch e's seeded permutation at positions e * n .. e * n + n - 1."""
+    step, row = divmod(int(k), local)
+    epoch, step = divmod(step, steps)
+    return int(order[epoch * n + step * batch + process_index * local + row]), 1.0
 
 
-@dataclasses.dataclass(frozen=True)
-class _EvalIds:
+def _eval_id(n: int, batch: int, local: int, process_index: int, k: int) -> tuple[int, float]:
     """Position k of this process's eval stream -> (clip id, mask): clips in order, the tail padded (mask 0)."""
-    n: int
-    batch: int
-    local: int
-    process_index: int
-
-    def __call__(self, k: int) -> tuple[int, float]:
-        b, row = divmod(int(k), self.local)
-        pos = b * self.batch + self.process_index * self.local + row
-        return min(pos, self.n - 1), float(pos < self.n)
-
-
-def steps_per_epoch(source, batch: int) -> int:
-    return len(source) // batch
+    b, row = divmod(int(k), local)
+    pos = b * batch + process_index * local + row
+    return min(pos, n - 1), float(pos < n)
 
 
 def train_dataset(source, batch: int, n_examples: int, seed: int, epochs: int, process_index: int = 0,
                   process_count: int = 1, waveform_samples: int | None = None) -> grain.MapDataset:
     """This process's share of every global batch of `epochs` epochs; element k is global step k."""
-    n, steps, local = len(source), steps_per_epoch(source, batch), batch // process_count
+    n, steps, local = len(source), len(source) // batch, batch // process_count
     order = grain.MapDataset.range(n).shuffle(seed=seed).repeat(epochs)  # a new permutation each epoch
-    ids = grain.MapDataset.range(epochs * steps * local).map(_TrainIds(order, n, steps, batch, local, process_index))
-    return ids.map(_Read(source)).batch(local, drop_remainder=True, batch_fn=Collate(n_examples, waveform_samples))
+    ids = grain.MapDataset.range(epochs * steps * local).map(
+        functools.partial(_train_id, order, n, steps, batch, local, process_index))
+    return ids.batch(local, drop_remainder=True, batch_fn=_Collate(source, n_examples, waveform_samples))
 
 
 def eval_dataset(source, batch: int, n_examples: int, process_index: int = 0, process_count: int = 1,
                  waveform_samples: int | None = None) -> grain.MapDataset:
     """Every clip once, in order, as global batches ('mask' 0 on the padding of the last)."""
     local = batch // process_count
-    num_batches = -(-len(source) // batch)
-    ids = grain.MapDataset.range(num_batches * local).map(_EvalIds(len(source), batch, local, process_index))
-    return ids.map(_Read(source)).batch(local, drop_remainder=True, batch_fn=Collate(n_examples, waveform_samples))
+    ids = grain.MapDataset.range(-(-len(source) // batch) * local).map(
+        functools.partial(_eval_id, len(source), batch, local, process_index))
+    return ids.batch(local, drop_remainder=True, batch_fn=_Collate(source, n_examples, waveform_samples))
 
 
 def iterate(ds: grain.MapDataset, workers: int = 0, prefetch: int = 2, transform=None) -> grain.DatasetIterator:

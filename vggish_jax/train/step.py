@@ -1,4 +1,5 @@
-"""Pure train and eval steps over (params, opt_state); jitted once by the loop with donated state."""
+"""The genre classifier (VGGish backbone + a clip head), its optimizer, and pure train and eval steps over
+(params, opt_state), jitted once by the loop with donated state."""
 from __future__ import annotations
 
 import jax
@@ -6,36 +7,50 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from vggish_jax.models.vggish.modeling import CONV_CHANNELS
+from vggish_jax.models.vggish.modeling import CONV_CHANNELS, VGGish
 from vggish_jax.train import augment
-from vggish_jax.train.config import Config
+from vggish_jax.train.config import EXAMPLES_PER_CLIP, Config
+
+
+class GenreClassifier(nnx.Module):
+    """Config.head: "flatten" (the paper's: the examples_per_clip x 128 embeddings flattened, 3968-d for 30 s,
+    -> 256 -> classes) or "frame_mean" (128 -> 256 -> classes per frame, logits averaged)."""
+
+    def __init__(self, num_classes: int, *, examples_per_clip: int = EXAMPLES_PER_CLIP, hidden: int = 256,
+                 final_relu: bool = True, dtype=jnp.float32, width_divisor: int = 1, head: str = "flatten",
+                 rngs: nnx.Rngs):
+        if head not in ("flatten", "frame_mean"):
+            raise ValueError(f"head must be flatten or frame_mean, got {head!r}")
+        self.head = head
+        self.backbone = VGGish(final_relu=final_relu, dtype=dtype, width_divisor=width_divisor, rngs=rngs)
+        self.hidden = nnx.Linear((examples_per_clip if head == "flatten" else 1) * 128, hidden, rngs=rngs)
+        self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
+
+    def __call__(self, mel: jax.Array) -> jax.Array:
+        """[batch, examples, 96, 64] -> [batch, classes] logits (float32)."""
+        b, n = mel.shape[:2]
+        emb = self.backbone(mel.reshape(b * n, *mel.shape[2:])).astype(jnp.float32)
+        if self.head == "frame_mean":
+            return self.out(nnx.relu(self.hidden(emb.reshape(b, n, -1)))).mean(axis=1)
+        return self.out(nnx.relu(self.hidden(emb.reshape(b, -1))))
 
 
 def make_optimizer(cfg: Config, steps_per_epoch: int, params) -> optax.GradientTransformation:
     total = max(1, cfg.epochs * steps_per_epoch // cfg.grad_accum)
-    if cfg.schedule == "constant":
-        lr = cfg.learning_rate
-    elif cfg.schedule == "cosine":
+    lr = cfg.learning_rate  # schedule "constant"; Config.check refuses an unknown one
+    if cfg.schedule == "cosine":
         lr = optax.cosine_decay_schedule(cfg.learning_rate, total)
     elif cfg.schedule == "warmup_cosine":
         lr = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(1, cfg.warmup_steps), total)
-    else:
-        raise ValueError(f"schedule must be constant, cosine or warmup_cosine, got {cfg.schedule!r}")
     opt = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
     if cfg.freeze_conv:
-        convs = {name for name, _ in CONV_CHANNELS}
-        labels = jax.tree_util.tree_map_with_path(
-            lambda path, _: "frozen" if _layer(path, "backbone") in convs else "train", params)
-        opt = optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
+        convs = {name for name, _ in CONV_CHANNELS}  # params paths: ('backbone', 'conv1', 'kernel'), ('out', 'bias')
+        label = lambda path, _: "frozen" if path[0].key == "backbone" and path[1].key in convs else "train"
+        opt = optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()},
+                                    jax.tree_util.tree_map_with_path(label, params))
     if cfg.grad_accum > 1:
         opt = optax.MultiSteps(opt, every_k_schedule=cfg.grad_accum)
     return opt
-
-
-def _layer(path, module: str) -> str | None:
-    """The layer name under `module` in a params path (('backbone', 'conv1', 'kernel') -> 'conv1')."""
-    keys = [getattr(k, "key", None) for k in path]
-    return keys[1] if len(keys) > 1 and keys[0] == module else None
 
 
 def spec_augment(key, mel):
