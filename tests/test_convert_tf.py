@@ -12,7 +12,7 @@ import pytest
 
 from vggish_jax.pipeline.embed import load_pretrained
 from vggish_jax.models.vggish import postprocess as post
-from vggish_jax.models.vggish.convert import download, tf_slim
+from vggish_jax.models.vggish.convert import download, published
 
 FIXTURE = os.environ.get("VGGISH_JAX_TF_FIXTURE")
 REQUIRED = os.environ.get("VGGISH_JAX_REQUIRE_TF_FIXTURE") == "1"
@@ -70,7 +70,7 @@ def test_postprocess_matches_the_reference(fixture_dir, reference, embedder):
 
 
 def test_pca_npz_layout(fixture_dir, embedder):
-    pca = tf_slim.load_pca_npz(os.path.join(fixture_dir, "vggish_pca_params.npz"))
+    pca = published.load_pca_npz(os.path.join(fixture_dir, "vggish_pca_params.npz"))
     with np.load(os.path.join(fixture_dir, "vggish_pca_params.npz")) as z:
         assert z["pca_means"].shape == (128, 1) and z["pca_eigen_vectors"].dtype == np.float64
         np.testing.assert_array_equal(pca.means, z["pca_means"][:, 0])
