@@ -22,7 +22,7 @@ Conventions (what the three common implementations do, read from their source; o
 Default: raw output without the final ReLU, because all three tools agree on it, so numbers compare with
 published FADs computed with any of them. This differs from our weights' recorded default for torchvggish
 conversions (final ReLU on): FAD overrides it unless `final_relu` is given. Silent files (the project's
-one rule, `audio.silence`: peak below -60 dBFS) are skipped and reported, like unreadable and too-short ones:
+one rule, `audio.is_silent`: peak below -60 dBFS) are skipped and reported, like unreadable and too-short ones:
 an empty or silent generation is a failure to report, not a sample. Zero-padding short files (fadtk) adds
 near-silent frames to the statistics, so it is opt-in.
 """
@@ -33,7 +33,7 @@ import sys
 from typing import Callable
 
 from vggish_jax import skips, spec as spec_lib
-from vggish_jax.audio import cautions as audio_cautions, silence
+from vggish_jax.audio import decode as audio_decode
 from vggish_jax.fad import frechet, score, sources, stats as stats_lib
 from vggish_jax.fad.sources import EmbeddingSet, SourceError
 from vggish_jax.models.vggish import frontend
@@ -121,7 +121,7 @@ def _embed_audio_sets(sets: list[EmbeddingSet], weights, final_relu, batch_size:
     if not audio_sets:
         return []
     total = sum(len(s.audio_paths) for s in audio_sets)
-    with _bar(total, "fad: embed", progress, unit="file") as bar, audio_cautions.collect_cautions() as cautions:
+    with _bar(total, "fad: embed", progress, unit="file") as bar, audio_decode.collect_cautions() as cautions:
         sources.embed_audio(audio_sets, embedder, pad=pad, workers=workers, progress=bar.update)
     _check_specs(sets, embedder, final_relu)
     return [c.to_dict() for c in cautions]
@@ -160,7 +160,7 @@ def convention(spec: spec_lib.EmbeddingSpec | None, pad: bool) -> dict:
                       f"float64",
         "resampling": "to 16 kHz mono with resampy's kaiser_best filter design (scipy polyphase)",
         "short_files": f"zero-padded to one {length:.3f}-s example" if pad else "skipped and reported",
-        "silent_files": f"peak below {silence.SILENCE_PEAK_DBFS:.0f} dBFS: skipped and reported",
+        "silent_files": f"peak below {audio_decode.SILENCE_PEAK_DBFS:.0f} dBFS: skipped and reported",
         "sqrt": "eigh of S_ref^(1/2) S_gen S_ref^(1/2) (or scipy sqrtm, see numerics.method)",
     }
 
