@@ -35,13 +35,10 @@ def report_caution(c: skips.Caution) -> None:
 
 
 def forward_cautions(cautions: list[skips.Caution]) -> None:
-    """Print the Cautions reported in a decode worker process here (where the command's stderr is, in
-    order with its other lines), and hand them to this process's collectors."""
+    """Report here the Cautions of a decode worker process (where the command's stderr is, in order with its
+    other lines, and this process's collectors)."""
     for c in cautions:
-        print(c.line(), file=sys.stderr, flush=True)
-    with _SINKS_LOCK:
-        for sink in _CAUTION_SINKS:
-            sink.extend(cautions)
+        report_caution(c)
 
 
 def with_cautions(fn, item):
