@@ -15,7 +15,7 @@ from vggish_jax import cli
 from vggish_jax.pipeline.embed import load_pretrained
 from vggish_jax.models.vggish import postprocess as post
 from vggish_jax.models.vggish.params import WeightsError
-from vggish_jax.models.vggish.convert import download, published
+from vggish_jax.models.vggish.convert import published
 from vggish_jax.models.vggish.convert.core import convert
 
 torch = require("torch", "the parity oracle needs torch")
@@ -87,7 +87,7 @@ def test_torch_parity(torch_files, converted, examples, final_relu):
 def test_metadata_and_default_final_relu(converted, torch_files):
     emb = load_pretrained(converted)
     assert emb.final_relu is True and emb.metadata["source"] == "torchvggish"
-    assert emb.metadata["hashes"]["vggish-10086976.pth"] == download.sha256(torch_files[1])
+    assert emb.metadata["hashes"]["vggish-10086976.pth"] == published.sha256(torch_files[1])
 
 
 def torchvggish_postprocess(raw, pca):
@@ -267,12 +267,12 @@ def test_download_offline_gives_one_clear_line(tmp_path, monkeypatch):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens on this port now
-    spec = download.FILES["torch_weights"]
-    monkeypatch.setitem(download.FILES, "torch_weights",
-                        download.Published(spec.name, f"http://127.0.0.1:{port}/{spec.name}", spec.sha256_prefix))
-    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    spec = published.FILES["torch_weights"]
+    monkeypatch.setitem(published.FILES, "torch_weights",
+                        published.Published(spec.name, f"http://127.0.0.1:{port}/{spec.name}", spec.sha256_prefix))
+    monkeypatch.setenv(published.CACHE_ENV, str(tmp_path / "cache"))
     with pytest.raises(WeightsError, match="cannot download .*--torch-weights") as err:
-        download.fetch("torch_weights", timeout=5)
+        published.fetch("torch_weights", timeout=5)
     assert "\n" not in str(err.value)
     assert os.listdir(tmp_path / "cache") == []
 
@@ -280,16 +280,16 @@ def test_download_offline_gives_one_clear_line(tmp_path, monkeypatch):
 def test_download_verifies_hash_and_caches(tmp_path, monkeypatch):
     src = tmp_path / "published.bin"
     src.write_bytes(b"vggish" * 1000)
-    digest = download.sha256(str(src))
-    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setitem(download.FILES, "tf_pca", download.Published("pca.npz", src.as_uri(), digest[:8]))
-    path = download.fetch("tf_pca")
+    digest = published.sha256(str(src))
+    monkeypatch.setenv(published.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setitem(published.FILES, "tf_pca", published.Published("pca.npz", src.as_uri(), digest[:8]))
+    path = published.fetch("tf_pca")
     assert open(path, "rb").read() == src.read_bytes()
     src.unlink()
-    assert download.fetch("tf_pca") == path  # served from the cache
-    monkeypatch.setitem(download.FILES, "tf_pca", download.Published("pca.npz", "file:///nowhere", "00000000"))
+    assert published.fetch("tf_pca") == path  # served from the cache
+    monkeypatch.setitem(published.FILES, "tf_pca", published.Published("pca.npz", "file:///nowhere", "00000000"))
     with pytest.raises(WeightsError, match="does not start with 00000000"):
-        download.fetch("tf_pca")
+        published.fetch("tf_pca")
 
 
 def test_cli_convert_then_embed(torch_files, tmp_path, capsys):

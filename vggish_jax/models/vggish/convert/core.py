@@ -15,7 +15,7 @@ import numpy as np
 
 from vggish_jax import atomic
 from vggish_jax.models.vggish import hub, modeling, params as params_lib
-from vggish_jax.models.vggish.convert import download, published
+from vggish_jax.models.vggish.convert import published
 from vggish_jax.spec import params_sha256
 
 
@@ -38,9 +38,9 @@ def convert(out: str, *, torch_weights: str | None = None, tf_checkpoint: str | 
         if download_source not in ("torch", "tf"):
             raise ValueError(f"--download takes 'torch' or 'tf', got {download_source!r}")
         if download_source == "torch":
-            torch_weights, pca_file = download.fetch("torch_weights"), download.fetch("torch_pca")
+            torch_weights, pca_file = published.fetch("torch_weights"), published.fetch("torch_pca")
         else:
-            tf_checkpoint, pca_file = download.fetch("tf_checkpoint"), download.fetch("tf_pca")
+            tf_checkpoint, pca_file = published.fetch("tf_checkpoint"), published.fetch("tf_pca")
 
     pca_params = published.read_pca(pca_file) if pca_file is not None else None  # first: small; fails fast
     if torch_weights is not None:
@@ -54,7 +54,7 @@ def convert(out: str, *, torch_weights: str | None = None, tf_checkpoint: str | 
     used = {k: v for k, v in (("weights", weights_file), ("pca", pca_file)) if v is not None}
     meta = {"source": source, "final_relu": relu_default if final_relu is None else final_relu,
             "files": {k: os.path.abspath(v) for k, v in used.items()},
-            "hashes": {os.path.basename(v): download.sha256(v) for v in used.values() if os.path.isfile(v)}}
+            "hashes": {os.path.basename(v): published.sha256(v) for v in used.values() if os.path.isfile(v)}}
     if random_seed is not None:
         meta["seed"] = random_seed
     return save_beside(out, p, pca=pca_params, metadata=meta, fmt=fmt)
