@@ -120,7 +120,8 @@ def test_download_converts_then_verifies(tmp_path, monkeypatch, capsys):
     published_formats.save(published_formats.random_pca(6, (128, 1)), tmp_path / "pca.pth")
     for key, src in (("torch_weights", tmp_path / "w.pth"), ("torch_pca", tmp_path / "pca.pth")):
         name = published.FILES[key].name
-        monkeypatch.setitem(published.FILES, key, published.Published(name, src.as_uri(), published.sha256(str(src))[:8]))
+        digest = published.sha256(str(src))
+        monkeypatch.setitem(published.FILES, key, published.Published(name, src.as_uri(), digest[:8]))
     monkeypatch.setenv(published.CACHE_ENV, str(tmp_path / "cache"))
     assert cli.main(["convert", "--download", "torch", "--out", str(tmp_path / "out")]) == 1  # random: fails
     out = capsys.readouterr().out

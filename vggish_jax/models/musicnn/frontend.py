@@ -26,7 +26,8 @@ _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 
 def hz_to_mel_slaney(hz):
     hz = np.asarray(hz, np.float64)
-    return np.where(hz >= _MIN_LOG_HZ, _MIN_LOG_MEL + np.log(np.maximum(hz, 1e-10) / _MIN_LOG_HZ) / _LOGSTEP, hz / _F_SP)
+    log_part = _MIN_LOG_MEL + np.log(np.maximum(hz, 1e-10) / _MIN_LOG_HZ) / _LOGSTEP
+    return np.where(hz >= _MIN_LOG_HZ, log_part, hz / _F_SP)
 
 
 def mel_to_hz_slaney(mel):

@@ -83,7 +83,8 @@ def pca(arrays, source: str, missing: str) -> PCAParams:
             raise WeightsError(f"{source}: missing {missing.format(key=repr(key))}")
     ev, means = np.asarray(arrays["pca_eigen_vectors"]), np.asarray(arrays["pca_means"]).reshape(-1)
     if ev.shape != (128, 128) or means.shape != (128,):
-        raise WeightsError(f"{source}: pca_eigen_vectors {ev.shape} / pca_means {means.shape}, expected (128, 128) / (128,)")
+        raise WeightsError(f"{source}: pca_eigen_vectors {ev.shape} / pca_means {means.shape}, "
+                           f"expected (128, 128) / (128,)")
     try:
         return PCAParams(ev, means)
     except ValueError as e:  # NaN/inf: name the file
