@@ -126,6 +126,8 @@ def load_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
         import torch
     except ImportError as e:
         raise WeightsError(f"{path}: reading .pth files needs torch; pip install 'vggish-jax[torch]'") from e
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such file; download it or pass --download")
     require(path, ("torch",), "a PyTorch .pth file", "pass torchvggish's vggish-10086976.pth / "
             "vggish_pca_params-970ea276.pth (or a TF vggish_pca_params.npz, also as --pca)")
     try:
