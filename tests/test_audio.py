@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vggish_jax.audio import cautions, decode, errors, inputs, resampling, silence
+from vggish_jax.audio import decode, files as audio_io, resampling
 from conftest import require, tone_mix
 
 
@@ -76,7 +76,7 @@ def test_stream_equals_whole_file(tmp_path, sr):
     ("nan", "NaN"),
 ])
 def test_bad_files_raise_one_clear_line(audio_files, kind, message):
-    with pytest.raises(errors.AudioError) as err:
+    with pytest.raises(audio_io.AudioError) as err:
         decode.load(audio_files[kind])
     text = str(err.value)
     assert audio_files[kind] in text and message in text and "\n" not in text
@@ -100,7 +100,7 @@ def test_truncated_file_is_refused_with_decoded_and_declared_lengths(cut_mp3):
         decoded = f.read(dtype="float32").shape[0]  # what decodes, read whole
     assert decoded < declared * 0.6
     for read in (lambda: decode.load(cut, 16000), lambda: list(decode.stream(cut, 16000, block_seconds=3.0))):
-        with pytest.raises(errors.TruncatedError) as err:
+        with pytest.raises(audio_io.TruncatedError) as err:
             read()
         assert f"{cut}: truncated: {decoded} of the {declared} frames its header declares decode" in str(err.value)
         assert err.value.kind == "truncated" and err.value.skip(cut).kind == "truncated"
@@ -111,7 +111,7 @@ def test_keep_truncated_uses_the_part_that_decodes_and_says_so(cut_mp3):
     _, cut = cut_mp3
     with sf.SoundFile(cut) as f:
         raw = f.read(dtype="float32")
-    with cautions.collect_cautions() as got:
+    with decode.collect_cautions() as got:
         x, sr = decode.load(cut, keep_truncated=True)
     np.testing.assert_array_equal(x, raw)
     assert [(c.kind, c.path) for c in got] == [("truncated_kept", cut)]
@@ -123,7 +123,7 @@ def test_over_range_is_reported_once_with_its_peak(tmp_path, capsys):
     quiet = str(tmp_path / "ok.wav")
     sf.write(quiet, 1.2 * tone_mix(2.0, 16000), 16000, subtype="FLOAT")  # a little over 1: decoder overshoot
     peak = float(np.abs(sf.read(path, dtype="float32")[0]).max())
-    with cautions.collect_cautions() as got:
+    with decode.collect_cautions() as got:
         list(decode.stream(path, 16000, block_seconds=0.5))
         list(decode.stream(quiet, 16000, block_seconds=0.5))
     err = capsys.readouterr().err
@@ -135,7 +135,7 @@ def test_scan_folder_sorted_skips_hidden_names(tmp_path):
     for rel in ["b/2.wav", "1.flac", "._1.flac", ".cache/3.wav", "notes.txt"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    files, bad = inputs.scan_folder(tmp_path)
+    files, bad = audio_io.scan_folder(tmp_path)
     assert files == [str(tmp_path / "1.flac"), str(tmp_path / "b" / "2.wav")] and bad == []
 
 
@@ -146,14 +146,14 @@ def test_non_regular_files_and_broken_links_are_named_as_such(tmp_path):
     os.mkfifo(fifo)
     os.symlink(tmp_path / "gone.wav", link)
     for path, why in [(fifo, r"is a FIFO \(named pipe\), not a regular file"), (link, "broken symbolic link")]:
-        with pytest.raises(errors.UnreadableError, match=why):
+        with pytest.raises(audio_io.UnreadableError, match=why):
             decode.load(path)
 
 
 def test_a_newline_in_a_file_name_stays_on_one_line(tmp_path):
     path = tmp_path / "a\nb.mp3"
     path.write_text("not audio\n" * 40)
-    with pytest.raises(errors.AudioError) as err:
+    with pytest.raises(audio_io.AudioError) as err:
         decode.load(path)
     assert "\n" not in str(err.value) and str(tmp_path / "a\\nb.mp3") in str(err.value)
 
@@ -163,17 +163,17 @@ def test_silence_rule_is_a_peak_below_minus_60_dbfs(tmp_path, db):
     """A tone at fs/4 samples 0, A, 0, -A: its peak is exactly A, so its level is 20 log10(A) dBFS."""
     a = 10.0 ** (db / 20.0)
     x = (a * np.tile([0.0, 1.0, 0.0, -1.0], 4000)).astype(np.float64)
-    assert silence.peak_dbfs(x) == pytest.approx(db, abs=1e-9)
-    assert silence.is_silent(x) == (db < -60.0)
+    assert decode.peak_dbfs(x) == pytest.approx(db, abs=1e-9)
+    assert decode.is_silent(x) == (db < -60.0)
     path = str(tmp_path / "tone.wav")
     sf.write(path, x.astype(np.float32), 16000, subtype="FLOAT")
     if db < -60.0:
-        with pytest.raises(errors.SilentAudioError, match=rf"tone.wav: silent or nearly so \(peak {db:.0f} dBFS, "
+        with pytest.raises(audio_io.SilentAudioError, match=rf"tone.wav: silent or nearly so \(peak {db:.0f} dBFS, "
                                                             r"below -60 dBFS\); no genre"):
-            silence.require_audible(path)
+            decode.require_audible(path)
     else:
-        silence.require_audible(path)
-    assert silence.peak_dbfs(np.zeros(10)) == -np.inf and silence.is_silent(np.zeros(10))
+        decode.require_audible(path)
+    assert decode.peak_dbfs(np.zeros(10)) == -np.inf and decode.is_silent(np.zeros(10))
 
 
 def test_fad_uses_the_same_silence_rule(tmp_path):
@@ -201,7 +201,7 @@ def test_audio_imports_no_jax():
     import subprocess
     import sys
 
-    code = ("import sys, vggish_jax.audio, vggish_jax.audio.silence\n"
+    code = ("import sys, vggish_jax.audio, vggish_jax.audio.decode\n"
             "print(sorted(m for m in ('jax', 'flax', 'orbax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

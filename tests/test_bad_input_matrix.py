@@ -362,11 +362,11 @@ def test_legacy_truncated_weights_one_line_in_a_real_process(tmp_path, audio_fil
 def test_convert_names_the_missing_reader_before_downloading(tmp_path, monkeypatch, capsys, argv, missing):
     import importlib.util
 
-    from vggish_jax.models.vggish.convert import download
+    from vggish_jax.models.vggish.convert import published
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))
-    monkeypatch.setattr(download, "fetch", lambda *a, **k: pytest.fail("downloaded before checking the reader"))
+    monkeypatch.setattr(published, "fetch", lambda *a, **k: pytest.fail("downloaded before checking the reader"))
     code, _, err = run_cli(capsys, ["convert", *argv, "--out", str(tmp_path / "w")])
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and f"needs {missing}, which is not installed; pip install" in lines[0]

@@ -15,7 +15,7 @@ from vggish_jax import cli
 from vggish_jax.pipeline.embed import load_pretrained
 from vggish_jax.models.vggish import postprocess as post
 from vggish_jax.models.vggish.params import WeightsError
-from vggish_jax.models.vggish.convert import download, tf_slim, torchvggish
+from vggish_jax.models.vggish.convert import published
 from vggish_jax.models.vggish.convert.core import convert
 
 torch = require("torch", "the parity oracle needs torch")
@@ -87,7 +87,7 @@ def test_torch_parity(torch_files, converted, examples, final_relu):
 def test_metadata_and_default_final_relu(converted, torch_files):
     emb = load_pretrained(converted)
     assert emb.final_relu is True and emb.metadata["source"] == "torchvggish"
-    assert emb.metadata["hashes"]["vggish-10086976.pth"] == download.sha256(torch_files[1])
+    assert emb.metadata["hashes"]["vggish-10086976.pth"] == published.sha256(torch_files[1])
 
 
 def torchvggish_postprocess(raw, pca):
@@ -115,7 +115,7 @@ def test_tf_slim_variables_parity(torch_files, examples, tmp_path):
     for tf_name, key in TF_NAMES.items():
         v = state[key]
         variables[tf_name] = v.transpose(2, 3, 1, 0) if v.ndim == 4 else (v.T if v.ndim == 2 else v)
-    p = tf_slim.params_from_variables(variables)
+    p = published.params_from_variables(variables)
     from vggish_jax.models.vggish import params as params_lib
     params_lib.save(tmp_path / "w", p)
     got = load_pretrained(tmp_path / "w", final_relu=True, batch_size=8).embed_examples(examples)
@@ -157,25 +157,25 @@ def test_pickled_code_is_not_executed(tmp_path, monkeypatch):
     with open(evil, "wb") as f:
         pickle.dump({"features.0.weight": _Exploit()}, f)
     with pytest.raises(WeightsError, match="evil.pth"):
-        torchvggish.load_pth(evil)
+        published.load_pth(evil)
     assert not (tmp_path / "pwned").exists()
 
 
 def test_bad_pca_files(tmp_path):
     np.savez(tmp_path / "pca.npz", pca_eigen_vectors=np.eye(128))
     with pytest.raises(WeightsError, match="pca.npz: missing array 'pca_means'"):
-        tf_slim.load_pca_npz(tmp_path / "pca.npz")
+        published.load_pca_npz(tmp_path / "pca.npz")
     for shape in [(128, 1), (128,)]:  # TF's postprocessor reshapes the means to a column, so both occur
         means = np.arange(128.0).reshape(shape)
         np.savez(tmp_path / "pca2.npz", pca_eigen_vectors=np.eye(128), pca_means=means)
-        np.testing.assert_array_equal(tf_slim.load_pca_npz(tmp_path / "pca2.npz").means, np.arange(128.0))
+        np.testing.assert_array_equal(published.load_pca_npz(tmp_path / "pca2.npz").means, np.arange(128.0))
     nan = np.eye(128)
     nan[3, 5] = np.nan
     np.savez(tmp_path / "pca3.npz", pca_eigen_vectors=nan, pca_means=np.zeros(128))
     with pytest.raises(WeightsError, match=r"pca3.npz: PCA params contain NaN/inf.*download it again"):
-        tf_slim.load_pca_npz(tmp_path / "pca3.npz")
+        published.load_pca_npz(tmp_path / "pca3.npz")
     with pytest.raises(WeightsError, match=r"vggish_pca_params.pth: PCA params contain NaN/inf"):
-        torchvggish.pca_from_state_dict({"pca_eigen_vectors": nan, "pca_means": np.zeros(128)},
+        published.pca_from_state_dict({"pca_eigen_vectors": nan, "pca_means": np.zeros(128)},
                                         "vggish_pca_params.pth")
 
 
@@ -258,7 +258,7 @@ def test_converted_files_respect_the_umask(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None, reason="TensorFlow is installed here")
 def test_tf_checkpoint_without_tensorflow_says_how_to_fix(tmp_path):
     with pytest.raises(WeightsError, match=r"needs TensorFlow.*vggish-jax\[tf\]"):
-        tf_slim.read_checkpoint(tmp_path / "vggish_model.ckpt")
+        published.read_checkpoint(tmp_path / "vggish_model.ckpt")
 
 
 def test_download_offline_gives_one_clear_line(tmp_path, monkeypatch):
@@ -267,12 +267,12 @@ def test_download_offline_gives_one_clear_line(tmp_path, monkeypatch):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens on this port now
-    spec = download.FILES["torch_weights"]
-    monkeypatch.setitem(download.FILES, "torch_weights",
-                        download.Published(spec.name, f"http://127.0.0.1:{port}/{spec.name}", spec.sha256_prefix))
-    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    spec = published.FILES["torch_weights"]
+    monkeypatch.setitem(published.FILES, "torch_weights",
+                        published.Published(spec.name, f"http://127.0.0.1:{port}/{spec.name}", spec.sha256_prefix))
+    monkeypatch.setenv(published.CACHE_ENV, str(tmp_path / "cache"))
     with pytest.raises(WeightsError, match="cannot download .*--torch-weights") as err:
-        download.fetch("torch_weights", timeout=5)
+        published.fetch("torch_weights", timeout=5)
     assert "\n" not in str(err.value)
     assert os.listdir(tmp_path / "cache") == []
 
@@ -280,16 +280,16 @@ def test_download_offline_gives_one_clear_line(tmp_path, monkeypatch):
 def test_download_verifies_hash_and_caches(tmp_path, monkeypatch):
     src = tmp_path / "published.bin"
     src.write_bytes(b"vggish" * 1000)
-    digest = download.sha256(str(src))
-    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setitem(download.FILES, "tf_pca", download.Published("pca.npz", src.as_uri(), digest[:8]))
-    path = download.fetch("tf_pca")
+    digest = published.sha256(str(src))
+    monkeypatch.setenv(published.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setitem(published.FILES, "tf_pca", published.Published("pca.npz", src.as_uri(), digest[:8]))
+    path = published.fetch("tf_pca")
     assert open(path, "rb").read() == src.read_bytes()
     src.unlink()
-    assert download.fetch("tf_pca") == path  # served from the cache
-    monkeypatch.setitem(download.FILES, "tf_pca", download.Published("pca.npz", "file:///nowhere", "00000000"))
+    assert published.fetch("tf_pca") == path  # served from the cache
+    monkeypatch.setitem(published.FILES, "tf_pca", published.Published("pca.npz", "file:///nowhere", "00000000"))
     with pytest.raises(WeightsError, match="does not start with 00000000"):
-        download.fetch("tf_pca")
+        published.fetch("tf_pca")
 
 
 def test_cli_convert_then_embed(torch_files, tmp_path, capsys):

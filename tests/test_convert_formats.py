@@ -11,7 +11,7 @@ import pytest
 
 from conftest import require
 from vggish_jax.models.vggish.params import WeightsError
-from vggish_jax.models.vggish.convert import torchvggish
+from vggish_jax.models.vggish.convert import published
 from vggish_jax.models.vggish.convert.core import convert
 
 torch = require("torch", "reading .pth files needs torch")
@@ -31,8 +31,8 @@ def test_published_pca_file_formats_load(tmp_path, legacy, numpy1_names, means_s
     with pytest.raises(Exception, match="Weights only load failed"):  # why the allowlist is needed at all
         torch.load(path, weights_only=True)
 
-    state = torchvggish.load_pth(path)
-    got = torchvggish.pca_from_state_dict(state, str(path))
+    state = published.load_pth(path)
+    got = published.pca_from_state_dict(state, str(path))
     assert state["pca_eigen_vectors"].dtype == np.float64
     np.testing.assert_array_equal(got.eigen_vectors, pca["pca_eigen_vectors"])
     np.testing.assert_array_equal(got.means, pca["pca_means"].reshape(-1))
@@ -44,7 +44,7 @@ def test_weights_in_zip_format_convert(tmp_path):
     torch.manual_seed(1)
     state = tv.VGG(tv.make_layers(), postprocess=False).state_dict()
     published_formats.save(state, tmp_path / "zip.pth", legacy=False)
-    p = torchvggish.params_from_state_dict(torchvggish.load_pth(tmp_path / "zip.pth"))
+    p = published.params_from_state_dict(published.load_pth(tmp_path / "zip.pth"))
     np.testing.assert_array_equal(p["conv1"]["kernel"][:, :, 0, 5], state["features.0.weight"][5, 0].numpy())
     np.testing.assert_array_equal(p["fc2"]["kernel"], state["embeddings.4.weight"].numpy().T)
 
@@ -87,15 +87,15 @@ def test_truncated_pca_file_is_called_corrupt_not_refused(tmp_path, legacy):
     published_formats.save(published_formats.random_pca(3), path, legacy=legacy)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(WeightsError, match="pca.pth: not a readable PyTorch state dict.*truncated or corrupt") as err:
-        torchvggish.load_pth(path)
+        published.load_pth(path)
     assert "refused" not in str(err.value)
 
 
 def test_pca_npz_with_pickled_objects_is_refused_and_nothing_runs(tmp_path):
-    from vggish_jax.models.vggish.convert import tf_slim
+    from vggish_jax.models.vggish.convert import published
     marker = tmp_path / "pwned"
     path = tmp_path / "vggish_pca_params.npz"
     np.savez(path, pca_eigen_vectors=np.eye(128), pca_means=np.array([_System(marker)], dtype=object))
     with pytest.raises(WeightsError, match="vggish_pca_params.npz: refused: this file contains pickled Python objects"):
-        tf_slim.load_pca_npz(path)
+        published.load_pca_npz(path)
     assert not marker.exists()

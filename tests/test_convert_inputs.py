@@ -14,7 +14,7 @@ import pytest
 from conftest import require
 from vggish_jax import atomic, cli
 from vggish_jax.models.vggish import params as params_lib
-from vggish_jax.models.vggish.convert import core, torchvggish
+from vggish_jax.models.vggish.convert import core, published
 from vggish_jax.models.vggish.params import WeightsError
 
 torch = require("torch", "writing .pth files needs torch")
@@ -105,7 +105,7 @@ def test_bfloat16_pth_converts_to_float32(tmp_path, state):
     half = {k: v.to(torch.bfloat16) for k, v in state.items()}
     path = tmp_path / "vggish_bf16.pth"
     published_formats.save(half, path, legacy=False)
-    p = torchvggish.params_from_state_dict(torchvggish.load_pth(path), str(path))
+    p = published.params_from_state_dict(published.load_pth(path), str(path))
     assert p["conv1"]["kernel"].dtype == np.float32
     # torch's own widening is the oracle: bfloat16 -> float32 is exact
     np.testing.assert_array_equal(p["conv1"]["kernel"][:, :, 0, 5], half["features.0.weight"][5, 0].float().numpy())
@@ -116,7 +116,7 @@ def test_bfloat16_pth_converts_to_float32(tmp_path, state):
 def test_state_dict_nested_in_a_training_checkpoint_is_unwrapped(tmp_path, state, key):
     path = tmp_path / "checkpoint.pth"
     published_formats.save({key: state, "epoch": 7}, path, legacy=False)
-    p = torchvggish.params_from_state_dict(torchvggish.load_pth(path), str(path))
+    p = published.params_from_state_dict(published.load_pth(path), str(path))
     np.testing.assert_array_equal(p["fc1_1"]["kernel"], state["embeddings.0.weight"].numpy().T)
     np.testing.assert_array_equal(p["conv4_2"]["bias"], state["features.13.bias"].numpy())
 

@@ -12,7 +12,7 @@ import pytest
 
 from vggish_jax.pipeline.embed import load_pretrained
 from vggish_jax.models.vggish import postprocess as post
-from vggish_jax.models.vggish.convert import download, tf_slim
+from vggish_jax.models.vggish.convert import published
 
 FIXTURE = os.environ.get("VGGISH_JAX_TF_FIXTURE")
 REQUIRED = os.environ.get("VGGISH_JAX_REQUIRE_TF_FIXTURE") == "1"
@@ -46,7 +46,7 @@ def test_fixture_is_a_v1_single_file_checkpoint(fixture_dir, embedder):
     assert os.path.isfile(ckpt) and not os.path.exists(ckpt + ".index")  # V2 would be .index + .data-*
     meta = embedder.metadata
     assert meta["source"] == "tensorflow" and meta["final_relu"] is False
-    assert meta["hashes"]["vggish_model.ckpt"] == download.sha256(ckpt)
+    assert meta["hashes"]["vggish_model.ckpt"] == published.sha256(ckpt)
 
 
 @pytest.mark.parametrize("final_relu", [False, True])
@@ -70,7 +70,7 @@ def test_postprocess_matches_the_reference(fixture_dir, reference, embedder):
 
 
 def test_pca_npz_layout(fixture_dir, embedder):
-    pca = tf_slim.load_pca_npz(os.path.join(fixture_dir, "vggish_pca_params.npz"))
+    pca = published.load_pca_npz(os.path.join(fixture_dir, "vggish_pca_params.npz"))
     with np.load(os.path.join(fixture_dir, "vggish_pca_params.npz")) as z:
         assert z["pca_means"].shape == (128, 1) and z["pca_eigen_vectors"].dtype == np.float64
         np.testing.assert_array_equal(pca.means, z["pca_means"][:, 0])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from vggish_jax.models.vggish import VGGish, frontend
+from vggish_jax.models.vggish import frontend
+from vggish_jax.models.vggish.modeling import VGGish
 from vggish_jax.pipeline import segments as seg
 from vggish_jax.pipeline.device import AudioEmbedder
 from conftest import tone_mix

@@ -162,7 +162,7 @@ def test_finetune_cli_on_mini_fma_waveforms(tmp_path, capsys):
     from mini_fma import make_mini_fma
     from vggish_jax import cli
     from vggish_jax.models.vggish import params
-    from vggish_jax.models.vggish import VGGish
+    from vggish_jax.models.vggish.modeling import VGGish
 
     mini = make_mini_fma(tmp_path / "manual", per_genre_per_split=(2, 1, 1), seconds=1.2, seed=2,
                          genres=("Electronic", "Rock"), corrupt=False, short=False, known_bad=False)

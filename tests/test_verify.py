@@ -114,14 +114,15 @@ def test_random_weights_fail_with_numbers_and_scaled_weights_pass(weights, resul
 @pytest.mark.slow
 def test_download_converts_then_verifies(tmp_path, monkeypatch, capsys):
     """`convert --download torch` fetches (here from file:// URLs), checks the hash prefix, converts, verifies."""
-    from vggish_jax.models.vggish.convert import download
+    from vggish_jax.models.vggish.convert import published
     torch.manual_seed(4)
     published_formats.save(tvm.VGG(tvm.make_layers(), postprocess=False).state_dict(), tmp_path / "w.pth")
     published_formats.save(published_formats.random_pca(6, (128, 1)), tmp_path / "pca.pth")
     for key, src in (("torch_weights", tmp_path / "w.pth"), ("torch_pca", tmp_path / "pca.pth")):
-        name = download.FILES[key].name
-        monkeypatch.setitem(download.FILES, key, download.Published(name, src.as_uri(), download.sha256(str(src))[:8]))
-    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+        name = published.FILES[key].name
+        digest = published.sha256(str(src))
+        monkeypatch.setitem(published.FILES, key, published.Published(name, src.as_uri(), digest[:8]))
+    monkeypatch.setenv(published.CACHE_ENV, str(tmp_path / "cache"))
     assert cli.main(["convert", "--download", "torch", "--out", str(tmp_path / "out")]) == 1  # random: fails
     out = capsys.readouterr().out
     assert "source=torchvggish, final_relu=True, pca=yes" in out

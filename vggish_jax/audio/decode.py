@@ -1,16 +1,75 @@
-"""Decoding a file to float32 mono: whole (`load`) or in blocks (`stream`), resampled to a target rate."""
+"""Decoding a file to float32 mono: whole (`load`) or in blocks (`stream`), resampled to a target rate, with
+the checks on what decodes. Cautions (a file used as given, e.g. truncated and kept, over-range) are printed once
+as `warning: ...` and handed to every active `collect_cautions` list; workers send theirs back (`with_cautions`).
+The one rule for "this clip is silent": its peak sample is below SILENCE_PEAK_DBFS (-60 dBFS); `predict`
+refuses such a clip, `fad` leaves it out of the statistics and reports it.
+"""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
+import threading
 from typing import Iterator
 
 import numpy as np
 
 from vggish_jax import skips
-from vggish_jax.audio import cautions, files, resampling
-from vggish_jax.audio.errors import AudioError, TruncatedError
+from vggish_jax.audio import files, resampling
+from vggish_jax.audio.files import AudioError, SilentAudioError, TruncatedError
 from vggish_jax.audio.resampling import TARGET_SR
+
+_CAUTION_SINKS: list[list[skips.Caution]] = []
+_SINKS_LOCK = threading.Lock()
+_LOCAL = threading.local()  # .deferred: in a decode worker process, whose parent prints its Cautions
+
+
+def report_caution(c: skips.Caution) -> None:
+    """Print one `warning: ...` line to stderr and hand the record to every active `collect_cautions`."""
+    if not getattr(_LOCAL, "deferred", False):
+        print(c.line(), file=sys.stderr, flush=True)
+    with _SINKS_LOCK:
+        for sink in _CAUTION_SINKS:
+            sink.append(c)
+
+
+def forward_cautions(cautions: list[skips.Caution]) -> None:
+    """Report here the Cautions of a decode worker process (where the command's stderr is, in order with its
+    other lines, and this process's collectors)."""
+    for c in cautions:
+        report_caution(c)
+
+
+def with_cautions(fn, item):
+    """(fn(item), the Cautions it reported): what a decode worker process returns, so the parent can
+    `forward_cautions` them (prints them, and lists them in its report: a process's collectors cannot see
+    another's). Not printed here unless fn raises."""
+    _LOCAL.deferred = True
+    try:
+        with collect_cautions() as cautions:
+            value = fn(item)
+    except BaseException:
+        for c in cautions:  # the parent gets the exception only: say them here
+            print(c.line(), file=sys.stderr, flush=True)
+        raise
+    finally:
+        _LOCAL.deferred = False
+    return value, list(cautions)
+
+
+@contextlib.contextmanager
+def collect_cautions() -> Iterator[list[skips.Caution]]:
+    """A list that receives every Caution reported in this process (any thread) while the block runs, so a
+    command can list them in its report. Decode worker processes send theirs back (`with_cautions`)."""
+    sink: list[skips.Caution] = []
+    with _SINKS_LOCK:
+        _CAUTION_SINKS.append(sink)
+    try:
+        yield sink
+    finally:
+        with _SINKS_LOCK:
+            _CAUTION_SINKS.remove(sink)
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:
@@ -42,7 +101,7 @@ def _check_length(path: str, declared: int, decoded: int, sr: int, keep_truncate
     if not keep_truncated:
         raise TruncatedError(f"{what}; re-download it, or to use the part that decodes, re-encode that part (e.g. "
                              f"ffmpeg -i IN OUT.wav)")
-    cautions.report_caution(skips.Caution("truncated_kept", path, f"{what}; only that part was used (keep_truncated)"))
+    report_caution(skips.Caution("truncated_kept", path, f"{what}; only that part was used (keep_truncated)"))
 
 
 # Float audio whose peak exceeds this (+6 dBFS) is almost surely mis-scaled (e.g. int16 values stored as
@@ -52,7 +111,7 @@ OVER_RANGE_PEAK = 2.0
 
 def _check_peak(path: str, peak: float) -> None:
     if peak > OVER_RANGE_PEAK:
-        cautions.report_caution(skips.Caution(
+        report_caution(skips.Caution(
             "over_range", path, f"{path}: samples peak at {peak:.4g} ({20 * math.log10(peak):+.0f} dBFS), far "
                                 f"above full scale 1.0; used as given, so results are unlike those of the same "
                                 f"audio at a normal level: rescale the file to [-1, 1] if that was not intended"))
@@ -126,3 +185,39 @@ def stream(path: str | os.PathLike, target_sr: int = TARGET_SR, block_seconds: f
             keep_from = max(0, start - context)  # the next block's `lo`
             buf, buf_lo = buf[keep_from - buf_lo:], keep_from
     _check_peak(path, peak)
+
+
+SILENCE_PEAK_DBFS = -60.0
+
+
+def peak_dbfs(x: np.ndarray) -> float:
+    """20 log10 of the largest |sample| (full scale 1.0); -inf for digital silence or no samples."""
+    peak = float(np.max(np.abs(x))) if np.size(x) else 0.0
+    return 20.0 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def is_silent(x: np.ndarray, peak_limit_dbfs: float = SILENCE_PEAK_DBFS) -> bool:
+    """True when no sample of `x` reaches `peak_limit_dbfs`."""
+    return peak_dbfs(x) < peak_limit_dbfs
+
+
+def require_audible(path: str | os.PathLike, peak_limit_dbfs: float = SILENCE_PEAK_DBFS,
+                    block_seconds: float = 10.0, *,
+                    consequence: str = "no genre can be predicted from it") -> None:
+    """Raise SilentAudioError if the file `is_silent`. Stops at the first block that is not."""
+    path = os.fspath(path)
+    peak = -math.inf
+    with files.open_audio(path) as f:
+        step = max(1, int(block_seconds * f.samplerate))
+        while True:
+            x = files.read_frames(f, path, step)
+            if x.shape[0] == 0:
+                break
+            x = to_mono(x)
+            check_finite(x, path)
+            peak = max(peak, peak_dbfs(x))
+            if peak >= peak_limit_dbfs:
+                return
+    level = "digital silence" if peak == -math.inf else f"peak {peak:.0f} dBFS"
+    raise SilentAudioError(f"{path}: silent or nearly so ({level}, below {peak_limit_dbfs:.0f} dBFS); {consequence}: "
+                           f"check the file, or raise its level if it is just quiet")

@@ -1,4 +1,6 @@
-"""Opening and reading an audio file (soundfile): the true reason a path cannot be read, and no decoder chatter."""
+"""Audio files on disk: the errors reading raises (one line naming the file, the reason and a fix; each maps to
+a Skip kind), opening and reading a file (the true reason a path cannot be read, no decoder chatter on stderr),
+and which files are audio (command inputs, files and folders, expanded to the audio files they stand for)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,7 +14,38 @@ import threading
 import numpy as np
 import soundfile as sf
 
-from vggish_jax.audio.errors import AudioError, NameTooLongError, UnreadableError
+from vggish_jax import skips
+
+
+class AudioError(ValueError):
+    """A file could not be turned into usable audio. The message (one line) names the file and the fix."""
+    kind = "undecodable"  # the skips.Skip kind a job records for it
+
+    def __init__(self, message: str):
+        super().__init__(skips.one_line(message))
+
+    def skip(self, path: str) -> skips.Skip:
+        return skips.Skip(self.kind, os.fspath(path), str(self))
+
+
+class UnreadableError(AudioError):
+    """Not a readable regular file: permission denied, a broken link, a FIFO or device, an unreadable folder."""
+    kind = "unreadable"
+
+
+class NameTooLongError(UnreadableError):
+    """A path the file system refuses as too long (ENAMETOOLONG): no file by that name can be opened."""
+    kind = "name_too_long"
+
+
+class TruncatedError(AudioError):
+    """Fewer frames decode than the file's header declares (a cut download or copy)."""
+    kind = "truncated"
+
+
+class SilentAudioError(AudioError):
+    """The file decodes, but is silent or nearly so (`decode.is_silent`)."""
+    kind = "silent"
 
 
 def open_audio(path: str | os.PathLike) -> sf.SoundFile:
@@ -118,3 +151,49 @@ def without_decoder_notes():
                 tmp.close()
                 if kept:
                     os.write(2, b"".join(kept))
+
+
+# The one list of file endings taken as audio when a folder is scanned (embed, extract, fad, Beam).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".m4a")
+
+
+def expand_inputs(paths) -> tuple[list[str], list[str], list[skips.Skip]]:
+    """Files and folders -> (audio files, notes, unreadable Skips). Files given are kept whatever their name; a
+    folder stands for its audio files (`scan_folder`), and one with none raises AudioError (a wrong path)."""
+    found_files, notes, skipped = [], [], []
+    for p in map(os.fspath, paths):
+        if not os.path.isdir(p):
+            found_files.append(p)
+            continue
+        found, bad = scan_folder(p)
+        if not found and not bad:
+            raise AudioError(f"{p}: folder holds no audio files ({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)}); "
+                             f"check the path")
+        found_files.extend(found)
+        skipped.extend(bad)
+        unread = f"; {len(bad)} subfolders unreadable" if bad else ""
+        notes.append(f"{p}: {len(found)} audio files (searched recursively, in sorted order{unread})")
+    return found_files, notes, skipped
+
+
+def scan_folder(folder: str | os.PathLike) -> tuple[list[str], list[skips.Skip]]:
+    """(audio files under `folder`, recursively, sorted; Skips for subfolders that cannot be listed). Hidden
+    names (".*", e.g. macOS "._song.mp3") are not audio; an unreadable `folder` raises UnreadableError."""
+    folder = os.fspath(folder)
+    bad: list[skips.Skip] = []
+
+    def unreadable(e: OSError) -> None:
+        where = e.filename or folder
+        if os.path.abspath(where) == os.path.abspath(folder):
+            raise UnreadableError(f"{folder}: cannot list this folder ({e.strerror}); fix its permissions "
+                                  f"(chmod a+rx) or run as a user who can read it")
+        bad.append(skips.Skip("unreadable", where, f"{where}: cannot list this folder ({e.strerror}), so its "
+                                                  f"audio files were not used; fix its permissions (chmod a+rx) "
+                                                  f"and rerun"))
+
+    found = []
+    for root, dirs, names in os.walk(folder, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.join(root, n) for n in names
+                  if n.lower().endswith(AUDIO_EXTENSIONS) and not n.startswith(".")]
+    return sorted(found), bad

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy import signal
 
-from vggish_jax.audio.errors import AudioError
+from vggish_jax.audio.files import AudioError
 
 TARGET_SR = 16000
 

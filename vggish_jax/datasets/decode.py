@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from vggish_jax.audio import decode as audio_decode
-from vggish_jax.audio.errors import AudioError
+from vggish_jax.audio.files import AudioError
 from vggish_jax.models.vggish import frontend
 
 

@@ -3,7 +3,7 @@
 Conventions (docs/fad.md, with what google-research, frechet-audio-distance and fadtk do, read from their
 source): the raw 128-d output without the final ReLU, as all three (so it overrides the final-ReLU default
 recorded for torchvggish conversions unless `final_relu` is given); all frames, unbiased covariance, float64.
-Unreadable, silent (`audio.silence`) and too-short files are skipped and reported: an empty or silent
+Unreadable, silent (`audio.is_silent`) and too-short files are skipped and reported: an empty or silent
 generation is a failure to report, not a sample; `pad=True` zero-pads short files as fadtk, opt-in since it
 adds near-silent frames.
 """
@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from vggish_jax import atomic, skips, spec as spec_lib
-from vggish_jax.audio import cautions as audio_cautions, silence
+from vggish_jax.audio import decode as audio_decode
 from vggish_jax.fad import frechet, sources
 from vggish_jax.fad.sources import EmbeddingSet, SourceError
 from vggish_jax.models.vggish import frontend
@@ -131,7 +131,7 @@ def _embed_audio_sets(sets: list[EmbeddingSet], weights, final_relu, batch_size:
     if not audio_sets:
         return []
     paths = list(dict.fromkeys(p for s in audio_sets for p in s.audio_paths))  # one call: full batches across sets
-    with _bar(len(paths), "fad: embed", progress, unit="file") as bar, audio_cautions.collect_cautions() as cautions:
+    with _bar(len(paths), "fad: embed", progress, unit="file") as bar, audio_decode.collect_cautions() as cautions:
         silent = sources.silent_files(paths, workers)
         bar.update(len(silent))
         results, errors = embedder.embed_files([p for p in paths if p not in silent], pad=pad, workers=workers,
@@ -191,7 +191,7 @@ def convention(spec: spec_lib.EmbeddingSpec | None, pad: bool) -> dict:
                       f"float64",
         "resampling": "to 16 kHz mono with resampy's kaiser_best filter design (scipy polyphase)",
         "short_files": f"zero-padded to one {length:.3f}-s example" if pad else "skipped and reported",
-        "silent_files": f"peak below {silence.SILENCE_PEAK_DBFS:.0f} dBFS: skipped and reported",
+        "silent_files": f"peak below {audio_decode.SILENCE_PEAK_DBFS:.0f} dBFS: skipped and reported",
         "sqrt": "eigh of S_ref^(1/2) S_gen S_ref^(1/2) (or scipy sqrtm, see numerics.method)",
     }
 

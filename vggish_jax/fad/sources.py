@@ -16,8 +16,8 @@ import os
 import numpy as np
 
 from vggish_jax import spec as spec_lib
-from vggish_jax.audio import errors as audio_errors, silence
-from vggish_jax.audio.inputs import AUDIO_EXTENSIONS, scan_folder
+from vggish_jax.audio import decode as audio_decode, files as audio_files
+from vggish_jax.audio.files import AUDIO_EXTENSIONS, scan_folder
 from vggish_jax.pipeline import store, stored
 from vggish_jax.fad import frechet
 
@@ -153,14 +153,14 @@ def quantised(where: str, spec: spec_lib.EmbeddingSpec | None, postprocess: str 
 
 
 def silent_files(paths: list[str], workers: int = 1) -> dict[str, str]:
-    """{path: one-line reason} for the files `audio.silence` calls silent; reads each only up to its first
+    """{path: one-line reason} for the files `audio.is_silent` calls silent; reads each only up to its first
     audible second. Files that cannot be decoded are left to the embedder, which reports them."""
     def check(path: str) -> str | None:
         try:
-            silence.require_audible(path, block_seconds=1.0, consequence="not counted in the statistics")
-        except audio_errors.SilentAudioError as e:
+            audio_decode.require_audible(path, block_seconds=1.0, consequence="not counted in the statistics")
+        except audio_files.SilentAudioError as e:
             return str(e)
-        except audio_errors.AudioError:  # the embedder reports it
+        except audio_files.AudioError:  # the embedder reports it
             pass
         return None
 

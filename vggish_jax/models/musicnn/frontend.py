@@ -19,20 +19,20 @@ import numpy as np
 SR, N_FFT, HOP, N_MELS, PATCH_FRAMES = 16000, 512, 256, 96, 187
 
 
+# Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above (a factor 6.4 per 27 mels).
+_F_SP, _MIN_LOG_HZ, _LOGSTEP = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+
+
 def hz_to_mel_slaney(hz):
-    """Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above."""
     hz = np.asarray(hz, np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    logstep = np.log(6.4) / 27.0
-    return np.where(hz >= min_log_hz, min_log_hz / f_sp + np.log(np.maximum(hz, 1e-10) / min_log_hz) / logstep, hz / f_sp)
+    log_part = _MIN_LOG_MEL + np.log(np.maximum(hz, 1e-10) / _MIN_LOG_HZ) / _LOGSTEP
+    return np.where(hz >= _MIN_LOG_HZ, log_part, hz / _F_SP)
 
 
 def mel_to_hz_slaney(mel):
     mel = np.asarray(mel, np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    logstep = np.log(6.4) / 27.0
-    min_log_mel = min_log_hz / f_sp
-    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+    return np.where(mel >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mel - _MIN_LOG_MEL)), _F_SP * mel)
 
 
 @functools.lru_cache(maxsize=4)
@@ -114,9 +114,8 @@ def stream_patches(blocks, chunk: int = 32):
 
 def patches(log_mel_frames: np.ndarray, hop: int = PATCH_FRAMES) -> np.ndarray:
     """[frames, 96] -> [n, 187, 96]: full patches only, every `hop` frames."""
-    n = 0 if log_mel_frames.shape[0] < PATCH_FRAMES else 1 + (log_mel_frames.shape[0] - PATCH_FRAMES) // hop
-    return np.stack([log_mel_frames[i * hop: i * hop + PATCH_FRAMES] for i in range(n)]) if n else \
-        np.zeros((0, PATCH_FRAMES, N_MELS), np.float32)
+    n = max(0, (log_mel_frames.shape[0] - PATCH_FRAMES) // hop + 1)
+    return log_mel_frames[np.arange(PATCH_FRAMES)[None, :] + hop * np.arange(n)[:, None]]
 
 
 def min_samples() -> int:

@@ -53,9 +53,6 @@ class Tagger:
             raise audio.AudioError(f"{path}: {seen[0] / mf.SR:.2f} s is shorter than one MusiCNN patch "
                                    f"({mf.min_samples() / mf.SR:.2f} s); use a longer clip")
 
-    def patches(self, path: str) -> np.ndarray:
-        return np.concatenate(list(self.iter_patches(path)))
-
     def run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
         """[n, 187, 96] -> {'taggram': [n, 50], 'penultimate': [n, 200]} in fixed-size jitted batches."""
         from vggish_jax.models.batching import fixed_batches

@@ -93,16 +93,6 @@ def resolve_precision(precision: str | None = None) -> str:
     return precision
 
 
-def _with_precision(fn):
-    """Run a jitted float32-in/float32-out function with its internals in the chosen precision."""
-    @functools.wraps(fn)
-    def wrapper(waveforms, cfg: FrontendConfig = DEFAULT, precision: str | None = None, formulation: str = "auto"):
-        precision = resolve_precision(precision)
-        with jax.enable_x64(precision == "float64"):
-            return fn(waveforms, cfg, jnp.dtype(precision), resolve_formulation(formulation))
-    return wrapper
-
-
 def examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.float32,
              formulation: str = "fft") -> jax.Array:
     """Traceable body of `waveforms_to_examples` (for use inside a caller's jit): [batch, samples] ->
@@ -123,9 +113,13 @@ def examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.floa
     return mel[..., idx, :].astype(jnp.float32)
 
 
-@_with_precision
-@functools.partial(jax.jit, static_argnames=("cfg", "dtype", "formulation"))
-def waveforms_to_examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, dtype=jnp.float32,
-                          formulation: str = "fft") -> jax.Array:
-    """[batch, samples] float32 at 16 kHz (>= one example, 0.975 s) -> [batch, n, 96, 64] float32 log-mel."""
-    return examples(waveforms, cfg, dtype, formulation)
+_examples_jit = jax.jit(examples, static_argnames=("cfg", "dtype", "formulation"))
+
+
+def waveforms_to_examples(waveforms: jax.Array, cfg: FrontendConfig = DEFAULT, precision: str | None = None,
+                          formulation: str = "auto") -> jax.Array:
+    """[batch, samples] float32 at 16 kHz (>= one example, 0.975 s) -> [batch, n, 96, 64] float32 log-mel,
+    computed in `precision` (`resolve_precision`)."""
+    precision = resolve_precision(precision)
+    with jax.enable_x64(precision == "float64"):
+        return _examples_jit(waveforms, cfg, jnp.dtype(precision), resolve_formulation(formulation))

@@ -60,7 +60,6 @@ def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None, c
     """Write the three files under `directory` (created); `config` adds to what is recorded (spec, provenance)."""
     st = _safetensors()
     directory = os.path.abspath(os.fspath(directory))
-    params_lib.validate(params, "params", params_lib.width_divisor_of_params(params) or 1)
     tensors = {f"{layer}.{k}": np.ascontiguousarray(v, np.float32) for layer, d in params.items() for k, v in d.items()}
     pca_tree = None
     if pca is not None:

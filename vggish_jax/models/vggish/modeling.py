@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from vggish_jax.models.vggish.postprocess import PCAParams
     from vggish_jax.spec import EmbeddingSpec
 
+
 class VGGish(nnx.Module):
     def __init__(self, *, final_relu: bool = False, dtype: jnp.dtype = jnp.float32,
                  param_dtype: jnp.dtype = jnp.float32, width_divisor: int = 1, rngs: nnx.Rngs | None = None):
@@ -39,17 +40,11 @@ class VGGish(nnx.Module):
         dtype, param_dtype = jnp.dtype(dtype), jnp.dtype(param_dtype)
         self.final_relu = final_relu
         self.width_divisor = width_divisor
-        in_ch = 1
-        for name, ch in CONV_CHANNELS:
-            ch //= width_divisor
-            setattr(self, name, nnx.Conv(in_ch, ch, (3, 3), padding="SAME", dtype=dtype,
-                                         param_dtype=param_dtype, rngs=rngs))
-            in_ch = ch
-        in_f = FLAT_SHAPE[0] * FLAT_SHAPE[1] * in_ch
-        for name, f in FC_FEATURES:
-            f = f if name == "fc2" else f // width_divisor
-            setattr(self, name, nnx.Linear(in_f, f, dtype=dtype, param_dtype=param_dtype, rngs=rngs))
-            in_f = f
+        for name, shapes in param_shapes(width_divisor).items():  # the one layout: params.py
+            kernel = shapes["kernel"]
+            kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+            setattr(self, name, nnx.Conv(*kernel[2:], kernel[:2], padding="SAME", **kw) if len(kernel) == 4
+                    else nnx.Linear(*kernel, **kw))
 
     @classmethod
     def from_pretrained(cls, weights_dir: str | os.PathLike, *, final_relu: bool | None = None,

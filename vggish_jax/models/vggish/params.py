@@ -80,6 +80,7 @@ def validate(params: dict, source: str = "params", width_divisor: int = 1,
 METADATA = "metadata.json"
 TREE = "params"
 
+
 def width_divisor_of_params(params: dict) -> int | None:
     """The width_divisor whose layout `params` has, read from conv1's output channels (None: not a VGGish
     layout; loading names what is wrong)."""
@@ -208,12 +209,8 @@ def require_new_target(directory: str | os.PathLike, *, overwrite: bool = False)
 
 
 def _listing(tree_dir: str) -> dict[str, int]:
-    out = {}
-    for root, _, names in os.walk(tree_dir):
-        for name in names:
-            full = os.path.join(root, name)
-            out[os.path.relpath(full, tree_dir)] = os.path.getsize(full)
-    return dict(sorted(out.items()))
+    paths = (os.path.join(root, name) for root, _, names in os.walk(tree_dir) for name in names)
+    return dict(sorted((os.path.relpath(p, tree_dir), os.path.getsize(p)) for p in paths))
 
 
 def _check_listing(tree_dir: str, listing: dict | None, redo: str) -> None:

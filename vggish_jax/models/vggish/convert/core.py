@@ -15,8 +15,7 @@ import numpy as np
 
 from vggish_jax import atomic
 from vggish_jax.models.vggish import hub, modeling, params as params_lib
-from vggish_jax.models.vggish.convert import download, formats, tf_slim, torchvggish
-from vggish_jax.models.vggish.postprocess import PCAParams
+from vggish_jax.models.vggish.convert import published
 from vggish_jax.spec import params_sha256
 
 
@@ -39,36 +38,26 @@ def convert(out: str, *, torch_weights: str | None = None, tf_checkpoint: str | 
         if download_source not in ("torch", "tf"):
             raise ValueError(f"--download takes 'torch' or 'tf', got {download_source!r}")
         if download_source == "torch":
-            torch_weights, pca_file = download.fetch("torch_weights"), download.fetch("torch_pca")
+            torch_weights, pca_file = published.fetch("torch_weights"), published.fetch("torch_pca")
         else:
-            tf_checkpoint, pca_file = download.fetch("tf_checkpoint"), download.fetch("tf_pca")
+            tf_checkpoint, pca_file = published.fetch("tf_checkpoint"), published.fetch("tf_pca")
 
-    pca_params = read_pca(pca_file) if pca_file is not None else None  # first: small, and a wrong file fails fast
+    pca_params = published.read_pca(pca_file) if pca_file is not None else None  # first: small; fails fast
     if torch_weights is not None:
-        p = torchvggish.params_from_state_dict(torchvggish.load_pth(torch_weights), torch_weights)
+        p = published.params_from_state_dict(published.load_pth(torch_weights), torch_weights)
         source, relu_default, weights_file = "torchvggish", True, torch_weights
     elif tf_checkpoint is not None:
-        p = tf_slim.params_from_variables(tf_slim.read_checkpoint(tf_checkpoint), tf_checkpoint)
+        p = published.params_from_variables(published.read_checkpoint(tf_checkpoint), tf_checkpoint)
         source, relu_default, weights_file = "tensorflow", False, tf_checkpoint
     else:
         p, source, relu_default, weights_file = modeling.random(random_seed), "random", False, None
     used = {k: v for k, v in (("weights", weights_file), ("pca", pca_file)) if v is not None}
     meta = {"source": source, "final_relu": relu_default if final_relu is None else final_relu,
             "files": {k: os.path.abspath(v) for k, v in used.items()},
-            "hashes": {os.path.basename(v): download.sha256(v) for v in used.values() if os.path.isfile(v)}}
+            "hashes": {os.path.basename(v): published.sha256(v) for v in used.values() if os.path.isfile(v)}}
     if random_seed is not None:
         meta["seed"] = random_seed
     return save_beside(out, p, pca=pca_params, metadata=meta, fmt=fmt)
-
-
-def read_pca(path: str) -> PCAParams:
-    """PCA params from TF's .npz or torchvggish's .pth, whichever `path` holds (a flag's name does not
-    decide it: both are the same numbers); any other file is refused naming it."""
-    found = formats.require(path, ("npz", "torch"), "a VGGish PCA file",
-                            "pass vggish_pca_params.npz (TF) or vggish_pca_params-970ea276.pth (torchvggish)")
-    if found == "npz":
-        return tf_slim.load_pca_npz(path)
-    return torchvggish.pca_from_state_dict(torchvggish.load_pth(path), path)
 
 
 def lock_path(out: str) -> str:
@@ -93,9 +82,33 @@ def save_beside(out: str, params: dict, *, pca=None, metadata: dict, fmt: str = 
     (old weights kept until then), holding `out`'s lock throughout."""
     out = os.path.abspath(out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    require_space(out, sum(np.asarray(a).nbytes for a in _leaves(params)))  # before the lock file is written
+    arrays = [v for d in params.values() for v in d.values()] + ([pca.eigen_vectors, pca.means] if pca else [])
+    require_space(out, sum(np.asarray(a).nbytes for a in arrays))  # before the lock file is written
     with writing(out) as out:
-        return _save_and_swap(out, params, pca, metadata, fmt)
+        parent = os.path.dirname(out)
+        new = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.new-")
+        os.chmod(new, 0o777 & ~atomic.umask())
+        try:
+            if fmt == "safetensors":  # the spec save_pretrained would record for these weights
+                f32 = {layer: {k: np.asarray(v, np.float32) for k, v in d.items()} for layer, d in params.items()}
+                spec = params_lib.spec_of({**metadata, "weights_sha256": params_sha256(f32)})
+                hub.save(new, params, pca=pca, config={**metadata, "spec": spec.to_dict()})
+            else:
+                with _quiet_orbax():
+                    params_lib.save(new, params, pca=pca, metadata=metadata)
+        except BaseException as e:
+            shutil.rmtree(new, ignore_errors=True)
+            if "No space left on device" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), out) from None
+            raise
+        old = None
+        if os.path.lexists(out):
+            old = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.old-")
+            os.rename(out, os.path.join(old, "weights"))
+        os.rename(new, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return out
 
 
 def require_space(out: str, need: int | None = None) -> None:
@@ -113,35 +126,6 @@ def require_space(out: str, need: int | None = None) -> None:
                                     f"{need / 1e6:.0f} MB; free some space or choose another --out")
 
 
-def _save_and_swap(out: str, params: dict, pca, metadata: dict, fmt: str = "orbax") -> str:
-    parent = os.path.dirname(out)
-    require_space(out, sum(np.asarray(a).nbytes for a in _leaves(params))
-                  + (pca.eigen_vectors.nbytes + pca.means.nbytes if pca is not None else 0))
-    new = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.new-")
-    os.chmod(new, 0o777 & ~atomic.umask())
-    try:
-        if fmt == "safetensors":  # the spec save_pretrained would record for these weights
-            f32 = {layer: {k: np.asarray(v, np.float32) for k, v in d.items()} for layer, d in params.items()}
-            spec = params_lib.spec_of({**metadata, "weights_sha256": params_sha256(f32)})
-            hub.save(new, params, pca=pca, config={**metadata, "spec": spec.to_dict()})
-        else:
-            with _quiet_orbax():
-                params_lib.save(new, params, pca=pca, metadata=metadata)
-    except BaseException as e:
-        shutil.rmtree(new, ignore_errors=True)
-        if "No space left on device" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), out) from None
-        raise
-    old = None
-    if os.path.lexists(out):
-        old = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.old-")
-        os.rename(out, os.path.join(old, "weights"))
-    os.rename(new, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return out
-
-
 def recover(out: str) -> None:
     """Clean up after a convert killed half-way: put back old weights moved aside just before the swap
     (killed between the two renames), and remove unfinished new ones."""
@@ -154,14 +138,6 @@ def recover(out: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
         elif entry.startswith(f".{name}.new-") and os.path.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _leaves(tree):
-    if isinstance(tree, dict):
-        for v in tree.values():
-            yield from _leaves(v)
-    else:
-        yield tree
 
 
 @contextlib.contextmanager
