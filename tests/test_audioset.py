@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 
 import numpy as np
@@ -117,6 +118,25 @@ def test_multilabel_and_restricted_classes(release):
     assert keys == {"vidPop000a:30", "vidShort04:20", "vidJazz005:0", "vidPop0010:0", "evPop00001:0"}
     with pytest.raises(ValueError, match="unknown genres.*Polka"):
         audioset.load(release, audioset.Task(classes=("Polka",)))
+
+
+def test_a_split_that_no_chosen_clip_falls_in_is_refused_and_adding_a_listed_genre_works(release):
+    # Jazz and Classical music clips are all in bal_train/ (4 single-genre clips, 3 videos): test would be empty.
+    with pytest.raises(audioset.ReleaseError) as e:
+        audioset.load(release, audioset.Task(classes=("Jazz", "Classical music")))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{release}: no clip labelled Jazz, Classical music for task "
+                                              f"music_genre falls in the test split (clips per split: train ")
+    n = re.search(r"train (\d+), validation (\d+), test 0;", msg)
+    assert n and int(n[1]) + int(n[2]) == 4 and int(n[2]) >= 1
+    assert msg.endswith("genres with clips in eval/ for this task: Electronic music 1, Pop music 1, Rock music 1; "
+                        "add one of them to `classes` in the --config file")
+    fixed = audioset.load(release, audioset.Task(classes=("Jazz", "Classical music", "Pop music")))
+    assert all(len(segs) for segs, _ in fixed.splits.values())
+    # A class missing from one split is accepted (scores cover the classes a split has): no eval clip is
+    # Classical music, multi-label.
+    multi = audioset.load(release, audioset.Task(multilabel=True, classes=("Jazz", "Classical music")))
+    assert multi.splits["test"][1].tolist() == [[1, 0]]
 
 
 def test_missing_ontology_names_the_file_and_the_fix(tmp_path):

@@ -226,19 +226,39 @@ def label_segments(segments, gmap: GenreMap, task: Task):
     return kept, y, names, extra, soft
 
 
-def no_clip_error(manual_dir: str, segments, gmap: GenreMap, task: Task) -> ReleaseError:
-    """The refusal of a task whose genres no clip of the release carries, with the genres that have clips."""
-    counts: collections.Counter = collections.Counter()  # per genre: the clips a task of that one genre keeps
+def _genre_counts(segments, gmap: GenreMap, task: Task) -> str:
+    """'Jazz 2, Pop music 3': per genre, the clips among `segments` that a task of that one genre keeps."""
+    counts: collections.Counter = collections.Counter()
     for s in segments:
         gs = gmap.genres_of(s.labels)
         if task.multilabel or len(gs) == 1:
             counts.update(gs)
+    return ", ".join(f"{gmap.names[g]} {n}" for g, n in sorted(counts.items(), key=lambda c: gmap.names[c[0]]))
+
+
+def no_clip_error(manual_dir: str, segments, gmap: GenreMap, task: Task) -> ReleaseError:
+    """The refusal of a task whose genres no clip of the release carries, with the genres that have clips."""
     chosen = ", ".join(task.classes) if task.classes else "any music genre"
-    have = ", ".join(f"{gmap.names[g]} {n}" for g, n in sorted(counts.items(), key=lambda c: gmap.names[c[0]]))
-    rule = "" if task.multilabel else (" (this task keeps clips with exactly one genre; --task "
-                                       "music_genre_multilabel also keeps clips with several)")
+    rule = "" if task.multilabel else (" (this task keeps clips with exactly one genre; task = "
+                                       "\"music_genre_multilabel\" also keeps clips with several)")
     return ReleaseError(f"{manual_dir}: no clip of this release is labelled {chosen} for task {task.name}{rule}; "
-                        f"genres with clips for this task: {have or 'none'}; choose --classes among them")
+                        f"genres with clips for this task: {_genre_counts(segments, gmap, task) or 'none'}; "
+                        f"choose `classes` among them in the --config file")
+
+
+def require_every_split(manual_dir: str, splits: dict, raw: dict, gmap: GenreMap, task: Task) -> None:
+    """Refuse a task with a split that none of its clips falls in: compare needs clips in each. A class missing
+    from some split is accepted: the scores cover the classes a split has (classify.metrics)."""
+    empty = [s for s, (segs, _) in splits.items() if not len(segs)]
+    if empty:
+        which = dict.fromkeys("eval" if s == "test" else "balanced_train" for s in empty)
+        sizes = ", ".join(f"{s} {len(segs)}" for s, (segs, _) in splits.items())
+        raise ReleaseError(
+            f"{manual_dir}: no clip labelled {', '.join(task.classes or ['any music genre'])} for task {task.name} "
+            f"falls in the {' and '.join(empty)} split (clips per split: {sizes}; train/validation are bal_train/ "
+            f"split by video, test is eval/); genres with clips in {' and '.join(RELEASE_DIRS[w] for w in which)}/ "
+            f"for this task: {_genre_counts([g for w in which for g in raw[w]], gmap, task) or 'none'}; add one "
+            f"of them to `classes` in the --config file")
 
 
 def validation_videos(video_ids, fraction: float) -> set[str]:
@@ -280,6 +300,7 @@ def load(manual_dir: str, task: Task = Task()) -> Dataset:
     splits = {"train": ([s for s, v in zip(segs, is_val) if not v], y[~is_val]),
               "validation": ([s for s, v in zip(segs, is_val) if v], y[is_val]),
               "test": parts["eval"][:2]}
+    require_every_split(manual_dir, splits, raw, gmap, task)
     if task.multilabel:
         return Dataset(names, True, splits, bad)
     # never from validation videos (nor eval)
