@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -83,11 +84,31 @@ def ordered_map(fn: Callable, items: Iterable, executor: cf.Executor | None, ahe
         return
     pending: collections.deque = collections.deque()
     for item in items:
-        pending.append(executor.submit(fn, item))
+        with sigterm_held():  # a submit may start a worker
+            pending.append(executor.submit(fn, item))
         if len(pending) >= max(1, ahead):
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+@contextlib.contextmanager
+def sigterm_held():
+    """SIGTERM handled when the block ends, not inside it. The CLI turns SIGTERM into an exception, and one
+    raised while a spawn worker's start-up data is half written leaves that worker dying with a pickle
+    traceback ("Ran out of input") on the user's terminal."""
+    caught, swapped = [], threading.current_thread() is threading.main_thread()
+    if swapped:  # elsewhere the handler is not ours to swap (and it runs in the main thread anyway)
+        handler = signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        if swapped:
+            signal.signal(signal.SIGTERM, handler)
+            if caught and callable(handler):
+                handler(signal.SIGTERM, caught[0])
+            elif caught and handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGTERM)
 
 
 def default_workers() -> int:
