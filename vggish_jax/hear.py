@@ -8,7 +8,7 @@ HEAR (`hear-validator vggish_jax.hear -m WEIGHTS`, `python -m heareval.embedding
 X-ARES: `VGGishEncoder(weights_dir, hop_s=0.05)`, a torch.nn.Module: forward(audio [B, T]) -> [B, T', 128].
 
 Audio is [n_sounds, n_samples] at 16 kHz in [-1, 1] (torch or NumPy). All sounds go through the device path
-at once (`device.AudioEmbedder.embed_stream`: bucketed segments of every sound share each device batch),
+at once (`device.Embedder.embed_stream`: bucketed segments of every sound share each device batch),
 with 0.975-s windows every `hop_s` seconds (overlapping below 0.96). Timestamps are window centres:
 (start_s + 0.975 / 2) * 1000 ms. The last partial window is kept (zero-padded, `pad_last`) while its centre
 stays inside the audio (hop_s <= 0.4875 s); a sound shorter than one window is padded to one, so every sound
@@ -55,10 +55,10 @@ def timestamp_embeddings(embedder: Embedder, audio) -> tuple[np.ndarray, np.ndar
     """(embeddings [n, m, 128] float32, timestamps [n, m] float32 ms) of [n, samples] 16 kHz audio."""
     x = _numpy(audio)
     n, samples = x.shape
-    cfg = embedder.device.cfg
+    cfg = embedder.cfg
     if samples < cfg.example_samples:  # one window for a short sound, the rest zeros
         x = np.pad(x, ((0, 0), (0, cfg.example_samples - samples)))
-    rows = dict(embedder.device.embed_stream(enumerate(x)))  # every sound in the same device batches
+    rows = dict(embedder.embed_stream(enumerate(x)))  # every sound in the same device batches
     m = int(frontend.num_examples(x.shape[1], cfg))
     emb = np.stack([rows[i] for i in range(n)]) if n else np.zeros((0, m, EMBEDDING_SIZE), np.float32)
     centres = np.arange(m) * frontend.example_hop_seconds(cfg) + WINDOW_S / 2

@@ -212,10 +212,10 @@ def _embed(job: Job, clips: list, model) -> list:
         if not clips:
             return []
         counts = np.cumsum([c.data.shape[0] for c in clips])[:-1]
-        emb = model.device.embed_examples(np.concatenate([c.data for c in clips]), model.batch_size)
+        emb = model.embed_examples(np.concatenate([c.data for c in clips]))
         return list(np.split(emb, counts))
     if payload == "waveform":
-        out = dict(model.device.embed_stream((c.index, c.data) for c in clips))
+        out = dict(model.embed_stream((c.index, c.data) for c in clips))
         return [out[c.index] if isinstance(out[c.index], np.ndarray)
                 else host.skip_of(c.key, out[c.index], on_disk=False) for c in clips]
     if payload == "audio":

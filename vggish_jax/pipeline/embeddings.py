@@ -1,8 +1,7 @@
 """The public embedding face: `embed` (one in-memory waveform) and `embed_files` (many files) -> Embeddings.
 
 `model` is a VGGish module. The waveform is checked once (`pipeline.waveform`), mixed to mono and resampled
-to 16 kHz on the host, then embedded by the shared device path (`device.AudioEmbedder`), so a long recording
-needs bounded device memory; `embed_files` batches many files' examples (`embed.Embedder.iter_files`).
+to 16 kHz on the host, then embedded by the shared device path (`device.Embedder`) in bounded device memory.
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from flax import nnx
 from vggish_jax import skips
 from vggish_jax.models.vggish import frontend, modeling, params as params_lib
 from vggish_jax.pipeline import waveform as waveform_lib
-from vggish_jax.pipeline.embed import Embedder
+from vggish_jax.pipeline.device import Embedder
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 
@@ -46,12 +45,9 @@ def _embedder_for(model) -> tuple:
     if hit is not None and len(hit[0]) == len(leaves) and all(a is b for a, b in zip(hit[0], leaves)):
         return hit[1], hit[2]
     emb = Embedder(model)
-    spec = model.spec
-    if spec is None or hit is not None:  # not loaded from a weights directory, or trained since: hash it
-        spec = EmbeddingSpec.create(weights_sha256=params_sha256(modeling.to_dict(model)),
-                                    final_relu=model.final_relu, dtype=np.dtype(model.conv1.dtype).name,
-                                    frontend=frontend.DEFAULT)
-    spec = spec.replace(frontend_precision=emb.device.precision)
+    spec = emb.spec  # the attached weights hash, or (built from params) the hash of what the model holds
+    if hit is not None:  # trained since it was cached: hash the parameters it holds now
+        spec = spec.replace(weights_sha256=params_sha256(modeling.to_dict(model)))
     _CACHE[model] = (leaves, emb, spec)
     return emb, spec
 
@@ -93,7 +89,7 @@ def embed(waveform, sample_rate: int, model, *, postprocess: bool = False, pad: 
     emb, spec = _with_hop(model, hop_s, pad_last)
     x = waveform_lib.to_16k(waveform, sample_rate, pad=pad or pad_last)
     _check_pca(model, postprocess)
-    return _result(emb.device._embed_16k(x), spec, model.pca, postprocess, hop_s)
+    return _result(emb._embed_16k(x), spec, model.pca, postprocess, hop_s)
 
 
 def embed_files(paths: Iterable[str | os.PathLike], model, *, postprocess: bool = False, pad: bool = False,

@@ -203,7 +203,7 @@ def extract(source, out: str | os.PathLike, model=None, settings: ExtractSetting
 def _job(source, out: str, model, settings: ExtractSettings) -> tuple[core.Job, object]:
     """(the core's Job, the Embedder that runs it; None for stored embeddings)."""
     from vggish_jax.datasets import decode
-    from vggish_jax.pipeline.embed import Embedder
+    from vggish_jax.pipeline.device import Embedder
 
     name = source_name(source)
     if source.payload == "embedding":
