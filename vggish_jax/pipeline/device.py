@@ -1,14 +1,10 @@
 """The one device function for VGGish: 16 kHz waveforms -> jitted frontend -> VGGish -> embeddings.
 
-`embed_waveforms(graphdef, state, waveforms [B, samples] int16/float32, lengths [B])` -> (embeddings
-[B, n, 128] float32, mask [B, n]) is jitted once with the graph static, so every model of one shape shares
-its compilations. mask[b, i]: example i lies inside clip b's true length (causal framing, so unmasked rows
-equal the unpadded clip's; with `cfg.pad_last` the last partial example is kept). int16 is divided by 32767
-(how this project stores int16, `datasets.decode.to_int16`), not soundfile's 32768: up to 3e-5 apart in
-log-mel. `Embedder(model)` replicates the state over a 1-d ('data',) mesh (this process's local devices
-under jax.distributed), shards each batch along its batch axis, and keeps `depth` batches in flight so host
-decoding (`pipeline.host`, in threads or jax-free processes), transfers and compute overlap; a part-full
-batch is padded only to the next power of two.
+`embed_waveforms` is jitted with the graph static, so every model of one shape shares its compilations.
+int16 is divided by 32767 (how this project stores int16, `datasets.decode.to_int16`), not soundfile's
+32768: up to 3e-5 apart in log-mel. `Embedder(model)` replicates the state over a 1-d ('data',) mesh (this
+process's local devices under jax.distributed), shards each batch along its batch axis, and keeps `depth`
+batches in flight so host decoding (`pipeline.host`), transfers and compute overlap.
 """
 from __future__ import annotations
 
@@ -49,7 +45,9 @@ def _to_float(waveforms: jax.Array, dtype) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "precision", "formulation"))
 def embed_waveforms(graphdef: nnx.GraphDef, state: nnx.State, waveforms: jax.Array, lengths: jax.Array, *,
                     cfg: FrontendConfig = DEFAULT, precision: str = "float32", formulation: str = "fft"):
-    """The fused frontend + VGGish (see the module doc); float64 needs jax.enable_x64 around the call."""
+    """[B, samples] int16/float32 + lengths [B] -> (embeddings [B, n, 128] float32, mask [B, n]: example i lies
+    in clip b's true length; causal framing, so unmasked rows equal the unpadded clip's). float64 needs
+    jax.enable_x64 around the call."""
     dtype = jnp.dtype(precision)
     ex = frontend_jax.examples(_to_float(waveforms, dtype), cfg, dtype, formulation)
     b, n = ex.shape[:2]
@@ -114,7 +112,7 @@ class Embedder:
 
     @property
     def spec(self) -> EmbeddingSpec:
-        """How the raw embeddings are made; `.replace(postprocess=True)` for the uint8 output."""
+        """Of the raw embeddings; `.replace(postprocess=True)` for the uint8 output."""
         attached = getattr(self.model, "spec", None)
         sha = attached.weights_sha256 if attached is not None else self.metadata.get("weights_sha256")
         if sha is None:  # built from in-memory params: hash what the model holds
@@ -146,8 +144,7 @@ class Embedder:
         return waveforms if waveforms.dtype in (np.int16, np.float32) else waveforms.astype(np.float32)
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
-        extra = -x.shape[0] % self.num_devices
-        return np.concatenate([x, np.zeros((extra,) + x.shape[1:], x.dtype)]) if extra else x
+        return np.pad(x, [(0, -x.shape[0] % self.num_devices)] + [(0, 0)] * (x.ndim - 1))
 
     def __call__(self, waveforms: np.ndarray, lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """[B, samples] int16/float32 (+ valid lengths, default all) -> ([B, n, 128] float32, [B, n] bool)."""
@@ -215,10 +212,8 @@ class Embedder:
 
     def embed_file(self, path, *, postprocess: bool = False, pad: bool = False) -> np.ndarray:
         """One file -> [n, 128]; bad input raises (audio.AudioError, frontend.TooShortError)."""
-        for _, value in self._iter([path], pad, workers=0):
-            if isinstance(value, BaseException):
-                raise value
-            return self.postprocess(value) if postprocess else value
+        found, _ = self.embed_files([path], postprocess=postprocess, pad=pad, workers=0, on_error="raise")
+        return found[os.fspath(path)]
 
     def iter_files(self, paths: Iterable[str | os.PathLike], *, pad: bool = False, workers: int = 2,
                    postprocess: bool = False, processes: bool = False

@@ -35,37 +35,28 @@ class Embeddings:
 _CACHE: "weakref.WeakKeyDictionary[nnx.Module, tuple]" = weakref.WeakKeyDictionary()
 
 
-def _embedder_for(model) -> tuple:
-    """(Embedder, spec) of a VGGish module, made once and remade only when its parameters change."""
+def _with_hop(model, hop_s: float, pad_last: bool) -> tuple:
+    """(Embedder, spec) of a VGGish module for rows every `hop_s` seconds, keeping the last partial one if
+    `pad_last`; made once per model and remade only when its parameters change."""
+    cfg = frontend.with_hop(hop_s, pad_last)
     if not isinstance(model, modeling.VGGish):
         raise TypeError(f"model must be a VGGish module (vggish_jax.VGGish.from_pretrained(weights_dir)), got "
                         f"{type(model).__name__}")
     leaves = jax.tree.leaves(nnx.state(model))
     hit = _CACHE.get(model)
-    if hit is not None and len(hit[0]) == len(leaves) and all(a is b for a, b in zip(hit[0], leaves)):
-        return hit[1], hit[2]
-    emb = Embedder(model)
-    spec = emb.spec  # the attached weights hash, or (built from params) the hash of what the model holds
-    if hit is not None:  # trained since it was cached: hash the parameters it holds now
-        spec = spec.replace(weights_sha256=params_sha256(modeling.to_dict(model)))
-    _CACHE[model] = (leaves, emb, spec)
-    return emb, spec
+    if hit is None or len(hit[0]) != len(leaves) or any(a is not b for a, b in zip(hit[0], leaves)):
+        emb = Embedder(model)
+        spec = emb.spec  # the attached weights hash, or (built from params) the hash of what the model holds
+        if hit is not None:  # trained since it was cached: hash the parameters it holds now
+            spec = spec.replace(weights_sha256=params_sha256(modeling.to_dict(model)))
+        hit = _CACHE[model] = (leaves, emb, spec)
+    return hit[1].with_frontend(cfg), hit[2].replace(frontend=cfg)
 
 
 def _check_pca(model, postprocess: bool) -> None:
     if postprocess and model.pca is None:
         raise params_lib.WeightsError("this model has no PCA params; load weights converted with "
                                       "--pca FILE (VGGish.from_pretrained) to postprocess")
-
-
-def _with_hop(model, hop_s: float, pad_last: bool) -> tuple:
-    """(Embedder, spec) of `model` for examples every `hop_s` seconds, keeping the last partial one if
-    `pad_last` (the default 0.96 s / drop is the model's own spec, unchanged)."""
-    cfg = frontend.with_hop(hop_s, pad_last)
-    emb, spec = _embedder_for(model)
-    if cfg == frontend.DEFAULT:
-        return emb, spec
-    return emb.with_frontend(cfg), spec.replace(frontend=cfg)
 
 
 def _result(values: np.ndarray, spec: EmbeddingSpec, pca, postprocess: bool, hop_s: float) -> Embeddings:

@@ -157,11 +157,6 @@ def _require_pca(model, postprocess: bool, name: str | None) -> None:
                          f"convert them with --pca FILE or drop --postprocess")
 
 
-def resolve_source(source):
-    """`extract`'s source: a Source as it is, or a folder / labels CSV path opened by `open_source`."""
-    return open_source(source) if isinstance(source, (str, os.PathLike)) else source
-
-
 def source_name(source) -> str:
     """How info.json names a source (compare's tables show it): its folder, CSV, FMA config or AudioSet task."""
     for attr in ("folder", "path", "dataset"):
@@ -171,24 +166,13 @@ def source_name(source) -> str:
     return f"audioset_v1/{task}" if task else str(source.identity().get("source", "source"))
 
 
-def make_job(out: str, source, model, *, postprocess: bool, shard_size: int, weights_dir: str, dataset: str,
-             workers: int = 0, processes: bool = True, pad: bool = False) -> core.Job:
-    """The core's Job for `source` embedded by `model` (an Embedder) into the store `out`."""
-    ident = source.identity()
-    record = {"dataset": dataset, "source": ident["source"], "weights": weights_dir,
-              "weights_metadata": model.metadata}
-    spec = core.rows_spec(model.spec, source.payload, postprocess)
-    return core.Job(os.path.abspath(out), source, spec, shard_size, record=record, pad=pad, workers=workers, processes=processes,
-                    spec_from=f"weights {weights_dir}")
-
-
 def extract(source, out: str | os.PathLike, model=None, settings: ExtractSettings | None = None) -> Summary:
     """Embed every split of `source` (a Source, e.g. from `open_source`, or a folder / labels CSV path) with
     `model` (a VGGish module; None for a source of stored embeddings) into the store `out`; resumes a store
     that has shards of the same job and refuses one made differently. `settings`: ExtractSettings."""
     settings = settings or ExtractSettings()
     log = settings.log or (lambda m: print(m, file=sys.stderr))
-    source = resolve_source(source)
+    source = open_source(source) if isinstance(source, (str, os.PathLike)) else source
     if hasattr(source, "describe"):
         log(source.describe())
     job, embedder = _job(source, os.path.abspath(os.fspath(out)), model, settings)
@@ -224,10 +208,13 @@ def _job(source, out: str, model, settings: ExtractSettings) -> tuple[core.Job, 
                         resample=settings.resample, weights_dir=weights_dir, metadata=_metadata(weights_dir),
                         cfg=cfg)
     workers = decode.default_workers() if settings.workers is None else settings.workers
-    beam = settings.beam is not None
-    job = make_job(out, source, embedder, postprocess=settings.postprocess, shard_size=settings.shard_size,
-                   weights_dir=weights_dir or "<in-memory model>", dataset=name, workers=2 if beam else workers,
-                   processes=not beam, pad=settings.pad or settings.pad_last)  # Beam: decode threads in its workers
+    beam = settings.beam is not None  # Beam: decode threads in its workers
+    weights = weights_dir or "<in-memory model>"
+    record = {"dataset": name, "source": source.identity()["source"], "weights": weights,
+              "weights_metadata": embedder.metadata}
+    job = core.Job(out, source, core.rows_spec(embedder.spec, source.payload, settings.postprocess),
+                   settings.shard_size, record=record, pad=settings.pad or settings.pad_last,
+                   workers=2 if beam else workers, processes=not beam, spec_from=f"weights {weights}")
     return job, embedder
 
 
@@ -261,21 +248,12 @@ def _run_beam(job: core.Job, model, settings: ExtractSettings, log) -> Summary:
     return beam_extract.run(job, os.path.abspath(settings.weights_dir), load_kwargs, runner, options, log=log)
 
 
-def _wait_for_every_process(job: core.Job, count: int, log) -> None:
-    """Under jax.distributed, wait for every process's shards so process 0 finalizes a complete store; one
-    that died or lags past the timeout is named, and the store stays incomplete (finalize says to rerun)."""
-    from vggish_jax import distributed
-
-    if count > 1:
-        late = distributed.barrier(f"vggish_jax extract {job.identity_hash[:16]} {job.out}")
-        if late:
-            log(f"extract: {late}; {job.out} stays incomplete until every process has written its shards")
-
-
 def run_local(job: core.Job, model, *, process_index: int | None = None, process_count: int | None = None,
               progress: bool = True, log: Callable[[str], None] = print) -> Summary:
     """Run this process's shards of `job` here; process 0 completes info.json when every shard exists."""
     import jax
+
+    from vggish_jax import distributed
 
     index = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
@@ -300,7 +278,11 @@ def run_local(job: core.Job, model, *, process_index: int | None = None, process
                 core.run_shard(job, t, model)
                 computed[t.split].append(t.index)
                 bar.update(len(t.indices))
-        _wait_for_every_process(job, count, log)
+        # Every process's shards before process 0 finalizes; one that died or lags past the timeout is named,
+        # and the store stays incomplete (finalize says to rerun).
+        late = count > 1 and distributed.barrier(f"vggish_jax extract {job.identity_hash[:16]} {job.out}")
+        if late:
+            log(f"extract: {late}; {job.out} stays incomplete until every process has written its shards")
         done = core.finalize(job, info, log=log) if index == 0 else None
     if done is None:
         if index != 0:
