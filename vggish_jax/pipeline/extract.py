@@ -18,9 +18,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from vggish_jax.pipeline import core, store
-from vggish_jax.pipeline.core import Summary, assign, plan  # noqa: F401  (the runners' public names)
-
-load = store.load  # one split of a finished store
+from vggish_jax.pipeline.core import Summary, assign, plan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,13 +37,13 @@ class ExtractSettings:
     postprocess: store PCA + uint8 rows (needs the model's PCA params). shard_size: clips per shard (the
     unit of resumption). batch_size: examples per device call. workers: decode processes (None: CPUs - 1).
     pad: zero-pad clips shorter than one example instead of skipping them. resample: where audio not at
-    16 kHz is resampled ('auto', 'host', 'device': `pipeline.placement`). frontend_precision: the device
-    frontend's ('float64' is within 1e-5 of the NumPy oracle). hop_s: seconds between rows (a multiple of
-    0.01; 0.96 is VGGish's own, non-overlapping). pad_last: keep each clip's last partial window, zero-padded
-    (both recorded in the store's spec; stored log-mel sources take only the defaults). weights_dir: the directory the model came
-    from: recorded in info.json, and what each Beam worker loads. progress: a progress bar.
-    process_index/process_count: this process's part of a multi-process run (default: jax's). beam: run
-    as an Apache Beam pipeline. log: where progress lines go (default stderr).
+    16 kHz is resampled ('auto', 'host', 'device': `host.resample_on_device`). frontend_precision:
+    the device frontend's ('float64' is within 1e-5 of the NumPy oracle). hop_s: seconds between rows (a
+    multiple of 0.01; 0.96 is VGGish's own, non-overlapping). pad_last: keep each clip's last partial window,
+    zero-padded (both recorded in the store's spec; stored log-mel sources take only the defaults).
+    weights_dir: the directory the model came from: recorded in info.json, and what each Beam worker loads.
+    progress: a progress bar. process_index/process_count: this process's part of a multi-process run
+    (default: jax's). beam: run as an Apache Beam pipeline. log: where progress lines go (default stderr).
     """
     postprocess: bool = False
     shard_size: int = 128
@@ -81,11 +79,9 @@ def open_source(dataset: str | os.PathLike | None, *, data_dir: str | None = Non
                 classes: list[str] | None = None, split: str | None = None, on_duplicate: str = "refuse",
                 normalize_labels: bool = False):
     """The one way a named dataset becomes a Source: an FMA config (its TFDS build, or with `from_audio` its
-    mp3s), a folder of audio files (with `split` 'gtzan-filtered', a GTZAN folder split by the
-    fault-filtered lists), a labels CSV (path,label[,split][,group]; or `labels`; read with `on_duplicate` and
-    `normalize_labels`, see LabelsCsv), or 'audioset' (the
-    released embeddings under `manual_dir`, labelled for `task`). beam_runner/options build an FMA dataset
-    with Beam."""
+    mp3s; beam_runner/options build it with Beam), a folder of audio files (with `split` 'gtzan-filtered', a
+    GTZAN folder split by the fault-filtered lists), a labels CSV (path,label[,split][,group]; or `labels`;
+    see LabelsCsv), or 'audioset' (the released embeddings under `manual_dir`, labelled for `task`)."""
     from vggish_jax.pipeline.sources import fma as fma_source, folder, gtzan, labels_csv
 
     dataset = None if dataset is None else os.fspath(dataset)
@@ -123,21 +119,15 @@ def open_source(dataset: str | os.PathLike | None, *, data_dir: str | None = Non
                               beam_runner=beam_runner, beam_options=beam_options)
 
 
-def holds_audio(dataset: str | None, labels: str | None = None) -> bool:
-    """Whether a named dataset (as `open_source` takes it) holds audio, so embedding it needs a model; known
-    before opening it (an FMA build can take hours)."""
-    from vggish_jax.pipeline.sources.fma import is_fma
-
-    return labels is not None or bool(dataset) and (is_fma(dataset) or os.path.isdir(dataset)
-                                                     or dataset.lower().endswith(".csv"))
-
-
 def load_model(weights_dir: str | os.PathLike | None, *, final_relu: bool | None = None, dtype: str = "float32",
                postprocess: bool = False, dataset: str | None = None, labels: str | None = None):
     """The VGGish module of `weights_dir` for `extract`, checked before any (long) dataset build: None
     (no weights) only for a dataset that holds embeddings already; PCA params present for `postprocess`."""
-    if weights_dir is None:
-        if holds_audio(dataset, labels):
+    from vggish_jax.pipeline.sources.fma import is_fma
+
+    if weights_dir is None:  # whether the dataset holds audio is known before opening it (an FMA build: hours)
+        if labels is not None or dataset and (is_fma(dataset) or os.path.isdir(dataset)
+                                              or dataset.lower().endswith(".csv")):
             raise ValueError(f"{labels or dataset}: holds audio, so embedding it needs --weights (a folder written "
                              f"by `vggish-jax convert`)")
         return None
