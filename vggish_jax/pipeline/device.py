@@ -29,13 +29,6 @@ from vggish_jax.pipeline import host, resample_jax, segments as seg
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 
-def default_mesh() -> Mesh:
-    """A 1-d ('data',) mesh over every device (every local device when several processes run)."""
-    if jax.process_count() == 1:
-        return jax.make_mesh((jax.device_count(),), ("data",))
-    return Mesh(np.array(jax.local_devices()), ("data",))
-
-
 def _to_float(waveforms: jax.Array, dtype) -> jax.Array:
     if jnp.issubdtype(waveforms.dtype, jnp.integer):
         return waveforms.astype(dtype) * jnp.asarray(1.0 / INT16_SCALE, dtype)
@@ -96,7 +89,10 @@ class Embedder:
         self.cfg, self.buckets, self.batch_size, self.depth = cfg, tuple(buckets), batch_size, depth
         self.precision = frontend_jax.resolve_precision(precision)
         self.formulation = frontend_jax.resolve_formulation(formulation)
-        self.mesh = mesh if mesh is not None else default_mesh()
+        if mesh is None:  # every device; this process's local ones when several processes run
+            mesh = (jax.make_mesh((jax.device_count(),), ("data",)) if jax.process_count() == 1
+                    else Mesh(np.array(jax.local_devices()), ("data",)))
+        self.mesh = mesh
         self.num_devices = self.mesh.devices.size
         self.data = NamedSharding(self.mesh, P("data"))
         self.graphdef, state = nnx.split(model)

@@ -251,8 +251,7 @@ def run_local(job: core.Job, model, *, process_index: int | None = None, process
     mine = assign(tasks, index, count)
     with store.locked(job.out, index, what=job.name or job.out):
         info = core.open_store(job, write=index == 0, log=log)
-        splits = {t.split: [] for t in tasks}
-        reused, computed = {s: [] for s in splits}, {s: [] for s in splits}
+        reused, computed = ({t.split: [] for t in tasks} for _ in range(2))
         todo = []
         for t in mine:
             (reused[t.split].append(t.index) if core.shard_done(job, t, log) else todo.append(t))

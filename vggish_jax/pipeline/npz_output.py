@@ -74,11 +74,10 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
         keys = [file_key(f) for f in files]
         stamps = {k: file_stamp(f) for f, k in zip(files, keys)}
         done = {k for k, st in stamps.items() if st and k in latest and latest[k][2] == st}
-        todo, seen = [], set(done)
-        for f, k in zip(files, keys):
-            if k not in seen:  # a file given twice is embedded once
-                seen.add(k)
-                todo.append(f)
+        first = {}
+        for f, k in zip(files, keys):  # a file given twice is embedded once
+            first.setdefault(k, f)
+        todo = [f for k, f in first.items() if k not in done]
         result.already = sum(k in done for k in keys)
         if started:
             started(result.already)
