@@ -10,7 +10,6 @@ a jax.distributed barrier, and process 0 completes info.json; rerunning after a 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from typing import Callable
@@ -189,14 +188,13 @@ def _job(source, out: str, model, settings: ExtractSettings) -> tuple[core.Job, 
                          f"`vggish-jax convert`)")
     weights_dir = os.path.abspath(settings.weights_dir) if settings.weights_dir else None
     _require_pca(model, settings.postprocess, weights_dir)
-    cfg = settings.frontend()
     if source.payload == "mel" and (settings.hop_s, settings.pad_last) != (0.96, False):
         raise ValueError(f"{name}: holds log-mel examples already cut every 0.96 s, so hop_s={settings.hop_s} / "
                          f"pad_last={settings.pad_last} cannot apply; extract from its audio, or leave hop_s and "
                          f"pad_last at their defaults (0.96, false)")
     embedder = Embedder(model, batch_size=settings.batch_size, precision=settings.frontend_precision,
-                        resample=settings.resample, weights_dir=weights_dir, metadata=_metadata(weights_dir),
-                        cfg=cfg)
+                        resample=settings.resample, weights_dir=weights_dir, cfg=settings.frontend(),
+                        metadata=store.weights_metadata(weights_dir))
     workers = decode.default_workers() if settings.workers is None else settings.workers
     beam = settings.beam is not None  # Beam: decode threads in its workers
     weights = weights_dir or "<in-memory model>"
@@ -206,17 +204,6 @@ def _job(source, out: str, model, settings: ExtractSettings) -> tuple[core.Job, 
                    settings.shard_size, record=record, pad=settings.pad or settings.pad_last,
                    workers=2 if beam else workers, processes=not beam, spec_from=f"weights {weights}")
     return job, embedder
-
-
-def _metadata(weights_dir: str | None) -> dict:
-    """metadata.json of the weights directory (recorded in info.json), {} without one."""
-    from vggish_jax.models.vggish import params
-
-    try:
-        with open(os.path.join(weights_dir, params.METADATA)) as f:
-            return json.load(f)
-    except (TypeError, OSError, ValueError):
-        return {}
 
 
 def _run_beam(job: core.Job, model, settings: ExtractSettings, log) -> Summary:

@@ -19,7 +19,6 @@ from vggish_jax.datasets import decode
 from vggish_jax.models.vggish import frontend
 from vggish_jax.models.vggish.frontend import DEFAULT
 
-
 BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # a file's own problem; anything else is a bug
 RESAMPLE_CHOICES = ("auto", "host", "device")
 ACCELERATOR_BACKENDS = ("gpu", "cuda", "rocm", "tpu")

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from vggish_jax import atomic, audio, skips, spec as spec_lib
+from vggish_jax import atomic, skips, spec as spec_lib
 from vggish_jax.models.vggish import frontend
 from vggish_jax.pipeline import core, store, stored
 from vggish_jax.pipeline.sources import file_key, file_stamp
@@ -85,11 +85,10 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
         info = core.open_store(job, write=bool(todo), log=lambda m: None)
         try:
             for task in core.plan(job.source.splits(), flush_every):
-                with audio.collect_cautions() as cautions:  # over-range audio etc.: listed in OUT.json
-                    done = core.run_shard(job, task, model)
-                result.warnings += cautions
+                done = core.run_shard(job, task, model)
+                result.warnings += [skips.Caution.from_dict(c) for c in done["warnings"]]  # over-range audio etc.
                 result.new += done["clips"]
-                result.skipped += [skips.Skip(s["kind"], s["path"], s["reason"]) for s in done["skipped"]]
+                result.skipped += [skips.Skip.from_dict(s) for s in done["skipped"]]
                 if progress:
                     progress(len(task.indices))
             result.complete = not unreadable  # files behind an unreadable folder were not embedded

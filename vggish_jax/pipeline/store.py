@@ -144,18 +144,23 @@ def writer(root: str) -> str | None:
     return None
 
 
+def weights_metadata(weights_dir: str | None) -> dict:
+    """metadata.json of a weights folder (`params.save` writes it beside the checkpoint), {} without one."""
+    try:
+        with open(os.path.join(weights_dir, "metadata.json")) as f:
+            meta = json.load(f)
+    except (TypeError, OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def spec_of(info: Mapping[str, Any], source: str) -> spec_lib.EmbeddingSpec:
     """The spec of an extraction (its info.json dict): as recorded, or rebuilt from an older one's settings and
     the weights hash from its metadata or weights folder (None when neither has it)."""
     if spec_lib.KEY in info:
         return spec_lib.read(info, source)
-    sha = (info.get("weights_metadata") or {}).get("weights_sha256")
-    if sha is None and info.get("weights"):
-        try:  # the JSON `params.save` writes beside the checkpoint
-            with open(os.path.join(info["weights"], "metadata.json")) as f:
-                sha = json.load(f).get("weights_sha256")
-        except (OSError, ValueError, AttributeError):
-            sha = None
+    sha = ((info.get("weights_metadata") or {}).get("weights_sha256")
+           or weights_metadata(info.get("weights")).get("weights_sha256"))
     frontend = info.get("frontend") or DEFAULT  # the first extractions recorded none: they used the default
     # Older extractions wrote "device float32" / "device float64" / "numpy float64 (at build)".
     old = str(info.get("frontend_precision", "float32"))
