@@ -14,7 +14,7 @@ JSON is rewritten after every section, so a killed run still leaves what it meas
   model-only on the same clips' log-mels;
 - mp3: mp3 files -> embeddings with one decode process per core, against the decode-only rate of the same
   processes (the host bound), with resampling in those processes (host) and on the device (they only
-  decode: `host.resample_on_device`; its decode-only rate too); also through `Embedder.iter_files` (resample=auto);
+  decode: `pipeline.placement`; its decode-only rate too); also through `Embedder.iter_files` (resample=auto);
 - finetune: one training step of VGGish + the paper's head (`train.model.GenreClassifier`, flatten head,
   Adam) in float32 and bfloat16: clips/s and MFU (a step is 3x the forward FLOPs);
 - compile_cache: time to the first embedding in a fresh process, cache off vs a warm persistent cache.
@@ -197,7 +197,7 @@ def _encode_mp3(args) -> str:
 
 def section_mp3(sizes: Sizes, kind: str) -> dict:
     """mp3 -> embeddings with one decode process per core vs those processes decoding alone; resampling on
-    the host (in the decode processes) and on the device (`host.resample_on_device`: they decode only)."""
+    the host (in the decode processes) and on the device (`pipeline.placement`: they decode only)."""
     import functools
 
     from vggish_jax.datasets import decode

@@ -1,5 +1,5 @@
 """Where should resampling to 16 kHz run: host (decode workers) or device (after a native-rate decode)?
-(issue 20 item 3; the rule is `vggish_jax.pipeline.host.resample_on_device`)
+(issue 20 item 3; the rule is `vggish_jax.pipeline.placement`)
 
 1. agreement: `Embedder.embed_files` with resample='host' vs 'device' (full-size VGGish, random weights) on
    the bundled clip (22.05 kHz mp3), it upsampled to 44.1 kHz (wav) and to 48 kHz (mp3): max |diff| of the
@@ -94,12 +94,12 @@ def main(argv=None) -> int:
 
     from benchmarks.common import machine_info
     from vggish_jax.models.vggish import modeling
-    from vggish_jax.pipeline import host
+    from vggish_jax.pipeline import placement
 
     model_params = modeling.random(0)
     with tempfile.TemporaryDirectory() as d:
         report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine_info(),
-                  "backend": jax.default_backend(), "auto_resamples_on_device": host.resample_on_device("auto"),
+                  "backend": jax.default_backend(), "auto_resamples_on_device": placement.resample_on_device("auto"),
                   "agreement": agreement(d, model_params)}
         print(json.dumps(report["agreement"], indent=1), flush=True)
         report["end_to_end"] = end_to_end(_files(d, args.files), model_params, args.workers, args.repeats)

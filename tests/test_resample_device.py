@@ -1,4 +1,4 @@
-"""Resampling on the device (host.resample_on_device, resample_jax.to_16k) against the host path and scipy.
+"""Resampling on the device (pipeline.placement, resample_jax.to_16k) against the host path and scipy.
 
 Oracles: the host path (`audio.resample`, float64 BLAS sums) for embeddings, through `Embedder.embed_files`
 and the `embed` CLI with the small same-shaped VGGish; scipy's resample_poly with the same filter for the
@@ -15,7 +15,7 @@ from scipy import signal
 from vggish_jax import audio, cli
 from vggish_jax.datasets import decode
 from vggish_jax.models.vggish import frontend
-from vggish_jax.pipeline import host, resample_jax
+from vggish_jax.pipeline import host, placement, resample_jax
 from vggish_jax.pipeline.embed import load_pretrained
 
 RTOL = 5e-5  # of each file's largest |embedding|: float32 rounding of the resampler, through the model
@@ -112,12 +112,12 @@ def test_auto_resamples_on_the_host_on_cpu_and_on_the_device_on_accelerators(mon
     import jax
 
     assert jax.default_backend() == "cpu"
-    assert host.resample_on_device("auto") is False
-    assert host.resample_on_device("device") is True and host.resample_on_device("host") is False
+    assert placement.resample_on_device("auto") is False
+    assert placement.resample_on_device("device") is True and placement.resample_on_device("host") is False
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert host.resample_on_device("auto") is True
+    assert placement.resample_on_device("auto") is True
     with pytest.raises(ValueError, match="auto, host, device"):
-        host.resample_on_device("gpu")
+        placement.resample_on_device("gpu")
 
 
 def test_decode_workers_return_native_audio_and_import_no_jax(audio_files):

@@ -9,7 +9,7 @@ import argparse
 import os
 import textwrap
 
-from vggish_jax.pipeline.host import RESAMPLE_CHOICES
+from vggish_jax.pipeline.placement import RESAMPLE_CHOICES
 from vggish_jax.settings_file import Setting, declare, yes_no
 
 BATCH_SIZE = 64  # examples per device call

@@ -25,7 +25,7 @@ from vggish_jax.datasets.decode import INT16_SCALE
 from vggish_jax.models import batching
 from vggish_jax.models.vggish import frontend, frontend_jax, modeling, params as params_lib, postprocess as post
 from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
-from vggish_jax.pipeline import host, resample_jax, segments as seg
+from vggish_jax.pipeline import host, placement, resample_jax, segments as seg
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 
@@ -70,7 +70,7 @@ class Embedder:
 
     `model`: a module (whose PCA it takes) or a reference-layout param dict (built with `final_relu`, `dtype`).
     `batch_size`: about the examples per device call. `resample` ('auto', 'host', 'device';
-    `host.resample_on_device`) is not part of the spec: the two agree to float rounding. `cfg`
+    `pipeline.placement`) is not part of the spec: the two agree to float rounding. `cfg`
     (`frontend.with_hop(hop_s, pad_last)`) is. A file longer than `stream_seconds` is read in blocks."""
 
     def __init__(self, model: nnx.Module | dict, *, pca: post.PCAParams | None = None, final_relu: bool = False,
@@ -85,7 +85,7 @@ class Embedder:
         self.model, self.pca = model, pca if pca is not None else getattr(model, "pca", None)
         self.final_relu, self.dtype = model.final_relu, jnp.dtype(model.conv1.dtype)
         self.metadata, self.weights_dir, self.stream_seconds = dict(metadata or {}), weights_dir, stream_seconds
-        self.resample_on_device = host.resample_on_device(resample)
+        self.resample_on_device = placement.resample_on_device(resample)
         self.cfg, self.buckets, self.batch_size, self.depth = cfg, tuple(buckets), batch_size, depth
         self.precision = frontend_jax.resolve_precision(precision)
         self.formulation = frontend_jax.resolve_formulation(formulation)

@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from vggish_jax import skips
-from vggish_jax.models.vggish import frontend, modeling, params as params_lib
+from vggish_jax.models.vggish import frontend, modeling, params as params_lib, postprocess as post
 from vggish_jax.pipeline import waveform as waveform_lib
 from vggish_jax.pipeline.device import Embedder
 from vggish_jax.spec import EmbeddingSpec, params_sha256
@@ -60,8 +60,6 @@ def _check_pca(model, postprocess: bool) -> None:
 
 
 def _result(values: np.ndarray, spec: EmbeddingSpec, pca, postprocess: bool, hop_s: float) -> Embeddings:
-    from vggish_jax.models.vggish import postprocess as post
-
     if postprocess:
         values, spec = post.postprocess(values, pca), spec.replace(postprocess=True)
     start_s = np.arange(values.shape[0]) * frontend.example_hop_seconds(frontend.with_hop(hop_s))

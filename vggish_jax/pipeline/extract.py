@@ -36,7 +36,7 @@ class ExtractSettings:
     postprocess: store PCA + uint8 rows (needs the model's PCA params). shard_size: clips per shard (the
     unit of resumption). batch_size: examples per device call. workers: decode processes (None: CPUs - 1).
     pad: zero-pad clips shorter than one example instead of skipping them. resample: where audio not at
-    16 kHz is resampled ('auto', 'host', 'device': `host.resample_on_device`). frontend_precision:
+    16 kHz is resampled ('auto', 'host', 'device': `pipeline.placement`). frontend_precision:
     the device frontend's ('float64' is within 1e-5 of the NumPy oracle). hop_s: seconds between rows (a
     multiple of 0.01; 0.96 is VGGish's own, non-overlapping). pad_last: keep each clip's last partial window,
     zero-padded (both recorded in the store's spec; stored log-mel sources take only the defaults).

@@ -1,10 +1,4 @@
-"""Host side of the embedding pipeline: audio files -> 16 kHz waveforms. Imports no jax (light workers, the CLI).
-
-Where resampling runs (`resample_on_device`): "auto" resamples on the device when JAX's backend is an
-accelerator (the host, bound by decoding mp3, sheds a third of its work), else on the host, in the decode
-workers (on CPU the same cores: within 5%, results/resample-placement-2core-cpu.json). Embeddings agree to
-float rounding, so the placement is not part of the EmbeddingSpec.
-"""
+"""Host side of the embedding pipeline: audio files -> 16 kHz waveforms. Imports no jax (light workers)."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -20,19 +14,6 @@ from vggish_jax.models.vggish import frontend
 from vggish_jax.models.vggish.frontend import DEFAULT
 
 BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # a file's own problem; anything else is a bug
-RESAMPLE_CHOICES = ("auto", "host", "device")
-ACCELERATOR_BACKENDS = ("gpu", "cuda", "rocm", "tpu")
-
-
-def resample_on_device(setting: str = "auto") -> bool:
-    """True when files not at 16 kHz are resampled on the device (see the module doc for the auto rule)."""
-    if setting not in RESAMPLE_CHOICES:
-        raise ValueError(f"resample={setting!r}: choose one of {', '.join(RESAMPLE_CHOICES)}")
-    if setting != "auto":
-        return setting == "device"
-    import jax
-
-    return jax.default_backend() in ACCELERATOR_BACKENDS
 
 
 class Native:

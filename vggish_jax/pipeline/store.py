@@ -19,8 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from vggish_jax import atomic, spec as spec_lib
-from vggish_jax.skips import one_line
+from vggish_jax import atomic, skips, spec as spec_lib
 from vggish_jax.models.vggish.frontend import DEFAULT
 
 INFO = "info.json"
@@ -84,7 +83,7 @@ def shard_arrays(path: str) -> dict[str, np.ndarray]:
         if missing:
             raise ValueError(f"no {', '.join(missing)}")
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise ShardDamaged(f"{path}: damaged shard ({type(e).__name__}: {one_line(e)})") from None
+        raise ShardDamaged(f"{path}: damaged shard ({type(e).__name__}: {skips.one_line(e)})") from None
     return arrays
 
 
