@@ -66,9 +66,7 @@ class EmbeddingSpec:
         unknown = set(d) - known
         if unknown:
             raise SpecMismatch(f"embedding spec has unknown fields {sorted(unknown)}; written by a newer vggish-jax?")
-        d = dict(d)
-        d["frontend"] = frontend_items(d.get("frontend"))
-        return cls(**d)
+        return cls(**{**d, "frontend": frontend_items(d.get("frontend"))})
 
     def describe(self) -> str:
         sha = (self.weights_sha256 or "unknown")[:12]

@@ -200,7 +200,7 @@ class Embedder:
             while len(stream.order) > max_pending:  # the oldest clip waits on part-full batches: run them
                 stream.finish(stream.order[0])
                 yield from stream.ready()
-        stream.flush()
+        stream.finish()
         yield from stream.ready()
 
 
@@ -321,20 +321,12 @@ class _Stream:
         if len(self.queues[b]) >= self.emb.clips_per_call(b):
             self.run(b)
 
-    def finish(self, clip: _Clip) -> None:
-        """Run what `clip` waits on until it is done."""
+    def finish(self, clip: _Clip | None = None) -> None:
+        """Run what `clip` waits on until it is done (None: every queued segment and every batch in flight)."""
         for b in self.emb.buckets:
-            if any(c is clip for c, _, _ in self.queues[b]):
+            if self.queues[b] and (clip is None or any(c is clip for c, _, _ in self.queues[b])):
                 self.run(b)
-        while clip.missing and self.inflight:
-            self.collect()
-
-    def flush(self) -> None:
-        """Run every queued segment and fetch every batch in flight."""
-        for b in self.emb.buckets:
-            if self.queues[b]:
-                self.run(b)
-        while self.inflight:
+        while self.inflight and (clip is None or clip.missing):
             self.collect()
 
     def ready(self) -> Iterator[tuple[Hashable, object]]:
