@@ -177,7 +177,7 @@ def section_fused(sizes: Sizes, kind: str, int16: bool = False) -> dict:
     fused = _rate(frames, t_fused, fpf, peak)
     model = _rate(examples.shape[0], t_model, fpf, peak)
     return {"clips": len(waves), "clip_seconds": sizes.clip_seconds, "input_dtype": str(waves[0].dtype),
-            "frames": frames, "examples_per_call": dev.examples_per_call, "clips_per_call": per_call,
+            "frames": frames, "examples_per_call": dev.batch_size, "clips_per_call": per_call,
             "fused": {**fused, "clips_per_second": len(waves) / t_fused["median_s"]},
             "frontend": _rate(len(waves), t_front), "model": {**model, "clips_per_second": len(waves) / t_model["median_s"]},
             "frontend_share_of_device_time": t_front["median_s"] / (t_front["median_s"] + t_model["median_s"]),

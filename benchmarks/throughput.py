@@ -204,7 +204,7 @@ def _device_rate(n: int, reps: int, examples_per_call: int | None = None) -> dic
     waves = [_clip(seed=i) for i in range(n)]
     t = timed(lambda: list(dev.embed_stream(enumerate(waves))), reps)
     frames = n * 31
-    return {"examples_per_call": dev.examples_per_call, "clips_per_call": dev.clips_per_call(31),
+    return {"examples_per_call": dev.batch_size, "clips_per_call": dev.clips_per_call(31),
             "devices": dev.num_devices, **t, "clips_per_second": n / t["median_s"],
             "frames_per_second": frames / t["median_s"]}
 
@@ -224,7 +224,7 @@ def section_end_to_end(quick: bool) -> dict:
     p = modeling.random(0)
     dev = Embedder(modeling.build(p))
     out = {"clips": n, "clip_seconds": CLIP_SECONDS, "cores": cores, "decode_workers": workers,
-           "examples_per_call": dev.examples_per_call, "devices": dev.num_devices}
+           "examples_per_call": dev.batch_size, "devices": dev.num_devices}
     with tempfile.TemporaryDirectory() as d:
         paths = _mp3s(d, n)
         # 1. decode + resample alone, on every core (a pool of `cores` jax-free worker processes)
