@@ -8,7 +8,7 @@ JSON is rewritten after every section, so a killed run still leaves what it meas
 - matmul: the device's measured dense matmul rate per dtype (the roof the model is compared with);
 - model: VGGish frames/s, TFLOP/s and MFU by batch size, float32 (default matmul precision: TF32 on recent
   NVIDIA GPUs), bfloat16, and float32 at `highest` precision (true float32);
-- fused: the fused waveform -> embedding function (frontend + VGGish, `AudioEmbedder.embed_stream`) on
+- fused: the fused waveform -> embedding function (frontend + VGGish, `Embedder.embed_stream`) on
   in-memory 16 kHz float32 clips, against the frontend alone and the model alone: the frontend's share;
 - stored_int16: the same from 16 kHz int16 clips (what the `*_waveform` stores hold: no decode) against
   model-only on the same clips' log-mels;
@@ -50,7 +50,7 @@ EXAMPLES_PER_CLIP = 31  # a 30-s clip at the default frontend
 class Sizes:
     batches: tuple[int, ...]          # model-only batch sizes (frames)
     matmul_n: int
-    examples_per_call: int            # of the fused function (AudioEmbedder)
+    examples_per_call: int            # of the fused function (Embedder)
     clips: int                        # in-memory clips for fused / stored_int16
     clip_seconds: float
     mp3_files: int                    # distinct mp3 files encoded ...
@@ -153,9 +153,9 @@ def section_fused(sizes: Sizes, kind: str, int16: bool = False) -> dict:
     """embed_stream on in-memory clips vs the frontend alone and the model alone, on the same batches."""
     from vggish_jax.models.vggish import frontend
     from vggish_jax.pipeline import segments
-    from vggish_jax.pipeline.device import AudioEmbedder
+    from vggish_jax.pipeline.device import Embedder
 
-    dev = AudioEmbedder(_model(sizes, "float32"), examples_per_call=sizes.examples_per_call)
+    dev = Embedder(_model(sizes, "float32"), batch_size=sizes.examples_per_call)
     waves = _clips(sizes, sizes.clips, int16)
     n_ex = segments.bucket_for(frontend.num_examples(waves[0].shape[0]))  # a clip's examples, bucketed
     frames = sum(x.shape[0] for _, x in dev.embed_stream(enumerate(waves)))  # warm-up; frames really embedded
@@ -177,7 +177,7 @@ def section_fused(sizes: Sizes, kind: str, int16: bool = False) -> dict:
     fused = _rate(frames, t_fused, fpf, peak)
     model = _rate(examples.shape[0], t_model, fpf, peak)
     return {"clips": len(waves), "clip_seconds": sizes.clip_seconds, "input_dtype": str(waves[0].dtype),
-            "frames": frames, "examples_per_call": dev.examples_per_call, "clips_per_call": per_call,
+            "frames": frames, "examples_per_call": dev.batch_size, "clips_per_call": per_call,
             "fused": {**fused, "clips_per_second": len(waves) / t_fused["median_s"]},
             "frontend": _rate(len(waves), t_front), "model": {**model, "clips_per_second": len(waves) / t_model["median_s"]},
             "frontend_share_of_device_time": t_front["median_s"] / (t_front["median_s"] + t_model["median_s"]),
@@ -202,12 +202,11 @@ def section_mp3(sizes: Sizes, kind: str) -> dict:
 
     from vggish_jax.datasets import decode
     from vggish_jax.pipeline import host, resample_jax
-    from vggish_jax.pipeline.device import AudioEmbedder
-    from vggish_jax.pipeline.embed import Embedder
+    from vggish_jax.pipeline.device import Embedder
 
     cores = os.cpu_count() or 1
     reps = min(sizes.repeats, 2)  # each pass decodes every clip: seconds, not milliseconds
-    dev = AudioEmbedder(_model(sizes, "float32"), examples_per_call=sizes.examples_per_call)
+    dev = Embedder(_model(sizes, "float32"), batch_size=sizes.examples_per_call)
     decode_native = functools.partial(host.decode_for_stream, resample=False, stream_seconds=None)
     with tempfile.TemporaryDirectory() as d:
         pool = decode.process_pool(cores)
@@ -296,9 +295,9 @@ t0 = time.perf_counter()
 from benchmarks import device
 from vggish_jax import compilation_cache
 compilation_cache.enable()
-from vggish_jax.pipeline.device import AudioEmbedder
+from vggish_jax.pipeline.device import Embedder
 sizes = device.DRY if sys.argv[1] == "dry" else device.FULL
-dev = AudioEmbedder(device._model(sizes, "float32"), examples_per_call=sizes.examples_per_call)
+dev = Embedder(device._model(sizes, "float32"), batch_size=sizes.examples_per_call)
 t1 = time.perf_counter()
 list(dev.embed_stream(enumerate(device._clips(sizes, 1))))
 print("@@" + json.dumps({"setup_s": t1 - t0, "first_embedding_s": time.perf_counter() - t1}))

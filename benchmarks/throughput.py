@@ -197,14 +197,14 @@ def section_embedding(quick: bool) -> dict:
 def _device_rate(n: int, reps: int, examples_per_call: int | None = None) -> dict:
     """The fused device function (frontend + VGGish) on n in-memory 30-s clips: clips/s and frames/s."""
     from vggish_jax.models.vggish import modeling
-    from vggish_jax.pipeline.device import AudioEmbedder
+    from vggish_jax.pipeline.device import Embedder
 
-    kw = {} if examples_per_call is None else {"examples_per_call": examples_per_call}
-    dev = AudioEmbedder(modeling.build(modeling.random(0)), **kw)
+    kw = {} if examples_per_call is None else {"batch_size": examples_per_call}
+    dev = Embedder(modeling.build(modeling.random(0)), **kw)
     waves = [_clip(seed=i) for i in range(n)]
     t = timed(lambda: list(dev.embed_stream(enumerate(waves))), reps)
     frames = n * 31
-    return {"examples_per_call": dev.examples_per_call, "clips_per_call": dev.clips_per_call(31),
+    return {"examples_per_call": dev.batch_size, "clips_per_call": dev.clips_per_call(31),
             "devices": dev.num_devices, **t, "clips_per_second": n / t["median_s"],
             "frames_per_second": frames / t["median_s"]}
 
@@ -215,17 +215,16 @@ def section_end_to_end(quick: bool) -> dict:
     from vggish_jax.models.vggish import modeling
     from vggish_jax.models.vggish import frontend
     from vggish_jax.pipeline import host
-    from vggish_jax.pipeline.device import AudioEmbedder
-    from vggish_jax.pipeline.embed import Embedder
+    from vggish_jax.pipeline.device import Embedder
 
     n = 4 if quick else 8
     reps = 1 if quick else 2
     cores = os.cpu_count() or 1
     workers = decode.default_workers()
     p = modeling.random(0)
-    dev = AudioEmbedder(modeling.build(p))
+    dev = Embedder(modeling.build(p))
     out = {"clips": n, "clip_seconds": CLIP_SECONDS, "cores": cores, "decode_workers": workers,
-           "examples_per_call": dev.examples_per_call, "devices": dev.num_devices}
+           "examples_per_call": dev.batch_size, "devices": dev.num_devices}
     with tempfile.TemporaryDirectory() as d:
         paths = _mp3s(d, n)
         # 1. decode + resample alone, on every core (a pool of `cores` jax-free worker processes)

@@ -33,7 +33,7 @@ def _child(args) -> dict:
 
     from vggish_jax.models.vggish import modeling
     from vggish_jax.pipeline import host
-    from vggish_jax.pipeline.embed import Embedder, _prefetch
+    from vggish_jax.pipeline.device import Embedder
 
     d = tempfile.mkdtemp()
     rng = np.random.default_rng(0)
@@ -48,15 +48,15 @@ def _child(args) -> dict:
     list(emb.iter_files(paths, workers=args.workers))  # compile every shape once
 
     def host_only():
-        list(_prefetch(paths, host.decode_for_stream, args.workers))
+        list(host.prefetch(paths, host.decode_for_stream, args.workers))
 
     def device_only():
-        emb.device.depth = 0
-        list(emb.device.embed_stream(enumerate(waves)))
+        emb.depth = 0
+        list(emb.embed_stream(enumerate(waves)))
 
     def streamed(depth):
         def run():
-            emb.device.depth = depth
+            emb.depth = depth
             list(emb.iter_files(paths, workers=args.workers))
         return run
 

@@ -90,7 +90,8 @@ def test_evaluate_head_on_a_store_and_refuse_mixing(tmp_path, release_store, cap
 def test_predict_weights_runs_vggish_pca_uint8_and_the_shipped_head(pca_weights_dir, random_weights_dir,
                                                                     audio_files, capsys):
     from vggish_jax.models.vggish import params as checkpoint, postprocess as post
-    from vggish_jax.pipeline.embed import file_examples, load_pretrained
+    from vggish_jax.models.vggish.frontend import file_examples
+    from vggish_jax.pipeline.embed import load_pretrained
 
     assert cli.main(["predict", audio_files["flac"], "--weights", pca_weights_dir, "--json", "--top", "25"]) == 0
     doc = json.loads(capsys.readouterr().out)["predictions"][0]

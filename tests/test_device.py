@@ -10,7 +10,7 @@ from flax import nnx
 from vggish_jax.models.vggish import frontend
 from vggish_jax.models.vggish.modeling import VGGish
 from vggish_jax.pipeline import segments as seg
-from vggish_jax.pipeline.device import AudioEmbedder
+from vggish_jax.pipeline.device import Embedder
 from conftest import tone_mix
 
 SR = 16000
@@ -34,8 +34,8 @@ def tiny_model():
 
 
 @functools.lru_cache(maxsize=None)
-def device(precision="float32", buckets=seg.BUCKETS, examples_per_call=16):
-    return AudioEmbedder(tiny_model(), precision=precision, buckets=buckets, examples_per_call=examples_per_call)
+def device(precision="float32", buckets=seg.BUCKETS, batch_size=16):
+    return Embedder(tiny_model(), precision=precision, buckets=buckets, batch_size=batch_size)
 
 
 def oracle(wave: np.ndarray) -> np.ndarray:
@@ -103,7 +103,7 @@ def test_int16_input_is_the_stored_int16_audio_scaled_back():
 
 
 def test_stream_keeps_order_passes_errors_and_bounds_pending():
-    d = device("float64", buckets=(1, 2, 4), examples_per_call=8)
+    d = device("float64", buckets=(1, 2, 4), batch_size=8)
     waves = {f"c{i}": signal(s, seed=i) for i, s in enumerate((1.0, 9.0, 2.5, 0.99, 4.2, 7.7, 1.9))}
     items = list(waves.items())
     items.insert(3, ("bad", "bad: cannot decode"))
@@ -156,7 +156,7 @@ import sys, functools, jax, numpy as np
 sys.path.insert(0, sys.argv[2])
 import test_device as t
 assert jax.device_count() == 4, jax.devices()
-d = t.device("float32", buckets=(4,), examples_per_call=6)
+d = t.device("float32", buckets=(4,), batch_size=6)
 assert d.num_devices == 4 and d.clips_per_call(4) == 4
 waves = [t.signal(s, seed=i) for i, s in enumerate((1.0, 9.0, 2.5))]
 out = dict(("clip%d" % k, v) for k, v in d.embed_stream(enumerate(waves)))
@@ -176,7 +176,7 @@ def test_four_fake_devices_give_the_one_device_result(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _FOUR_DEVICES, str(tmp_path / "four.npz"), here], env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    d = device("float32", buckets=(4,), examples_per_call=6)
+    d = device("float32", buckets=(4,), batch_size=6)
     assert d.num_devices == 1 and d.clips_per_call(4) == 1
     waves = [signal(s, seed=i) for i, s in enumerate((1.0, 9.0, 2.5))]
     with np.load(tmp_path / "four.npz") as four:
@@ -223,14 +223,14 @@ def test_next_batch_is_dispatched_before_the_last_is_fetched():
             events.append(("fetch", self.i))
             return np.asarray(self.value)
 
-    class Recording(AudioEmbedder):
+    class Recording(Embedder):
         def _dispatch(self, waveforms, lengths):
             i = sum(e[0] == "dispatch" for e in events)
             events.append(("dispatch", i))
             emb, mask = super()._dispatch(waveforms, lengths)
             return Fetch(i, emb), mask
 
-    d = Recording(tiny_model(), buckets=(1,), examples_per_call=2)
+    d = Recording(tiny_model(), buckets=(1,), batch_size=2)
     waves = [signal(1.0, seed=i) for i in range(9)]  # 9 one-example clips in batches of 2: 5 batches
     out = [v for _, v in d.embed_stream(enumerate(waves))]
     dispatched = [i for e, i in events if e == "dispatch"]

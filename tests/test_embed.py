@@ -8,7 +8,8 @@ import pytest
 
 from vggish_jax import audio, cli, skips
 from vggish_jax.models.vggish import frontend, params, postprocess as post
-from vggish_jax.pipeline.embed import file_examples, load_pretrained
+from vggish_jax.models.vggish.frontend import file_examples
+from vggish_jax.pipeline.embed import load_pretrained
 from vggish_jax.models.vggish.params import WeightsError
 
 

@@ -198,12 +198,12 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, small_
 def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
     from vggish_jax.pipeline import store as ex
 
-    assert len(ex.load(reference[0], "train")) == 3
+    assert len(store.load(reference[0], "train")) == 3
     info = store.read_info(reference[0])
     partial = tmp_path / "partial"
     store.write_info(str(partial), {**info, "complete": False})
     with pytest.raises(RuntimeError, match="did not finish; rerun"):
-        ex.load(str(partial), "train")
+        store.load(str(partial), "train")
     assert json.loads((partial / "info.json").read_text())["complete"] is False
 
 

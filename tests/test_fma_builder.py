@@ -83,7 +83,7 @@ def test_skip_report_names_each_bad_clip_and_why(built, mini):
 
 
 def test_stored_log_mel_is_file_examples(built, mini):
-    from vggish_jax.pipeline.embed import file_examples
+    from vggish_jax.models.vggish.frontend import file_examples
 
     first_test_id = mini.expected_ids("test")[0]
     np.testing.assert_array_equal(built["mel0"], file_examples(mini.path_of(first_test_id)))
@@ -152,7 +152,7 @@ def _oracle_of_int16(waveform):
 def test_waveform_option_stores_16k_int16_and_its_log_mel(mini):
     from vggish_jax import audio
     from vggish_jax.datasets import decode
-    from vggish_jax.pipeline.embed import file_examples
+    from vggish_jax.models.vggish.frontend import file_examples
 
     path = mini.path_of(mini.expected_ids("train")[0])
     clip = decode.decode_clip(path, waveform=True)

@@ -114,7 +114,7 @@ def test_long_file_segments_and_streams_cut_overlapping_windows_like_the_whole_c
     for hop_s, pad_last in [(0.05, False), (0.05, True), (1.5, True)]:
         cfg = frontend.with_hop(hop_s, pad_last)
         x = _clip(1.9 if hop_s < 1 else 55.0, seed=4)
-        emb = device.AudioEmbedder(model, cfg=cfg)
+        emb = device.Embedder(model, cfg=cfg)
         whole = emb.examples(x[None])[0]
         want = frontend.num_examples(x.size, cfg)
         segs = segments.cut(x, 31, cfg)

@@ -76,7 +76,8 @@ def _head_dir(tmp_path, weights_dir, spec, name="head"):
 
 def test_head_on_uint8_pca_features_gets_uint8_pca_features(tmp_path, pca_weights_dir, audio_files, capsys):
     from vggish_jax.models.vggish import params as checkpoint, postprocess as post
-    from vggish_jax.pipeline.embed import file_examples, load_pretrained
+    from vggish_jax.models.vggish.frontend import file_examples
+    from vggish_jax.pipeline.embed import load_pretrained
 
     emb = load_pretrained(pca_weights_dir)
     head_dir, head = _head_dir(tmp_path, pca_weights_dir, emb.spec.replace(postprocess=True))

@@ -34,10 +34,10 @@ def timestamp_embeddings(embedder: Embedder, audio) -> tuple[np.ndarray, np.ndar
     if x.ndim != 2:
         raise ValueError(f"audio must be [n_sounds, n_samples] at {SAMPLE_RATE} Hz, got shape {tuple(x.shape)}")
     n, samples = x.shape
-    cfg = embedder.device.cfg
+    cfg = embedder.cfg
     x = np.pad(x, ((0, 0), (0, max(0, cfg.example_samples - samples))))  # one window for a short sound
     checked = [waveform.to_16k(s, SAMPLE_RATE, name=f"audio[{i}]") for i, s in enumerate(x)]  # type, NaN/inf
-    rows = dict(embedder.device.embed_stream(enumerate(checked)))  # every sound in the same device batches
+    rows = dict(embedder.embed_stream(enumerate(checked)))  # every sound in the same device batches
     m = int(frontend.num_examples(x.shape[1], cfg))
     emb = np.stack([rows[i] for i in range(n)]) if n else np.zeros((0, m, EMBEDDING_SIZE), np.float32)
     centres = np.arange(m) * frontend.example_hop_seconds(cfg) + WINDOW_S / 2

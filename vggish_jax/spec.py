@@ -43,20 +43,15 @@ class EmbeddingSpec:
                postprocess: str | bool | None = None, dtype: str = "float32",
                frontend: Any = None, frontend_precision: str = "float32") -> "EmbeddingSpec":
         """Build a spec; `frontend` is a dataclass config or a mapping, `postprocess=True` means TF's truncation."""
-        if postprocess is True:
-            postprocess = "pca_uint8_truncate"
-        elif postprocess is False:
-            postprocess = None
-        items = frontend_items(frontend)
         if frontend_precision not in FRONTEND_PRECISIONS:
             raise ValueError(f"frontend_precision must be one of {FRONTEND_PRECISIONS}, got {frontend_precision!r}")
-        return cls(model=model, weights_sha256=weights_sha256, final_relu=bool(final_relu),
-                   postprocess=postprocess, dtype=str(dtype), frontend=items, frontend_precision=frontend_precision)
+        return cls(model=model, weights_sha256=weights_sha256, final_relu=bool(final_relu), dtype=str(dtype),
+                   frontend_precision=frontend_precision).replace(postprocess=postprocess, frontend=frontend)
 
     def replace(self, **changes) -> "EmbeddingSpec":
         if "frontend" in changes:
             changes["frontend"] = frontend_items(changes["frontend"])
-        if "postprocess" in changes and isinstance(changes["postprocess"], bool):
+        if isinstance(changes.get("postprocess"), bool):  # True: TF's truncation
             changes["postprocess"] = "pca_uint8_truncate" if changes["postprocess"] else None
         return dataclasses.replace(self, **changes)
 
@@ -71,14 +66,7 @@ class EmbeddingSpec:
         unknown = set(d) - known
         if unknown:
             raise SpecMismatch(f"embedding spec has unknown fields {sorted(unknown)}; written by a newer vggish-jax?")
-        d = dict(d)
-        d["frontend"] = frontend_items(d.get("frontend"))
-        return cls(**d)
-
-    def differences(self, other: "EmbeddingSpec", fields=IDENTITY_FIELDS) -> dict[str, tuple[Any, Any]]:
-        """{field: (self's value, other's value)} for every identity field that differs."""
-        a, b = self.to_dict(), other.to_dict()
-        return {k: (a[k], b[k]) for k in fields if a[k] != b[k]}
+        return cls(**{**d, "frontend": frontend_items(d.get("frontend"))})
 
     def describe(self) -> str:
         sha = (self.weights_sha256 or "unknown")[:12]
@@ -101,10 +89,10 @@ def frontend_items(frontend: Any) -> tuple[tuple[str, Any], ...]:
 def require_compatible(expected: EmbeddingSpec, found: EmbeddingSpec, *, expected_from: str, found_from: str,
                        fields=IDENTITY_FIELDS) -> None:
     """Raise SpecMismatch (one line, naming both sides and the differing fields) unless the specs agree."""
-    diff = expected.differences(found, fields)
-    if diff:
-        parts = "; ".join(f"{k}: {_short(v[0])} ({expected_from}) vs {_short(v[1])} ({found_from})"
-                          for k, v in diff.items())
+    a, b = expected.to_dict(), found.to_dict()
+    parts = "; ".join(f"{k}: {_short(a[k])} ({expected_from}) vs {_short(b[k])} ({found_from})"
+                      for k in fields if a[k] != b[k])
+    if parts:
         raise SpecMismatch(f"{found_from} was made differently from {expected_from}: {parts}")
 
 

@@ -1,15 +1,9 @@
-"""The one embedding core: source -> plan -> run_shard -> finalize, shared by every runner.
-
-    job = Job(out, source, spec, ...)        what to embed, how, and where (plain data: pickles to Beam workers)
-    info = open_store(job)                   refuse a store made differently; record the job in info.json
-    tasks = plan(source.splits(), size)      each split cut into fixed, contiguous shards of clips
-    mine = assign(tasks, i, n)               this process's shards (jax.distributed: every n-th)
-    run_shard(job, task, model)              embed one shard's clips and write its file atomically
-    finalize(job, info)                      info.json complete once every shard exists
-
-Runners (extract, beam_extract, npz_output) only decide where run_shard runs: their stores are interchangeable.
-A store holds one job: its identity (EmbeddingSpec, frontend precision, source identity; never a path) is in
-info.json and hashed into every shard, so a damaged file costs only the shards that do not match.
+"""The one embedding core, shared by every runner (extract, beam_extract, npz_output: they only decide where
+run_shard runs): open_store(job) refuses a store made differently; plan cuts each split into contiguous
+shards, assign picks this process's; run_shard embeds one shard and writes it atomically; finalize completes
+info.json. A Job is plain data (it pickles to Beam workers); its identity (EmbeddingSpec, source identity;
+never a path) is in info.json and hashed into every shard, so a damaged file costs only the shards that do
+not match.
 """
 from __future__ import annotations
 
@@ -32,8 +26,7 @@ SPEC_FIELDS = spec_lib.RESUME_FIELDS  # + dtype and frontend precision: bfloat16
 
 
 def rows_spec(model_spec: spec_lib.EmbeddingSpec, payload: str, postprocess: bool) -> spec_lib.EmbeddingSpec:
-    """The spec of the rows a model writes for a source: stored mels were made by the NumPy oracle at build
-    time, waveforms and audio by the model's device frontend."""
+    """The spec of the rows a model writes for a source (stored mels were made by the NumPy oracle)."""
     spec = model_spec.replace(postprocess=bool(postprocess))
     return spec.replace(frontend_precision="numpy") if payload == "mel" else spec
 
@@ -117,7 +110,8 @@ def open_store(job: Job, *, write: bool = True, log: Callable[[str], None] = pri
         "format_version": FORMAT_VERSION, **job.record, "shard_size": job.shard_size,
         "final_relu": job.spec.final_relu, "postprocess": job.spec.postprocess is not None, "dtype": job.spec.dtype,
         "label_names": list(src.label_names), "multilabel": bool(src.multilabel),
-        "frontend": dict(spec_lib.frontend_items(job.spec.frontend or frontend.DEFAULT)), "frontend_precision": job.spec.frontend_precision,
+        "frontend": dict(spec_lib.frontend_items(job.spec.frontend or frontend.DEFAULT)),
+        "frontend_precision": job.spec.frontend_precision,
         "embedding": "uint8 PCA-quantised" if job.spec.postprocess else "float32 raw 128-d",
         spec_lib.KEY: job.spec.to_dict(), "source_identity": src.identity(),
         "splits": {**(old or {}).get("splits", {}), **{s: {"candidates": n, "num_shards": math.ceil(n / job.shard_size)}
@@ -137,9 +131,8 @@ def _check(job: Job, old: dict, path: str) -> None:
     except spec_lib.SpecMismatch as e:
         raise spec_lib.SpecMismatch(f"{e}; its rows would mix two models: use a new --out, delete {found_from}, "
                                     f"or rerun with the weights and settings that made it") from None
-    diff = []
     ident, old_ident = job.source.identity(), old.get("source_identity", {})
-    diff += [_change(k, old_ident.get(k), ident.get(k)) for k in sorted(set(ident) | set(old_ident))
+    diff = [_change(k, old_ident.get(k), ident.get(k)) for k in sorted(set(ident) | set(old_ident))
              if old_ident.get(k) != ident.get(k)]
     if old.get("label_names", list(job.source.label_names)) != list(job.source.label_names):
         diff.append(f"label_names: {old['label_names']!r} -> {list(job.source.label_names)!r}")
@@ -167,16 +160,14 @@ def shard_done(job: Job, task: Task, log: Callable[[str], None] = print) -> bool
     if not os.path.exists(path):
         return False
     try:
-        with store.open_shard(path) as z:
-            n = z["track_ids"].shape[0] + (z["skipped"].shape[0] if "skipped" in z.files else 0)
-            ident = str(z["identity"]) if "identity" in z.files else None
+        z = store.shard_arrays(path)
     except store.ShardDamaged as e:
         log(f"{e}; recomputing it")
         return False
-    if ident is not None and ident != job.identity_hash:
+    if "identity" in z and str(z["identity"]) != job.identity_hash:
         log(f"{path}: made by another job than this one; recomputing it")
         return False
-    return n == len(task.indices)
+    return len(z["track_ids"]) + len(z.get("skipped", ())) == len(task.indices)
 
 
 def run_shard(job: Job, task: Task, model) -> dict:
@@ -196,9 +187,9 @@ def run_shard(job: Job, task: Task, model) -> dict:
         labels = np.stack(labels) if labels else np.zeros((0, len(job.source.label_names)), np.uint8)
     store.write_shard(job.shard_path(task), [c.index for c, _, _ in kept], labels, rows,
                       keys=[c.key for c, _, _ in kept], identity=job.identity_hash,
-                      skipped=np.asarray([json.dumps(b) for b in bad] or np.zeros(0, str), dtype=str),
-                      stamps=np.asarray([st for _, _, st in kept] or np.zeros(0, str), dtype=str),
-                      cautions=np.asarray([json.dumps(c.to_dict()) for c in cautions] or np.zeros(0, str), dtype=str))
+                      skipped=np.asarray([json.dumps(b) for b in bad], dtype=str),
+                      stamps=np.asarray([st for _, _, st in kept], dtype=str),
+                      cautions=np.asarray([json.dumps(c.to_dict()) for c in cautions], dtype=str))
     return {"clips": len(kept), "examples": int(sum(r.shape[0] for r in rows)), "skipped": bad,
             "warnings": [c.to_dict() for c in cautions]}
 
@@ -212,10 +203,10 @@ def _embed(job: Job, clips: list, model) -> list:
         if not clips:
             return []
         counts = np.cumsum([c.data.shape[0] for c in clips])[:-1]
-        emb = model.device.embed_examples(np.concatenate([c.data for c in clips]), model.batch_size)
+        emb = model.embed_examples(np.concatenate([c.data for c in clips]))
         return list(np.split(emb, counts))
     if payload == "waveform":
-        out = dict(model.device.embed_stream((c.index, c.data) for c in clips))
+        out = dict(model.embed_stream((c.index, c.data) for c in clips))
         return [out[c.index] if isinstance(out[c.index], np.ndarray)
                 else host.skip_of(c.key, out[c.index], on_disk=False) for c in clips]
     if payload == "audio":
@@ -244,10 +235,10 @@ def finalize(job: Job, info: dict, log: Callable[[str], None] = print) -> Summar
         return None
     skipped, warnings, num_clips = list(info["skipped"]), [], {}
     for t in tasks:
-        with store.open_shard(job.shard_path(t)) as z:
-            num_clips[t.split] = num_clips.get(t.split, 0) + z["track_ids"].shape[0]
-            skipped += [json.loads(str(s)) for s in (z["skipped"] if "skipped" in z.files else [])]
-            warnings += [json.loads(str(c)) for c in (z["cautions"] if "cautions" in z.files else [])]
+        z = store.shard_arrays(job.shard_path(t))
+        num_clips[t.split] = num_clips.get(t.split, 0) + z["track_ids"].shape[0]
+        skipped += [json.loads(str(s)) for s in z.get("skipped", [])]
+        warnings += [json.loads(str(c)) for c in z.get("cautions", [])]
     num_clips.update({s: 0 for s in job.source.splits() if s not in num_clips})
     info.update(complete=True, skipped=skipped, warnings=warnings, num_clips=num_clips)
     store.write_info(job.out, info)

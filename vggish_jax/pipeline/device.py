@@ -1,20 +1,18 @@
 """The one device function for VGGish: 16 kHz waveforms -> jitted frontend -> VGGish -> embeddings.
 
-`embed_waveforms(graphdef, state, waveforms [B, samples] int16/float32, lengths [B])` -> (embeddings
-[B, n, 128] float32, mask [B, n]) is jitted once with the graph static, so every model of one shape shares
-its compilations. mask[b, i]: example i lies inside clip b's true length (causal framing, so unmasked rows
-equal the unpadded clip's; with `cfg.pad_last` the last partial example is kept). int16 is divided by 32767
-(how this project stores int16, `datasets.decode.to_int16`), not soundfile's 32768: up to 3e-5 apart in
-log-mel. `AudioEmbedder(model)` replicates the state over a 1-d ('data',) mesh (this process's local devices
-under jax.distributed), shards each batch along its batch axis, and keeps `depth` batches in flight so host
-batching, transfers and compute overlap; a part-full batch is padded only to the next power of two.
+`embed_waveforms` is jitted with the graph static, so every model of one shape shares its compilations.
+int16 is divided by 32767 (how this project stores int16, `datasets.decode.to_int16`), not soundfile's
+32768: up to 3e-5 apart in log-mel. `Embedder(model)` replicates the state over a 1-d ('data',) mesh (this
+process's local devices under jax.distributed), shards each batch along its batch axis, and keeps `depth`
+batches in flight so host decoding (`pipeline.host`), transfers and compute overlap.
 """
 from __future__ import annotations
 
 import collections
 import copy
 import functools
-from typing import Hashable, Iterable, Iterator
+import os
+from typing import Callable, Hashable, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -22,18 +20,13 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from vggish_jax import audio, compilation_cache, skips
 from vggish_jax.datasets.decode import INT16_SCALE
 from vggish_jax.models import batching
-from vggish_jax.models.vggish import frontend, frontend_jax, modeling
+from vggish_jax.models.vggish import frontend, frontend_jax, modeling, params as params_lib, postprocess as post
 from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
-from vggish_jax.pipeline import segments as seg
-
-
-def default_mesh() -> Mesh:
-    """A 1-d ('data',) mesh over every device (every local device when several processes run)."""
-    if jax.process_count() == 1:
-        return jax.make_mesh((jax.device_count(),), ("data",))
-    return Mesh(np.array(jax.local_devices()), ("data",))
+from vggish_jax.pipeline import host, placement, resample_jax, segments as seg
+from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 
 def _to_float(waveforms: jax.Array, dtype) -> jax.Array:
@@ -45,7 +38,9 @@ def _to_float(waveforms: jax.Array, dtype) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "precision", "formulation"))
 def embed_waveforms(graphdef: nnx.GraphDef, state: nnx.State, waveforms: jax.Array, lengths: jax.Array, *,
                     cfg: FrontendConfig = DEFAULT, precision: str = "float32", formulation: str = "fft"):
-    """The fused frontend + VGGish (see the module doc); float64 needs jax.enable_x64 around the call."""
+    """[B, samples] int16/float32 + lengths [B] -> (embeddings [B, n, 128] float32, mask [B, n]: example i lies
+    in clip b's true length; causal framing, so unmasked rows equal the unpadded clip's). float64 needs
+    jax.enable_x64 around the call."""
     dtype = jnp.dtype(precision)
     ex = frontend_jax.examples(_to_float(waveforms, dtype), cfg, dtype, formulation)
     b, n = ex.shape[:2]
@@ -70,28 +65,62 @@ class _Clip:
         return np.concatenate(self.parts) if self.parts else np.zeros((0, modeling.EMBEDDING_SIZE), np.float32)
 
 
-class AudioEmbedder:
-    """A VGGish model as one data-parallel, asynchronous waveforms -> embeddings function (see the module doc)."""
+class Embedder:
+    """A VGGish model as one data-parallel, asynchronous function: files, waveforms or log-mels -> embeddings.
 
-    def __init__(self, model: nnx.Module, *, cfg: FrontendConfig = DEFAULT, precision: str | None = None,
-                 formulation: str = "auto", mesh: Mesh | None = None, examples_per_call: int = 64,
+    `model`: a module (whose PCA it takes) or a reference-layout param dict (built with `final_relu`, `dtype`).
+    `batch_size`: about the examples per device call. `resample` ('auto', 'host', 'device';
+    `pipeline.placement`) is not part of the spec: the two agree to float rounding. `cfg`
+    (`frontend.with_hop(hop_s, pad_last)`) is. A file longer than `stream_seconds` is read in blocks."""
+
+    def __init__(self, model: nnx.Module | dict, *, pca: post.PCAParams | None = None, final_relu: bool = False,
+                 dtype=jnp.float32, batch_size: int = 64, metadata: dict | None = None, precision: str | None = None,
+                 formulation: str = "auto", mesh: Mesh | None = None, stream_seconds: float = 300.0,
+                 weights_dir: str | None = None, resample: str = "auto", cfg: FrontendConfig = DEFAULT,
                  buckets: tuple[int, ...] = seg.BUCKETS, depth: int = 2):
-        self.cfg, self.buckets, self.examples_per_call, self.depth = cfg, tuple(buckets), examples_per_call, depth
+        compilation_cache.enable()
+        if not isinstance(model, nnx.Module):
+            model = modeling.build(model, final_relu=final_relu, dtype=dtype,
+                                   width_divisor=params_lib.width_divisor_of_params(model) or 1)
+        self.model, self.pca = model, pca if pca is not None else getattr(model, "pca", None)
+        self.final_relu, self.dtype = model.final_relu, jnp.dtype(model.conv1.dtype)
+        self.metadata, self.weights_dir, self.stream_seconds = dict(metadata or {}), weights_dir, stream_seconds
+        self.resample_on_device = placement.resample_on_device(resample)
+        self.cfg, self.buckets, self.batch_size, self.depth = cfg, tuple(buckets), batch_size, depth
         self.precision = frontend_jax.resolve_precision(precision)
         self.formulation = frontend_jax.resolve_formulation(formulation)
-        self.mesh = mesh if mesh is not None else default_mesh()
+        if mesh is None:  # every device; this process's local ones when several processes run
+            mesh = (jax.make_mesh((jax.device_count(),), ("data",)) if jax.process_count() == 1
+                    else Mesh(np.array(jax.local_devices()), ("data",)))
+        self.mesh = mesh
         self.num_devices = self.mesh.devices.size
         self.data = NamedSharding(self.mesh, P("data"))
         self.graphdef, state = nnx.split(model)
         self.state = jax.device_put(state, NamedSharding(self.mesh, P()))
 
-    def with_frontend(self, cfg: FrontendConfig) -> "AudioEmbedder":
-        """This embedder with another frontend config, sharing the model's device state."""
+    def with_frontend(self, cfg: FrontendConfig) -> "Embedder":
+        """This embedder with another frontend config (hop, pad_last), sharing the model's device state."""
         if cfg == self.cfg:
             return self
         other = copy.copy(self)
         other.cfg = cfg
         return other
+
+    @property
+    def spec(self) -> EmbeddingSpec:
+        """Of the raw embeddings; `.replace(postprocess=True)` for the uint8 output."""
+        attached = getattr(self.model, "spec", None)
+        sha = attached.weights_sha256 if attached is not None else self.metadata.get("weights_sha256")
+        if sha is None:  # built from in-memory params: hash what the model holds
+            sha = self.metadata["weights_sha256"] = params_sha256(modeling.to_dict(self.model))
+        return EmbeddingSpec.create(weights_sha256=sha, final_relu=self.final_relu, dtype=self.dtype.name,
+                                    frontend=self.cfg, frontend_precision=self.precision)
+
+    def postprocess(self, embeddings: np.ndarray, rounding: str = "truncate") -> np.ndarray:
+        if self.pca is None:
+            raise params_lib.WeightsError(
+                "these weights have no PCA params; convert with --pca FILE to enable --postprocess")
+        return post.postprocess(embeddings, self.pca, rounding)
 
     # --- device calls -----------------------------------------------------------------------------------
 
@@ -111,8 +140,7 @@ class AudioEmbedder:
         return waveforms if waveforms.dtype in (np.int16, np.float32) else waveforms.astype(np.float32)
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
-        extra = -x.shape[0] % self.num_devices
-        return np.concatenate([x, np.zeros((extra,) + x.shape[1:], x.dtype)]) if extra else x
+        return np.pad(x, [(0, -x.shape[0] % self.num_devices)] + [(0, 0)] * (x.ndim - 1))
 
     def __call__(self, waveforms: np.ndarray, lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """[B, samples] int16/float32 (+ valid lengths, default all) -> ([B, n, 128] float32, [B, n] bool)."""
@@ -132,12 +160,11 @@ class AudioEmbedder:
             return np.asarray(frontend_jax.waveforms_to_examples(x, self.cfg, self.precision, self.formulation))[:b]
 
     def embed_examples(self, examples: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """[n, 96, 64] log-mel (e.g. stored mels) -> [n, 128], in sharded batches of `batch_size` (default
-        examples_per_call), `depth` in flight."""
+        """[n, 96, 64] log-mel (e.g. stored mels) -> [n, 128] float32, sharded batches, `depth` in flight."""
         examples = np.asarray(examples, np.float32)
         inflight: collections.deque = collections.deque()
         out = []
-        for batch, k in batching.fixed_batches(examples, batch_size or self.examples_per_call, self.num_devices):
+        for batch, k in batching.fixed_batches(examples, batch_size or self.batch_size, self.num_devices):
             inflight.append((modeling.forward(self.graphdef, self.state, jax.device_put(batch, self.data)), k))
             while len(inflight) > self.depth:
                 y, k = inflight.popleft()
@@ -148,8 +175,8 @@ class AudioEmbedder:
     # --- host-side batching ----------------------------------------------------------------------------
 
     def clips_per_call(self, bucket: int) -> int:
-        """Batch size for a bucket: about `examples_per_call` examples, a multiple of the device count."""
-        b = max(1, self.examples_per_call // bucket)
+        """Clips per call for a bucket: about `batch_size` examples, a multiple of the device count."""
+        b = max(1, self.batch_size // bucket)
         return b + (-b % self.num_devices)
 
     def _embed_16k(self, wave: np.ndarray) -> np.ndarray:
@@ -173,14 +200,73 @@ class AudioEmbedder:
             while len(stream.order) > max_pending:  # the oldest clip waits on part-full batches: run them
                 stream.finish(stream.order[0])
                 yield from stream.ready()
-        stream.flush()
+        stream.finish()
         yield from stream.ready()
+
+
+    # --- files -----------------------------------------------------------------------------------------
+
+    def embed_file(self, path, *, postprocess: bool = False, pad: bool = False) -> np.ndarray:
+        """One file -> [n, 128]; bad input raises (audio.AudioError, frontend.TooShortError)."""
+        found, _ = self.embed_files([path], postprocess=postprocess, pad=pad, workers=0, on_error="raise")
+        return found[os.fspath(path)]
+
+    def iter_files(self, paths: Iterable[str | os.PathLike], *, pad: bool = False, workers: int = 2,
+                   postprocess: bool = False, processes: bool = False
+                   ) -> Iterator[tuple[str, np.ndarray | skips.Skip]]:
+        """Yield (path, [n, 128] embeddings or its skips.Skip) per file, in input order, as each is done;
+        decoded up to 2 * `workers` ahead in threads (or jax-free spawned processes with `processes=True`)."""
+        if postprocess and self.pca is None:
+            self.postprocess(np.zeros((0, 128), np.float32))  # raises the clear no-PCA error up front
+        for path, value in self._iter(paths, pad, workers, processes):
+            if isinstance(value, BaseException):
+                yield path, host.skip_of(path, value)
+            else:
+                yield path, self.postprocess(value) if postprocess else value
+
+    def embed_files(self, paths: Iterable[str], *, postprocess: bool = False, pad: bool = False,
+                    workers: int = 2, on_error: str = "skip", processes: bool = False,
+                    progress: Callable[[int], None] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """({path: [n, 128]}, {path: one-line reason}) in input order; with on_error='raise' the first
+        unreadable or too-short file raises instead."""
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        if postprocess and self.pca is None:
+            self.postprocess(np.zeros((0, 128), np.float32))
+        results: dict[str, np.ndarray] = {}
+        errors: dict[str, str] = {}
+        for path, value in self._iter(paths, pad, workers, processes):
+            if isinstance(value, BaseException) and on_error == "raise":
+                raise value
+            if isinstance(value, BaseException):
+                errors[path] = host.skip_of(path, value).reason
+            else:
+                results[path] = self.postprocess(value) if postprocess else value
+            if progress:
+                progress(1)
+        return results, errors
+
+    def _iter(self, paths, pad: bool, workers: int, processes: bool = False) -> Iterator[tuple[str, object]]:
+        """(path, [n, 128] or its host.BAD_INPUT exception) in input order; other exceptions raise. Workers
+        decode (and resample, unless the device does); a `host.Long` file is read again in blocks."""
+        pad = pad or self.cfg.pad_last  # a clip under one example is its own last partial example
+        decode_one = functools.partial(host.decode_for_stream, pad=pad, stream_seconds=self.stream_seconds,
+                                       resample=not self.resample_on_device)
+        decoded = host.prefetch((os.fspath(p) for p in paths), decode_one, workers, processes)
+        if self.resample_on_device:  # host.Native -> 16 kHz
+            decoded = resample_jax.to_16k(decoded)
+        items = ((p, seg.Blocks(audio.stream(p, DEFAULT.sample_rate)) if isinstance(v, host.Long) else v)
+                 for p, v in decoded)
+        for path, value in self.embed_stream(items):
+            if isinstance(value, BaseException) and not isinstance(value, host.BAD_INPUT):
+                raise value
+            yield path, value
 
 
 class _Stream:
     """One `embed_stream`'s state: clips in input order, segments queued per bucket, batches in flight."""
 
-    def __init__(self, emb: AudioEmbedder):
+    def __init__(self, emb: Embedder):
         self.emb = emb
         self.order: collections.deque[_Clip] = collections.deque()
         self.queues: dict[int, list] = {b: [] for b in emb.buckets}  # bucket -> [(clip, part index, segment)]
@@ -235,20 +321,12 @@ class _Stream:
         if len(self.queues[b]) >= self.emb.clips_per_call(b):
             self.run(b)
 
-    def finish(self, clip: _Clip) -> None:
-        """Run what `clip` waits on until it is done."""
+    def finish(self, clip: _Clip | None = None) -> None:
+        """Run what `clip` waits on until it is done (None: every queued segment and every batch in flight)."""
         for b in self.emb.buckets:
-            if any(c is clip for c, _, _ in self.queues[b]):
+            if self.queues[b] and (clip is None or any(c is clip for c, _, _ in self.queues[b])):
                 self.run(b)
-        while clip.missing and self.inflight:
-            self.collect()
-
-    def flush(self) -> None:
-        """Run every queued segment and fetch every batch in flight."""
-        for b in self.emb.buckets:
-            if self.queues[b]:
-                self.run(b)
-        while self.inflight:
+        while self.inflight and (clip is None or clip.missing):
             self.collect()
 
     def ready(self) -> Iterator[tuple[Hashable, object]]:

@@ -1,8 +1,7 @@
 """The public embedding face: `embed` (one in-memory waveform) and `embed_files` (many files) -> Embeddings.
 
 `model` is a VGGish module. The waveform is checked once (`pipeline.waveform`), mixed to mono and resampled
-to 16 kHz on the host, then embedded by the shared device path (`device.AudioEmbedder`), so a long recording
-needs bounded device memory; `embed_files` batches many files' examples (`embed.Embedder.iter_files`).
+to 16 kHz on the host, then embedded by the shared device path (`device.Embedder`) in bounded device memory.
 """
 from __future__ import annotations
 
@@ -16,9 +15,9 @@ import numpy as np
 from flax import nnx
 
 from vggish_jax import skips
-from vggish_jax.models.vggish import frontend, modeling, params as params_lib
+from vggish_jax.models.vggish import frontend, modeling, params as params_lib, postprocess as post
 from vggish_jax.pipeline import waveform as waveform_lib
-from vggish_jax.pipeline.embed import Embedder
+from vggish_jax.pipeline.device import Embedder
 from vggish_jax.spec import EmbeddingSpec, params_sha256
 
 
@@ -36,24 +35,22 @@ class Embeddings:
 _CACHE: "weakref.WeakKeyDictionary[nnx.Module, tuple]" = weakref.WeakKeyDictionary()
 
 
-def _embedder_for(model) -> tuple:
-    """(Embedder, spec) of a VGGish module, made once and remade only when its parameters change."""
+def _with_hop(model, hop_s: float, pad_last: bool) -> tuple:
+    """(Embedder, spec) of a VGGish module for rows every `hop_s` seconds, keeping the last partial one if
+    `pad_last`; made once per model and remade only when its parameters change."""
+    cfg = frontend.with_hop(hop_s, pad_last)
     if not isinstance(model, modeling.VGGish):
         raise TypeError(f"model must be a VGGish module (vggish_jax.VGGish.from_pretrained(weights_dir)), got "
                         f"{type(model).__name__}")
     leaves = jax.tree.leaves(nnx.state(model))
     hit = _CACHE.get(model)
-    if hit is not None and len(hit[0]) == len(leaves) and all(a is b for a, b in zip(hit[0], leaves)):
-        return hit[1], hit[2]
-    emb = Embedder(model)
-    spec = model.spec
-    if spec is None or hit is not None:  # not loaded from a weights directory, or trained since: hash it
-        spec = EmbeddingSpec.create(weights_sha256=params_sha256(modeling.to_dict(model)),
-                                    final_relu=model.final_relu, dtype=np.dtype(model.conv1.dtype).name,
-                                    frontend=frontend.DEFAULT)
-    spec = spec.replace(frontend_precision=emb.device.precision)
-    _CACHE[model] = (leaves, emb, spec)
-    return emb, spec
+    if hit is None or len(hit[0]) != len(leaves) or any(a is not b for a, b in zip(hit[0], leaves)):
+        emb = Embedder(model)
+        spec = emb.spec  # the attached weights hash, or (built from params) the hash of what the model holds
+        if hit is not None:  # trained since it was cached: hash the parameters it holds now
+            spec = spec.replace(weights_sha256=params_sha256(modeling.to_dict(model)))
+        hit = _CACHE[model] = (leaves, emb, spec)
+    return hit[1].with_frontend(cfg), hit[2].replace(frontend=cfg)
 
 
 def _check_pca(model, postprocess: bool) -> None:
@@ -62,19 +59,7 @@ def _check_pca(model, postprocess: bool) -> None:
                                       "--pca FILE (VGGish.from_pretrained) to postprocess")
 
 
-def _with_hop(model, hop_s: float, pad_last: bool) -> tuple:
-    """(Embedder, spec) of `model` for examples every `hop_s` seconds, keeping the last partial one if
-    `pad_last` (the default 0.96 s / drop is the model's own spec, unchanged)."""
-    cfg = frontend.with_hop(hop_s, pad_last)
-    emb, spec = _embedder_for(model)
-    if cfg == frontend.DEFAULT:
-        return emb, spec
-    return emb.with_frontend(cfg), spec.replace(frontend=cfg)
-
-
 def _result(values: np.ndarray, spec: EmbeddingSpec, pca, postprocess: bool, hop_s: float) -> Embeddings:
-    from vggish_jax.models.vggish import postprocess as post
-
     if postprocess:
         values, spec = post.postprocess(values, pca), spec.replace(postprocess=True)
     start_s = np.arange(values.shape[0]) * frontend.example_hop_seconds(frontend.with_hop(hop_s))
@@ -93,7 +78,7 @@ def embed(waveform, sample_rate: int, model, *, postprocess: bool = False, pad: 
     emb, spec = _with_hop(model, hop_s, pad_last)
     x = waveform_lib.to_16k(waveform, sample_rate, pad=pad or pad_last)
     _check_pca(model, postprocess)
-    return _result(emb.device._embed_16k(x), spec, model.pca, postprocess, hop_s)
+    return _result(emb._embed_16k(x), spec, model.pca, postprocess, hop_s)
 
 
 def embed_files(paths: Iterable[str | os.PathLike], model, *, postprocess: bool = False, pad: bool = False,

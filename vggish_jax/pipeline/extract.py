@@ -10,7 +10,6 @@ a jax.distributed barrier, and process 0 completes info.json; rerunning after a 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from typing import Callable
@@ -18,9 +17,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from vggish_jax.pipeline import core, store
-from vggish_jax.pipeline.core import Summary, assign, plan  # noqa: F401  (the runners' public names)
-
-load = store.load  # one split of a finished store
+from vggish_jax.pipeline.core import Summary, assign, plan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,13 +36,13 @@ class ExtractSettings:
     postprocess: store PCA + uint8 rows (needs the model's PCA params). shard_size: clips per shard (the
     unit of resumption). batch_size: examples per device call. workers: decode processes (None: CPUs - 1).
     pad: zero-pad clips shorter than one example instead of skipping them. resample: where audio not at
-    16 kHz is resampled ('auto', 'host', 'device': `pipeline.placement`). frontend_precision: the device
-    frontend's ('float64' is within 1e-5 of the NumPy oracle). hop_s: seconds between rows (a multiple of
-    0.01; 0.96 is VGGish's own, non-overlapping). pad_last: keep each clip's last partial window, zero-padded
-    (both recorded in the store's spec; stored log-mel sources take only the defaults). weights_dir: the directory the model came
-    from: recorded in info.json, and what each Beam worker loads. progress: a progress bar.
-    process_index/process_count: this process's part of a multi-process run (default: jax's). beam: run
-    as an Apache Beam pipeline. log: where progress lines go (default stderr).
+    16 kHz is resampled ('auto', 'host', 'device': `pipeline.placement`). frontend_precision:
+    the device frontend's ('float64' is within 1e-5 of the NumPy oracle). hop_s: seconds between rows (a
+    multiple of 0.01; 0.96 is VGGish's own, non-overlapping). pad_last: keep each clip's last partial window,
+    zero-padded (both recorded in the store's spec; stored log-mel sources take only the defaults).
+    weights_dir: the directory the model came from: recorded in info.json, and what each Beam worker loads.
+    progress: a progress bar. process_index/process_count: this process's part of a multi-process run
+    (default: jax's). beam: run as an Apache Beam pipeline. log: where progress lines go (default stderr).
     """
     postprocess: bool = False
     shard_size: int = 128
@@ -81,11 +78,9 @@ def open_source(dataset: str | os.PathLike | None, *, data_dir: str | None = Non
                 classes: list[str] | None = None, split: str | None = None, on_duplicate: str = "refuse",
                 normalize_labels: bool = False):
     """The one way a named dataset becomes a Source: an FMA config (its TFDS build, or with `from_audio` its
-    mp3s), a folder of audio files (with `split` 'gtzan-filtered', a GTZAN folder split by the
-    fault-filtered lists), a labels CSV (path,label[,split][,group]; or `labels`; read with `on_duplicate` and
-    `normalize_labels`, see LabelsCsv), or 'audioset' (the
-    released embeddings under `manual_dir`, labelled for `task`). beam_runner/options build an FMA dataset
-    with Beam."""
+    mp3s; beam_runner/options build it with Beam), a folder of audio files (with `split` 'gtzan-filtered', a
+    GTZAN folder split by the fault-filtered lists), a labels CSV (path,label[,split][,group]; or `labels`;
+    see LabelsCsv), or 'audioset' (the released embeddings under `manual_dir`, labelled for `task`)."""
     from vggish_jax.pipeline.sources import fma as fma_source, folder, gtzan, labels_csv
 
     dataset = None if dataset is None else os.fspath(dataset)
@@ -123,21 +118,15 @@ def open_source(dataset: str | os.PathLike | None, *, data_dir: str | None = Non
                               beam_runner=beam_runner, beam_options=beam_options)
 
 
-def holds_audio(dataset: str | None, labels: str | None = None) -> bool:
-    """Whether a named dataset (as `open_source` takes it) holds audio, so embedding it needs a model; known
-    before opening it (an FMA build can take hours)."""
-    from vggish_jax.pipeline.sources.fma import is_fma
-
-    return labels is not None or bool(dataset) and (is_fma(dataset) or os.path.isdir(dataset)
-                                                     or dataset.lower().endswith(".csv"))
-
-
 def load_model(weights_dir: str | os.PathLike | None, *, final_relu: bool | None = None, dtype: str = "float32",
                postprocess: bool = False, dataset: str | None = None, labels: str | None = None):
     """The VGGish module of `weights_dir` for `extract`, checked before any (long) dataset build: None
     (no weights) only for a dataset that holds embeddings already; PCA params present for `postprocess`."""
-    if weights_dir is None:
-        if holds_audio(dataset, labels):
+    from vggish_jax.pipeline.sources.fma import is_fma
+
+    if weights_dir is None:  # whether the dataset holds audio is known before opening it (an FMA build: hours)
+        if labels is not None or dataset and (is_fma(dataset) or os.path.isdir(dataset)
+                                              or dataset.lower().endswith(".csv")):
             raise ValueError(f"{labels or dataset}: holds audio, so embedding it needs --weights (a folder written "
                              f"by `vggish-jax convert`)")
         return None
@@ -157,11 +146,6 @@ def _require_pca(model, postprocess: bool, name: str | None) -> None:
                          f"convert them with --pca FILE or drop --postprocess")
 
 
-def resolve_source(source):
-    """`extract`'s source: a Source as it is, or a folder / labels CSV path opened by `open_source`."""
-    return open_source(source) if isinstance(source, (str, os.PathLike)) else source
-
-
 def source_name(source) -> str:
     """How info.json names a source (compare's tables show it): its folder, CSV, FMA config or AudioSet task."""
     for attr in ("folder", "path", "dataset"):
@@ -171,24 +155,13 @@ def source_name(source) -> str:
     return f"audioset_v1/{task}" if task else str(source.identity().get("source", "source"))
 
 
-def make_job(out: str, source, model, *, postprocess: bool, shard_size: int, weights_dir: str, dataset: str,
-             workers: int = 0, processes: bool = True, pad: bool = False) -> core.Job:
-    """The core's Job for `source` embedded by `model` (an Embedder) into the store `out`."""
-    ident = source.identity()
-    record = {"dataset": dataset, "source": ident["source"], "weights": weights_dir,
-              "weights_metadata": model.metadata}
-    spec = core.rows_spec(model.spec, source.payload, postprocess)
-    return core.Job(os.path.abspath(out), source, spec, shard_size, record=record, pad=pad, workers=workers, processes=processes,
-                    spec_from=f"weights {weights_dir}")
-
-
 def extract(source, out: str | os.PathLike, model=None, settings: ExtractSettings | None = None) -> Summary:
     """Embed every split of `source` (a Source, e.g. from `open_source`, or a folder / labels CSV path) with
     `model` (a VGGish module; None for a source of stored embeddings) into the store `out`; resumes a store
     that has shards of the same job and refuses one made differently. `settings`: ExtractSettings."""
     settings = settings or ExtractSettings()
     log = settings.log or (lambda m: print(m, file=sys.stderr))
-    source = resolve_source(source)
+    source = open_source(source) if isinstance(source, (str, os.PathLike)) else source
     if hasattr(source, "describe"):
         log(source.describe())
     job, embedder = _job(source, os.path.abspath(os.fspath(out)), model, settings)
@@ -203,7 +176,7 @@ def extract(source, out: str | os.PathLike, model=None, settings: ExtractSetting
 def _job(source, out: str, model, settings: ExtractSettings) -> tuple[core.Job, object]:
     """(the core's Job, the Embedder that runs it; None for stored embeddings)."""
     from vggish_jax.datasets import decode
-    from vggish_jax.pipeline.embed import Embedder
+    from vggish_jax.pipeline.device import Embedder
 
     name = source_name(source)
     if source.payload == "embedding":
@@ -215,31 +188,22 @@ def _job(source, out: str, model, settings: ExtractSettings) -> tuple[core.Job, 
                          f"`vggish-jax convert`)")
     weights_dir = os.path.abspath(settings.weights_dir) if settings.weights_dir else None
     _require_pca(model, settings.postprocess, weights_dir)
-    cfg = settings.frontend()
     if source.payload == "mel" and (settings.hop_s, settings.pad_last) != (0.96, False):
         raise ValueError(f"{name}: holds log-mel examples already cut every 0.96 s, so hop_s={settings.hop_s} / "
                          f"pad_last={settings.pad_last} cannot apply; extract from its audio, or leave hop_s and "
                          f"pad_last at their defaults (0.96, false)")
     embedder = Embedder(model, batch_size=settings.batch_size, precision=settings.frontend_precision,
-                        resample=settings.resample, weights_dir=weights_dir, metadata=_metadata(weights_dir),
-                        cfg=cfg)
+                        resample=settings.resample, weights_dir=weights_dir, cfg=settings.frontend(),
+                        metadata=store.weights_metadata(weights_dir))
     workers = decode.default_workers() if settings.workers is None else settings.workers
-    beam = settings.beam is not None
-    job = make_job(out, source, embedder, postprocess=settings.postprocess, shard_size=settings.shard_size,
-                   weights_dir=weights_dir or "<in-memory model>", dataset=name, workers=2 if beam else workers,
-                   processes=not beam, pad=settings.pad or settings.pad_last)  # Beam: decode threads in its workers
+    beam = settings.beam is not None  # Beam: decode threads in its workers
+    weights = weights_dir or "<in-memory model>"
+    record = {"dataset": name, "source": source.identity()["source"], "weights": weights,
+              "weights_metadata": embedder.metadata}
+    job = core.Job(out, source, core.rows_spec(embedder.spec, source.payload, settings.postprocess),
+                   settings.shard_size, record=record, pad=settings.pad or settings.pad_last,
+                   workers=2 if beam else workers, processes=not beam, spec_from=f"weights {weights}")
     return job, embedder
-
-
-def _metadata(weights_dir: str | None) -> dict:
-    """metadata.json of the weights directory (recorded in info.json), {} without one."""
-    from vggish_jax.models.vggish import params
-
-    try:
-        with open(os.path.join(weights_dir, params.METADATA)) as f:
-            return json.load(f)
-    except (TypeError, OSError, ValueError):
-        return {}
 
 
 def _run_beam(job: core.Job, model, settings: ExtractSettings, log) -> Summary:
@@ -261,21 +225,12 @@ def _run_beam(job: core.Job, model, settings: ExtractSettings, log) -> Summary:
     return beam_extract.run(job, os.path.abspath(settings.weights_dir), load_kwargs, runner, options, log=log)
 
 
-def _wait_for_every_process(job: core.Job, count: int, log) -> None:
-    """Under jax.distributed, wait for every process's shards so process 0 finalizes a complete store; one
-    that died or lags past the timeout is named, and the store stays incomplete (finalize says to rerun)."""
-    from vggish_jax import distributed
-
-    if count > 1:
-        late = distributed.barrier(f"vggish_jax extract {job.identity_hash[:16]} {job.out}")
-        if late:
-            log(f"extract: {late}; {job.out} stays incomplete until every process has written its shards")
-
-
 def run_local(job: core.Job, model, *, process_index: int | None = None, process_count: int | None = None,
               progress: bool = True, log: Callable[[str], None] = print) -> Summary:
     """Run this process's shards of `job` here; process 0 completes info.json when every shard exists."""
     import jax
+
+    from vggish_jax import distributed
 
     index = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
@@ -283,8 +238,7 @@ def run_local(job: core.Job, model, *, process_index: int | None = None, process
     mine = assign(tasks, index, count)
     with store.locked(job.out, index, what=job.name or job.out):
         info = core.open_store(job, write=index == 0, log=log)
-        splits = {t.split: [] for t in tasks}
-        reused, computed = {s: [] for s in splits}, {s: [] for s in splits}
+        reused, computed = ({t.split: [] for t in tasks} for _ in range(2))
         todo = []
         for t in mine:
             (reused[t.split].append(t.index) if core.shard_done(job, t, log) else todo.append(t))
@@ -300,7 +254,11 @@ def run_local(job: core.Job, model, *, process_index: int | None = None, process
                 core.run_shard(job, t, model)
                 computed[t.split].append(t.index)
                 bar.update(len(t.indices))
-        _wait_for_every_process(job, count, log)
+        # Every process's shards before process 0 finalizes; one that died or lags past the timeout is named,
+        # and the store stays incomplete (finalize says to rerun).
+        late = count > 1 and distributed.barrier(f"vggish_jax extract {job.identity_hash[:16]} {job.out}")
+        if late:
+            log(f"extract: {late}; {job.out} stays incomplete until every process has written its shards")
         done = core.finalize(job, info, log=log) if index == 0 else None
     if done is None:
         if index != 0:

@@ -1,24 +1,17 @@
 """Host side of the embedding pipeline: audio files -> 16 kHz waveforms. Imports no jax (light workers)."""
 from __future__ import annotations
 
+import concurrent.futures as cf
+import functools
 import os
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from vggish_jax import audio, skips
+from vggish_jax.datasets import decode
 from vggish_jax.models.vggish import frontend
-from vggish_jax.models.vggish.frontend import DEFAULT, FrontendConfig
-
-
-def load_clip(path: str | os.PathLike, *, pad: bool = False, cfg: FrontendConfig = DEFAULT,
-              block_seconds: float = 60.0) -> np.ndarray:
-    """A file as 16 kHz mono float32, decoded in blocks. Raises audio.AudioError, or frontend.TooShortError for
-    a clip under one example unless `pad` (zero-pads it)."""
-    name = os.fspath(path)
-    blocks = list(audio.stream(name, cfg.sample_rate, block_seconds))
-    wave = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-    return frontend.fit_to_examples(wave, pad=pad, cfg=cfg, name=name)
-
+from vggish_jax.models.vggish.frontend import DEFAULT
 
 BAD_INPUT = (audio.AudioError, frontend.TooShortError)  # a file's own problem; anything else is a bug
 
@@ -58,8 +51,9 @@ def skip_of(path: str, e: BaseException | skips.Skip, *, on_disk: bool = True) -
 
 def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None = 300.0,
                       block_seconds: float = 60.0, resample: bool = True) -> np.ndarray | Exception | Long | Native:
-    """`load_clip` for workers: its BAD_INPUT exception is returned, not raised; `Long(path)` past
-    `stream_seconds` (None: no limit); with resample=False a file not at 16 kHz comes back as `Native`."""
+    """A file as 16 kHz mono float32 at least one example long (zero-padded with `pad`), for workers: its
+    BAD_INPUT exception is returned, not raised; `Long(path)` past `stream_seconds` (None: no limit); with
+    resample=False a file not at 16 kHz comes back as `Native`."""
     name = os.fspath(path)
     try:
         rate = DEFAULT.sample_rate
@@ -78,6 +72,33 @@ def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None
         return frontend.fit_to_examples(wave, pad=pad, name=name)
     except BAD_INPUT as e:  # one file's problem (anything else is a bug and raises)
         return e
+
+
+def load_clip(path: str | os.PathLike, *, pad: bool = False) -> np.ndarray:
+    """A file as 16 kHz mono float32. Raises audio.AudioError, or frontend.TooShortError for a clip under one
+    example unless `pad` (zero-pads it)."""
+    value = decode_for_stream(os.fspath(path), pad, stream_seconds=None)
+    if isinstance(value, BaseException):
+        raise value
+    return value
+
+
+def prefetch(items: Iterable, fn: Callable, workers: int, processes: bool = False) -> Iterator[tuple]:
+    """Yield (item, fn(item)) in order, up to 2 * workers ahead, in threads or in spawned worker processes
+    (jax-free, and they die with this process: datasets.decode.process_pool); workers=0: in this thread."""
+    items = list(items)
+    if workers <= 0:
+        yield from ((item, fn(item)) for item in items)
+        return
+    if not processes:  # threads report their Cautions to this process's collectors themselves
+        with cf.ThreadPoolExecutor(workers) as pool:
+            yield from zip(items, decode.ordered_map(fn, items, pool, 2 * workers))
+        return
+    with decode.process_pool(workers) as pool:
+        for item, (value, cautions) in zip(items, decode.ordered_map(
+                functools.partial(audio.with_cautions, fn), items, pool, 2 * workers)):
+            audio.forward_cautions(cautions)
+            yield item, value
 
 
 def imported_modules(_=None) -> list[str]:

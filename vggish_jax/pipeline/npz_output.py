@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
-import json
 import os
 import re
 import zipfile
@@ -23,9 +21,9 @@ from typing import Callable
 
 import numpy as np
 
-from vggish_jax import atomic, audio, skips, spec as spec_lib
+from vggish_jax import atomic, skips, spec as spec_lib
 from vggish_jax.models.vggish import frontend
-from vggish_jax.pipeline import core, store
+from vggish_jax.pipeline import core, store, stored
 from vggish_jax.pipeline.sources import file_key, file_stamp
 from vggish_jax.pipeline.sources.files import Files
 
@@ -76,11 +74,10 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
         keys = [file_key(f) for f in files]
         stamps = {k: file_stamp(f) for f, k in zip(files, keys)}
         done = {k for k, st in stamps.items() if st and k in latest and latest[k][2] == st}
-        todo, seen = [], set(done)
-        for f, k in zip(files, keys):
-            if k not in seen:  # a file given twice is embedded once
-                seen.add(k)
-                todo.append(f)
+        first = {}
+        for f, k in zip(files, keys):  # a file given twice is embedded once
+            first.setdefault(k, f)
+        todo = [f for k, f in first.items() if k not in done]
         result.already = sum(k in done for k in keys)
         if started:
             started(result.already)
@@ -88,11 +85,10 @@ def embed_to_npz(files: list[str], out: str, model, *, postprocess: bool, pad: b
         info = core.open_store(job, write=bool(todo), log=lambda m: None)
         try:
             for task in core.plan(job.source.splits(), flush_every):
-                with audio.collect_cautions() as cautions:  # over-range audio etc.: listed in OUT.json
-                    done = core.run_shard(job, task, model)
-                result.warnings += cautions
+                done = core.run_shard(job, task, model)
+                result.warnings += [skips.Caution.from_dict(c) for c in done["warnings"]]  # over-range audio etc.
                 result.new += done["clips"]
-                result.skipped += [skips.Skip(s["kind"], s["path"], s["reason"]) for s in done["skipped"]]
+                result.skipped += [skips.Skip.from_dict(s) for s in done["skipped"]]
                 if progress:
                     progress(len(task.indices))
             result.complete = not unreadable  # files behind an unreadable folder were not embedded
@@ -128,18 +124,16 @@ def _adopt(npz: str, sidecar: str, job: core.Job, log) -> None:
         raise spec_lib.SpecMismatch(f"{npz}: exists without {os.path.basename(sidecar)}, so how it was made is "
                                     f"unknown; delete it or choose another --out")
     try:
-        with open(sidecar) as f:
-            found = spec_lib.read(json.load(f), sidecar)
-        with np.load(npz, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        log(f"{npz}: damaged and without a store ({type(e).__name__}); its files are embedded again")
+        old = stored.read_npz(npz)
+    except (stored.StoredError, spec_lib.SpecMismatch) as e:  # unreadable, or no spec: cannot be trusted
+        log(f"{npz}: damaged and without a store ({type(e.__cause__ or e).__name__}); its files are embedded again")
         return
-    spec_lib.require_compatible(job.spec, found, expected_from=job.spec_from, found_from=npz, fields=core.SPEC_FIELDS)
-    keys = list(arrays)
+    spec_lib.require_compatible(job.spec, old.spec, expected_from=job.spec_from, found_from=npz,
+                                fields=core.SPEC_FIELDS)
+    keys = list(old.embeddings)
     store.write_shard(store.shard_path(job.out, job.source.split, 0), range(len(keys)), [-1] * len(keys),
-                      [arrays[k] for k in keys], keys=keys, identity=job.identity_hash, stamps=[""] * len(keys),
-                      skipped=np.zeros(0, str))
+                      [e.values for e in old.embeddings.values()], keys=keys, identity=job.identity_hash,
+                      stamps=[""] * len(keys), skipped=np.zeros(0, str))
     job.source = Files([], f"run-{int(job.source.split[4:]) + 1:05d}")
 
 
@@ -147,21 +141,17 @@ def _index(root: str, identity: str, log) -> dict[str, tuple[str, int, str]]:
     """key -> (shard path, row, stamp) of its newest rows in the store; damaged shards are named and removed,
     shards of another job (a store whose info.json was damaged) are named and left out."""
     latest = {}
-    for path in sorted(glob.glob(os.path.join(root, "run-*", "shard-*.npz"))):
-        if ".tmp" in path:
-            continue
+    for path in store.shard_paths(root, "run-*"):
         try:
-            with store.open_shard(path) as z:
-                ks, stamps = z["keys"], z["stamps"] if "stamps" in z.files else [""] * len(z["keys"])
-                ident = str(z["identity"]) if "identity" in z.files else None
+            z = store.shard_arrays(path)
         except store.ShardDamaged as e:
             log(f"{e}; its files are embedded again")
             os.remove(path)
             continue
-        if ident != identity:
+        if str(z.get("identity")) != identity:
             log(f"{path}: made with other settings than this run; left out of the output")
             continue
-        for i, (k, st) in enumerate(zip(ks, stamps)):
+        for i, (k, st) in enumerate(zip(z["keys"], z.get("stamps", [""] * len(z["keys"])))):
             latest[str(k)] = (path, i, str(st))
     return latest
 

@@ -36,12 +36,8 @@ def cut(wave: np.ndarray, max_examples: int = BUCKETS[-1], cfg: FrontendConfig =
     """Segments of at most `max_examples` examples each, aligned to the example hop, covering every example
     of `wave` (trailing samples that make no whole example are dropped, as the frontend drops them)."""
     n = frontend.num_examples(wave.shape[0], cfg)
-    out = []
-    for first in range(0, n, max_examples):
-        k = min(max_examples, n - first)
-        start = first * cfg.example_hop_samples
-        out.append(wave[start: start + frontend.samples_for_examples(k, cfg)])
-    return out
+    return [wave[i * cfg.example_hop_samples:][: frontend.samples_for_examples(min(max_examples, n - i), cfg)]
+            for i in range(0, n, max_examples)]
 
 
 def cut_stream(blocks: Iterable[np.ndarray], max_examples: int = BUCKETS[-1],

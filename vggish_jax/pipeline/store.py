@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from vggish_jax import atomic, spec as spec_lib
+from vggish_jax import atomic, skips, spec as spec_lib
 from vggish_jax.models.vggish.frontend import DEFAULT
 
 INFO = "info.json"
@@ -60,37 +60,31 @@ def write_shard(path: str, track_ids, labels, embeddings: list[np.ndarray], *, k
     flat = np.concatenate(embeddings) if embeddings else np.zeros((0, dim), dtype)
     labels = np.asarray(labels)
     labels = labels.astype(np.uint8) if labels.ndim == 2 else labels.astype(np.int64).reshape(-1)
-    keys = np.asarray([str(k) for k in (keys if keys is not None else [])] or np.zeros(0, str), dtype=str)
+    keys = np.asarray([str(k) for k in (keys if keys is not None else [])], dtype=str)
     atomic.savez(path, track_ids=np.asarray(track_ids, np.int64).reshape(-1), keys=keys, labels=labels,
                  num_examples=counts, embeddings=flat, **{k: np.asarray(v) for k, v in extra.items()})
 
 
 def read_shard(path: str) -> Split:
     """A shard's clips; a file that cannot be read as one raises ShardDamaged naming it."""
-    with open_shard(path) as z:
-        offsets = np.concatenate([[0], np.cumsum(z["num_examples"])])
-        flat = z["embeddings"]
-        keys = z["keys"] if "keys" in z.files else None
-        return Split(z["track_ids"], z["labels"], [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])], keys)
+    z = shard_arrays(path)
+    offsets = np.concatenate([[0], np.cumsum(z["num_examples"])])
+    return Split(z["track_ids"], z["labels"], [z["embeddings"][a:b] for a, b in zip(offsets[:-1], offsets[1:])],
+                 z.get("keys"))
 
 
-@contextlib.contextmanager
-def open_shard(path: str):
-    """np.load of a shard whose standard arrays all read; else ShardDamaged (one line, the file named)."""
+def shard_arrays(path: str) -> dict[str, np.ndarray]:
+    """Every array of a shard (reading each checks its CRC: a cut-off member fails); else ShardDamaged (one
+    line, the file named)."""
     try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ShardDamaged(f"{path}: damaged shard ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
-    with z:
-        try:
-            missing = [k for k in ("track_ids", "labels", "num_examples", "embeddings") if k not in z.files]
-            if missing:
-                raise ValueError(f"no {', '.join(missing)}")
-            for k in z.files:  # reading every member checks its CRC: a cut-off member fails here
-                z[k]
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
-            raise ShardDamaged(f"{path}: damaged shard ({type(e).__name__}: {e})".splitlines()[0]) from None
-        yield z
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        missing = [k for k in ("track_ids", "labels", "num_examples", "embeddings") if k not in arrays]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
+        raise ShardDamaged(f"{path}: damaged shard ({type(e).__name__}: {skips.one_line(e)})") from None
+    return arrays
 
 
 def load_split(root: str, split: str) -> Split:
@@ -149,18 +143,23 @@ def writer(root: str) -> str | None:
     return None
 
 
+def weights_metadata(weights_dir: str | None) -> dict:
+    """metadata.json of a weights folder (`params.save` writes it beside the checkpoint), {} without one."""
+    try:
+        with open(os.path.join(weights_dir, "metadata.json")) as f:
+            meta = json.load(f)
+    except (TypeError, OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def spec_of(info: Mapping[str, Any], source: str) -> spec_lib.EmbeddingSpec:
     """The spec of an extraction (its info.json dict): as recorded, or rebuilt from an older one's settings and
     the weights hash from its metadata or weights folder (None when neither has it)."""
     if spec_lib.KEY in info:
         return spec_lib.read(info, source)
-    sha = (info.get("weights_metadata") or {}).get("weights_sha256")
-    if sha is None and info.get("weights"):
-        try:  # the JSON `params.save` writes beside the checkpoint
-            with open(os.path.join(info["weights"], "metadata.json")) as f:
-                sha = json.load(f).get("weights_sha256")
-        except (OSError, ValueError, AttributeError):
-            sha = None
+    sha = ((info.get("weights_metadata") or {}).get("weights_sha256")
+           or weights_metadata(info.get("weights")).get("weights_sha256"))
     frontend = info.get("frontend") or DEFAULT  # the first extractions recorded none: they used the default
     # Older extractions wrote "device float32" / "device float64" / "numpy float64 (at build)".
     old = str(info.get("frontend_precision", "float32"))

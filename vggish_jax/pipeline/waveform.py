@@ -1,13 +1,7 @@
-"""The one check of an in-memory waveform and its sample rate, for every entry that takes one.
+"""The one check of an in-memory waveform and its sample rate, for every entry that takes one: `to_16k`.
 
-`to_16k(waveform, sample_rate, pad=...)` -> 16 kHz mono float32 holding at least one example, or a
-`WaveformError` (one line naming the problem and a fix). What it accepts:
-  * sample_rate: an integer number of Hz (an int, a NumPy/JAX integer, or a float with no fraction) in
-    1,000..768,000; bool, text, None and 44100.5 are refused, never coerced or truncated.
-  * waveform: NumPy or JAX, [samples], [samples, channels] or [channels, samples] (at most 16 channels,
-    and more samples than channels), channels averaged; float as given, integers scaled by their full range
-    (int16 / 32768, int32 / 2**31, uint8 (x - 128) / 128), finite, not empty, at least one example
-    (0.975 s) long unless pad=True (zero-padded to one example).
+sample_rate: an integer number of Hz (an int, a NumPy/JAX integer, or a float with no fraction) in
+1,000..768,000; bool, text, None and 44100.5 are refused, never coerced or truncated. waveform: see `to_16k`.
 Imports no jax, so decode workers and the NumPy oracle can use it.
 """
 from __future__ import annotations
@@ -40,14 +34,14 @@ class WaveformTooShort(WaveformError, frontend.TooShortError):
 
 def check_rate(sample_rate, name: str = "waveform") -> int:
     """`sample_rate` as an int of Hz, or WaveformError (see the module doc)."""
-    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(sample_rate, numbers.Real):
-        try:  # a 0-d integer array (NumPy or JAX) is an int
-            if isinstance(sample_rate, (bool, np.bool_)) or np.ndim(sample_rate) != 0:
-                raise TypeError
+    try:  # a 0-d integer array (NumPy or JAX) is an int
+        if isinstance(sample_rate, (bool, np.bool_)) or np.ndim(sample_rate) != 0:
+            raise TypeError
+        if not isinstance(sample_rate, numbers.Real):
             sample_rate = operator.index(sample_rate)
-        except TypeError:
-            raise WaveformError(f"{name}: sample_rate must be a number of Hz such as 16000, got "
-                                f"{type(sample_rate).__name__} {sample_rate!r}; pass e.g. int(rate)") from None
+    except TypeError:
+        raise WaveformError(f"{name}: sample_rate must be a number of Hz such as 16000, got "
+                            f"{type(sample_rate).__name__} {sample_rate!r}; pass e.g. int(rate)") from None
     value = float(sample_rate)
     if not np.isfinite(value) or value <= 0:
         raise WaveformError(f"{name}: sample_rate must be a positive number of Hz, got {sample_rate!r}")
@@ -91,7 +85,10 @@ def to_mono(x: np.ndarray, name: str = "waveform") -> np.ndarray:
 
 def to_16k(waveform, sample_rate, *, pad: bool = False, cfg: FrontendConfig = DEFAULT,
            name: str = "waveform") -> np.ndarray:
-    """The checked waveform as mono float32 at cfg's rate (16 kHz), at least one example long."""
+    """`waveform` (NumPy or JAX, [samples], [samples, channels] or [channels, samples], at most 16 channels and
+    more samples than channels) as mono float32 at cfg's rate (16 kHz): channels averaged, floats as given,
+    integers scaled by their full range, finite, not empty, at least one example (0.975 s) long unless pad=True
+    (zero-padded to one example); else a WaveformError (one line naming the problem and a fix)."""
     rate = check_rate(sample_rate, name)
     x = to_float(np.asarray(waveform), name)
     if x.size == 0:
