@@ -29,7 +29,8 @@ class Tagger:
         from vggish_jax.models.musicnn.modeling import from_flat
 
         if not os.path.exists(weights):
-            raise FileNotFoundError(f"{weights}: MusiCNN weights missing; reinstall vggish-jax (they ship in its assets)")
+            raise FileNotFoundError(f"{weights}: MusiCNN weights missing; reinstall vggish-jax "
+                                    f"(they ship in its assets)")
         with np.load(weights) as z:
             self.model = from_flat({k: z[k] for k in z.files})
         graphdef, state = nnx.split(self.model)

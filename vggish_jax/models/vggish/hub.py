@@ -53,7 +53,8 @@ def resolve(name: str | os.PathLike) -> str | os.PathLike:
 
 
 def is_hub_folder(directory: str | os.PathLike) -> bool:
-    return os.path.isfile(os.path.join(directory, CONFIG)) and not os.path.isdir(os.path.join(directory, params_lib.TREE))
+    return (os.path.isfile(os.path.join(directory, CONFIG))
+            and not os.path.isdir(os.path.join(directory, params_lib.TREE)))
 
 
 def save(directory: str | os.PathLike, params: dict, *, pca: PCAParams | None, config: dict[str, Any]) -> str:
@@ -89,7 +90,8 @@ def load(directory: str | os.PathLike) -> tuple[dict, PCAParams | None, dict]:
     except (OSError, ValueError) as e:
         raise WeightsError(f"{config_path}: unreadable ({type(e).__name__}: {e}); {redo}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise WeightsError(f"{config_path}: not a {FORMAT} config (format {config.get('format') if isinstance(config, dict) else None!r}); {redo}")
+        found = config.get("format") if isinstance(config, dict) else None
+        raise WeightsError(f"{config_path}: not a {FORMAT} config (format {found!r}); {redo}")
     try:
         tensors = st.load_file(weights_path)
     except Exception as e:  # safetensors raises its own SafetensorError, and OSError for a missing file

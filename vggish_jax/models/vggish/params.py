@@ -131,7 +131,8 @@ def spec_of(metadata: dict, *, final_relu: bool | None = None, dtype: str = "flo
     from vggish_jax.models.vggish.frontend import DEFAULT
     from vggish_jax.spec import EmbeddingSpec
 
-    return EmbeddingSpec.create(weights_sha256=metadata["weights_sha256"], final_relu=final_relu_of(metadata, final_relu),
+    return EmbeddingSpec.create(weights_sha256=metadata["weights_sha256"],
+                                final_relu=final_relu_of(metadata, final_relu),
                                 dtype=dtype, frontend=DEFAULT, frontend_precision=frontend_precision)
 
 
@@ -182,7 +183,8 @@ def _require_weights_folder(path: str) -> None:
     if os.path.isfile(path):
         name = os.path.basename(path)
         if name == METADATA:
-            raise WeightsError(f"{path}: is the weights' metadata file; pass the folder that holds it: --weights {parent}")
+            raise WeightsError(f"{path}: is the weights' metadata file; pass the folder that holds it: "
+                               f"--weights {parent}")
         if name.endswith((".pth", ".pt")):
             raise WeightsError(f"{path}: is a published torch file, not converted weights; convert it first "
                                f"(`vggish-jax convert --torch-weights {path} --out DIR`) and pass --weights DIR")
