@@ -177,23 +177,44 @@ def test_silence_rule_is_a_peak_below_minus_60_dbfs(tmp_path, db):
 
 
 def test_fad_uses_the_same_silence_rule(tmp_path):
-    """fad's silent files are exactly those the rule calls silent: a -70 dBFS noise is skipped (it does not
-    embed as digital silence), a -50 dBFS one is kept; an undecodable file is left to the embedder."""
-    from vggish_jax.fad import sources
+    """fad's decode workers (`host.decode_for_stream` with `silent`) call a file silent exactly when the rule
+    does on all its samples, mono, at the file's own rate (as `require_audible`): a -70 dBFS noise is skipped (it
+    does not embed as digital silence), a -50 dBFS one kept; a -55 dBFS 10 kHz tone at 44.1 kHz is kept though
+    resampling to 16 kHz removes it; stereo in antiphase is silent; past the streaming limit a late sound is
+    still found. An undecodable file keeps its own reason; without `silent` a silent file is embedded."""
+    from vggish_jax.pipeline import host
 
     rng = np.random.default_rng(0)
-    paths = {}
-    for name, db in (("quiet", -70), ("soft", -50), ("zero", None)):
-        x = rng.uniform(-1, 1, 32000) if db is not None else np.zeros(32000)
-        x = x / np.abs(x).max() * 10 ** (db / 20) if db is not None else x
-        paths[name] = str(tmp_path / f"{name}.wav")
-        sf.write(paths[name], x.astype(np.float32), 16000, subtype="FLOAT")
-    paths["bad"] = str(tmp_path / "bad.mp3")
-    open(paths["bad"], "wb").write(b"not audio")
-    got = sources.silent_files(list(paths.values()), workers=2)
-    assert sorted(got) == sorted([paths["quiet"], paths["zero"]])
-    assert "peak -70 dBFS" in got[paths["quiet"]] and "not counted in the statistics" in got[paths["quiet"]]
-    assert "digital silence" in got[paths["zero"]]
+    noise = rng.uniform(-1, 1, 32000)
+    waves = {"quiet": (noise / np.abs(noise).max() * 10 ** (-70 / 20), 16000),
+             "soft": (noise / np.abs(noise).max() * 10 ** (-50 / 20), 16000),
+             "zero": (np.zeros(32000), 16000),
+             "high": (10 ** (-55 / 20) * np.sin(2 * np.pi * 10000 * np.arange(88200) / 44100), 44100),
+             "antiphase": (np.stack([noise, -noise], 1) * 0.5, 16000),
+             "late": (np.r_[np.zeros(48000), 0.5 * noise], 16000)}
+    paths = {name: str(tmp_path / f"{name}.wav") for name in waves}
+    for name, (x, rate) in waves.items():
+        sf.write(paths[name], x.astype(np.float32), rate, subtype="FLOAT")
+    consequence = "not counted in the statistics"
+    for limits in ({}, {"stream_seconds": 1.0, "block_seconds": 0.5}):  # whole, and streamed past the limit
+        got = {name: host.decode_for_stream(p, silent=consequence, **limits) for name, p in paths.items()}
+        silent = sorted(name for name, v in got.items() if isinstance(v, audio_io.SilentAudioError))
+        assert silent == ["antiphase", "quiet", "zero"]
+        for name, p in paths.items():
+            assert decode.is_silent(decode.to_mono(sf.read(p, dtype="float32")[0])) == (name in silent)
+        assert {host.skip_of(paths[name], got[name]).kind for name in silent} == {"silent"}
+        assert str(got["quiet"]) == (f"{paths['quiet']}: silent or nearly so (peak -70 dBFS, below -60 dBFS); "
+                                     f"{consequence}: check the file, or raise its level if it is just quiet")
+        assert "digital silence" in str(got["zero"]) and "digital silence" in str(got["antiphase"])
+        with pytest.raises(audio_io.SilentAudioError, match=r"peak -70 dBFS.*statistics: check the file"):
+            decode.require_audible(paths["quiet"], consequence=consequence)
+    assert isinstance(host.decode_for_stream(paths["late"], silent=consequence, stream_seconds=1.0), host.Long)
+    assert decode.is_silent(host.decode_for_stream(paths["high"]))  # the 16 kHz waveform: judged before that
+    assert isinstance(host.decode_for_stream(paths["zero"]), np.ndarray)  # embed/extract keep silent files
+    bad = str(tmp_path / "bad.mp3")
+    open(bad, "wb").write(b"not audio")
+    got = host.decode_for_stream(bad, silent=consequence)
+    assert isinstance(got, audio_io.AudioError) and not isinstance(got, audio_io.SilentAudioError)
 
 
 def test_audio_imports_no_jax():

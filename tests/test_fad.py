@@ -2,6 +2,7 @@
 per-file scores and FAD-inf; the whole path on generated audio whose ordering is known; stores and stats."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 
@@ -261,6 +262,32 @@ def test_corrupt_silent_and_short_files_are_skipped_and_reported(sets, embedder)
     padded = run(sets["ref"], sets["withbad"], embedder, fad_inf=False, pad=True)
     assert padded["gen"]["files"] == 7 and padded["convention"]["short_files"].startswith("zero-padded")
     assert sorted(os.path.basename(p) for p in padded["gen"]["skipped"]) == ["corrupt.mp3", "silent.wav"]
+
+
+@slow
+def test_each_file_is_decoded_once_and_a_silent_one_skipped_with_the_rules_reason(sets, embedder, monkeypatch):
+    """The silence rule is applied to the samples the embedder decodes: no frame of any file is read twice."""
+    from vggish_jax.audio import files
+
+    read, real = collections.Counter(), files.read_frames
+
+    def counting(f, path, frames=-1, at=None):
+        x = real(f, path, frames, at)
+        read[path] += x.shape[0]
+        return x
+
+    monkeypatch.setattr(files, "read_frames", counting)
+    logged = []
+    r = compute.evaluate(sets["ref"], sets["withbad"], weights=embedder, progress=False, log=logged.append,
+                         fad_inf=False, workers=0)
+    paths = sources.audio_inputs(sets["ref"])[0] + sources.audio_inputs(sets["withbad"])[0]
+    assert {p: read[p] for p in paths if not p.endswith(".mp3")} == {
+        p: sf.info(p).frames for p in paths if not p.endswith(".mp3")}
+    silent = os.path.join(sets["withbad"], "silent.wav")
+    reason = (f"{silent}: silent or nearly so (digital silence, below -60 dBFS); not counted in the statistics: "
+              f"check the file, or raise its level if it is just quiet")
+    assert r["gen"]["skipped"][silent] == reason and f"fad: GEN skipped {reason}" in logged
+    assert r["gen"]["files"] == 6 and len(r["gen"]["skipped"]) == 3
 
 
 @slow

@@ -137,10 +137,11 @@ def load(path: str | os.PathLike, target_sr: int | None = None, *,
 
 
 def stream(path: str | os.PathLike, target_sr: int = TARGET_SR, block_seconds: float = 60.0, *,
-           keep_truncated: bool = False) -> Iterator[np.ndarray]:
+           keep_truncated: bool = False, mono_peak: list[float] | None = None) -> Iterator[np.ndarray]:
     """Float32 mono blocks at `target_sr` whose concatenation equals `load(path, target_sr)` to float rounding,
     holding about one block: each is resampled with the filter's context on both sides. Truncation raises
-    at the end (after the blocks that decoded) unless `keep_truncated`."""
+    at the end (after the blocks that decoded) unless `keep_truncated`. `mono_peak` ([0.0]): its item becomes
+    the largest |sample| of the mono audio at the file's own rate, read so far (what `is_silent` judges)."""
     path = os.fspath(path)
     peak = 0.0
     with files.open_audio(path) as f:
@@ -172,6 +173,8 @@ def stream(path: str | os.PathLike, target_sr: int = TARGET_SR, block_seconds: f
                         break
                     hi = total
             x = to_mono(buf[lo - buf_lo: hi - buf_lo])
+            if mono_peak is not None and x.size:
+                mono_peak[0] = max(mono_peak[0], float(np.abs(x).max()))
             if up == down:
                 yield x[start - lo: start - lo + step]
             else:
@@ -218,6 +221,12 @@ def require_audible(path: str | os.PathLike, peak_limit_dbfs: float = SILENCE_PE
             peak = max(peak, peak_dbfs(x))
             if peak >= peak_limit_dbfs:
                 return
+    raise silent_error(path, peak, consequence, peak_limit_dbfs)
+
+
+def silent_error(path: str, peak: float, consequence: str,
+                 peak_limit_dbfs: float = SILENCE_PEAK_DBFS) -> SilentAudioError:
+    """The one-line error for a file `is_silent` calls silent; `peak` in dBFS."""
     level = "digital silence" if peak == -math.inf else f"peak {peak:.0f} dBFS"
-    raise SilentAudioError(f"{path}: silent or nearly so ({level}, below {peak_limit_dbfs:.0f} dBFS); {consequence}: "
-                           f"check the file, or raise its level if it is just quiet")
+    return SilentAudioError(f"{path}: silent or nearly so ({level}, below {peak_limit_dbfs:.0f} dBFS); "
+                            f"{consequence}: check the file, or raise its level if it is just quiet")

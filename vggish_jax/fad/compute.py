@@ -131,18 +131,23 @@ def _embed_audio_sets(sets: list[EmbeddingSet], weights, final_relu, batch_size:
     if not audio_sets:
         return []
     paths = list(dict.fromkeys(p for s in audio_sets for p in s.audio_paths))  # one call: full batches across sets
+    silent, errors, results = {}, {}, {}
     with _bar(len(paths), "fad: embed", progress, unit="file") as bar, audio_decode.collect_cautions() as cautions:
-        silent = sources.silent_files(paths, workers)
-        bar.update(len(silent))
-        results, errors = embedder.embed_files([p for p in paths if p not in silent], pad=pad, workers=workers,
-                                               processes=True, progress=bar.update)
+        # the silence rule is applied to the samples the embedder decodes: each file is read once
+        for path, value in embedder.iter_files(paths, pad=pad, workers=workers, processes=True,
+                                               silent="not counted in the statistics"):
+            if isinstance(value, skips.Skip):
+                (silent if value.kind == "silent" else errors)[path] = value.reason
+            else:
+                results[path] = value
+            bar.update(1)
     for s in audio_sets:
         s.files = {}
         for path in s.audio_paths:
             if path in silent:
                 s.skipped[path] = silent[path]
-            elif path in errors or path not in results:
-                reason = errors.get(path, f"{path}: not embedded")
+            elif path in errors:
+                reason = errors[path]
                 if not pad and TOO_SHORT in reason:  # the embedder's fix names embed's flag; fad's is a setting
                     s.short += 1
                     reason = (f"{reason.split(';')[0]}; not counted: set pad = true in a --config file to "

@@ -1,13 +1,12 @@
 """REF / GEN inputs of `fad`: what a path is, and the embeddings or statistics it yields, with their spec.
 
 Audio (a folder searched recursively, a file, or a list file: one path per line, relative to the list's folder,
-'#' comments) is embedded through the one audio -> embedding path (`Embedder.embed_files`); an `extract` store
+'#' comments) is embedded through the one audio -> embedding path (`Embedder.iter_files`); an `extract` store
 (OUT or OUT/<split>), an `embed` output (OUT.npz + its sidecar) or saved statistics (found by their content)
 carry the EmbeddingSpec they were made with; mixing specs is refused.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -16,7 +15,6 @@ import os
 import numpy as np
 
 from vggish_jax import spec as spec_lib
-from vggish_jax.audio import decode as audio_decode, files as audio_files
 from vggish_jax.audio.files import AUDIO_EXTENSIONS, scan_folder
 from vggish_jax.pipeline import store, stored
 from vggish_jax.fad import frechet
@@ -150,23 +148,6 @@ def quantised(where: str, spec: spec_lib.EmbeddingSpec | None, postprocess: str 
                 f"the codes; compute FAD from the audio itself (REF and GEN as audio files or folders, with --weights)")
     return (f"{where}: holds PCA-quantised embeddings ({postprocess}); FAD needs the raw 128-d float output (as "
             f"google-research, fadtk and frechet-audio-distance use); re-embed the audio without --postprocess")
-
-
-def silent_files(paths: list[str], workers: int = 1) -> dict[str, str]:
-    """{path: one-line reason} for the files `audio.is_silent` calls silent; reads each only up to its first
-    audible second. Files that cannot be decoded are left to the embedder, which reports them."""
-    def check(path: str) -> str | None:
-        try:
-            audio_decode.require_audible(path, block_seconds=1.0, consequence="not counted in the statistics")
-        except audio_files.SilentAudioError as e:
-            return str(e)
-        except audio_files.AudioError:  # the embedder reports it
-            pass
-        return None
-
-    with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
-        reasons = list(pool.map(check, paths))
-    return {p: r for p, r in zip(paths, reasons) if r is not None}
 
 
 def _extract_root(folder: str) -> tuple[str, list[str] | None] | None:

@@ -212,13 +212,14 @@ class Embedder:
         return found[os.fspath(path)]
 
     def iter_files(self, paths: Iterable[str | os.PathLike], *, pad: bool = False, workers: int = 2,
-                   postprocess: bool = False, processes: bool = False
+                   postprocess: bool = False, processes: bool = False, silent: str | None = None
                    ) -> Iterator[tuple[str, np.ndarray | skips.Skip]]:
-        """Yield (path, [n, 128] embeddings or its skips.Skip) per file, in input order, as each is done;
+        """Yield (path, [n, 128] embeddings or its skips.Skip) per file, in input order, as each is done (with
+        `silent`, a silent file as a "silent" Skip whose reason names that consequence: `host.decode_for_stream`);
         decoded up to 2 * `workers` ahead in threads (or jax-free spawned processes with `processes=True`)."""
         if postprocess and self.pca is None:
             self.postprocess(np.zeros((0, 128), np.float32))  # raises the clear no-PCA error up front
-        for path, value in self._iter(paths, pad, workers, processes):
+        for path, value in self._iter(paths, pad, workers, processes, silent):
             if isinstance(value, BaseException):
                 yield path, host.skip_of(path, value)
             else:
@@ -246,12 +247,13 @@ class Embedder:
                 progress(1)
         return results, errors
 
-    def _iter(self, paths, pad: bool, workers: int, processes: bool = False) -> Iterator[tuple[str, object]]:
+    def _iter(self, paths, pad: bool, workers: int, processes: bool = False,
+              silent: str | None = None) -> Iterator[tuple[str, object]]:
         """(path, [n, 128] or its host.BAD_INPUT exception) in input order; other exceptions raise. Workers
         decode (and resample, unless the device does); a `host.Long` file is read again in blocks."""
         pad = pad or self.cfg.pad_last  # a clip under one example is its own last partial example
         decode_one = functools.partial(host.decode_for_stream, pad=pad, stream_seconds=self.stream_seconds,
-                                       resample=not self.resample_on_device)
+                                       resample=not self.resample_on_device, silent=silent)
         decoded = host.prefetch((os.fspath(p) for p in paths), decode_one, workers, processes)
         if self.resample_on_device:  # host.Native -> 16 kHz
             decoded = resample_jax.to_16k(decoded)

@@ -50,22 +50,30 @@ def skip_of(path: str, e: BaseException | skips.Skip, *, on_disk: bool = True) -
 
 
 def decode_for_stream(path: str, pad: bool = False, stream_seconds: float | None = 300.0,
-                      block_seconds: float = 60.0, resample: bool = True) -> np.ndarray | Exception | Long | Native:
+                      block_seconds: float = 60.0, resample: bool = True,
+                      silent: str | None = None) -> np.ndarray | Exception | Long | Native:
     """A file as 16 kHz mono float32 at least one example long (zero-padded with `pad`), for workers: its
     BAD_INPUT exception is returned, not raised; `Long(path)` past `stream_seconds` (None: no limit); with
-    resample=False a file not at 16 kHz comes back as `Native`."""
+    resample=False a file not at 16 kHz comes back as `Native`. With `silent` (the consequence its reason
+    names) a file `audio.is_silent` calls silent, on all its samples at its own rate, is a SilentAudioError."""
     name = os.fspath(path)
     try:
         rate = DEFAULT.sample_rate
         if not resample:
             with audio.open_audio(name) as f:
                 rate = f.samplerate
+        peak = [0.0] if silent is not None else None
         blocks, n = [], 0
-        for block in audio.stream(name, rate, block_seconds):
-            blocks.append(block)
+        for block in audio.stream(name, rate, block_seconds, mono_peak=peak):
             n += block.shape[0]
             if stream_seconds is not None and n > stream_seconds * rate:
-                return Long(name)
+                if peak is None or not audio.is_silent(np.asarray(peak)):
+                    return Long(name)
+                blocks = []  # silent so far: read on, without holding it, until a sample is loud enough
+            else:
+                blocks.append(block)
+        if peak is not None and audio.is_silent(np.asarray(peak)):
+            return audio.decode.silent_error(name, audio.decode.peak_dbfs(np.asarray(peak)), silent)
         wave = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
         if rate != DEFAULT.sample_rate:
             return Native(wave, rate, name, pad)  # the length check follows the resampling
