@@ -89,8 +89,9 @@ def test_unknown_section_is_one_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_the_shell_script_dry_run_runs_every_section(tmp_path):
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])  # its python3: this venv's
     proc = subprocess.run(["bash", os.path.join(ROOT, "experiments", "device_check.sh"), "--dry-run"],
-                          capture_output=True, text=True, env=dict(os.environ, OUT=str(tmp_path)))
+                          capture_output=True, text=True, env=dict(os.environ, OUT=str(tmp_path), PATH=path))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (js,) = [p for p in os.listdir(tmp_path) if p.endswith(".json")]
     report = json.load(open(tmp_path / js))
