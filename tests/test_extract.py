@@ -188,7 +188,7 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, small_
     assert clipped > 0.2 * sum(r.size for r in raw.embeddings)
     assert store.read_info(out)["postprocess"] is True
 
-    with pytest.raises(ValueError, match="no PCA params"):
+    with pytest.raises(ValueError, match=r"no PCA params, which --postprocess needs; .*vggish-jax convert .*--pca"):
         no_pca = VGGish.from_pretrained(small_weights_dir)
         no_pca.attach(spec=no_pca.spec, pca=None)
         run_extract("fma/small", data_dir=data_dir, out=str(tmp_path / "x"), weights=no_pca, postprocess=True,

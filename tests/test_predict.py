@@ -109,7 +109,8 @@ def test_head_refuses_weights_made_differently(tmp_path, random_weights_dir, pca
                             name="uint8")
     assert cli.main(["predict", audio_files["flac"], "--head", head_dir, "--weights", random_weights_dir]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "no PCA params" in err and random_weights_dir in err
+    assert len(err.splitlines()) == 1 and "no PCA params, which the head" in err and random_weights_dir in err
+    assert "head.json (trained on PCA + uint8 embeddings)" in err and "vggish-jax convert --torch-weights" in err
 
 
 def test_head_without_a_spec_is_refused(tmp_path, random_weights_dir, audio_files, capsys):
