@@ -60,6 +60,9 @@ def test_tagger_batches_match_the_original_graph():
         out = tagger.run(golden["input"][rows])
         np.testing.assert_allclose(out["taggram"], golden["taggram"][rows], atol=1e-5)
         np.testing.assert_allclose(out["penultimate"], golden["penultimate"][rows], atol=1e-4)
+    # predict's tagger and classify's MusiCNN features share one load of the weights (and one jitted forward)
+    from vggish_jax.models.musicnn.tagger import Tagger
+    assert Tagger()._state is tagger._state and Tagger()._forward is tagger._forward
 
 
 def _head_dir(tmp_path, weights_dir, spec, name="head"):

@@ -7,7 +7,6 @@ genres by MSD_TO_FMA (International has no MSD tag: score 0, flagged). `--head D
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 
 import numpy as np
@@ -77,9 +76,8 @@ class MusiCNNTagger(tagger.Tagger):
                           "MusiCNN MSD tags mapped to FMA genres; International has no MSD tag and is not scored")
 
 
-@functools.lru_cache(maxsize=1)
 def default_tagger() -> MusiCNNTagger:
-    return MusiCNNTagger()
+    return MusiCNNTagger()  # cheap: every Tagger shares the weights tagger loads once
 
 
 class HeadPredictor:
