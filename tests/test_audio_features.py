@@ -119,7 +119,7 @@ def test_table_has_file_features_equal_to_independent_ones(labelled, first_run):
         tfds_mel = decode.decode_clip(p)["mel"]
         np.testing.assert_allclose(mfcc[p], mfcc_stats_oracle(tfds_mel.astype(np.float64)), rtol=1e-5, atol=1e-5)
     patches = [mf.patches(mf.log_mel(waves[p].astype(np.float32))) for p in files]
-    feats = tagger.default().run(np.concatenate(patches))["penultimate"]
+    feats = tagger.Tagger().run(np.concatenate(patches))["penultimate"]
     per_clip = np.split(feats, np.cumsum([len(x) for x in patches])[:-1])
     for p, f in zip(files, per_clip):
         np.testing.assert_allclose(musicnn[p], np.concatenate([f.mean(0), f.std(0)]), rtol=1e-3, atol=1e-3)

@@ -107,4 +107,5 @@ def test_predict_weights_runs_vggish_pca_uint8_and_the_shipped_head(pca_weights_
     # Weights without PCA params cannot make release-like embeddings: one line saying so.
     assert cli.main(["predict", audio_files["flac"], "--weights", random_weights_dir]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "no PCA params" in err and random_weights_dir in err
+    assert len(err.splitlines()) == 1 and "no PCA params, which the AudioSet genre head" in err
+    assert random_weights_dir in err and f"--pca vggish_pca_params-970ea276.pth --out {random_weights_dir}" in err

@@ -65,7 +65,7 @@ def test_final_relu_flag(small_weights_dir, embedder, audio_files):
 def test_postprocess_needs_pca_and_applies_it(tmp_path, embedder, audio_files):
     from vggish_jax.models.vggish import modeling
     params.save(tmp_path / "nopca", modeling.random(0, width_divisor=8))
-    with pytest.raises(WeightsError, match="no PCA params"):
+    with pytest.raises(WeightsError, match=r"nopca: .*no PCA params, which postprocess needs; .*--pca .*--out .*nopca"):
         load_pretrained(tmp_path / "nopca", batch_size=4).embed_file(audio_files["wav"], postprocess=True)
     pca = post.PCAParams(np.eye(128), np.zeros(128))
     params.save(tmp_path / "w", modeling.random(0, width_divisor=8), pca=pca)

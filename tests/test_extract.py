@@ -188,7 +188,7 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, small_
     assert clipped > 0.2 * sum(r.size for r in raw.embeddings)
     assert store.read_info(out)["postprocess"] is True
 
-    with pytest.raises(ValueError, match="no PCA params"):
+    with pytest.raises(ValueError, match=r"no PCA params, which --postprocess needs; .*vggish-jax convert .*--pca"):
         no_pca = VGGish.from_pretrained(small_weights_dir)
         no_pca.attach(spec=no_pca.spec, pca=None)
         run_extract("fma/small", data_dir=data_dir, out=str(tmp_path / "x"), weights=no_pca, postprocess=True,
@@ -196,7 +196,7 @@ def test_postprocess_writes_quantised_pca_embeddings(reference, fma_dirs, small_
 
 
 def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
-    from vggish_jax.pipeline import store as ex
+    from vggish_jax.pipeline import stored
 
     assert len(store.load(reference[0], "train")) == 3
     info = store.read_info(reference[0])
@@ -204,6 +204,8 @@ def test_load_refuses_an_unfinished_extraction(reference, tmp_path):
     store.write_info(str(partial), {**info, "complete": False})
     with pytest.raises(RuntimeError, match="did not finish; rerun"):
         store.load(str(partial), "train")
+    with pytest.raises(RuntimeError, match="did not finish; rerun the same `vggish-jax extract`"):
+        stored.read(str(partial))  # FAD's reader refuses it with the same check
     assert json.loads((partial / "info.json").read_text())["complete"] is False
 
 

@@ -60,6 +60,9 @@ def test_tagger_batches_match_the_original_graph():
         out = tagger.run(golden["input"][rows])
         np.testing.assert_allclose(out["taggram"], golden["taggram"][rows], atol=1e-5)
         np.testing.assert_allclose(out["penultimate"], golden["penultimate"][rows], atol=1e-4)
+    # predict's tagger and classify's MusiCNN features share one load of the weights (and one jitted forward)
+    from vggish_jax.models.musicnn.tagger import Tagger
+    assert Tagger()._state is tagger._state and Tagger()._forward is tagger._forward
 
 
 def _head_dir(tmp_path, weights_dir, spec, name="head"):
@@ -109,7 +112,8 @@ def test_head_refuses_weights_made_differently(tmp_path, random_weights_dir, pca
                             name="uint8")
     assert cli.main(["predict", audio_files["flac"], "--head", head_dir, "--weights", random_weights_dir]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "no PCA params" in err and random_weights_dir in err
+    assert len(err.splitlines()) == 1 and "no PCA params, which the head" in err and random_weights_dir in err
+    assert "head.json (trained on PCA + uint8 embeddings)" in err and "vggish-jax convert --torch-weights" in err
 
 
 def test_head_without_a_spec_is_refused(tmp_path, random_weights_dir, audio_files, capsys):

@@ -7,7 +7,6 @@ genres by MSD_TO_FMA (International has no MSD tag: score 0, flagged). `--head D
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 
 import numpy as np
@@ -77,9 +76,8 @@ class MusiCNNTagger(tagger.Tagger):
                           "MusiCNN MSD tags mapped to FMA genres; International has no MSD tag and is not scored")
 
 
-@functools.lru_cache(maxsize=1)
 def default_tagger() -> MusiCNNTagger:
-    return MusiCNNTagger()
+    return MusiCNNTagger()  # cheap: every Tagger shares the weights tagger loads once
 
 
 class HeadPredictor:
@@ -93,6 +91,7 @@ class HeadPredictor:
     def __init__(self, head_dir: str, weights: str | None = None):
         from vggish_jax.classify import heads
         from vggish_jax.datasets.audioset import RELEASE_SPEC
+        from vggish_jax.models.vggish.params import require_pca
         from vggish_jax.pipeline.embed import load_pretrained
 
         self.head = heads.load_head(head_dir)
@@ -104,9 +103,7 @@ class HeadPredictor:
                 raise ValueError(f"{head_dir}: a head trained on AudioSet's released embeddings needs VGGish weights "
                                  f"with PCA params; pass --weights DIR (from `vggish-jax convert` with --pca FILE)")
             self.embedder = load_pretrained(weights)
-            if self.embedder.pca is None:
-                raise ValueError(f"weights {weights} have no PCA params, which the AudioSet genre head needs "
-                                 f"(PCA + uint8 as the release); convert them with --pca FILE")
+            require_pca(self.embedder.pca, "the AudioSet genre head (PCA + uint8 as the release)", weights)
             self.rounding, self.note = "truncate", RELEASE_NOTE
             return
         if want is None:
@@ -122,9 +119,8 @@ class HeadPredictor:
         spec_lib.require_compatible(want, self.embedder.spec.replace(postprocess=want.postprocess),
                                     expected_from=head_json, found_from=f"weights {weights}")
         self.rounding = self._ROUNDING[want.postprocess]
-        if self.rounding and self.embedder.pca is None:
-            raise ValueError(f"{head_json}: the head was trained on PCA + uint8 embeddings, but weights {weights} "
-                             f"have no PCA params; convert them with --pca FILE")
+        if self.rounding:
+            require_pca(self.embedder.pca, f"the head {head_json} (trained on PCA + uint8 embeddings)", weights)
 
     def predict(self, path: str) -> Prediction:
         try:  # the embeddings made as the head's training embeddings were (float or uint8)

@@ -117,7 +117,7 @@ def _penultimate(patch_sets: list[np.ndarray], tagger=None) -> list[np.ndarray]:
     """MusiCNN's [n_i, 200] penultimate features of several clips' patches, in one batched run."""
     from vggish_jax.models.musicnn import tagger as musicnn
 
-    tagger = tagger or musicnn.default()
+    tagger = tagger or musicnn.Tagger()
     feats = tagger.run(np.concatenate(patch_sets))["penultimate"]
     return np.split(feats, np.cumsum([len(p) for p in patch_sets])[:-1])
 

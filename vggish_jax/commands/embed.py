@@ -39,6 +39,7 @@ def run(args) -> int:
 
     from vggish_jax import audio, preflight
     from vggish_jax.models.vggish import frontend
+    from vggish_jax.models.vggish.params import require_pca
     from vggish_jax.pipeline.embed import load_pretrained
     from vggish_jax.pipeline.npz_output import embed_to_npz, out_paths
 
@@ -53,9 +54,8 @@ def run(args) -> int:
         print(line, file=sys.stderr)
     embedder = load_pretrained(args.weights, final_relu=args.final_relu, dtype=args.dtype, batch_size=args.batch_size,
                                resample=args.resample, cfg=frontend.with_hop(args.hop_s, args.pad_last))
-    if args.postprocess and embedder.pca is None:
-        raise ValueError(f"{os.path.abspath(args.weights)}: these weights have no PCA params, so --postprocess is "
-                         f"impossible; convert them with --pca FILE or drop --postprocess")
+    if args.postprocess:
+        require_pca(embedder.pca, "--postprocess", os.path.abspath(args.weights))
     settings = {"final_relu": embedder.final_relu, "postprocess": args.postprocess, "dtype": args.dtype,
                 "weights": os.path.abspath(args.weights), "pad": args.pad}
     bar = tqdm(total=len(files), unit="file", desc="embed", disable=None)

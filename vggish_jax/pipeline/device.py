@@ -117,10 +117,7 @@ class Embedder:
                                     frontend=self.cfg, frontend_precision=self.precision)
 
     def postprocess(self, embeddings: np.ndarray, rounding: str = "truncate") -> np.ndarray:
-        if self.pca is None:
-            raise params_lib.WeightsError(
-                "these weights have no PCA params; convert with --pca FILE to enable --postprocess")
-        return post.postprocess(embeddings, self.pca, rounding)
+        return post.postprocess(embeddings, params_lib.require_pca(self.pca, "postprocess", self.weights_dir), rounding)
 
     # --- device calls -----------------------------------------------------------------------------------
 
@@ -217,8 +214,8 @@ class Embedder:
         """Yield (path, [n, 128] embeddings or its skips.Skip) per file, in input order, as each is done (with
         `silent`, a silent file as a "silent" Skip whose reason names that consequence: `host.decode_for_stream`);
         decoded up to 2 * `workers` ahead in threads (or jax-free spawned processes with `processes=True`)."""
-        if postprocess and self.pca is None:
-            self.postprocess(np.zeros((0, 128), np.float32))  # raises the clear no-PCA error up front
+        if postprocess:
+            params_lib.require_pca(self.pca, "postprocess", self.weights_dir)  # up front, not at the first file
         for path, value in self._iter(paths, pad, workers, processes, silent):
             if isinstance(value, BaseException):
                 yield path, host.skip_of(path, value)
@@ -232,8 +229,8 @@ class Embedder:
         unreadable or too-short file raises instead."""
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-        if postprocess and self.pca is None:
-            self.postprocess(np.zeros((0, 128), np.float32))
+        if postprocess:
+            params_lib.require_pca(self.pca, "postprocess", self.weights_dir)  # up front, not at the first file
         results: dict[str, np.ndarray] = {}
         errors: dict[str, str] = {}
         for path, value in self._iter(paths, pad, workers, processes):

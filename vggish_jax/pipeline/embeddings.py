@@ -53,14 +53,8 @@ def _with_hop(model, hop_s: float, pad_last: bool) -> tuple:
     return hit[1].with_frontend(cfg), hit[2].replace(frontend=cfg)
 
 
-def _check_pca(model, postprocess: bool) -> None:
-    if postprocess and model.pca is None:
-        raise params_lib.WeightsError("this model has no PCA params; load weights converted with "
-                                      "--pca FILE (VGGish.from_pretrained) to postprocess")
-
-
-def _result(values: np.ndarray, spec: EmbeddingSpec, pca, postprocess: bool, hop_s: float) -> Embeddings:
-    if postprocess:
+def _result(values: np.ndarray, spec: EmbeddingSpec, pca, hop_s: float) -> Embeddings:
+    if pca is not None:
         values, spec = post.postprocess(values, pca), spec.replace(postprocess=True)
     start_s = np.arange(values.shape[0]) * frontend.example_hop_seconds(frontend.with_hop(hop_s))
     return Embeddings(values=values, start_s=start_s, spec=spec)
@@ -77,8 +71,8 @@ def embed(waveform, sample_rate: int, model, *, postprocess: bool = False, pad: 
     raises waveform.WaveformError, one line."""
     emb, spec = _with_hop(model, hop_s, pad_last)
     x = waveform_lib.to_16k(waveform, sample_rate, pad=pad or pad_last)
-    _check_pca(model, postprocess)
-    return _result(emb._embed_16k(x), spec, model.pca, postprocess, hop_s)
+    pca = params_lib.require_pca(model.pca, "postprocess=True") if postprocess else None
+    return _result(emb._embed_16k(x), spec, pca, hop_s)
 
 
 def embed_files(paths: Iterable[str | os.PathLike], model, *, postprocess: bool = False, pad: bool = False,
@@ -92,12 +86,12 @@ def embed_files(paths: Iterable[str | os.PathLike], model, *, postprocess: bool 
         raise TypeError(f"embed_files takes a list of files, got the single path {os.fsdecode(paths)!r}; pass "
                         f"[path] (or use vggish_jax.embed for an in-memory waveform)")
     emb, spec = _with_hop(model, hop_s, pad_last)
-    _check_pca(model, postprocess)
+    pca = params_lib.require_pca(model.pca, "postprocess=True") if postprocess else None
     paths = [os.fspath(p) for p in paths]
 
     def results():
         for path, value in emb.iter_files(paths, pad=pad, workers=workers):
             yield path, (value if isinstance(value, skips.Skip)
-                         else _result(value, spec, model.pca, postprocess, hop_s))
+                         else _result(value, spec, pca, hop_s))
 
     return results()

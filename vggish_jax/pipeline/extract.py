@@ -16,6 +16,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from vggish_jax.models.vggish.params import require_pca
 from vggish_jax.pipeline import core, store
 from vggish_jax.pipeline.core import Summary, assign, plan
 
@@ -136,14 +137,9 @@ def load_model(weights_dir: str | os.PathLike | None, *, final_relu: bool | None
 
     weights_dir = os.path.abspath(os.fspath(weights_dir))
     model = VGGish.from_pretrained(weights_dir, final_relu=final_relu, dtype=jnp.dtype(dtype))
-    _require_pca(model, postprocess, weights_dir)
+    if postprocess:
+        require_pca(model.pca, "--postprocess", weights_dir)
     return model
-
-
-def _require_pca(model, postprocess: bool, name: str | None) -> None:
-    if postprocess and model.pca is None:
-        raise ValueError(f"{name or 'the model'}: these weights have no PCA params, so --postprocess is impossible; "
-                         f"convert them with --pca FILE or drop --postprocess")
 
 
 def source_name(source) -> str:
@@ -187,7 +183,8 @@ def _job(source, out: str, model, settings: ExtractSettings) -> tuple[core.Job, 
         raise ValueError(f"{name}: holds audio, so embedding it needs a model (--weights: a folder written by "
                          f"`vggish-jax convert`)")
     weights_dir = os.path.abspath(settings.weights_dir) if settings.weights_dir else None
-    _require_pca(model, settings.postprocess, weights_dir)
+    if settings.postprocess:
+        require_pca(model.pca, "--postprocess", weights_dir)
     if source.payload == "mel" and (settings.hop_s, settings.pad_last) != (0.96, False):
         raise ValueError(f"{name}: holds log-mel examples already cut every 0.96 s, so hop_s={settings.hop_s} / "
                          f"pad_last={settings.pad_last} cannot apply; extract from its audio, or leave hop_s and "

@@ -102,7 +102,7 @@ def write_info(root: str, info: dict) -> None:
     atomic.write_json(os.path.join(root, INFO), info, indent=2, sort_keys=True)
 
 
-def read_info(root: str) -> dict:
+def read_info(root: str, finished: bool = False) -> dict:
     path = os.path.join(root, INFO)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: missing; {root} is not an embeddings directory from `vggish-jax extract`")
@@ -114,14 +114,15 @@ def read_info(root: str) -> dict:
                          f"to rewrite it".replace("\n", " ")) from None
     if not isinstance(info, dict):
         raise StoreError(f"{path}: damaged (not a JSON object); rerun the command that wrote {root} to rewrite it")
+    if finished and not info.get("complete", False):  # the one check that a store is complete (load, stored.read)
+        raise RuntimeError(f"{root}: extraction did not finish; rerun the same `vggish-jax extract` command to "
+                           f"complete it")
     return info
 
 
 def load(root: str, split: str) -> Split:
     """One split of a finished store; refuses an unfinished one (rerun the command to complete it)."""
-    if not read_info(root).get("complete", False):
-        raise RuntimeError(f"{root}: extraction did not finish; rerun the same `vggish-jax extract` command to "
-                           f"complete it")
+    read_info(root, finished=True)
     return load_split(root, split)
 
 

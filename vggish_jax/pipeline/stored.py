@@ -66,10 +66,8 @@ def read_npz(path: str) -> Stored:
 
 def read_store(root: str, splits: list[str] | None = None) -> Stored:
     """A finished extract store (all splits, or `splits`)."""
-    info = store.read_info(root)
+    info = store.read_info(root, finished=True)
     info_path = os.path.join(root, store.INFO)
-    if not info.get("complete", False):
-        raise StoredError(f"{root}: extraction did not finish; rerun the same extract command first")
     spec = store.spec_of(info, info_path)
     splits = splits or sorted(info.get("splits") or [])
     embeddings = {}

@@ -22,20 +22,26 @@ TAGS = ("rock", "pop", "alternative", "indie", "electronic", "female vocalists",
         "indie pop", "sad", "House", "happy")
 
 
+@functools.lru_cache(maxsize=2)
+def _load(weights: str) -> tuple:
+    """(model, state, jitted forward) of a weights file: loaded once per process, shared by every Tagger."""
+    from vggish_jax.models.musicnn.modeling import from_flat
+
+    if not os.path.exists(weights):
+        raise FileNotFoundError(f"{weights}: MusiCNN weights missing; reinstall vggish-jax "
+                                f"(they ship in its assets)")
+    with np.load(weights) as z:
+        model = from_flat({k: z[k] for k in z.files})
+    graphdef, state = nnx.split(model)
+    return model, state, jax.jit(lambda s, x: nnx.merge(graphdef, s).features(x))
+
+
 class Tagger:
     """MSD_musicnn (the shipped weights) with its jitted forward pass: patches -> tag probabilities and features."""
 
     def __init__(self, weights: str = WEIGHTS, batch_size: int = 16):
-        from vggish_jax.models.musicnn.modeling import from_flat
-
-        if not os.path.exists(weights):
-            raise FileNotFoundError(f"{weights}: MusiCNN weights missing; reinstall vggish-jax "
-                                    f"(they ship in its assets)")
-        with np.load(weights) as z:
-            self.model = from_flat({k: z[k] for k in z.files})
-        graphdef, state = nnx.split(self.model)
-        self._state, self.batch_size = state, batch_size
-        self._forward = jax.jit(lambda s, x: nnx.merge(graphdef, s).features(x))
+        self.model, self._state, self._forward = _load(os.path.abspath(weights))
+        self.batch_size = batch_size
 
     def iter_patches(self, path: str, chunk: int = 64):
         """[k <= chunk, 187, 96] patches of a file, streamed: memory stays bounded for any length."""
@@ -68,8 +74,3 @@ class Tagger:
     def embed(self, path: str) -> np.ndarray:
         """[patches, 200] penultimate-layer features (MusiCNN embeddings) of a file."""
         return np.concatenate([self.run(p)["penultimate"] for p in self.iter_patches(path)])
-
-
-@functools.lru_cache(maxsize=1)
-def default() -> Tagger:
-    return Tagger()

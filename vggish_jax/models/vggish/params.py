@@ -36,6 +36,16 @@ class WeightsError(ValueError):
     """Weights missing, of the wrong shape, or not finite. The message names the tensor."""
 
 
+def require_pca(pca: PCAParams | None, need: str, weights: str | os.PathLike | None = None) -> PCAParams:
+    """`pca`, or the one refusal of weights (the folder `weights`, when known) without PCA params that `need`s them."""
+    if pca is None:
+        raise WeightsError(f"{weights or 'this model'}: these weights have no PCA params, which {need} needs; "
+                           f"convert them again with their PCA file, e.g. `vggish-jax convert --torch-weights "
+                           f"vggish-10086976.pth --pca vggish_pca_params-970ea276.pth --out {weights or 'DIR'} "
+                           f"--overwrite`")
+    return pca
+
+
 def param_shapes(width_divisor: int = 1) -> dict:
     """{layer: {'kernel': shape, 'bias': shape}} of the reference layout (or of a width_divisor model)."""
     shapes, in_ch = {}, 1
