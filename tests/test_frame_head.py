@@ -3,7 +3,6 @@ soft-target training, and refitting the model chosen on validation on train + va
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest

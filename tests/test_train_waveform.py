@@ -1,7 +1,6 @@
 """Fine-tuning from waveforms: the device frontend against the NumPy oracle, augmentation against NumPy
 re-computations of the same draws, exact resume with augmentation on, and the CLI on a mini-FMA waveform build."""
 import json
-import os
 
 import jax
 import numpy as np
