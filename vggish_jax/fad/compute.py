@@ -131,36 +131,29 @@ def _embed_audio_sets(sets: list[EmbeddingSet], weights, final_relu, batch_size:
     if not audio_sets:
         return []
     paths = list(dict.fromkeys(p for s in audio_sets for p in s.audio_paths))  # one call: full batches across sets
-    silent, errors, results = {}, {}, {}
+    found = {}
     with _bar(len(paths), "fad: embed", progress, unit="file") as bar, audio_decode.collect_cautions() as cautions:
         # the silence rule is applied to the samples the embedder decodes: each file is read once
         for path, value in embedder.iter_files(paths, pad=pad, workers=workers, processes=True,
                                                silent="not counted in the statistics"):
-            if isinstance(value, skips.Skip):
-                (silent if value.kind == "silent" else errors)[path] = value.reason
-            else:
-                results[path] = value
+            found[path] = value
             bar.update(1)
     for s in audio_sets:
         s.files = {}
         for path in s.audio_paths:
-            if path in silent:
-                s.skipped[path] = silent[path]
-            elif path in errors:
-                reason = errors[path]
-                if not pad and TOO_SHORT in reason:  # the embedder's fix names embed's flag; fad's is a setting
-                    s.short += 1
-                    reason = (f"{reason.split(';')[0]}; not counted: set pad = true in a --config file to "
-                              f"zero-pad it to one frame (FAD needs at least 2 frames, about 2 s of audio, per set)")
-                s.skipped[path] = reason
+            value = found[path]
+            if not isinstance(value, skips.Skip):
+                s.files[path] = value
+            elif value.kind == "too_short" and not pad:  # the embedder's fix names embed's flag; fad's is a setting
+                s.short += 1
+                s.skipped[path] = (f"{value.reason.split(';')[0]}; not counted: set pad = true in a --config file "
+                                   f"to zero-pad it to one frame (FAD needs at least 2 frames, about 2 s of audio, "
+                                   f"per set)")
             else:
-                s.files[path] = results[path]
+                s.skipped[path] = value.reason
         s.spec, s.spec_from = embedder.spec, "the weights given with --weights"
     _check_specs(sets, embedder, final_relu)
     return [c.to_dict() for c in cautions]
-
-
-TOO_SHORT = "shorter than one VGGish example"  # in the embedder's reason for a file under 0.975 s
 
 
 def few_frames(role: str, source: str, frames: int, dim: int) -> str | None:

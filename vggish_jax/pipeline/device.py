@@ -12,7 +12,7 @@ import collections
 import copy
 import functools
 import os
-from typing import Callable, Hashable, Iterable, Iterator
+from typing import Hashable, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -200,7 +200,6 @@ class Embedder:
         stream.finish()
         yield from stream.ready()
 
-
     # --- files -----------------------------------------------------------------------------------------
 
     def embed_file(self, path, *, postprocess: bool = False, pad: bool = False) -> np.ndarray:
@@ -223,8 +222,8 @@ class Embedder:
                 yield path, self.postprocess(value) if postprocess else value
 
     def embed_files(self, paths: Iterable[str], *, postprocess: bool = False, pad: bool = False,
-                    workers: int = 2, on_error: str = "skip", processes: bool = False,
-                    progress: Callable[[int], None] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+                    workers: int = 2, on_error: str = "skip", processes: bool = False
+                    ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """({path: [n, 128]}, {path: one-line reason}) in input order; with on_error='raise' the first
         unreadable or too-short file raises instead."""
         if on_error not in ("skip", "raise"):
@@ -234,14 +233,12 @@ class Embedder:
         results: dict[str, np.ndarray] = {}
         errors: dict[str, str] = {}
         for path, value in self._iter(paths, pad, workers, processes):
-            if isinstance(value, BaseException) and on_error == "raise":
-                raise value
-            if isinstance(value, BaseException):
-                errors[path] = host.skip_of(path, value).reason
-            else:
+            if not isinstance(value, BaseException):
                 results[path] = self.postprocess(value) if postprocess else value
-            if progress:
-                progress(1)
+            elif on_error == "raise":
+                raise value
+            else:
+                errors[path] = host.skip_of(path, value).reason
         return results, errors
 
     def _iter(self, paths, pad: bool, workers: int, processes: bool = False,

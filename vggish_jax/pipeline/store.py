@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from vggish_jax import atomic, skips, spec as spec_lib
+from vggish_jax.models.vggish import params as params_lib
 from vggish_jax.models.vggish.frontend import DEFAULT
 
 INFO = "info.json"
@@ -147,7 +148,7 @@ def writer(root: str) -> str | None:
 def weights_metadata(weights_dir: str | None) -> dict:
     """metadata.json of a weights folder (`params.save` writes it beside the checkpoint), {} without one."""
     try:
-        with open(os.path.join(weights_dir, "metadata.json")) as f:
+        with open(os.path.join(weights_dir, params_lib.METADATA)) as f:
             meta = json.load(f)
     except (TypeError, OSError, ValueError):
         return {}
